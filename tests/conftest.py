@@ -1,0 +1,112 @@
+"""Shared fixtures: real services on a temporary data directory, a Flask client, a live server."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import requests
+
+from service.app import create_app
+from service.config import Settings
+from service.context import Services, build_services
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY, SECRET = "test-key", "test-secret"
+OTHER_KEY, OTHER_SECRET = "other-key", "other-secret"
+API = "/api/v2/face_search"
+
+
+def basic(key: str = KEY, secret: str = SECRET) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{key}:{secret}".encode()).decode()}
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return replace(Settings(), data_dir=tmp_path / "data", index_save_seconds=0)
+
+
+@pytest.fixture
+def services(settings: Settings) -> Iterator[Services]:
+    built = build_services(settings, serving=True)
+    built.keys.create(KEY, SECRET)
+    built.keys.create(OTHER_KEY, OTHER_SECRET)
+    yield built
+    built.close()
+
+
+@pytest.fixture
+def client(settings: Settings, services: Services):
+    return create_app(settings, services).test_client()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LiveServer:
+    """A real gunicorn process serving the app on loopback, restartable on the same data."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "PORT": str(self.port),
+            "FACE_SEARCH_DATA_DIR": str(data_dir),
+            "FACE_SEARCH_API_KEY": KEY,
+            "FACE_SEARCH_API_SECRET": SECRET,
+            "FACE_SEARCH_LOG_LEVEL": "warning",
+            **(env or {}),
+        }
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60.0) -> LiveServer:
+        gunicorn = str(Path(sys.executable).parent / "gunicorn")
+        self.process = subprocess.Popen(
+            [gunicorn, "-c", "service/gunicorn.conf.py", "service.wsgi:app"], cwd=ROOT, env=self.env
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}")
+            try:
+                requests.get(self.url + API + "/images", timeout=1)
+                return self
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise RuntimeError("server did not start")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=30)
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL the master and its worker: a power cut as far as the data is concerned."""
+        if self.process is not None:
+            subprocess.run(["pkill", "-KILL", "-P", str(self.process.pid)], check=False)
+            self.stop(signal.SIGKILL)
+
+    def call(self, method: str, path: str, key: str = KEY, secret: str = SECRET, **kwargs) -> requests.Response:
+        return requests.request(method, self.url + API + path, auth=(key, secret), timeout=60, **kwargs)
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+    server = LiveServer(tmp_path / "live-data").start()
+    yield server
+    server.stop()
