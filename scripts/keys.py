@@ -44,9 +44,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.quota is not None and args.quota < 0:
                 parser.error("--quota must be 0 or more")
             made = ring.create(args.key, args.secret, args.quota)
-            print(
-                f"key: {made.record.name}\nsecret: {made.secret}\nquota: {'unlimited' if made.record.quota is None else made.record.quota}"
-            )
+            limit = "unlimited" if made.record.quota is None else made.record.quota
+            print(f"key: {made.record.name}\nsecret: {made.secret}\nquota: {limit}")
         elif args.command == "list":
             print(f"{'key':<32} {'quota':>10} {'used':>10}  state    created")
             for record, used in store.list_keys():
