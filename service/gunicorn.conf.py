@@ -13,9 +13,9 @@ worker_class = "gthread"
 threads = int(os.environ.get("FACE_SEARCH_THREADS", "4"))
 timeout = 120
 graceful_timeout = 30
-accesslog = "-"
-errorlog = "-"
 loglevel = os.environ.get("FACE_SEARCH_LOG_LEVEL", "info")
+accesslog = "-" if loglevel in ("debug", "info") else None
+errorlog = "-"
 
 
 def worker_exit(server, worker):  # checkpoint the indexes on a clean shutdown

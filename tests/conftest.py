@@ -83,9 +83,9 @@ class LiveServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}")
             try:
-                requests.get(self.url + API + "/images", timeout=1)
+                requests.get(self.url + API + "/images", timeout=5)
                 return self
-            except requests.ConnectionError:
+            except requests.RequestException:
                 time.sleep(0.1)
         raise RuntimeError("server did not start")
 
