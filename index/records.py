@@ -65,6 +65,7 @@ class GalleryRecord:
     seq: int = 0
     images: int = 0
     faces: int = 0
+    index_generation: int = 0  # bumped when a rebuilt index file replaces the gallery's index
 
     def encode(self) -> bytes:
         return dumps(asdict(self))

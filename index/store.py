@@ -9,6 +9,7 @@ replaying what it has not seen, whoever made the change.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from .records import (
     NewFace,
     decode_change,
     decode_face,
+    dumps,
     encode_change,
     encode_face,
     pair,
@@ -36,7 +38,23 @@ from .records import (
 )
 
 T = TypeVar("T")
-_DATABASES = ("meta", "keys", "usage", "galleries", "images", "gallery_images", "faces", "changes")
+_DATABASES = (
+    "meta",
+    "keys",
+    "usage",
+    "galleries",
+    "images",
+    "gallery_images",
+    "faces",
+    "changes",
+    "imported",  # (gallery, content hash) -> image id (0: no face), for resumable bulk imports
+    "staged",  # (gallery, face) -> a re-embedded face waiting for the swap
+    "staged_images",  # (gallery, image) -> {"pack", "faces"}: which faces were re-embedded
+)
+
+
+class StorageError(OSError):
+    """The store could not write (disk full, I/O error); nothing of the transaction was kept."""
 
 
 class PackMismatchError(ValueError):
@@ -48,6 +66,14 @@ class PackMismatchError(ValueError):
             f"{pack!r}; embeddings of different packs cannot be compared: run the service with "
             f"FACE_SEARCH_MODELS={gallery_pack}, or re-embed the gallery with scripts/reembed.py"
         )
+
+
+class GenerationConflictError(RuntimeError):
+    """Another rebuild replaced the gallery's index first; this one is stale."""
+
+
+class StagingIncompleteError(RuntimeError):
+    """Faces were added while a re-embedding ran: they must be re-embedded before the swap."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +112,8 @@ class Store:
             except lmdb.MapFullError:
                 with self._resize.write():
                     self.env.set_mapsize(self.env.info()["map_size"] * 2)
+            except lmdb.Error as exc:  # disk full or failing: the transaction was aborted whole
+                raise StorageError(f"LMDB write failed: {exc}") from exc
 
     def _next(self, txn: lmdb.Transaction, counter: str, count: int = 1) -> int:
         """Reserve ``count`` consecutive ids from a persistent counter; returns the first."""
@@ -182,8 +210,13 @@ class Store:
         created_at: str,
         pack: str,
         faces: list[NewFace],
+        source_digest: bytes | None = None,
     ) -> ImageRecord:
-        """Store an image record with all its faces and log them, atomically."""
+        """Store an image record with all its faces and log them, atomically.
+
+        ``source_digest`` (a bulk import's content hash) is recorded in the same transaction,
+        so an import killed at any point neither loses nor repeats a photo when resumed.
+        """
 
         def add(txn: lmdb.Transaction) -> ImageRecord:
             gallery = GalleryRecord.decode(txn.get(u64(gid), db=self.db["galleries"]))
@@ -205,9 +238,19 @@ class Store:
             gallery.images += 1
             gallery.faces += len(faces)
             txn.put(u64(gid), gallery.encode(), db=self.db["galleries"])
+            if source_digest is not None:
+                txn.put(u64(gid) + source_digest, u64(image_id), db=self.db["imported"])
             return record
 
         return self.write(add)
+
+    def imported_as(self, gid: int, digest: bytes) -> int | None:
+        """The image a bulk import made from this content (0: it had no face), None if unseen."""
+        raw = self.read(lambda txn: txn.get(u64(gid) + digest, db=self.db["imported"]))
+        return None if raw is None else int.from_bytes(raw, "big")
+
+    def mark_imported(self, gid: int, digest: bytes, image_id: int = 0) -> None:
+        self.write(lambda txn: txn.put(u64(gid) + digest, u64(image_id), db=self.db["imported"]))
 
     def get_image(self, gid: int, image_id: int) -> ImageRecord | None:
         """The image if it exists in this gallery: another key's image is as good as absent."""
@@ -373,3 +416,191 @@ class Store:
                     break
 
         self.write(trim)
+
+    def log_counts(self, gid: int, seq: int) -> tuple[int, int]:
+        """(adds, removes) logged after ``seq``: what an index saved at ``seq`` has not seen."""
+
+        def scan(txn: lmdb.Transaction) -> tuple[int, int]:
+            adds = removes = 0
+            cursor = txn.cursor(db=self.db["changes"])
+            if cursor.set_range(pair(gid, seq + 1)):
+                for key, raw in cursor:
+                    if key[:8] != u64(gid):
+                        break
+                    if decode_change(raw)[0] == ADD:
+                        adds += 1
+                    else:
+                        removes += 1
+            return adds, removes
+
+        return self.read(scan)
+
+    # -- index generations -------------------------------------------------------------
+
+    def snapshot(self, gid: int) -> tuple[GalleryRecord, np.ndarray, np.ndarray]:
+        """Every live face of a gallery, read in one transaction with the record it matches.
+
+        The record's seq says which changes the vectors include, so an index built from them
+        can be brought up to date by replaying the log from there. Vectors land in one
+        preallocated array: a million faces cost their 2 GB once, not twice.
+        """
+
+        def scan(txn: lmdb.Transaction) -> tuple[GalleryRecord, np.ndarray, np.ndarray]:
+            gallery = GalleryRecord.decode(txn.get(u64(gid), db=self.db["galleries"]))
+            ids = np.empty(gallery.faces, dtype=np.int64)
+            vectors = np.empty((gallery.faces, gallery.dim or 0), dtype=np.float32)
+            count = 0
+            cursor = txn.cursor(db=self.db["faces"])
+            if cursor.set_range(u64(gid)):
+                for key, raw in cursor:
+                    if key[:8] != u64(gid):
+                        break
+                    if count == len(ids):
+                        raise RuntimeError(f"gallery {gid} holds more faces than its record counts")
+                    ids[count] = second_of(key)
+                    vectors[count] = decode_face(raw).vector
+                    count += 1
+            return gallery, ids[:count], vectors[:count]
+
+        return self.read(scan)
+
+    def commit_generation(self, gid: int, expected: int) -> GalleryRecord:
+        """Point the gallery at index generation ``expected + 1``, unless another rebuild did."""
+
+        def commit(txn: lmdb.Transaction) -> GalleryRecord:
+            gallery = GalleryRecord.decode(txn.get(u64(gid), db=self.db["galleries"]))
+            if gallery.index_generation != expected:
+                raise GenerationConflictError(f"gallery {gid} is at index generation {gallery.index_generation}")
+            gallery.index_generation += 1
+            txn.put(u64(gid), gallery.encode(), db=self.db["galleries"])
+            return gallery
+
+        return self.write(commit)
+
+    # -- re-embedding ------------------------------------------------------------------
+
+    def image_ids(self, gid: int) -> list[int]:
+        return self.read(lambda txn: self._image_ids(txn, gid))
+
+    def _image_ids(self, txn: lmdb.Transaction, gid: int) -> list[int]:
+        cursor = txn.cursor(db=self.db["gallery_images"])
+        found: list[int] = []
+        if cursor.set_range(u64(gid)):
+            for key in cursor.iternext(values=False):
+                if key[:8] != u64(gid):
+                    break
+                found.append(second_of(key))
+        return found
+
+    def _staged_face(self, txn: lmdb.Transaction, gid: int, face_id: int, pack: str) -> bytes | None:
+        """A face's staged vector in ``pack`` (one left by an abandoned run for another pack is not)."""
+        raw = txn.get(pair(gid, face_id), db=self.db["staged"])
+        return raw if raw is not None and decode_face(raw).pack == pack else None
+
+    def _delete_staging(self, txn: lmdb.Transaction, gid: int) -> None:
+        for name in ("staged", "staged_images"):
+            cursor = txn.cursor(db=self.db[name])
+            if cursor.set_range(u64(gid)):
+                while cursor.key()[:8] == u64(gid) and cursor.delete():
+                    pass
+
+    def stage_embeddings(self, gid: int, image_id: int, pack: str, vectors: dict[int, np.ndarray]) -> None:
+        """Keep an image's re-embedded faces aside; the serving vectors stay untouched."""
+
+        def stage(txn: lmdb.Transaction) -> None:
+            for face_id, vector in vectors.items():
+                txn.put(pair(gid, face_id), encode_face(image_id, pack, vector), db=self.db["staged"])
+            entry = dumps({"pack": pack, "faces": sorted(vectors)})
+            txn.put(pair(gid, image_id), entry, db=self.db["staged_images"])
+
+        self.write(stage)
+
+    def staged_image_ids(self, gid: int, pack: str) -> set[int]:
+        """Images already re-embedded with ``pack``, so a resumed run skips them."""
+
+        def scan(txn: lmdb.Transaction) -> set[int]:
+            cursor = txn.cursor(db=self.db["staged_images"])
+            found: set[int] = set()
+            if cursor.set_range(u64(gid)):
+                for key, raw in cursor:
+                    if key[:8] != u64(gid):
+                        break
+                    if json.loads(raw)["pack"] == pack:
+                        found.add(second_of(key))
+            return found
+
+        return self.read(scan)
+
+    def clear_staging(self, gid: int) -> None:
+        self.write(lambda txn: self._delete_staging(txn, gid))
+
+    def staged_snapshot(self, gid: int, pack: str) -> tuple[GalleryRecord, np.ndarray, np.ndarray, list[int]]:
+        """The re-embedded vectors of every live face, the record they match, and the images
+        not re-embedded yet (added since the run began), all read in one transaction."""
+
+        def scan(txn: lmdb.Transaction) -> tuple[GalleryRecord, np.ndarray, np.ndarray, list[int]]:
+            gallery = GalleryRecord.decode(txn.get(u64(gid), db=self.db["galleries"]))
+            ids: list[int] = []
+            vectors: list[np.ndarray] = []
+            missing: list[int] = []
+            for image_id in self._image_ids(txn, gid):
+                entry = txn.get(pair(gid, image_id), db=self.db["staged_images"])
+                if entry is None or json.loads(entry)["pack"] != pack:
+                    missing.append(image_id)
+                    continue
+                record = ImageRecord.decode(txn.get(u64(image_id), db=self.db["images"]))
+                for face in record.faces:
+                    staged = self._staged_face(txn, gid, face.id, pack)
+                    if staged is not None:
+                        ids.append(face.id)
+                        vectors.append(decode_face(staged).vector)
+            stacked = np.stack(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)
+            return gallery, np.array(ids, dtype=np.int64), stacked, missing
+
+        return self.read(scan)
+
+    def swap_embeddings(self, gid: int, pack: str, dim: int, since_seq: int, generation: int) -> GalleryRecord:
+        """Replace every face vector of the gallery by its staged one in one transaction.
+
+        Also moves the gallery to ``pack`` and to index generation ``generation + 1`` (an
+        index of the staged vectors as of ``since_seq`` must already be written), so a
+        server switches packs, vectors and index together. Faces the new pack's detector
+        did not find again are removed and logged. Refused when a face was added after
+        ``since_seq``: it is still in the old pack and would be missing from the new index.
+        """
+
+        def swap(txn: lmdb.Transaction) -> GalleryRecord:
+            gallery = GalleryRecord.decode(txn.get(u64(gid), db=self.db["galleries"]))
+            if gallery.index_generation != generation:
+                raise GenerationConflictError(f"gallery {gid} is at index generation {gallery.index_generation}")
+            cursor = txn.cursor(db=self.db["changes"])
+            if cursor.set_range(pair(gid, since_seq + 1)):
+                for key, raw in cursor:
+                    if key[:8] != u64(gid):
+                        break
+                    if decode_change(raw)[0] == ADD:
+                        raise StagingIncompleteError(f"faces were added to gallery {gid} during the re-embedding")
+            for image_id in self._image_ids(txn, gid):
+                entry = txn.get(pair(gid, image_id), db=self.db["staged_images"])
+                if entry is None or json.loads(entry)["pack"] != pack:
+                    raise StagingIncompleteError(f"image {image_id} of gallery {gid} is not re-embedded")
+                record = ImageRecord.decode(txn.get(u64(image_id), db=self.db["images"]))
+                kept = []
+                for face in record.faces:
+                    raw = self._staged_face(txn, gid, face.id, pack)
+                    if raw is None:
+                        txn.delete(pair(gid, face.id), db=self.db["faces"])
+                        self._log(txn, gallery, gid, REMOVE, face.id)
+                        gallery.faces -= 1
+                    else:
+                        txn.put(pair(gid, face.id), raw, db=self.db["faces"])
+                        kept.append(face)
+                record.faces, record.pack = kept, pack
+                txn.put(u64(image_id), record.encode(), db=self.db["images"])
+            self._delete_staging(txn, gid)
+            gallery.pack, gallery.dim = pack, dim
+            gallery.index_generation += 1
+            txn.put(u64(gid), gallery.encode(), db=self.db["galleries"])
+            return gallery
+
+        return self.write(swap)

@@ -1,21 +1,31 @@
-"""The whole model pipeline: image bytes or pixels in, embedded faces out."""
+"""The whole model pipeline: image bytes or pixels in, embedded faces out.
+
+A phone photo is several times larger than the detector's input, so decoding it in
+full only to shrink it again wastes most of the time spent on it. Large JPEGs are
+decoded at 1/2, 1/4 or 1/8 size (libjpeg's DCT scaling, nearly free) as long as the
+longer side still covers what the detector uses (its input, or its larger input for
+large photos: ``FaceDetector.working_side``); faces are aligned on those pixels when
+every face still spans at least the embedder's crop size, and on a full decode
+otherwise. Boxes and landmarks are always returned in the photo's own coordinates.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .decode import decode_image
+from .decode import DEFAULT_MAX_PIXELS, check_size, decode_image, decode_reduced, reduction_for
 from .detector import FaceDetector
 from .embedder import FaceEmbedder
-from .faces import Face
+from .faces import Detection, Face
 from .packs import ModelPack, load_pack
 
 
 class FaceAnalyzer:
     """Owns one detector and one embedder session; safe to share between threads."""
 
-    def __init__(self, pack: ModelPack, threads: int = 1) -> None:
+    def __init__(self, pack: ModelPack, threads: int = 1, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self.pack = pack
+        self.max_pixels = max_pixels
         self.detector = FaceDetector(pack, threads)
         self.embedder = FaceEmbedder(pack, threads)
 
@@ -33,10 +43,41 @@ class FaceAnalyzer:
 
     def faces(self, image: np.ndarray) -> list[Face]:
         """Every face in a BGR photo, largest first, each embedded."""
-        detections = self.detector.detect(image)
+        return self._embed(image, self.detector.detect(image))
+
+    def _embed(self, image: np.ndarray, detections: list[Detection], factor: int = 1) -> list[Face]:
+        """Align on ``image`` and report boxes ``factor`` times larger, in the photo's frame."""
         crops = [self.embedder.align(image, d.landmarks) for d in detections]
         vectors = self.embedder.embed_crops(crops)
-        return [Face(detection=d, embedding=v) for d, v in zip(detections, vectors, strict=False)]
+        return [Face(detection=enlarged(d, factor), embedding=v) for d, v in zip(detections, vectors, strict=True)]
+
+    def decode(self, data: bytes) -> tuple[np.ndarray, int]:
+        """The photo's pixels for detection, and the reduction they were decoded at."""
+        check_size(data, self.max_pixels)
+        factor = reduction_for(data, self.detector.working_side)
+        return decode_reduced(data, factor), factor
+
+    def alignment_frame(
+        self, data: bytes, image: np.ndarray, detections: list[Detection], factor: int
+    ) -> tuple[np.ndarray, list[Detection], int]:
+        """Pixels to align on: the reduced decode if every face still fills a crop, else the full photo."""
+        if factor == 1 or all(d.size >= self.embedder.crop_size for d in detections):
+            return image, detections, factor
+        return decode_image(data), [enlarged(d, factor) for d in detections], 1
 
     def faces_in_bytes(self, data: bytes) -> list[Face]:
-        return self.faces(decode_image(data))
+        """Every face in an encoded photo, decoding large JPEGs at reduced size."""
+        image, factor = self.decode(data)
+        detections = self.detector.detect(image, factor)
+        return self._embed(*self.alignment_frame(data, image, detections, factor))
+
+
+def enlarged(detection: Detection, factor: int) -> Detection:
+    """A detection on a 1/``factor`` decode mapped to the full photo (pixel centres aligned)."""
+    if factor == 1:
+        return detection
+    return Detection(
+        bbox=(detection.bbox + 0.5) * factor - 0.5,
+        landmarks=(detection.landmarks + 0.5) * factor - 0.5,
+        score=detection.score,
+    )

@@ -1,21 +1,32 @@
-"""SCRFD face detection, robust to faces that fill the frame.
+"""SCRFD face detection across the whole range of face sizes, with a quality gate.
 
-SCRFD's anchors stop at faces of a few hundred pixels in its input, so a tightly
-cropped face (an ID photo, an avatar, a selfie) scaled up to the input size is missed
-entirely. When the first pass finds nothing, or finds a face that fills most of the
-frame, the photo is detected again on a canvas padded by half its size on each side,
-and the two sets of detections are merged. Boxes and landmarks are always mapped
-back to the photo's own coordinates, so alignment reads real pixels, never padding.
+One pass at the pack's input size (640x640) finds the faces of an ordinary photo. Two
+variations run only on the photos that need them (see README for what they cost):
+
+- Large photos: a 4000x3000 photo shrunk to 640 loses faces under ~150 pixels. When the
+  photo's longer side is at least 1.5 times the input, its one pass runs at up to
+  ``large_photo_side`` pixels instead (an input shaped like the photo, so no time goes
+  to padding). SCRFD still finds faces up to ~380 pixels in such an input, more than
+  the close-up share below leaves to it.
+- Close-ups: SCRFD's anchors stop at faces of a few hundred pixels in its input, so a
+  tightly cropped face (an ID photo, an avatar, a selfie) scaled up to the input size is
+  missed entirely. When the pass finds nothing, or a face that fills most of the frame,
+  the photo is detected again on a canvas padded by half its size on each side, at a
+  small input (the face is large in it, and the pass costs a quarter of the first).
+
+Detections of all passes are merged, then gated: a minimum face size, and borderline
+scores confirmed on zoomed crops (models/packs.py DetectorTuning). Boxes and landmarks
+are always in the photo's own coordinates, so alignment reads real pixels, never padding.
 """
 
 from __future__ import annotations
 
 import warnings
 
-import cv2
 import numpy as np
 from insightface.model_zoo import get_model
 
+from . import views
 from .faces import Detection
 from .packs import ModelPack
 from .runtime import PROVIDERS, session_options
@@ -24,6 +35,12 @@ from .runtime import PROVIDERS, session_options
 # cut short by the detector's largest anchors: look again on a padded canvas.
 CLOSE_UP_SHARE = 0.45
 PAD_SHARE = 0.5
+CLOSE_UP_INPUT = 320
+# The large-photo input replaces the first when it shows faces at least this much larger.
+LARGE_MIN_GAIN = 1.5
+# Zoomed crops that confirm a borderline detection: (margin around the box, input side).
+CONFIRM_VIEWS = ((0.5, 160), (0.25, 224))
+CONFIRM_IOU = 0.3
 MERGE_IOU = 0.4
 
 
@@ -53,28 +70,66 @@ class FaceDetector:
     def __init__(self, pack: ModelPack, threads: int = 1) -> None:
         self.input_size = (pack.detector_input_size, pack.detector_input_size)
         self.score_threshold = pack.detector_score_threshold
+        self.tuning = pack.tuning
         self.model = get_model(str(pack.detector.path), providers=PROVIDERS, sess_options=session_options(threads))
         self.model.prepare(-1, input_size=self.input_size, det_thresh=self.score_threshold)
 
-    def _pass(self, image: np.ndarray, offset: int = 0) -> list[Detection]:
+    @property
+    def working_side(self) -> int:
+        """The longest side of a photo the passes make use of: a decoder may shrink to it, not below."""
+        return max(self.input_size[0], self.tuning.large_photo_side)
+
+    def _pass(
+        self, image: np.ndarray, input_size: tuple[int, int], origin: np.ndarray, threshold: float | None = None
+    ) -> list[Detection]:
+        """Detections in a view whose pixel (0, 0) is at ``origin`` in the photo."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            boxes, landmarks = self.model.detect(image, input_size=self.input_size)
+            boxes, landmarks = self.model.detect(image, input_size=input_size, det_thresh=threshold)
+        shift = np.concatenate([origin, origin])
         return [
             Detection(
-                bbox=(box[:4] - offset).astype(np.float32),
-                landmarks=(points - offset).astype(np.float32),
+                bbox=(box[:4] + shift).astype(np.float32),
+                landmarks=(points + origin).astype(np.float32),
                 score=float(box[4]),
             )
             for box, points in zip(boxes, landmarks if landmarks is not None else [], strict=False)
         ]
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        """All faces in a BGR photo, largest first."""
-        found = self._pass(image)
-        short_side = min(image.shape[:2])
-        if not found or max(d.size for d in found) > CLOSE_UP_SHARE * short_side:
-            pad = round(max(image.shape[:2]) * PAD_SHARE)
-            canvas = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
-            found = merge_detections(found + self._pass(canvas, offset=pad))
-        return sorted(found, key=lambda d: d.area, reverse=True)
+    def _needs_close_up(self, image: np.ndarray, found: list[Detection]) -> bool:
+        return self.tuning.close_up_pass and (
+            not found or max(d.size for d in found) > CLOSE_UP_SHARE * min(image.shape[:2])
+        )
+
+    def _first_input(self, image: np.ndarray) -> tuple[int, int]:
+        """The pack's input, or a larger one shaped like the photo when the photo is large."""
+        side = min(max(image.shape[:2]), self.tuning.large_photo_side)
+        return views.input_for(image, side) if side >= LARGE_MIN_GAIN * self.input_size[0] else self.input_size
+
+    def _confirmed(self, image: np.ndarray, detection: Detection) -> bool:
+        """A borderline detection seen again closer up; a real face holds its score there."""
+        if detection.score >= self.tuning.confirm_below:
+            return True
+        for margin, side in CONFIRM_VIEWS:
+            crop, origin = views.around(image, detection.bbox, margin)
+            seen = self._pass(crop, (side, side), origin, threshold=self.tuning.confirm_score)
+            if seen and _iou(detection.bbox, np.stack([d.bbox for d in seen])).max() > CONFIRM_IOU:
+                return True
+        return False
+
+    def detect(self, image: np.ndarray, scale: float = 1.0) -> list[Detection]:
+        """All faces in a BGR photo that pass the quality gate, largest first.
+
+        ``scale`` is how many photo pixels one pixel of ``image`` stands for when it is a
+        reduced decode: the minimum face size is in the photo's own pixels.
+        """
+        found = self._pass(image, self._first_input(image), np.zeros(2, np.float32))
+        if self._needs_close_up(image, found):
+            canvas, shift = views.padded(image, PAD_SHARE)
+            found += self._pass(canvas, (CLOSE_UP_INPUT, CLOSE_UP_INPUT), shift)
+        kept = [
+            d
+            for d in merge_detections(found)
+            if d.size * scale >= self.tuning.min_face_size and self._confirmed(image, d)
+        ]
+        return sorted(kept, key=lambda d: d.area, reverse=True)

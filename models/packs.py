@@ -31,6 +31,24 @@ class ModelFile:
 
 
 @dataclass(frozen=True)
+class DetectorTuning:
+    """How a pack's detector is run, chosen per pack from labelled faces and non-faces.
+
+    The quality gate: a face's box must be ``min_face_size`` pixels on its shorter side in
+    the photo, and a detection scoring below ``confirm_below`` is looked at again on zoomed
+    crops and kept only if one of them scores ``confirm_score``: real faces score higher
+    when seen closer, the dog faces and textures the detector half-believes in do not.
+    The extra passes: a padded one for close-ups, a larger input for large photos.
+    """
+
+    min_face_size: float = 0.0
+    confirm_below: float = 0.0  # 0: keep every detection over the score threshold
+    confirm_score: float = 0.0
+    close_up_pass: bool = True
+    large_photo_side: int = 0  # 0: no second pass on large photos
+
+
+@dataclass(frozen=True)
 class ModelPack:
     name: str
     directory: Path
@@ -40,6 +58,7 @@ class ModelPack:
     detector_score_threshold: float
     search_threshold: float
     manifest: dict
+    tuning: DetectorTuning = DetectorTuning()
 
 
 def sha256_of(path: Path) -> str:
@@ -114,6 +133,13 @@ def load_pack(name_or_path: str, check: bool = True) -> ModelPack:
             detector_score_threshold=float(detector.get("score_threshold", 0.5)),
             search_threshold=float(manifest["search_threshold"]),
             manifest=manifest,
+            tuning=DetectorTuning(
+                min_face_size=float(detector.get("min_face_size", 0.0)),
+                confirm_below=float(detector.get("confirm_below", 0.0)),
+                confirm_score=float(detector.get("confirm_score", 0.0)),
+                close_up_pass=bool(detector.get("close_up_pass", True)),
+                large_photo_side=int(detector.get("large_photo_side", 0)),
+            ),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelPackError(f"{pack_dir / MANIFEST} is not a valid pack manifest: {exc!r}") from exc

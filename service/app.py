@@ -6,12 +6,18 @@ import logging
 
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
+from werkzeug.middleware.proxy_fix import ProxyFix
 
+from . import metrics, request_log
 from .config import Settings
 from .context import Services, build_services
 from .envelope import failure
 from .errors import ApiError, Code
+from .health import health
+from .openapi import docs
 from .routes import api
+from .throttle import FailedLogins, Limits, RateLimiter
+from .web import web
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +30,16 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
     app.extensions["face_search"] = services or build_services(settings, serving=True)
+    app.extensions["face_search.limits"] = Limits(RateLimiter(settings.rate_limit, settings.rate_burst), FailedLogins())
+    if settings.proxy_hops:
+        app.wsgi_app = ProxyFix(
+            app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops, x_host=settings.proxy_hops
+        )
     app.register_blueprint(api)
+    for blueprint in (docs, health, web):
+        app.register_blueprint(blueprint)
+    metrics.install(app, app.extensions["face_search"])
+    request_log.install(app)
 
     @app.errorhandler(ApiError)
     def api_error(error: ApiError) -> Response:
@@ -33,7 +48,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:
         code = _HTTP_CODES.get(type(error), Code.BAD_REQUEST)
-        return failure(ApiError(code, error.description, error.code))
+        allow = {"Allow": ", ".join(error.valid_methods or ())} if isinstance(error, MethodNotAllowed) else {}
+        return failure(ApiError(code, error.description, error.code, headers=allow))
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> Response:

@@ -16,4 +16,5 @@ def success(result: Any, **extra: Any) -> Response:
 def failure(error: ApiError) -> Response:
     response = jsonify({"result": None, "status_code": int(error.code), "message": error.message})
     response.status_code = error.http_status
+    response.headers.update(error.headers)
     return response

@@ -63,8 +63,11 @@ HTTP_STATUS = {
 class ApiError(Exception):
     """A refusal the client can act on: code, message, and the HTTP status that fits it."""
 
-    def __init__(self, code: Code, detail: str | None = None, http_status: int | None = None) -> None:
+    def __init__(
+        self, code: Code, detail: str | None = None, http_status: int | None = None, headers: dict | None = None
+    ) -> None:
         self.code = code
+        self.headers = headers or {}
         self.message = MESSAGES[code] if detail is None else f"{MESSAGES[code]}: {detail}"
         self.http_status = http_status or HTTP_STATUS[code]
         super().__init__(self.message)

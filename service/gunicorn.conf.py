@@ -14,8 +14,23 @@ threads = int(os.environ.get("FACE_SEARCH_THREADS", "4"))
 timeout = 120
 graceful_timeout = 30
 loglevel = os.environ.get("FACE_SEARCH_LOG_LEVEL", "info")
-accesslog = "-" if loglevel in ("debug", "info") else None
 errorlog = "-"
+# One JSON line per log record on stderr, for the server's and the app's loggers alike. The app
+# writes one line per request with its id, key, route, status, code and duration
+# (service/request_log.py), so gunicorn's own access log is off.
+accesslog = None
+_json = {"level": loglevel.upper(), "handlers": ["json"], "propagate": False}
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "root": {"level": loglevel.upper(), "handlers": ["json"]},
+    "loggers": {
+        "gunicorn.error": {**_json, "qualname": "gunicorn.error"},
+        "gunicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False},
+    },
+    "handlers": {"json": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+    "formatters": {"json": {"()": "service.request_log.JsonFormatter"}},
+}
 
 
 def worker_exit(server, worker):  # checkpoint the indexes on a clean shutdown

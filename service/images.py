@@ -8,43 +8,69 @@ next start removes; after it, the index catches up from the log.
 
 from __future__ import annotations
 
+import logging
 import threading
 
 from index.records import ImageRecord, KeyRecord, NewFace
 from index.store import PackMismatchError
-from models.decode import ImageDecodeError, content_type, decode_image
+from models.decode import ImageDecodeError, content_type
 from models.faces import Face
 
 from .context import Services
 from .errors import ApiError, Code
 from .keys import now
 
+log = logging.getLogger(__name__)
+
 # One add or delete at a time per process: they are short (the models run before it).
 _write_lock = threading.Lock()
+
+
+def storage_error(exc: OSError) -> ApiError:
+    """Disk full or failing: say so, and that nothing of this request was kept."""
+    log.error("storage write failed: %s", exc)
+    return ApiError(
+        Code.STORAGE_ERROR, f"the data directory could not be written ({exc.strerror or exc}); nothing was stored"
+    )
 
 
 def detect_faces(services: Services, data: bytes) -> list[Face]:
     """Every face in the photo, largest first; code 1 for bytes that are not a photo."""
     try:
-        image = decode_image(data)
+        return services.analyzer.faces_in_bytes(data)
     except ImageDecodeError as exc:
         raise ApiError(Code.NO_CONTENT, str(exc)) from exc
-    return services.analyzer.faces(image)
 
 
-def add_faces(services: Services, key: KeyRecord, data: bytes, metadata: dict, faces: list[Face]) -> ImageRecord:
-    """Store a photo whose faces are already embedded (the bulk importer batches that step)."""
+def add_faces(
+    services: Services,
+    key: KeyRecord,
+    data: bytes,
+    metadata: dict,
+    faces: list[Face],
+    source_digest: bytes | None = None,
+) -> ImageRecord:
+    """Store a photo whose faces are already embedded (the bulk importer batches that step,
+    and passes the photo's content hash so a resumed import skips it)."""
     if not faces:
         raise ApiError(Code.NO_FACE, "no face was found in the image")
     new_faces = [NewFace(bbox=f.box(), score=round(f.detection.score, 4), embedding=f.embedding) for f in faces]
     mime = content_type(data) or "application/octet-stream"
     with _write_lock:
-        name = services.photos.write(key.gallery, data, mime)
         try:
-            record = services.store.add_image(key.gallery, name, mime, metadata, now(), services.pack.name, new_faces)
+            name = services.photos.write(key.gallery, data, mime)
+        except OSError as exc:
+            raise storage_error(exc) from exc
+        try:
+            record = services.store.add_image(
+                key.gallery, name, mime, metadata, now(), services.pack.name, new_faces, source_digest
+            )
         except PackMismatchError as exc:
             services.photos.delete(name)
             raise ApiError(Code.PACK_MISMATCH, str(exc)) from exc
+        except OSError as exc:
+            services.photos.delete(name)
+            raise storage_error(exc) from exc
         except BaseException:
             services.photos.delete(name)
             raise

@@ -95,13 +95,16 @@ class KeyRing:
         return found
 
     def authenticate(self, name: str | None, secret: str | None) -> KeyRecord:
-        """The key's record if the pair is right and the key may make one more request."""
+        """The key's record if the pair is right and the key is not revoked."""
         record = self.store.get_key(name) if name and secret is not None else None
         if record is None or record.revoked or not self._verify(record, secret):
             raise ApiError(Code.BAD_CREDENTIALS)
+        return record
+
+    def charge(self, record: KeyRecord) -> None:
+        """Count one request against the key's quota, refusing it once the quota is spent."""
         if not self.store.count_request(record.name, record.quota):
             raise ApiError(Code.OUT_OF_REQUESTS, f"the key's quota of {record.quota} requests is used up")
-        return record
 
     def _verify(self, record: KeyRecord, secret: str) -> bool:
         digest = hashlib.sha256(record.secret_hash.encode() + b"\0" + secret.encode()).digest()

@@ -9,8 +9,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .errors import ApiError, Code
@@ -18,8 +19,10 @@ from .errors import ApiError, Code
 RESERVED_METADATA_KEYS = ("user", "encoding", "_id")
 FORMAT_TYPES = ("base64", "url", "file")
 MAX_TOP_K = 1000
+QUERY_FACES = ("largest", "all")
 MAX_LIST_LIMIT = 1000
-MAX_IDS = 10_000
+MAX_IDS = 1000
+MAX_METADATA_DEPTH = 8
 _DATA_URL = re.compile(r"^data:[\w/+.-]*(;[\w=.-]+)*;base64,", re.IGNORECASE)
 _WHITESPACE = re.compile(r"\s+")
 
@@ -42,6 +45,11 @@ def _integer(value: Any, name: str, low: int, high: int) -> int:
 
 def decode_base64(text: str) -> bytes:
     """Standard or URL-safe base64, with or without a data: prefix, line breaks or padding."""
+    try:  # plain standard base64, what clients send: skip the cleaning passes (20-30 ms per MB)
+        if decoded := base64.b64decode(text, validate=True):
+            return decoded
+    except (binascii.Error, ValueError):
+        pass
     text = _WHITESPACE.sub("", _DATA_URL.sub("", text.strip(), count=1))
     if not text:
         raise ApiError(Code.NO_CONTENT, "image.base64 is empty")
@@ -66,25 +74,70 @@ def image_bytes(body: dict, fetch: Callable[[str], bytes]) -> bytes:
         raise ApiError(Code.NO_CONTENT, "the body has no image")
     if not isinstance(image, dict):
         raise _bad('image must be an object such as {"base64": "..."}')
-    sent = [form for form in ("base64", "url") if form in image]
+    sent = [form for form in FORMAT_TYPES if form in image]
     if len(sent) > 1:
-        raise ApiError(Code.BAD_FORMAT_TYPE, "send either image.base64 or image.url, not both")
+        raise ApiError(Code.BAD_FORMAT_TYPE, "send the image one way only: base64, url or file")
     if declared is not None and sent and declared != sent[0]:
         raise ApiError(Code.BAD_FORMAT_TYPE, f"format_type is {declared!r} but the image was sent as {sent[0]}")
     if not sent:
         raise ApiError(Code.NO_CONTENT, "image.base64 is missing")
-    value = image[sent[0]]
+    form, value = sent[0], image[sent[0]]
+    if form == "file":
+        if not isinstance(value, bytes):
+            raise ApiError(Code.BAD_FORMAT_TYPE, "format_type file is a multipart/form-data upload, not JSON")
+        if not value:
+            raise ApiError(Code.NO_CONTENT, "the uploaded image file is empty")
+        return value
     if not isinstance(value, str):
-        raise _bad(f"image.{sent[0]} must be a string")
-    return decode_base64(value) if sent[0] == "base64" else fetch(value)
+        raise _bad(f"image.{form} must be a string")
+    return decode_base64(value) if form == "base64" else fetch(value)
 
 
-def metadata(value: Any, max_bytes: int) -> dict:
-    """Optional metadata: a JSON object within the size limit, without reserved keys."""
+def form_body(form: Mapping[str, str], files: Mapping[str, Any]) -> dict:
+    """A multipart/form-data upload in the shape of the JSON body.
+
+    The photo is the ``image`` file part; every other field is read as JSON when it parses
+    (``metadata={"a": 1}``, ``top_k=5``) and as text otherwise (``face=all``).
+    """
+    body: dict[str, Any] = {"format_type": form.get("format_type", "file")}
+    for name, text in form.items():
+        if name in ("format_type", "image"):
+            continue
+        try:
+            body[name] = json.loads(text)
+        except ValueError:
+            if name == "metadata":
+                raise _bad("the metadata field is not valid JSON") from None
+            body[name] = text
+    upload = files.get("image")
+    if upload is not None:
+        body["image"] = {"file": upload.read()}
+    elif "image" in form:
+        raise ApiError(Code.BAD_FORMAT_TYPE, "with format_type file, send the photo as a file part named image")
+    if isinstance(body.get("metadata"), dict) and isinstance(body.get("image"), dict):
+        body["image"]["metadata"] = body.pop("metadata")
+    return body
+
+
+def _depth(value: Any) -> int:
+    """How deeply objects and lists nest (a flat object is 1), without recursing."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def metadata(value: Any, max_bytes: int, max_depth: int = MAX_METADATA_DEPTH) -> dict:
+    """Optional metadata: a JSON object within the size and nesting limits, without reserved keys."""
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise _bad("metadata must be a JSON object")
+    if _depth(value) > max_depth:
+        raise _bad(f"metadata nests deeper than {max_depth} levels")
     reserved = [key for key in RESERVED_METADATA_KEYS if key in value]
     if reserved:
         raise _bad(f"metadata may not use the reserved keys {', '.join(reserved)}")
@@ -94,15 +147,15 @@ def metadata(value: Any, max_bytes: int) -> dict:
     return value
 
 
-def image_metadata(body: dict, max_bytes: int) -> dict:
+def image_metadata(body: dict, max_bytes: int, max_depth: int = MAX_METADATA_DEPTH) -> dict:
     """Metadata sent inside the image object (the documented form) or beside it."""
     image = body.get("image")
     inner = image.get("metadata") if isinstance(image, dict) else None
-    return metadata(inner if inner is not None else body.get("metadata"), max_bytes)
+    return metadata(inner if inner is not None else body.get("metadata"), max_bytes, max_depth)
 
 
-def top_k(body: dict) -> int:
-    return _integer(body.get("top_k", 10), "top_k", 1, MAX_TOP_K)
+def top_k(body: dict, most: int = MAX_TOP_K) -> int:
+    return _integer(body.get("top_k", 10), "top_k", 1, most)
 
 
 def threshold(body: dict) -> float | None:
@@ -114,12 +167,39 @@ def threshold(body: dict) -> float | None:
     return float(value)
 
 
-def ids(body: dict) -> list[int]:
+def face_choice(body: dict) -> str:
+    """Which query faces to search with: the largest (default) or all of them."""
+    value = body.get("face")
+    if value is None:
+        return QUERY_FACES[0]
+    if value not in QUERY_FACES:
+        raise _bad(f"face must be one of {', '.join(repr(v) for v in QUERY_FACES)}")
+    return value
+
+
+def _at_least(body: dict, name: str, high: float | None, what: str) -> float:
+    value = body.get(name)
+    if value is None:
+        return 0.0
+    number = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    if not number or value < 0 or (high is not None and value > high):
+        raise _bad(f"{name} must be {what}")
+    return float(value)
+
+
+def stored_face_limits(body: dict) -> tuple[float, float]:
+    """``min_face_size`` (pixels) and ``min_det_score`` a stored face needs to answer; 0 when absent."""
+    size = _at_least(body, "min_face_size", None, "a number of pixels, 0 or more")
+    score = _at_least(body, "min_det_score", 1.0, "a number from 0 to 1 (detection score)")
+    return size, score
+
+
+def ids(body: dict, most: int = MAX_IDS) -> list[int]:
     value = body.get("ids")
     if not isinstance(value, list) or not value:
         raise _bad("ids must be a non-empty list of image ids")
-    if len(value) > MAX_IDS:
-        raise _bad(f"at most {MAX_IDS} ids per request")
+    if len(value) > most:
+        raise _bad(f"at most {most} ids per request")
     return [_integer(item, "every id", 1, 2**63 - 1) for item in value]
 
 

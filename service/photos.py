@@ -39,11 +39,15 @@ class PhotoFiles:
         name = f"{gallery}/{secrets.token_hex(12)}.{EXTENSIONS[content_type]}"
         final = self.root / name
         tmp = final.with_name(f".{final.name}.tmp")
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, final)
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         dir_fd = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(dir_fd)

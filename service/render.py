@@ -6,7 +6,7 @@ from flask import url_for
 
 from index.records import ImageRecord
 
-from .search import Hit
+from .search import FaceHits, Hit
 
 
 def photo_url(image_id: int) -> str:
@@ -37,4 +37,13 @@ def hit(found: Hit) -> dict:
         "metadata": found.image.metadata,
         "score": found.score,
         "bbox": found.bbox,
+    }
+
+
+def face_hits(answer: FaceHits) -> dict:
+    """One face of the query photo (its box and detection score) and the images it matched."""
+    return {
+        "bbox": answer.face.box(),
+        "score": round(answer.face.detection.score, 4),
+        "results": [hit(h) for h in answer.hits],
     }

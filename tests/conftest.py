@@ -58,8 +58,9 @@ def free_port() -> int:
 class LiveServer:
     """A real gunicorn process serving the app on loopback, restartable on the same data."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, log: Path | None = None) -> None:
         self.data_dir = data_dir
+        self.log = log
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -75,8 +76,13 @@ class LiveServer:
 
     def start(self, timeout: float = 60.0) -> LiveServer:
         gunicorn = str(Path(sys.executable).parent / "gunicorn")
+        output = open(self.log, "ab") if self.log else None  # noqa: SIM115 - the child owns it
         self.process = subprocess.Popen(
-            [gunicorn, "-c", "service/gunicorn.conf.py", "service.wsgi:app"], cwd=ROOT, env=self.env
+            [gunicorn, "-c", "service/gunicorn.conf.py", "service.wsgi:app"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=output,
+            stderr=subprocess.STDOUT if output else None,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

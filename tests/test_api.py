@@ -74,7 +74,7 @@ class FlaskBackend(Backend):
 
     def call(self, method: str, path: str, auth: tuple[str, str] | None, **kwargs: Any) -> Answer:
         headers = basic(*auth) if auth else {}
-        if "data" in kwargs and "json" not in kwargs:
+        if isinstance(kwargs.get("data"), str):
             headers["Content-Type"] = "application/json"
         response = self.client.open(API + path, method=method, headers=headers, **kwargs)
         body = response.get_json(silent=True) or {}
@@ -91,7 +91,7 @@ class HttpBackend(Backend):
         self.server = LiveServer(data_dir, env).start()
 
     def call(self, method: str, path: str, auth: tuple[str, str] | None, **kwargs: Any) -> Answer:
-        if "data" in kwargs and "json" not in kwargs:
+        if isinstance(kwargs.get("data"), str):
             kwargs.setdefault("headers", {})["Content-Type"] = "application/json"
         response = requests.request(method, self.server.url + API + path, auth=auth, timeout=60, **kwargs)
         try:
@@ -453,3 +453,78 @@ def test_a_key_made_by_another_process_works_at_once(backend: Backend) -> None:
     backend.keys(lambda ring: ring.create(name, secret))
     client = Client(backend, name, secret)
     assert client.ok(client.call("GET", "/images")) == []
+
+
+# -- multipart uploads -------------------------------------------------------------------------
+
+
+def _multipart(api: Client, path: str, photo: bytes | None, **fields: str) -> Answer:
+    if isinstance(api.backend, FlaskBackend):
+        import io
+
+        data: dict[str, Any] = dict(fields)
+        if photo is not None:
+            data["image"] = (io.BytesIO(photo), "photo.png")
+        return api.call("POST", path, data=data, content_type="multipart/form-data")
+    # a text part keeps the request multipart when it carries no photo
+    files = {"image": ("photo.png", photo, "image/png")} if photo is not None else {"note": (None, "no photo")}
+    return api.call("POST", path, data=fields, files=files)
+
+
+def test_multipart_upload_adds_and_searches(api: Client) -> None:
+    tom = package_photo(TOM)
+    added = api.ok(_multipart(api, "/images", tom, metadata='{"via": "form"}'))
+    assert added["metadata"] == {"via": "form"} and len(added["faces"]) == 1
+    hits = api.ok(_multipart(api, "/search", flipped(tom), format_type="file", top_k="3"))
+    assert [hit["id"] for hit in hits] == [added["id"]]
+
+
+@pytest.mark.parametrize(
+    "path, photo, fields, code",
+    [
+        ("/images", None, {}, 1),
+        ("/images", b"", {}, 1),
+        ("/images", b"not an image at all", {}, 1),
+        ("/images", "tom", {"format_type": "base64"}, 6),
+        ("/images", "tom", {"metadata": "{not json"}, 7),
+        ("/search", "tom", {"top_k": "many"}, 7),
+        ("/search", "tom", {"threshold": "true"}, 7),
+    ],
+)
+def test_bad_multipart_uploads_get_their_code(api: Client, path: str, photo: Any, fields: dict, code: int) -> None:
+    data = package_photo(TOM) if photo == "tom" else photo
+    refused(_multipart(api, path, data, **fields), code, 400)
+    assert api.call("GET", "/images").body["total"] == 0
+
+
+def test_json_cannot_claim_to_be_a_file_upload(api: Client) -> None:
+    refused(api.call("POST", "/images", json={"image": {"file": b64(package_photo(TOM))}}), 6, 400)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/images/..%2F..%2F..%2Fetc%2Fpasswd/file",
+        "/images/../../lmdb/data.mdb",
+        "/images/%2e%2e/file",
+        "/images/-1/file",
+        "/images/1e3/file",
+        "/images/99999999999999999999999/file",
+        "/images/0x1/file",
+    ],
+)
+def test_paths_never_reach_files_outside_the_gallery(api: Client, path: str) -> None:
+    api.ok(api.add(package_photo(TOM)))
+    answer = api.call("GET", path)
+    assert answer.status in (404, 405) and answer.body["status_code"] in (8, 11), (answer.status, answer.raw[:100])
+    assert b"root:" not in answer.raw and b"\x89PNG" not in answer.raw
+
+
+def test_metadata_nesting_and_ids_length_are_limited(api: Client) -> None:
+    deep: dict = {"leaf": 1}
+    for _ in range(8):
+        deep = {"n": deep}
+    refused(api.add(package_photo(TOM), deep), 7, 400)
+    api.ok(api.add(package_photo(TOM), deep["n"]))
+    refused(api.call("DELETE", "/images", json={"ids": list(range(1, 1002))}), 7, 400)
+    assert api.call("DELETE", "/images", json={"ids": list(range(1, 1001))}).body["deleted"] == 1

@@ -39,6 +39,7 @@ def test_create_generates_what_is_omitted_and_lists(tmp_path: Path) -> None:
 def test_changes_reach_a_running_server_at_once(tmp_path: Path) -> None:
     server = LiveServer(tmp_path / "data").start()
     try:
+
         def status(key: str, secret: str) -> int:
             answer = requests.get(server.url + API + "/images", auth=(key, secret), timeout=30)
             return answer.json()["status_code"]

@@ -42,12 +42,12 @@ def _manifest_copy(tmp_path: Path, **changes: object) -> Path:
 
 def test_a_checksum_mismatch_refuses_to_start(tmp_path: Path) -> None:
     embedder = {"file": "w600k_mbf.onnx", "sha256": "0" * 64}
-    with pytest.raises(ModelPackError, match="SHA-256 9cc6e4a7.*expected 0000"):
+    with pytest.raises(ModelPackError, match=r"SHA-256 9cc6e4a7.*expected 0000"):
         load_pack(str(_manifest_copy(tmp_path, embedder=embedder)))
 
 
 def test_unknown_packs_and_missing_packages_say_what_to_do(tmp_path: Path) -> None:
-    with pytest.raises(ModelPackError, match="buffalo_s.*fetch_models"):
+    with pytest.raises(ModelPackError, match=r"buffalo_s.*fetch_models"):
         load_pack("no_such_pack")
     with pytest.raises(ModelPackError, match="pip install not-installed-package"):
         load_pack(str(_manifest_copy(tmp_path, package="not_installed_package")))
@@ -67,7 +67,10 @@ def _pack_sources(folder: Path) -> Path:
 
 def test_from_dir_registers_a_pack_that_embeds_like_the_default(tmp_path: Path) -> None:
     packs = tmp_path / "packs"
-    assert fetch_models.main(["buffalo_s", "--from-dir", str(_pack_sources(tmp_path / "src")), "--packs-dir", str(packs)]) == 0
+    assert (
+        fetch_models.main(["buffalo_s", "--from-dir", str(_pack_sources(tmp_path / "src")), "--packs-dir", str(packs)])
+        == 0
+    )
     pack = load_pack(str(packs / "buffalo_s"))
     assert pack.embedder.sha256 == PINNED["w600k_mbf.onnx"]
     image = decode(package_photo("Tom_Hanks_54745.png"))

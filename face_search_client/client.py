@@ -1,0 +1,267 @@
+"""A typed client of the Face Search API v2: one method per endpoint, one exception type.
+
+Photos given as bytes or paths are sent as multipart/form-data (no base64 inflation);
+photos given by URL are sent as JSON for the server to download. Every refusal raises
+``FaceSearchError`` carrying the API's ``status_code`` and ``message``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+API = "/api/v2/face_search"
+Photo = bytes | str | os.PathLike
+Box = tuple[float, float, float, float]
+
+
+class FaceSearchError(Exception):
+    """A refusal: the API's ``status_code`` (see the README's codes; -1 when no API answer
+    arrived) and ``message``, with the HTTP status and, for the rate limit, ``retry_after``."""
+
+    def __init__(self, status_code: int, message: str, http_status: int = 0, retry_after: float | None = None) -> None:
+        super().__init__(f"code {status_code}: {message}")
+        self.status_code = status_code
+        self.message = message
+        self.http_status = http_status
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Face:
+    id: int
+    bbox: Box
+    score: float
+
+
+@dataclass(frozen=True)
+class ImageSummary:
+    """An image as listed: its faces as a count."""
+
+    id: int
+    url: str
+    metadata: dict[str, Any]
+    faces: int
+    created_at: str
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image as added or read: every face with its box and detection score."""
+
+    id: int
+    url: str
+    metadata: dict[str, Any]
+    faces: list[Face]
+    created_at: str
+
+    @classmethod
+    def from_json(cls, data: dict) -> Image:
+        faces = [Face(f["id"], tuple(f["bbox"]), f["score"]) for f in data["faces"]]
+        return cls(data["id"], data["url"], data["metadata"], faces, data["created_at"])
+
+
+@dataclass(frozen=True)
+class Page:
+    images: list[ImageSummary]
+    total: int
+    offset: int
+    limit: int
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A matching image: ``score`` and ``bbox`` are those of its best-matching face."""
+
+    id: int
+    url: str
+    metadata: dict[str, Any]
+    score: float
+    bbox: Box
+
+    @classmethod
+    def from_json(cls, data: dict) -> Hit:
+        return cls(data["id"], data["url"], data["metadata"], data["score"], tuple(data["bbox"]))
+
+
+@dataclass(frozen=True)
+class FaceMatches:
+    """One face of the query photo (its box and detection score) and the images it matched."""
+
+    bbox: Box
+    score: float
+    hits: list[Hit]
+
+
+@dataclass(frozen=True)
+class Deleted:
+    count: int
+    ids: list[int]
+
+
+@dataclass(frozen=True)
+class IndexState:
+    kind: str
+    vectors: int
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _photo_bytes(photo: Photo) -> bytes:
+    return photo if isinstance(photo, bytes) else Path(photo).read_bytes()
+
+
+def _search_options(
+    top_k: int, threshold: float | None, min_face_size: float | None, min_det_score: float | None
+) -> dict[str, Any]:
+    options = {"top_k": top_k, "threshold": threshold, "min_face_size": min_face_size, "min_det_score": min_det_score}
+    return {name: value for name, value in options.items() if value is not None}
+
+
+class FaceSearchClient:
+    """``FaceSearchClient("http://127.0.0.1:8000", key, secret)``; safe to share between threads
+    as long as ``session`` is not shared with other code that changes it."""
+
+    def __init__(
+        self,
+        url: str = "http://127.0.0.1:8000",
+        key: str = "",
+        secret: str = "",
+        timeout: float = 120.0,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.base = url.rstrip("/")
+        self.timeout = timeout
+        self.session = session or requests.Session()
+        self.session.auth = (key, secret)
+
+    # -- the endpoints ------------------------------------------------------------------
+
+    def list_images(self, offset: int = 0, limit: int = 50) -> Page:
+        """``GET /images``: one page of the key's images, oldest first."""
+        answer = self._call("GET", "/images", params={"offset": offset, "limit": limit})
+        images = [ImageSummary(**{k: item[k] for k in ImageSummary.__dataclass_fields__}) for item in answer["result"]]
+        return Page(images, answer["total"], answer["offset"], answer["limit"])
+
+    def add_image(self, photo: Photo | None = None, metadata: dict | None = None, *, url: str | None = None) -> Image:
+        """``POST /images``: store a photo (bytes, a path, or ``url=`` for the server to fetch)
+        and index every face in it."""
+        if url is not None:
+            body: dict[str, Any] = {"image": {"url": url}}
+            if metadata is not None:
+                body["image"]["metadata"] = metadata
+            return Image.from_json(self._call("POST", "/images", json=body)["result"])
+        fields = {} if metadata is None else {"metadata": metadata}
+        return Image.from_json(self._upload("/images", photo, fields)["result"])
+
+    def get_image(self, image_id: int) -> Image:
+        """``GET /images/<id>``."""
+        return Image.from_json(self._call("GET", f"/images/{image_id}")["result"])
+
+    def update_metadata(self, image_id: int, metadata: dict) -> Image:
+        """``PUT /images/<id>``: replace the image's metadata."""
+        return Image.from_json(self._call("PUT", f"/images/{image_id}", json={"metadata": metadata})["result"])
+
+    def delete_images(self, ids: Iterable[int]) -> Deleted:
+        """``DELETE /images``: ids that are unknown or another key's are skipped."""
+        answer = self._call("DELETE", "/images", json={"ids": list(ids)})
+        return Deleted(answer["deleted"], answer["deleted_ids"])
+
+    def photo(self, image_id: int) -> bytes:
+        """``GET /images/<id>/file``: the stored photo's bytes."""
+        return self._request("GET", f"/images/{image_id}/file").content
+
+    def search(
+        self,
+        photo: Photo | None = None,
+        top_k: int = 10,
+        threshold: float | None = None,
+        min_face_size: float | None = None,
+        min_det_score: float | None = None,
+        *,
+        url: str | None = None,
+    ) -> list[Hit]:
+        """``POST /search`` with the query's largest face: matching images, best first."""
+        options = _search_options(top_k, threshold, min_face_size, min_det_score)
+        return [Hit.from_json(hit) for hit in self._search(photo, url, options)]
+
+    def search_all_faces(
+        self,
+        photo: Photo | None = None,
+        top_k: int = 10,
+        threshold: float | None = None,
+        min_face_size: float | None = None,
+        min_det_score: float | None = None,
+        *,
+        url: str | None = None,
+    ) -> list[FaceMatches]:
+        """``POST /search`` with ``face: "all"``: one answer per face of the query, largest first."""
+        options = {**_search_options(top_k, threshold, min_face_size, min_det_score), "face": "all"}
+        return [
+            FaceMatches(tuple(face["bbox"]), face["score"], [Hit.from_json(hit) for hit in face["results"]])
+            for face in self._search(photo, url, options)
+        ]
+
+    def index_state(self) -> IndexState:
+        """``GET /index``: the gallery's vector index."""
+        state = dict(self._call("GET", "/index")["result"])
+        return IndexState(state.pop("kind"), state.pop("vectors"), state)
+
+    def iter_images(self, page_size: int = 1000) -> Iterator[ImageSummary]:
+        """Every image of the key, page after page."""
+        offset = 0
+        while True:
+            page = self.list_images(offset, page_size)
+            yield from page.images
+            offset += len(page.images)
+            if not page.images or offset >= page.total:
+                return
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _search(self, photo: Photo | None, url: str | None, options: dict) -> list[dict]:
+        if url is not None:
+            return self._call("POST", "/search", json={"image": {"url": url}, **options})["result"]
+        return self._upload("/search", photo, options)["result"]
+
+    def _upload(self, path: str, photo: Photo | None, fields: dict) -> dict:
+        if photo is None:
+            raise ValueError("give the photo (bytes or a path) or url=")
+        name = Path(photo).name if not isinstance(photo, bytes) else "photo"
+        form = {key: json.dumps(value) for key, value in fields.items()}
+        return self._call("POST", path, data=form, files={"image": (name, _photo_bytes(photo))})
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        try:
+            response = self.session.request(method, self.base + API + path, timeout=self.timeout, **kwargs)
+        except requests.RequestException as exc:
+            raise FaceSearchError(-1, f"the server could not be reached: {exc}") from exc
+        if response.status_code >= 400:
+            raise self._refusal(response)
+        return response
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> dict:
+        response = self._request(method, path, **kwargs)
+        try:
+            answer = response.json()
+        except ValueError as exc:
+            raise FaceSearchError(-1, "the answer is not JSON", response.status_code) from exc
+        if answer.get("status_code") != 0:
+            raise self._refusal(response)
+        return answer
+
+    @staticmethod
+    def _refusal(response: requests.Response) -> FaceSearchError:
+        try:
+            answer = response.json()
+            code, message = int(answer["status_code"]), str(answer["message"])
+        except (ValueError, KeyError, TypeError):
+            code, message = -1, f"HTTP {response.status_code} without the API's answer"
+        retry = response.headers.get("Retry-After")
+        retry_after = float(retry) if retry and retry.replace(".", "", 1).isdigit() else None
+        return FaceSearchError(code, message, response.status_code, retry_after)

@@ -1,0 +1,57 @@
+"""The views of a photo the detector looks at besides the photo itself.
+
+SCRFD finds faces between roughly 10 and 300 pixels in its input. A face outside that
+range is brought into it by changing the view, never the model: a padded canvas shrinks
+a face that fills the frame, a larger input enlarges the faces of a large photo, and a
+square crop around one detection shows it closer. Each view says where its pixel
+(0, 0) lies in the photo, so what is found in it maps back by a plain shift.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+STRIDE = 32  # SCRFD's coarsest feature stride: input sides must be multiples of it
+
+
+def padded(image: np.ndarray, share: float) -> tuple[np.ndarray, np.ndarray]:
+    """The photo on a black canvas with ``share`` of its longer side added on every side."""
+    pad = round(max(image.shape[:2]) * share)
+    canvas = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+    return canvas, np.array([-pad, -pad], np.float32)
+
+
+def around(image: np.ndarray, box: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """A square crop centred on ``box``, ``margin`` times its longer side wider on each side.
+
+    Parts beyond the photo are black, as in ``padded``, so a face at the edge of a
+    close-up is seen the same way the close-up pass saw it.
+    """
+    x1, y1, x2, y2 = (float(v) for v in box[:4])
+    side = max(x2 - x1, y2 - y1) * (1 + 2 * margin)
+    left, top, size = round((x1 + x2 - side) / 2), round((y1 + y2 - side) / 2), max(1, round(side))
+    crop = np.zeros((size, size, *image.shape[2:]), image.dtype)
+    height, width = image.shape[:2]
+    top_in, left_in = max(top, 0), max(left, 0)
+    bottom_in, right_in = min(top + size, height), min(left + size, width)
+    if bottom_in > top_in and right_in > left_in:
+        crop[top_in - top : bottom_in - top, left_in - left : right_in - left] = image[
+            top_in:bottom_in, left_in:right_in
+        ]
+    return crop, np.array([left, top], np.float32)
+
+
+def input_for(image: np.ndarray, longer_side: int) -> tuple[int, int]:
+    """(width, height) of a detector input showing the whole photo at ``longer_side`` pixels.
+
+    Shaped like the photo, not square, so no time is spent on padding.
+    """
+    height, width = image.shape[:2]
+    scale = longer_side / max(height, width)
+    return (
+        max(STRIDE, math.ceil(width * scale / STRIDE) * STRIDE),
+        max(STRIDE, math.ceil(height * scale / STRIDE) * STRIDE),
+    )

@@ -1,0 +1,762 @@
+"""Measure how often the service finds the right person, and how rarely a stranger.
+
+  python scripts/evaluate.py [SET_DIR ...] [--packs buffalo_s] [--out reports/evaluation]
+  python scripts/evaluate.py SET_DIR --url http://127.0.0.1:8000 --key K --secret S
+
+A set is a folder in the ``../shared/datasets`` layout: ``manifest.csv`` (path,identity or
+path,expected_faces) and optionally ``pairs.csv`` (fold,path_a,path_b,same) or
+``pairs_paths.csv`` (path_a,path_b,same; folds assigned in turn). Per set and pack:
+
+- detection: share of photos with a face, faces per photo (and against expected_faces);
+- verification: 10-fold accuracy on the pairs (threshold chosen on nine folds, tested on
+  the tenth), TAR at FAR 1e-2 and 1e-3 over every same/different pair of the set;
+- closed-set identification through the real index: one photo per person enrolled with
+  the add use case, every other photo searched, recall@1 and recall@5;
+- open-set search at the service's default threshold: only half the people enrolled;
+  the share of stranger probes that get an answer (FPIR) and of enrolled people missed.
+
+Each photo is embedded once, by the service's own pipeline (``detect_faces``), and the
+faces are cached under the output folder keyed by the pipeline's code, so re-runs and
+the calibration reuse them. With ``--url`` the identification runs through a running
+server instead (the key's gallery must be empty; everything added is deleted at the end);
+verification needs pair scores the API does not return, so it is measured locally only.
+``--calibrate`` also prints the pack's stranger-rate calibration table from the set's
+different-person pairs (see service/threshold.py) and the open-set rates at 1k-100k faces.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import hashlib
+import json
+import math
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import requests
+from PIL import Image
+
+from models.faces import Detection, Face
+from models.packs import ModelPack, load_pack
+from service.config import Settings
+from service.context import Services, build_services
+from service.errors import ApiError, Code
+from service.evaluation import (
+    ScoreCounts,
+    assign_folds,
+    recall_at,
+    stranger_rate,
+    tar_at,
+    tenfold_accuracy,
+)
+from service.images import add_faces, delete_images, detect_faces
+from service.search import best_per_image
+from service.threshold import search_threshold
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = ROOT.parent / "shared" / "datasets"
+API = "/api/v2/face_search"
+CALIBRATION_FARS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7)
+GALLERY_SIZES = (1_000, 10_000, 100_000)
+STRANGER_RATE = 0.01  # a stranger's query comes back empty 99% of the time
+PIPELINE_SOURCES = ("decode.py", "detector.py", "embedder.py", "analyzer.py", "faces.py")
+MIN_FACES = 1000  # small galleries keep the 1,000-face threshold (see service/threshold.py)
+TOP_STRANGERS = 1000
+EXIF_ORIENTATION = 0x0112  # per query, the most similar other people's faces kept for the open-set model
+
+
+@dataclass
+class DataSet:
+    name: str
+    root: Path
+    paths: list[str]
+    identities: list[str | None]
+    expected_faces: list[int | None]
+    pairs: list[tuple[int, int, int, bool]] = field(default_factory=list)  # fold, a, b, same
+
+    @property
+    def labelled(self) -> bool:
+        return any(identity is not None for identity in self.identities)
+
+
+def load_set(root: Path) -> DataSet:
+    with open(root / "manifest.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    paths = [row["path"] for row in rows]
+    data = DataSet(
+        name=root.name,
+        root=root,
+        paths=paths,
+        identities=[row.get("identity") or None for row in rows],
+        expected_faces=[int(row["expected_faces"]) if row.get("expected_faces") else None for row in rows],
+    )
+    position = {path: i for i, path in enumerate(paths)}
+    for name in ("pairs_paths.csv", "pairs.csv"):
+        if not (root / name).is_file():
+            continue
+        with open(root / name, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        if rows and {"path_a", "path_b", "same"} <= rows[0].keys():
+            folds = [int(r["fold"]) for r in rows] if "fold" in rows[0] else list(assign_folds(len(rows)))
+            data.pairs = [
+                (fold, position[r["path_a"]], position[r["path_b"]], r["same"].strip() in ("1", "true", "True"))
+                for fold, r in zip(folds, rows, strict=True)
+            ]
+            break
+    return data
+
+
+def pipeline_fingerprint(pack: ModelPack) -> str:
+    """Changes whenever the code or weights that turn bytes into faces change (not thread settings)."""
+    digest = hashlib.sha256()
+    for source in PIPELINE_SOURCES:
+        digest.update((ROOT / "models" / source).read_bytes())
+    digest.update(json.dumps([pack.manifest["detector"], pack.manifest["embedder"]], sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+# -- embedding every photo once -------------------------------------------------------
+
+
+def _faces_to_arrays(faces: list[list[Face]], dim: int) -> dict[str, np.ndarray]:
+    flat = [f for photo in faces for f in photo]
+    return {
+        "counts": np.array([len(photo) for photo in faces], np.int64),
+        "bbox": np.array([f.detection.bbox for f in flat], np.float32).reshape(-1, 4),
+        "landmarks": np.array([f.detection.landmarks for f in flat], np.float32).reshape(-1, 5, 2),
+        "score": np.array([f.detection.score for f in flat], np.float32),
+        "embedding": np.array([f.embedding for f in flat], np.float32).reshape(-1, dim),
+    }
+
+
+def _faces_from_arrays(arrays: dict[str, np.ndarray]) -> list[list[Face]]:
+    faces, start = [], 0
+    for count in arrays["counts"]:
+        faces.append(
+            [
+                Face(
+                    Detection(arrays["bbox"][i], arrays["landmarks"][i], float(arrays["score"][i])),
+                    arrays["embedding"][i],
+                )
+                for i in range(start, start + int(count))
+            ]
+        )
+        start += int(count)
+    return faces
+
+
+def photo_size(path: Path) -> tuple[int, int]:
+    """(width, height) as displayed, read from the header only."""
+    with Image.open(path) as image:
+        width, height = image.size
+        return (height, width) if image.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8) else (width, height)
+
+
+@dataclass
+class Embedded:
+    faces: list[list[Face]]
+    ms_per_photo: float
+    sizes: list[tuple[int, int]]
+
+    def subject(self, index: int) -> Face | None:
+        """The labelled person's face: the one nearest the photo's centre (LFW-style sets centre
+        it; a larger face at the edge is a bystander), or None when no face was found."""
+        faces = self.faces[index]
+        if not faces:
+            return None
+        centre = np.array(self.sizes[index], np.float32) / 2
+        return min(
+            faces, key=lambda f: float(np.linalg.norm((f.detection.bbox[:2] + f.detection.bbox[2:]) / 2 - centre))
+        )
+
+    def subjects(self) -> tuple[np.ndarray, np.ndarray]:
+        """(indices of photos with a face, their subjects' embeddings)."""
+        found = np.array([i for i, photo in enumerate(self.faces) if photo], np.int64)
+        vectors = [self.subject(i).embedding for i in found]
+        return found, np.stack(vectors) if vectors else np.zeros((0, 0), np.float32)
+
+
+def embed_set(services: Services, data: DataSet, cache_dir: Path) -> Embedded:
+    """Every photo's faces through the service's pipeline, cached by the pipeline's fingerprint."""
+    cache = cache_dir / f"{data.name}-{services.pack.name}-{pipeline_fingerprint(services.pack)}.npz"
+    sizes = [photo_size(data.root / path) for path in data.paths]
+    if cache.is_file():
+        with np.load(cache) as stored:
+            return Embedded(_faces_from_arrays(dict(stored)), float(stored["ms_per_photo"]), sizes)
+    faces, started = [], time.perf_counter()
+    for i, path in enumerate(data.paths):
+        try:
+            faces.append(detect_faces(services, (data.root / path).read_bytes()))
+        except ApiError:
+            faces.append([])
+        if (i + 1) % 500 == 0:
+            print(f"  {data.name}: {i + 1}/{len(data.paths)} photos embedded", file=sys.stderr)
+    ms = (time.perf_counter() - started) * 1000 / max(len(data.paths), 1)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, ms_per_photo=ms, **_faces_to_arrays(faces, services.analyzer.dim))
+    return Embedded(faces, ms, sizes)
+
+
+# -- detection and verification (local embeddings) ------------------------------------
+
+
+def detection_metrics(data: DataSet, faces: list[list[Face]]) -> dict:
+    counts = np.array([len(photo) for photo in faces])
+    result = {"photos": len(counts), "with_face": float(np.mean(counts > 0)), "faces_per_photo": float(np.mean(counts))}
+    expected = [(n, e) for n, e in zip(counts, data.expected_faces, strict=True) if e is not None]
+    if expected:
+        result["expected_count_exact"] = float(np.mean([n == e for n, e in expected]))
+        result["expected_faces_found"] = float(
+            sum(min(n, e) for n, e in expected) / max(sum(e for _, e in expected), 1)
+        )
+        result["false_faces"] = int(sum(max(n - e, 0) for n, e in expected))
+    return result
+
+
+def pair_scores(data: DataSet, embedded: Embedded) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cosine of the subjects' faces per pair; a photo without a face scores -1 (a failure for same pairs)."""
+    subjects = [embedded.subject(i) for i in range(len(data.paths))]
+    scores = np.array(
+        [
+            float(subjects[a].embedding @ subjects[b].embedding) if subjects[a] and subjects[b] else -1.0
+            for _, a, b, _ in data.pairs
+        ]
+    )
+    same = np.array([s for *_, s in data.pairs], bool)
+    folds = np.array([f for f, *_ in data.pairs])
+    return scores, same, folds
+
+
+@dataclass
+class AllPairs:
+    """Every same/different pair of subjects' faces in a set, and per query its closest strangers."""
+
+    same: np.ndarray
+    different: ScoreCounts
+    top_strangers: np.ndarray  # (queries, TOP_STRANGERS) descending, -inf padded
+    strangers: np.ndarray  # (queries,) how many other people's faces each query was compared with
+    mates: np.ndarray  # each later photo of a person against that person's first: one enrolled photo each
+
+    def missed(self, threshold: float) -> float:
+        """The share of a person's later photos that would not reach their first photo."""
+        return float(np.mean(self.mates < threshold)) if len(self.mates) else float("nan")
+
+    def pair_rates(self, threshold: float) -> np.ndarray:
+        """Per query, the share of other people's faces at or above ``threshold``."""
+        floor = self.top_strangers[:, -1]
+        if np.any((floor >= threshold) & np.isfinite(floor)):
+            raise ValueError(f"threshold {threshold} is below the kept stranger scores; keep more")
+        return (self.top_strangers >= threshold).sum(axis=1) / np.maximum(self.strangers, 1)
+
+
+def all_pairs(data: DataSet, embedded: Embedded, people: set[str] | None = None, block: int = 1024) -> AllPairs:
+    """Every pair among the photos of ``people`` (default: everyone) that have a face."""
+    found, vectors = embedded.subjects()
+    if people is not None:
+        chosen = np.array([data.identities[i] in people for i in found], bool)
+        found, vectors = found[chosen], vectors[chosen]
+    labels = np.array([data.identities[i] for i in found])
+    _, codes = np.unique(labels, return_inverse=True)
+    different, same_scores = ScoreCounts(), []
+    keep = min(TOP_STRANGERS, len(found))
+    top = np.full((len(found), keep), -np.inf, np.float32)
+    strangers = np.zeros(len(found), np.int64)
+    for start in range(0, len(found), block):
+        rows = slice(start, start + block)
+        sims = vectors[rows] @ vectors.T
+        same_mask = codes[rows, None] == codes[None, :]
+        upper = np.arange(start, start + sims.shape[0])[:, None] < np.arange(len(found))[None, :]
+        same_scores.append(sims[same_mask & upper])
+        different.add(sims[~same_mask & upper])
+        stranger_sims = np.where(same_mask, -np.inf, sims)
+        strangers[rows] = (~same_mask).sum(axis=1)
+        part = np.partition(stranger_sims, -keep, axis=1)[:, -keep:]
+        top[rows] = -np.sort(-part, axis=1)
+    first = {code: i for i, code in reversed(list(enumerate(codes)))}
+    later = np.array([i for i, code in enumerate(codes) if first[code] != i], np.int64)
+    mates = np.einsum("ij,ij->i", vectors[later], vectors[[first[codes[i]] for i in later]]) if len(later) else later
+    same = np.concatenate(same_scores) if same_scores else np.zeros(0)
+    return AllPairs(same, different, top, strangers, mates)
+
+
+def verification_metrics(data: DataSet, embedded: Embedded, pairs: AllPairs) -> dict:
+    result: dict = {
+        "same_pairs": len(pairs.same),
+        "different_pairs": pairs.different.total,
+        "same_mean_cosine": float(np.mean(pairs.same)) if len(pairs.same) else float("nan"),
+    }
+    for far in (1e-2, 1e-3):
+        threshold = pairs.different.threshold_at(far)
+        result[f"tar_at_far_{far:g}"] = tar_at(pairs.same, threshold)
+        result[f"cosine_at_far_{far:g}"] = threshold
+    if data.pairs:
+        scores, same, folds = pair_scores(data, embedded)
+        accuracy = tenfold_accuracy(scores, same, folds)
+        result.update(
+            pairs=len(scores),
+            pair_accuracy=accuracy.mean,
+            pair_accuracy_std=accuracy.std,
+            pair_threshold=float(np.mean(accuracy.thresholds)),
+        )
+    return result
+
+
+# -- identification through the real index ---------------------------------------------
+
+
+Hits = list[tuple[int, float, list[float]]]  # image id, score, box of the face that matched
+
+
+class Backend:
+    """Adds photos to one gallery and searches it: the service's use cases, or its HTTP API."""
+
+    name = "local"
+
+    def add(self, index: int) -> int | None: ...
+    def search(self, index: int, top_k: int, threshold: float | None) -> Hits | None: ...
+    def delete(self, image_ids: list[int]) -> None: ...
+    def threshold(self) -> float | None:
+        return None
+
+
+class LocalBackend(Backend):
+    """The use cases on the cached faces: the same index, store and threshold as POST /search."""
+
+    def __init__(self, services: Services, data: DataSet, embedded: Embedded) -> None:
+        self.services, self.data, self.embedded = services, data, embedded
+        self.key = services.keys.create().record
+
+    def add(self, index: int) -> int | None:
+        faces = self.embedded.faces[index]
+        if not faces:
+            return None
+        photo = (self.data.root / self.data.paths[index]).read_bytes()
+        return add_faces(self.services, self.key, photo, {"photo": index}, faces).id
+
+    def search(self, index: int, top_k: int, threshold: float | None) -> Hits | None:
+        subject = self.embedded.subject(index)
+        if subject is None:
+            return None
+        limit = self.services.default_threshold(self.key.gallery) if threshold is None else threshold
+        hits = best_per_image(self.services, self.key, subject.embedding, top_k, limit)
+        return [(hit.image.id, hit.score, hit.bbox) for hit in hits]
+
+    def delete(self, image_ids: list[int]) -> None:
+        delete_images(self.services, self.key, image_ids)
+
+    def threshold(self) -> float | None:
+        return self.services.default_threshold(self.key.gallery)
+
+
+class HttpBackend(Backend):
+    """POST /images and POST /search of a running server, as a client would call them."""
+
+    name = "http"
+
+    def __init__(self, url: str, key: str, secret: str, data: DataSet) -> None:
+        self.base, self.data = url.rstrip("/") + API, data
+        self.session = requests.Session()
+        self.session.auth = (key, secret)
+        listed = self._call("GET", "/images", params={"limit": 1})
+        if listed.get("total", 0):
+            raise SystemExit("the key's gallery is not empty: use a key made for the evaluation")
+
+    def _call(self, method: str, path: str, **kwargs) -> dict:
+        answer = self.session.request(method, self.base + path, timeout=120, **kwargs).json()
+        if answer["status_code"] not in (int(Code.SUCCESS), int(Code.NO_FACE)):
+            raise RuntimeError(f"{method} {path}: {answer['status_code']} {answer['message']}")
+        return answer
+
+    def _photo(self, index: int) -> dict:
+        return {"base64": base64.b64encode((self.data.root / self.data.paths[index]).read_bytes()).decode()}
+
+    def add(self, index: int) -> int | None:
+        answer = self._call("POST", "/images", json={"image": self._photo(index), "metadata": {"photo": index}})
+        return answer["result"]["id"] if answer["status_code"] == int(Code.SUCCESS) else None
+
+    def search(self, index: int, top_k: int, threshold: float | None) -> Hits | None:
+        body: dict = {"image": self._photo(index), "top_k": top_k}
+        if threshold is not None:
+            body["threshold"] = threshold
+        answer = self._call("POST", "/search", json=body)
+        if answer["status_code"] != int(Code.SUCCESS):
+            return None
+        return [(hit["id"], hit["score"], hit["bbox"]) for hit in answer["result"]]
+
+    def delete(self, image_ids: list[int]) -> None:
+        for start in range(0, len(image_ids), 1000):
+            self._call("DELETE", "/images", json={"ids": image_ids[start : start + 1000]})
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / max(union, 1e-6))
+
+
+def identification_metrics(data: DataSet, embedded: Embedded, backend: Backend) -> dict:
+    """Closed-set recall with one photo per person enrolled, then open-set with half of them.
+
+    A photo is enrolled whole, as the service stores it, so a search can also match a
+    bystander in it (LFW photos often show two people). Such a hit names nobody: it is
+    counted apart and skipped, and the next answer decides.
+    """
+    people: dict[str, list[int]] = {}
+    for i, identity in enumerate(data.identities):
+        people.setdefault(identity, []).append(i)
+    enrolled: dict[str, int] = {}  # identity -> image id
+    owner: dict[int, tuple[str, np.ndarray]] = {}  # image id -> (identity, the subject's box)
+    for identity in sorted(people):
+        photo = people[identity][0]
+        image_id = backend.add(photo)
+        if image_id is not None:
+            enrolled[identity] = image_id
+            owner[image_id] = (identity, embedded.subject(photo).detection.bbox)
+    bystander_hits = [0]
+
+    def named(answer: Hits | None) -> list[str]:
+        """The identities of the answers that matched an enrolled photo's subject."""
+        names = []
+        for image_id, _, bbox in answer or []:
+            identity, subject_box = owner[image_id]
+            if _iou(np.asarray(bbox, np.float32), subject_box) > 0.5:
+                names.append(identity)
+            else:
+                bystander_hits[0] += 1
+        return names
+
+    def rank(index: int, names: list[str]) -> int | None:
+        return names.index(data.identities[index]) + 1 if data.identities[index] in names else None
+
+    probes = [i for photos in people.values() for i in photos[1:]]
+    ranks = [rank(i, named(backend.search(i, 5, -1.0))) for i in probes]
+    result = {
+        "enrolled": len(enrolled),
+        "probes": len(probes),
+        "recall_at_1": recall_at(ranks, 1),
+        "recall_at_5": recall_at(ranks, 5),
+        "bystander_hits_in_top_5": bystander_hits[0],
+    }
+    # Open set: keep every other person who has more photos to search with.
+    repeat = sorted(identity for identity, photos in people.items() if len(photos) > 1)
+    kept = set(repeat[::2]) & enrolled.keys()
+    backend.delete([image_id for identity, image_id in enrolled.items() if identity not in kept])
+    threshold = backend.threshold()
+    misses, wrong, false_hits, strangers, bystander_hits[0] = 0, 0, 0, 0, 0
+    for identity, photos in people.items():
+        for i in photos if identity not in kept else photos[1:]:
+            names = named(backend.search(i, 5, None))
+            if identity in kept:
+                misses += not names or names[0] != identity
+                wrong += bool(names) and names[0] != identity
+            else:
+                strangers += 1
+                false_hits += bool(names)
+    mates = sum(len(people[identity]) - 1 for identity in kept)
+    backend.delete([enrolled[identity] for identity in kept])
+    result.update(
+        open_set_enrolled=len(kept),
+        open_set_threshold=threshold,
+        open_set_fpir=false_hits / strangers if strangers else float("nan"),
+        open_set_miss=misses / mates if mates else float("nan"),
+        open_set_wrong_person=wrong / mates if mates else float("nan"),
+        open_set_bystander_hits=bystander_hits[0],
+        open_set_stranger_probes=strangers,
+        open_set_mate_probes=mates,
+    )
+    return result
+
+
+# -- calibration ------------------------------------------------------------------------
+
+
+def threshold_for(pairs: AllPairs, faces: int, rate: float = STRANGER_RATE) -> float:
+    """The lowest cosine at which stranger queries against ``faces`` faces get an answer at most ``rate`` of the time.
+
+    Solved on the per-query model (``stranger_rate``) rather than on the pooled per-pair
+    FAR: a handful of mislabelled or duplicated photos (LFW has some) put dozens of
+    "different-person" pairs above 0.6, which would drag a pooled 1e-6 quantile far up,
+    while in the per-query model they only cost their own small share of queries.
+    """
+    floor = pairs.top_strangers[:, -1]
+    low, high = float(np.max(floor[np.isfinite(floor)], initial=-1.0)) + 1e-4, 1.0
+    while high - low > 1e-4:
+        middle = (low + high) / 2
+        low, high = (low, middle) if stranger_rate(pairs.pair_rates(middle), faces) <= rate else (middle, high)
+    return round(high, 4)
+
+
+def far_table(pairs: AllPairs) -> list[dict]:
+    """Per-pair FAR target (stranger rate / faces) -> cosine, measured where the set is large enough.
+
+    A query is compared with every other person's photo in the set, so galleries up to that
+    many faces are measured; one decade beyond, the cosine is extrapolated linearly in
+    log(FAR) from the two rows before (and flagged).
+    """
+    rows: list[dict] = []
+    measurable = float(np.median(pairs.strangers))
+    for far in CALIBRATION_FARS:
+        faces = round(STRANGER_RATE / far)
+        if faces <= 1.5 * measurable:
+            rows.append({"far": far, "faces": faces, "cosine": threshold_for(pairs, faces), "extrapolated": False})
+        elif len(rows) >= 2 and not rows[-1]["extrapolated"]:
+            (f0, c0), (f1, c1) = ((r["far"], r["cosine"]) for r in rows[-2:])
+            slope = (c1 - c0) / (math.log10(f1) - math.log10(f0))
+            cosine = round(c1 + slope * (math.log10(far) - math.log10(f1)), 4)
+            rows.append({"far": far, "faces": faces, "cosine": cosine, "extrapolated": True})
+    return rows
+
+
+def _scaled(pack: ModelPack, rows: list[dict]) -> ModelPack:
+    table = [[row["far"], row["cosine"]] for row in rows]
+    policy = {"stranger_rate": STRANGER_RATE, "min_faces": MIN_FACES, "far_cosine": table}
+    return replace(pack, manifest={**pack.manifest, "calibration": policy})
+
+
+def calibration(pack: ModelPack, data: DataSet, embedded: Embedded, pairs: AllPairs) -> dict:
+    """The pack's threshold table, and what a stranger sees in galleries of 1k to 100k faces.
+
+    The gallery rates are measured on the people the table came from, and on people it
+    never saw: the table fitted on one half of the people (alternate names) and applied
+    to the other half, both ways round, which shows how far the calibration carries.
+    """
+    rows = far_table(pairs)
+    for row in rows:
+        row["tar"] = tar_at(pairs.same, row["cosine"])
+        row["missed"] = pairs.missed(row["cosine"])
+        row["pooled_cosine"] = (
+            pairs.different.threshold_at(row["far"]) if row["far"] * pairs.different.total >= 3 else None
+        )
+    people = sorted({i for i in data.identities if i is not None})
+    halves = [all_pairs(data, embedded, set(people[::2])), all_pairs(data, embedded, set(people[1::2]))]
+    crossed = [(_scaled(pack, far_table(fit)), test) for fit, test in (halves, halves[::-1])]
+    scaled_pack = _scaled(pack, rows)
+    fixed = search_threshold(scaled_pack, 10_000)
+    galleries = []
+    for faces in GALLERY_SIZES:
+        scaled = search_threshold(scaled_pack, faces)
+        held = [search_threshold(fitted, faces) for fitted, _ in crossed]
+        galleries.append(
+            {
+                "faces": faces,
+                "fixed_threshold": fixed,
+                "fixed_stranger_rate": stranger_rate(pairs.pair_rates(fixed), faces),
+                "fixed_miss": pairs.missed(fixed),
+                "scaled_threshold": scaled,
+                "scaled_stranger_rate": stranger_rate(pairs.pair_rates(scaled), faces),
+                "scaled_miss": pairs.missed(scaled),
+                "held_out_thresholds": held,
+                "held_out_stranger_rates": [
+                    stranger_rate(test.pair_rates(t), faces) for t, (_, test) in zip(held, crossed, strict=True)
+                ],
+                "held_out_misses": [test.missed(t) for t, (_, test) in zip(held, crossed, strict=True)],
+            }
+        )
+    return {
+        "different_pairs": pairs.different.total,
+        "same_pairs": len(pairs.same),
+        "strangers_per_query": float(np.median(pairs.strangers)),
+        "table": rows,
+        "galleries": galleries,
+        "manifest": scaled_pack.manifest["calibration"],
+        "fixed_threshold_10k": fixed,
+    }
+
+
+# -- output -----------------------------------------------------------------------------
+
+
+def plot(path: Path, title: str, pairs: AllPairs) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (roc, histogram) = plt.subplots(1, 2, figsize=(11, 4.2))
+    thresholds = np.linspace(-0.2, 1.0, 1201)
+    far = np.array([pairs.different.share_at_or_above(t) for t in thresholds])
+    tar = np.array([tar_at(pairs.same, t) for t in thresholds])
+    visible = far > 0
+    roc.semilogx(far[visible], tar[visible])
+    roc.set(xlabel="false accept rate (different-person pairs)", ylabel="true accept rate", title=f"{title}: ROC")
+    roc.set_xlim(max(far[visible].min(), 1e-7), 1)
+    roc.grid(True, which="both", alpha=0.3)
+    edges = np.linspace(-0.3, 1.0, 131)
+    different = pairs.different.histogram(edges)
+    width = edges[1] - edges[0]
+    histogram.bar(
+        edges[:-1],
+        different / max(different.sum(), 1) / width,
+        width,
+        alpha=0.5,
+        color="tab:red",
+        label="different people",
+    )
+    histogram.hist(pairs.same, bins=edges, density=True, alpha=0.5, color="tab:blue", label="same person")
+    histogram.set(xlabel="cosine similarity", ylabel="density", title=f"{title}: similarity")
+    histogram.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}%"
+
+
+def _pct2(value: float) -> str:
+    return f"{100 * value:.2f}%"
+
+
+def markdown(reports: list[dict]) -> str:
+    lines = [
+        "| set | pack | via | photos | people | faces found | faces/photo | pair accuracy (10-fold) "
+        "| TAR@FAR1e-2 | TAR@FAR1e-3 | recall@1 | recall@5 | open-set threshold | FPIR | miss | ms/photo |",
+        "| --- | --- | --- |" + " ---: |" * 13,
+    ]
+    for r in reports:
+        d, v, i = r["detection"], r.get("verification", {}), r.get("identification", {})
+        accuracy = (
+            f"{100 * v['pair_accuracy']:.2f}% ± {100 * v['pair_accuracy_std']:.2f} ({v['pairs']})"
+            if "pairs" in v
+            else "-"
+        )
+        if "expected_count_exact" in d:
+            accuracy = f"right face count {_pct(d['expected_count_exact'])}, {d['false_faces']} extra faces"
+        threshold = i.get("open_set_threshold")
+        lines.append(
+            f"| {r['set']} | {r['pack']} | {r['via']} | {d['photos']} | {r.get('people', '-')} "
+            f"| {_pct(d['with_face'])} "
+            f"| {d.get('faces_per_photo', float('nan')):.2f} | {accuracy} | {_pct(v.get('tar_at_far_0.01'))} "
+            f"| {_pct(v.get('tar_at_far_0.001'))} | {_pct(i.get('recall_at_1'))} | {_pct(i.get('recall_at_5'))} "
+            f"| {'-' if threshold is None else f'{threshold:.3f}'} | {_pct(i.get('open_set_fpir'))} "
+            f"| {_pct(i.get('open_set_miss'))} | {r.get('ms_per_photo', float('nan')):.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def calibration_markdown(name: str, result: dict) -> str:
+    lines = [
+        f"Calibration on {name}: {result['different_pairs']:,} different-person pairs, "
+        f"{result['same_pairs']:,} same-person pairs; each query compared with "
+        f"{result['strangers_per_query']:,.0f} other people's photos.",
+        "",
+        "| per-pair FAR target | gallery faces | cosine | TAR (all pairs) | missed (one photo enrolled) "
+        "| pooled per-pair cosine |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    lines += [
+        f"| {r['far']:g} | {r['faces']:,} | {r['cosine']:.3f}{' (extrapolated)' if r['extrapolated'] else ''} "
+        f"| {_pct2(r['tar'])} | {_pct2(r['missed'])} "
+        f"| {'-' if r['pooled_cosine'] is None else format(r['pooled_cosine'], '.3f')} |"
+        for r in result["table"]
+    ]
+    lines += [
+        "",
+        "| gallery faces | fixed threshold | strangers answered | true matches missed "
+        "| scaled threshold | strangers answered | true matches missed "
+        "| held-out halves: threshold | strangers answered | missed |",
+        "| ---: |" + " ---: |" * 9,
+    ]
+    lines += [
+        f"| {g['faces']:,} | {g['fixed_threshold']:.3f} | {_pct2(g['fixed_stranger_rate'])} | {_pct2(g['fixed_miss'])} "
+        f"| {g['scaled_threshold']:.3f} | {_pct2(g['scaled_stranger_rate'])} | {_pct2(g['scaled_miss'])} "
+        f"| {' / '.join(f'{t:.3f}' for t in g['held_out_thresholds'])} "
+        f"| {' / '.join(_pct2(r) for r in g['held_out_stranger_rates'])} "
+        f"| {' / '.join(_pct2(m) for m in g['held_out_misses'])} |"
+        for g in result["galleries"]
+    ]
+    return "\n".join(lines)
+
+
+# -- driver -----------------------------------------------------------------------------
+
+
+def evaluate_set(data: DataSet, pack_name: str, args: argparse.Namespace) -> tuple[dict, dict | None]:
+    """The set's report, and its calibration when asked."""
+    report: dict = {"set": data.name, "pack": pack_name, "via": "local"}
+    people = {identity for identity in data.identities if identity is not None}
+    if people:
+        report["people"] = len(people)
+    with tempfile.TemporaryDirectory(prefix="evaluate-") as scratch:
+        settings = replace(
+            Settings.from_env(), data_dir=Path(scratch), models=pack_name, index_save_seconds=0, threshold=None
+        )
+        services = build_services(settings)
+        try:
+            embedded = embed_set(services, data, Path(args.out) / "cache")
+            report["ms_per_photo"] = embedded.ms_per_photo
+            report["detection"] = detection_metrics(data, embedded.faces)
+            calibrated = None
+            if data.labelled:
+                pairs = all_pairs(data, embedded)
+                report["verification"] = verification_metrics(data, embedded, pairs)
+                plot(Path(args.out) / f"{data.name}-{pack_name}.png", f"{data.name} / {pack_name}", pairs)
+                if args.calibrate and np.median(pairs.strangers) >= MIN_FACES:  # smaller sets cannot calibrate
+                    calibrated = calibration(services.pack, data, embedded, pairs)
+                if args.url:
+                    report["via"] = "http"
+                    report["identification"] = identification_metrics(
+                        data, embedded, HttpBackend(args.url, args.key, args.secret, data)
+                    )
+                else:
+                    report["identification"] = identification_metrics(
+                        data, embedded, LocalBackend(services, data, embedded)
+                    )
+            return report, calibrated
+        finally:
+            services.close()
+
+
+def default_sets() -> list[Path]:
+    return sorted(p for p in DATASETS.iterdir() if (p / "manifest.csv").is_file())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "sets", nargs="*", type=Path, help="data set folders (default: every set in ../shared/datasets)"
+    )
+    parser.add_argument("--packs", default="buffalo_s", help="comma-separated model packs")
+    parser.add_argument("--out", default=str(ROOT / "reports" / "evaluation"))
+    parser.add_argument("--calibrate", action="store_true", help="print the stranger-rate calibration of each set")
+    parser.add_argument("--url", help="measure identification through this running server (loopback or yours)")
+    parser.add_argument("--key")
+    parser.add_argument("--secret")
+    args = parser.parse_args(argv)
+    if args.url and not (args.key and args.secret):
+        parser.error("--url needs --key and --secret")
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    reports, calibrations = [], {}
+    for root in args.sets or default_sets():
+        data = load_set(root)
+        for pack_name in args.packs.split(","):
+            load_pack(pack_name)  # fail early on a missing pack
+            print(f"evaluating {data.name} with {pack_name} ({len(data.paths)} photos)", file=sys.stderr)
+            report, calibrated = evaluate_set(data, pack_name, args)
+            reports.append(report)
+            if calibrated is not None:
+                calibrations[f"{data.name}/{pack_name}"] = calibrated
+    table = markdown(reports)
+    print(table)
+    for name, calibrated in calibrations.items():
+        print()
+        print(calibration_markdown(name, calibrated))
+        print("pack.json calibration:", json.dumps(calibrated["manifest"]))
+    out = Path(args.out)
+    (out / "report.json").write_text(json.dumps({"reports": reports, "calibration": calibrations}, indent=2))
+    (out / "report.md").write_text(
+        table + "".join(f"\n\n{calibration_markdown(n, c)}" for n, c in calibrations.items()) + "\n"
+    )
+    print(f"\nwrote {out / 'report.json'}, {out / 'report.md'} and one PNG per labelled set", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Add a folder tree of photos to a key's gallery, as POST /images would, without HTTP.
+
+  python scripts/import_folder.py DIR --key K [--metadata-from-path] [--batch 16]
+
+Photos are detected one by one and the faces of a batch of photos embedded in one model
+call. Every photo is remembered by its content hash, so an interrupted import (Ctrl-C,
+kill, crash) is resumed by running the same command again: nothing is added twice. A
+running server sees the new photos at its next search. With ``--metadata-from-path``
+each image gets ``{"path": "<relative path>", "folder": "<parent folder>"}``.
+Ends with a summary: added, no face, unreadable, already imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from service.bulk_import import ImportSummary, import_folder, photo_files
+from service.config import Settings
+from service.context import build_services
+from service.errors import ApiError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--key", required=True)
+    parser.add_argument("--metadata-from-path", action="store_true", help="store each photo's relative path")
+    parser.add_argument("--batch", type=int, default=16, help="photos whose faces are embedded together")
+    args = parser.parse_args(argv)
+    if not args.folder.is_dir():
+        parser.error(f"{args.folder} is not a folder")
+    if args.batch < 1:
+        parser.error("--batch must be 1 or more")
+
+    services = build_services(Settings.from_env())
+    summary = ImportSummary()
+    try:
+        key = services.store.get_key(args.key)
+        if key is None or key.revoked:
+            print(f"no active key named {args.key!r}", file=sys.stderr)
+            return 1
+        with tqdm(total=len(photo_files(args.folder)), unit="photo") as bar:
+            summary = import_folder(services, key, args.folder, args.metadata_from_path, args.batch, bar.update)
+    except ApiError as exc:  # a gallery of another pack: nothing of this photo was stored
+        print(f"stopped: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        return 130
+    finally:
+        services.close()
+    print(summary.line())
+    for path in summary.unreadable:
+        print(f"unreadable: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

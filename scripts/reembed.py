@@ -1,0 +1,62 @@
+"""Re-embed a key's gallery with another model pack and swap the new vectors in at once.
+
+  python scripts/reembed.py --key K --pack NAME_OR_DIR [--batch 16]
+
+Runs the new pack over the gallery's stored photos and keeps the vectors aside until
+all are done; then one transaction switches the gallery's vectors, pack and index.
+Until then the gallery keeps serving the old pack's vectors. Resumable: run the same
+command again after an interruption. Afterwards restart the service with
+FACE_SEARCH_MODELS set to the new pack: it refuses to mix packs in a gallery.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tqdm import tqdm
+
+from index.rebuild import EXIT_BUSY, RebuildBusyError
+from models.packs import ModelPackError
+from service.config import Settings
+from service.context import build_services
+from service.reembed import reembed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--key", required=True)
+    parser.add_argument("--pack", required=True, help="model pack name or directory")
+    parser.add_argument("--batch", type=int, default=16, help="photos whose faces are embedded together")
+    args = parser.parse_args(argv)
+
+    services = build_services(Settings.from_env())
+    try:
+        key = services.store.get_key(args.key)
+        if key is None:
+            print(f"no key named {args.key!r}", file=sys.stderr)
+            return 1
+        total = services.store.gallery(key.gallery).images
+        with tqdm(total=total, unit="photo") as bar:
+            summary = reembed(services, key, args.pack, args.batch, bar.update)
+    except (ModelPackError, OSError, ValueError) as exc:
+        print(f"stopped, nothing swapped: {exc}", file=sys.stderr)
+        return 1
+    except RebuildBusyError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_BUSY
+    except KeyboardInterrupt:
+        print("interrupted, nothing swapped: run the same command again to resume", file=sys.stderr)
+        return 130
+    finally:
+        services.close()
+    print(
+        f"gallery of {args.key} now in pack {summary.pack}: {summary.images} photos, {summary.faces} faces "
+        f"re-embedded, {summary.lost} not found again, {summary.seconds}s; "
+        f"restart the service with FACE_SEARCH_MODELS={args.pack}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Accuracy metrics of face search, as plain computations on similarity scores.
+
+Kept apart from the harness (``scripts/evaluate.py``) so that the tests and the
+calibration use the same definitions: a threshold picked on nine folds is tested on
+the tenth (the LFW protocol), a false-accept rate is a share of different-person pairs
+at or above a cosine, and a gallery search is a false positive when any stranger among
+its faces passes the threshold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Cosine similarities are counted in bins this wide: fine enough that a threshold read
+# from the counts is exact to four decimals, small enough to count billions of pairs.
+BIN_WIDTH = 1e-4
+_BINS = round(2 / BIN_WIDTH)
+
+
+def best_threshold(scores: np.ndarray, same: np.ndarray) -> float:
+    """The cosine that classifies the most pairs right (same at or above it)."""
+    order = np.argsort(scores, kind="stable")
+    sorted_scores, sorted_same = scores[order], same[order].astype(np.int64)
+    # Cut before position i: pairs below are called different, pairs from i on same.
+    diff_below = np.concatenate([[0], np.cumsum(1 - sorted_same)])
+    same_from = np.concatenate([[0], np.cumsum(sorted_same[::-1])])[::-1]
+    correct = diff_below + same_from
+    cut = int(np.argmax(correct))
+    if cut == 0:
+        return float(sorted_scores[0]) - 1e-6
+    if cut == len(sorted_scores):
+        return float(sorted_scores[-1]) + 1e-6
+    return float((sorted_scores[cut - 1] + sorted_scores[cut]) / 2)
+
+
+@dataclass(frozen=True)
+class FoldAccuracy:
+    mean: float
+    std: float
+    thresholds: list[float]
+
+
+def tenfold_accuracy(scores: np.ndarray, same: np.ndarray, folds: np.ndarray) -> FoldAccuracy:
+    """Accuracy with a threshold chosen on the other folds, mean and std over the folds."""
+    accuracies, thresholds = [], []
+    for fold in np.unique(folds):
+        test = folds == fold
+        threshold = best_threshold(scores[~test], same[~test])
+        predicted = scores[test] >= threshold
+        accuracies.append(float(np.mean(predicted == same[test].astype(bool))))
+        thresholds.append(threshold)
+    return FoldAccuracy(float(np.mean(accuracies)), float(np.std(accuracies)), thresholds)
+
+
+def assign_folds(count: int, folds: int = 10) -> np.ndarray:
+    """Folds 1..10 in turn, for pair lists that do not name theirs."""
+    return np.arange(count) % folds + 1
+
+
+class ScoreCounts:
+    """Counts of similarity scores in fine bins: quantiles of millions of pairs, in little memory."""
+
+    def __init__(self) -> None:
+        self.counts = np.zeros(_BINS + 1, dtype=np.int64)
+
+    @staticmethod
+    def bin_of(scores: np.ndarray) -> np.ndarray:
+        return np.clip(np.floor((np.asarray(scores, np.float64) + 1) / BIN_WIDTH), 0, _BINS).astype(np.int64)
+
+    def add(self, scores: np.ndarray) -> None:
+        self.counts += np.bincount(self.bin_of(scores.ravel()), minlength=_BINS + 1)
+
+    @property
+    def total(self) -> int:
+        return int(self.counts.sum())
+
+    def share_at_or_above(self, threshold: float) -> float:
+        """The share of scores at or above ``threshold`` (rounded down to its bin)."""
+        return float(self.counts[int(self.bin_of(np.array([threshold]))[0]) :].sum() / max(self.total, 1))
+
+    def threshold_at(self, share: float) -> float:
+        """The lowest cosine (bin edge) with at most ``share`` of the scores at or above it."""
+        above = np.cumsum(self.counts[::-1])[::-1]  # above[b]: scores in bin b or higher
+        allowed = share * self.total
+        candidates = np.nonzero(above <= allowed)[0]
+        b = int(candidates[0]) if len(candidates) else _BINS
+        return round(b * BIN_WIDTH - 1, 4)
+
+    def histogram(self, edges: np.ndarray) -> np.ndarray:
+        """Counts between the given edges, for plots."""
+        centres = np.arange(_BINS + 1) * BIN_WIDTH - 1 + BIN_WIDTH / 2
+        return np.histogram(centres, bins=edges, weights=self.counts)[0]
+
+
+def tar_at(same_scores: np.ndarray, threshold: float) -> float:
+    """The share of same-person pairs at or above ``threshold``."""
+    return float(np.mean(same_scores >= threshold)) if len(same_scores) else float("nan")
+
+
+def recall_at(ranks: list[int | None], k: int) -> float:
+    """The share of probes whose person was found within the first ``k`` answers (rank 1-based)."""
+    return float(np.mean([rank is not None and rank <= k for rank in ranks])) if ranks else float("nan")
+
+
+def stranger_rate(pair_rates: np.ndarray, gallery_faces: int) -> float:
+    """The share of stranger queries with at least one match in a gallery of ``gallery_faces``.
+
+    ``pair_rates`` holds, per query, the share of other people's faces that pass the
+    threshold. Treating the gallery's faces as drawn from those people, a query returns
+    a stranger with probability 1 - (1 - rate)^N; averaging per query keeps the faces
+    that resemble many people (a few queries pass far more often than the mean rate).
+    """
+    rates = np.clip(np.asarray(pair_rates, np.float64), 0, 1)
+    return float(np.mean(-np.expm1(gallery_faces * np.log1p(-np.minimum(rates, 1 - 1e-15)))))

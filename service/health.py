@@ -1,0 +1,64 @@
+"""``/healthz`` and ``/readyz`` for load balancers and orchestrators.
+
+``/healthz`` says the process answers. ``/readyz`` says it can serve searches: the models
+are loaded, LMDB answers a read, and every gallery's index is in memory. Neither needs a
+key, and neither reveals more than those three yes-or-no answers.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, current_app, jsonify
+
+from .context import Services
+
+log = logging.getLogger(__name__)
+
+health = Blueprint("health", __name__)
+
+
+def _models_loaded(services: Services) -> bool:
+    return "analyzer" in vars(services)  # a cached_property, loaded at start-up when serving
+
+
+def _lmdb_open(services: Services) -> bool:
+    services.store.read(lambda txn: txn.id())
+    return True
+
+
+def _indexes_loaded(services: Services) -> bool:
+    """Every gallery with faces has an index holding vectors (describing one catches it up)."""
+    return all(
+        services.indexes.describe(gid)["vectors"] > 0 or gallery.faces == 0
+        for gid, gallery in services.store.galleries().items()
+    )
+
+
+CHECKS = {"models": _models_loaded, "lmdb": _lmdb_open, "indexes": _indexes_loaded}
+
+
+def readiness(services: Services) -> dict[str, bool]:
+    results = {}
+    for name, check in CHECKS.items():
+        try:
+            results[name] = bool(check(services))
+        except Exception:  # a failing check means not ready, whatever the failure
+            log.exception("readiness check %s failed", name)
+            results[name] = False
+    return results
+
+
+@health.get("/healthz")
+def healthz() -> Response:
+    return jsonify({"status": "ok"})
+
+
+@health.get("/readyz")
+def readyz() -> Response:
+    checks = readiness(current_app.extensions["face_search"])
+    ready = all(checks.values())
+    response = jsonify({"status": "ok" if ready else "unavailable", "checks": checks})
+    response.status_code = 200 if ready else 503
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,246 @@
+"""Faces of every size are found, and nothing else: real models on real photos.
+
+Close-up crops and a small face in a large photo are made at test time from the photos
+the installed packages ship; the non-faces and the labelled sets are the shared data,
+the sets sent through a real server (one photo per person enrolled, the others searched).
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from index.store import Store
+from models.analyzer import FaceAnalyzer
+from models.detector import _iou
+from models.faces import Face
+from models.packs import load_pack
+from service.config import Settings
+from service.keys import KeyRing
+from tests.conftest import LiveServer
+from tests.photos import DATASETS, b64, crop, decode, encode, package_photo
+
+MARGINS = (1.1, 1.3, 2.0)
+SHARED_SETS = ("lfw", "att-orl", "yale", "faceapi-bbt", "dlib-johns", "deepface-unit", "fr-examples")
+# Per set: people and photos per person sent to the server (None: all).
+SUBSETS = {"lfw": (40, 3), "att-orl": (10, 3), "yale": (10, 3), "dlib-johns": (5, 6)}
+# The report measures >= 99% on every full set (README); a few dozen probes allow one miss.
+DETECTION_FLOOR, RECALL_FLOOR = 0.99, 0.97
+
+
+def _shared(name: str) -> Path:
+    folder = DATASETS / name
+    if not (folder / "manifest.csv").is_file():
+        pytest.skip(f"{folder} is absent: the shared data sets are not on this machine")
+    return folder
+
+
+def _rows(name: str) -> list[dict[str, str]]:
+    with open(_shared(name) / "manifest.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def analyzer() -> FaceAnalyzer:
+    return FaceAnalyzer(load_pack("buffalo_s"))
+
+
+def _without(analyzer: FaceAnalyzer, **tuning) -> FaceAnalyzer:
+    """The same pack with parts of the detector tuning switched off."""
+    return FaceAnalyzer(replace(analyzer.pack, tuning=replace(analyzer.pack.tuning, **tuning)))
+
+
+@pytest.fixture(scope="module")
+def group_faces(analyzer: FaceAnalyzer) -> list[Face]:
+    return analyzer.faces_in_bytes(package_photo("t1.jpg"))
+
+
+def _crop_origin(image: np.ndarray, box: np.ndarray, margin: float) -> np.ndarray:
+    """Where ``tests.photos.crop`` starts its crop in the photo."""
+    half = (box[2:] - box[:2]) * margin / 2
+    return np.maximum(0, ((box[:2] + box[2:]) / 2 - half).astype(int)).astype(np.float32)
+
+
+def _cosine(a: Face, b: Face) -> float:
+    return float(a.embedding @ b.embedding)
+
+
+@pytest.mark.parametrize("margin", MARGINS)
+def test_close_up_crops_find_the_face_on_its_own_pixels(analyzer: FaceAnalyzer, group_faces, margin: float) -> None:
+    group = package_photo("t1.jpg")
+    image = decode(group)
+    assert len(group_faces) == 6
+    for face in group_faces:
+        box = face.detection.bbox
+        data = crop(group, box.tolist(), margin)
+        found = analyzer.faces_in_bytes(data)
+        assert found, f"no face in the {margin}x crop of {face.box()}"
+        best = found[0]
+        shifted = best.detection.bbox + np.tile(_crop_origin(image, box, margin), 2)
+        assert _iou(box, shifted[None])[0] > 0.6, (face.box(), best.box(), margin)
+        height, width = decode(data).shape[:2]
+        landmarks = best.detection.landmarks
+        assert (landmarks >= 0).all() and (landmarks[:, 0] < width).all() and (landmarks[:, 1] < height).all()
+        assert _cosine(best, face) > 0.6, "the crop's face is aligned on real pixels like the original"
+
+
+def test_the_close_up_pass_is_what_finds_tight_crops(analyzer: FaceAnalyzer, group_faces) -> None:
+    group = package_photo("t1.jpg")
+    single = _without(analyzer, close_up_pass=False)
+    crops = [crop(group, face.detection.bbox.tolist(), MARGINS[0]) for face in group_faces]
+    missed = sum(not single.faces_in_bytes(data) for data in crops)
+    assert missed >= len(crops) // 2, "tight crops should defeat the first pass alone"
+    assert all(analyzer.faces_in_bytes(data) for data in crops)
+
+
+def _pasted(face: Face, height: int) -> tuple[bytes, np.ndarray]:
+    """The face (with some context) scaled to ``height`` pixels in a blank 4000x3000 JPEG."""
+    image = decode(package_photo("t1.jpg"))
+    x1, y1, x2, y2 = face.detection.bbox.astype(int)
+    pad = (y2 - y1) // 2
+    patch = image[max(0, y1 - pad) : y2 + pad, max(0, x1 - pad) : x2 + pad]
+    scale = height / (y2 - y1)
+    small = cv2.resize(patch, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    canvas = np.full((3000, 4000, 3), 200, np.uint8)
+    canvas[2000 : 2000 + small.shape[0], 700 : 700 + small.shape[1]] = small
+    where = (
+        np.array([700, 2000], np.float32)
+        + (np.array([x1, y1], np.float32) - [max(0, x1 - pad), max(0, y1 - pad)]) * scale
+    )
+    return encode(canvas), np.concatenate([where, where + (face.detection.bbox[2:] - face.detection.bbox[:2]) * scale])
+
+
+def test_a_small_face_in_a_large_photo_is_found_by_the_large_photo_pass(analyzer: FaceAnalyzer, group_faces) -> None:
+    data, box = _pasted(group_faces[0], 96)
+    found = analyzer.faces_in_bytes(data)
+    assert len(found) == 1
+    assert _iou(box, found[0].detection.bbox[None])[0] > 0.5, (box, found[0].box())
+    assert _cosine(found[0], group_faces[0]) > 0.6
+    assert _without(analyzer, large_photo_side=0).faces_in_bytes(data) == [], "640 pixels alone miss it"
+
+
+def test_no_face_is_reported_on_the_negatives(analyzer: FaceAnalyzer) -> None:
+    folder = _shared("negatives")
+    found = {
+        row["path"]: len(analyzer.faces_in_bytes((folder / row["path"]).read_bytes())) for row in _rows("negatives")
+    }
+    assert len(found) >= 20
+    assert sum(found.values()) == 0, {path: n for path, n in found.items() if n}
+
+
+def test_confirmation_is_what_turns_the_dog_down(analyzer: FaceAnalyzer) -> None:
+    dogs = (_shared("negatives") / "images" / "dlib_dogs.jpg").read_bytes()
+    assert _without(analyzer, confirm_below=0.0).faces_in_bytes(dogs), "the detector alone sees a face"
+    assert analyzer.faces_in_bytes(dogs) == []
+
+
+def test_quality_gate_drops_faces_under_the_minimum_size(analyzer: FaceAnalyzer, group_faces) -> None:
+    sizes = sorted(face.detection.size for face in group_faces)
+    strict = _without(analyzer, min_face_size=(sizes[0] + sizes[-1]) / 2)
+    kept = strict.faces_in_bytes(package_photo("t1.jpg"))
+    assert 0 < len(kept) < len(group_faces)
+    assert all(face.detection.size >= strict.pack.tuning.min_face_size for face in kept)
+
+
+@pytest.mark.slow
+def test_groups_keep_at_least_110_of_their_112_faces(analyzer: FaceAnalyzer) -> None:
+    folder = _shared("groups")
+    counted = expected = 0
+    for row in _rows("groups"):
+        want = int(row["expected_faces"])
+        counted += min(want, len(analyzer.faces_in_bytes((folder / row["path"]).read_bytes())))
+        expected += want
+    assert expected == 112 and counted >= 110, counted
+
+
+# -- the shared sets through a real server -------------------------------------------------
+
+
+def _subset(name: str) -> dict[str, list[str]]:
+    """A seeded choice of people (with two photos or more) and of their photos."""
+    people: dict[str, list[str]] = defaultdict(list)
+    for row in _rows(name):
+        people[row["identity"]].append(row["path"])
+    chosen = sorted(who for who, paths in people.items() if len(paths) > 1)
+    count, per_person = SUBSETS.get(name, (len(chosen), None))
+    rng = random.Random(7)
+    return {who: sorted(people[who])[:per_person] for who in sorted(rng.sample(chosen, min(count, len(chosen))))}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    started = LiveServer(tmp_path_factory.mktemp("detection") / "data").start()
+    yield started
+    started.stop()
+
+
+def _new_key(server: LiveServer) -> tuple[str, str]:
+    """A key (so a gallery) of its own, made from another process as scripts/keys.py does."""
+    store = Store(server.data_dir / "lmdb")
+    try:
+        made = KeyRing(store).create()
+    finally:
+        store.close()
+    return made.record.name, made.secret
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SHARED_SETS)
+def test_shared_set_subset_is_found_and_recognised_through_the_server(server: LiveServer, name: str) -> None:
+    folder = _shared(name)
+    key, secret = _new_key(server)
+    photos = found = probes = correct = 0
+    for who, paths in _subset(name).items():
+        for index, path in enumerate(paths):
+            image = {"base64": b64((folder / path).read_bytes())}
+            if index == 0:
+                answer = server.call(
+                    "POST", "/images", key, secret, json={"image": {**image, "metadata": {"who": who}}}
+                )
+            else:
+                answer = server.call("POST", "/search", key, secret, json={"image": image, "top_k": 1, "threshold": -1})
+            body = answer.json()
+            assert body["status_code"] in (0, 3), body
+            photos += 1
+            found += body["status_code"] == 0
+            if index and body["status_code"] == 0:
+                probes += 1
+                correct += bool(body["result"]) and body["result"][0]["metadata"]["who"] == who
+    assert photos >= 25 and probes >= 15, (photos, probes)
+    assert found / photos >= DETECTION_FLOOR, (name, found, photos)
+    assert correct / probes >= RECALL_FLOOR, (name, correct, probes)
+
+
+def test_settings_override_the_packs_detector_tuning(monkeypatch: pytest.MonkeyPatch) -> None:
+    pack = load_pack("buffalo_s")
+    assert Settings.from_env().detection.applied_to(pack) == pack, "no setting: the pack's own tuning"
+    monkeypatch.setenv("FACE_SEARCH_MIN_FACE_SIZE", "24")
+    monkeypatch.setenv("FACE_SEARCH_MIN_DET_SCORE", "0.6")
+    monkeypatch.setenv("FACE_SEARCH_CLOSE_UP_PASS", "off")
+    monkeypatch.setenv("FACE_SEARCH_LARGE_PHOTO_SIDE", "0")
+    tuned = Settings.from_env().detection.applied_to(pack)
+    assert tuned.detector_score_threshold == 0.6
+    assert tuned.tuning == replace(pack.tuning, min_face_size=24.0, close_up_pass=False, large_photo_side=0)
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("FACE_SEARCH_MIN_DET_SCORE", "1.5"),
+        ("FACE_SEARCH_CLOSE_UP_PASS", "maybe"),
+        ("FACE_SEARCH_LARGE_PHOTO_SIDE", "-1"),
+        ("FACE_SEARCH_MIN_FACE_SIZE", "big"),
+    ],
+)
+def test_bad_detection_settings_stop_start_up(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit, match=name):
+        Settings.from_env()

@@ -1,0 +1,208 @@
+"""The OpenAPI document: complete, valid, generated from the types that validate requests,
+and kept by a live server under schemathesis (no 5xx, no answer the document does not allow)."""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from pydantic import TypeAdapter
+from schemathesis.checks import not_a_server_error
+from schemathesis.generation import GenerationMode
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from service import schemas
+from service.app import create_app
+from service.config import Settings
+from service.context import build_services
+from service.errors import HTTP_STATUS, MESSAGES, Code
+from service.openapi import DOCUMENT_PATH, OPERATIONS, document
+from tests.conftest import API, KEY, SECRET, LiveServer, basic
+from tests.photos import b64, package_photo
+
+NOT_API = {"web.index", "web.static", "docs.page", "docs.asset"}  # pages and their files
+
+
+def test_every_route_is_documented_and_nothing_else(client) -> None:
+    served = set()
+    for rule in client.application.url_map.iter_rules():
+        if rule.endpoint in NOT_API or rule.endpoint == "static":
+            continue
+        path = re.sub(r"<(?:\w+(?:\([^)]*\))?:)?(\w+)>", r"{\1}", rule.rule)
+        served |= {(path, method.lower()) for method in rule.methods - {"HEAD", "OPTIONS"}}
+    documented = {(path, method) for path, item in document()["paths"].items() for method in item}
+    assert served == documented
+    assert f"{API}/images/{{image_id}}/file" in document()["paths"]
+
+
+def test_every_code_is_documented_with_its_http_status() -> None:
+    doc = document()
+    for code in Code:
+        assert f"| {int(code)} | {MESSAGES[code]} | {HTTP_STATUS[code]} |" in doc["info"]["description"]
+    seen = set()
+    for item in doc["paths"].values():
+        for operation in item.values():
+            for status, answer in operation["responses"].items():
+                for number in map(int, re.findall(r"code (\d+)", answer["description"])):
+                    assert status == str(HTTP_STATUS[Code(number)]) or (number == Code.NO_ROUTE and status == "405")
+                    seen.add(number)
+    assert seen == {int(code) for code in Code} - {0}
+    assert doc["components"]["securitySchemes"]["basicAuth"] == {"type": "http", "scheme": "basic"}
+
+
+def test_the_document_is_valid_openapi_3_1() -> None:
+    loaded = schemathesis.openapi.from_dict(document())
+    loaded.validate()
+    assert document()["openapi"] == "3.1.0"
+    assert len(list(loaded.get_all_operations())) == len(OPERATIONS)
+
+
+@pytest.mark.parametrize("kind", [schemas.Search, schemas.AddImage, schemas.MetadataUpdate, schemas.DeleteImages])
+def test_the_document_holds_the_schemas_that_validate_requests(kind: type) -> None:
+    generated = TypeAdapter(kind).json_schema(ref_template="#/components/schemas/{model}")
+    generated.pop("$defs", None)
+    documented = copy.deepcopy(document()["components"]["schemas"][kind.__name__])
+    documented["properties"].get("top_k", {}).pop("maximum", None)  # configured limits, checked below
+    documented["properties"].get("ids", {}).pop("maxItems", None)
+    assert documented == generated
+
+
+def test_the_document_states_the_configured_limits(settings: Settings) -> None:
+    configured = replace(settings, max_top_k=50, max_ids=3)
+    services = build_services(configured)
+    try:
+        client = create_app(configured, services).test_client()
+        schemas_ = client.get(DOCUMENT_PATH).get_json()["components"]["schemas"]
+        assert schemas_["Search"]["properties"]["top_k"]["maximum"] == 50
+        assert schemas_["DeleteImages"]["properties"]["ids"]["maxItems"] == 3
+        services.keys.create(KEY, SECRET)
+        refused = client.delete(API + "/images", json={"ids": [1, 2, 3, 4]}, headers=basic()).get_json()
+        assert refused["status_code"] == 7 and "at most 3" in refused["message"], refused
+        refused = client.post(API + "/search", json={"image": {}, "top_k": 51}, headers=basic()).get_json()
+        assert refused["status_code"] == 7 and "50" in refused["message"], refused
+    finally:
+        services.close()
+
+
+@pytest.mark.parametrize(
+    "path, body, code, where",
+    [
+        ("/search", {"image": {"base64": 5}}, 7, "image.base64"),
+        ("/search", {"image": {"base64": "aGVsbG8="}, "top_k": 0}, 7, "top_k"),
+        ("/search", {"image": {"base64": "aGVsbG8="}, "face": "every"}, 7, "face"),
+        ("/search", {"image": {"base64": "aGVsbG8="}, "min_det_score": 2}, 7, "min_det_score"),
+        ("/images", {"image": {"base64": "aGVsbG8=", "metadata": {"_id": 1}}}, 7, "image.metadata"),
+        ("/images", {"image": {"base64": "aGVsbG8="}, "metadata": [1]}, 7, "metadata"),
+        ("/images", {"format_type": 12, "image": {"base64": "aGVsbG8="}}, 6, None),  # format_type: code 6, not 7
+        ("/images", {"metadata": {}}, 1, None),  # no image: code 1, not 7
+        ("/images", {"image": {"file": "aGVsbG8="}}, 6, None),  # a file upload must be multipart
+    ],
+)
+def test_schema_refusals_are_code_7_and_name_the_field(client, path: str, body: dict, code: int, where: str) -> None:
+    answer = client.post(API + path, json=body, headers=basic())
+    assert answer.status_code == 400 and answer.get_json()["status_code"] == code, answer.get_json()
+    if where is not None:
+        assert f": {where}: " in answer.get_json()["message"]
+
+
+def test_query_and_update_bodies_are_validated(client) -> None:
+    refused = client.get(API + "/images?limit=many", headers=basic()).get_json()
+    assert refused["status_code"] == 7 and "limit" in refused["message"]
+    refused = client.put(API + "/images/1", json={"metadata": "x"}, headers=basic()).get_json()
+    assert refused["status_code"] == 7 and "metadata" in refused["message"]
+    refused = client.delete(API + "/images", json={"ids": [1, 0]}, headers=basic()).get_json()
+    assert refused["status_code"] == 7 and "ids.1" in refused["message"]
+
+
+def test_docs_page_uses_local_swagger_ui_files_only(client) -> None:
+    page = client.get("/docs").get_data(as_text=True)
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert assets and not [a for a in assets if "//" in a], "no CDN: every asset is served by the service"
+    for asset in assets:
+        answer = client.get("/" + asset)
+        assert answer.status_code == 200 and len(answer.data) > 100, asset
+    assert b"SwaggerUIBundle" in client.get("/docs/assets/swagger-ui-bundle.js").data
+    assert client.get("/docs/assets/index.html").status_code == 404
+    assert client.get(DOCUMENT_PATH).get_json() == document()
+
+
+# -- schemathesis against a live server ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    data = tmp_path_factory.mktemp("schemathesis")
+    server = LiveServer(data, {"FACE_SEARCH_RATE_LIMIT": "0"}, log=Path(data) / "server.log").start()
+    photo = {"image": {"base64": b64(package_photo("Tom_Hanks_54745.png")), "metadata": {"seed": True}}}
+    assert server.call("POST", "/images", json=photo).json()["status_code"] == 0  # ids 1.. exist
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def live_schema(live: LiveServer):
+    loaded = schemathesis.openapi.from_url(live.url + DOCUMENT_PATH)
+    loaded.config.update(base_url=live.url, basic_auth=(KEY, SECRET), request_timeout=60)
+    return loaded
+
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+]
+
+
+def keep_on_loopback(body: object) -> None:
+    """The server downloads ``image.url``: only ever from a closed loopback port here."""
+    if isinstance(body, dict) and isinstance(body.get("image"), dict) and "url" in body["image"]:
+        body["image"]["url"] = "http://127.0.0.1:9/photo.jpg"
+
+
+GENERATED = [
+    (f"{op.method.upper()} {op.path}", mode)
+    for op in OPERATIONS
+    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+    if mode == GenerationMode.POSITIVE or op.body is not None or op.query is not None or "{" in op.path
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("operation, mode", GENERATED, ids=[f"{o}-{m.value}" for o, m in GENERATED])
+def test_live_server_keeps_to_the_document(live_schema, operation: str, mode: GenerationMode) -> None:
+    """Generated requests, valid (positive) and invalid (negative) for the document: no 5xx, every
+    answer documented, and every request the document calls invalid refused."""
+    method, path = operation.split(" ")
+    statuses = []
+
+    @settings(
+        max_examples=20,
+        deadline=None,
+        derandomize=True,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=live_schema[path][method].as_strategy(generation_mode=mode))
+    def run(case) -> None:
+        keep_on_loopback(case.body)
+        response = case.call()
+        statuses.append(response.status_code)
+        case.validate_response(response, checks=CHECKS)
+
+    run()
+    assert set(statuses) - {401}, "the generated requests carried the key"

@@ -1,0 +1,84 @@
+"""Re-embedding a gallery with another pack: old vectors serve until one atomic swap."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.analyzer import FaceAnalyzer
+from models.packs import PACKS_DIR, load_pack
+from service import images
+from service.config import Settings
+from service.context import build_services
+from service.errors import ApiError, Code
+from service.reembed import ReembedSummary, reembed, stage, swap
+from service.search import search
+from tests.photos import flipped, package_photo
+
+TOM = "Tom_Hanks_54745.png"
+T1 = "t1.jpg"
+
+
+def _pack_named(tmp_path: Path, name: str) -> Path:
+    """The default pack's weights under another name: a new pack as far as galleries go."""
+    manifest = json.loads((PACKS_DIR / "buffalo_s" / "pack.json").read_text())
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "pack.json").write_text(json.dumps({**manifest, "name": name}))
+    return folder
+
+
+def _vectors(services, gid: int) -> dict[int, np.ndarray]:
+    return {
+        int(i): v for ids, vectors, _ in services.store.face_vectors(gid) for i, v in zip(ids, vectors, strict=True)
+    }
+
+
+@pytest.mark.slow
+def test_reembedding_serves_the_old_vectors_until_the_swap(settings: Settings, tmp_path: Path) -> None:
+    new_pack = _pack_named(tmp_path, "buffalo_s_next")
+    server = build_services(settings, serving=True)
+    key = server.keys.create("k", "s").record
+    tom = images.add_image(server, key, package_photo(TOM), {"who": "tom"})
+    group = images.add_image(server, key, package_photo(T1), {"who": "group"})
+    old = _vectors(server, key.gallery)
+    probe = flipped(package_photo(TOM))
+
+    analyzer = FaceAnalyzer(load_pack(str(new_pack)))
+    summary = ReembedSummary()
+    stage(server, key, analyzer, 4, summary, lambda n: None)
+    assert (summary.images, summary.faces, summary.lost) == (2, 7, 0)
+    assert _vectors(server, key.gallery).keys() == old.keys(), "staged aside, the serving vectors untouched"
+    assert server.store.gallery(key.gallery).pack == "buffalo_s"
+    assert [hit.image.id for hit in search(server, key, probe, top_k=1, threshold=None)] == [tom.id]
+
+    late = images.add_image(server, key, package_photo("yaoming.jpg"), {"who": "added while staging"})
+    assert not swap(server, key, analyzer.pack_name, analyzer.dim), "refused: the new photo is not re-embedded"
+    assert server.store.gallery(key.gallery).pack == "buffalo_s"
+    summary = reembed(server, key, str(new_pack))  # resumes: only the late photo is left to embed
+    assert summary.images == 1 and summary.pack == "buffalo_s_next"
+
+    gallery = server.store.gallery(key.gallery)
+    assert (gallery.pack, gallery.dim, gallery.faces) == ("buffalo_s_next", 512, 8)
+    new = _vectors(server, key.gallery)
+    assert new.keys() == old.keys() | {face.id for face in late.faces}, "faces keep their ids"
+    assert all(float(old[face] @ new[face]) > 0.99 for face in old), "each face matched to itself again"
+    assert all(
+        record.pack == "buffalo_s_next" for record in server.store.get_images(key.gallery, [tom.id, group.id]).values()
+    )
+    with pytest.raises(ApiError) as refused:
+        search(server, key, probe, top_k=1, threshold=None)
+    assert refused.value.code == Code.PACK_MISMATCH, "a server still on the old pack refuses to mix"
+    server.close()
+
+    renewed = build_services(replace(settings, models=str(new_pack)), serving=True)
+    try:
+        assert renewed.indexes.verify(key.gallery)
+        assert renewed.indexes.describe(key.gallery)["generation"] == 1
+        assert [hit.image.id for hit in search(renewed, key, probe, top_k=1, threshold=None)] == [tom.id]
+    finally:
+        renewed.close()
