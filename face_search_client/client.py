@@ -41,23 +41,26 @@ class Face:
 
 
 @dataclass(frozen=True)
-class ImageSummary:
-    """An image as listed: its faces as a count."""
+class _Stored:
+    """What every answer about a stored image carries."""
 
     id: int
     url: str
     metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ImageSummary(_Stored):
+    """An image as listed: its faces as a count."""
+
     faces: int
     created_at: str
 
 
 @dataclass(frozen=True)
-class Image:
+class Image(_Stored):
     """An image as added or read: every face with its box and detection score."""
 
-    id: int
-    url: str
-    metadata: dict[str, Any]
     faces: list[Face]
     created_at: str
 
@@ -76,12 +79,9 @@ class Page:
 
 
 @dataclass(frozen=True)
-class Hit:
+class Hit(_Stored):
     """A matching image: ``score`` and ``bbox`` are those of its best-matching face."""
 
-    id: int
-    url: str
-    metadata: dict[str, Any]
     score: float
     bbox: Box
 

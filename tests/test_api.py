@@ -7,9 +7,7 @@ process, which also shows that key changes reach a running server at once.
 
 from __future__ import annotations
 
-import http.server
 import secrets
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,6 +21,7 @@ from service.app import create_app
 from service.config import Settings
 from service.context import build_services
 from service.keys import KeyRing
+from tests import loopback
 from tests.conftest import API, LiveServer, basic
 from tests.photos import b64, blank, crop, flipped, package_photo, recompressed, scaled
 
@@ -406,32 +405,17 @@ def test_unknown_endpoint_and_method_get_the_envelope(api: Client) -> None:
 def photo_server() -> Iterator[str]:
     files = {"/tom.png": (package_photo(TOM), "image/png"), "/page.html": (b"<html></html>", "text/html")}
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path.startswith("/redirect/"):
-                hops = int(self.path.rsplit("/", 1)[1])
-                self.send_response(302)
-                self.send_header("Location", f"/redirect/{hops - 1}" if hops > 1 else "/tom.png")
-                self.end_headers()
-                return
-            if self.path not in files:
-                self.send_error(404)
-                return
-            data, kind = files[self.path]
-            self.send_response(200)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def answer(path: str) -> loopback.Answer:
+        if path.startswith("/redirect/"):
+            hops = int(path.rsplit("/", 1)[1])
+            return 302, {"Location": f"/redirect/{hops - 1}" if hops > 1 else "/tom.png"}, b""
+        if path not in files:
+            return 404, {"Content-Type": "text/plain"}, b"not found"
+        data, kind = files[path]
+        return 200, {"Content-Type": kind}, data
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with loopback.serve(answer) as url:
+        yield url
 
 
 def test_image_by_url_is_added_and_searched(api: Client, photo_server: str) -> None:

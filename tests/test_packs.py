@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import http.server
 import io
 import json
-import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +14,7 @@ import pytest
 from models.analyzer import FaceAnalyzer
 from models.packs import PACKS_DIR, ModelPackError, load_pack, sha256_of
 from scripts import fetch_models
+from tests import loopback
 from tests.conftest import free_port
 from tests.photos import decode, package_photo
 
@@ -87,20 +86,8 @@ def release_server(tmp_path: Path) -> Iterator[str]:
             bundle.write(path, f"buffalo_s/{path.name}")
     body = archive.getvalue()
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/{{name}}.zip"
-    server.shutdown()
+    with loopback.serve(lambda path: (200, {}, body)) as url:
+        yield url + "/{name}.zip"
 
 
 def test_download_checks_the_archive(tmp_path: Path, release_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
