@@ -4,7 +4,7 @@ One pass at the pack's input size (640x640) finds the faces of an ordinary photo
 variations run only on the photos that need them (see README for what they cost):
 
 - Large photos: a 4000x3000 photo shrunk to 640 loses faces under ~150 pixels. When the
-  photo's longer side is at least 1.5 times the input, its one pass runs at up to
+  photo's longer side is at least 1.35 times the input, its one pass runs at up to
   ``large_photo_side`` pixels instead (an input shaped like the photo, so no time goes
   to padding). SCRFD still finds faces up to ~380 pixels in such an input, more than
   the close-up share below leaves to it.
@@ -37,7 +37,7 @@ CLOSE_UP_SHARE = 0.45
 PAD_SHARE = 0.5
 CLOSE_UP_INPUT = 320
 # The large-photo input replaces the first when it shows faces at least this much larger.
-LARGE_MIN_GAIN = 1.5
+LARGE_MIN_GAIN = 1.35
 # Zoomed crops that confirm a borderline detection: (margin around the box, input side).
 CONFIRM_VIEWS = ((0.5, 160), (0.25, 224))
 CONFIRM_IOU = 0.3

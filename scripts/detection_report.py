@@ -42,7 +42,7 @@ DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 LABELLED = ("lfw", "att-orl", "yale", "faceapi-bbt", "dlib-johns", "deepface-unit", "fr-examples")
 COST_SAMPLE = 40  # photos per set timed (LFW: five times as many)
 TINY_SIDES = (48, 64, 80, 96, 128)  # face heights, pixels
-LARGE_SIDES = (0, 1024, 1600, 2048)
+LARGE_SIDES = (0, 896, 1024, 1600, 2048)
 
 
 def manifest(name: str) -> list[dict[str, str]]:
