@@ -275,9 +275,7 @@ class GalleryIndexes:
     def verify(self, gid: int) -> bool:
         """True when the index holds exactly the gallery's live faces in LMDB."""
         entry = self._current(gid)
-        expected = set()
-        for ids, _, _ in self.store.face_vectors(gid):
-            expected.update(ids.tolist())
+        expected = set(self.store.snapshot(gid)[1].tolist())
         with entry.lock.read():
             held = set(entry.index.ids().tolist()) if entry.index is not None else set()
         return held == expected

@@ -352,29 +352,15 @@ class Store:
 
     # -- vectors and the change log --------------------------------------------------
 
-    def face_vectors(self, gid: int, batch: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
-        """Every live face of a gallery as (ids, vectors) batches, with the seq they reflect."""
-
-        def scan(txn: lmdb.Transaction) -> list[tuple[np.ndarray, np.ndarray, int]]:
-            seq = GalleryRecord.decode(txn.get(u64(gid), db=self.db["galleries"])).seq
-            batches = []
-            ids: list[int] = []
-            vectors: list[np.ndarray] = []
-            cursor = txn.cursor(db=self.db["faces"])
-            if cursor.set_range(u64(gid)):
-                for key, raw in cursor:
-                    if key[:8] != u64(gid):
-                        break
-                    ids.append(second_of(key))
-                    vectors.append(decode_face(raw).vector)
-                    if len(ids) == batch:
-                        batches.append((np.array(ids, dtype=np.int64), np.stack(vectors), seq))
-                        ids, vectors = [], []
-            if ids:
-                batches.append((np.array(ids, dtype=np.int64), np.stack(vectors), seq))
-            return batches
-
-        yield from self.read(scan)
+    def _changes_after(self, txn: lmdb.Transaction, gid: int, seq: int) -> Iterator[Change]:
+        """The gallery's logged changes after ``seq``, in order."""
+        cursor = txn.cursor(db=self.db["changes"])
+        if cursor.set_range(pair(gid, seq + 1)):
+            for key, raw in cursor:
+                if key[:8] != u64(gid):
+                    break
+                op, face = decode_change(raw)
+                yield Change(second_of(key), op, face)
 
     def changes_since(self, gid: int, seq: int) -> tuple[list[Change], dict[int, np.ndarray], int | None]:
         """Changes after ``seq``, the vectors of faces added and still live, and the log's first seq.
@@ -388,18 +374,12 @@ class Store:
             first = None
             if cursor.set_range(u64(gid)) and cursor.key()[:8] == u64(gid):
                 first = second_of(cursor.key())
-            changes: list[Change] = []
+            changes = list(self._changes_after(txn, gid, seq))
             vectors: dict[int, np.ndarray] = {}
-            if cursor.set_range(pair(gid, seq + 1)):
-                for key, raw in cursor:
-                    if key[:8] != u64(gid):
-                        break
-                    op, face = decode_change(raw)
-                    changes.append(Change(second_of(key), op, face))
-                    if op == ADD:
-                        found = txn.get(pair(gid, face), db=self.db["faces"])
-                        if found is not None:
-                            vectors[face] = decode_face(found).vector
+            for change in changes:
+                found = txn.get(pair(gid, change.face), db=self.db["faces"]) if change.is_add else None
+                if found is not None:
+                    vectors[change.face] = decode_face(found).vector
             return changes, vectors, first
 
         return self.read(scan)
@@ -421,17 +401,9 @@ class Store:
         """(adds, removes) logged after ``seq``: what an index saved at ``seq`` has not seen."""
 
         def scan(txn: lmdb.Transaction) -> tuple[int, int]:
-            adds = removes = 0
-            cursor = txn.cursor(db=self.db["changes"])
-            if cursor.set_range(pair(gid, seq + 1)):
-                for key, raw in cursor:
-                    if key[:8] != u64(gid):
-                        break
-                    if decode_change(raw)[0] == ADD:
-                        adds += 1
-                    else:
-                        removes += 1
-            return adds, removes
+            changes = list(self._changes_after(txn, gid, seq))
+            adds = sum(change.is_add for change in changes)
+            return adds, len(changes) - adds
 
         return self.read(scan)
 
@@ -573,13 +545,8 @@ class Store:
             gallery = GalleryRecord.decode(txn.get(u64(gid), db=self.db["galleries"]))
             if gallery.index_generation != generation:
                 raise GenerationConflictError(f"gallery {gid} is at index generation {gallery.index_generation}")
-            cursor = txn.cursor(db=self.db["changes"])
-            if cursor.set_range(pair(gid, since_seq + 1)):
-                for key, raw in cursor:
-                    if key[:8] != u64(gid):
-                        break
-                    if decode_change(raw)[0] == ADD:
-                        raise StagingIncompleteError(f"faces were added to gallery {gid} during the re-embedding")
+            if any(change.is_add for change in self._changes_after(txn, gid, since_seq)):
+                raise StagingIncompleteError(f"faces were added to gallery {gid} during the re-embedding")
             for image_id in self._image_ids(txn, gid):
                 entry = txn.get(pair(gid, image_id), db=self.db["staged_images"])
                 if entry is None or json.loads(entry)["pack"] != pack:

@@ -16,7 +16,6 @@ from index.records import KeyRecord
 
 from . import payloads
 from .context import Services
-from .embedding import faces_of_many
 from .images import add_faces
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
@@ -87,7 +86,7 @@ def import_folder(
             photo = _read(services, key, path, seen, summary)
             if photo is not None:
                 photos.append(photo)
-        for photo, faces in zip(photos, faces_of_many(services.analyzer, [p.data for p in photos]), strict=True):
+        for photo, faces in zip(photos, services.analyzer.faces_in_many([p.data for p in photos]), strict=True):
             if faces is None:
                 summary.unreadable.append(str(photo.path))
                 continue

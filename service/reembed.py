@@ -27,7 +27,6 @@ from models.faces import Face
 from models.packs import load_pack
 
 from .context import Services
-from .embedding import faces_of_many
 
 MIN_OVERLAP = 0.5  # intersection over union for a new detection to be the same face
 
@@ -78,7 +77,7 @@ def stage(
         records = store.get_images(gid, todo[start : start + batch])
         records = [records[image_id] for image_id in todo[start : start + batch] if image_id in records]
         photos = [services.photos.read(record.file) for record in records]  # a missing photo stops the run
-        for record, found in zip(records, faces_of_many(analyzer, photos), strict=True):
+        for record, found in zip(records, analyzer.faces_in_many(photos), strict=True):
             if found is None:
                 raise ValueError(f"the stored photo of image {record.id} ({record.file}) cannot be decoded")
             matched = match_faces(record.faces, found)

@@ -14,7 +14,7 @@ from .envelope import success
 from .errors import ApiError, Code
 from .fetch import fetch_image
 from .openapi import checked_body, checked_query
-from .search import FaceFilter, search, search_all
+from .search import FaceFilter, query_faces, search, search_faces
 from .throttle import Limits
 
 api = Blueprint("api", __name__, url_prefix="/api/v2/face_search")
@@ -127,7 +127,7 @@ def search_images() -> Response:
     stored = FaceFilter(*payloads.stored_face_limits(data))
     photo_data = photo_from(data)
     if face == "all":
-        answers = search_all(services(), g.key, photo_data, top_k, threshold, stored)
+        answers = search_faces(services(), g.key, query_faces(services(), photo_data), top_k, threshold, stored)
         return success([render.face_hits(a) for a in answers])
     return success([render.hit(h) for h in search(services(), g.key, photo_data, top_k, threshold, stored)])
 

@@ -70,9 +70,6 @@ def best_per_image(
     Faces are fetched in growing rounds: an image with many faces near the query, or many
     faces the filter refuses, could otherwise crowd the others out of a fixed-size list.
     """
-    gallery = services.store.gallery(key.gallery)
-    if gallery.pack is not None and gallery.pack != services.pack.name:
-        raise ApiError(Code.PACK_MISMATCH, f"this gallery was embedded with model pack {gallery.pack!r}")
     k = top_k * 2 + 8
     while True:
         scores, face_ids = services.indexes.search(key.gallery, query[None, :], k)
@@ -129,6 +126,9 @@ def search_faces(
     stored: FaceFilter = NO_FILTER,
 ) -> list[FaceHits]:
     """One answer per already detected query face, in the order given."""
+    gallery = services.store.gallery(key.gallery)
+    if gallery.pack is not None and gallery.pack != services.pack.name:
+        raise ApiError(Code.PACK_MISMATCH, f"this gallery was embedded with model pack {gallery.pack!r}")
     limit = services.default_threshold(key.gallery) if threshold is None else threshold
     return [FaceHits(face, best_per_image(services, key, face.embedding, top_k, limit, stored)) for face in faces]
 
@@ -143,15 +143,3 @@ def search(
 ) -> list[Hit]:
     """Search with the query photo's largest face."""
     return search_faces(services, key, query_faces(services, data)[:1], top_k, threshold, stored)[0].hits
-
-
-def search_all(
-    services: Services,
-    key: KeyRecord,
-    data: bytes,
-    top_k: int,
-    threshold: float | None,
-    stored: FaceFilter = NO_FILTER,
-) -> list[FaceHits]:
-    """Search with every face of the query photo, largest first."""
-    return search_faces(services, key, query_faces(services, data), top_k, threshold, stored)

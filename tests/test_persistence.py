@@ -132,12 +132,10 @@ def test_a_gallery_refuses_faces_of_another_pack(settings: Settings, tmp_path: P
 def test_every_face_is_stored_with_its_pack_and_dimension(services, settings: Settings) -> None:
     key = services.store.get_key("test-key")
     record = images.add_image(services, key, package_photo(T1), {})
-    batches = list(services.store.face_vectors(key.gallery))
-    ids = sorted(int(i) for batch in batches for i in batch[0])
-    assert ids == sorted(face.id for face in record.faces)
-    gallery = services.store.gallery(key.gallery)
+    gallery, ids, vectors = services.store.snapshot(key.gallery)
+    assert sorted(ids.tolist()) == sorted(face.id for face in record.faces)
     assert (gallery.pack, gallery.dim) == ("buffalo_s", 512)
-    assert all(batch[1].shape[1] == 512 for batch in batches)
+    assert vectors.shape == (len(record.faces), 512)
 
 
 def test_lmdb_map_grows_when_full(tmp_path: Path) -> None:

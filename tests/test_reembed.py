@@ -33,9 +33,8 @@ def _pack_named(tmp_path: Path, name: str) -> Path:
 
 
 def _vectors(services, gid: int) -> dict[int, np.ndarray]:
-    return {
-        int(i): v for ids, vectors, _ in services.store.face_vectors(gid) for i, v in zip(ids, vectors, strict=True)
-    }
+    _, ids, vectors = services.store.snapshot(gid)
+    return {int(i): v for i, v in zip(ids, vectors, strict=True)}
 
 
 @pytest.mark.slow
