@@ -59,6 +59,7 @@ class GalleryIndexes:
         self._entries: dict[int, _Entry] = {}
         self._entries_lock = threading.Lock()
         self._tasks_lock = threading.Lock()
+        self._save_lock = threading.Lock()
         self._children: set[multiprocessing.process.BaseProcess] = set()
         self._stop = threading.Event()
 
@@ -293,20 +294,28 @@ class GalleryIndexes:
                     entry.index = self.reload(gid)
 
     def save_all(self) -> int:
-        """Checkpoint every gallery that changed since its last save, then trim its log."""
+        """Checkpoint every gallery that changed since its last save, then trim its log.
+
+        The index is copied under its read lock and written to disk outside it: writing a
+        million-face index takes seconds, during which an add (and, behind that waiting
+        writer, every search) would stall. The copy holds the index's memory once more
+        while the file is written.
+        """
         saved = 0
-        with self._entries_lock:
-            entries = list(self._entries.items())
-        for gid, entry in entries:
-            with entry.lock.read():
-                index = entry.index
-                if index is None or (entry.generation, index.state.seq) == entry.saved:
-                    continue
-                index.state.generation = entry.generation
-                index.save(self.files.path(gid, entry.generation))
-                entry.saved = (entry.generation, index.state.seq)
-            self._trim(gid, *entry.saved)
-            saved += 1
+        with self._save_lock:  # the autosave thread and close() write the same files
+            with self._entries_lock:
+                entries = list(self._entries.items())
+            for gid, entry in entries:
+                with entry.lock.read():
+                    index = entry.index
+                    if index is None or (entry.generation, index.state.seq) == entry.saved:
+                        continue
+                    generation, snapshot = entry.generation, index.copy()
+                snapshot.state.generation = generation
+                snapshot.save(self.files.path(gid, generation))
+                entry.saved = (generation, snapshot.state.seq)
+                self._trim(gid, *entry.saved)
+                saved += 1
         return saved
 
     def _trim(self, gid: int, generation: int, seq: int) -> None:

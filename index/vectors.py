@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -145,6 +145,10 @@ class VectorIndex:
     def churn(self) -> float:
         """How much of an IVF has changed since it was trained, as a share of its training set."""
         return churn_of(self.state)
+
+    def copy(self) -> VectorIndex:
+        """An independent copy: a checkpoint is written from it while the original keeps changing."""
+        return VectorIndex(faiss.clone_index(self.index), replace(self.state, extra=dict(self.state.extra)))
 
     def save(self, path: Path, tmp_suffix: str = ".tmp") -> None:
         """Write header and index to one file atomically (temp file, fsync, rename).

@@ -1,8 +1,12 @@
 """SCRFD face detection across the whole range of face sizes, with a quality gate.
 
-One pass at the pack's input size (640x640) finds the faces of an ordinary photo. Two
-variations run only on the photos that need them (see README for what they cost):
+One pass finds the faces of an ordinary photo, on an input shaped like the photo (no time
+spent on padding) whose longer side is the pack's (640). Three variations run only on the
+photos that need them (see README for what they cost and save):
 
+- Small photos: a 250x250 thumbnail enlarged to 640 costs a full pass for pixels that
+  carry nothing new. It is enlarged at most ``small_photo_zoom`` times instead, which
+  still shows its smallest kept face well inside SCRFD's range.
 - Large photos: a 4000x3000 photo shrunk to 640 loses faces under ~150 pixels. When the
   photo's longer side is at least 1.35 times the input, its one pass runs at up to
   ``large_photo_side`` pixels instead (an input shaped like the photo, so no time goes
@@ -12,7 +16,8 @@ variations run only on the photos that need them (see README for what they cost)
   tightly cropped face (an ID photo, an avatar, a selfie) scaled up to the input size is
   missed entirely. When the pass finds nothing, or a face that fills most of the frame,
   the photo is detected again on a canvas padded by half its size on each side, at a
-  small input (the face is large in it, and the pass costs a quarter of the first).
+  small input (the face is large in it, and the pass costs a quarter of the first). The
+  photo is shrunk before it is padded, so that canvas is never larger than that input.
 
 Detections of all passes are merged, then gated: a minimum face size, and borderline
 scores confirmed on zoomed crops (models/packs.py DetectorTuning). Boxes and landmarks
@@ -80,17 +85,24 @@ class FaceDetector:
         return max(self.input_size[0], self.tuning.large_photo_side)
 
     def _pass(
-        self, image: np.ndarray, input_size: tuple[int, int], origin: np.ndarray, threshold: float | None = None
+        self,
+        image: np.ndarray,
+        input_size: tuple[int, int],
+        origin: np.ndarray,
+        threshold: float | None = None,
+        scale: np.ndarray | None = None,
     ) -> list[Detection]:
-        """Detections in a view whose pixel (0, 0) is at ``origin`` in the photo."""
+        """Detections in a view whose pixel (0, 0) is at ``origin`` in the photo and whose
+        pixels stand for ``scale`` (x, y) photo pixels each (1 unless given)."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             boxes, landmarks = self.model.detect(image, input_size=input_size, det_thresh=threshold)
-        shift = np.concatenate([origin, origin])
+        scale = np.ones(2, np.float32) if scale is None else scale
+        shift, stretch = np.concatenate([origin, origin]), np.concatenate([scale, scale])
         return [
             Detection(
-                bbox=(box[:4] + shift).astype(np.float32),
-                landmarks=(points + origin).astype(np.float32),
+                bbox=(box[:4] * stretch + shift).astype(np.float32),
+                landmarks=(points * scale + origin).astype(np.float32),
                 score=float(box[4]),
             )
             for box, points in zip(boxes, landmarks if landmarks is not None else [], strict=False)
@@ -101,10 +113,14 @@ class FaceDetector:
             not found or max(d.size for d in found) > CLOSE_UP_SHARE * min(image.shape[:2])
         )
 
-    def _first_input(self, image: np.ndarray) -> tuple[int, int]:
-        """The pack's input, or a larger one shaped like the photo when the photo is large."""
-        side = min(max(image.shape[:2]), self.tuning.large_photo_side)
-        return views.input_for(image, side) if side >= LARGE_MIN_GAIN * self.input_size[0] else self.input_size
+    def first_input(self, image: np.ndarray) -> tuple[int, int]:
+        """An input shaped like the photo: the pack's side, larger for a large photo, smaller for a small one."""
+        longer = max(image.shape[:2])
+        side = min(longer, self.tuning.large_photo_side)
+        if side < LARGE_MIN_GAIN * self.input_size[0]:
+            zoom = self.tuning.small_photo_zoom
+            side = min(self.input_size[0], round(zoom * longer)) if zoom else self.input_size[0]
+        return views.input_for(image, side)
 
     def _confirmed(self, image: np.ndarray, detection: Detection) -> bool:
         """A borderline detection seen again closer up; a real face holds its score there."""
@@ -123,10 +139,10 @@ class FaceDetector:
         ``scale`` is how many photo pixels one pixel of ``image`` stands for when it is a
         reduced decode: the minimum face size is in the photo's own pixels.
         """
-        found = self._pass(image, self._first_input(image), np.zeros(2, np.float32))
+        found = self._pass(image, self.first_input(image), np.zeros(2, np.float32))
         if self._needs_close_up(image, found):
-            canvas, shift = views.padded(image, PAD_SHARE)
-            found += self._pass(canvas, (CLOSE_UP_INPUT, CLOSE_UP_INPUT), shift)
+            canvas, shift, stretch = views.padded(image, PAD_SHARE, CLOSE_UP_INPUT)
+            found += self._pass(canvas, (CLOSE_UP_INPUT, CLOSE_UP_INPUT), shift, scale=stretch)
         kept = [
             d
             for d in merge_detections(found)

@@ -38,7 +38,9 @@ class DetectorTuning:
     the photo, and a detection scoring below ``confirm_below`` is looked at again on zoomed
     crops and kept only if one of them scores ``confirm_score``: real faces score higher
     when seen closer, the dog faces and textures the detector half-believes in do not.
-    The extra passes: a padded one for close-ups, a larger input for large photos.
+    The extra passes: a padded one for close-ups, a larger input for large photos. And a
+    smaller input for small photos: enlarged at most ``small_photo_zoom`` times rather than
+    to the pack's input size.
     """
 
     min_face_size: float = 0.0
@@ -46,6 +48,7 @@ class DetectorTuning:
     confirm_score: float = 0.0
     close_up_pass: bool = True
     large_photo_side: int = 0  # 0: no second pass on large photos
+    small_photo_zoom: float = 0.0  # 0: small photos enlarged to the pack's input side
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,7 @@ def load_pack(name_or_path: str, check: bool = True) -> ModelPack:
                 confirm_score=float(detector.get("confirm_score", 0.0)),
                 close_up_pass=bool(detector.get("close_up_pass", True)),
                 large_photo_side=int(detector.get("large_photo_side", 0)),
+                small_photo_zoom=float(detector.get("small_photo_zoom", 0.0)),
             ),
         )
     except (KeyError, TypeError, ValueError) as exc:

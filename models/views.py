@@ -17,11 +17,24 @@ import numpy as np
 STRIDE = 32  # SCRFD's coarsest feature stride: input sides must be multiples of it
 
 
-def padded(image: np.ndarray, share: float) -> tuple[np.ndarray, np.ndarray]:
-    """The photo on a black canvas with ``share`` of its longer side added on every side."""
+def padded(image: np.ndarray, share: float, side: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The photo on a black canvas with ``share`` of its longer side added on every side.
+
+    The canvas is at most ``side`` pixels (the input the detector shrinks it to anyway):
+    the photo is shrunk before padding, so a phone photo's padded canvas, four times its
+    size, is never built. Returns the canvas, where its pixel (0, 0) lies in the photo,
+    and how many photo pixels (x, y) one canvas pixel stands for.
+    """
+    height, width = image.shape[:2]
+    shrink = min(1.0, side / (max(height, width) * (1 + 2 * share)))
+    if shrink < 1.0:
+        image = cv2.resize(
+            image, (max(1, round(width * shrink)), max(1, round(height * shrink))), interpolation=cv2.INTER_AREA
+        )
+    scale = np.array([width / image.shape[1], height / image.shape[0]], np.float32)
     pad = round(max(image.shape[:2]) * share)
     canvas = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
-    return canvas, np.array([-pad, -pad], np.float32)
+    return canvas, -pad * scale, scale
 
 
 def around(image: np.ndarray, box: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:

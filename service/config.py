@@ -62,6 +62,13 @@ def _switch_or_none(name: str) -> bool | None:
     return raw in ("1", "true", "on")
 
 
+def _zoom_or_none(name: str) -> float | None:
+    value = _float_or_none(name)
+    if value is not None and value != 0 and not 1.0 <= value <= 8.0:
+        raise SystemExit(f"setting {name}={value} must be 0 (off) or from 1 to 8")
+    return value
+
+
 def _score_or_none(name: str) -> float | None:
     value = _float_or_none(name)
     if value is not None and not 0.0 <= value <= 1.0:
@@ -77,12 +84,13 @@ class DetectionSettings:
     min_det_score: float | None = None
     close_up_pass: bool | None = None
     large_photo_side: int | None = None
+    small_photo_zoom: float | None = None
 
     def applied_to(self, pack: ModelPack) -> ModelPack:
         tuning = pack.tuning
         chosen = {
             name: value
-            for name in ("min_face_size", "close_up_pass", "large_photo_side")
+            for name in ("min_face_size", "close_up_pass", "large_photo_side", "small_photo_zoom")
             if (value := getattr(self, name)) is not None
         }
         score = pack.detector_score_threshold if self.min_det_score is None else self.min_det_score
@@ -159,6 +167,7 @@ class Settings:
                 min_det_score=_score_or_none("FACE_SEARCH_MIN_DET_SCORE"),
                 close_up_pass=_switch_or_none("FACE_SEARCH_CLOSE_UP_PASS"),
                 large_photo_side=_int_or_none("FACE_SEARCH_LARGE_PHOTO_SIDE"),
+                small_photo_zoom=_zoom_or_none("FACE_SEARCH_SMALL_PHOTO_ZOOM"),
             ),
             fetch=FetchSettings(
                 allow_networks=parse_networks(_env("FACE_SEARCH_URL_ALLOW_NETWORKS", "")),

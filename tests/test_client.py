@@ -145,7 +145,8 @@ def test_console_script_is_installed(api: FaceSearchClient) -> None:
     script = Path(sys.executable).parent / "face-search"
     key, secret = api.session.auth
     done = subprocess.run(
-        [str(script), "--url", api.base, "--key", key, "--secret", secret, "list"],
+        # --secret=...: a generated secret may start with "-", which argparse takes for an option
+        [str(script), "--url", api.base, "--key", key, f"--secret={secret}", "list"],
         capture_output=True,
         text=True,
         timeout=60,

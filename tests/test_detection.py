@@ -94,25 +94,29 @@ def test_close_up_crops_find_the_face_on_its_own_pixels(analyzer: FaceAnalyzer, 
 
 def test_the_close_up_pass_is_what_finds_tight_crops(analyzer: FaceAnalyzer, group_faces) -> None:
     group = package_photo("t1.jpg")
-    single = _without(analyzer, close_up_pass=False)
+    # enlarged to the pack's 640 input, as insightface does (the small-photo zoom enlarges
+    # these crops less, which also keeps their faces within the anchors)
+    single = _without(analyzer, close_up_pass=False, small_photo_zoom=0.0)
     crops = [crop(group, face.detection.bbox.tolist(), MARGINS[0]) for face in group_faces]
     missed = sum(not single.faces_in_bytes(data) for data in crops)
     assert missed >= len(crops) // 2, "tight crops should defeat the first pass alone"
     assert all(analyzer.faces_in_bytes(data) for data in crops)
 
 
-def _pasted(face: Face, height: int) -> tuple[bytes, np.ndarray]:
-    """The face (with some context) scaled to ``height`` pixels in a blank 4000x3000 JPEG."""
+def _pasted(face: Face, height: int, canvas_size: tuple[int, int] = (4000, 3000)) -> tuple[bytes, np.ndarray]:
+    """The face (with some context) scaled to ``height`` pixels in a blank JPEG of ``canvas_size``."""
     image = decode(package_photo("t1.jpg"))
     x1, y1, x2, y2 = face.detection.bbox.astype(int)
     pad = (y2 - y1) // 2
     patch = image[max(0, y1 - pad) : y2 + pad, max(0, x1 - pad) : x2 + pad]
     scale = height / (y2 - y1)
     small = cv2.resize(patch, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    canvas = np.full((3000, 4000, 3), 200, np.uint8)
-    canvas[2000 : 2000 + small.shape[0], 700 : 700 + small.shape[1]] = small
+    width, tall = canvas_size
+    canvas = np.full((tall, width, 3), 200, np.uint8)
+    left, top = width // 6, tall * 2 // 3 - small.shape[0] // 2
+    canvas[top : top + small.shape[0], left : left + small.shape[1]] = small
     where = (
-        np.array([700, 2000], np.float32)
+        np.array([left, top], np.float32)
         + (np.array([x1, y1], np.float32) - [max(0, x1 - pad), max(0, y1 - pad)]) * scale
     )
     return encode(canvas), np.concatenate([where, where + (face.detection.bbox[2:] - face.detection.bbox[:2]) * scale])
@@ -125,6 +129,23 @@ def test_a_small_face_in_a_large_photo_is_found_by_the_large_photo_pass(analyzer
     assert _iou(box, found[0].detection.bbox[None])[0] > 0.5, (box, found[0].box())
     assert _cosine(found[0], group_faces[0]) > 0.6
     assert _without(analyzer, large_photo_side=0).faces_in_bytes(data) == [], "640 pixels alone miss it"
+
+
+def test_a_small_photo_is_detected_at_a_smaller_input_without_losing_small_faces(
+    analyzer: FaceAnalyzer, group_faces
+) -> None:
+    """A 250x250 photo enlarged 1.5 times, not 2.56, still shows a 24 px face; not enlarged, it misses some."""
+    photos = [_pasted(face, 24, (250, 250)) for face in group_faces]
+    assert max(analyzer.detector.first_input(decode(photos[0][0]))) < analyzer.pack.detector_input_size
+
+    def found(candidate: FaceAnalyzer) -> int:
+        return sum(
+            any(_iou(box, face.detection.bbox[None])[0] > 0.5 for face in candidate.faces_in_bytes(data))
+            for data, box in photos
+        )
+
+    assert found(analyzer) == found(_without(analyzer, small_photo_zoom=0.0)) == len(group_faces)
+    assert found(_without(analyzer, small_photo_zoom=1.0)) < len(group_faces), "no enlargement misses some"
 
 
 def test_no_face_is_reported_on_the_negatives(analyzer: FaceAnalyzer) -> None:
@@ -228,9 +249,12 @@ def test_settings_override_the_packs_detector_tuning(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("FACE_SEARCH_MIN_DET_SCORE", "0.6")
     monkeypatch.setenv("FACE_SEARCH_CLOSE_UP_PASS", "off")
     monkeypatch.setenv("FACE_SEARCH_LARGE_PHOTO_SIDE", "0")
+    monkeypatch.setenv("FACE_SEARCH_SMALL_PHOTO_ZOOM", "0")
     tuned = Settings.from_env().detection.applied_to(pack)
     assert tuned.detector_score_threshold == 0.6
-    assert tuned.tuning == replace(pack.tuning, min_face_size=24.0, close_up_pass=False, large_photo_side=0)
+    assert tuned.tuning == replace(
+        pack.tuning, min_face_size=24.0, close_up_pass=False, large_photo_side=0, small_photo_zoom=0.0
+    )
 
 
 @pytest.mark.parametrize(
@@ -239,6 +263,7 @@ def test_settings_override_the_packs_detector_tuning(monkeypatch: pytest.MonkeyP
         ("FACE_SEARCH_MIN_DET_SCORE", "1.5"),
         ("FACE_SEARCH_CLOSE_UP_PASS", "maybe"),
         ("FACE_SEARCH_LARGE_PHOTO_SIDE", "-1"),
+        ("FACE_SEARCH_SMALL_PHOTO_ZOOM", "0.5"),
         ("FACE_SEARCH_MIN_FACE_SIZE", "big"),
     ],
 )

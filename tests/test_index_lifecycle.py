@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 from index.records import ImageRecord, KeyRecord, NewFace
+from index.vectors import VectorIndex
 from service import images
 from service.config import Settings
 from service.context import Services, build_services
@@ -153,4 +155,37 @@ def test_a_killed_rebuild_leaves_the_old_index_serving_and_the_next_one_succeeds
     assert state["generation"] == old["generation"] + 1 and state["vectors"] == 20001
     assert state["trained_on"] == 20000, "built from the snapshot; the late photo came from the log"
     assert [hit.image.id for hit in search(server, key, probe, top_k=1, threshold=None)] == [late.id]
+    assert server.indexes.verify(key.gallery)
+
+
+def test_a_checkpoint_being_written_does_not_hold_up_adds_or_searches(
+    server: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk write of a checkpoint (seconds for a million faces) runs outside the gallery's lock."""
+    key = server.keys.create("k", "s").record
+    fill(server, key, unit_vectors(300, seed=4), per_image=30)
+    server.indexes.sync(key.gallery)
+    writing, release = threading.Event(), threading.Event()
+    real_save = VectorIndex.save
+
+    def slow_disk(self: VectorIndex, path: Path, tmp_suffix: str = ".tmp") -> None:
+        writing.set()
+        assert release.wait(30), "the test never let the checkpoint finish"
+        real_save(self, path, tmp_suffix)
+
+    monkeypatch.setattr(VectorIndex, "save", slow_disk)
+    saver = threading.Thread(target=server.indexes.save_all)
+    saver.start()
+    try:
+        assert writing.wait(30)
+        added = fill(server, key, unit_vectors(10, seed=5))  # a write the index must take in
+        server.indexes.sync(key.gallery)
+        scores, ids = server.indexes.search(key.gallery, unit_vectors(1, seed=5), 1)
+        assert ids[0][0] == added[0].faces[0].id and scores[0][0] > 0.99, "the new face is searchable meanwhile"
+    finally:
+        release.set()
+        saver.join(30)
+    assert not saver.is_alive()
+    reloaded = VectorIndex.load(server.indexes.path(key.gallery))
+    assert reloaded.count == 300, "the checkpoint holds the index as it was when the copy was taken"
     assert server.indexes.verify(key.gallery)

@@ -189,7 +189,8 @@ def test_sign_in_add_search_edit_page_delete(server: LiveServer, browser, tmp_pa
     assert stored == {"name": "Yao Ming"}
 
     # page by page: 24 to a page
-    extra = {"image": {"base64": b64(recompressed(tom, 50))}}
+    # someone else, so that the searches for Tom below find only Tom's photos
+    extra = {"image": {"base64": b64(recompressed(package_photo("yaoming.jpg"), 50))}}
     for _ in range(25 - len(photos)):
         assert server.call("POST", "/images", USER, SECRET, json=extra).json()["status_code"] == 0
     driver.refresh()
