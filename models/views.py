@@ -23,7 +23,8 @@ def padded(image: np.ndarray, share: float, side: int) -> tuple[np.ndarray, np.n
     The canvas is at most ``side`` pixels (the input the detector shrinks it to anyway):
     the photo is shrunk before padding, so a phone photo's padded canvas, four times its
     size, is never built. Returns the canvas, where its pixel (0, 0) lies in the photo,
-    and how many photo pixels (x, y) one canvas pixel stands for.
+    and how many photo pixels (x, y) one canvas pixel stands for (pixel centres aligned,
+    as in ``models.analyzer.enlarged``).
     """
     height, width = image.shape[:2]
     shrink = min(1.0, side / (max(height, width) * (1 + 2 * share)))
@@ -34,7 +35,7 @@ def padded(image: np.ndarray, share: float, side: int) -> tuple[np.ndarray, np.n
     scale = np.array([width / image.shape[1], height / image.shape[0]], np.float32)
     pad = round(max(image.shape[:2]) * share)
     canvas = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
-    return canvas, -pad * scale, scale
+    return canvas, (0.5 - pad) * scale - 0.5, scale
 
 
 def around(image: np.ndarray, box: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:

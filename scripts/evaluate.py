@@ -65,7 +65,6 @@ API = "/api/v2/face_search"
 CALIBRATION_FARS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7)
 GALLERY_SIZES = (1_000, 10_000, 100_000)
 STRANGER_RATE = 0.01  # a stranger's query comes back empty 99% of the time
-PIPELINE_SOURCES = ("decode.py", "detector.py", "embedder.py", "analyzer.py", "faces.py")
 MIN_FACES = 1000  # small galleries keep the 1,000-face threshold (see service/threshold.py)
 TOP_STRANGERS = 1000
 EXIF_ORIENTATION = 0x0112  # per query, the most similar other people's faces kept for the open-set model
@@ -115,8 +114,8 @@ def load_set(root: Path) -> DataSet:
 def pipeline_fingerprint(pack: ModelPack) -> str:
     """Changes whenever the code or weights that turn bytes into faces change (not thread settings)."""
     digest = hashlib.sha256()
-    for source in PIPELINE_SOURCES:
-        digest.update((ROOT / "models" / source).read_bytes())
+    for source in sorted((ROOT / "models").glob("*.py")):  # every module that turns bytes into faces
+        digest.update(source.read_bytes())
     digest.update(json.dumps([pack.manifest["detector"], pack.manifest["embedder"]], sort_keys=True).encode())
     return digest.hexdigest()[:16]
 

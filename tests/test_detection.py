@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 
 from index.store import Store
+from models import views
 from models.analyzer import FaceAnalyzer
-from models.detector import _iou
+from models.detector import CLOSE_UP_INPUT, PAD_SHARE, _iou
 from models.faces import Face
 from models.packs import load_pack
 from service.config import Settings
@@ -101,6 +102,19 @@ def test_the_close_up_pass_is_what_finds_tight_crops(analyzer: FaceAnalyzer, gro
     missed = sum(not single.faces_in_bytes(data) for data in crops)
     assert missed >= len(crops) // 2, "tight crops should defeat the first pass alone"
     assert all(analyzer.faces_in_bytes(data) for data in crops)
+
+
+def test_the_shrunk_close_up_canvas_maps_back_to_the_photos_pixels() -> None:
+    """A phone photo's padded canvas is built at the close-up input, and what is seen in it
+    lands on the photo's own pixels (centres aligned, not off by half a shrunk pixel)."""
+    image = np.zeros((800, 1000, 3), np.uint8)
+    image[300:400, 600:700] = 255
+    canvas, origin, scale = views.padded(image, PAD_SHARE, CLOSE_UP_INPUT)
+    assert max(canvas.shape[:2]) <= CLOSE_UP_INPUT and scale.min() > 5
+    weights = canvas[:, :, 0].astype(np.float64)
+    ys, xs = np.indices(weights.shape)
+    centre = np.array([(xs * weights).sum(), (ys * weights).sum()]) / weights.sum()
+    assert np.abs(centre * scale + origin - [649.5, 349.5]).max() < 0.5
 
 
 def _pasted(face: Face, height: int, canvas_size: tuple[int, int] = (4000, 3000)) -> tuple[bytes, np.ndarray]:
