@@ -249,8 +249,9 @@ class Store:
         raw = self.read(lambda txn: txn.get(u64(gid) + digest, db=self.db["imported"]))
         return None if raw is None else int.from_bytes(raw, "big")
 
-    def mark_imported(self, gid: int, digest: bytes, image_id: int = 0) -> None:
-        self.write(lambda txn: txn.put(u64(gid) + digest, u64(image_id), db=self.db["imported"]))
+    def mark_imported(self, gid: int, digest: bytes) -> None:
+        """Remember a photo a bulk import found no face in, so a resumed import skips it."""
+        self.write(lambda txn: txn.put(u64(gid) + digest, u64(0), db=self.db["imported"]))
 
     def get_image(self, gid: int, image_id: int) -> ImageRecord | None:
         """The image if it exists in this gallery: another key's image is as good as absent."""
@@ -502,9 +503,6 @@ class Store:
             return found
 
         return self.read(scan)
-
-    def clear_staging(self, gid: int) -> None:
-        self.write(lambda txn: self._delete_staging(txn, gid))
 
     def staged_snapshot(self, gid: int, pack: str) -> tuple[GalleryRecord, np.ndarray, np.ndarray, list[int]]:
         """The re-embedded vectors of every live face, the record they match, and the images

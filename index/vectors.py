@@ -17,6 +17,8 @@ from typing import BinaryIO
 import faiss
 import numpy as np
 
+from .files import SAVE_TMP
+
 FLAT = "flat"
 IVF = "ivf"
 
@@ -150,7 +152,7 @@ class VectorIndex:
         """An independent copy: a checkpoint is written from it while the original keeps changing."""
         return VectorIndex(faiss.clone_index(self.index), replace(self.state, extra=dict(self.state.extra)))
 
-    def save(self, path: Path, tmp_suffix: str = ".tmp") -> None:
+    def save(self, path: Path, tmp_suffix: str = SAVE_TMP) -> None:
         """Write header and index to one file atomically (temp file, fsync, rename).
 
         FAISS streams into the file through a callback, so a large index is never held

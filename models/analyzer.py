@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .decode import DEFAULT_MAX_PIXELS, ImageDecodeError, check_size, decode_image, decode_reduced, reduction_for
+from .decode import DEFAULT_MAX_PIXELS, ImageDecodeError, checked_size, decode_image, decode_reduced, reduction_for
 from .detector import FaceDetector
 from .embedder import FaceEmbedder
 from .faces import Detection, Face
-from .packs import ModelPack, load_pack
+from .packs import ModelPack
 
 
 class FaceAnalyzer:
@@ -31,10 +31,6 @@ class FaceAnalyzer:
         self.max_pixels = max_pixels
         self.detector = FaceDetector(pack, threads)
         self.embedder = FaceEmbedder(pack, threads)
-
-    @classmethod
-    def from_name(cls, name_or_path: str, threads: int = 1) -> FaceAnalyzer:
-        return cls(load_pack(name_or_path), threads)
 
     @property
     def pack_name(self) -> str:
@@ -56,8 +52,7 @@ class FaceAnalyzer:
 
     def decode(self, data: bytes) -> tuple[np.ndarray, int]:
         """The photo's pixels for detection, and the reduction they were decoded at."""
-        check_size(data, self.max_pixels)
-        factor = reduction_for(data, self.detector.working_side)
+        factor = reduction_for(data, checked_size(data, self.max_pixels), self.detector.working_side)
         return decode_reduced(data, factor), factor
 
     def alignment_frame(
@@ -68,13 +63,15 @@ class FaceAnalyzer:
             return image, detections, factor
         return decode_image(data), [enlarged(d, factor) for d in detections], 1
 
-    def _detect(self, data: bytes) -> Frame:
+    def _detect(self, data: bytes, limit: int | None = None) -> Frame:
         image, factor = self.decode(data)
-        return Frame(*self.alignment_frame(data, image, self.detector.detect(image, factor), factor))
+        detections = self.detector.detect(image, factor)[:limit]
+        return Frame(*self.alignment_frame(data, image, detections, factor))
 
-    def faces_in_bytes(self, data: bytes) -> list[Face]:
-        """Every face in an encoded photo, decoding large JPEGs at reduced size."""
-        return self._embed([self._detect(data)])[0]
+    def faces_in_bytes(self, data: bytes, limit: int | None = None) -> list[Face]:
+        """Every face in an encoded photo (the ``limit`` largest), decoding large JPEGs at
+        reduced size. Faces past the limit are neither aligned nor embedded."""
+        return self._embed([self._detect(data, limit)])[0]
 
     def faces_in_many(self, photos: Sequence[bytes]) -> list[list[Face] | None]:
         """``faces_in_bytes`` of several photos with one embedder call for all their faces

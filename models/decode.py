@@ -37,8 +37,10 @@ def content_type(data: bytes) -> str | None:
 DEFAULT_MAX_PIXELS = 50_000_000
 
 
-def check_size(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
-    """Refuse a photo whose header declares more than ``max_pixels`` before decoding it.
+def checked_size(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int] | None:
+    """The (width, height) a photo's header declares, refusing more than ``max_pixels``
+    before anything is decoded; None when Pillow cannot read the header (OpenCV's decode
+    then decides).
 
     A few kilobytes of PNG or GIF can declare a 100,000 x 100,000 canvas (a decompression
     bomb) whose decode would take gigabytes; only the header is read here.
@@ -49,9 +51,10 @@ def check_size(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError(f"the image declares too many pixels (at most {max_pixels:,}): {exc}") from exc
     except (OSError, ValueError, SyntaxError):
-        return  # no header Pillow understands: OpenCV's decode decides
+        return None
     if width * height > max_pixels:
         raise ImageDecodeError(f"the image is {width}x{height} pixels; at most {max_pixels:,} pixels are accepted")
+    return width, height
 
 
 def decode_image(data: bytes) -> np.ndarray:
@@ -68,34 +71,12 @@ def decode_image(data: bytes) -> np.ndarray:
 
 # libjpeg scales by 1/2, 1/4 or 1/8 inside the inverse DCT: far cheaper than a full decode.
 _REDUCED_FLAGS = {8: cv2.IMREAD_REDUCED_COLOR_8, 4: cv2.IMREAD_REDUCED_COLOR_4, 2: cv2.IMREAD_REDUCED_COLOR_2}
-_SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
-def jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a JPEG's frame header, before any EXIF rotation; None if not found."""
-    if not data.startswith(b"\xff\xd8"):
-        return None
-    position = 2
-    while position + 9 <= len(data):
-        if data[position] != 0xFF:
-            return None
-        marker = data[position + 1]
-        if marker == 0xFF:  # fill byte
-            position += 1
-            continue
-        length = int.from_bytes(data[position + 2 : position + 4], "big")
-        if marker in _SOF_MARKERS:
-            height = int.from_bytes(data[position + 5 : position + 7], "big")
-            width = int.from_bytes(data[position + 7 : position + 9], "big")
-            return width, height
-        position += 2 + length
-    return None
-
-
-def reduction_for(data: bytes, min_side: int) -> int:
-    """The largest JPEG reduction (1, 2, 4, 8) that keeps the longer side at least ``min_side``."""
-    size = jpeg_size(data)
-    if size is None:
+def reduction_for(data: bytes, size: tuple[int, int] | None, min_side: int) -> int:
+    """The largest JPEG reduction (1, 2, 4, 8) that keeps the longer side of ``size`` (the
+    header's, before EXIF rotation) at least ``min_side``; 1 for other formats."""
+    if size is None or content_type(data) != "image/jpeg":
         return 1
     return next((factor for factor in (8, 4, 2) if max(size) // factor >= min_side), 1)
 

@@ -49,7 +49,8 @@ CONFIRM_IOU = 0.3
 MERGE_IOU = 0.4
 
 
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Intersection over union of one (x1, y1, x2, y2) box with each row of ``boxes``."""
     x1 = np.maximum(box[0], boxes[:, 0])
     y1 = np.maximum(box[1], boxes[:, 1])
     x2 = np.minimum(box[2], boxes[:, 2])
@@ -60,12 +61,12 @@ def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area + areas - inter, 1e-6)
 
 
-def merge_detections(detections: list[Detection], iou: float = MERGE_IOU) -> list[Detection]:
+def merge_detections(detections: list[Detection], overlap: float = MERGE_IOU) -> list[Detection]:
     """Keep the best-scoring detection of each face seen by several passes."""
     ordered = sorted(detections, key=lambda d: d.score, reverse=True)
     kept: list[Detection] = []
     for detection in ordered:
-        if kept and _iou(detection.bbox, np.stack([k.bbox for k in kept])).max() > iou:
+        if kept and iou(detection.bbox, np.stack([k.bbox for k in kept])).max() > overlap:
             continue
         kept.append(detection)
     return kept
@@ -129,7 +130,7 @@ class FaceDetector:
         for margin, side in CONFIRM_VIEWS:
             crop, origin = views.around(image, detection.bbox, margin)
             seen = self._pass(crop, (side, side), origin, threshold=self.tuning.confirm_score)
-            if seen and _iou(detection.bbox, np.stack([d.bbox for d in seen])).max() > CONFIRM_IOU:
+            if seen and iou(detection.bbox, np.stack([d.bbox for d in seen])).max() > CONFIRM_IOU:
                 return True
         return False
 

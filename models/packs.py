@@ -54,7 +54,6 @@ class DetectorTuning:
 @dataclass(frozen=True)
 class ModelPack:
     name: str
-    directory: Path
     detector: ModelFile
     embedder: ModelFile
     detector_input_size: int
@@ -129,7 +128,6 @@ def load_pack(name_or_path: str, check: bool = True) -> ModelPack:
         detector = manifest["detector"]
         pack = ModelPack(
             name=name,
-            directory=pack_dir,
             detector=_model_file(weights, detector, name),
             embedder=_model_file(weights, manifest["embedder"], name),
             detector_input_size=int(detector.get("input_size", 640)),

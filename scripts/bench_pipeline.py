@@ -133,39 +133,38 @@ def stage_ms(photos: list[Photo], pack_name: str, threads: int) -> dict[str, flo
         settings = replace(
             Settings(), data_dir=Path(scratch), models=pack_name, model_threads=threads, index_save_seconds=0
         )
-        services = build_services(settings)
-        key = services.keys.create().record
-        analyzer = services.analyzer
-        for photo in photos[:3]:
-            analyzer.faces_in_bytes(photo.data)
-        for photo in photos:
-            encoded = base64.b64encode(photo.data).decode()
-            started = time.perf_counter()
-            data = decode_base64(encoded)
-            totals["base64"] += _ms(started)
-            started = time.perf_counter()
-            image, factor = analyzer.decode(data)
-            totals["decode"] += _ms(started)
-            started = time.perf_counter()
-            detections = analyzer.detector.detect(image, scale=factor)
-            totals["detection"] += _ms(started)
-            started = time.perf_counter()
-            frame, detections, factor = analyzer.alignment_frame(data, image, detections, factor)
-            crops = [analyzer.embedder.align(frame, d.landmarks) for d in detections]
-            totals["alignment"] += _ms(started)
-            started = time.perf_counter()
-            vectors = analyzer.embedder.embed_crops(crops)
-            totals["embedding"] += _ms(started)
-            faces = [Face(enlarged(d, factor), v) for d, v in zip(detections, vectors, strict=True)]
-            if not faces:
-                continue
-            started = time.perf_counter()
-            add_faces(services, key, data, {}, faces)
-            totals["index add"] += _ms(started)
-            started = time.perf_counter()
-            best_per_image(services, key, faces[0].embedding, 5, services.default_threshold(key.gallery))
-            totals["index search"] += _ms(started)
-        services.close()
+        with build_services(settings) as services:
+            key = services.keys.create().record
+            analyzer = services.analyzer
+            for photo in photos[:3]:
+                analyzer.faces_in_bytes(photo.data)
+            for photo in photos:
+                encoded = base64.b64encode(photo.data).decode()
+                started = time.perf_counter()
+                data = decode_base64(encoded)
+                totals["base64"] += _ms(started)
+                started = time.perf_counter()
+                image, factor = analyzer.decode(data)
+                totals["decode"] += _ms(started)
+                started = time.perf_counter()
+                detections = analyzer.detector.detect(image, scale=factor)
+                totals["detection"] += _ms(started)
+                started = time.perf_counter()
+                frame, detections, factor = analyzer.alignment_frame(data, image, detections, factor)
+                crops = [analyzer.embedder.align(frame, d.landmarks) for d in detections]
+                totals["alignment"] += _ms(started)
+                started = time.perf_counter()
+                vectors = analyzer.embedder.embed_crops(crops)
+                totals["embedding"] += _ms(started)
+                faces = [Face(enlarged(d, factor), v) for d, v in zip(detections, vectors, strict=True)]
+                if not faces:
+                    continue
+                started = time.perf_counter()
+                add_faces(services, key, data, {}, faces)
+                totals["index add"] += _ms(started)
+                started = time.perf_counter()
+                best_per_image(services, key, faces[0].embedding, 5, services.default_threshold(key.gallery))
+                totals["index search"] += _ms(started)
     return {stage: total / len(photos) for stage, total in totals.items()}
 
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from index.records import KeyRecord
 from models.analyzer import FaceAnalyzer
-from models.detector import CONFIRM_VIEWS, _iou
+from models.detector import CONFIRM_VIEWS, iou
 from models.faces import Face
 from service import images, search
 from service.config import Settings
@@ -136,7 +136,7 @@ def groups(services: Services) -> dict:
         matched = 0
         if boxes and faces:
             found = np.stack([f.detection.bbox for f in faces])
-            matched = sum(bool((_iou(box, found) >= 0.3).any()) for box in boxes)
+            matched = sum(bool((iou(box, found) >= 0.3).any()) for box in boxes)
         counted += min(want, len(faces))
         expected += want
         boxes_total += len(boxes)
@@ -294,9 +294,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as scratch:
         settings = replace(Settings.from_env(), data_dir=Path(scratch), index_save_seconds=0)
-        services = build_services(settings)
-        baseline = single_pass(services)
-        try:
+        with build_services(settings) as services:
+            baseline = single_pass(services)
             sets = {}
             for name in args.sets:
                 rows = manifest(name)
@@ -316,8 +315,6 @@ def main() -> None:
                 "large_photo_sides": large_photo_sides(services, baseline),
                 "cost": cost(services, baseline, args.sets, args.seed),
             }
-        finally:
-            services.close()
 
     table(
         "Labelled sets (recall@1: one photo per identity enrolled, the others searched)",

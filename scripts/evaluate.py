@@ -35,13 +35,14 @@ import math
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import requests
 from PIL import Image
 
+from models.detector import iou
 from models.faces import Detection, Face
 from models.packs import ModelPack, load_pack
 from service.config import Settings
@@ -66,8 +67,8 @@ CALIBRATION_FARS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7)
 GALLERY_SIZES = (1_000, 10_000, 100_000)
 STRANGER_RATE = 0.01  # a stranger's query comes back empty 99% of the time
 MIN_FACES = 1000  # small galleries keep the 1,000-face threshold (see service/threshold.py)
-TOP_STRANGERS = 1000
-EXIF_ORIENTATION = 0x0112  # per query, the most similar other people's faces kept for the open-set model
+TOP_STRANGERS = 1000  # per query, the most similar other people's faces kept for the open-set model
+EXIF_ORIENTATION = 0x0112
 
 
 @dataclass
@@ -111,12 +112,21 @@ def load_set(root: Path) -> DataSet:
     return data
 
 
-def pipeline_fingerprint(pack: ModelPack) -> str:
-    """Changes whenever the code or weights that turn bytes into faces change (not thread settings)."""
+def pipeline_fingerprint(pack: ModelPack, max_pixels: int) -> str:
+    """Changes whenever the code, weights or settings that turn bytes into faces change (not
+    thread counts): the pack as in use, with any FACE_SEARCH_* detector overrides applied."""
     digest = hashlib.sha256()
     for source in sorted((ROOT / "models").glob("*.py")):  # every module that turns bytes into faces
         digest.update(source.read_bytes())
-    digest.update(json.dumps([pack.manifest["detector"], pack.manifest["embedder"]], sort_keys=True).encode())
+    in_use = [
+        pack.detector.sha256,
+        pack.embedder.sha256,
+        pack.detector_input_size,
+        pack.detector_score_threshold,
+        asdict(pack.tuning),
+        max_pixels,
+    ]
+    digest.update(json.dumps(in_use, sort_keys=True).encode())
     return digest.hexdigest()[:16]
 
 
@@ -183,7 +193,10 @@ class Embedded:
 
 def embed_set(services: Services, data: DataSet, cache_dir: Path) -> Embedded:
     """Every photo's faces through the service's pipeline, cached by the pipeline's fingerprint."""
-    cache = cache_dir / f"{data.name}-{services.pack.name}-{pipeline_fingerprint(services.pack)}.npz"
+    cache = (
+        cache_dir
+        / f"{data.name}-{services.pack.name}-{pipeline_fingerprint(services.pack, services.settings.max_pixels)}.npz"
+    )
     sizes = [photo_size(data.root / path) for path in data.paths]
     if cache.is_file():
         with np.load(cache) as stored:
@@ -393,12 +406,6 @@ class HttpBackend(Backend):
             self._call("DELETE", "/images", json={"ids": image_ids[start : start + 1000]})
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / max(union, 1e-6))
-
-
 def identification_metrics(data: DataSet, embedded: Embedded, backend: Backend) -> dict:
     """Closed-set recall with one photo per person enrolled, then open-set with half of them.
 
@@ -424,7 +431,7 @@ def identification_metrics(data: DataSet, embedded: Embedded, backend: Backend) 
         names = []
         for image_id, _, bbox in answer or []:
             identity, subject_box = owner[image_id]
-            if _iou(np.asarray(bbox, np.float32), subject_box) > 0.5:
+            if iou(subject_box, np.asarray(bbox, np.float32)[None])[0] > 0.5:
                 names.append(identity)
             else:
                 bystander_hits[0] += 1
@@ -687,8 +694,7 @@ def evaluate_set(data: DataSet, pack_name: str, args: argparse.Namespace) -> tup
         settings = replace(
             Settings.from_env(), data_dir=Path(scratch), models=pack_name, index_save_seconds=0, threshold=None
         )
-        services = build_services(settings)
-        try:
+        with build_services(settings) as services:
             embedded = embed_set(services, data, Path(args.out) / "cache")
             report["ms_per_photo"] = embedded.ms_per_photo
             report["detection"] = detection_metrics(data, embedded.faces)
@@ -699,18 +705,14 @@ def evaluate_set(data: DataSet, pack_name: str, args: argparse.Namespace) -> tup
                 plot(Path(args.out) / f"{data.name}-{pack_name}.png", f"{data.name} / {pack_name}", pairs)
                 if args.calibrate and np.median(pairs.strangers) >= MIN_FACES:  # smaller sets cannot calibrate
                     calibrated = calibration(services.pack, data, embedded, pairs)
-                if args.url:
-                    report["via"] = "http"
-                    report["identification"] = identification_metrics(
-                        data, embedded, HttpBackend(args.url, args.key, args.secret, data)
-                    )
-                else:
-                    report["identification"] = identification_metrics(
-                        data, embedded, LocalBackend(services, data, embedded)
-                    )
+                backend = (
+                    HttpBackend(args.url, args.key, args.secret, data)
+                    if args.url
+                    else LocalBackend(services, data, embedded)
+                )
+                report["via"] = backend.name
+                report["identification"] = identification_metrics(data, embedded, backend)
             return report, calibrated
-        finally:
-            services.close()
 
 
 def default_sets() -> list[Path]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from index.vectors import STORAGES, IndexSettings
+from models.decode import DEFAULT_MAX_PIXELS
 from models.packs import ModelPack
 
 from .fetch import FetchSettings, parse_networks
@@ -111,7 +112,7 @@ class Settings:
     max_metadata_depth: int = 8
     max_ids: int = 1000
     max_top_k: int = 1000
-    max_pixels: int = 50_000_000
+    max_pixels: int = DEFAULT_MAX_PIXELS
     index: IndexSettings = field(default_factory=IndexSettings)
     index_save_seconds: int = 60
     lmdb_map_bytes: int = 1 << 30
@@ -148,7 +149,7 @@ class Settings:
             max_metadata_depth=_int("FACE_SEARCH_MAX_METADATA_DEPTH", 8),
             max_ids=_int("FACE_SEARCH_MAX_IDS", 1000),
             max_top_k=_int("FACE_SEARCH_MAX_TOP_K", 1000),
-            max_pixels=_int("FACE_SEARCH_MAX_PIXELS", 50_000_000),
+            max_pixels=_int("FACE_SEARCH_MAX_PIXELS", DEFAULT_MAX_PIXELS),
             index=IndexSettings(
                 ivf_threshold=_int("FACE_SEARCH_IVF_THRESHOLD", 50_000),
                 nprobe=_int("FACE_SEARCH_NPROBE", 128),

@@ -40,13 +40,24 @@ class Services:
         return FaceAnalyzer(self.pack, self.settings.model_threads, self.settings.max_pixels)
 
     def default_threshold(self, gallery: int) -> float:
+        return self.threshold_for(self.store.gallery(gallery).faces)
+
+    def threshold_for(self, faces: int) -> float:
+        """The default for a gallery of ``faces`` faces: the fixed setting, else scaled with its size."""
         if self.settings.threshold is not None:
             return self.settings.threshold
-        return search_threshold(self.pack, self.store.gallery(gallery).faces)
+        return search_threshold(self.pack, faces)
 
     def close(self) -> None:
         self.indexes.close()
         self.store.close()
+
+    def __enter__(self) -> Services:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        """Closed however the block ends: the checkpoint is written and LMDB released."""
+        self.close()
 
 
 def build_services(settings: Settings, serving: bool = False) -> Services:

@@ -39,14 +39,9 @@ def parse_networks(text: str) -> tuple[Network, ...]:
 
 
 def is_public(address: Address) -> bool:
-    return not (
-        address.is_private
-        or address.is_loopback
-        or address.is_link_local
-        or address.is_multicast
-        or address.is_reserved
-        or address.is_unspecified
-    )
+    """Globally routable unicast (IANA's special-purpose registries): no private, loopback,
+    link-local, carrier-grade NAT (100.64.0.0/10), documentation or reserved address."""
+    return address.is_global and not address.is_multicast
 
 
 def allowed(address: Address, allow: Sequence[Network]) -> bool:

@@ -22,7 +22,8 @@ from .keys import now
 
 log = logging.getLogger(__name__)
 
-# One add or delete at a time per process: they are short (the models run before it).
+# One LMDB change at a time per process: short, since the models run and the photo file is
+# written (and fsynced) before it is taken.
 _write_lock = threading.Lock()
 
 
@@ -34,10 +35,10 @@ def storage_error(exc: OSError) -> ApiError:
     )
 
 
-def detect_faces(services: Services, data: bytes) -> list[Face]:
-    """Every face in the photo, largest first; code 1 for bytes that are not a photo."""
+def detect_faces(services: Services, data: bytes, limit: int | None = None) -> list[Face]:
+    """Every face in the photo (the ``limit`` largest), largest first; code 1 for bytes that are not a photo."""
     try:
-        return services.analyzer.faces_in_bytes(data)
+        return services.analyzer.faces_in_bytes(data, limit)
     except ImageDecodeError as exc:
         raise ApiError(Code.NO_CONTENT, str(exc)) from exc
 
@@ -56,11 +57,11 @@ def add_faces(
         raise ApiError(Code.NO_FACE, "no face was found in the image")
     new_faces = [NewFace(bbox=f.box(), score=round(f.detection.score, 4), embedding=f.embedding) for f in faces]
     mime = content_type(data) or "application/octet-stream"
+    try:
+        name = services.photos.write(key.gallery, data, mime)
+    except OSError as exc:
+        raise storage_error(exc) from exc
     with _write_lock:
-        try:
-            name = services.photos.write(key.gallery, data, mime)
-        except OSError as exc:
-            raise storage_error(exc) from exc
         try:
             record = services.store.add_image(
                 key.gallery, name, mime, metadata, now(), services.pack.name, new_faces, source_digest

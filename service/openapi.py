@@ -25,10 +25,10 @@ from . import schemas as s
 from .config import Settings
 from .errors import HTTP_STATUS, MESSAGES, ApiError, Code
 from .payloads import MAX_IDS, MAX_TOP_K
+from .web import STATIC
 
 API = "/api/v2/face_search"
 DOCUMENT_PATH = "/api/v2/openapi.json"
-WEB_DIR = Path(__file__).resolve().parent / "web" / "static"
 _REF = "#/components/schemas/{model}"
 
 WHEN = {
@@ -342,7 +342,7 @@ def document_json() -> Response:
 
 @docs.get("/docs")
 def page() -> Response:
-    return send_from_directory(WEB_DIR, "docs.html")
+    return send_from_directory(STATIC, "docs.html")
 
 
 @docs.get("/docs/assets/<name>")

@@ -71,11 +71,12 @@ def best_per_image(
     faces the filter refuses, could otherwise crowd the others out of a fixed-size list.
     """
     k = top_k * 2 + 8
+    records: dict[int, ImageRecord] = {}  # decoded once, for the filter and for the answer
     while True:
         scores, face_ids = services.indexes.search(key.gallery, query[None, :], k)
         best: dict[int, tuple[float, int]] = {}
         face_to_image = _images_of(services, key, face_ids[0])
-        admitted = _admitted(services, key, face_to_image, faces)
+        admitted = _admitted(services, key, face_to_image, faces, records)
         for score, face_id in zip(scores[0], face_ids[0], strict=False):
             if face_id < 0 or score < threshold or face_id not in face_to_image:
                 continue
@@ -89,7 +90,7 @@ def best_per_image(
             break
         k *= 4
     ranked = sorted(best.items(), key=lambda item: -item[1][0])[:top_k]
-    records = services.store.get_images(key.gallery, [image_id for image_id, _ in ranked])
+    records.update(services.store.get_images(key.gallery, [i for i, _ in ranked if i not in records]))
     return [
         Hit(image=records[image_id], score=round(score, 4), face_id=face_id)
         for image_id, (score, face_id) in ranked
@@ -101,17 +102,27 @@ def _images_of(services: Services, key: KeyRecord, face_ids: np.ndarray) -> dict
     return services.store.images_of_faces(key.gallery, [int(f) for f in face_ids if f >= 0])
 
 
-def _admitted(services: Services, key: KeyRecord, face_to_image: dict[int, int], faces: FaceFilter) -> set[int] | None:
-    """The face ids the filter lets answer among those found, or None when nothing is filtered."""
+def _admitted(
+    services: Services,
+    key: KeyRecord,
+    face_to_image: dict[int, int],
+    faces: FaceFilter,
+    records: dict[int, ImageRecord],
+) -> set[int] | None:
+    """The face ids the filter lets answer among those found, or None when nothing is filtered.
+
+    The image records it reads are added to ``records``.
+    """
     if not faces.active:
         return None
-    records = services.store.get_images(key.gallery, sorted(set(face_to_image.values())))
-    return {face.id for record in records.values() for face in record.faces if faces.admits(face)}
+    wanted = set(face_to_image.values())
+    records.update(services.store.get_images(key.gallery, sorted(wanted - records.keys())))
+    return {face.id for image in wanted if image in records for face in records[image].faces if faces.admits(face)}
 
 
-def query_faces(services: Services, data: bytes) -> list[Face]:
-    """The query photo's faces, largest first; code 3 when there is none."""
-    faces = detect_faces(services, data)
+def query_faces(services: Services, data: bytes, limit: int | None = None) -> list[Face]:
+    """The query photo's faces (the ``limit`` largest), largest first; code 3 when there is none."""
+    faces = detect_faces(services, data, limit)
     if not faces:
         raise ApiError(Code.NO_FACE, "no face was found in the query image")
     return faces
@@ -129,7 +140,7 @@ def search_faces(
     gallery = services.store.gallery(key.gallery)
     if gallery.pack is not None and gallery.pack != services.pack.name:
         raise ApiError(Code.PACK_MISMATCH, f"this gallery was embedded with model pack {gallery.pack!r}")
-    limit = services.default_threshold(key.gallery) if threshold is None else threshold
+    limit = services.threshold_for(gallery.faces) if threshold is None else threshold
     return [FaceHits(face, best_per_image(services, key, face.embedding, top_k, limit, stored)) for face in faces]
 
 
@@ -142,4 +153,4 @@ def search(
     stored: FaceFilter = NO_FILTER,
 ) -> list[Hit]:
     """Search with the query photo's largest face."""
-    return search_faces(services, key, query_faces(services, data)[:1], top_k, threshold, stored)[0].hits
+    return search_faces(services, key, query_faces(services, data, limit=1), top_k, threshold, stored)[0].hits

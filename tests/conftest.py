@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 import requests
 
+from index.store import Store
 from service.app import create_app
 from service.config import Settings
 from service.context import Services, build_services
+from service.keys import KeyRing
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY, SECRET = "test-key", "test-secret"
@@ -37,11 +39,10 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def services(settings: Settings) -> Iterator[Services]:
-    built = build_services(settings, serving=True)
-    built.keys.create(KEY, SECRET)
-    built.keys.create(OTHER_KEY, OTHER_SECRET)
-    yield built
-    built.close()
+    with build_services(settings, serving=True) as built:
+        built.keys.create(KEY, SECRET)
+        built.keys.create(OTHER_KEY, OTHER_SECRET)
+        yield built
 
 
 @pytest.fixture
@@ -110,9 +111,12 @@ class LiveServer:
     def call(self, method: str, path: str, key: str = KEY, secret: str = SECRET, **kwargs) -> requests.Response:
         return requests.request(method, self.url + API + path, auth=(key, secret), timeout=60, **kwargs)
 
-
-@pytest.fixture
-def live_server(tmp_path: Path) -> Iterator[LiveServer]:
-    server = LiveServer(tmp_path / "live-data").start()
-    yield server
-    server.stop()
+    def new_key(self, name: str | None = None, secret: str | None = None, quota: int | None = None) -> tuple[str, str]:
+        """A key (so a gallery) of its own, made from another LMDB handle while the server
+        runs, as scripts/keys.py does; its name and secret."""
+        store = Store(self.data_dir / "lmdb")
+        try:
+            made = KeyRing(store).create(name, secret, quota)
+        finally:
+            store.close()
+        return made.record.name, made.secret

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import random
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,11 +79,10 @@ def test_concurrent_clients_get_no_5xx_and_a_consistent_final_state(tmp_path: Pa
     try:
         ledgers = [Ledger() for _ in range(CLIENTS)]
         deadline = time.monotonic() + SECONDS
-        threads = [threading.Thread(target=_client, args=(server, i, ledgers[i], deadline)) for i in range(CLIENTS)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=SECONDS + 120)
+        with ThreadPoolExecutor(CLIENTS) as pool:
+            clients = [pool.submit(_client, server, i, ledgers[i], deadline) for i in range(CLIENTS)]
+            for client in clients:
+                client.result(timeout=SECONDS + 120)  # a client's failed assertion fails the test
         statuses = [status for ledger in ledgers for status in ledger.statuses]
         assert len(statuses) >= 40, "the clients made real progress"
         assert all(status == 200 for status in statuses), sorted(set(statuses))

@@ -18,14 +18,12 @@ import cv2
 import numpy as np
 import pytest
 
-from index.store import Store
 from models import views
 from models.analyzer import FaceAnalyzer
-from models.detector import CLOSE_UP_INPUT, PAD_SHARE, _iou
+from models.detector import CLOSE_UP_INPUT, PAD_SHARE, iou
 from models.faces import Face
 from models.packs import load_pack
 from service.config import Settings
-from service.keys import KeyRing
 from tests.conftest import LiveServer
 from tests.photos import DATASETS, b64, crop, decode, encode, package_photo
 
@@ -64,7 +62,7 @@ def group_faces(analyzer: FaceAnalyzer) -> list[Face]:
     return analyzer.faces_in_bytes(package_photo("t1.jpg"))
 
 
-def _crop_origin(image: np.ndarray, box: np.ndarray, margin: float) -> np.ndarray:
+def _crop_origin(box: np.ndarray, margin: float) -> np.ndarray:
     """Where ``tests.photos.crop`` starts its crop in the photo."""
     half = (box[2:] - box[:2]) * margin / 2
     return np.maximum(0, ((box[:2] + box[2:]) / 2 - half).astype(int)).astype(np.float32)
@@ -77,7 +75,6 @@ def _cosine(a: Face, b: Face) -> float:
 @pytest.mark.parametrize("margin", MARGINS)
 def test_close_up_crops_find_the_face_on_its_own_pixels(analyzer: FaceAnalyzer, group_faces, margin: float) -> None:
     group = package_photo("t1.jpg")
-    image = decode(group)
     assert len(group_faces) == 6
     for face in group_faces:
         box = face.detection.bbox
@@ -85,8 +82,8 @@ def test_close_up_crops_find_the_face_on_its_own_pixels(analyzer: FaceAnalyzer, 
         found = analyzer.faces_in_bytes(data)
         assert found, f"no face in the {margin}x crop of {face.box()}"
         best = found[0]
-        shifted = best.detection.bbox + np.tile(_crop_origin(image, box, margin), 2)
-        assert _iou(box, shifted[None])[0] > 0.6, (face.box(), best.box(), margin)
+        shifted = best.detection.bbox + np.tile(_crop_origin(box, margin), 2)
+        assert iou(box, shifted[None])[0] > 0.6, (face.box(), best.box(), margin)
         height, width = decode(data).shape[:2]
         landmarks = best.detection.landmarks
         assert (landmarks >= 0).all() and (landmarks[:, 0] < width).all() and (landmarks[:, 1] < height).all()
@@ -140,7 +137,7 @@ def test_a_small_face_in_a_large_photo_is_found_by_the_large_photo_pass(analyzer
     data, box = _pasted(group_faces[0], 96)
     found = analyzer.faces_in_bytes(data)
     assert len(found) == 1
-    assert _iou(box, found[0].detection.bbox[None])[0] > 0.5, (box, found[0].box())
+    assert iou(box, found[0].detection.bbox[None])[0] > 0.5, (box, found[0].box())
     assert _cosine(found[0], group_faces[0]) > 0.6
     assert _without(analyzer, large_photo_side=0).faces_in_bytes(data) == [], "640 pixels alone miss it"
 
@@ -154,7 +151,7 @@ def test_a_small_photo_is_detected_at_a_smaller_input_without_losing_small_faces
 
     def found(candidate: FaceAnalyzer) -> int:
         return sum(
-            any(_iou(box, face.detection.bbox[None])[0] > 0.5 for face in candidate.faces_in_bytes(data))
+            any(iou(box, face.detection.bbox[None])[0] > 0.5 for face in candidate.faces_in_bytes(data))
             for data, box in photos
         )
 
@@ -219,21 +216,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     started.stop()
 
 
-def _new_key(server: LiveServer) -> tuple[str, str]:
-    """A key (so a gallery) of its own, made from another process as scripts/keys.py does."""
-    store = Store(server.data_dir / "lmdb")
-    try:
-        made = KeyRing(store).create()
-    finally:
-        store.close()
-    return made.record.name, made.secret
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", SHARED_SETS)
 def test_shared_set_subset_is_found_and_recognised_through_the_server(server: LiveServer, name: str) -> None:
     folder = _shared(name)
-    key, secret = _new_key(server)
+    key, secret = server.new_key()
     photos = found = probes = correct = 0
     for who, paths in _subset(name).items():
         for index, path in enumerate(paths):

@@ -35,8 +35,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 def test_disk_full_is_a_clear_error_and_loses_nothing(small_disk: Path) -> None:
     settings = replace(Settings(), data_dir=small_disk / "data", index_save_seconds=0, lmdb_map_bytes=64 << 20)
-    services = build_services(settings, serving=True)
-    try:
+    with build_services(settings, serving=True) as services:
         key = services.keys.create("k", "s").record
         photo = package_photo("t1.jpg")
         stored = [images.add_image(services, key, photo, {"n": 0})]
@@ -68,5 +67,3 @@ def test_disk_full_is_a_clear_error_and_loses_nothing(small_disk: Path) -> None:
         again = images.add_image(services, key, photo, {"after": "space freed"})
         hits = search(services, key, photo, top_k=100, threshold=0.9)
         assert again.id in {hit.image.id for hit in hits}
-    finally:
-        services.close()

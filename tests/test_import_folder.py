@@ -79,12 +79,9 @@ def test_an_interrupted_import_resumes_without_duplicates(tmp_path: Path) -> Non
     added, already = int(counts[1]), int(counts[2])
     assert already - 1 >= 6 and added + already - 1 == len(faces), "the first run's photos and the copy skipped"
 
-    services = build_services(settings, serving=True)  # what the server sees afterwards
-    try:
+    with build_services(settings, serving=True) as services:  # what the server sees afterwards
         key = services.store.get_key("k")
         assert services.indexes.verify(gid)
         probe = folder / sorted(faces)[-1]
         hits = search(services, key, probe.read_bytes(), top_k=1, threshold=None)
         assert hits[0].image.metadata["path"] == sorted(faces)[-1]
-    finally:
-        services.close()

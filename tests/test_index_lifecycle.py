@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from index.files import SAVE_TMP
 from index.records import ImageRecord, KeyRecord, NewFace
 from index.vectors import VectorIndex
 from service import images
@@ -50,9 +51,8 @@ def ivf_settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def server(ivf_settings: Settings):
     """The serving side, in this process: what a gunicorn worker holds."""
-    built = build_services(ivf_settings, serving=True)
-    yield built
-    built.close()
+    with build_services(ivf_settings, serving=True) as built:
+        yield built
 
 
 def test_flat_to_ivf_switch_keeps_search_results(server: Services) -> None:
@@ -168,7 +168,7 @@ def test_a_checkpoint_being_written_does_not_hold_up_adds_or_searches(
     writing, release = threading.Event(), threading.Event()
     real_save = VectorIndex.save
 
-    def slow_disk(self: VectorIndex, path: Path, tmp_suffix: str = ".tmp") -> None:
+    def slow_disk(self: VectorIndex, path: Path, tmp_suffix: str = SAVE_TMP) -> None:
         writing.set()
         assert release.wait(30), "the test never let the checkpoint finish"
         real_save(self, path, tmp_suffix)

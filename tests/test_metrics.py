@@ -90,14 +90,7 @@ def test_quota_and_rate_limit_refusals_are_told_apart(live: LiveServer) -> None:
         found = samples(requests.get(live.url + "/metrics", timeout=30).text)
         return {reason: value(found, "face_search_refusals_total", reason=reason) for reason in ("quota", "rate_limit")}
 
-    from index.store import Store
-    from service.keys import KeyRing
-
-    store = Store(live.data_dir / "lmdb")
-    try:
-        KeyRing(store).create("limited", "limited-secret", quota=1)
-    finally:
-        store.close()
+    live.new_key("limited", "limited-secret", quota=1)
     start = refusals()
     codes = [live.call("GET", "/images", "limited", "limited-secret").json()["status_code"] for _ in range(2)]
     codes += [live.call("GET", "/images").json()["status_code"] for _ in range(4)]  # burst 2, then 1 a second

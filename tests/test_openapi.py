@@ -81,8 +81,7 @@ def test_the_document_holds_the_schemas_that_validate_requests(kind: type) -> No
 
 def test_the_document_states_the_configured_limits(settings: Settings) -> None:
     configured = replace(settings, max_top_k=50, max_ids=3)
-    services = build_services(configured)
-    try:
+    with build_services(configured) as services:
         client = create_app(configured, services).test_client()
         schemas_ = client.get(DOCUMENT_PATH).get_json()["components"]["schemas"]
         assert schemas_["Search"]["properties"]["top_k"]["maximum"] == 50
@@ -92,8 +91,6 @@ def test_the_document_states_the_configured_limits(settings: Settings) -> None:
         assert refused["status_code"] == 7 and "at most 3" in refused["message"], refused
         refused = client.post(API + "/search", json={"image": {}, "top_k": 51}, headers=basic()).get_json()
         assert refused["status_code"] == 7 and "50" in refused["message"], refused
-    finally:
-        services.close()
 
 
 @pytest.mark.parametrize(

@@ -60,15 +60,14 @@ def test_restart_keeps_everything(tmp_path: Path, how: str) -> None:
 
 
 def test_index_agrees_with_lmdb_after_lost_or_stale_checkpoints(settings: Settings) -> None:
-    services = build_services(settings, serving=True)
-    key = services.keys.create("k", "s").record
-    first = images.add_image(services, key, package_photo(TOM), {})
-    assert services.indexes.save_all() == 1
-    checkpoint = services.indexes.path(key.gallery)
-    stale = checkpoint.read_bytes()
-    second = images.add_image(services, key, package_photo(T1), {})
-    images.delete_images(services, key, [first.id])
-    services.close()
+    with build_services(settings, serving=True) as services:
+        key = services.keys.create("k", "s").record
+        first = images.add_image(services, key, package_photo(TOM), {})
+        assert services.indexes.save_all() == 1
+        checkpoint = services.indexes.path(key.gallery)
+        stale = checkpoint.read_bytes()
+        second = images.add_image(services, key, package_photo(T1), {})
+        images.delete_images(services, key, [first.id])
 
     for damage in ("stale", "missing", "garbage"):
         if damage == "stale":
@@ -77,28 +76,21 @@ def test_index_agrees_with_lmdb_after_lost_or_stale_checkpoints(settings: Settin
             checkpoint.unlink(missing_ok=True)
         else:
             checkpoint.write_bytes(b"\x00\x00\x00\x02{}not an index")
-        reopened = build_services(settings, serving=True)
-        try:
+        with build_services(settings, serving=True) as reopened:
             assert reopened.indexes.verify(key.gallery), damage
             hits = search(reopened, key, package_photo(T1), top_k=10, threshold=None)
             assert [hit.image.id for hit in hits] == [second.id], damage
             assert search(reopened, key, package_photo(TOM), top_k=10, threshold=None) == [], damage
-        finally:
-            reopened.close()
 
 
 def test_orphan_photo_files_are_removed_at_start(settings: Settings) -> None:
-    services = build_services(settings, serving=True)
-    key = services.keys.create("k", "s").record
-    kept = images.add_image(services, key, package_photo(TOM), {})
-    orphan = services.photos.write(key.gallery, package_photo(T1), "image/jpeg")  # as if killed before commit
-    services.close()
-    reopened = build_services(settings, serving=True)
-    try:
+    with build_services(settings, serving=True) as services:
+        key = services.keys.create("k", "s").record
+        kept = images.add_image(services, key, package_photo(TOM), {})
+        orphan = services.photos.write(key.gallery, package_photo(T1), "image/jpeg")  # as if killed before commit
+    with build_services(settings, serving=True) as reopened:
         assert not reopened.photos.path(orphan).exists()
         assert reopened.photos.path(kept.file).exists()
-    finally:
-        reopened.close()
 
 
 def _renamed_pack(tmp_path: Path, name: str) -> Path:
@@ -111,12 +103,11 @@ def _renamed_pack(tmp_path: Path, name: str) -> Path:
 
 
 def test_a_gallery_refuses_faces_of_another_pack(settings: Settings, tmp_path: Path) -> None:
-    services = build_services(settings, serving=True)
-    key = services.keys.create("k", "s").record
-    images.add_image(services, key, package_photo(TOM), {})
-    services.close()
-    other = build_services(replace(settings, models=str(_renamed_pack(tmp_path, "other_pack"))), serving=True)
-    try:
+    with build_services(settings, serving=True) as services:
+        key = services.keys.create("k", "s").record
+        images.add_image(services, key, package_photo(TOM), {})
+    other_pack = replace(settings, models=str(_renamed_pack(tmp_path, "other_pack")))
+    with build_services(other_pack, serving=True) as other:
         with pytest.raises(ApiError) as added:
             images.add_image(other, key, package_photo(T1), {})
         assert added.value.code == Code.PACK_MISMATCH and "reembed" in added.value.message
@@ -125,11 +116,9 @@ def test_a_gallery_refuses_faces_of_another_pack(settings: Settings, tmp_path: P
         assert searched.value.code == Code.PACK_MISMATCH
         assert other.store.gallery(key.gallery).images == 1, "the refused add stored nothing"
         assert other.photos.remove_orphans(other.store.image_files()) == 0, "and left no file behind"
-    finally:
-        other.close()
 
 
-def test_every_face_is_stored_with_its_pack_and_dimension(services, settings: Settings) -> None:
+def test_every_face_is_stored_with_its_pack_and_dimension(services) -> None:
     key = services.store.get_key("test-key")
     record = images.add_image(services, key, package_photo(T1), {})
     gallery, ids, vectors = services.store.snapshot(key.gallery)

@@ -74,10 +74,7 @@ def test_reembedding_serves_the_old_vectors_until_the_swap(settings: Settings, t
     assert refused.value.code == Code.PACK_MISMATCH, "a server still on the old pack refuses to mix"
     server.close()
 
-    renewed = build_services(replace(settings, models=str(new_pack)), serving=True)
-    try:
+    with build_services(replace(settings, models=str(new_pack)), serving=True) as renewed:
         assert renewed.indexes.verify(key.gallery)
         assert renewed.indexes.describe(key.gallery)["generation"] == 1
         assert [hit.image.id for hit in search(renewed, key, probe, top_k=1, threshold=None)] == [tom.id]
-    finally:
-        renewed.close()

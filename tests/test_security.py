@@ -1,12 +1,16 @@
-"""Rate limits, failed-login slow-down, and logs that never hold secrets or photos."""
+"""Rate limits, failed-login slow-down, the address guard of images by URL, and logs that
+never hold secrets or photos."""
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from pathlib import Path
 
 import pytest
 
+from service.errors import ApiError, Code
+from service.fetch import allowed, parse_networks, vetted_address
 from service.throttle import FailedLogins, RateLimiter
 from tests.conftest import SECRET, LiveServer
 from tests.photos import b64, package_photo
@@ -90,3 +94,34 @@ def test_logs_hold_no_secret_and_no_image(tmp_path: Path) -> None:
     for secret in (SECRET, "a-wrong-secret-xyz"):
         assert secret not in text
     assert photo[100:160] not in text and photo[-200:-150] not in text
+
+
+@pytest.mark.parametrize(
+    "address, public",
+    [
+        ("8.8.8.8", True),
+        ("2606:4700:4700::1111", True),
+        ("10.1.2.3", False),
+        ("172.16.0.1", False),
+        ("192.168.1.1", False),
+        ("127.0.0.1", False),
+        ("169.254.169.254", False),  # cloud metadata
+        ("100.64.0.1", False),  # carrier-grade NAT
+        ("192.0.2.10", False),  # documentation
+        ("0.0.0.0", False),
+        ("224.0.0.1", False),
+        ("::1", False),
+        ("fe80::1", False),
+        ("fc00::1", False),
+        ("::ffff:10.0.0.1", False),  # a private IPv4 address written as IPv6
+    ],
+)
+def test_only_public_addresses_pass_the_guard_without_an_allow_list(address: str, public: bool) -> None:
+    assert allowed(ipaddress.ip_address(address), ()) is public
+
+
+def test_a_name_is_judged_by_every_address_it_resolves_to_without_connecting() -> None:
+    with pytest.raises(ApiError) as refused:
+        vetted_address("localhost", 80, ())
+    assert refused.value.code == Code.URL_UNAVAILABLE and "non-public" in refused.value.message
+    assert vetted_address("localhost", 80, parse_networks("127.0.0.0/8, ::1/128")).is_loopback
