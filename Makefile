@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 8000
 RUFF_CONFIG := $(shell $(PYTHON) -c "import configparser; c = configparser.ConfigParser(); c.read('setup.cfg'); print(' '.join(\"--config '%s = %s'\" % kv for kv in c['tool:ruff'].items()))")
 
-.PHONY: install run test test-fast lint evaluate bench clean browser
+.PHONY: install run test test-fast lint format evaluate bench clean browser
 
 install: $(STAMP)
 
@@ -21,7 +21,7 @@ $(STAMP): setup.cfg constraints.txt pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	PORT=$(PORT) $(VENV)/bin/gunicorn -c service/gunicorn.conf.py service.wsgi:app
+	PORT=$(PORT) $(VENV)/bin/gunicorn -c service/api/gunicorn.conf.py service.api.wsgi:app
 
 test: $(STAMP) browser
 	$(PY) -m pytest
@@ -41,6 +41,11 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(RUFF_CONFIG) .
 	$(VENV)/bin/ruff format --check $(RUFF_CONFIG) .
+
+# What lint asks for, applied: imports sorted, code formatted.
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix --exit-zero --quiet $(RUFF_CONFIG) .
+	$(VENV)/bin/ruff format $(RUFF_CONFIG) .
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

@@ -1,39 +1,18 @@
-"""The records kept in LMDB and their byte encodings.
+"""The typed values that cross the storage seam, whatever backend keeps them.
 
-Integers in keys are 8-byte big-endian so LMDB's byte order is numeric order: listing a
-gallery, scanning its faces or replaying its change log is one cursor walk.
+A catalog (``index.catalog``) stores and returns these; a vector index (``index.vectors``)
+reads changes and snapshots as these. How a backend encodes them (LMDB bytes, SQL rows)
+is its own business.
 """
 
 from __future__ import annotations
 
-import json
-import struct
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
-_U64 = struct.Struct(">Q")
-_FACE_HEADER = struct.Struct(">H")
-_CHANGE = struct.Struct(">cQ")
-
 ADD = b"+"
 REMOVE = b"-"
-
-
-def u64(value: int) -> bytes:
-    return _U64.pack(value)
-
-
-def pair(first: int, second: int) -> bytes:
-    return _U64.pack(first) + _U64.pack(second)
-
-
-def second_of(key: bytes) -> int:
-    return _U64.unpack_from(key, 8)[0]
-
-
-def dumps(value: object) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 @dataclass
@@ -47,13 +26,6 @@ class KeyRecord:
     revoked: bool = False
     created_at: str = ""
 
-    def encode(self) -> bytes:
-        return dumps(asdict(self))
-
-    @classmethod
-    def decode(cls, raw: bytes) -> KeyRecord:
-        return cls(**json.loads(raw))
-
 
 @dataclass
 class GalleryRecord:
@@ -65,14 +37,9 @@ class GalleryRecord:
     seq: int = 0
     images: int = 0
     faces: int = 0
-    index_generation: int = 0  # bumped when a rebuilt index file replaces the gallery's index
-
-    def encode(self) -> bytes:
-        return dumps(asdict(self))
-
-    @classmethod
-    def decode(cls, raw: bytes) -> GalleryRecord:
-        return cls(**json.loads(raw))
+    # The vector index's version, kept here so that every process agrees which index is
+    # current; only the vector backend gives it a meaning (``index.faiss`` numbers its files).
+    index_generation: int = 0
 
 
 @dataclass
@@ -93,14 +60,8 @@ class ImageRecord:
     pack: str
     faces: list[FaceInfo] = field(default_factory=list)
 
-    def encode(self) -> bytes:
-        return dumps(asdict(self))
-
-    @classmethod
-    def decode(cls, raw: bytes) -> ImageRecord:
-        data = json.loads(raw)
-        data["faces"] = [FaceInfo(**face) for face in data["faces"]]
-        return cls(**data)
+    def face(self, face_id: int) -> FaceInfo:
+        return next(face for face in self.faces if face.id == face_id)
 
 
 @dataclass
@@ -113,29 +74,62 @@ class NewFace:
 
 
 @dataclass
-class FaceVector:
-    image: int
+class NewImage:
+    """An image to store with all its faces in one atomic write.
+
+    ``source_digest`` (a bulk import's content hash) is recorded in the same write, so an
+    import killed at any point neither loses nor repeats a photo when resumed.
+    """
+
+    file: str
+    content_type: str
+    metadata: dict
+    created_at: str
     pack: str
-    dim: int
-    vector: np.ndarray
+    faces: list[NewFace]
+    source_digest: bytes | None = None
 
 
-def encode_face(image_id: int, pack: str, vector: np.ndarray) -> bytes:
-    header = dumps({"image": image_id, "pack": pack, "dim": int(vector.shape[0])})
-    return _FACE_HEADER.pack(len(header)) + header + np.asarray(vector, dtype="<f4").tobytes()
+@dataclass(frozen=True)
+class Change:
+    """One entry of a gallery's change log: a face added or removed, numbered by the gallery's seq."""
+
+    seq: int
+    op: bytes
+    face: int
+
+    @property
+    def is_add(self) -> bool:
+        return self.op == ADD
 
 
-def decode_face(raw: bytes | memoryview) -> FaceVector:
-    raw = bytes(raw)
-    (length,) = _FACE_HEADER.unpack_from(raw)
-    header = json.loads(raw[2 : 2 + length])
-    vector = np.frombuffer(raw, dtype="<f4", offset=2 + length)
-    return FaceVector(image=header["image"], pack=header["pack"], dim=header["dim"], vector=vector)
+@dataclass(frozen=True)
+class ChangeBatch:
+    """The changes after some seq, the vectors of the faces added and still live, and the
+    log's first seq: above ``seq + 1`` the log was trimmed past what the reader has seen, so
+    it must reload from a snapshot instead of replaying."""
+
+    changes: list[Change]
+    vectors: dict[int, np.ndarray]
+    first: int | None
+
+    def bridges(self, seen: int, head: int) -> bool:
+        """True when replaying this batch brings an index at ``seen`` to ``head``."""
+        return head <= seen or (self.first is not None and self.first <= seen + 1)
 
 
-def encode_change(op: bytes, face_id: int) -> bytes:
-    return _CHANGE.pack(op, face_id)
+@dataclass(frozen=True)
+class Snapshot:
+    """Every live face of a gallery, read at once with the gallery record it matches: its seq
+    says which changes the vectors include."""
+
+    gallery: GalleryRecord
+    ids: np.ndarray  # (n,) int64 face ids
+    vectors: np.ndarray  # (n, dim) float32
 
 
-def decode_change(raw: bytes) -> tuple[bytes, int]:
-    return _CHANGE.unpack(bytes(raw))
+@dataclass(frozen=True)
+class StagedSnapshot(Snapshot):
+    """The re-embedded vectors of every live face, and the images not re-embedded yet."""
+
+    missing: list[int] = field(default_factory=list)

@@ -11,7 +11,7 @@ file, against the 2048 raw bytes of a 512-d float32 vector), single-query p50/p9
 per-query time in batches of 100, recall@1 and recall@10 against exact search, and the
 exact search's own latency in the same run. Then, on a real data directory of
 ``--rebuild-size`` faces, it runs ``scripts/rebuild_index.py`` in another process while
-this one keeps searching through ``GalleryIndexes`` as the server does, and reports the
+this one keeps searching through ``FaissIndexes`` as the server does, and reports the
 rebuild time and the search latency during the rebuild against before it.
 
 Writes ``<out>.json`` and ``<out>.png`` (recall@10 against p50 latency per nprobe).
@@ -32,11 +32,13 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from index.files import IndexFiles
-from index.galleries import GalleryIndexes
-from index.records import NewFace
-from index.store import Store
-from index.vectors import IndexSettings, VectorIndex
+from index.catalog import Catalog
+from index.faiss import FaissIndexes
+from index.faiss.files import IndexFiles
+from index.faiss.vector_index import VectorIndex
+from index.lmdb import LmdbCatalog
+from index.records import NewFace, NewImage
+from index.vectors import IndexSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 DIM = 512
@@ -107,7 +109,7 @@ def recall(found: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
 _MEASURE = """
 import gc, os, sys
 from pathlib import Path
-from index.vectors import VectorIndex
+from index.faiss.vector_index import VectorIndex
 def rss():
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -202,14 +204,14 @@ def choose_nprobe(results: list[dict], target: float = 0.99) -> int | None:
     return None
 
 
-def fill_store(store: Store, gid: int, vectors: np.ndarray, per_image: int = 1000) -> None:
+def fill_store(catalog: Catalog, gid: int, vectors: np.ndarray, per_image: int = 1000) -> None:
     for start in range(0, len(vectors), per_image):
         faces = [NewFace([0, 0, 1, 1], 1.0, vector) for vector in vectors[start : start + per_image]]
-        store.add_image(gid, "bench", "image/png", {}, "bench", "buffalo_s", faces)
+        catalog.images.add(gid, NewImage("bench", "image/png", {}, "bench", "buffalo_s", faces))
 
 
-def search_for(indexes: GalleryIndexes, gid: int, probes: np.ndarray, seconds: float | None, until=None) -> list:
-    """Single-query latencies through GalleryIndexes (catch-up included) for ``seconds`` or
+def search_for(indexes: FaissIndexes, gid: int, probes: np.ndarray, seconds: float | None, until=None) -> list:
+    """Single-query latencies through FaissIndexes (catch-up included) for ``seconds`` or
     while ``until()`` holds."""
     times = []
     started = time.monotonic()
@@ -228,22 +230,22 @@ def bench_rebuild(size: int, nprobe: int, folder: Path) -> dict:
     print(f"\n== rebuild of {size} vectors while searching", flush=True)
     vectors, probes = gallery(size, 1000, seed=1)
     data = folder / "data"
-    store = Store(data / "lmdb", 8 << 30)
-    gid = store.create_key("bench", "unused", None, "bench").gallery
+    catalog = LmdbCatalog(data / "lmdb", 8 << 30)
+    gid = catalog.keys.create("bench", "unused", None, "bench").gallery
     started = time.perf_counter()
-    fill_store(store, gid, vectors)
+    fill_store(catalog, gid, vectors)
     filled = time.perf_counter() - started
-    settings = IndexSettings(ivf_threshold=min(50_000, size), nprobe=nprobe)
+    settings = IndexSettings(ivf_threshold=min(50_000, size), nprobe=nprobe, save_seconds=0)
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(os.cpu_count())
     index = VectorIndex.build(DIM, np.arange(1, size + 1, dtype=np.int64), vectors, settings)
     faiss.omp_set_num_threads(threads)
     del vectors
-    index.state.seq = store.gallery(gid).seq
+    index.state.seq = catalog.images.gallery(gid).seq
     index.save(IndexFiles(data / "indexes").path(gid, 0))  # the server's checkpoint: no build at start
     del index
     gc.collect()
-    indexes = GalleryIndexes(store, data / "indexes", settings, serving=True)
+    indexes = FaissIndexes(catalog, data / "indexes", settings, serving=True)
     indexes.open_all()
     before = search_for(indexes, gid, probes, 20.0)
     env = {
@@ -257,14 +259,14 @@ def bench_rebuild(size: int, nprobe: int, folder: Path) -> dict:
     during = search_for(indexes, gid, probes, None, until=lambda: child.poll() is None)
     rebuilt = time.perf_counter() - started
     adopting = search_for(
-        indexes, gid, probes, None, until=lambda: child.returncode == 0 and indexes.describe(gid)["generation"] == 0
+        indexes, gid, probes, None, until=lambda: child.returncode == 0 and indexes.status(gid).generation == 0
     )
     indexes.wait(gid)
     adopted = time.perf_counter() - started
     after = search_for(indexes, gid, probes, 10.0)
-    state = indexes.describe(gid)
+    state = indexes.status(gid)
     indexes.close()
-    store.close()
+    catalog.close()
 
     def stats(times: list) -> dict:
         return {
@@ -279,8 +281,8 @@ def bench_rebuild(size: int, nprobe: int, folder: Path) -> dict:
         "lmdb_fill_s": round(filled, 1),
         "rebuild_s": round(rebuilt, 1),
         "adopted_after_s": round(adopted, 1),
-        "generation": state["generation"],
-        "lists": state["lists"],
+        "generation": state.generation,
+        "lists": state.details.lists if state.details else 0,
         "before": stats(before),
         "during_rebuild": stats(during),
         "during_adoption": stats(adopting),

@@ -44,12 +44,10 @@ from models.analyzer import enlarged
 from models.decode import decode_image
 from models.faces import Face
 from models.packs import load_pack
-from service.config import Settings
-from service.context import build_services
-from service.errors import Code
-from service.images import add_faces
-from service.payloads import decode_base64
-from service.search import best_per_image
+from service.core.config import Settings
+from service.core.images import add_faces, decode_base64
+from service.core.search import best_per_image
+from service.core.services import build_services
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the test helpers are not installed: the live server is started as the tests do
@@ -123,6 +121,7 @@ def floor_ms(photos: list[Photo], pack_name: str) -> list[float]:
 
 # -- 2. the stages in this process --------------------------------------------------------
 
+SUCCESS, NOT_A_PHOTO = 0, 1  # the API's status_code of a success and of bytes that are no photo
 STAGES = ("base64", "decode", "detection", "alignment", "embedding", "index add", "index search")
 
 
@@ -130,9 +129,7 @@ def stage_ms(photos: list[Photo], pack_name: str, threads: int) -> dict[str, flo
     """Mean milliseconds per photo of each stage, through the analyzer and use cases the service calls."""
     totals = dict.fromkeys(STAGES, 0.0)
     with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
-        settings = replace(
-            Settings(), data_dir=Path(scratch), models=pack_name, model_threads=threads, index_save_seconds=0
-        )
+        settings = replace(Settings().at(Path(scratch)), models=pack_name, model_threads=threads)
         with build_services(settings) as services:
             key = services.keys.create().record
             analyzer = services.analyzer
@@ -190,9 +187,7 @@ class Load:
         return max(self.latencies) / statistics.median(self.latencies)
 
 
-def drive(
-    url: str, path: str, bodies: list[str], clients: int, accepted: tuple[int, ...] = (int(Code.SUCCESS),)
-) -> Load:
+def drive(url: str, path: str, bodies: list[str], clients: int, accepted: tuple[int, ...] = (SUCCESS,)) -> Load:
     """Send every body once, spread over ``clients`` threads each with its own connection."""
     latencies: list[float] = []
     errors = [0]
@@ -238,9 +233,7 @@ def server_loads(photos: list[Photo], model_threads: int, server_threads: int) -
         server = LiveServer(Path(scratch), env).start()
         try:
             drive(server.url, "/search", bodies[:4], 1)  # warm up (answers "no face in gallery" fast)
-            refused = drive(
-                server.url, "/images", [p.refused_body for p in photos], 1, accepted=(int(Code.NO_CONTENT),)
-            )
+            refused = drive(server.url, "/images", [p.refused_body for p in photos], 1, accepted=(NOT_A_PHOTO,))
             adds = [drive(server.url, "/images", bodies, clients) for clients in CLIENTS]
             searches = [drive(server.url, "/search", bodies, clients) for clients in CLIENTS]
         finally:

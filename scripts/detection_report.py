@@ -34,10 +34,10 @@ from index.records import KeyRecord
 from models.analyzer import FaceAnalyzer
 from models.detector import CONFIRM_VIEWS, iou
 from models.faces import Face
-from service import images, search
-from service.config import Settings
-from service.context import Services, build_services
-from service.errors import ApiError
+from service.core import images, search
+from service.core.config import Settings
+from service.core.errors import NotAPhoto
+from service.core.services import Services, build_services
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 LABELLED = ("lfw", "att-orl", "yale", "faceapi-bbt", "dlib-johns", "deepface-unit", "fr-examples")
@@ -59,7 +59,7 @@ def photo(name: str, row: dict[str, str]) -> bytes:
 def faces_of(services: Services, data: bytes) -> list:
     try:
         return images.detect_faces(services, data)
-    except ApiError:
+    except NotAPhoto:
         return []
 
 
@@ -73,7 +73,7 @@ def labelled_face(name: str, data: bytes, faces: list[Face]) -> Face:
 
 
 def top_identity(services: Services, key: KeyRecord, face: Face, threshold: float | None) -> str | None:
-    hits = search.search_faces(services, key, [face], 1, threshold)[0].hits
+    hits = search.search_faces(services, key, [face], 1, threshold)[0].matches
     return hits[0].image.metadata["identity"] if hits else None
 
 
@@ -293,7 +293,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as scratch:
-        settings = replace(Settings.from_env(), data_dir=Path(scratch), index_save_seconds=0)
+        settings = Settings.from_env().at(Path(scratch))
         with build_services(settings) as services:
             baseline = single_pass(services)
             sets = {}

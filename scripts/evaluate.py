@@ -40,15 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import requests
-from PIL import Image
-
-from models.detector import iou
-from models.faces import Detection, Face
-from models.packs import ModelPack, load_pack
-from service.config import Settings
-from service.context import Services, build_services
-from service.errors import ApiError, Code
-from service.evaluation import (
+from evaluation import (  # scripts/evaluation.py, beside this file
     ScoreCounts,
     assign_folds,
     recall_at,
@@ -56,9 +48,18 @@ from service.evaluation import (
     tar_at,
     tenfold_accuracy,
 )
-from service.images import add_faces, delete_images, detect_faces
-from service.search import best_per_image
-from service.threshold import search_threshold
+from PIL import Image
+
+from models.detector import iou
+from models.faces import Detection, Face
+from models.packs import ModelPack, load_pack
+from service.core.config import Settings
+from service.core.errors import NotAPhoto
+from service.core.images import add_faces, delete_images, detect_faces
+from service.core.requests import DeleteImages
+from service.core.search import best_per_image
+from service.core.services import Services, build_services
+from service.core.threshold import search_threshold
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
@@ -193,10 +194,8 @@ class Embedded:
 
 def embed_set(services: Services, data: DataSet, cache_dir: Path) -> Embedded:
     """Every photo's faces through the service's pipeline, cached by the pipeline's fingerprint."""
-    cache = (
-        cache_dir
-        / f"{data.name}-{services.pack.name}-{pipeline_fingerprint(services.pack, services.settings.max_pixels)}.npz"
-    )
+    fingerprint = pipeline_fingerprint(services.pack, services.settings.limits.max_pixels)
+    cache = cache_dir / f"{data.name}-{services.pack.name}-{fingerprint}.npz"
     sizes = [photo_size(data.root / path) for path in data.paths]
     if cache.is_file():
         with np.load(cache) as stored:
@@ -205,7 +204,7 @@ def embed_set(services: Services, data: DataSet, cache_dir: Path) -> Embedded:
     for i, path in enumerate(data.paths):
         try:
             faces.append(detect_faces(services, (data.root / path).read_bytes()))
-        except ApiError:
+        except NotAPhoto:
             faces.append([])
         if (i + 1) % 500 == 0:
             print(f"  {data.name}: {i + 1}/{len(data.paths)} photos embedded", file=sys.stderr)
@@ -360,10 +359,13 @@ class LocalBackend(Backend):
         return [(hit.image.id, hit.score, hit.bbox) for hit in hits]
 
     def delete(self, image_ids: list[int]) -> None:
-        delete_images(self.services, self.key, image_ids)
+        delete_images(self.services, self.key, DeleteImages(image_ids))
 
     def threshold(self) -> float | None:
         return self.services.default_threshold(self.key.gallery)
+
+
+SUCCESS, NO_FACE = 0, 3  # the API's status_code of a success and of a photo without a face
 
 
 class HttpBackend(Backend):
@@ -381,7 +383,7 @@ class HttpBackend(Backend):
 
     def _call(self, method: str, path: str, **kwargs) -> dict:
         answer = self.session.request(method, self.base + path, timeout=120, **kwargs).json()
-        if answer["status_code"] not in (int(Code.SUCCESS), int(Code.NO_FACE)):
+        if answer["status_code"] not in (SUCCESS, NO_FACE):
             raise RuntimeError(f"{method} {path}: {answer['status_code']} {answer['message']}")
         return answer
 
@@ -390,14 +392,14 @@ class HttpBackend(Backend):
 
     def add(self, index: int) -> int | None:
         answer = self._call("POST", "/images", json={"image": self._photo(index), "metadata": {"photo": index}})
-        return answer["result"]["id"] if answer["status_code"] == int(Code.SUCCESS) else None
+        return answer["result"]["id"] if answer["status_code"] == SUCCESS else None
 
     def search(self, index: int, top_k: int, threshold: float | None) -> Hits | None:
         body: dict = {"image": self._photo(index), "top_k": top_k}
         if threshold is not None:
             body["threshold"] = threshold
         answer = self._call("POST", "/search", json=body)
-        if answer["status_code"] != int(Code.SUCCESS):
+        if answer["status_code"] != SUCCESS:
             return None
         return [(hit["id"], hit["score"], hit["bbox"]) for hit in answer["result"]]
 
@@ -691,9 +693,7 @@ def evaluate_set(data: DataSet, pack_name: str, args: argparse.Namespace) -> tup
     if people:
         report["people"] = len(people)
     with tempfile.TemporaryDirectory(prefix="evaluate-") as scratch:
-        settings = replace(
-            Settings.from_env(), data_dir=Path(scratch), models=pack_name, index_save_seconds=0, threshold=None
-        )
+        settings = replace(Settings.from_env().at(Path(scratch)), models=pack_name, threshold=None)
         with build_services(settings) as services:
             embedded = embed_set(services, data, Path(args.out) / "cache")
             report["ms_per_photo"] = embedded.ms_per_photo

@@ -18,10 +18,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from service.bulk_import import ImportSummary, import_folder, photo_files
-from service.config import Settings
-from service.context import build_services
-from service.errors import ApiError
+from service.core.bulk_import import ImportSummary, import_folder, photo_files
+from service.core.config import Settings
+from service.core.errors import ServiceError
+from service.core.services import build_services
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,14 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     services = build_services(Settings.from_env())
     summary = ImportSummary()
     try:
-        key = services.store.get_key(args.key)
+        key = services.catalog.keys.get(args.key)
         if key is None or key.revoked:
             print(f"no active key named {args.key!r}", file=sys.stderr)
             return 1
         with tqdm(total=len(photo_files(args.folder)), unit="photo") as bar:
             summary = import_folder(services, key, args.folder, args.metadata_from_path, args.batch, bar.update)
-    except ApiError as exc:  # a gallery of another pack: nothing of this photo was stored
-        print(f"stopped: {exc.message}", file=sys.stderr)
+    except ServiceError as exc:  # a gallery of another pack, a full disk: nothing of this photo was stored
+        print(f"stopped: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume", file=sys.stderr)

@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from index.store import Store
-from service.config import Settings
-from service.keys import KeyRing
+from service.core.config import Settings
+from service.core.keys import KeyRing
+from service.core.services import key_ring
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,9 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     quota.add_argument("--reset-usage", action="store_true", help="also set the key's request count to 0")
     args = parser.parse_args(argv)
 
-    settings = Settings.from_env()
-    store = Store(settings.lmdb_dir, settings.lmdb_map_bytes)
-    ring = KeyRing(store)
+    with key_ring(Settings.from_env()) as ring:
+        return _run(parser, args, ring)
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, ring: KeyRing) -> int:
     try:
         if args.command == "create":
             if args.quota is not None and args.quota < 0:
@@ -48,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"key: {made.record.name}\nsecret: {made.secret}\nquota: {limit}")
         elif args.command == "list":
             print(f"{'key':<32} {'quota':>10} {'used':>10}  state    created")
-            for record, used in store.list_keys():
+            for record, used in ring.all():
                 state = "revoked" if record.revoked else "active"
                 quota_text = "unlimited" if record.quota is None else str(record.quota)
                 print(f"{record.name:<32} {quota_text:>10} {used:>10}  {state:<8} {record.created_at}")
@@ -66,8 +68,6 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(str(exc), file=sys.stderr)
         return 1
-    finally:
-        store.close()
     return 0
 
 

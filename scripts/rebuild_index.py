@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 
-from index.rebuild import EXIT_BUSY, yield_cpu
-from service.config import Settings
-from service.context import build_services
-from service.maintenance import rebuild_indexes
+from service.core.config import Settings
+from service.core.errors import UnknownKey
+from service.core.maintenance import rebuild_indexes
+from service.core.services import build_services
+
+EXIT_BUSY = 3  # a gallery was being rebuilt or re-embedded by another process
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,11 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     settings = Settings.from_env()
-    yield_cpu(args.threads or settings.index.rebuild_threads)
+    if args.threads:
+        settings = replace(settings, index=replace(settings.index, rebuild_threads=args.threads))
     services = build_services(settings)
     try:
         outcomes = rebuild_indexes(services, args.key, args.if_needed, args.wait, lambda line: print(line, flush=True))
-    except LookupError as exc:
+    except UnknownKey as exc:
         print(exc, file=sys.stderr)
         return 1
     finally:

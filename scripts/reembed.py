@@ -16,11 +16,13 @@ import sys
 
 from tqdm import tqdm
 
-from index.rebuild import EXIT_BUSY, RebuildBusyError
 from models.packs import ModelPackError
-from service.config import Settings
-from service.context import build_services
-from service.reembed import reembed
+from service.core.config import Settings
+from service.core.errors import GalleryBusy, ServiceError
+from service.core.reembed import reembed
+from service.core.services import build_services
+
+EXIT_BUSY = 3  # another process is rebuilding or re-embedding the gallery
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,19 +34,19 @@ def main(argv: list[str] | None = None) -> int:
 
     services = build_services(Settings.from_env())
     try:
-        key = services.store.get_key(args.key)
+        key = services.catalog.keys.get(args.key)
         if key is None:
             print(f"no key named {args.key!r}", file=sys.stderr)
             return 1
-        total = services.store.gallery(key.gallery).images
+        total = services.catalog.images.gallery(key.gallery).images
         with tqdm(total=total, unit="photo") as bar:
             summary = reembed(services, key, args.pack, args.batch, bar.update)
-    except (ModelPackError, OSError, ValueError) as exc:
-        print(f"stopped, nothing swapped: {exc}", file=sys.stderr)
-        return 1
-    except RebuildBusyError as exc:
+    except GalleryBusy as exc:
         print(exc, file=sys.stderr)
         return EXIT_BUSY
+    except (ModelPackError, ServiceError) as exc:
+        print(f"stopped, nothing swapped: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted, nothing swapped: run the same command again to resume", file=sys.stderr)
         return 130

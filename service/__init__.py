@@ -1,1 +1,1 @@
-"""The use cases (add, search, update, delete, keys) and the thin HTTP layer over them."""
+"""The face search service in two layers: ``core`` (the use cases) and ``api`` (HTTP over them)."""

@@ -10,17 +10,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import requests
 
-from index.store import Store
-from service.app import create_app
-from service.config import Settings
-from service.context import Services, build_services
-from service.keys import KeyRing
+from index.lmdb import LmdbCatalog
+from service.api.app import create_app
+from service.core.config import Settings
+from service.core.keys import KeyRing
+from service.core.services import Services, build_services
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY, SECRET = "test-key", "test-secret"
@@ -34,7 +33,7 @@ def basic(key: str = KEY, secret: str = SECRET) -> dict[str, str]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return replace(Settings(), data_dir=tmp_path / "data", index_save_seconds=0)
+    return Settings().at(tmp_path / "data")
 
 
 @pytest.fixture
@@ -79,7 +78,7 @@ class LiveServer:
         gunicorn = str(Path(sys.executable).parent / "gunicorn")
         output = open(self.log, "ab") if self.log else None  # noqa: SIM115 - the child owns it
         self.process = subprocess.Popen(
-            [gunicorn, "-c", "service/gunicorn.conf.py", "service.wsgi:app"],
+            [gunicorn, "-c", "service/api/gunicorn.conf.py", "service.api.wsgi:app"],
             cwd=ROOT,
             env=self.env,
             stdout=output,
@@ -114,9 +113,9 @@ class LiveServer:
     def new_key(self, name: str | None = None, secret: str | None = None, quota: int | None = None) -> tuple[str, str]:
         """A key (so a gallery) of its own, made from another LMDB handle while the server
         runs, as scripts/keys.py does; its name and secret."""
-        store = Store(self.data_dir / "lmdb")
+        catalog = LmdbCatalog(self.data_dir / "lmdb")
         try:
-            made = KeyRing(store).create(name, secret, quota)
+            made = KeyRing(catalog.keys).create(name, secret, quota)
         finally:
-            store.close()
+            catalog.close()
         return made.record.name, made.secret

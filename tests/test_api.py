@@ -16,11 +16,12 @@ from typing import Any, TypeVar
 import pytest
 import requests
 
-from index.store import Store
-from service.app import create_app
-from service.config import Settings
-from service.context import build_services
-from service.keys import KeyRing
+from index.lmdb import LmdbCatalog
+from service.api.app import create_app
+from service.core.config import Settings
+from service.core.fetch import parse_networks
+from service.core.keys import KeyRing
+from service.core.services import build_services
 from tests import loopback
 from tests.conftest import API, LiveServer, basic
 from tests.photos import b64, blank, crop, flipped, package_photo, recompressed, scaled
@@ -46,11 +47,11 @@ class Backend:
 
     def keys(self, change: Callable[[KeyRing], T]) -> T:
         """Change keys as ``scripts/keys.py`` does: from another LMDB handle."""
-        store = Store(self.data_dir / "lmdb")
+        catalog = LmdbCatalog(self.data_dir / "lmdb")
         try:
-            return change(KeyRing(store))
+            return change(KeyRing(catalog.keys))
         finally:
-            store.close()
+            catalog.close()
 
     def new_key(self, quota: int | None = None) -> tuple[str, str]:
         made = self.keys(lambda ring: ring.create(quota=quota))
@@ -63,8 +64,12 @@ class Backend:
 class FlaskBackend(Backend):
     def __init__(self, data_dir: Path) -> None:
         super().__init__(data_dir)
-        settings = replace(Settings(), data_dir=data_dir, index_save_seconds=0, max_body_bytes=8 * 1024 * 1024)
-        self.settings = replace(settings, fetch=replace(settings.fetch, allow_networks=_loopback()))
+        settings = Settings().at(data_dir)
+        self.settings = replace(
+            settings,
+            limits=replace(settings.limits, max_body_bytes=8 * 1024 * 1024),
+            fetch=replace(settings.fetch, allow_networks=parse_networks("127.0.0.0/8")),
+        )
         self.services = build_services(self.settings, serving=True)
         self.client = create_app(self.settings, self.services).test_client()
 
@@ -101,12 +106,6 @@ class HttpBackend(Backend):
 
     def close(self) -> None:
         self.server.stop()
-
-
-def _loopback() -> tuple:
-    from service.fetch import parse_networks
-
-    return parse_networks("127.0.0.0/8")
 
 
 @pytest.fixture(scope="module", params=["flask", "http"])

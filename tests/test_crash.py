@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from index.galleries import GalleryIndexes
-from index.store import Store
+from index.faiss import FaissIndexes
+from index.lmdb import LmdbCatalog
 from index.vectors import IndexSettings
 from tests.conftest import KEY, LiveServer
 from tests.photos import b64, flipped, package_photo, recompressed, scaled
@@ -69,15 +69,15 @@ def _check(server: LiveServer, acknowledged: dict[int, int]) -> None:
 
 def _agree_on_disk(data_dir: Path) -> None:
     """With the server stopped: no orphan photo files, and the index (as the server would load it) matches LMDB."""
-    store = Store(data_dir / "lmdb")
+    catalog = LmdbCatalog(data_dir / "lmdb")
     try:
-        files = store.image_files()
+        files = catalog.images.files()
         on_disk = {p.relative_to(data_dir / "photos").as_posix() for p in (data_dir / "photos").glob("*/*")}
-        indexes = GalleryIndexes(store, data_dir / "indexes", IndexSettings())
-        gallery = store.get_key(KEY).gallery
+        indexes = FaissIndexes(catalog, data_dir / "indexes", IndexSettings())
+        gallery = catalog.keys.get(KEY).gallery
         assert indexes.verify(gallery)
     finally:
-        store.close()
+        catalog.close()
     orphans = on_disk - files
     # a kill between file and commit leaves an orphan until the next start removes it
     assert len(orphans) <= 1, orphans
@@ -110,11 +110,11 @@ def test_sigkill_during_adds_loses_nothing_acknowledged(tmp_path: Path) -> None:
         assert state["vectors"] == listed_faces
     finally:
         server.stop()
-    store = Store(server.data_dir / "lmdb")
+    catalog = LmdbCatalog(server.data_dir / "lmdb")
     try:
         on_disk = {
             p.relative_to(server.data_dir / "photos").as_posix() for p in (server.data_dir / "photos").glob("*/*")
         }
-        assert on_disk == store.image_files(), "after a start, no orphan photo files remain"
+        assert on_disk == catalog.images.files(), "after a start, no orphan photo files remain"
     finally:
-        store.close()
+        catalog.close()

@@ -23,7 +23,7 @@ from models.analyzer import FaceAnalyzer
 from models.detector import CLOSE_UP_INPUT, PAD_SHARE, iou
 from models.faces import Face
 from models.packs import load_pack
-from service.config import Settings
+from service.core.config import Settings
 from tests.conftest import LiveServer
 from tests.photos import DATASETS, b64, crop, decode, encode, package_photo
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.evaluation import ScoreCounts, best_threshold, stranger_rate, tenfold_accuracy
+from scripts.evaluation import ScoreCounts, best_threshold, stranger_rate, tenfold_accuracy
 from tests.conftest import KEY, SECRET, LiveServer
 from tests.photos import DATASETS
 

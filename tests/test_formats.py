@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service import images
-from service.errors import ApiError, Code
-from service.search import search
+from service.api.errors import Code, refusal
+from service.core import images
+from service.core.errors import NoFace, NotAPhoto
 from tests.photos import package_photo
+from tests.usecases import add, find
 
 FACE = "yaoming.jpg"
 
@@ -64,19 +65,19 @@ VARIANTS: dict[str, Callable[[Image.Image], bytes]] = {
 
 @pytest.fixture
 def key(services):
-    return services.store.get_key("test-key")
+    return services.catalog.keys.get("test-key")
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_each_format_is_read_and_its_face_found(services, key, variant: str) -> None:
     original = package_photo(FACE)
-    reference = images.add_image(services, key, original, {"reference": True})
+    reference = add(services, key, original, {"reference": True})
     data = VARIANTS[variant](_pil(original))
-    record = images.add_image(services, key, data, {"variant": variant})
+    record = add(services, key, data, {"variant": variant})
     assert len(record.faces) == 1
     served, mime = images.photo_bytes(services, key, record.id)
     assert served == data and mime.startswith("image/")
-    hits = search(services, key, data, top_k=2, threshold=None)
+    hits = find(services, key, data, top_k=2)
     assert {hit.image.id for hit in hits} == {reference.id, record.id}
 
 
@@ -89,12 +90,12 @@ def test_exif_orientation_is_honoured(services, key) -> None:
     ignoring = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     lying = services.analyzer.faces(ignoring)[0].detection.bbox
     assert lying[2] - lying[0] > lying[3] - lying[1], "precondition: read as stored, the face lies on its side"
-    record = images.add_image(services, key, data, {})
+    record = add(services, key, data, {})
     assert len(record.faces) == 1
     x1, y1, x2, y2 = record.faces[0].bbox
     assert y2 - y1 > x2 - x1, "the box is of the upright face"
     assert x2 <= upright.width + 2 and y2 <= upright.height + 2, "in the upright photo's coordinates"
-    hits = search(services, key, package_photo(FACE), top_k=1, threshold=None)
+    hits = find(services, key, package_photo(FACE), top_k=1)
     assert hits and hits[0].image.id == record.id
 
 
@@ -115,17 +116,18 @@ def _truncated_jpeg() -> bytes:
     ],
 )
 def test_what_is_not_a_photo_is_code_1_with_a_reason(services, key, data: bytes, reason: str) -> None:
-    with pytest.raises(ApiError) as refused:
-        images.add_image(services, key, data, {})
-    assert refused.value.code == Code.NO_CONTENT and reason in refused.value.message
-    assert services.store.gallery(key.gallery).images == 0
+    with pytest.raises(NotAPhoto) as refused:
+        add(services, key, data)
+    answer = refusal(refused.value)
+    assert answer.code == Code.NO_CONTENT and reason in answer.message
+    assert services.catalog.images.gallery(key.gallery).images == 0
 
 
 def test_a_truncated_jpeg_is_never_an_internal_error(services, key) -> None:
     try:
-        record = images.add_image(services, key, _truncated_jpeg(), {})
-    except ApiError as refused:
-        assert refused.code in (Code.NO_CONTENT, Code.NO_FACE)
+        record = add(services, key, _truncated_jpeg())
+    except (NotAPhoto, NoFace) as refused:
+        assert refusal(refused).code in (Code.NO_CONTENT, Code.NO_FACE)
     else:
         assert record.faces, "stored only with a face"
 
@@ -134,6 +136,7 @@ def test_a_truncated_jpeg_is_never_an_internal_error(services, key) -> None:
 def test_a_decompression_bomb_is_refused_before_decoding(services, key, fmt: str) -> None:
     bomb = _save(Image.new("L" if fmt == "PNG" else "P", (12_000, 9_000)), fmt)
     assert len(bomb) < 2_000_000, "small on the wire"
-    with pytest.raises(ApiError) as refused:
-        images.add_image(services, key, bomb, {})
-    assert refused.value.code == Code.NO_CONTENT and "12000x9000" in refused.value.message
+    with pytest.raises(NotAPhoto) as refused:
+        add(services, key, bomb)
+    answer = refusal(refused.value)
+    assert answer.code == Code.NO_CONTENT and "12000x9000" in answer.message

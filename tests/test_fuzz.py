@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.app import create_app
-from service.config import Settings
-from service.context import build_services
-from service.errors import Code
+from service.api.app import create_app
+from service.api.errors import Code
+from service.core.config import Settings
+from service.core.services import build_services
 from tests.conftest import API, KEY, SECRET, basic
 from tests.photos import b64, blank, package_photo
 
@@ -76,7 +76,8 @@ bodies = st.one_of(
 @pytest.fixture(scope="module")
 def app_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
     data_dir: Path = tmp_path_factory.mktemp("fuzz")
-    config = replace(Settings(), data_dir=data_dir, index_save_seconds=0, rate_limit=0)
+    config = Settings().at(data_dir)
+    config = replace(config, server=replace(config.server, rate_limit=0))
     services = build_services(config, serving=True)
     services.keys.create(KEY, SECRET)
     client = create_app(config, services).test_client()

@@ -5,12 +5,11 @@ the schemathesis run in tests/test_openapi.py."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
-from service.app import create_app
-from service.config import Settings
-from service.context import build_services
+from service.api.app import create_app
+from service.core.config import Settings
+from service.core.services import build_services
 from tests.conftest import API, basic
 from tests.photos import b64, package_photo
 
@@ -25,7 +24,7 @@ def test_ready_with_a_loaded_gallery_and_no_key_needed(client) -> None:
 
 
 def test_not_ready_once_lmdb_is_closed(tmp_path: Path) -> None:
-    settings = replace(Settings(), data_dir=tmp_path / "data", index_save_seconds=0)
+    settings = Settings().at(tmp_path / "data")
     services = build_services(settings, serving=True)
     client = create_app(settings, services).test_client()
     assert client.get("/readyz").status_code == 200

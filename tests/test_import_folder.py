@@ -9,17 +9,16 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from index.store import Store
-from service.config import Settings
-from service.context import build_services
-from service.search import search
+from index.lmdb import LmdbCatalog
+from service.core.config import Settings
+from service.core.services import build_services
 from tests.conftest import ROOT
 from tests.photos import DATASETS, blank
+from tests.usecases import find
 
 PEOPLE = 12  # LFW people, two photos each
 
@@ -53,24 +52,24 @@ def _import(data_dir: Path, folder: Path) -> subprocess.Popen:
 @pytest.mark.slow
 def test_an_interrupted_import_resumes_without_duplicates(tmp_path: Path) -> None:
     folder, faces = _folder(tmp_path / "photos")
-    settings = replace(Settings(), data_dir=tmp_path / "data", index_save_seconds=0)
-    store = Store(settings.lmdb_dir)
-    gid = store.create_key("k", "unused", None, "now").gallery
+    settings = Settings().at(tmp_path / "data")
+    catalog = LmdbCatalog(settings.storage.lmdb_dir)
+    gid = catalog.keys.create("k", "unused", None, "now").gallery
 
-    first = _import(settings.data_dir, folder)
-    while store.gallery(gid).images < 6 and first.poll() is None:
+    first = _import(settings.storage.data_dir, folder)
+    while catalog.images.gallery(gid).images < 6 and first.poll() is None:
         time.sleep(0.02)
     assert first.poll() is None, "the import must still be running when killed"
     first.send_signal(signal.SIGKILL)
     first.wait()
     first.stdout.close()
-    assert store.gallery(gid).images < len(faces), "killed half-way"
+    assert catalog.images.gallery(gid).images < len(faces), "killed half-way"
 
-    second = _import(settings.data_dir, folder)
+    second = _import(settings.storage.data_dir, folder)
     summary = second.communicate(timeout=300)[0]
     assert second.returncode == 0, summary
-    records, total = store.list_images(gid, 0, 1000)
-    store.close()
+    records, total = catalog.images.page(gid, 0, 1000)
+    catalog.close()
     paths = [record.metadata["path"] for record in records]
     assert sorted(paths) == sorted(faces) and total == len(faces), "every face photo once, nothing twice"
     assert all(record.metadata["folder"] == record.metadata["path"].split("/")[0] for record in records)
@@ -80,8 +79,8 @@ def test_an_interrupted_import_resumes_without_duplicates(tmp_path: Path) -> Non
     assert already - 1 >= 6 and added + already - 1 == len(faces), "the first run's photos and the copy skipped"
 
     with build_services(settings, serving=True) as services:  # what the server sees afterwards
-        key = services.store.get_key("k")
+        key = services.catalog.keys.get("k")
         assert services.indexes.verify(gid)
         probe = folder / sorted(faces)[-1]
-        hits = search(services, key, probe.read_bytes(), top_k=1, threshold=None)
+        hits = find(services, key, probe.read_bytes(), top_k=1)
         assert hits[0].image.metadata["path"] == sorted(faces)[-1]

@@ -14,15 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.files import SAVE_TMP
-from index.records import ImageRecord, KeyRecord, NewFace
-from index.vectors import VectorIndex
-from service import images
-from service.config import Settings
-from service.context import Services, build_services
-from service.search import search
+from index.faiss.files import SAVE_TMP
+from index.faiss.vector_index import VectorIndex
+from index.records import ImageRecord, KeyRecord, NewFace, NewImage
+from service.core.config import Settings
+from service.core.services import Services, build_services
 from tests.conftest import ROOT
 from tests.photos import flipped, package_photo
+from tests.usecases import add, delete, find, index_state
 
 TOM = "Tom_Hanks_54745.png"
 DIM = 512
@@ -38,14 +37,15 @@ def fill(services: Services, key: KeyRecord, vectors: np.ndarray, per_image: int
     added = []
     for start in range(0, len(vectors), per_image):
         faces = [NewFace([0, 0, 10, 10], 0.9, vector) for vector in vectors[start : start + per_image]]
-        added.append(services.store.add_image(key.gallery, "none", "image/png", {}, "now", services.pack.name, faces))
+        image = NewImage("none", "image/png", {}, "now", services.pack.name, faces)
+        added.append(services.catalog.images.add(key.gallery, image))
     return added
 
 
 @pytest.fixture
 def ivf_settings(tmp_path: Path) -> Settings:
-    index = replace(Settings().index, ivf_threshold=1000, nprobe=8)
-    return replace(Settings(), data_dir=tmp_path / "data", index_save_seconds=0, index=index)
+    settings = Settings().at(tmp_path / "data")
+    return replace(settings, index=replace(settings.index, ivf_threshold=1000, nprobe=8))
 
 
 @pytest.fixture
@@ -57,19 +57,19 @@ def server(ivf_settings: Settings):
 
 def test_flat_to_ivf_switch_keeps_search_results(server: Services) -> None:
     key = server.keys.create("k", "s").record
-    tom = images.add_image(server, key, package_photo(TOM), {"who": "tom"})
+    tom = add(server, key, package_photo(TOM), {"who": "tom"})
     fill(server, key, unit_vectors(400, seed=1), per_image=50)
     probe = flipped(package_photo(TOM))
-    before = search(server, key, probe, top_k=3, threshold=0.3)
-    assert server.indexes.describe(key.gallery)["kind"] == "flat"
+    before = find(server, key, probe, top_k=3, threshold=0.3)
+    assert index_state(server, key.gallery)["kind"] == "flat"
 
     fill(server, key, unit_vectors(1200, seed=2), per_image=50)  # past the threshold of 1000
     server.indexes.sync(key.gallery)
     server.indexes.wait(key.gallery)
-    state = server.indexes.describe(key.gallery)
+    state = index_state(server, key.gallery)
     assert state["kind"] == "ivf" and state["vectors"] == 1601 and state["trained_on"] == 1601
     assert state["lists"] > 1 and state["nprobe"] == 8 and state["last_rebuild"]
-    after = search(server, key, probe, top_k=3, threshold=0.3)
+    after = find(server, key, probe, top_k=3, threshold=0.3)
     assert [hit.image.id for hit in before] == [hit.image.id for hit in after] == [tom.id]
     assert server.indexes.verify(key.gallery)
 
@@ -80,16 +80,16 @@ def test_bulk_delete_of_half_a_gallery_is_compacted(server: Services) -> None:
     records = fill(server, key, vectors)
     server.indexes.sync(key.gallery)
     server.indexes.wait(key.gallery)
-    built = server.indexes.describe(key.gallery)
+    built = index_state(server, key.gallery)
     assert built["kind"] == "ivf" and built["trained_on"] == 3000
 
-    assert len(images.delete_images(server, key, [record.id for record in records[::2]])) == 1500
+    assert len(delete(server, key, [record.id for record in records[::2]])) == 1500
     deleted = {record.faces[0].id for record in records[::2]}
     _, found = server.indexes.search(key.gallery, vectors[::2], 10)  # the deleted faces themselves as queries
     assert (found >= 0).all() and not set(found.ravel().tolist()) & deleted
 
     server.indexes.wait(key.gallery)  # the compaction the delete started
-    state = server.indexes.describe(key.gallery)
+    state = index_state(server, key.gallery)
     assert state["generation"] == built["generation"] + 1
     assert state["vectors"] == state["trained_on"] == 1500 and state["churn_since_training"] == 0
     assert server.indexes.verify(key.gallery)
@@ -100,7 +100,7 @@ def test_bulk_delete_of_half_a_gallery_is_compacted(server: Services) -> None:
 def _rebuild(settings: Settings, key: str) -> subprocess.Popen:
     env = {
         **os.environ,
-        "FACE_SEARCH_DATA_DIR": str(settings.data_dir),
+        "FACE_SEARCH_DATA_DIR": str(settings.storage.data_dir),
         "FACE_SEARCH_IVF_THRESHOLD": str(settings.index.ivf_threshold),
     }
     return subprocess.Popen(
@@ -128,7 +128,7 @@ def test_a_killed_rebuild_leaves_the_old_index_serving_and_the_next_one_succeeds
     fill(server, key, vectors, per_image=500)
     server.indexes.sync(key.gallery)
     server.indexes.wait(key.gallery)
-    old = server.indexes.describe(key.gallery)
+    old = index_state(server, key.gallery)
     assert old["kind"] == "ivf"
 
     killed = _rebuild(ivf_settings, "k")
@@ -137,24 +137,24 @@ def test_a_killed_rebuild_leaves_the_old_index_serving_and_the_next_one_succeeds
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     killed.stdout.close()
-    assert server.store.gallery(key.gallery).index_generation == old["generation"], "nothing was committed"
+    assert server.catalog.images.gallery(key.gallery).index_generation == old["generation"], "nothing was committed"
     scores, _ = server.indexes.search(key.gallery, vectors[:50], 1)
     assert (scores[:, 0] > 0.99).all(), "the old index still answers"
 
     again = _rebuild(ivf_settings, "k")
     _wait_for(again, "building index")
-    late = images.add_image(server, key, package_photo(TOM), {"who": "added during the rebuild"})
+    late = add(server, key, package_photo(TOM), {"who": "added during the rebuild"})
     assert again.wait(timeout=300) == 0
     again.stdout.close()
     assert not list(server.indexes.files.directory.glob("*.tmp")), "the killed rebuild's temp file is gone"
 
     probe = flipped(package_photo(TOM))
-    assert [hit.image.id for hit in search(server, key, probe, top_k=1, threshold=None)] == [late.id]
+    assert [hit.image.id for hit in find(server, key, probe, top_k=1)] == [late.id]
     server.indexes.wait(key.gallery)  # the search noticed the new generation and adopted it
-    state = server.indexes.describe(key.gallery)
+    state = index_state(server, key.gallery)
     assert state["generation"] == old["generation"] + 1 and state["vectors"] == 20001
     assert state["trained_on"] == 20000, "built from the snapshot; the late photo came from the log"
-    assert [hit.image.id for hit in search(server, key, probe, top_k=1, threshold=None)] == [late.id]
+    assert [hit.image.id for hit in find(server, key, probe, top_k=1)] == [late.id]
     assert server.indexes.verify(key.gallery)
 
 

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from index.store import Store
+from index.lmdb import LmdbCatalog
 from models.packs import PACKS_DIR
-from service import images
-from service.config import Settings
-from service.context import build_services
-from service.errors import ApiError, Code
-from service.search import search
+from service.api.errors import Code, refusal
+from service.core.config import Settings
+from service.core.errors import PackMismatch
+from service.core.services import build_services
 from tests.conftest import LiveServer
 from tests.photos import b64, flipped, package_photo
+from tests.usecases import add, delete, find
 
 TOM = "Tom_Hanks_54745.png"
 T1 = "t1.jpg"
@@ -62,12 +62,12 @@ def test_restart_keeps_everything(tmp_path: Path, how: str) -> None:
 def test_index_agrees_with_lmdb_after_lost_or_stale_checkpoints(settings: Settings) -> None:
     with build_services(settings, serving=True) as services:
         key = services.keys.create("k", "s").record
-        first = images.add_image(services, key, package_photo(TOM), {})
+        first = add(services, key, package_photo(TOM))
         assert services.indexes.save_all() == 1
         checkpoint = services.indexes.path(key.gallery)
         stale = checkpoint.read_bytes()
-        second = images.add_image(services, key, package_photo(T1), {})
-        images.delete_images(services, key, [first.id])
+        second = add(services, key, package_photo(T1))
+        delete(services, key, [first.id])
 
     for damage in ("stale", "missing", "garbage"):
         if damage == "stale":
@@ -78,15 +78,15 @@ def test_index_agrees_with_lmdb_after_lost_or_stale_checkpoints(settings: Settin
             checkpoint.write_bytes(b"\x00\x00\x00\x02{}not an index")
         with build_services(settings, serving=True) as reopened:
             assert reopened.indexes.verify(key.gallery), damage
-            hits = search(reopened, key, package_photo(T1), top_k=10, threshold=None)
+            hits = find(reopened, key, package_photo(T1))
             assert [hit.image.id for hit in hits] == [second.id], damage
-            assert search(reopened, key, package_photo(TOM), top_k=10, threshold=None) == [], damage
+            assert find(reopened, key, package_photo(TOM)) == [], damage
 
 
 def test_orphan_photo_files_are_removed_at_start(settings: Settings) -> None:
     with build_services(settings, serving=True) as services:
         key = services.keys.create("k", "s").record
-        kept = images.add_image(services, key, package_photo(TOM), {})
+        kept = add(services, key, package_photo(TOM))
         orphan = services.photos.write(key.gallery, package_photo(T1), "image/jpeg")  # as if killed before commit
     with build_services(settings, serving=True) as reopened:
         assert not reopened.photos.path(orphan).exists()
@@ -105,34 +105,35 @@ def _renamed_pack(tmp_path: Path, name: str) -> Path:
 def test_a_gallery_refuses_faces_of_another_pack(settings: Settings, tmp_path: Path) -> None:
     with build_services(settings, serving=True) as services:
         key = services.keys.create("k", "s").record
-        images.add_image(services, key, package_photo(TOM), {})
+        add(services, key, package_photo(TOM))
     other_pack = replace(settings, models=str(_renamed_pack(tmp_path, "other_pack")))
     with build_services(other_pack, serving=True) as other:
-        with pytest.raises(ApiError) as added:
-            images.add_image(other, key, package_photo(T1), {})
-        assert added.value.code == Code.PACK_MISMATCH and "reembed" in added.value.message
-        with pytest.raises(ApiError) as searched:
-            search(other, key, package_photo(TOM), top_k=5, threshold=None)
-        assert searched.value.code == Code.PACK_MISMATCH
-        assert other.store.gallery(key.gallery).images == 1, "the refused add stored nothing"
-        assert other.photos.remove_orphans(other.store.image_files()) == 0, "and left no file behind"
+        with pytest.raises(PackMismatch) as added:
+            add(other, key, package_photo(T1))
+        assert refusal(added.value).code == Code.PACK_MISMATCH and "reembed" in refusal(added.value).message
+        with pytest.raises(PackMismatch) as searched:
+            find(other, key, package_photo(TOM), top_k=5)
+        assert refusal(searched.value).code == Code.PACK_MISMATCH
+        assert other.catalog.images.gallery(key.gallery).images == 1, "the refused add stored nothing"
+        assert other.photos.remove_orphans(other.catalog.images.files()) == 0, "and left no file behind"
 
 
 def test_every_face_is_stored_with_its_pack_and_dimension(services) -> None:
-    key = services.store.get_key("test-key")
-    record = images.add_image(services, key, package_photo(T1), {})
-    gallery, ids, vectors = services.store.snapshot(key.gallery)
+    key = services.catalog.keys.get("test-key")
+    record = add(services, key, package_photo(T1))
+    snapshot = services.catalog.log.snapshot(key.gallery)
+    gallery, ids, vectors = snapshot.gallery, snapshot.ids, snapshot.vectors
     assert sorted(ids.tolist()) == sorted(face.id for face in record.faces)
     assert (gallery.pack, gallery.dim) == ("buffalo_s", 512)
     assert vectors.shape == (len(record.faces), 512)
 
 
 def test_lmdb_map_grows_when_full(tmp_path: Path) -> None:
-    store = Store(tmp_path / "lmdb", map_size=256 * 1024)
+    catalog = LmdbCatalog(tmp_path / "lmdb", map_size=256 * 1024)
     try:
         for index in range(300):
-            store.create_key(f"key-{index:04d}-" + "x" * 400, "hash" * 50, None, "now")
-        assert len(store.list_keys()) == 300
-        assert store.env.info()["map_size"] > 256 * 1024
+            catalog.keys.create(f"key-{index:04d}-" + "x" * 400, "hash" * 50, None, "now")
+        assert len(catalog.keys.all()) == 300
+        assert catalog.env.map_size > 256 * 1024
     finally:
-        store.close()
+        catalog.close()

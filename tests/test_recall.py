@@ -7,9 +7,8 @@ from collections import defaultdict
 
 import pytest
 
-from service import images
-from service.search import search
 from tests.photos import DATASETS
+from tests.usecases import add, find
 
 # Floors a little under what this pipeline measured: recall@1 1.000 on each (2026-11-25, see README).
 FLOORS = {"faceapi-bbt": 0.97, "dlib-johns": 0.97, "att-orl": 0.98, "yale": 0.98}
@@ -29,16 +28,16 @@ def _by_identity(name: str) -> dict[str, list[str]]:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(FLOORS))
 def test_recall_at_1_through_the_service(services, name: str) -> None:
-    key = services.store.get_key("test-key")
+    key = services.catalog.keys.get("test-key")
     people = _by_identity(name)
     enrolled = {}
     for who, paths in people.items():
-        record = images.add_image(services, key, (DATASETS / name / paths[0]).read_bytes(), {"who": who})
+        record = add(services, key, (DATASETS / name / paths[0]).read_bytes(), {"who": who})
         enrolled[record.id] = who
     hits = total = 0
     for who, paths in people.items():
         for path in paths[1:]:
-            found = search(services, key, (DATASETS / name / path).read_bytes(), top_k=1, threshold=-1.0)
+            found = find(services, key, (DATASETS / name / path).read_bytes(), top_k=1, threshold=-1.0)
             total += 1
             hits += bool(found) and enrolled[found[0].image.id] == who
     recall = hits / total

@@ -11,13 +11,13 @@ import pytest
 
 from models.analyzer import FaceAnalyzer
 from models.packs import PACKS_DIR, load_pack
-from service import images
-from service.config import Settings
-from service.context import build_services
-from service.errors import ApiError, Code
-from service.reembed import ReembedSummary, reembed, stage, swap
-from service.search import search
+from service.api.errors import Code, refusal
+from service.core.config import Settings
+from service.core.errors import PackMismatch
+from service.core.reembed import ReembedSummary, reembed, stage
+from service.core.services import build_services
 from tests.photos import flipped, package_photo
+from tests.usecases import add, find, index_state
 
 TOM = "Tom_Hanks_54745.png"
 T1 = "t1.jpg"
@@ -33,8 +33,8 @@ def _pack_named(tmp_path: Path, name: str) -> Path:
 
 
 def _vectors(services, gid: int) -> dict[int, np.ndarray]:
-    _, ids, vectors = services.store.snapshot(gid)
-    return {int(i): v for i, v in zip(ids, vectors, strict=True)}
+    snapshot = services.catalog.log.snapshot(gid)
+    return {int(i): v for i, v in zip(snapshot.ids, snapshot.vectors, strict=True)}
 
 
 @pytest.mark.slow
@@ -42,8 +42,8 @@ def test_reembedding_serves_the_old_vectors_until_the_swap(settings: Settings, t
     new_pack = _pack_named(tmp_path, "buffalo_s_next")
     server = build_services(settings, serving=True)
     key = server.keys.create("k", "s").record
-    tom = images.add_image(server, key, package_photo(TOM), {"who": "tom"})
-    group = images.add_image(server, key, package_photo(T1), {"who": "group"})
+    tom = add(server, key, package_photo(TOM), {"who": "tom"})
+    group = add(server, key, package_photo(T1), {"who": "group"})
     old = _vectors(server, key.gallery)
     probe = flipped(package_photo(TOM))
 
@@ -52,29 +52,31 @@ def test_reembedding_serves_the_old_vectors_until_the_swap(settings: Settings, t
     stage(server, key, analyzer, 4, summary, lambda n: None)
     assert (summary.images, summary.faces, summary.lost) == (2, 7, 0)
     assert _vectors(server, key.gallery).keys() == old.keys(), "staged aside, the serving vectors untouched"
-    assert server.store.gallery(key.gallery).pack == "buffalo_s"
-    assert [hit.image.id for hit in search(server, key, probe, top_k=1, threshold=None)] == [tom.id]
+    assert server.catalog.images.gallery(key.gallery).pack == "buffalo_s"
+    assert [hit.image.id for hit in find(server, key, probe, top_k=1)] == [tom.id]
 
-    late = images.add_image(server, key, package_photo("yaoming.jpg"), {"who": "added while staging"})
-    assert not swap(server, key, analyzer.pack_name, analyzer.dim), "refused: the new photo is not re-embedded"
-    assert server.store.gallery(key.gallery).pack == "buffalo_s"
+    late = add(server, key, package_photo("yaoming.jpg"), {"who": "added while staging"})
+    swapped = server.indexes.swap(key.gallery, analyzer.pack_name, analyzer.dim)
+    assert not swapped, "refused: the new photo is not re-embedded"
+    assert server.catalog.images.gallery(key.gallery).pack == "buffalo_s"
     summary = reembed(server, key, str(new_pack))  # resumes: only the late photo is left to embed
     assert summary.images == 1 and summary.pack == "buffalo_s_next"
 
-    gallery = server.store.gallery(key.gallery)
+    gallery = server.catalog.images.gallery(key.gallery)
     assert (gallery.pack, gallery.dim, gallery.faces) == ("buffalo_s_next", 512, 8)
     new = _vectors(server, key.gallery)
     assert new.keys() == old.keys() | {face.id for face in late.faces}, "faces keep their ids"
     assert all(float(old[face] @ new[face]) > 0.99 for face in old), "each face matched to itself again"
     assert all(
-        record.pack == "buffalo_s_next" for record in server.store.get_images(key.gallery, [tom.id, group.id]).values()
+        record.pack == "buffalo_s_next"
+        for record in server.catalog.images.get_many(key.gallery, [tom.id, group.id]).values()
     )
-    with pytest.raises(ApiError) as refused:
-        search(server, key, probe, top_k=1, threshold=None)
-    assert refused.value.code == Code.PACK_MISMATCH, "a server still on the old pack refuses to mix"
+    with pytest.raises(PackMismatch) as refused:
+        find(server, key, probe, top_k=1)
+    assert refusal(refused.value).code == Code.PACK_MISMATCH, "a server still on the old pack refuses to mix"
     server.close()
 
     with build_services(replace(settings, models=str(new_pack)), serving=True) as renewed:
         assert renewed.indexes.verify(key.gallery)
-        assert renewed.indexes.describe(key.gallery)["generation"] == 1
-        assert [hit.image.id for hit in search(renewed, key, probe, top_k=1, threshold=None)] == [tom.id]
+        assert index_state(renewed, key.gallery)["generation"] == 1
+        assert [hit.image.id for hit in find(renewed, key, probe, top_k=1)] == [tom.id]

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from service.errors import ApiError, Code
-from service.fetch import allowed, parse_networks, vetted_address
-from service.throttle import FailedLogins, RateLimiter
+from service.api.errors import Code, refusal
+from service.api.throttle import FailedLogins, RateLimiter
+from service.core.errors import UrlUnavailable
+from service.core.fetch import allowed, parse_networks, vetted_address
 from tests.conftest import SECRET, LiveServer
 from tests.photos import b64, package_photo
 
@@ -121,7 +122,7 @@ def test_only_public_addresses_pass_the_guard_without_an_allow_list(address: str
 
 
 def test_a_name_is_judged_by_every_address_it_resolves_to_without_connecting() -> None:
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(UrlUnavailable) as refused:
         vetted_address("localhost", 80, ())
-    assert refused.value.code == Code.URL_UNAVAILABLE and "non-public" in refused.value.message
+    assert refusal(refused.value).code == Code.URL_UNAVAILABLE and "non-public" in refusal(refused.value).message
     assert vetted_address("localhost", 80, parse_networks("127.0.0.0/8, ::1/128")).is_loopback

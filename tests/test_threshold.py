@@ -8,11 +8,11 @@ from dataclasses import replace
 import pytest
 
 from models.packs import load_pack
-from service.context import Services
-from service.images import add_image
-from service.threshold import cosine_at_far, search_threshold
+from service.core.services import Services
+from service.core.threshold import cosine_at_far, search_threshold
 from tests.conftest import KEY
 from tests.photos import package_photo
+from tests.usecases import add
 
 TABLE = [[1e-3, 0.2], [1e-5, 0.3], [1e-7, 0.5]]
 
@@ -47,7 +47,7 @@ def test_a_pack_without_calibration_uses_its_fixed_threshold() -> None:
 
 
 def test_the_service_uses_the_gallery_size_unless_the_operator_fixed_a_threshold(services: Services) -> None:
-    key = services.store.get_key(KEY)
+    key = services.catalog.keys.get(KEY)
     empty = services.default_threshold(key.gallery)
     assert empty == search_threshold(services.pack, 0)
     assert math.isfinite(empty) and 0.2 < empty < 0.6
@@ -60,8 +60,8 @@ def test_the_gallery_face_count_reaches_the_policy(services: Services) -> None:
     scaled = replace(
         services, pack=replace(services.pack, manifest={**services.pack.manifest, "calibration": calibration})
     )
-    key = services.store.get_key(KEY)
+    key = services.catalog.keys.get(KEY)
     before = scaled.default_threshold(key.gallery)
-    add_image(scaled, key, package_photo("t1.jpg"), {})
-    assert services.store.gallery(key.gallery).faces == 6
+    add(scaled, key, package_photo("t1.jpg"))
+    assert services.catalog.images.gallery(key.gallery).faces == 6
     assert scaled.default_threshold(key.gallery) == search_threshold(scaled.pack, 6) > before

@@ -1,0 +1,77 @@
+"""Each gallery's change log in LMDB, and snapshots of its vectors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import lmdb
+import numpy as np
+
+from ..errors import GenerationConflictError
+from ..records import Change, ChangeBatch, GalleryRecord, Snapshot
+from .encoding import decode_change, decode_face, pair, second_of, u64
+from .environment import Environment
+
+
+class LmdbChangeLog:
+    def __init__(self, env: Environment) -> None:
+        self.env = env
+
+    def after(self, txn: lmdb.Transaction, gid: int, seq: int) -> Iterator[Change]:
+        """The gallery's logged changes after ``seq``, in order."""
+        for key, raw in self.env.walk(txn, "changes", u64(gid), start=pair(gid, seq + 1)):
+            op, face = decode_change(raw)
+            yield Change(second_of(key), op, face)
+
+    def since(self, gid: int, seq: int) -> ChangeBatch:
+        def scan(txn: lmdb.Transaction) -> ChangeBatch:
+            first = next((second_of(key) for key, _ in self.env.walk(txn, "changes", u64(gid))), None)
+            changes = list(self.after(txn, gid, seq))
+            vectors: dict[int, np.ndarray] = {}
+            for change in changes:
+                found = txn.get(pair(gid, change.face), db=self.env.db["faces"]) if change.is_add else None
+                if found is not None:
+                    vectors[change.face] = decode_face(found).vector
+            return ChangeBatch(changes, vectors, first)
+
+        return self.env.read(scan)
+
+    def counts(self, gid: int, seq: int) -> tuple[int, int]:
+        def scan(txn: lmdb.Transaction) -> tuple[int, int]:
+            changes = list(self.after(txn, gid, seq))
+            adds = sum(change.is_add for change in changes)
+            return adds, len(changes) - adds
+
+        return self.env.read(scan)
+
+    def trim(self, gid: int, upto: int) -> None:
+        self.env.write(lambda txn: self.env.clear(txn, "changes", u64(gid), last=pair(gid, upto)))
+
+    def snapshot(self, gid: int) -> Snapshot:
+        """Vectors land in one preallocated array: a million faces cost their 2 GB once, not twice."""
+
+        def scan(txn: lmdb.Transaction) -> Snapshot:
+            gallery = self.env.gallery(txn, gid)
+            ids = np.empty(gallery.faces, dtype=np.int64)
+            vectors = np.empty((gallery.faces, gallery.dim or 0), dtype=np.float32)
+            count = 0
+            for key, raw in self.env.walk(txn, "faces", u64(gid)):
+                if count == len(ids):
+                    raise RuntimeError(f"gallery {gid} holds more faces than its record counts")
+                ids[count] = second_of(key)
+                vectors[count] = decode_face(raw).vector
+                count += 1
+            return Snapshot(gallery, ids[:count], vectors[:count])
+
+        return self.env.read(scan)
+
+    def commit_generation(self, gid: int, expected: int) -> GalleryRecord:
+        def commit(txn: lmdb.Transaction) -> GalleryRecord:
+            gallery = self.env.gallery(txn, gid)
+            if gallery.index_generation != expected:
+                raise GenerationConflictError(f"gallery {gid} is at index generation {gallery.index_generation}")
+            gallery.index_generation += 1
+            self.env.put_gallery(txn, gid, gallery)
+            return gallery
+
+        return self.env.write(commit)

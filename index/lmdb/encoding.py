@@ -1,0 +1,87 @@
+"""How the catalog's records are laid out in LMDB (the data directory's format).
+
+Integers in keys are 8-byte big-endian so LMDB's byte order is numeric order: listing a
+gallery, scanning its faces or replaying its change log is one cursor walk. Records are
+compact JSON; a face is a small JSON header followed by its float32 vector.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..records import FaceInfo, GalleryRecord, ImageRecord, KeyRecord
+
+_U64 = struct.Struct(">Q")
+_FACE_HEADER = struct.Struct(">H")
+_CHANGE = struct.Struct(">cQ")
+
+
+def u64(value: int) -> bytes:
+    return _U64.pack(value)
+
+
+def pair(first: int, second: int) -> bytes:
+    return _U64.pack(first) + _U64.pack(second)
+
+
+def first_of(key: bytes) -> int:
+    return _U64.unpack_from(key, 0)[0]
+
+
+def second_of(key: bytes) -> int:
+    return _U64.unpack_from(key, 8)[0]
+
+
+def dumps(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def encode(record: KeyRecord | GalleryRecord | ImageRecord) -> bytes:
+    return dumps(asdict(record))
+
+
+def decode_key(raw: bytes) -> KeyRecord:
+    return KeyRecord(**json.loads(raw))
+
+
+def decode_gallery(raw: bytes) -> GalleryRecord:
+    return GalleryRecord(**json.loads(raw))
+
+
+def decode_image(raw: bytes) -> ImageRecord:
+    data = json.loads(raw)
+    data["faces"] = [FaceInfo(**face) for face in data["faces"]]
+    return ImageRecord(**data)
+
+
+@dataclass
+class FaceVector:
+    image: int
+    pack: str
+    dim: int
+    vector: np.ndarray
+
+
+def encode_face(image_id: int, pack: str, vector: np.ndarray) -> bytes:
+    header = dumps({"image": image_id, "pack": pack, "dim": int(vector.shape[0])})
+    return _FACE_HEADER.pack(len(header)) + header + np.asarray(vector, dtype="<f4").tobytes()
+
+
+def decode_face(raw: bytes | memoryview) -> FaceVector:
+    raw = bytes(raw)
+    (length,) = _FACE_HEADER.unpack_from(raw)
+    header = json.loads(raw[2 : 2 + length])
+    vector = np.frombuffer(raw, dtype="<f4", offset=2 + length)
+    return FaceVector(image=header["image"], pack=header["pack"], dim=header["dim"], vector=vector)
+
+
+def encode_change(op: bytes, face_id: int) -> bytes:
+    return _CHANGE.pack(op, face_id)
+
+
+def decode_change(raw: bytes) -> tuple[bytes, int]:
+    return _CHANGE.unpack(bytes(raw))

@@ -1,0 +1,120 @@
+"""One LMDB environment and the few primitives every table of the catalog is built from.
+
+Every write is one transaction committed with fsync, so what a caller was told is stored
+survives a crash, and what it was not told is absent as a whole. A full map grows itself.
+Gallery-keyed tables share one layout (8-byte gallery id, then the rest of the key), so a
+gallery's rows are one prefix walk.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import lmdb
+
+from ..errors import StorageError
+from ..locks import ReadWriteLock
+from ..records import REMOVE, GalleryRecord
+from .encoding import decode_gallery, encode, encode_change, pair, u64
+
+T = TypeVar("T")
+
+DATABASES = (
+    "meta",
+    "keys",
+    "usage",
+    "galleries",
+    "images",
+    "gallery_images",
+    "faces",
+    "changes",
+    "imported",  # (gallery, content hash) -> image id (0: no face), for resumable bulk imports
+    "staged",  # (gallery, face) -> a re-embedded face waiting for the swap
+    "staged_images",  # (gallery, image) -> {"pack", "faces"}: which faces were re-embedded
+)
+
+
+class Environment:
+    def __init__(self, path: Path, map_size: int = 1 << 30) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.env = lmdb.open(str(path), map_size=map_size, max_dbs=len(DATABASES), max_readers=512, sync=True)
+        self.db = {name: self.env.open_db(name.encode()) for name in DATABASES}
+        self._resize = ReadWriteLock()  # growing the map needs every transaction of this process closed
+        self._writer = threading.Lock()  # this process's writes queue here, not inside LMDB's own lock
+
+    @property
+    def map_size(self) -> int:
+        return self.env.info()["map_size"]
+
+    def close(self) -> None:
+        self.env.close()
+
+    def read(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+        with self._resize.read(), self.env.begin() as txn:
+            return fn(txn)
+
+    def write(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+        """Run ``fn`` in one durable write transaction, growing the map when it is full."""
+        while True:
+            try:
+                with self._writer, self._resize.read(), self.env.begin(write=True) as txn:
+                    return fn(txn)
+            except lmdb.MapFullError:
+                with self._resize.write():
+                    self.env.set_mapsize(self.map_size * 2)
+            except lmdb.Error as exc:  # disk full or failing: the transaction was aborted whole
+                raise StorageError(f"LMDB write failed: {exc}") from exc
+
+    # -- primitives shared by the tables ---------------------------------------------
+
+    def walk(
+        self, txn: lmdb.Transaction, table: str, prefix: bytes, start: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) of every row whose key starts with ``prefix``, from ``start`` on, in order."""
+        cursor = txn.cursor(db=self.db[table])
+        if not cursor.set_range(start or prefix):
+            return
+        for key, value in cursor:
+            if not key.startswith(prefix):
+                return
+            yield key, value
+
+    def clear(self, txn: lmdb.Transaction, table: str, prefix: bytes, last: bytes | None = None) -> None:
+        """Delete the rows whose key starts with ``prefix`` (those up to ``last`` only, if given)."""
+        cursor = txn.cursor(db=self.db[table])
+        if not cursor.set_range(prefix):
+            return
+        while cursor.key().startswith(prefix) and (last is None or cursor.key() <= last):
+            if not cursor.delete():
+                return
+
+    def next_id(self, txn: lmdb.Transaction, counter: str, count: int = 1) -> int:
+        """Reserve ``count`` consecutive ids from a persistent counter; returns the first."""
+        key = counter.encode()
+        raw = txn.get(key, db=self.db["meta"])
+        first = int(raw) if raw else 1
+        txn.put(key, str(first + count).encode(), db=self.db["meta"])
+        return first
+
+    def gallery(self, txn: lmdb.Transaction, gid: int) -> GalleryRecord:
+        raw = txn.get(u64(gid), db=self.db["galleries"])
+        if raw is None:
+            raise KeyError(gid)
+        return decode_gallery(raw)
+
+    def put_gallery(self, txn: lmdb.Transaction, gid: int, gallery: GalleryRecord) -> None:
+        txn.put(u64(gid), encode(gallery), db=self.db["galleries"])
+
+    def log(self, txn: lmdb.Transaction, gid: int, gallery: GalleryRecord, op: bytes, face: int) -> None:
+        """Append a change to the gallery's log; the caller stores the gallery record (its seq)."""
+        gallery.seq += 1
+        txn.put(pair(gid, gallery.seq), encode_change(op, face), db=self.db["changes"])
+
+    def remove_face(self, txn: lmdb.Transaction, gid: int, gallery: GalleryRecord, face: int) -> None:
+        txn.delete(pair(gid, face), db=self.db["faces"])
+        self.log(txn, gid, gallery, REMOVE, face)
+        gallery.faces -= 1

@@ -1,0 +1,105 @@
+"""The API's numbered error codes, and the one table that maps the use cases' errors to them.
+
+Codes 0-6 are the documented Face Search API v2 table; 7 and up are this service's own.
+The use cases raise ``service.core.errors`` types; the HTTP layer's own refusals (a body
+that is not JSON, a rate limit, an unknown route) are ``ApiError``s. ``refusal`` turns
+either into the code, message, HTTP status and headers of the answer.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from ..core import errors as core
+
+
+class Code(IntEnum):
+    SUCCESS = 0
+    NO_CONTENT = 1
+    URL_UNAVAILABLE = 2
+    NO_FACE = 3
+    OUT_OF_REQUESTS = 4
+    BAD_CREDENTIALS = 5
+    BAD_FORMAT_TYPE = 6
+    BAD_REQUEST = 7
+    NOT_FOUND = 8
+    TOO_LARGE = 9
+    PACK_MISMATCH = 10
+    NO_ROUTE = 11
+    STORAGE_ERROR = 12
+    INTERNAL = 13
+
+
+MESSAGES = {
+    Code.SUCCESS: "Success",
+    Code.NO_CONTENT: "The photo does not contain content",
+    Code.URL_UNAVAILABLE: "Url is unavailable",
+    Code.NO_FACE: "Incorrect image format",
+    Code.OUT_OF_REQUESTS: "Out of requests",
+    Code.BAD_CREDENTIALS: "Incorrect Api_key or api_secret",
+    Code.BAD_FORMAT_TYPE: "Incorrect format type",
+    Code.BAD_REQUEST: "Malformed request",
+    Code.NOT_FOUND: "Image not found",
+    Code.TOO_LARGE: "Payload too large",
+    Code.PACK_MISMATCH: "Gallery embedded with another model pack",
+    Code.NO_ROUTE: "No such endpoint",
+    Code.STORAGE_ERROR: "Storage unavailable",
+    Code.INTERNAL: "Internal error",
+}
+
+HTTP_STATUS = {
+    Code.SUCCESS: 200,
+    Code.NO_CONTENT: 400,
+    Code.URL_UNAVAILABLE: 400,
+    Code.NO_FACE: 400,
+    Code.OUT_OF_REQUESTS: 429,
+    Code.BAD_CREDENTIALS: 401,
+    Code.BAD_FORMAT_TYPE: 400,
+    Code.BAD_REQUEST: 400,
+    Code.NOT_FOUND: 404,
+    Code.TOO_LARGE: 413,
+    Code.PACK_MISMATCH: 409,
+    Code.NO_ROUTE: 404,
+    Code.STORAGE_ERROR: 507,
+    Code.INTERNAL: 500,
+}
+
+
+# Statuses a code is also answered with: 405 for a known path with another method; 503 when
+# storage cannot be reached or read (507 is a write the disk could not take).
+ALSO_HTTP = {Code.NO_ROUTE: 405, Code.STORAGE_ERROR: 503}
+
+
+class ApiError(Exception):
+    """A refusal the client can act on: code, message, and the HTTP status that fits it."""
+
+    def __init__(
+        self, code: Code, detail: str | None = None, http_status: int | None = None, headers: dict | None = None
+    ) -> None:
+        self.code = code
+        self.headers = headers or {}
+        self.message = MESSAGES[code] if not detail else f"{MESSAGES[code]}: {detail}"
+        self.http_status = http_status or HTTP_STATUS[code]
+        super().__init__(self.message)
+
+
+# Every error a use case raises, with its code and, where it differs from the code's, HTTP status.
+DOMAIN: dict[type[core.ServiceError], tuple[Code, int | None]] = {
+    core.NotAPhoto: (Code.NO_CONTENT, None),
+    core.UrlUnavailable: (Code.URL_UNAVAILABLE, None),
+    core.NoFace: (Code.NO_FACE, None),
+    core.QuotaExceeded: (Code.OUT_OF_REQUESTS, None),
+    core.BadCredentials: (Code.BAD_CREDENTIALS, None),
+    core.InvalidRequest: (Code.BAD_REQUEST, None),
+    core.ImageNotFound: (Code.NOT_FOUND, None),
+    core.PhotoMissing: (Code.NOT_FOUND, None),
+    core.PackMismatch: (Code.PACK_MISMATCH, None),
+    core.StorageFull: (Code.STORAGE_ERROR, None),
+    core.StorageUnavailable: (Code.STORAGE_ERROR, 503),
+}
+
+
+def refusal(error: core.ServiceError) -> ApiError:
+    """The answer to a use case's error (a type missing from ``DOMAIN`` is a bug: code 13)."""
+    code, status = DOMAIN.get(type(error), (Code.INTERNAL, None))
+    return ApiError(code, str(error), status)

@@ -1,0 +1,56 @@
+"""``/healthz`` and ``/readyz`` for load balancers and orchestrators.
+
+``/healthz`` says the process answers. ``/readyz`` says it can serve searches: the models
+are loaded, the catalog answers a read, and every gallery's index is in memory. Neither
+needs a key, and neither reveals more than those yes-or-no answers.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, current_app, jsonify
+
+from ..core.services import Services
+
+log = logging.getLogger(__name__)
+
+health = Blueprint("health", __name__)
+
+
+def _catalog_answers(services: Services) -> bool:
+    services.catalog.ping()
+    return True
+
+
+CHECKS = {
+    "models": lambda services: services.models_loaded,
+    "lmdb": _catalog_answers,
+    "indexes": lambda services: services.indexes.ready(),
+}
+
+
+def readiness(services: Services) -> dict[str, bool]:
+    results = {}
+    for name, check in CHECKS.items():
+        try:
+            results[name] = bool(check(services))
+        except Exception:  # a failing check means not ready, whatever the failure
+            log.exception("readiness check %s failed", name)
+            results[name] = False
+    return results
+
+
+@health.get("/healthz")
+def healthz() -> Response:
+    return jsonify({"status": "ok"})
+
+
+@health.get("/readyz")
+def readyz() -> Response:
+    checks = readiness(current_app.extensions["face_search"])
+    ready = all(checks.values())
+    response = jsonify({"status": "ok" if ready else "unavailable", "checks": checks})
+    response.status_code = 200 if ready else 503
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,133 @@
+"""Prometheus metrics at ``/metrics``.
+
+Request counts and latencies are recorded per request by service/request_log.py. The
+time spent in detection, embedding and index search is measured by timing the methods
+that do that work on the service's own model and index objects (``instrument``), so every
+caller counts (the API, the bulk importer) and models/ and index/ stay free of metrics.
+Gallery sizes, index kinds and rebuilds are read from the catalog and the indexes when scraped.
+
+The service runs one gunicorn worker (service/api/gunicorn.conf.py), so the process's default
+registry holds every request: no multiprocess mode is needed.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from flask import Blueprint, Response, current_app
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ..core.services import Services
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+REQUESTS = Counter(
+    "face_search_http_requests",
+    "HTTP requests by method, route, HTTP status and API code (the envelope's status_code).",
+    ["method", "endpoint", "status", "code"],
+)
+LATENCY = Histogram(
+    "face_search_http_request_duration_seconds",
+    "Time from the request's arrival at the app to its answer.",
+    ["method", "endpoint"],
+    buckets=_LATENCY,
+)
+STEPS = Histogram(
+    "face_search_step_duration_seconds",
+    "Time spent in each costly step: face detection (one photo), embedding (one batch of faces), "
+    "index search (one gallery query).",
+    ["step"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+REFUSALS = Counter(
+    "face_search_refusals",
+    "Requests refused with code 4: the key's quota is used up, or it went over the rate limit.",
+    ["reason"],
+)
+for _reason in ("quota", "rate_limit"):
+    REFUSALS.labels(_reason)
+
+
+def observe_request(method: str, endpoint: str, status: int, code: str, seconds: float, retry_after: bool) -> None:
+    REQUESTS.labels(method, endpoint, str(status), code).inc()
+    LATENCY.labels(method, endpoint).observe(seconds)
+    if code == "4":  # only the rate limit tells the client when to retry
+        REFUSALS.labels("rate_limit" if retry_after else "quota").inc()
+
+
+def _timed(owner: Any, name: str, step: str) -> None:
+    method: Callable = getattr(owner, name)
+    if hasattr(method, "__wrapped__"):  # already timed: another app on the same services
+        return
+    histogram = STEPS.labels(step)
+
+    @functools.wraps(method)
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        with histogram.time():
+            return method(*args, **kwargs)
+
+    setattr(owner, name, timed)
+
+
+def instrument(services: Services) -> None:
+    """Time detection, embedding and index search on these services' objects."""
+    _timed(services.analyzer.detector, "detect", "detection")
+    _timed(services.analyzer.embedder, "embed_crops", "embedding")
+    _timed(services.indexes, "search", "index_search")
+
+
+class GalleryCollector(Collector):
+    """Gallery sizes and index state, read when scraped (labelled by gallery id, not key name)."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["gallery"]
+        keys = GaugeMetricFamily("face_search_keys", "API keys, revoked ones included.")
+        images = GaugeMetricFamily("face_search_gallery_images", "Images stored per gallery.", labels=labels)
+        faces = GaugeMetricFamily("face_search_gallery_faces", "Faces indexed per gallery.", labels=labels)
+        vectors = GaugeMetricFamily("face_search_index_vectors", "Vectors in the in-memory index.", labels=labels)
+        kind = GaugeMetricFamily(
+            "face_search_index_info", "The gallery's index kind (1 for the kind in use).", labels=["gallery", "kind"]
+        )
+        rebuilding = GaugeMetricFamily("face_search_index_rebuilding", "1 while a rebuild runs.", labels=labels)
+        rebuilds = CounterMetricFamily(
+            "face_search_index_rebuilds", "Index rebuilds committed (the gallery's index generation).", labels=labels
+        )
+        pack = GaugeMetricFamily("face_search_model_pack_info", "The model pack in use.", labels=["pack"])
+        pack.add_metric([self.services.pack.name], 1)
+        keys.add_metric([], len(self.services.catalog.keys.all()))
+        for gid, gallery in sorted(self.services.catalog.images.galleries().items()):
+            state = self.services.indexes.status(gid)
+            label = [str(gid)]
+            images.add_metric(label, gallery.images)
+            faces.add_metric(label, gallery.faces)
+            vectors.add_metric(label, state.vectors)
+            kind.add_metric([str(gid), state.kind], 1)
+            rebuilding.add_metric(label, int(state.rebuilding))
+            rebuilds.add_metric(label, gallery.index_generation)
+        yield from (pack, keys, images, faces, vectors, kind, rebuilding, rebuilds)
+
+
+metrics = Blueprint("metrics", __name__)
+
+
+def install(app: Any, services: Services) -> None:
+    """Time the services' costly steps and give the app its /metrics endpoint."""
+    instrument(services)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(GalleryCollector(services))
+    app.extensions["face_search.metrics"] = registry
+    app.register_blueprint(metrics)
+
+
+@metrics.get("/metrics")
+def scrape() -> Response:
+    own: CollectorRegistry = current_app.extensions["face_search.metrics"]
+    return Response(generate_latest(REGISTRY) + generate_latest(own), content_type=CONTENT_TYPE)

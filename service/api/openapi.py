@@ -1,0 +1,308 @@
+"""The OpenAPI 3.1 document of the whole service.
+
+Every operation is listed once in ``OPERATIONS`` with its request (by the name of its
+definition in service/api/requests.py, the same one the route validates with) and its
+answer type (service/api/responses.py), so what the document promises and what the
+server accepts come from one definition, built for the configured limits. pydantic's
+JSON Schema is draft 2020-12, the dialect of OpenAPI 3.1, so it goes into the document as
+it is. ``/docs`` serves Swagger UI from the swagger-ui-py wheel: no CDN, no build step.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from functools import cache, reduce
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Response, abort, current_app, jsonify, send_from_directory
+from pydantic import TypeAdapter
+
+from ..core.config import DEFAULT_LIMITS, Limits
+from . import responses as s
+from .errors import ALSO_HTTP, HTTP_STATUS, MESSAGES, Code
+from .requests import MAX_ID, RequestTypes, request_types
+from .web import STATIC
+
+API = "/api/v2/face_search"
+DOCUMENT_PATH = "/api/v2/openapi.json"
+_REF = "#/components/schemas/{model}"
+
+WHEN = {
+    Code.SUCCESS: "",
+    Code.NO_CONTENT: "image or base64 missing or empty, invalid base64, bytes that are not a decodable photo",
+    Code.URL_UNAVAILABLE: "the image URL cannot be fetched, is refused by the address guard, or is not an image",
+    Code.NO_FACE: "no face found in the image",
+    Code.OUT_OF_REQUESTS: "the key's request quota is used up, or its rate limit (then with Retry-After)",
+    Code.BAD_CREDENTIALS: "missing, unknown, wrong or revoked credentials",
+    Code.BAD_FORMAT_TYPE: "unknown format_type, one that differs from what was sent, or the image sent two ways",
+    Code.BAD_REQUEST: "body not JSON or not an object, wrong field types or ranges, metadata rules, bad offset/limit",
+    Code.NOT_FOUND: "unknown image id, or another key's; or the image's photo file is missing",
+    Code.TOO_LARGE: "request body over FACE_SEARCH_MAX_BODY_BYTES",
+    Code.PACK_MISMATCH: "the gallery's faces come from another model pack than the one running",
+    Code.NO_ROUTE: "unknown path or method",
+    Code.STORAGE_ERROR: "the data directory cannot be written (disk full, 507): nothing was stored; or storage "
+    "cannot be reached or read (503)",
+    Code.INTERNAL: "a bug, logged with its traceback",
+}
+# every API answer may be one of these: credentials, quota and rate limit, the server's own trouble
+_ALWAYS = (Code.BAD_CREDENTIALS, Code.OUT_OF_REQUESTS, Code.STORAGE_ERROR, Code.INTERNAL)
+_PHOTO = (Code.NO_CONTENT, Code.URL_UNAVAILABLE, Code.NO_FACE, Code.BAD_FORMAT_TYPE, Code.BAD_REQUEST, Code.TOO_LARGE)
+_BY_ID = (Code.NOT_FOUND, Code.NO_ROUTE)
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    endpoint: str  # the Flask endpoint serving it
+    summary: str
+    answer: Any  # the JSON answer's type, or a media type for other answers
+    codes: tuple[Code, ...] = ()
+    body: tuple[str, ...] = ()  # the JSON body: its definitions in RequestTypes (several: any of them)
+    upload: str | None = None  # the multipart/form-data form of the body
+    query: str | None = None
+    tag: str = "images"
+    secured: bool = True
+    description: str = ""
+
+
+OPERATIONS = (
+    Operation(
+        "get", f"{API}/images", "api.list_images", "List the key's images, oldest first", s.ImagePage,
+        (Code.BAD_REQUEST,), query="list_query",
+    ),
+    Operation(
+        "post", f"{API}/images", "api.add_image", "Add a photo (or, with ids, delete images)",
+        s.ImageAnswer | s.DeleteAnswer, (*_PHOTO, Code.PACK_MISMATCH), ("add_image", "delete_images"),
+        "add_image_upload",
+        description="Stores the photo and indexes every face in it, so a group photo is found by each of its "
+        "people. No face: code 3 and nothing is stored. A body with `ids` and no `image` deletes those images, "
+        "as the documented demos send it.",
+    ),
+    Operation(
+        "delete", f"{API}/images", "api.delete_images", "Delete images by id", s.DeleteAnswer,
+        (Code.BAD_REQUEST, Code.TOO_LARGE), ("delete_images",),
+        description="Deletes the images with their faces, vectors, files and metadata; ids that are unknown or "
+        "belong to another key are skipped. No later list or search shows them.",
+    ),
+    Operation("get", f"{API}/images/{{image_id}}", "api.get_image", "Read one image", s.ImageAnswer, _BY_ID),
+    *(
+        Operation(
+            method, f"{API}/images/{{image_id}}", "api.update_image", "Replace an image's metadata", s.ImageAnswer,
+            (*_BY_ID, Code.BAD_REQUEST, Code.TOO_LARGE), ("update_metadata",),
+        )
+        for method in ("put", "post")
+    ),
+    Operation(
+        "get", f"{API}/images/{{image_id}}/file", "api.photo", "The stored photo's bytes (an image's url)", "image/*",
+        _BY_ID,
+    ),
+    Operation(
+        "post", f"{API}/search", "api.search_images", "Search the gallery with a photo", s.SearchAnswer,
+        (*_PHOTO, Code.PACK_MISMATCH), ("search",), "search_upload",
+        description="Detects the faces of the query photo and answers the key's images holding a matching face, "
+        "best first, one entry per image, with the score and box of that image's best-matching face. "
+        "No face in the query: code 3. Empty gallery or no match: an empty list.",
+    ),
+    Operation("get", f"{API}/index", "api.index_state", "The gallery's vector index", s.IndexAnswer, tag="operations"),
+    Operation("get", "/healthz", "health.healthz", "The process is up", s.Health, tag="operations", secured=False),
+    Operation(
+        "get", "/readyz", "health.readyz", "Models loaded, LMDB open, indexes loaded (503 otherwise)", s.Health,
+        tag="operations", secured=False,
+    ),
+    Operation(
+        "get", "/metrics", "metrics.scrape", "Prometheus metrics", "text/plain", tag="operations", secured=False
+    ),
+    Operation(
+        "get", DOCUMENT_PATH, "docs.document_json", "This document", dict, tag="operations", secured=False
+    ),
+)  # fmt: skip
+
+# -- the document ---------------------------------------------------------------------------
+
+
+class _Components:
+    """Schemas in ``components/schemas``, referenced from the operations."""
+
+    def __init__(self) -> None:
+        self.schemas: dict[str, dict] = {}
+
+    def ref(self, kind: Any, mode: str) -> dict:
+        schema = TypeAdapter(kind).json_schema(ref_template=_REF, mode=mode)
+        self.schemas.update(schema.pop("$defs", {}))
+        name = getattr(kind, "__name__", None)
+        if name and schema.get("type") == "object" and name[:1].isupper():
+            self.schemas[name] = schema
+            return {"$ref": _REF.format(model=name)}
+        return schema
+
+    def sorted(self) -> dict[str, dict]:
+        return dict(sorted(self.schemas.items()))
+
+
+def _codes_table() -> str:
+    rows = [f"| {int(c)} | {MESSAGES[c]} | {HTTP_STATUS[c]} | {WHEN[c]} |" for c in Code]
+    return "\n".join(["| code | message | HTTP | when |", "| ---: | --- | ---: | --- |", *rows])
+
+
+def _package_version() -> str:
+    try:
+        return version("face-search")
+    except PackageNotFoundError:
+        return "0"
+
+
+_REQUEST_ID = {"$ref": "#/components/headers/X-Request-ID"}
+
+
+def _refusals(op: Operation) -> dict[str, dict]:
+    codes = (*op.codes, *_ALWAYS) if op.secured else ()
+    by_status: dict[int, list[Code]] = {}
+    for code in sorted(set(codes)):
+        by_status.setdefault(HTTP_STATUS[code], []).append(code)
+        if code in ALSO_HTTP:
+            by_status.setdefault(ALSO_HTTP[code], []).append(code)
+    answers = {}
+    for status, listed in sorted(by_status.items()):
+        headers = {"X-Request-ID": _REQUEST_ID}
+        if status == 429:
+            headers["Retry-After"] = {
+                "description": "Seconds to wait (rate limit only).",
+                "schema": {"type": "integer"},
+            }
+        answers[str(status)] = {
+            "description": "; ".join(f"code {int(c)}: {MESSAGES[c]}" for c in listed),
+            "headers": headers,
+            "content": {"application/json": {"schema": {"$ref": _REF.format(model="Refusal")}}},
+        }
+    return answers
+
+
+def _success(op: Operation, parts: _Components) -> dict:
+    if isinstance(op.answer, str):
+        content = {op.answer: {"schema": {"type": "string", "format": "binary"}}}
+    else:
+        content = {"application/json": {"schema": parts.ref(op.answer, "serialization")}}
+    answer = {"description": "Success", "headers": {"X-Request-ID": _REQUEST_ID}, "content": content}
+    answers = {"200": answer}
+    if op.endpoint == "health.readyz":
+        answers["503"] = {**answer, "description": "Not ready: see checks"}
+    return answers
+
+
+def _schema_of(types: RequestTypes, name: str) -> Any:
+    found = getattr(types, name)
+    return getattr(found, "schema", found)  # a Definition, or a type shown only in the document
+
+
+def body_type(types: RequestTypes, op: Operation) -> Any:
+    """The operation's JSON body as one type (a union where it takes several)."""
+    return reduce(lambda a, b: a | b, (_schema_of(types, name) for name in op.body))
+
+
+def _parameters(op: Operation, types: RequestTypes) -> list[dict]:
+    parameters = []
+    if "{image_id}" in op.path:
+        schema = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+        parameters.append({"name": "image_id", "in": "path", "required": True, "schema": schema})
+    if op.query is not None:
+        schema = TypeAdapter(_schema_of(types, op.query)).json_schema(mode="validation")
+        for name, field in schema["properties"].items():
+            parameters.append({"name": name, "in": "query", "required": False, "schema": field})
+    return parameters
+
+
+def _operation(op: Operation, operation_id: str, parts: _Components, types: RequestTypes) -> dict:
+    spec: dict[str, Any] = {
+        "operationId": operation_id,
+        "summary": op.summary,
+        "tags": [op.tag],
+        "responses": {**_success(op, parts), **_refusals(op)},
+    }
+    if op.description:
+        spec["description"] = op.description
+    if not op.secured:
+        spec["security"] = []
+    if parameters := _parameters(op, types):
+        spec["parameters"] = parameters
+    if op.body:
+        content = {"application/json": {"schema": parts.ref(body_type(types, op), "validation")}}
+        if op.upload is not None:
+            encoding = {"metadata": {"contentType": "application/json"}}
+            upload = parts.ref(_schema_of(types, op.upload), "validation")
+            content["multipart/form-data"] = {"schema": upload, "encoding": encoding}
+        spec["requestBody"] = {"required": True, "content": content}
+    return spec
+
+
+@cache
+def document(limits: Limits = DEFAULT_LIMITS) -> dict:
+    """The whole document for these limits, built once per process."""
+    types = request_types(limits)
+    parts = _Components()
+    parts.ref(s.Refusal, "serialization")
+    paths: dict[str, dict] = {}
+    shared = {op.endpoint for op in OPERATIONS if sum(o.endpoint == op.endpoint for o in OPERATIONS) > 1}
+    for op in OPERATIONS:
+        name = op.endpoint.split(".")[-1] + (f"_{op.method}" if op.endpoint in shared else "")
+        paths.setdefault(op.path, {})[op.method] = _operation(op, name, parts, types)
+    description = (
+        "A self-hosted face search service compatible with the Face Search API v2. Every API answer is the "
+        "envelope `{result, status_code, message}`; authenticate with HTTP Basic `api_key:api_secret`. "
+        "Each key owns its own gallery.\n\n" + _codes_table()
+    )
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Face Search API v2", "version": _package_version(), "description": description},
+        "tags": [
+            {"name": "images", "description": "The key's gallery: add, list, search, update, delete."},
+            {"name": "operations", "description": "Index state, health, metrics, this document."},
+        ],
+        "security": [{"basicAuth": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"basicAuth": {"type": "http", "scheme": "basic"}},
+            "headers": {
+                "X-Request-ID": {
+                    "description": "The request's id, as in the server's log line (echoed when the client sent one).",
+                    "required": True,
+                    "schema": {"type": "string"},
+                }
+            },
+            "schemas": parts.sorted(),
+        },
+    }
+
+
+# -- serving it ----------------------------------------------------------------------------
+
+docs = Blueprint("docs", __name__)
+_SWAGGER_FILES = ("swagger-ui.css", "swagger-ui-bundle.js", "favicon-32x32.png")
+
+
+def _swagger_dir() -> Path:
+    """Swagger UI's files inside the installed swagger-ui-py wheel (not imported: only its files are used)."""
+    spec = importlib.util.find_spec("swagger_ui")
+    if spec is None or not spec.submodule_search_locations:
+        abort(404)
+    return Path(next(iter(spec.submodule_search_locations))) / "static"
+
+
+@docs.get(DOCUMENT_PATH)
+def document_json() -> Response:
+    return jsonify(document(current_app.extensions["face_search"].settings.limits))
+
+
+@docs.get("/docs")
+def page() -> Response:
+    return send_from_directory(STATIC, "docs.html")
+
+
+@docs.get("/docs/assets/<name>")
+def asset(name: str) -> Response:
+    if name not in _SWAGGER_FILES:
+        abort(404)
+    return send_from_directory(_swagger_dir(), name, max_age=86400)

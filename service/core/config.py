@@ -1,0 +1,277 @@
+"""Settings from environment variables: every name, default and meaning is written once.
+
+The defaults are the dataclass defaults below; ``ENV`` names the variable that sets each
+one, how its text is read and what it means. ``Settings.from_env`` applies them, the
+README's settings table is ``settings_table()`` (a test keeps the two equal), and the
+API's request types, its OpenAPI document and gunicorn's configuration all read the same
+``Settings`` object.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from index.backend import StorageSettings
+from index.vectors import STORAGES, IndexSettings
+from models.decode import DEFAULT_MAX_PIXELS
+from models.packs import ModelPack
+
+from .fetch import FetchSettings, parse_networks
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for: the API's request types enforce these and its document states them."""
+
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_metadata_bytes: int = 16 * 1024
+    max_metadata_depth: int = 8
+    max_ids: int = 1000
+    max_top_k: int = 1000
+    max_page: int = 1000
+    top_k: int = 10  # a search's default
+    page: int = 50  # a listing's default
+
+
+DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How gunicorn serves the app, and what it protects the CPU with."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    threads: int = 4
+    log_level: str = "info"
+    proxy_hops: int = 0  # reverse proxies in front whose X-Forwarded-* headers are trusted
+    rate_limit: float = 50.0  # requests a second per key; 0 turns the limit off
+    rate_burst: int = 100
+
+
+@dataclass(frozen=True)
+class DetectionSettings:
+    """Overrides of the pack's detector tuning (models/packs.py); None keeps the pack's value."""
+
+    min_face_size: float | None = None
+    min_det_score: float | None = None
+    close_up_pass: bool | None = None
+    large_photo_side: int | None = None
+    small_photo_zoom: float | None = None
+
+    def applied_to(self, pack: ModelPack) -> ModelPack:
+        tuning = pack.tuning
+        chosen = {
+            name: value
+            for name in ("min_face_size", "close_up_pass", "large_photo_side", "small_photo_zoom")
+            if (value := getattr(self, name)) is not None
+        }
+        score = pack.detector_score_threshold if self.min_det_score is None else self.min_det_score
+        return replace(pack, detector_score_threshold=score, tuning=replace(tuning, **chosen))
+
+
+@dataclass(frozen=True)
+class Settings:
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    models: str = "buffalo_s"
+    model_threads: int = 2  # intra-op threads per model run: see models/runtime.py
+    threshold: float | None = None  # None: the pack's calibrated default, scaled with the gallery
+    api_key: str | None = None
+    api_secret: str | None = None
+    limits: Limits = field(default_factory=Limits)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    index: IndexSettings = field(default_factory=IndexSettings)
+    fetch: FetchSettings = field(default_factory=FetchSettings)
+    detection: DetectionSettings = field(default_factory=DetectionSettings)
+
+    @property
+    def photos_dir(self) -> Path:
+        return self.storage.data_dir / "photos"
+
+    def at(self, data_dir: Path) -> Settings:
+        """These settings over another data directory, checkpointing only when closed: what a
+        scratch run (an evaluation, a benchmark, a test) wants."""
+        storage, index = replace(self.storage, data_dir=data_dir), replace(self.index, save_seconds=0)
+        return replace(self, storage=storage, index=index)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        """The defaults, with every variable of ``ENV`` that is set (and not empty) applied;
+        a value that cannot be read stops start-up with a message naming the variable."""
+        settings = cls()
+        for entry in ENV:
+            raw = environ.get(entry.name, "").strip()
+            if not raw:
+                continue
+            try:
+                value = entry.parse(raw)
+            except ValueError as exc:
+                raise SystemExit(f"setting {entry.name}={raw!r} {exc}") from None
+            settings = _replaced(settings, entry.path.split("."), value)
+        return settings
+
+
+def _replaced(owner: Any, path: list[str], value: Any) -> Any:
+    head, *rest = path
+    return replace(owner, **{head: _replaced(getattr(owner, head), rest, value) if rest else value})
+
+
+# -- how each variable's text is read --------------------------------------------------------
+
+
+def whole(low: int = 0) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError("is not a whole number") from None
+        if value < low:
+            raise ValueError(f"must be {low} or more")
+        return value
+
+    return parse
+
+
+def number(low: float | None = None, high: float | None = None, off: float | None = None) -> Callable[[str], float]:
+    """A number within [low, high]; ``off`` is also accepted, meaning the feature is off."""
+
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError("is not a number") from None
+        if value != off and ((low is not None and value < low) or (high is not None and value > high)):
+            span = f"from {low} to {high}" if high is not None else f"{low} or more"
+            raise ValueError(f"must be {f'{off} (off) or ' if off is not None else ''}{span}")
+        return value
+
+    return parse
+
+
+def choice(*options: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return raw
+
+    return parse
+
+
+def switch(raw: str) -> bool | None:
+    value = raw.lower()
+    if value == "default":
+        return None
+    if value not in ("0", "1", "true", "false", "on", "off"):
+        raise ValueError("must be 1 or 0")
+    return value in ("1", "true", "on")
+
+
+def networks(raw: str) -> tuple:
+    try:
+        return parse_networks(raw)
+    except ValueError as exc:
+        raise ValueError(f"is not a comma-separated list of networks ({exc})") from None
+
+
+def text(raw: str) -> str:
+    return raw
+
+
+@dataclass(frozen=True)
+class Env:
+    name: str
+    path: str  # where in Settings the value goes
+    meaning: str
+    parse: Callable[[str], Any] = text
+    shown: str | None = None  # the default as documented, where it is not the value itself
+
+    def default(self) -> str:
+        if self.shown is not None:
+            return self.shown
+        value: Any = Settings()
+        for part in self.path.split("."):
+            value = getattr(value, part)
+        return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+ENV = (
+    Env("PORT", "server.port", "HTTP port", whole(1)),
+    Env("FACE_SEARCH_HOST", "server.host", "address to bind; `0.0.0.0` serves other machines (behind a TLS proxy)"),
+    Env("FACE_SEARCH_DATA_DIR", "storage.data_dir", "data directory", Path),
+    Env("FACE_SEARCH_MODELS", "models", "model pack name or folder"),
+    Env("FACE_SEARCH_THREADS", "server.threads", "gunicorn request threads (one worker process)", whole(1)),
+    Env("FACE_SEARCH_MODEL_THREADS", "model_threads", "ONNX Runtime intra-op threads per model run", whole(1)),
+    Env("FACE_SEARCH_FAISS_THREADS", "index.search_threads", "OpenMP threads per index search", whole(1)),
+    Env(
+        "FACE_SEARCH_THRESHOLD", "threshold", "one fixed default search threshold (cosine) for every gallery",
+        number(-1.0, 1.0), "by gallery size",
+    ),
+    Env("FACE_SEARCH_API_KEY", "api_key", "a key ensured at start-up (with the next)", shown="unset"),
+    Env("FACE_SEARCH_API_SECRET", "api_secret", "that key's secret", shown="unset"),
+    Env("FACE_SEARCH_CLOSE_UP_PASS", "detection.close_up_pass", "padded second pass for close-ups", switch, "pack: 1"),
+    Env(
+        "FACE_SEARCH_LARGE_PHOTO_SIDE", "detection.large_photo_side", "detector input side for large photos (0: off)",
+        whole(0), "pack: 896",
+    ),
+    Env(
+        "FACE_SEARCH_SMALL_PHOTO_ZOOM", "detection.small_photo_zoom",
+        "most a small photo is enlarged for detection (0: to the 640 input)", number(1.0, 8.0, off=0.0), "pack: 1.5",
+    ),
+    Env(
+        "FACE_SEARCH_MIN_FACE_SIZE", "detection.min_face_size", "smallest face stored or searched, pixels",
+        number(0.0), "pack: 16",
+    ),
+    Env(
+        "FACE_SEARCH_MIN_DET_SCORE", "detection.min_det_score", "lowest detection score kept", number(0.0, 1.0),
+        "pack: 0.5",
+    ),
+    Env("FACE_SEARCH_MAX_BODY_BYTES", "limits.max_body_bytes", "largest request body", whole(1)),
+    Env("FACE_SEARCH_MAX_PIXELS", "limits.max_pixels", "largest decoded photo", whole(1)),
+    Env("FACE_SEARCH_MAX_METADATA_BYTES", "limits.max_metadata_bytes", "metadata size as compact UTF-8 JSON", whole(2)),
+    Env("FACE_SEARCH_MAX_METADATA_DEPTH", "limits.max_metadata_depth", "metadata nesting", whole(1)),
+    Env("FACE_SEARCH_MAX_IDS", "limits.max_ids", "ids per bulk delete", whole(1)),
+    Env("FACE_SEARCH_MAX_TOP_K", "limits.max_top_k", "largest `top_k` of a search", whole(1)),
+    Env("FACE_SEARCH_MAX_PAGE", "limits.max_page", "largest `limit` of a listing", whole(1)),
+    Env("FACE_SEARCH_RATE_LIMIT", "server.rate_limit", "requests a second per key (0: off)", number(0.0)),
+    Env("FACE_SEARCH_RATE_BURST", "server.rate_burst", "burst above the rate", whole(1)),
+    Env("FACE_SEARCH_PROXY_HOPS", "server.proxy_hops", "trusted reverse proxies for client addresses", whole(0)),
+    Env(
+        "FACE_SEARCH_URL_ALLOW_NETWORKS", "fetch.allow_networks",
+        "comma-separated CIDRs that image URLs may reach although not public", networks, "empty",
+    ),
+    Env("FACE_SEARCH_URL_MAX_BYTES", "fetch.max_bytes", "largest image download", whole(1)),
+    Env(
+        "FACE_SEARCH_IVF_THRESHOLD", "index.ivf_threshold", "faces at which a gallery moves from exact to IVF",
+        whole(1),
+    ),
+    Env("FACE_SEARCH_NPROBE", "index.nprobe", "IVF lists probed per search", whole(1)),
+    Env("FACE_SEARCH_IVF_STORAGE", "index.storage", "vectors in IVF lists: `flat` or `sq8`", choice(*STORAGES)),
+    Env(
+        "FACE_SEARCH_REBUILD_CHURN", "index.rebuild_churn", "churn since training that makes a rebuild due",
+        number(0.0),
+    ),
+    Env(
+        "FACE_SEARCH_COMPACT_FRACTION", "index.compact_fraction",
+        "share of an IVF gallery deleted at once that triggers compaction", number(0.0, 1.0),
+    ),
+    Env("FACE_SEARCH_REBUILD_THREADS", "index.rebuild_threads", "FAISS threads of a rebuild", whole(1)),
+    Env(
+        "FACE_SEARCH_INDEX_SAVE_SECONDS", "index.save_seconds", "checkpoint interval (0: only at shutdown)", whole(0)
+    ),
+    Env(
+        "FACE_SEARCH_LMDB_MAP_BYTES", "storage.lmdb_map_bytes", "initial LMDB map size; it doubles whenever full",
+        whole(1 << 20),
+    ),
+    Env("FACE_SEARCH_LOG_LEVEL", "server.log_level", "log level", choice("debug", "info", "warning", "error")),
+)  # fmt: skip
+
+
+def settings_table() -> str:
+    """The README's table of settings, made from ``ENV``."""
+    rows = [f"| `{e.name}` [{e.default()}] | {e.meaning} |" for e in ENV]
+    return "\n".join(["| variable [default] | meaning |", "| --- | --- |", *rows])

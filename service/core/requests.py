@@ -1,0 +1,70 @@
+"""What each use case is asked: typed values, already checked against the API's rules.
+
+The HTTP layer builds these from a validated request body; a script builds them directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from index.records import FaceInfo
+
+QueryFaces = Literal["largest", "all"]
+
+
+@dataclass(frozen=True)
+class Photo:
+    """A photo as sent: its bytes, their base64 text, or the http(s) URL to download them from."""
+
+    data: bytes | None = None
+    base64: str | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class FaceFilter:
+    """Which stored faces may answer: at least this size (shorter box side, pixels) and score."""
+
+    min_face_size: float = 0.0
+    min_det_score: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.min_face_size > 0 or self.min_det_score > 0
+
+    def admits(self, face: FaceInfo) -> bool:
+        x1, y1, x2, y2 = face.bbox
+        return min(x2 - x1, y2 - y1) >= self.min_face_size and face.score >= self.min_det_score
+
+
+@dataclass(frozen=True)
+class AddImage:
+    photo: Photo
+    metadata: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Search:
+    photo: Photo
+    top_k: int = 10
+    threshold: float | None = None  # None: the gallery's calibrated default
+    face: QueryFaces = "largest"
+    stored: FaceFilter = FaceFilter()
+
+
+@dataclass(frozen=True)
+class Page:
+    offset: int = 0
+    limit: int = 50
+
+
+@dataclass(frozen=True)
+class MetadataUpdate:
+    image_id: int
+    metadata: dict
+
+
+@dataclass(frozen=True)
+class DeleteImages:
+    ids: list[int]

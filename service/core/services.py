@@ -1,0 +1,101 @@
+"""The parts a use case needs, built once per process from the settings.
+
+The Flask app and the command-line scripts both build one of these, so a script adds a
+photo through exactly the same code as ``POST /images``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property
+
+from index.backend import Backend, open_backend, open_catalog
+from index.catalog import Catalog
+from index.vectors import VectorIndexes
+from models.analyzer import FaceAnalyzer
+from models.packs import ModelPack, load_pack
+
+from .config import Settings
+from .keys import KeyRing
+from .photos import PhotoFiles, PhotoStore
+from .threshold import search_threshold
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    backend: Backend
+    keys: KeyRing
+    photos: PhotoStore
+    pack: ModelPack
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.backend.catalog
+
+    @property
+    def indexes(self) -> VectorIndexes:
+        return self.backend.vectors
+
+    @cached_property
+    def analyzer(self) -> FaceAnalyzer:
+        """Loaded on first use so key management never pays for the models."""
+        return FaceAnalyzer(self.pack, self.settings.model_threads, self.settings.limits.max_pixels)
+
+    @property
+    def models_loaded(self) -> bool:
+        return "analyzer" in vars(self)
+
+    def default_threshold(self, gallery: int) -> float:
+        return self.threshold_for(self.catalog.images.gallery(gallery).faces)
+
+    def threshold_for(self, faces: int) -> float:
+        """The default for a gallery of ``faces`` faces: the fixed setting, else scaled with its size."""
+        if self.settings.threshold is not None:
+            return self.settings.threshold
+        return search_threshold(self.pack, faces)
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> Services:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        """Closed however the block ends: the checkpoint is written and the catalog released."""
+        self.close()
+
+
+def build_services(settings: Settings, serving: bool = False) -> Services:
+    """Open the storage; a serving process also recovers from a crash and loads the models."""
+    pack = settings.detection.applied_to(load_pack(settings.models))
+    backend = open_backend(settings.storage, settings.index, serving=serving)
+    services = Services(
+        settings=settings,
+        backend=backend,
+        keys=KeyRing(backend.catalog.keys),
+        photos=PhotoFiles(settings.photos_dir),
+        pack=pack,
+    )
+    if settings.api_key and settings.api_secret:
+        services.keys.ensure(settings.api_key, settings.api_secret)
+    if serving:
+        services.photos.remove_orphans(backend.catalog.images.files())
+        backend.vectors.open_all()
+        services.analyzer  # noqa: B018 - load the models before the first request, not during it
+    return services
+
+
+@contextmanager
+def key_ring(settings: Settings) -> Iterator[KeyRing]:
+    """Keys alone, for key management: neither models nor vectors are loaded."""
+    catalog = open_catalog(settings.storage)
+    try:
+        yield KeyRing(catalog.keys)
+    finally:
+        catalog.close()
