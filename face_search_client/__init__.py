@@ -11,6 +11,7 @@ from .client import (
     ImageSummary,
     IndexState,
     Page,
+    SearchOptions,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "ImageSummary",
     "IndexState",
     "Page",
+    "SearchOptions",
 ]

@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import requests
 
@@ -116,11 +116,17 @@ def _photo_bytes(photo: Photo) -> bytes:
     return photo if isinstance(photo, bytes) else Path(photo).read_bytes()
 
 
-def _search_options(
-    top_k: int, threshold: float | None, min_face_size: float | None, min_det_score: float | None
-) -> dict[str, Any]:
-    options = {"top_k": top_k, "threshold": threshold, "min_face_size": min_face_size, "min_det_score": min_det_score}
-    return {name: value for name, value in options.items() if value is not None}
+class SearchOptions(TypedDict, total=False):
+    """How to search (all optional, by keyword): ``top_k`` images (the server's default: 10),
+    least cosine ``threshold`` (default: calibrated for the gallery), only stored faces of at
+    least ``min_face_size`` pixels and ``min_det_score``; ``url`` of the query photo for the
+    server to download instead of sending it."""
+
+    top_k: int
+    threshold: float | None
+    min_face_size: float | None
+    min_det_score: float | None
+    url: str | None
 
 
 class FaceSearchClient:
@@ -176,35 +182,15 @@ class FaceSearchClient:
         """``GET /images/<id>/file``: the stored photo's bytes."""
         return self._request("GET", f"/images/{image_id}/file").content
 
-    def search(
-        self,
-        photo: Photo | None = None,
-        top_k: int = 10,
-        threshold: float | None = None,
-        min_face_size: float | None = None,
-        min_det_score: float | None = None,
-        *,
-        url: str | None = None,
-    ) -> list[Hit]:
+    def search(self, photo: Photo | None = None, **options: Unpack[SearchOptions]) -> list[Hit]:
         """``POST /search`` with the query's largest face: matching images, best first."""
-        options = _search_options(top_k, threshold, min_face_size, min_det_score)
-        return [Hit.from_json(hit) for hit in self._search(photo, url, options)]
+        return [Hit.from_json(hit) for hit in self._search(photo, options, "largest")]
 
-    def search_all_faces(
-        self,
-        photo: Photo | None = None,
-        top_k: int = 10,
-        threshold: float | None = None,
-        min_face_size: float | None = None,
-        min_det_score: float | None = None,
-        *,
-        url: str | None = None,
-    ) -> list[FaceMatches]:
+    def search_all_faces(self, photo: Photo | None = None, **options: Unpack[SearchOptions]) -> list[FaceMatches]:
         """``POST /search`` with ``face: "all"``: one answer per face of the query, largest first."""
-        options = {**_search_options(top_k, threshold, min_face_size, min_det_score), "face": "all"}
         return [
             FaceMatches(tuple(face["bbox"]), face["score"], [Hit.from_json(hit) for hit in face["results"]])
-            for face in self._search(photo, url, options)
+            for face in self._search(photo, options, "all")
         ]
 
     def index_state(self) -> IndexState:
@@ -224,10 +210,13 @@ class FaceSearchClient:
 
     # -- plumbing ------------------------------------------------------------------------
 
-    def _search(self, photo: Photo | None, url: str | None, options: dict) -> list[dict]:
-        if url is not None:
-            return self._call("POST", "/search", json={"image": {"url": url}, **options})["result"]
-        return self._upload("/search", photo, options)["result"]
+    def _search(self, photo: Photo | None, options: SearchOptions, face: str) -> list[dict]:
+        """The search's JSON options: the server's defaults are left to it, ``None`` is not sent."""
+        fields = {name: value for name, value in options.items() if name != "url" and value is not None}
+        fields["face"] = face
+        if options.get("url") is not None:
+            return self._call("POST", "/search", json={"image": {"url": options["url"]}, **fields})["result"]
+        return self._upload("/search", photo, fields)["result"]
 
     def _upload(self, path: str, photo: Photo | None, fields: dict) -> dict:
         if photo is None:

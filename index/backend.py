@@ -25,17 +25,6 @@ class StorageSettings:
         return self.data_dir / "indexes"
 
 
-@dataclass
-class Backend:
-    catalog: Catalog
-    vectors: VectorIndexes
-
-    def close(self) -> None:
-        """The vector index first: closing it writes checkpoints that read the catalog."""
-        self.vectors.close()
-        self.catalog.close()
-
-
 def open_catalog(storage: StorageSettings) -> Catalog:
     """The catalog alone, for tools that manage keys and need no vectors."""
     from .lmdb import LmdbCatalog
@@ -43,10 +32,13 @@ def open_catalog(storage: StorageSettings) -> Catalog:
     return LmdbCatalog(storage.lmdb_dir, storage.lmdb_map_bytes)
 
 
-def open_backend(storage: StorageSettings, settings: IndexSettings, serving: bool = False) -> Backend:
-    """``serving``: this process answers searches, so its vector index is kept loaded,
-    checkpointed and rebuilt in the background; other processes only write and read."""
+def open_backend(
+    storage: StorageSettings, settings: IndexSettings, serving: bool = False
+) -> tuple[Catalog, VectorIndexes]:
+    """The catalog and the vector index over it. ``serving``: this process answers searches,
+    so its vector index is kept loaded, checkpointed and rebuilt in the background; other
+    processes only write and read. Close the index before the catalog."""
     from .faiss import FaissIndexes
 
     catalog = open_catalog(storage)
-    return Backend(catalog, FaissIndexes(catalog, storage.index_dir, settings, serving=serving))
+    return catalog, FaissIndexes(catalog, storage.index_dir, settings, serving=serving)

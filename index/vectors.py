@@ -61,12 +61,14 @@ class IndexStatus:
 
 @dataclass(frozen=True)
 class RebuildResult:
+    """What a rebuild made, and how long its three steps took."""
+
     gallery: int
     generation: int
+    seq: int
     kind: str
     vectors: int
     lists: int
-    seq: int
     read_seconds: float
     build_seconds: float
     write_seconds: float

@@ -16,12 +16,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from stops import stops
 from tqdm import tqdm
 
-from service.core.bulk_import import ImportSummary, import_folder, photo_files
+from service.core.bulk_import import import_folder, photo_files
 from service.core.config import Settings
-from service.core.errors import ServiceError
 from service.core.services import build_services
+
+RESUME = "interrupted: run the same command again to resume"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,23 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch < 1:
         parser.error("--batch must be 1 or more")
 
-    services = build_services(Settings.from_env())
-    summary = ImportSummary()
-    try:
-        key = services.catalog.keys.get(args.key)
-        if key is None or key.revoked:
-            print(f"no active key named {args.key!r}", file=sys.stderr)
-            return 1
+    # a gallery of another pack, a full disk: nothing of the photo at hand was stored
+    with stops("stopped", RESUME), build_services(Settings.from_env()) as services:
+        key = services.keys.named(args.key)
         with tqdm(total=len(photo_files(args.folder)), unit="photo") as bar:
             summary = import_folder(services, key, args.folder, args.metadata_from_path, args.batch, bar.update)
-    except ServiceError as exc:  # a gallery of another pack, a full disk: nothing of this photo was stored
-        print(f"stopped: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted: run the same command again to resume", file=sys.stderr)
-        return 130
-    finally:
-        services.close()
     print(summary.line())
     for path in summary.unreadable:
         print(f"unreadable: {path}")

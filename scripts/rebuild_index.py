@@ -17,12 +17,12 @@ import argparse
 import sys
 from dataclasses import replace
 
+from stops import EXIT_BUSY
+
 from service.core.config import Settings
 from service.core.errors import UnknownKey
 from service.core.maintenance import rebuild_indexes
 from service.core.services import build_services
-
-EXIT_BUSY = 3  # a gallery was being rebuilt or re-embedded by another process
 
 
 def main(argv: list[str] | None = None) -> int:

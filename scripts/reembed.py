@@ -14,15 +14,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from stops import stops
 from tqdm import tqdm
 
-from models.packs import ModelPackError
 from service.core.config import Settings
-from service.core.errors import GalleryBusy, ServiceError
 from service.core.reembed import reembed
 from service.core.services import build_services
 
-EXIT_BUSY = 3  # another process is rebuilding or re-embedding the gallery
+RESUME = "interrupted, nothing swapped: run the same command again to resume"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,26 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=16, help="photos whose faces are embedded together")
     args = parser.parse_args(argv)
 
-    services = build_services(Settings.from_env())
-    try:
-        key = services.catalog.keys.get(args.key)
-        if key is None:
-            print(f"no key named {args.key!r}", file=sys.stderr)
-            return 1
+    with stops("stopped, nothing swapped", RESUME), build_services(Settings.from_env()) as services:
+        key = services.keys.named(args.key, active=False)
         total = services.catalog.images.gallery(key.gallery).images
         with tqdm(total=total, unit="photo") as bar:
             summary = reembed(services, key, args.pack, args.batch, bar.update)
-    except GalleryBusy as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_BUSY
-    except (ModelPackError, ServiceError) as exc:
-        print(f"stopped, nothing swapped: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted, nothing swapped: run the same command again to resume", file=sys.stderr)
-        return 130
-    finally:
-        services.close()
     print(
         f"gallery of {args.key} now in pack {summary.pack}: {summary.images} photos, {summary.faces} faces "
         f"re-embedded, {summary.lost} not found again, {summary.seconds}s; "

@@ -20,7 +20,7 @@ from index.catalog import KeyTable
 from index.errors import KeyExistsError
 from index.records import KeyRecord
 
-from .errors import BadCredentials, QuotaExceeded, writing
+from .errors import BadCredentials, QuotaExceeded, UnknownKey, writing
 
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 
@@ -85,6 +85,13 @@ class KeyRing:
                 key.revoked = False
 
             self.keys.update(name, restore)
+
+    def named(self, name: str, active: bool = True) -> KeyRecord:
+        """The key of that name (and not revoked, if ``active``), for the scripts that take one."""
+        record = self.keys.get(name)
+        if record is None or (active and record.revoked):
+            raise UnknownKey(f"no {'active ' if active else ''}key named {name!r}")
+        return record
 
     def all(self) -> list[tuple[KeyRecord, int]]:
         """Every key with the number of requests it has made."""

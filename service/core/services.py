@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 
-from index.backend import Backend, open_backend, open_catalog
+from index.backend import open_backend, open_catalog
 from index.catalog import Catalog
 from index.vectors import VectorIndexes
 from models.analyzer import FaceAnalyzer
@@ -29,18 +29,11 @@ log = logging.getLogger(__name__)
 @dataclass
 class Services:
     settings: Settings
-    backend: Backend
+    catalog: Catalog
+    indexes: VectorIndexes
     keys: KeyRing
     photos: PhotoStore
     pack: ModelPack
-
-    @property
-    def catalog(self) -> Catalog:
-        return self.backend.catalog
-
-    @property
-    def indexes(self) -> VectorIndexes:
-        return self.backend.vectors
 
     @cached_property
     def analyzer(self) -> FaceAnalyzer:
@@ -61,7 +54,9 @@ class Services:
         return search_threshold(self.pack, faces)
 
     def close(self) -> None:
-        self.backend.close()
+        """The vector index first: closing it writes checkpoints that read the catalog."""
+        self.indexes.close()
+        self.catalog.close()
 
     def __enter__(self) -> Services:
         return self
@@ -74,19 +69,13 @@ class Services:
 def build_services(settings: Settings, serving: bool = False) -> Services:
     """Open the storage; a serving process also recovers from a crash and loads the models."""
     pack = settings.detection.applied_to(load_pack(settings.models))
-    backend = open_backend(settings.storage, settings.index, serving=serving)
-    services = Services(
-        settings=settings,
-        backend=backend,
-        keys=KeyRing(backend.catalog.keys),
-        photos=PhotoFiles(settings.photos_dir),
-        pack=pack,
-    )
+    catalog, indexes = open_backend(settings.storage, settings.index, serving=serving)
+    services = Services(settings, catalog, indexes, KeyRing(catalog.keys), PhotoFiles(settings.photos_dir), pack)
     if settings.api_key and settings.api_secret:
         services.keys.ensure(settings.api_key, settings.api_secret)
     if serving:
-        services.photos.remove_orphans(backend.catalog.images.files())
-        backend.vectors.open_all()
+        services.photos.remove_orphans(catalog.images.files())
+        indexes.open_all()
         services.analyzer  # noqa: B018 - load the models before the first request, not during it
     return services
 
