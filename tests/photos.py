@@ -7,12 +7,14 @@ Nothing here is copied into the repository: the photos are read from the install
 from __future__ import annotations
 
 import base64
+import csv
 import importlib.util
 from functools import cache
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
@@ -78,3 +80,16 @@ def blank(width: int = 320, height: int = 240) -> bytes:
     image = np.full((height, width, 3), 180, np.uint8)
     cv2.rectangle(image, (40, 40), (120, 200), (30, 90, 160), -1)
     return encode(image, ".png")
+
+
+def shared_set(name: str) -> Path:
+    """A data set of ../shared/datasets; the test skips, saying why, where the sets are absent."""
+    folder = DATASETS / name
+    if not (folder / "manifest.csv").is_file():
+        pytest.skip(f"{folder} is absent: the shared data sets are not on this machine")
+    return folder
+
+
+def manifest_rows(name: str) -> list[dict[str, str]]:
+    with open(shared_set(name) / "manifest.csv", newline="") as handle:
+        return list(csv.DictReader(handle))

@@ -213,22 +213,25 @@ ENV = (
     ),
     Env("FACE_SEARCH_API_KEY", "api_key", "a key ensured at start-up (with the next)", shown="unset"),
     Env("FACE_SEARCH_API_SECRET", "api_secret", "that key's secret", shown="unset"),
-    Env("FACE_SEARCH_CLOSE_UP_PASS", "detection.close_up_pass", "padded second pass for close-ups", switch, "pack: 1"),
+    Env(
+        "FACE_SEARCH_CLOSE_UP_PASS", "detection.close_up_pass", "padded second pass for close-ups", switch,
+        "the pack's",
+    ),
     Env(
         "FACE_SEARCH_LARGE_PHOTO_SIDE", "detection.large_photo_side", "detector input side for large photos (0: off)",
-        whole(0), "pack: 896",
+        whole(0), "the pack's",
     ),
     Env(
         "FACE_SEARCH_SMALL_PHOTO_ZOOM", "detection.small_photo_zoom",
-        "most a small photo is enlarged for detection (0: to the 640 input)", number(1.0, 8.0, off=0.0), "pack: 1.5",
+        "most a small photo is enlarged for detection (0: to the 640 input)", number(1.0, 8.0, off=0.0), "the pack's",
     ),
     Env(
         "FACE_SEARCH_MIN_FACE_SIZE", "detection.min_face_size", "smallest face stored or searched, pixels",
-        number(0.0), "pack: 16",
+        number(0.0), "the pack's",
     ),
     Env(
         "FACE_SEARCH_MIN_DET_SCORE", "detection.min_det_score", "lowest detection score kept", number(0.0, 1.0),
-        "pack: 0.5",
+        "the pack's",
     ),
     Env("FACE_SEARCH_MAX_BODY_BYTES", "limits.max_body_bytes", "largest request body", whole(1)),
     Env("FACE_SEARCH_MAX_PIXELS", "limits.max_pixels", "largest decoded photo", whole(1)),

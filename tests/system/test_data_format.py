@@ -1,0 +1,142 @@
+"""A data directory written by the code before the layer redesign opens unchanged.
+
+The writer is the service as it was at ``BASELINE``, taken from this repository's history
+and run in its own interpreter; it adds, updates, deletes and searches, and records what it
+answered. The current code then opens the same directory, in process and as a real server,
+and must answer the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from service.core.config import Settings
+from service.core.services import build_services
+from tests.live import KEY, ROOT, SECRET, LiveServer
+from tests.photos import b64, flipped, package_photo
+from tests.usecases import add, find, page
+
+BASELINE = "0e1d677"  # main just before the layers were redesigned
+OLD_CODE = ("service", "index", "models", "tests/__init__.py", "tests/photos.py")
+
+WRITER = r"""
+import hashlib, json, sys
+from dataclasses import replace
+from pathlib import Path
+from service import images
+from service.config import Settings
+from service.context import build_services
+from service.search import search
+from tests.photos import flipped, package_photo
+
+settings = replace(Settings(), data_dir=Path(sys.argv[1]), index_save_seconds=0)
+with build_services(settings, serving=True) as services:
+    key = services.keys.create("test-key", "test-secret").record
+    services.keys.create("other-key", "other-secret", quota=7)
+    tom = images.add_image(services, key, package_photo("Tom_Hanks_54745.png"), {"who": "tom"})
+    group = images.add_image(services, key, package_photo("t1.jpg"), {"who": "group"})
+    yao = images.add_image(services, key, package_photo("yaoming.jpg"), {"who": "yao"})
+    gone = images.add_image(services, key, flipped(package_photo("Tom_Hanks_54745.png")), {"who": "gone"})
+    images.update_metadata(services, key, group.id, {"who": "group", "v": 2})
+    images.delete_images(services, key, [gone.id])
+    listed, total = images.list_images(services, key, 0, 100)
+    probes = {"tom": flipped(package_photo("Tom_Hanks_54745.png")), "yao": package_photo("yaoming.jpg")}
+    answers = {
+        name: [[hit.image.id, hit.score, hit.bbox] for hit in search(services, key, probe, 10, -1.0)]
+        for name, probe in probes.items()
+    }
+    files = {r.id: hashlib.sha256(services.photos.read(r.file)).hexdigest() for r in listed}
+    print(json.dumps({
+        "listed": [[r.id, r.metadata, [[f.id, f.bbox, f.score] for f in r.faces], r.created_at] for r in listed],
+        "total": total, "answers": answers, "files": files, "gone": gone.id,
+        "gallery": key.gallery, "seq": services.store.gallery(key.gallery).seq,
+    }))
+"""
+
+
+def _old_code(into: Path) -> Path:
+    """The code at BASELINE, unpacked from git; the test skips where the history is not there."""
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", BASELINE, *OLD_CODE], cwd=ROOT, capture_output=True, check=False
+    )
+    if archive.returncode != 0:
+        pytest.skip(f"commit {BASELINE} is not in this clone's history: {archive.stderr.decode().strip()}")
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(into, filter="data")
+    return into
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("format")
+    code = _old_code(root / "old")
+    data = root / "data"
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    done = subprocess.run(
+        [sys.executable, "-c", WRITER, str(data)], cwd=code, env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return data, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _probes() -> dict[str, bytes]:
+    return {"tom": flipped(package_photo("Tom_Hanks_54745.png")), "yao": package_photo("yaoming.jpg")}
+
+
+def _copy(written: tuple[Path, dict], tmp_path: Path) -> tuple[Path, dict]:
+    """A copy of the pristine directory, for a test that writes to it."""
+    copy = tmp_path / "data"
+    subprocess.run(["cp", "-a", str(written[0]), str(copy)], check=True)
+    return copy, written[1]
+
+
+@pytest.mark.slow
+def test_the_old_directory_answers_the_same_in_process(written: tuple[Path, dict], tmp_path: Path) -> None:
+    data, old = _copy(written, tmp_path)
+    with build_services(Settings().at(data), serving=True) as services:
+        key = services.keys.authenticate(KEY, SECRET)
+        assert key.gallery == old["gallery"]
+        assert services.catalog.keys.get("other-key").quota == 7
+        listed, total = page(services, key, 0, 100)
+        assert total == old["total"]
+        assert [[r.id, r.metadata, [[f.id, f.bbox, f.score] for f in r.faces], r.created_at] for r in listed] == old[
+            "listed"
+        ]
+        for record in listed:
+            digest = hashlib.sha256(services.photos.read(record.file)).hexdigest()
+            assert digest == old["files"][str(record.id)]
+        assert services.indexes.verify(key.gallery)
+        assert services.catalog.images.gallery(key.gallery).seq == old["seq"]
+        for name, probe in _probes().items():
+            hits = find(services, key, probe, top_k=10, threshold=-1.0)
+            assert [[hit.image.id, hit.score, hit.bbox] for hit in hits] == old["answers"][name], name
+        added = add(services, key, package_photo("t1.jpg"), {"who": "new"})
+        assert added.id > old["gone"], "ids go on where the old code stopped"
+
+
+@pytest.mark.slow
+def test_the_old_directory_is_served_by_a_real_server(written: tuple[Path, dict], tmp_path: Path) -> None:
+    data, old = _copy(written, tmp_path)
+    server = LiveServer(data).start()
+    try:
+        listed = server.call("GET", "/images?limit=100").json()["result"]
+        assert [[item["id"], item["metadata"], item["created_at"]] for item in listed] == [
+            [row[0], row[1], row[3]] for row in old["listed"]
+        ]
+        for name, probe in _probes().items():
+            body = {"image": {"base64": b64(probe)}, "threshold": -1.0}
+            hits = server.call("POST", "/search", json=body).json()["result"]
+            assert [[hit["id"], hit["score"], hit["bbox"]] for hit in hits] == old["answers"][name], name
+        photo = server.call("GET", f"/images/{listed[0]['id']}/file").content
+        assert hashlib.sha256(photo).hexdigest() == old["files"][str(listed[0]["id"])]
+    finally:
+        server.stop()
