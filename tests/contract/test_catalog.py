@@ -8,7 +8,7 @@ import pytest
 
 from index.catalog import Catalog
 from index.errors import GenerationConflictError, KeyExistsError, PackMismatchError, StagingIncompleteError
-from index.records import NewFace, NewImage
+from index.records import ImageRecord, NewFace, NewImage
 from tests.contract.conftest import Storage
 from tests.synthetic import faces
 
@@ -22,6 +22,12 @@ def new_image(vectors: np.ndarray, name: str = "a.jpg", pack: str = PACK, digest
 
 def gallery_of(catalog: Catalog, name: str = "k") -> int:
     return catalog.keys.create(name, "hash", None, "now").gallery
+
+
+def two_images(catalog: Catalog, vectors: np.ndarray, split: int) -> tuple[int, ImageRecord, ImageRecord]:
+    """A new gallery holding the faces before ``split`` in one image and the rest in another."""
+    gid = gallery_of(catalog)
+    return gid, catalog.images.add(gid, new_image(vectors[:split])), catalog.images.add(gid, new_image(vectors[split:]))
 
 
 def test_a_key_owns_a_new_empty_gallery(storage: Storage) -> None:
@@ -103,10 +109,8 @@ def test_a_gallery_holds_the_embeddings_of_one_pack(storage: Storage) -> None:
 
 def test_the_change_log_replays_every_add_and_remove_in_order(storage: Storage) -> None:
     catalog, _ = storage.open()
-    gid = gallery_of(catalog)
     vectors = faces(4).vectors
-    first = catalog.images.add(gid, new_image(vectors[:3]))
-    second = catalog.images.add(gid, new_image(vectors[3:5]))
+    gid, first, second = two_images(catalog, vectors[:5], 3)
     catalog.images.delete(gid, [first.id])
     batch = catalog.log.since(gid, 0)
     ops = [(change.seq, change.is_add, change.face) for change in batch.changes]
@@ -162,10 +166,8 @@ def test_index_generations_move_one_writer_at_a_time(storage: Storage) -> None:
 
 def test_staged_vectors_are_swapped_in_at_once(storage: Storage) -> None:
     catalog, _ = storage.open()
-    gid = gallery_of(catalog)
     old = faces(3).vectors
-    first = catalog.images.add(gid, new_image(old[:2]))
-    second = catalog.images.add(gid, new_image(old[2:4]))
+    gid, first, second = two_images(catalog, old[:4], 2)
     new = faces(3, dim=128, seed=1).vectors
     catalog.staging.stage(gid, first.id, "next", {first.faces[0].id: new[0], first.faces[1].id: new[1]})
     assert catalog.staging.staged_images(gid, "next") == {first.id}
