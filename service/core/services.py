@@ -74,7 +74,7 @@ def build_services(settings: Settings, serving: bool = False) -> Services:
     if settings.api_key and settings.api_secret:
         services.keys.ensure(settings.api_key, settings.api_secret)
     if serving:
-        services.photos.remove_orphans(catalog.images.files())
+        services.photos.remove_orphans(catalog.images.files, settings.orphan_grace_seconds)
         indexes.open_all()
         services.analyzer  # noqa: B018 - load the models before the first request, not during it
     return services

@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.faiss.files import SAVE_TMP
-from index.faiss.vector_index import VectorIndex
+from index.faiss.vector_index import IndexState, VectorIndex
 from index.records import ImageRecord, KeyRecord, NewFace, NewImage
 from service.core.config import Settings
 from service.core.services import Services, build_services
@@ -132,7 +131,7 @@ def test_a_killed_rebuild_leaves_the_old_index_serving_and_the_next_one_succeeds
     assert old["kind"] == "ivf"
 
     killed = _rebuild(ivf_settings, "k")
-    _wait_for(killed, "building index")  # snapshot read, training under way
+    _wait_for(killed, "to train on")  # sampling for the training under way
     assert killed.poll() is None, "the rebuild must still be running when killed"
     killed.send_signal(signal.SIGKILL)
     killed.wait()
@@ -142,11 +141,11 @@ def test_a_killed_rebuild_leaves_the_old_index_serving_and_the_next_one_succeeds
     assert (scores[:, 0] > 0.99).all(), "the old index still answers"
 
     again = _rebuild(ivf_settings, "k")
-    _wait_for(again, "building index")
+    _wait_for(again, "vectors at seq")  # the snapshot is taken: a later add must come from the log
     late = add(server, key, package_photo(TOM), {"who": "added during the rebuild"})
     assert again.wait(timeout=300) == 0
     again.stdout.close()
-    assert not list(server.indexes.files.directory.glob("*.tmp")), "the killed rebuild's temp file is gone"
+    assert not list(server.indexes.files.directory.glob("*.tmp*")), "the killed rebuild's temp file is gone"
 
     probe = flipped(package_photo(TOM))
     assert [hit.image.id for hit in find(server, key, probe, top_k=1)] == [late.id]
@@ -161,17 +160,17 @@ def test_a_killed_rebuild_leaves_the_old_index_serving_and_the_next_one_succeeds
 def test_a_checkpoint_being_written_does_not_hold_up_adds_or_searches(
     server: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The disk write of a checkpoint (seconds for a million faces) runs outside the gallery's lock."""
+    """The disk write of a checkpoint (seconds for a million faces) holds up no add and no search."""
     key = server.keys.create("k", "s").record
     fill(server, key, unit_vectors(300, seed=4), per_image=30)
     server.indexes.sync(key.gallery)
     writing, release = threading.Event(), threading.Event()
     real_save = VectorIndex.save
 
-    def slow_disk(self: VectorIndex, path: Path, tmp_suffix: str = SAVE_TMP) -> None:
+    def slow_disk(self: VectorIndex, path: Path) -> None:
         writing.set()
         assert release.wait(30), "the test never let the checkpoint finish"
-        real_save(self, path, tmp_suffix)
+        real_save(self, path)
 
     monkeypatch.setattr(VectorIndex, "save", slow_disk)
     saver = threading.Thread(target=server.indexes.save_all)
@@ -186,6 +185,7 @@ def test_a_checkpoint_being_written_does_not_hold_up_adds_or_searches(
         release.set()
         saver.join(30)
     assert not saver.is_alive()
-    reloaded = VectorIndex.load(server.indexes.path(key.gallery))
+    pointer = server.indexes.files.pointer(key.gallery, 0)
+    reloaded = VectorIndex.load(server.indexes.files.directory / pointer.file, IndexState(**pointer.state))
     assert reloaded.count == 300, "the checkpoint holds the index as it was when the copy was taken"
     assert server.indexes.verify(key.gallery)
