@@ -304,6 +304,11 @@ class FaissIndexes:
         with entry.lock.read():
             return set(entry.ids().tolist()) == expected
 
+    def loaded(self) -> list[int]:
+        """The galleries whose index this process holds now, least recently used first."""
+        with self._entries_lock:
+            return list(self._entries)
+
     def ready(self) -> bool:
         """Every gallery is loaded or loadable: start-up has looked at each one."""
         return self._opened

@@ -120,6 +120,9 @@ class VectorIndex:
         nlist = nlist_for(count)
         index = _ivf(dim, nlist, settings.storage)
         index.cp.niter = TRAIN_ITERATIONS
+        if settings.storage == "pq":  # 256-centroid codebooks: as many points per centroid as a list gets
+            index.pq.cp.niter = TRAIN_ITERATIONS
+            index.pq.cp.max_points_per_centroid = TRAIN_PER_LIST
         index.train(np.ascontiguousarray(sample, dtype=np.float32))
         index.nprobe = settings.nprobe
         state = IndexState(kind=IVF, dim=dim, nlist=nlist, nprobe=settings.nprobe, trained_on=count)

@@ -20,15 +20,15 @@ from service.core.config import Settings
 from service.core.services import Services, build_services
 from tests.live import ROOT
 from tests.photos import flipped, package_photo
+from tests.synthetic import faces
 from tests.usecases import add, delete, find, index_state
 
 TOM = "Tom_Hanks_54745.png"
-DIM = 512
 
 
 def unit_vectors(count: int, seed: int) -> np.ndarray:
-    vectors = np.random.default_rng(seed).standard_normal((count, DIM)).astype(np.float32)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    """``count`` face-like vectors: identities of five faces each, in lookalike groups."""
+    return faces(-(-count // 5), per_identity=5, seed=seed).vectors[:count]
 
 
 def fill(services: Services, key: KeyRecord, vectors: np.ndarray, per_image: int = 1) -> list[ImageRecord]:
@@ -177,9 +177,10 @@ def test_a_checkpoint_being_written_does_not_hold_up_adds_or_searches(
     saver.start()
     try:
         assert writing.wait(30)
-        added = fill(server, key, unit_vectors(10, seed=5))  # a write the index must take in
+        new = unit_vectors(10, seed=5)
+        added = fill(server, key, new)  # a write the index must take in
         server.indexes.sync(key.gallery)
-        scores, ids = server.indexes.search(key.gallery, unit_vectors(1, seed=5), 1)
+        scores, ids = server.indexes.search(key.gallery, new[:1], 1)
         assert ids[0][0] == added[0].faces[0].id and scores[0][0] > 0.99, "the new face is searchable meanwhile"
     finally:
         release.set()
