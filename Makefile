@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 8000
 RUFF_CONFIG := $(shell $(PYTHON) -c "import configparser; c = configparser.ConfigParser(); c.read('setup.cfg'); print(' '.join(\"--config '%s = %s'\" % kv for kv in c['tool:ruff'].items()))")
 
-.PHONY: install run test test-fast lint format evaluate bench clean browser
+.PHONY: install run test test-fast lint format evaluate bench clean system-tools
 
 install: $(STAMP)
 
@@ -23,17 +23,20 @@ $(STAMP): setup.cfg constraints.txt pyproject.toml
 run: $(STAMP)
 	PORT=$(PORT) $(VENV)/bin/gunicorn -c service/api/gunicorn.conf.py service.api.wsgi:app
 
-test: $(STAMP) browser
+test: $(STAMP) system-tools
 	$(PY) -m pytest
 
-# The browser test (tests/test_web.py) drives Debian's chromium; install it when it is missing and
-# this runs as root (as CI does). Never fatal: without it that one test skips and says why.
-browser:
-	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+# Debian packages some system tests drive: chromium and chromium-driver (the browser test,
+# tests/system/test_web.py) and strace (tests/system/test_write_ordering.py). Installed when
+# missing and this runs as root (as CI does); never fatal: without them those tests skip and say why.
+TOOLS := chromium:chromium chromedriver:chromium-driver strace:strace  # command:package
+system-tools:
+	@missing=$$(for t in $(TOOLS); do command -v $${t%%:*} >/dev/null || echo $${t##*:}; done); \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
-	  || echo "could not install chromium: the browser test will be skipped"; \
-	else echo "chromium and chromium-driver are missing (apt-get install them as root): the browser test will be skipped"; fi
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	  || echo "could not install $$missing: the tests that need them will be skipped"; \
+	else echo "missing $$missing (apt-get install them as root): the tests that need them will be skipped"; fi
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"

@@ -3,11 +3,13 @@ rebuilds run by another process (even one killed half-way) adopted by a serving 
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -189,4 +191,51 @@ def test_a_checkpoint_being_written_does_not_hold_up_adds_or_searches(
     pointer = server.indexes.files.pointer(key.gallery, 0)
     reloaded = VectorIndex.load(server.indexes.files.directory / pointer.file, IndexState(**pointer.state))
     assert reloaded.count == 300, "the checkpoint holds the index as it was when the copy was taken"
+    assert server.indexes.verify(key.gallery)
+
+
+@pytest.mark.slow
+def test_a_rebuild_the_server_started_and_sigkill_ended_leaves_the_old_index_serving(server: Services) -> None:
+    key = server.keys.create("k", "s").record
+    vectors = unit_vectors(20000, seed=6)
+    fill(server, key, vectors, per_image=500)
+    server.indexes.sync(key.gallery)
+    server.indexes.wait(key.gallery)
+    old = index_state(server, key.gallery)
+    assert server.indexes.request_rebuild(key.gallery, "asked for by the test")
+    deadline = time.monotonic() + 60
+    while not (children := multiprocessing.active_children()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert children, "the server started its rebuild in a child process"
+    time.sleep(1.0)  # reading and training under way
+    os.kill(children[0].pid, signal.SIGKILL)
+    server.indexes.wait(key.gallery)
+    assert server.catalog.images.gallery(key.gallery).index_generation == old["generation"], "nothing committed"
+    scores, _ = server.indexes.search(key.gallery, vectors[:50], 1)
+    assert (scores[:, 0] > 0.99).all(), "the old index still answers"
+    assert server.indexes.rebuild(key.gallery, progress=lambda line: None) is not None, "the next one succeeds"
+    assert index_state(server, key.gallery)["generation"] == old["generation"] + 1
+    assert server.indexes.verify(key.gallery)
+
+
+@pytest.mark.slow
+def test_half_a_gallery_deleted_while_a_rebuild_runs_does_not_come_back(
+    server: Services, ivf_settings: Settings
+) -> None:
+    key = server.keys.create("k", "s").record
+    vectors = unit_vectors(20000, seed=7)
+    records = fill(server, key, vectors, per_image=100)
+    server.indexes.sync(key.gallery)
+    server.indexes.wait(key.gallery)
+    rebuild = _rebuild(ivf_settings, "k")
+    _wait_for(rebuild, "vectors at seq")  # its snapshot is taken: the deletes come after it
+    doomed = records[::2]
+    delete(server, key, [record.id for record in doomed])
+    assert rebuild.wait(timeout=600) == 0
+    rebuild.stdout.close()
+    deleted = {face.id for record in doomed for face in record.faces}
+    _, found = server.indexes.search(key.gallery, vectors, 5)  # every face, the deleted ones among them
+    assert not deleted & set(found.ravel().tolist()), "a deleted face came back with the rebuilt index"
+    state = index_state(server, key.gallery)
+    assert state["generation"] == state["committed_generation"] and state["vectors"] == 10000
     assert server.indexes.verify(key.gallery)
