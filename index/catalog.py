@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -162,6 +163,12 @@ class Catalog(Protocol):
 
     def ping(self) -> None:
         """Raise when the catalog cannot answer a read (for readiness checks)."""
+        ...
+
+    def backup(self, dest: Path) -> set[str]:
+        """Write a consistent copy of the whole catalog, compacted, into the empty folder ``dest``
+        while writes go on; returns the photo file names its images name. (A database server
+        has its own backup tools: a backend of one raises NotImplementedError.)"""
         ...
 
     def opener(self) -> Callable[[], Catalog]:

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import secrets
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -51,6 +52,11 @@ class PhotoStore(Protocol):
         """Delete photos older than ``grace`` seconds that no image record names (``live()``
         gives the names, read after the photos were listed): left by a crash between photo
         and record."""
+        ...
+
+    def pin(self, into: Path) -> int:
+        """Keep every photo there is now under ``into``, out of reach of later deletes (a
+        backup copies from there); how many."""
         ...
 
 
@@ -115,6 +121,23 @@ class PhotoFiles:
         if removed:
             log.info("removed %d orphan photo files older than %.0f s", removed, grace)
         return removed
+
+    def pin(self, into: Path) -> int:
+        """Hard links: instant, and a photo deleted afterwards keeps its bytes under ``into``.
+        Photos are never changed once written, so a link is as good as a copy."""
+        pinned = 0
+        for path in self.root.glob("*/*"):
+            if path.name.startswith("."):
+                continue  # a write in progress
+            target = into / path.relative_to(self.root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                try:
+                    os.link(path, target)
+                except OSError:  # another filesystem: a copy then
+                    shutil.copy2(path, target)
+                pinned += 1
+        return pinned
 
 
 def _fsync_directory(folder: Path) -> None:

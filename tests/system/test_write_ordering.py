@@ -38,7 +38,9 @@ def _steps(trace: Path) -> dict[str, int]:
                 steps.setdefault("catalog fsync", position)
         elif call.startswith("rename") and "/photos/1/" in arguments and "photo fsync" in steps:
             steps.setdefault("rename", position)
-        elif call in ("sendto", "sendmsg", "write", "writev") and "HTTP/1.1 200" in arguments and "photo fsync" in steps:
+        elif (
+            call in ("sendto", "sendmsg", "write", "writev") and "HTTP/1.1 200" in arguments and "photo fsync" in steps
+        ):
             steps.setdefault("answer", position)
     return steps
 
