@@ -304,6 +304,14 @@ class FaissIndexes:
         with entry.lock.read():
             return set(entry.ids().tolist()) == expected
 
+    def tune(self, nprobe: int, rerank: int) -> None:
+        """Change the search-time settings of this process's indexes, loaded or not: no rebuild needed."""
+        self.settings = replace(self.settings, nprobe=nprobe, rerank=rerank)
+        with self._entries_lock:
+            for entry in self._entries.values():
+                if entry.base is not None:
+                    entry.base.set_nprobe(nprobe)
+
     def loaded(self) -> list[int]:
         """The galleries whose index this process holds now, least recently used first."""
         with self._entries_lock:
