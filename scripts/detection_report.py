@@ -203,9 +203,9 @@ class PassRecorder:
     def __init__(self, model, pack_input: tuple[int, int]) -> None:
         self.model, self.pack_input, self.sizes = model, pack_input, []
 
-    def detect(self, image, input_size=None, **kwargs):
+    def detect(self, image: np.ndarray, input_size: tuple[int, int], threshold: float):
         self.sizes.append(tuple(input_size))
-        return self.model.detect(image, input_size=input_size, **kwargs)
+        return self.model.detect(image, input_size, threshold)
 
     def passes(self) -> str:
         """The first pass's input against the pack's (larger, smaller), then each extra pass."""
