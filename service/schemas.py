@@ -251,4 +251,6 @@ class Refusal(TypedDict):
 
 class Health(TypedDict):
     status: Literal["ok", "unavailable"]
+    pack: NotRequired[str]  # /healthz: the model pack served, and its weights' licence
+    licence: NotRequired[str]
     checks: NotRequired[dict[str, bool]]
