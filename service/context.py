@@ -75,6 +75,7 @@ def build_services(settings: Settings, serving: bool = False) -> Services:
     if settings.api_key and settings.api_secret:
         services.keys.ensure(settings.api_key, settings.api_secret)
     if serving:
+        log.info("model pack %s; weights licence: %s", pack.name, pack.licence)
         # one OpenMP thread per search: the request threads already run searches side by side,
         # and a 2-thread search over 100k faces measured 4x slower on a busy 2-core machine
         faiss.omp_set_num_threads(settings.faiss_threads)

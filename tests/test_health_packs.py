@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from pathlib import Path
+
+import pytest
 
 from service.app import create_app
 from service.config import Settings
@@ -19,3 +22,12 @@ def test_healthz_states_the_commercial_packs_licence(tmp_path: Path) -> None:
         "pack": "yunet_sface",
         "licence": "YuNet: MIT; SFace: Apache-2.0; commercial use allowed",
     }
+
+
+def test_a_serving_process_logs_the_packs_licence_in_one_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    settings = replace(Settings(), data_dir=tmp_path / "data", index_save_seconds=0)
+    with caplog.at_level(logging.INFO, logger="service.context"), build_services(settings, serving=True):
+        pass
+    [line] = [r.getMessage() for r in caplog.records if "licence" in r.getMessage()]
+    assert line.startswith("model pack buffalo_s; ") and "\n" not in line
+    assert line.endswith("weights licence: InsightFace pretrained models: non-commercial research use only")
