@@ -56,14 +56,24 @@ def _free_dims(value: onnx.ValueInfoProto, keep: int | None) -> None:
             dim.dim_param = f"{value.name}_{index}"
 
 
+def _keep_only(field, keep) -> None:
+    """Delete in place the entries of a repeated protobuf field that ``keep`` refuses (no copies)."""
+    for index in reversed(range(len(field))):
+        if not keep(field[index]):
+            del field[index]
+
+
 def float32_model(path: Path) -> bytes:
     """The model at ``path`` with every constant DequantizeLinear folded into a float32
-    initializer, unused tensors and stale graph inputs dropped, and sizes freed."""
+    initializer, unused tensors and stale graph inputs dropped, and sizes freed.
+
+    The graph is edited in place and each weight is converted on its own, so memory peaks
+    at about the float32 model twice (the graph and its serialisation), not at every copy.
+    """
     model = onnx.load(str(path))
     graph = model.graph
     constants = {tensor.name: tensor for tensor in graph.initializer}
-    folded: list[onnx.TensorProto] = []
-    kept: list[onnx.NodeProto] = []
+    folded = set()
     for node in graph.node:
         if node.op_type == "DequantizeLinear" and all(name in constants for name in node.input):
             arrays = [numpy_helper.to_array(constants[name]) for name in node.input]
@@ -72,20 +82,16 @@ def float32_model(path: Path) -> bytes:
             value = dequantized_array(
                 arrays[0], arrays[1], zero_point, attributes.get("axis", 1), attributes.get("block_size", 0)
             )
-            folded.append(numpy_helper.from_array(value, node.output[0]))
-        else:
-            kept.append(node)
-    used = {name for node in kept for name in node.input}
-    initializers = [t for t in [*graph.initializer, *folded] if t.name in used]
-    constant_names = {t.name for t in initializers}
-    inputs = [i for i in graph.input if i.name in used and i.name not in constant_names]
-    del graph.node[:], graph.initializer[:], graph.input[:], graph.value_info[:]
-    graph.node.extend(kept)
-    graph.initializer.extend(initializers)
-    graph.input.extend(inputs)
+            graph.initializer.append(numpy_helper.from_array(value, node.output[0]))
+            folded.add(node.output[0])
+    _keep_only(graph.node, lambda node: node.output[0] not in folded)
+    used = {name for node in graph.node for name in node.input}
+    _keep_only(graph.initializer, lambda tensor: tensor.name in used)
+    constant_names = {tensor.name for tensor in graph.initializer}
+    _keep_only(graph.input, lambda value: value.name in used and value.name not in constant_names)
+    del graph.value_info[:]
     for value in graph.input:
         _free_dims(value, keep=1)  # NCHW: the channels stay
     for value in graph.output:
         _free_dims(value, keep=-1)  # the feature width stays
-    onnx.checker.check_model(model)
     return model.SerializeToString()

@@ -5,11 +5,12 @@
 Timings on a shared machine are noisy, so the packs are timed in turn within one run,
 each warmed up first, over the same LFW photos (250x250), and each pack's best round
 is kept: the ratio between packs is what to read. Memory is measured in a fresh
-process per pack (peak resident set after loading the models and running them on a
-small and a large photo, less the process before), so one pack's allocations do not
-hide the other's. Bytes per face: the same photos added through the service's add use
-case to a fresh data directory per pack, then the LMDB pages of the faces table and
-of the whole environment, and the size of the saved FAISS index, divided by the faces.
+process per pack, so one pack's allocations do not hide the other's: what the models
+hold once loaded and run on a small and a large photo, and the peak (which includes
+converting quantised weights at load), less the process before. Bytes per face: the
+same photos added through the service's add use case to a fresh data directory per
+pack, then the LMDB pages of the faces table and of the whole environment, and the
+size of the saved FAISS index, divided by the faces.
 Also used by ``scripts/evaluate.py --costs``.
 """
 
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import ctypes
+import gc
 import json
 import multiprocessing
 import random
@@ -74,12 +77,16 @@ def _status_kb(field: str) -> int:
 
 
 def _memory_in_child(pack_name: str, threads: int, photos: list[bytes]) -> dict[str, float]:
+    """Freed memory is handed back to the system before each reading, so what is counted is in use."""
+    trim = ctypes.CDLL("libc.so.6").malloc_trim
+    trim(0)
     before = _status_kb("VmRSS")
     analyzer = FaceAnalyzer(load_pack(pack_name), threads)
-    loaded = _status_kb("VmRSS")
     for data in photos:
         analyzer.faces_in_bytes(data)
-    return {"loaded_mb": (loaded - before) / 1024, "peak_mb": (_status_kb("VmHWM") - before) / 1024}
+    gc.collect()
+    trim(0)
+    return {"loaded_mb": (_status_kb("VmRSS") - before) / 1024, "peak_mb": (_status_kb("VmHWM") - before) / 1024}
 
 
 def model_memory(pack_name: str, threads: int, photos: list[bytes]) -> dict[str, float]:
@@ -135,7 +142,7 @@ def measure(pack_names: list[str], count: int = 300) -> dict[str, dict]:
 
 def markdown(costs: dict[str, dict]) -> str:
     lines = [
-        "| pack | ms per 250x250 photo | models' memory (loaded / peak) | dim | index bytes/face "
+        "| pack | ms per 250x250 photo | models' memory (in use / peak) | dim | index bytes/face "
         "| LMDB faces table bytes/face | overflow pages/face | LMDB environment bytes/face |",
         "| --- |" + " ---: |" * 7,
     ]
