@@ -53,10 +53,12 @@ format: $(STAMP)
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
 
-# Accuracy on every set in ../shared/datasets (LFW takes ~7 min the first time; faces are
-# cached under reports/evaluation/cache), with the threshold calibration from LFW.
+# Accuracy on every set in ../shared/datasets, every pack side by side (LFW takes ~7 min per
+# pack the first time; faces are cached under reports/evaluation/cache), with each pack's
+# threshold calibration from LFW and its costs (time, memory, bytes per face).
+PACKS ?= buffalo_s,yunet_sface
 evaluate: $(STAMP)
-	$(PY) scripts/evaluate.py --calibrate
+	$(PY) scripts/evaluate.py --pack $(PACKS) --calibrate --costs
 
 # Pipeline speed against the models' floor: the shipped 2 model x 4 server threads, and 1 x 4.
 bench: $(STAMP)

@@ -74,6 +74,7 @@ def build_services(settings: Settings, serving: bool = False) -> Services:
     if settings.api_key and settings.api_secret:
         services.keys.ensure(settings.api_key, settings.api_secret)
     if serving:
+        log.info("model pack %s; weights licence: %s", pack.name, pack.licence)
         services.photos.remove_orphans(catalog.images.files, settings.orphan_grace_seconds)
         indexes.open_all()
         services.analyzer  # noqa: B018 - load the models before the first request, not during it
