@@ -60,6 +60,6 @@ PACKS ?= buffalo_s,yunet_sface
 evaluate: $(STAMP)
 	$(PY) scripts/evaluate.py --pack $(PACKS) --calibrate --costs
 
-# Pipeline speed against the models' floor: the shipped 2 model x 4 server threads, and 1 x 4.
+# Pipeline speed against the models' floor, per server (workers x model threads x request threads).
 bench: $(STAMP)
-	$(PY) scripts/bench_pipeline.py --configs 2x4,1x4
+	$(PY) scripts/bench_pipeline.py --configs 2x1x4,2x2x4,1x2x4

@@ -296,6 +296,32 @@ def serve(
     return json.loads(line[len("RESULT ") :])
 
 
+def workers_memory(data: Path, key: str, workers: int) -> list[dict]:
+    """Each worker's memory in a real server (``workers`` processes) after searches on the gallery:
+    resident, and proportional (PSS, a shared page split among the processes that map it)."""
+    from tests.live import LiveServer
+    from tests.photos import b64, package_photo
+
+    env = {"FACE_SEARCH_WORKERS": str(workers), "FACE_SEARCH_API_KEY": key, "FACE_SEARCH_API_SECRET": "bench",
+           "FACE_SEARCH_RATE_LIMIT": "0", "FACE_SEARCH_INDEX_SAVE_SECONDS": "0"}  # fmt: skip
+    server = LiveServer(data, env).start(timeout=600)
+    try:
+        body = {"image": {"base64": b64(package_photo("t1.jpg"))}, "face": "all"}
+        for _ in range(10 * workers):
+            server.call("POST", "/search", key, "bench", json=body)
+        pids = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True).stdout
+        rows = []
+        for pid in pids.split():
+            fields = {}
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+                name, value = line.split(":", 1)
+                fields[name] = int(value.split()[0]) * 1024
+            rows.append({name: fields[name] for name in ("Rss", "Pss", "Pss_Anon", "Pss_File", "Shared_Clean")})
+        return rows
+    finally:
+        server.stop()
+
+
 def recall(found: np.ndarray, exact: np.ndarray) -> float:
     """The share of the exact top-10 found in the top-10 answered, over the queries."""
     return round(float(np.mean([len(set(f[:10]) & set(t[:10])) / 10 for f, t in zip(found, exact, strict=True)])), 4)
@@ -356,6 +382,8 @@ def one_gallery(size: int, args: argparse.Namespace, settings: Settings) -> dict
         "searches_before": percentiles(point["search_before_ms"]),
         "searches_during": percentiles(point["search_during_ms"]),
     }
+    if args.workers_memory:
+        result["workers_memory"] = {n: workers_memory(data, key, n) for n in (1, 2)}
     if "rebuild_while_serving" in served:
         during = served["rebuild_while_serving"]
         result["rebuild_while_serving"] = {
@@ -419,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--grid", action="store_true", help="also sweep nprobe and re-rank candidates")
     parser.add_argument("--rebuild-while-serving", action="store_true")
+    parser.add_argument("--workers-memory", action="store_true", help="memory of each worker of a real server")
     parser.add_argument("--data", type=Path, default=ROOT / "data-bench", help="kept between runs (resumable)")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench_index")
     args = parser.parse_args(argv)
