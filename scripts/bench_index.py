@@ -191,6 +191,7 @@ indexes = FaissIndexes(catalog, data / "indexes", settings.index, serving=True)
 indexes.open_all()
 opened = time.monotonic() - started
 out = {"startup_s": round(opened, 2), "after_open": {k: v - base[k] for k, v in status().items()}}
+out["lists"] = indexes.status(gids[0]).details.lists if indexes.status(gids[0]).details else 0
 
 def timed(gid, rows, k=10):
     times, found = [], []
@@ -352,6 +353,7 @@ def one_gallery(size: int, args: argparse.Namespace, settings: Settings) -> dict
     result = {
         "size": size,
         "storage": settings.index.storage,
+        "lists": served["lists"],
         "nprobe": settings.index.nprobe,
         "rerank": settings.index.rerank,
         "lmdb_bytes": lmdb_bytes,
@@ -453,28 +455,102 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    report: dict = {"cores": os.cpu_count(), "index_settings": asdict(settings.index)}
+    report = previous(args.out.with_suffix(".json"))
+    report.update(cores=os.cpu_count(), index_settings=asdict(settings.index))
     if args.galleries:
         report["galleries"] = many_galleries(args.galleries, args.faces_per_gallery, args, settings)
-        line = report["galleries"]
+    else:
+        for size in (int(s) for s in args.sizes.split(",")):
+            row = one_gallery(size, args, settings)
+            report["sizes"] = sorted([r for r in report["sizes"] if r["size"] != size] + [row], key=lambda r: r["size"])
+            args.out.with_suffix(".json").write_text(json.dumps(report, indent=1))
+    args.out.with_suffix(".json").write_text(json.dumps(report, indent=1))
+    print(table(report))
+    plot(report, args.out.with_suffix(".png"))
+    for row in report["sizes"]:
         print(
-            f"{args.galleries} x {args.faces_per_gallery} faces: resident {line['resident_bytes'] / 2**20:.0f} MiB, "
-            f"first search p50 {line['first_search']['p50_ms']} ms p99 {line['first_search']['p99_ms']} ms, "
+            f"{row['size']} faces: resident {row['resident_bytes'] / 2**20:.0f} MiB "
+            f"({row['bytes_per_face']:.0f} B/face), p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, "
+            f"recall@10 {row['recall@10']}"
+        )
+    if line := report.get("galleries"):
+        print(
+            f"{line['galleries']} x {line['faces_per_gallery']} faces: resident {line['resident_bytes'] / 2**20:.0f} "
+            f"MiB, first search p50 {line['first_search']['p50_ms']} ms p99 {line['first_search']['p99_ms']} ms, "
             f"warm p50 {line['warm_search']['p50_ms']} ms, start-up {line['startup_s']} s"
         )
-    else:
-        report["sizes"] = []
-        for size in (int(s) for s in args.sizes.split(",")):
-            report["sizes"].append(one_gallery(size, args, settings))
-            args.out.with_suffix(".json").write_text(json.dumps(report, indent=1))
-        for row in report["sizes"]:
-            print(
-                f"{row['size']} faces: resident {row['resident_bytes'] / 2**20:.0f} MiB "
-                f"({row['bytes_per_face']:.0f} B/face), p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, "
-                f"recall@10 {row['recall@10']}"
-            )
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=1))
     return 0
+
+
+def previous(path: Path) -> dict:
+    """The report of earlier runs: sizes are measured one run at a time (10M alone takes hours)
+    and the table and plot show them all."""
+    report = json.loads(path.read_text()) if path.exists() else {}
+    report.setdefault("sizes", [])
+    return report
+
+
+def table(report: dict) -> str:
+    """The README's table: one gallery per size, then many small galleries."""
+    lines = [
+        "| faces | storage, lists, nprobe, re-rank | resident MiB (B/face) | p50 / p99 ms | recall@10 | start-up s "
+        "| rebuild s | checkpoint s (adds p99 during / before ms) | LMDB GiB |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in report["sizes"]:
+        point = r["checkpoint"]
+        lines.append(
+            f"| {r['size']:,} | {r['storage']}, {r.get('lists', '-')}, {r['nprobe']}, {r['rerank']} "
+            f"| {r['resident_bytes'] / 2**20:,.0f} ({r['bytes_per_face']:.0f}) | {r['p50_ms']} / {r['p99_ms']} "
+            f"| {r['recall@10']} | {r['startup_s']} | {r['rebuild_s'] or '-'} "
+            f"| {point['fold_s']} ({point['adds_during']['p99_ms']} / {point['adds_before']['p99_ms']}) "
+            f"| {r['lmdb_bytes'] / 2**30:.1f} |"
+        )
+    if g := report.get("galleries"):
+        lines += [
+            "",
+            "| galleries x faces | resident MiB | first search p50 / p99 ms | warm p50 / p99 ms | start-up s "
+            "| LMDB GiB |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+            f"| {g['galleries']:,} x {g['faces_per_gallery']:,} | {g['resident_bytes'] / 2**20:,.0f} "
+            f"| {g['first_search']['p50_ms']} / {g['first_search']['p99_ms']} "
+            f"| {g['warm_search']['p50_ms']} / {g['warm_search']['p99_ms']} | {g['startup_s']} "
+            f"| {g['lmdb_bytes'] / 2**30:.1f} |",
+        ]
+    return "\n".join(lines)
+
+
+def plot(report: dict, path: Path) -> None:
+    """Memory, latency and build time against gallery size, the many-galleries shape marked apart."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["sizes"]
+    if not rows:
+        return
+    sizes = [r["size"] for r in rows]
+    figure, (memory, latency, build) = plt.subplots(1, 3, figsize=(13, 4))
+    memory.plot(sizes, [r["resident_bytes"] / 2**30 for r in rows], "o-", label="one gallery")
+    latency.plot(sizes, [r["p50_ms"] for r in rows], "o-", label="p50, one gallery")
+    latency.plot(sizes, [r["p99_ms"] for r in rows], "s--", label="p99, one gallery")
+    build.plot(sizes, [(r["rebuild_s"] or float("nan")) / 60 for r in rows], "o-", label="rebuild")
+    build.plot(sizes, [r["startup_s"] / 60 for r in rows], "s--", label="start-up")
+    if g := report.get("galleries"):
+        total = g["galleries"] * g["faces_per_gallery"]
+        shape = f"{g['galleries']:,} x {g['faces_per_gallery']:,}"
+        memory.plot([total], [g["resident_bytes"] / 2**30], "D", color="tab:red", label=shape)
+        latency.plot([total], [g["first_search"]["p50_ms"]], "D", color="tab:red", label=f"first search p50, {shape}")
+        latency.plot([total], [g["warm_search"]["p50_ms"]], "^", color="tab:red", label=f"warm p50, {shape}")
+    for axis, label in ((memory, "resident memory, GiB"), (latency, "single-query search, ms"), (build, "minutes")):
+        axis.set(xscale="log", xlabel="faces", ylabel=label)
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.suptitle(f"scripts/bench_index.py on {report['cores']} cores")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
 
 
 if __name__ == "__main__":
