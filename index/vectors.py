@@ -22,7 +22,7 @@ class IndexSettings:
 
     ivf_threshold: int = 50_000  # vectors at which a gallery moves from exact to IVF
     nprobe: int = 128  # recall@10 >= 0.99 at 1M vectors in scripts/bench_index.py (0.989 at 64)
-    storage: str = "flat"  # vectors inside the IVF lists: "flat" or "sq8"
+    storage: str = "pq"  # vectors inside the IVF lists: "pq" codes re-ranked exactly (72 B/face), "sq8" or "flat"
     rebuild_churn: float = 0.5  # share of an IVF changed since training that calls for a rebuild
     compact_fraction: float = 0.2  # a delete removing more than this share of a gallery compacts it
     rebuild_threads: int = 1  # threads of a rebuild, so searches keep a core on 2-core machines

@@ -21,7 +21,7 @@ from ..records import ChangeBatch
 from .files import IndexFiles, Pointer
 from .ivf_file import IvfLayout, write_ivf
 from .overlay import Overlay
-from .vector_index import FLAT, IndexState, VectorIndex, lists_codes, lists_ids
+from .vector_index import FLAT, IndexState, VectorIndex, add_vectors, lists_codes, lists_ids
 
 Exact = Callable[[list[int]], dict[int, np.ndarray]]  # face ids -> their exact vectors (live faces only)
 
@@ -125,7 +125,7 @@ class GalleryIndex:
         delta = layout.empty()
         added, vectors = self.overlay.added_vectors()
         if len(added):
-            delta.add_with_ids(vectors, added)
+            add_vectors(delta, added, vectors)
         removed = np.fromiter(self.overlay.removed, np.int64, len(self.overlay.removed))
 
         def kept(number: int) -> np.ndarray:
