@@ -30,7 +30,7 @@ class IndexSettings:
     search_threads: int = 1  # threads of one search: the request threads already search side by side
     rerank: int = 200  # candidates of a compressed index scored again with the exact vectors
     fold_after: int = 100_000  # changes held beside a base file before a checkpoint folds them in
-    memory_bytes: int = 0  # indexes one process keeps loaded, least recently used evicted (0: RAM / 4)
+    memory_bytes: int = 0  # indexes one process keeps loaded, least recently used evicted (0: RAM / 8)
 
 
 STORAGES = ("flat", "sq8", "pq")

@@ -66,8 +66,10 @@ class _Task:
 
 
 def default_memory() -> int:
-    """A quarter of the machine's memory: room for the models, the page cache and other processes."""
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+    """An eighth of the machine's memory per process: the two workers of a 2-core machine stay
+    within a quarter, leaving the rest to the models, the page cache (the catalog's vectors,
+    read to re-rank) and other processes."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 8
 
 
 class FaissIndexes:

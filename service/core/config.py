@@ -284,7 +284,7 @@ ENV = (
     ),
     Env(
         "FACE_SEARCH_INDEX_MEMORY_BYTES", "index.memory_bytes",
-        "indexes one process keeps loaded; the least recently used are dropped (0: a quarter of the RAM)",
+        "indexes one process keeps loaded; the least recently used are dropped (0: an eighth of the RAM)",
         whole(0),
     ),
     Env(
