@@ -111,16 +111,17 @@ class Population:
 def fill(catalog: LmdbCatalog, gid: int, population: Population, label: str) -> None:
     """Store the population's faces, going on from what an earlier, stopped run stored."""
     have = catalog.images.gallery(gid).faces
-    if have % CHUNK and have < population.size:
-        raise SystemExit(f"{label}: {have} faces stored, not a whole number of chunks: remove --data and start again")
-    chunks = range(have // CHUNK, -(-population.size // CHUNK))
+    if have % PER_IMAGE and have < population.size:
+        raise SystemExit(f"{label}: {have} faces stored, not whole images: remove --data and start again")
     with tqdm(total=population.size, initial=have, unit="face", desc=f"storing {label}") as bar:
-        for number in chunks:
+        for number in range(have // CHUNK, -(-population.size // CHUNK)):
             vectors = population.chunk(number)
-            for start in range(0, len(vectors), PER_IMAGE):
+            # an image is one transaction, so a stopped run stored whole images: go on after the last one
+            first = max(0, have - number * CHUNK)
+            for start in range(first, len(vectors), PER_IMAGE):
                 faces = [NewFace([0.0, 0.0, 100.0, 100.0], 0.9, v) for v in vectors[start : start + PER_IMAGE]]
                 catalog.images.add(gid, NewImage("bench.jpg", "image/jpeg", {}, "bench", "buffalo_s", faces))
-            bar.update(len(vectors))
+            bar.update(len(vectors) - first)
 
 
 def truth(catalog: LmdbCatalog, gid: int, queries: np.ndarray, cache: Path, k: int = 10) -> np.ndarray:
