@@ -52,11 +52,13 @@ class IndexDetails:
 class IndexStatus:
     """A gallery's index as this process holds it; ``details`` is None before it holds a vector."""
 
-    kind: str  # "flat" (exact) or "ivf"
+    kind: str  # "flat" (exact) or "ivf"; "hnsw" in Milvus
     vectors: int
     rebuilding: bool
     generation: int
     details: IndexDetails | None = None
+    pending: int = 0  # committed changes not in the index yet (the outbox lag of a cluster)
+    pending_seconds: float = 0.0  # age of the oldest of them
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,204 @@
+"""``index.vectors.VectorIndexes`` over Milvus, kept in step with the PostgreSQL catalog's outbox.
+
+Every write commits to PostgreSQL (record, faces and change-log rows together) and is
+acknowledged then; ``sync`` applies the gallery's outbox to Milvus right away when it can,
+and the background applier of every serving replica retries whatever is left (Milvus
+down, a writer killed between commit and apply, a script's writes).
+
+What a search sees: it first applies any change of the gallery still in the outbox, so a
+change committed anywhere is searched. Milvus makes a write visible to searches a moment
+after taking it, so a search runs at ``Strong`` consistency (about 200 ms slower) while the
+gallery's last change was applied less than ``STRONG_SECONDS`` ago, and at ``Bounded``
+(no wait) otherwise. A hit of a face deleted meanwhile can still come back from Milvus; the
+use case maps every hit through the catalog (``images_of_faces``), which drops it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from ..errors import IndexBusyError, StagingIncompleteError
+from ..postgres import PostgresCatalog
+from ..postgres.outbox import Progress, collection_key
+from ..records import GalleryRecord
+from ..vectors import IndexDetails, IndexSettings, IndexStatus, RebuildResult
+from .applier import Applier
+from .client import Milvus
+from .collection import HNSW, MIN_EF, Collection, collection_name, face_row
+
+log = logging.getLogger(__name__)
+
+KIND = "hnsw"
+# Longer than the Bounded staleness of Milvus's default configuration (gracefulTime 5 s), with
+# a margin for the clocks of PostgreSQL and Milvus, which this compares.
+STRONG_SECONDS = 10.0
+COMPACTION_SECONDS = 600.0
+
+
+class MilvusIndexes:
+    def __init__(self, catalog: PostgresCatalog, uri: str, settings: IndexSettings, serving: bool = False) -> None:
+        """``serving``: this process answers searches, so it also runs the background applier."""
+        self.catalog = catalog
+        self.settings = settings
+        self.serving = serving
+        self.milvus = Milvus(uri)
+        self._collections: dict[tuple[str, int], Collection] = {}
+        self.applier = Applier(catalog, self.collection)
+
+    def collection(self, pack: str, dim: int) -> Collection:
+        found = self._collections.get((pack, dim))
+        if found is None:
+            found = self._collections[pack, dim] = Collection(
+                self.milvus, collection_name(self.catalog.namespace, pack, dim), dim
+            )
+        return found
+
+    def _caught_up(self, gid: int) -> tuple[GalleryRecord, Progress | None]:
+        """The gallery and its progress after applying whatever its outbox holds."""
+        gallery = self.catalog.images.gallery(gid)
+        if gallery.pack is None or gallery.dim is None:
+            return gallery, None
+        key = collection_key(gallery.pack, gallery.dim)
+        progress = self.catalog.outbox.progress(gid, key)
+        if progress.pending:
+            self.applier.apply(gid)
+            progress = self.catalog.outbox.progress(gid, key)
+        return gallery, progress
+
+    def sync(self, gid: int) -> None:
+        """Apply the gallery's outbox now; if Milvus is down the write stands (it is committed)
+        and the background applier applies it once Milvus is back."""
+        try:
+            self.applier.apply(gid)
+        except OSError as exc:  # StorageUnavailableError: left to the background applier
+            log.warning("gallery %d: change not applied to Milvus yet: %s", gid, exc)
+
+    def search(self, gid: int, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        gallery, progress = self._caught_up(gid)
+        if progress is None or not gallery.faces:
+            empty = np.zeros((len(queries), 0))
+            return empty.astype(np.float32), empty.astype(np.int64)
+        recent = progress.applied_seconds_ago is not None and progress.applied_seconds_ago < STRONG_SECONDS
+        return self.collection(gallery.pack, gallery.dim).search(gid, queries, k, strong=recent)
+
+    def status(self, gid: int) -> IndexStatus:
+        gallery, progress = self._caught_up(gid)
+        if progress is None:
+            return IndexStatus(kind=KIND, vectors=0, rebuilding=False, generation=gallery.index_generation)
+        vectors = self.collection(gallery.pack, gallery.dim).count(gid)
+        details = IndexDetails(
+            dim=gallery.dim,
+            lists=0,
+            nprobe=MIN_EF,
+            storage=f"hnsw M={HNSW['M']}",
+            trained_on=0,
+            churn_since_training=0.0,
+            last_rebuild=None,
+            seq=progress.applied,
+            rebuild_needed=None,
+        )
+        return IndexStatus(
+            KIND, vectors, False, gallery.index_generation, details, progress.pending, progress.oldest_pending_seconds
+        )
+
+    def verify(self, gid: int) -> bool:
+        gallery, progress = self._caught_up(gid)
+        live = self.catalog.log.snapshot(gid).ids.tolist()
+        if progress is None:
+            return not live
+        held = self.collection(gallery.pack, gallery.dim)
+        return held.count(gid) == len(live) and held.present(gid, live) == set(live)
+
+    def ready(self) -> bool:
+        """Milvus answers (whether each gallery is caught up is the outbox lag's business)."""
+        return self.milvus.call(lambda client: client.list_collections(timeout=5.0)) is not None
+
+    def rebuild_reason(self, gid: int) -> str | None:
+        """None: Milvus builds the index of each sealed segment and compacts deletes by itself."""
+        return None
+
+    def rebuild(self, gid: int, wait: bool = False, progress: Callable[[str], None] = log.info) -> RebuildResult | None:
+        """Milvus's own work, started now: flush the outbox and the collection, then compact
+        it (deleted rows dropped, segments merged and re-indexed); moves the index generation."""
+        with self.exclusive(gid, wait) as held:
+            if not held:
+                raise IndexBusyError(f"gallery {gid} is being rebuilt or re-embedded by another process")
+            started = time.monotonic()
+            gallery, state = self._caught_up(gid)
+            if state is None:
+                return None
+            read = time.monotonic()
+            collection = self.collection(gallery.pack, gallery.dim)
+            progress(f"gallery {gid}: compacting Milvus collection {collection.name}")
+            outcome = collection.compact(COMPACTION_SECONDS)
+            built = time.monotonic()
+            committed = self.catalog.log.commit_generation(gid, gallery.index_generation)
+            vectors = collection.count(gid)
+            progress(f"gallery {gid}: compaction {outcome}, index {collection.index_state().get('state')}")
+        return RebuildResult(
+            gallery=gid,
+            generation=committed.index_generation,
+            seq=state.applied,
+            kind=KIND,
+            vectors=vectors,
+            lists=0,
+            read_seconds=round(read - started, 2),
+            build_seconds=round(built - read, 2),
+            write_seconds=round(time.monotonic() - built, 2),
+        )
+
+    def request_rebuild(self, gid: int, reason: str) -> bool:
+        return False  # Milvus indexes and compacts in the background on its own
+
+    @contextlib.contextmanager
+    def exclusive(self, gid: int, wait: bool = False) -> Iterator[bool]:
+        with self.catalog.outbox.exclusive(gid, wait) as held:
+            yield held
+
+    def swap(self, gid: int, pack: str, dim: int) -> bool:
+        """Fill the new pack's collection with the staged vectors, swap in the catalog, then
+        replay the removes made since the snapshot and drop the gallery from the old collection."""
+        staged = self.catalog.staging.snapshot(gid, pack)
+        if staged.missing:
+            return False
+        old = staged.gallery
+        target = self.collection(pack, dim)
+        placed = {face.id: (record.id, face.bbox) for record in self._records(gid) for face in record.faces}
+        rows = [
+            face_row(face, gid, *placed[face], vector)
+            for face, vector in zip(staged.ids.tolist(), staged.vectors.reshape(len(staged.ids), dim), strict=True)
+            if face in placed
+        ]
+        target.drop_gallery(gid)
+        target.write([], rows)
+        self.catalog.outbox.mark(gid, collection_key(pack, dim), old.seq)
+        try:
+            self.catalog.staging.swap(gid, pack, dim, old.seq, old.index_generation)
+        except StagingIncompleteError:
+            return False
+        self.applier.apply(gid)
+        if old.pack is not None and old.dim is not None and (old.pack, old.dim) != (pack, dim):
+            self.collection(old.pack, old.dim).drop_gallery(gid)
+            self.catalog.outbox.forget(gid, collection_key(old.pack, old.dim))
+        return True
+
+    def _records(self, gid: int) -> list:
+        ids = self.catalog.images.ids(gid)
+        return list(self.catalog.images.get_many(gid, ids).values())
+
+    def wait(self, gid: int, timeout: float = 600.0) -> None:
+        """Nothing runs in the background per gallery: Milvus's own tasks need no waiting for."""
+
+    def open_all(self) -> None:
+        """At start-up of a serving replica: apply what the outbox holds, in the background."""
+        if self.serving:
+            self.applier.start()
+
+    def close(self) -> None:
+        self.applier.stop()
+        self.milvus.close()
