@@ -102,12 +102,12 @@ class Collection:
                 scores[row, column], ids[row, column] = hit["distance"], hit["id"]
         return scores, ids
 
-    def count(self, gid: int) -> int:
+    def count(self, gid: int, strong: bool = True) -> int:
         self.ensure()
         found = self.milvus.call(
             lambda client: client.query(
-                self.name, filter=f"gallery == {gid}", output_fields=["count(*)"], consistency_level="Strong",
-                timeout=CALL_SECONDS,
+                self.name, filter=f"gallery == {gid}", output_fields=["count(*)"],
+                consistency_level="Strong" if strong else "Bounded", timeout=CALL_SECONDS,
             )
         )  # fmt: skip
         return int(found[0]["count(*)"])

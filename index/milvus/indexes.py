@@ -83,14 +83,16 @@ class MilvusIndexes:
         if progress is None or not gallery.faces:
             empty = np.zeros((len(queries), 0))
             return empty.astype(np.float32), empty.astype(np.int64)
-        recent = progress.applied_seconds_ago is not None and progress.applied_seconds_ago < STRONG_SECONDS
-        return self.collection(gallery.pack, gallery.dim).search(gid, queries, k, strong=recent)
+        return self.collection(gallery.pack, gallery.dim).search(gid, queries, k, strong=_recent(progress))
 
     def status(self, gid: int) -> IndexStatus:
+        """The gallery in Milvus; ``pending`` is the outbox lag as found, before this catches up."""
+        found = self.catalog.images.gallery(gid)
+        lag = self.catalog.outbox.progress(gid, collection_key(found.pack, found.dim)) if found.pack else None
         gallery, progress = self._caught_up(gid)
-        if progress is None:
+        if progress is None or lag is None:
             return IndexStatus(kind=KIND, vectors=0, rebuilding=False, generation=gallery.index_generation)
-        vectors = self.collection(gallery.pack, gallery.dim).count(gid)
+        vectors = self.collection(gallery.pack, gallery.dim).count(gid, strong=_recent(progress))
         details = IndexDetails(
             dim=gallery.dim,
             lists=0,
@@ -103,7 +105,7 @@ class MilvusIndexes:
             rebuild_needed=None,
         )
         return IndexStatus(
-            KIND, vectors, False, gallery.index_generation, details, progress.pending, progress.oldest_pending_seconds
+            KIND, vectors, False, gallery.index_generation, details, lag.pending, lag.oldest_pending_seconds
         )
 
     def verify(self, gid: int) -> bool:
@@ -202,3 +204,8 @@ class MilvusIndexes:
     def close(self) -> None:
         self.applier.stop()
         self.milvus.close()
+
+
+def _recent(progress: Progress) -> bool:
+    """Whether the gallery's last change may still be invisible to a Bounded read."""
+    return progress.applied_seconds_ago is not None and progress.applied_seconds_ago < STRONG_SECONDS

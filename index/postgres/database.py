@@ -11,7 +11,8 @@ it is ``CommitUnknownError``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import psycopg
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 CONNECT_SECONDS = 3  # a server that does not answer a connection in this long is down
 WAIT_SECONDS = 5  # longest wait for a free (or newly opened) connection from the pool
 STATEMENT_MS = 30_000  # longest statement; snapshots and bulk reads lift it for their transaction
+RESOLVE_SECONDS = 30.0  # how long an in-doubt commit waits for the server to tell what happened
 UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
 
 
@@ -67,6 +69,20 @@ class Database:
             if committing:
                 raise CommitUnknownError(f"PostgreSQL went away during a commit ({exc})") from exc
             raise StorageUnavailableError(f"PostgreSQL cannot be reached ({_first_line(exc)})") from exc
+
+    def resolve(self, check: Callable[[psycopg.Cursor], bool], seconds: float = RESOLVE_SECONDS) -> bool | None:
+        """``check`` run once the server answers again (None if it stays away ``seconds``): what an
+        in-doubt commit did. ``check`` locks what the commit wrote first, so it waits for a commit
+        still on its way instead of answering before it lands."""
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                with self.transaction() as cursor:
+                    return check(cursor)
+            except StorageUnavailableError:
+                if time.monotonic() > deadline:
+                    return None
+                time.sleep(0.5)
 
     @contextmanager
     def session(self) -> Iterator[psycopg.Connection]:

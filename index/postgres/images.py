@@ -11,7 +11,7 @@ from __future__ import annotations
 import psycopg
 from psycopg.types.json import Json
 
-from ..errors import PackMismatchError
+from ..errors import CommitUnknownError, PackMismatchError, StorageUnavailableError
 from ..records import ADD, REMOVE, FaceInfo, GalleryRecord, ImageRecord, NewImage
 from . import rows
 from .database import Database
@@ -50,6 +50,12 @@ def remove_faces(cursor: psycopg.Cursor, gid: int, gallery: GalleryRecord, face_
         gallery.faces -= len(face_ids)
 
 
+def _stored(cursor: psycopg.Cursor, gid: int, image_id: int) -> bool:
+    """Whether the image is stored, once no transaction can still be writing the gallery."""
+    locked_gallery(cursor, gid)
+    return cursor.execute("SELECT 1 FROM images WHERE id = %s", (image_id,)).fetchone() is not None
+
+
 def image_ids(cursor: psycopg.Cursor, gid: int) -> list[int]:
     return [row[0] for row in cursor.execute("SELECT id FROM images WHERE gallery = %s ORDER BY id", (gid,))]
 
@@ -71,47 +77,65 @@ class PostgresImages:
         return {row[0]: rows.gallery(row[1:]) for row in found}
 
     def add(self, gid: int, image: NewImage) -> ImageRecord:
+        """Store the image; when the server went away during the commit, wait (a while) until it
+        answers again and say what happened: stored, or not (StorageUnavailableError)."""
+        made: list[ImageRecord] = []  # known even when the commit is in doubt
+        try:
+            with self.db.transaction() as cursor:
+                made.append(self._insert(cursor, gid, image))
+        except CommitUnknownError:
+            if not made:
+                raise
+            stored = self.db.resolve(lambda cursor: _stored(cursor, gid, made[0].id))
+            if stored is None:
+                raise
+            if not stored:
+                raise StorageUnavailableError(
+                    "PostgreSQL went away during the commit; the image was not stored"
+                ) from None
+        return made[0]
+
+    def _insert(self, cursor: psycopg.Cursor, gid: int, image: NewImage) -> ImageRecord:
         dim = int(image.faces[0].embedding.shape[0])
-        with self.db.transaction() as cursor:
-            gallery = locked_gallery(cursor, gid)
-            if gallery.pack is not None and (gallery.pack, gallery.dim) != (image.pack, dim):
-                raise PackMismatchError(gallery.pack, image.pack)
-            gallery.pack, gallery.dim = image.pack, dim
-            (image_id,) = cursor.execute("SELECT nextval('image_ids')").fetchone()
-            face_ids = [
-                row[0]
-                for row in cursor.execute(
-                    "SELECT nextval('face_ids') FROM generate_series(1, %s) ORDER BY 1", (len(image.faces),)
-                )
-            ]
-            cursor.executemany(
-                "INSERT INTO faces (gallery, id, image, pack, bbox, vector) VALUES (%s, %s, %s, %s, %s, %s)",
-                [
-                    (gid, f, image_id, image.pack, Json(face.bbox), rows.vector_bytes(face.embedding))
-                    for f, face in zip(face_ids, image.faces, strict=True)
-                ],
+        gallery = locked_gallery(cursor, gid)
+        if gallery.pack is not None and (gallery.pack, gallery.dim) != (image.pack, dim):
+            raise PackMismatchError(gallery.pack, image.pack)
+        gallery.pack, gallery.dim = image.pack, dim
+        (image_id,) = cursor.execute("SELECT nextval('image_ids')").fetchone()
+        face_ids = [
+            row[0]
+            for row in cursor.execute(
+                "SELECT nextval('face_ids') FROM generate_series(1, %s) ORDER BY 1", (len(image.faces),)
             )
-            log_changes(cursor, gid, gallery, ADD, face_ids)
-            infos = [
-                FaceInfo(id=f, bbox=face.bbox, score=face.score) for f, face in zip(face_ids, image.faces, strict=True)
-            ]
-            record = ImageRecord(
-                image_id, gid, image.file, image.content_type, image.metadata, image.created_at, image.pack, infos
-            )
+        ]
+        cursor.executemany(
+            "INSERT INTO faces (gallery, id, image, pack, bbox, vector) VALUES (%s, %s, %s, %s, %s, %s)",
+            [
+                (gid, f, image_id, image.pack, Json(face.bbox), rows.vector_bytes(face.embedding))
+                for f, face in zip(face_ids, image.faces, strict=True)
+            ],
+        )
+        log_changes(cursor, gid, gallery, ADD, face_ids)
+        infos = [
+            FaceInfo(id=f, bbox=face.bbox, score=face.score) for f, face in zip(face_ids, image.faces, strict=True)
+        ]
+        record = ImageRecord(
+            image_id, gid, image.file, image.content_type, image.metadata, image.created_at, image.pack, infos
+        )
+        cursor.execute(
+            f"INSERT INTO images ({rows.IMAGE}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (image_id, gid, image.file, image.content_type, Json(image.metadata), image.created_at, image.pack,
+             rows.faces_json(infos)),
+        )  # fmt: skip
+        gallery.images += 1
+        gallery.faces += len(face_ids)
+        store_gallery(cursor, gid, gallery)
+        if image.source_digest is not None:
             cursor.execute(
-                f"INSERT INTO images ({rows.IMAGE}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                (image_id, gid, image.file, image.content_type, Json(image.metadata), image.created_at, image.pack,
-                 rows.faces_json(infos)),
-            )  # fmt: skip
-            gallery.images += 1
-            gallery.faces += len(face_ids)
-            store_gallery(cursor, gid, gallery)
-            if image.source_digest is not None:
-                cursor.execute(
-                    "INSERT INTO imported (gallery, digest, image) VALUES (%s, %s, %s) "
-                    "ON CONFLICT (gallery, digest) DO UPDATE SET image = excluded.image",
-                    (gid, image.source_digest, image_id),
-                )
+                "INSERT INTO imported (gallery, digest, image) VALUES (%s, %s, %s) "
+                "ON CONFLICT (gallery, digest) DO UPDATE SET image = excluded.image",
+                (gid, image.source_digest, image_id),
+            )
         return record
 
     def get(self, gid: int, image_id: int) -> ImageRecord | None:

@@ -1,8 +1,10 @@
 """``/healthz`` and ``/readyz`` for load balancers and orchestrators.
 
 ``/healthz`` says the process answers. ``/readyz`` says it can serve searches: the models
-are loaded, the catalog answers a read, and every gallery's index is in memory. Neither
-needs a key, and neither reveals more than those yes-or-no answers.
+are loaded, the catalog answers a read, and every gallery's index is in memory (embedded:
+checks ``lmdb`` and ``indexes``), or PostgreSQL and Milvus each answer (cluster mode:
+``postgres`` and ``milvus``). Neither needs a key, and neither reveals more than those
+yes-or-no answers.
 """
 
 from __future__ import annotations
@@ -23,16 +25,17 @@ def _catalog_answers(services: Services) -> bool:
     return True
 
 
-CHECKS = {
-    "models": lambda services: services.models_loaded,
-    "lmdb": _catalog_answers,
-    "indexes": lambda services: services.indexes.ready(),
-}
+def _indexes_ready(services: Services) -> bool:
+    return services.indexes.ready()
+
+
+EMBEDDED = {"models": lambda services: services.models_loaded, "lmdb": _catalog_answers, "indexes": _indexes_ready}
+CLUSTER = {"models": lambda services: services.models_loaded, "postgres": _catalog_answers, "milvus": _indexes_ready}
 
 
 def readiness(services: Services) -> dict[str, bool]:
     results = {}
-    for name, check in CHECKS.items():
+    for name, check in (CLUSTER if services.settings.storage.cluster else EMBEDDED).items():
         try:
             results[name] = bool(check(services))
         except Exception:  # a failing check means not ready, whatever the failure
