@@ -51,6 +51,7 @@ MILVUS_PORTS = (
     "data_node_port",
 )
 BOUNDED_STALENESS_MS = 1000  # Milvus's gracefulTime: how stale a Bounded search may be
+SESSION_TTL_SECONDS = 5
 
 
 class EngineError(RuntimeError):
@@ -267,6 +268,9 @@ class Milvus:
         text = re.sub(r"^(\s*)ip:.*$", rf"\1ip: {LOOPBACK}", text, flags=re.MULTILINE)
         text = text.replace("localhost", LOOPBACK)
         text = re.sub(r"gracefulTime: \d+", f"gracefulTime: {BOUNDED_STALENESS_MS}", text)
+        # a component killed with SIGKILL keeps its session in etcd until this runs out, and a
+        # restarted server waits for it: 30 s by default
+        text = re.sub(r"(\n  session:\n    ttl: )\d+", rf"\g<1>{SESSION_TTL_SECONDS}", text)
         path = self.root / "configs" / "milvus.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)

@@ -6,14 +6,20 @@ from __future__ import annotations
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import psycopg
 import pytest
 
+from index.postgres import PostgresCatalog
 from scripts.engines import Milvus, Postgres
+from service.core.keys import KeyRing
+from tests.live import LiveServer
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -49,3 +55,31 @@ def engines() -> Iterator[Engines]:
         milvus.kill()
         postgres.kill()
         shutil.rmtree(root, ignore_errors=True)
+
+
+class Replicas:
+    """Two API replicas (real gunicorn processes on loopback) sharing one catalog, the Milvus
+    server and one photo folder, as machines behind a load balancer would."""
+
+    def __init__(self, engines: Engines, root: Path, env: dict[str, str] | None = None) -> None:
+        self.catalog_url = engines.new_database()
+        self.photo_dir = root / "photos"
+        settings = {**engines.env(self.catalog_url, self.photo_dir), **(env or {})}
+        self.servers = [LiveServer(root / f"replica-{n}", settings, log=root / f"replica-{n}.log") for n in (0, 1)]
+
+    def start(self) -> Replicas:
+        for server in self.servers:
+            server.start()
+        return self
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+    def keys(self, change: Callable[[KeyRing], T]) -> T:
+        """Change keys as ``scripts/keys.py`` does, from another process's view of the catalog."""
+        catalog = PostgresCatalog(self.catalog_url)
+        try:
+            return change(KeyRing(catalog.keys))
+        finally:
+            catalog.close()
