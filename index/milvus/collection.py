@@ -11,11 +11,15 @@ idempotent.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
+from ..errors import StorageUnavailableError
 from .client import BULK_SECONDS, CALL_SECONDS, Milvus
+
+T = TypeVar("T")
 
 HNSW = {"M": 16, "efConstruction": 100}  # recall@10 1.0 at 100k x 512 with ef 64 (cluster notes)
 MIN_EF = 64
@@ -44,6 +48,8 @@ class Collection:
 
         def create(client: Any) -> None:
             if client.has_collection(self.name, timeout=CALL_SECONDS):
+                if "Loaded" not in str(client.get_load_state(self.name, timeout=CALL_SECONDS).get("state")):
+                    client.load_collection(self.name, timeout=BULK_SECONDS)  # after a restart, until Milvus reloads it
                 return
             from pymilvus import DataType, MilvusClient
 
@@ -66,24 +72,31 @@ class Collection:
         self.milvus.call(create)
         self._ready = True
 
+    def call(self, what: Callable[[Any], T]) -> T:
+        """``what(client)`` on the ensured collection; a failure makes the next call ensure it again
+        (a restarted Milvus may have it unloaded)."""
+        self.ensure()
+        try:
+            return self.milvus.call(what)
+        except StorageUnavailableError:
+            self._ready = False
+            raise
+
     def write(self, deleted: list[int], rows: list[dict]) -> None:
         """Remove the faces ``deleted`` (every face whose state changed), then insert ``rows``."""
-        self.ensure()
         if deleted:
-            self.milvus.call(lambda client: client.delete(self.name, ids=deleted, timeout=BULK_SECONDS))
+            self.call(lambda client: client.delete(self.name, ids=deleted, timeout=BULK_SECONDS))
         for start in range(0, len(rows), INSERT_ROWS):
             chunk = rows[start : start + INSERT_ROWS]
-            self.milvus.call(lambda client, chunk=chunk: client.insert(self.name, chunk, timeout=BULK_SECONDS))
+            self.call(lambda client, chunk=chunk: client.insert(self.name, chunk, timeout=BULK_SECONDS))
 
     def drop_gallery(self, gid: int) -> None:
-        self.ensure()
-        self.milvus.call(lambda client: client.delete(self.name, filter=f"gallery == {gid}", timeout=BULK_SECONDS))
+        self.call(lambda client: client.delete(self.name, filter=f"gallery == {gid}", timeout=BULK_SECONDS))
 
     def search(self, gid: int, queries: np.ndarray, k: int, strong: bool) -> tuple[np.ndarray, np.ndarray]:
         """(scores, face ids) per query, best first, padded with id -1 to the longest answer."""
-        self.ensure()
         limit = max(1, min(k, MAX_TOP_K))
-        found = self.milvus.call(
+        found = self.call(
             lambda client: client.search(
                 self.name,
                 data=np.asarray(queries, dtype=np.float32).tolist(),
@@ -103,8 +116,7 @@ class Collection:
         return scores, ids
 
     def count(self, gid: int, strong: bool = True) -> int:
-        self.ensure()
-        found = self.milvus.call(
+        found = self.call(
             lambda client: client.query(
                 self.name, filter=f"gallery == {gid}", output_fields=["count(*)"],
                 consistency_level="Strong" if strong else "Bounded", timeout=CALL_SECONDS,
@@ -114,11 +126,10 @@ class Collection:
 
     def present(self, gid: int, face_ids: list[int]) -> set[int]:
         """Which of ``face_ids`` the gallery's partition holds."""
-        self.ensure()
         held: set[int] = set()
         for start in range(0, len(face_ids), MAX_TOP_K):
             chunk = face_ids[start : start + MAX_TOP_K]
-            found = self.milvus.call(
+            found = self.call(
                 lambda client, chunk=chunk: client.query(
                     self.name, filter=f"gallery == {gid} and id in {chunk}", output_fields=["id"],
                     consistency_level="Strong", limit=len(chunk), timeout=CALL_SECONDS,
@@ -131,16 +142,14 @@ class Collection:
         """Flush and compact the collection, waiting up to ``timeout`` seconds; its final state."""
         import time
 
-        self.ensure()
-        self.milvus.call(lambda client: client.flush(self.name, timeout=BULK_SECONDS))
-        job = self.milvus.call(lambda client: client.compact(self.name, timeout=BULK_SECONDS))
+        self.call(lambda client: client.flush(self.name, timeout=BULK_SECONDS))
+        job = self.call(lambda client: client.compact(self.name, timeout=BULK_SECONDS))
         deadline = time.monotonic() + timeout
         while True:
-            state = str(self.milvus.call(lambda client: client.get_compaction_state(job, timeout=CALL_SECONDS)))
+            state = str(self.call(lambda client: client.get_compaction_state(job, timeout=CALL_SECONDS)))
             if state == "Completed" or time.monotonic() > deadline:
                 return state
             time.sleep(0.5)
 
     def index_state(self) -> dict:
-        self.ensure()
-        return self.milvus.call(lambda client: client.describe_index(self.name, "vector", timeout=CALL_SECONDS))
+        return self.call(lambda client: client.describe_index(self.name, "vector", timeout=CALL_SECONDS))

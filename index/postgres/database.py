@@ -24,8 +24,8 @@ from ..errors import CommitUnknownError, StorageUnavailableError
 
 log = logging.getLogger(__name__)
 
-CONNECT_SECONDS = 3  # a server that does not answer a connection in this long is down
-WAIT_SECONDS = 5  # longest wait for a free (or newly opened) connection from the pool
+CONNECT_SECONDS = 2  # a server that does not answer a connection in this long is down
+WAIT_SECONDS = 2  # longest wait for a free (or newly opened) connection: how fast a request fails
 STATEMENT_MS = 30_000  # longest statement; snapshots and bulk reads lift it for their transaction
 RESOLVE_SECONDS = 30.0  # how long an in-doubt commit waits for the server to tell what happened
 UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
