@@ -5,7 +5,7 @@ one transaction, so what a caller was told is stored survives a crash of any of 
 of the server, and what it was not told is absent as a whole. The schema is created and
 migrated by whoever opens it first (``schema``). Beyond the ``Catalog`` protocol it keeps
 what a cluster needs: the outbox position of the vector backend and advisory locks
-(``outbox``), and the leases of bulk jobs (``jobs``).
+(``outbox``), the leases of bulk jobs (``jobs``), and copying a deployment in (``importer``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Callable
 from .changes import PostgresChangeLog
 from .database import Database
 from .images import PostgresImages
+from .importer import Importer
 from .jobs import Jobs
 from .keys import PostgresKeys
 from .outbox import Outbox
@@ -36,6 +37,7 @@ class PostgresCatalog:
         self.staging = PostgresStaging(self.db)
         self.outbox = Outbox(self.db)
         self.jobs = Jobs(self.db)
+        self.importer = Importer(self.db)
         with self.db.transaction() as cursor:
             (self.namespace,) = cursor.execute("SELECT value FROM catalog_meta WHERE name = 'namespace'").fetchone()
 
