@@ -32,6 +32,7 @@ import requests
 from bench_index import fill_store, gallery, latencies, recall
 from engines import Milvus, Postgres
 
+from index.errors import StorageUnavailableError
 from index.faiss import FaissIndexes
 from index.lmdb import LmdbCatalog
 from index.milvus import MilvusIndexes
@@ -130,7 +131,13 @@ def bench_cluster(root: Path, vectors: np.ndarray, queries: np.ndarray, truth: n
         committed = time.monotonic() - started
         indexes = MilvusIndexes(catalog, milvus.uri, IndexSettings())
         started = time.monotonic()
-        indexes.applier.apply(gid)
+        while True:  # as the replicas' background applier does: a busy Milvus is retried
+            try:
+                indexes.applier.apply(gid)
+                break
+            except StorageUnavailableError as exc:
+                print(f"applying: {exc}; retrying", flush=True)
+                time.sleep(2)
         applied = time.monotonic() - started
         print(
             f"cluster: {len(vectors)} faces committed in {committed:.0f}s, applied to Milvus in {applied:.0f}s",

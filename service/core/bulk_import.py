@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from index.records import KeyRecord
 
@@ -27,6 +28,9 @@ from .errors import writing
 from .images import add_faces
 from .metadata import checked_metadata
 from .services import Services
+
+if TYPE_CHECKING:
+    from index.postgres.jobs import Jobs
 
 LEASE_SECONDS = 300.0  # a claimed batch is another worker's to take after this long (a batch takes seconds)
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
@@ -106,6 +110,16 @@ def import_folder(
     job = f"import:{key.gallery}:{hashlib.sha256(json.dumps(names).encode()).hexdigest()[:16]}"
     with writing():
         jobs.plan(job, [names[start : start + batch] for start in range(0, len(names), batch)])
+    for claimed in claimed_batches(jobs, job, lease_seconds):
+        paths = [root / name for name in claimed]
+        _import_batch(services, key, root, paths, metadata_from_path, seen, summary)
+        advance(len(paths))
+    return summary
+
+
+def claimed_batches(jobs: Jobs, job: str, lease_seconds: float) -> Iterator[list]:
+    """The items of each batch of ``job`` this worker claims, until every batch is done by
+    some worker; a batch is marked done when the loop asks for the next one."""
     worker = f"{socket.gethostname()}:{os.getpid()}"
     while True:
         with writing():
@@ -114,14 +128,12 @@ def import_folder(
             with writing():
                 left, _ = jobs.remaining(job)
             if not left:
-                return summary
+                return
             time.sleep(min(5.0, lease_seconds / 4))  # batches leased by others: done by them or freed
             continue
-        paths = [root / name for name in claimed.items]
-        _import_batch(services, key, root, paths, metadata_from_path, seen, summary)
+        yield claimed.items
         with writing():
             jobs.finish(claimed, worker)
-        advance(len(paths))
 
 
 def _import_batch(
