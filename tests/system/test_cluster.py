@@ -6,25 +6,21 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import requests
 
 from index.postgres import PostgresCatalog
+from scripts.engines import Milvus, Postgres
 from tests.cluster import Engines, Replicas
 from tests.live import LiveServer
-from tests.photos import b64, flipped, package_photo, recompressed, scaled
+from tests.photos import b64
+from tests.system.test_crash import PHOTOS
 
 pytestmark = pytest.mark.cluster
 
-PHOTOS = [
-    package_photo("Tom_Hanks_54745.png"),
-    flipped(package_photo("Tom_Hanks_54745.png")),
-    package_photo("yaoming.jpg"),
-    scaled(package_photo("yaoming.jpg"), 1.5),
-    recompressed(package_photo("t1.jpg"), 70),
-]
 FAST = 5.0  # seconds: a request meeting a component down must be refused within this
 
 
@@ -93,8 +89,33 @@ def test_keys_are_isolated_and_quotas_counted_across_replicas(replicas: Replicas
     assert codes == [0, 0, 0, 4], "three requests in all, whichever replica answered them"
 
 
+@contextmanager
+def _restarted(server: Milvus | Postgres) -> Iterator[None]:
+    """The block kills the server; it is started again (same ports, same data) when the block ends."""
+    try:
+        yield
+    finally:
+        server.start()
+        time.sleep(2)  # the replicas' next tries reach it
+
+
+@contextmanager
+def _streaming_adds(server: LiveServer, auth: tuple[str, str]) -> Iterator[tuple[dict[int, int], list]]:
+    """A client adding photos for the length of the block: (image id to photo of every
+    acknowledged add, (status, body, seconds) of every refusal)."""
+    acknowledged: dict[int, int] = {}
+    refused: list = []
+    stop = threading.Event()
+    writer = threading.Thread(target=_stream_adds, args=(server, auth, acknowledged, refused, stop))
+    writer.start()
+    try:
+        yield acknowledged, refused
+    finally:
+        stop.set()
+        writer.join(timeout=60)
+
+
 def _stream_adds(server: LiveServer, auth: tuple[str, str], acknowledged: dict[int, int], refused: list, stop) -> None:
-    """Add photos until told to stop; remember what was acknowledged, and how refusals looked."""
     index = 0
     while not stop.is_set():
         photo = index % len(PHOTOS)
@@ -155,12 +176,7 @@ def _ready(server: LiveServer) -> dict:
 def test_sigkill_milvus_during_adds_loses_nothing_acknowledged(replicas: Replicas, engines: Engines) -> None:
     one, other = replicas.servers
     auth = _key(replicas)
-    acknowledged: dict[int, int] = {}
-    refused: list = []
-    stop = threading.Event()
-    writer = threading.Thread(target=_stream_adds, args=(one, auth, acknowledged, refused, stop))
-    writer.start()
-    try:
+    with _restarted(engines.milvus), _streaming_adds(one, auth) as (acknowledged, refused):
         time.sleep(2)
         engines.milvus.kill()
         before = len(acknowledged)
@@ -171,10 +187,6 @@ def test_sigkill_milvus_during_adds_loses_nothing_acknowledged(replicas: Replica
         assert time.monotonic() - started < FAST, "a search fails fast while Milvus is down"
         assert _ready(other)["milvus"] is False and _ready(other)["postgres"] is True
         assert len(acknowledged) > before, "adds are acknowledged while Milvus is down: PostgreSQL holds them"
-        engines.milvus.start()
-    finally:
-        stop.set()
-        writer.join(timeout=60)
     assert not refused, f"an add was refused while only Milvus was down: {refused[:1]}"
     _check_everything_acknowledged(replicas, auth, acknowledged)
     assert _ready(other)["milvus"] is True
@@ -183,23 +195,13 @@ def test_sigkill_milvus_during_adds_loses_nothing_acknowledged(replicas: Replica
 def test_sigkill_postgres_during_adds_loses_nothing_and_leaves_no_orphan(replicas: Replicas, engines: Engines) -> None:
     one, other = replicas.servers
     auth = _key(replicas)
-    acknowledged: dict[int, int] = {}
-    refused: list = []
-    stop = threading.Event()
-    writer = threading.Thread(target=_stream_adds, args=(one, auth, acknowledged, refused, stop))
-    writer.start()
-    try:
+    with _restarted(engines.postgres), _streaming_adds(one, auth) as (acknowledged, refused):
         time.sleep(2)
         engines.postgres.kill()
         time.sleep(4)
         assert _ready(other)["postgres"] is False
         listing = other.call("GET", "/images", *auth)
         assert (listing.status_code, listing.json()["status_code"]) == (503, 12), listing.text
-        engines.postgres.start()
-        time.sleep(3)
-    finally:
-        stop.set()
-        writer.join(timeout=60)
     _refused_fast_with_code_12(refused)
     _check_everything_acknowledged(replicas, auth, acknowledged)
     listed = _listed(other, auth)
