@@ -67,8 +67,8 @@ class Applier:
                 for gid, _ in self.catalog.outbox.lagging():
                     self.apply(gid, wait=False)
                 if time.monotonic() - trimmed > TRIM_EVERY_SECONDS:
-                    self.catalog.outbox.trim_applied(KEEP_APPLIED_SECONDS)
                     trimmed = time.monotonic()
+                    self.catalog.outbox.trim_applied(KEEP_APPLIED_SECONDS)
                 if failures:
                     log.info("outbox applier: storage is back, applying again")
                 failures = 0

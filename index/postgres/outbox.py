@@ -19,8 +19,10 @@ import psycopg
 from .database import Database
 from .rows import vector_of
 
-APPLY_LOCK = 0x46530002  # pg advisory lock class: applying a gallery's outbox
-EXCLUSIVE_LOCK = 0x46530003  # pg advisory lock class: a rebuild or re-embedding holds the gallery
+# Advisory lock keys are one bigint: a class in the high 32 bits, the gallery id below (gallery
+# ids are bigint, which the two-integer form of the lock functions does not take).
+APPLY_LOCK = 0x46530002 << 32  # applying a gallery's outbox
+EXCLUSIVE_LOCK = 0x46530003 << 32  # a rebuild or re-embedding holds the gallery
 
 
 def collection_key(pack: str, dim: int) -> str:
@@ -85,8 +87,8 @@ class Outbox:
         ``wait``); the block reads ``next_batch``, applies it and ``record``s how far it got."""
         with self.db.transaction(long=True) as cursor:
             if wait:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", (APPLY_LOCK, gid))
-            elif not cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", (APPLY_LOCK, gid)).fetchone()[0]:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (APPLY_LOCK + gid,))
+            elif not cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", (APPLY_LOCK + gid,)).fetchone()[0]:
                 yield None
                 return
             yield cursor
@@ -123,7 +125,7 @@ class Outbox:
         with self.db.transaction(long=True) as cursor:
             found = cursor.execute(
                 "WITH done AS (SELECT gallery AS id, min(applied_seq) AS applied_seq FROM vector_progress "
-                "GROUP BY gallery HAVING pg_try_advisory_xact_lock(%s, gallery)) "
+                "GROUP BY gallery HAVING pg_try_advisory_xact_lock(%s::bigint + gallery)) "
                 "DELETE FROM changes c USING done WHERE c.gallery = done.id AND c.seq <= done.applied_seq "
                 "AND c.at < now() - make_interval(secs => %s) RETURNING 1",
                 (APPLY_LOCK, older_than_seconds),
@@ -163,7 +165,7 @@ class Outbox:
         when the holder's connection dies, so a killed holder never blocks the next one."""
         with self.db.session() as connection:
             while True:  # polled rather than blocking, so no statement outlives its timeout
-                (held,) = connection.execute("SELECT pg_try_advisory_lock(%s, %s)", (EXCLUSIVE_LOCK, gid)).fetchone()
+                (held,) = connection.execute("SELECT pg_try_advisory_lock(%s)", (EXCLUSIVE_LOCK + gid,)).fetchone()
                 if held or not wait:
                     break
                 time.sleep(0.5)
@@ -171,7 +173,7 @@ class Outbox:
                 yield held
             finally:
                 if held:
-                    connection.execute("SELECT pg_advisory_unlock(%s, %s)", (EXCLUSIVE_LOCK, gid))
+                    connection.execute("SELECT pg_advisory_unlock(%s)", (EXCLUSIVE_LOCK + gid,))
 
 
 def _progress(cursor: psycopg.Cursor, gid: int, collection: str) -> Progress:
