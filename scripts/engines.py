@@ -173,6 +173,7 @@ class Postgres:
         return install
 
     def start(self, timeout: float = 60.0) -> Postgres:
+        self.root = self.root.resolve()  # the server runs in its data folder: relative paths would move
         self.root.mkdir(parents=True, exist_ok=True)
         install = self._install()
         env = {"LD_LIBRARY_PATH": str(install / "lib"), "PATH": os.environ.get("PATH", "")}
@@ -274,6 +275,7 @@ class Milvus:
         return path
 
     def start(self, timeout: float = 180.0) -> Milvus:
+        self.root = self.root.resolve()
         bin_dir = self._install()
         for folder in ("logs", "data", "run"):
             (self.root / folder).mkdir(parents=True, exist_ok=True)
