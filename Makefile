@@ -8,7 +8,7 @@ RUFF_CONFIG := $(shell $(PYTHON) -c "import configparser; c = configparser.Confi
 
 CLUSTER_DIR ?= cluster
 
-.PHONY: install run test test-fast lint format evaluate bench clean browser cluster cluster-stop
+.PHONY: install run test test-fast lint format evaluate bench clean system-tools cluster cluster-stop
 
 install: $(STAMP)
 
@@ -40,17 +40,20 @@ cluster: $(STAMP)
 cluster-stop: $(STAMP)
 	$(PY) scripts/cluster_services.py stop --dir $(CLUSTER_DIR)
 
-test: $(STAMP) browser
+test: $(STAMP) system-tools
 	$(PY) -m pytest
 
-# The browser test (tests/test_web.py) drives Debian's chromium; install it when it is missing and
-# this runs as root (as CI does). Never fatal: without it that one test skips and says why.
-browser:
-	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+# Debian packages some system tests drive: chromium and chromium-driver (the browser test,
+# tests/system/test_web.py) and strace (tests/system/test_write_ordering.py). Installed when
+# missing and this runs as root (as CI does); never fatal: without them those tests skip and say why.
+TOOLS := chromium:chromium chromedriver:chromium-driver strace:strace  # command:package
+system-tools:
+	@missing=$$(for t in $(TOOLS); do command -v $${t%%:*} >/dev/null || echo $${t##*:}; done); \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
-	  || echo "could not install chromium: the browser test will be skipped"; \
-	else echo "chromium and chromium-driver are missing (apt-get install them as root): the browser test will be skipped"; fi
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	  || echo "could not install $$missing: the tests that need them will be skipped"; \
+	else echo "missing $$missing (apt-get install them as root): the tests that need them will be skipped"; fi
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
@@ -67,11 +70,13 @@ format: $(STAMP)
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
 
-# Accuracy on every set in ../shared/datasets (LFW takes ~7 min the first time; faces are
-# cached under reports/evaluation/cache), with the threshold calibration from LFW.
+# Accuracy on every set in ../shared/datasets, every pack side by side (LFW takes ~7 min per
+# pack the first time; faces are cached under reports/evaluation/cache), with each pack's
+# threshold calibration from LFW and its costs (time, memory, bytes per face).
+PACKS ?= buffalo_s,yunet_sface
 evaluate: $(STAMP)
-	$(PY) scripts/evaluate.py --calibrate
+	$(PY) scripts/evaluate.py --pack $(PACKS) --calibrate --costs
 
-# Pipeline speed against the models' floor: the shipped 2 model x 4 server threads, and 1 x 4.
+# Pipeline speed against the models' floor, per server (workers x model threads x request threads).
 bench: $(STAMP)
-	$(PY) scripts/bench_pipeline.py --configs 2x4,1x4
+	$(PY) scripts/bench_pipeline.py --configs 2x1x4,2x2x4,1x2x4

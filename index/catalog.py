@@ -13,7 +13,9 @@ to date the same way.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -27,6 +29,8 @@ from .records import (
     Snapshot,
     StagedSnapshot,
 )
+
+Batch = tuple[np.ndarray, np.ndarray]  # (face ids, their vectors)
 
 
 class KeyTable(Protocol):
@@ -93,6 +97,10 @@ class ImageTable(Protocol):
         """Face id to image id, for the live faces among ``face_ids``."""
         ...
 
+    def vectors(self, gid: int, face_ids: list[int]) -> dict[int, np.ndarray]:
+        """Face id to its exact embedding, for the live faces among ``face_ids`` (re-ranking)."""
+        ...
+
     def imported_as(self, gid: int, digest: bytes) -> int | None:
         """The image a bulk import made from this content (0: it had no face), None if unseen."""
         ...
@@ -116,6 +124,11 @@ class ChangeLog(Protocol):
         ...
 
     def snapshot(self, gid: int) -> Snapshot: ...
+
+    def scan(self, gid: int, batch: int) -> AbstractContextManager[tuple[GalleryRecord, Iterator[Batch]]]:
+        """Every live face of the gallery, ``batch`` at a time, all read at one point in time
+        (the gallery record says which seq): a snapshot too large to hold at once."""
+        ...
 
     def commit_generation(self, gid: int, expected: int) -> GalleryRecord:
         """Move the gallery to index generation ``expected + 1``; GenerationConflictError
@@ -150,6 +163,12 @@ class Catalog(Protocol):
 
     def ping(self) -> None:
         """Raise when the catalog cannot answer a read (for readiness checks)."""
+        ...
+
+    def backup(self, dest: Path) -> set[str]:
+        """Write a consistent copy of the whole catalog, compacted, into the empty folder ``dest``
+        while writes go on; returns the photo file names its images name. (A database server
+        has its own backup tools: a backend of one raises NotImplementedError.)"""
         ...
 
     def opener(self) -> Callable[[], Catalog]:

@@ -22,15 +22,18 @@ class IndexSettings:
 
     ivf_threshold: int = 50_000  # vectors at which a gallery moves from exact to IVF
     nprobe: int = 128  # recall@10 >= 0.99 at 1M vectors in scripts/bench_index.py (0.989 at 64)
-    storage: str = "flat"  # vectors inside the IVF lists: "flat" or "sq8"
+    storage: str = "pq"  # vectors inside the IVF lists: "pq" codes re-ranked exactly (72 B/face), "sq8" or "flat"
     rebuild_churn: float = 0.5  # share of an IVF changed since training that calls for a rebuild
     compact_fraction: float = 0.2  # a delete removing more than this share of a gallery compacts it
     rebuild_threads: int = 1  # threads of a rebuild, so searches keep a core on 2-core machines
     save_seconds: int = 60  # checkpoint interval of a serving process (0: only at shutdown)
     search_threads: int = 1  # threads of one search: the request threads already search side by side
+    rerank: int = 200  # candidates of a compressed index scored again with the exact vectors
+    fold_after: int = 100_000  # changes held beside a base file before a checkpoint folds them in
+    memory_bytes: int = 0  # indexes one process keeps loaded, least recently used evicted (0: RAM / 4)
 
 
-STORAGES = ("flat", "sq8")
+STORAGES = ("flat", "sq8", "pq")
 
 
 @dataclass(frozen=True)
@@ -50,20 +53,27 @@ class IndexDetails:
 
 @dataclass(frozen=True)
 class IndexStatus:
-    """A gallery's index as this process holds it; ``details`` is None before it holds a vector."""
+    """A gallery's index as this process holds it, and the generation the catalog has committed
+    (a rebuild by another process commits one before this process adopts it); ``details`` is
+    None before the index holds a vector."""
 
     kind: str  # "flat" (exact) or "ivf"; "hnsw" in Milvus
     vectors: int
     rebuilding: bool
-    generation: int
+    generation: int  # the generation this process searches
+    committed_generation: int
     details: IndexDetails | None = None
     pending: int = 0  # committed changes not in the index yet (the outbox lag of a cluster)
     pending_seconds: float = 0.0  # age of the oldest of them
 
+    @property
+    def adopted(self) -> bool:
+        return self.generation == self.committed_generation
+
 
 @dataclass(frozen=True)
 class RebuildResult:
-    """What a rebuild made, and how long its three steps took."""
+    """What a rebuild made, and how long reading and building, then writing, took."""
 
     gallery: int
     generation: int
@@ -71,13 +81,12 @@ class RebuildResult:
     kind: str
     vectors: int
     lists: int
-    read_seconds: float
     build_seconds: float
     write_seconds: float
 
     @property
     def seconds(self) -> float:
-        return self.read_seconds + self.build_seconds + self.write_seconds
+        return self.build_seconds + self.write_seconds
 
 
 class VectorIndexes(Protocol):

@@ -1,4 +1,7 @@
-"""SCRFD face detection across the whole range of face sizes, with a quality gate.
+"""Face detection across the whole range of face sizes, with a quality gate, for any detector model.
+
+The passes below are the same whichever network runs them (SCRFD, YuNet: models/base.py
+DetectorModel); what differs per network is tuned per pack (models/packs.py DetectorTuning).
 
 One pass finds the faces of an ordinary photo, on an input shaped like the photo (no time
 spent on padding) whose longer side is the pack's (640). Three variations run only on the
@@ -6,13 +9,13 @@ photos that need them (see README for what they cost and save):
 
 - Small photos: a 250x250 thumbnail enlarged to 640 costs a full pass for pixels that
   carry nothing new. It is enlarged at most ``small_photo_zoom`` times instead, which
-  still shows its smallest kept face well inside SCRFD's range.
+  still shows its smallest kept face well inside the detector's range.
 - Large photos: a 4000x3000 photo shrunk to 640 loses faces under ~150 pixels. When the
   photo's longer side is at least 1.35 times the input, its one pass runs at up to
   ``large_photo_side`` pixels instead (an input shaped like the photo, so no time goes
   to padding). SCRFD still finds faces up to ~380 pixels in such an input, more than
   the close-up share below leaves to it.
-- Close-ups: SCRFD's anchors stop at faces of a few hundred pixels in its input, so a
+- Close-ups: a detector's anchors stop at faces of a few hundred pixels in its input, so a
   tightly cropped face (an ID photo, an avatar, a selfie) scaled up to the input size is
   missed entirely. When the pass finds nothing, or a face that fills most of the frame,
   the photo is detected again on a canvas padded by half its size on each side, at a
@@ -26,15 +29,13 @@ are always in the photo's own coordinates, so alignment reads real pixels, never
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
-from insightface.model_zoo import get_model
 
 from . import views
+from .base import DetectorModel
 from .faces import Detection
 from .packs import ModelPack
-from .runtime import PROVIDERS, session_options
+from .zoo import detector_model
 
 # A face whose shorter box side exceeds this share of the photo's shorter side may be
 # cut short by the detector's largest anchors: look again on a padded canvas.
@@ -73,12 +74,12 @@ def merge_detections(detections: list[Detection], overlap: float = MERGE_IOU) ->
 
 
 class FaceDetector:
-    def __init__(self, pack: ModelPack, threads: int = 1) -> None:
+    def __init__(self, pack: ModelPack, threads: int = 1, model: DetectorModel | None = None) -> None:
+        """The pack's detector model, or ``model`` (an open one, to share its session) run with the pack's tuning."""
         self.input_size = (pack.detector_input_size, pack.detector_input_size)
         self.score_threshold = pack.detector_score_threshold
         self.tuning = pack.tuning
-        self.model = get_model(str(pack.detector.path), providers=PROVIDERS, sess_options=session_options(threads))
-        self.model.prepare(-1, input_size=self.input_size, det_thresh=self.score_threshold)
+        self.model = model or detector_model(pack.detector, threads)
 
     @property
     def working_side(self) -> int:
@@ -95,18 +96,16 @@ class FaceDetector:
     ) -> list[Detection]:
         """Detections in a view whose pixel (0, 0) is at ``origin`` in the photo and whose
         pixels stand for ``scale`` (x, y) photo pixels each (1 unless given)."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            boxes, landmarks = self.model.detect(image, input_size=input_size, det_thresh=threshold)
+        found = self.model.detect(image, input_size, self.score_threshold if threshold is None else threshold)
         scale = np.ones(2, np.float32) if scale is None else scale
         shift, stretch = np.concatenate([origin, origin]), np.concatenate([scale, scale])
         return [
             Detection(
-                bbox=(box[:4] * stretch + shift).astype(np.float32),
+                bbox=(box * stretch + shift).astype(np.float32),
                 landmarks=(points * scale + origin).astype(np.float32),
-                score=float(box[4]),
+                score=float(score),
             )
-            for box, points in zip(boxes, landmarks if landmarks is not None else [], strict=False)
+            for box, points, score in zip(found.boxes, found.landmarks, found.scores, strict=True)
         ]
 
     def _needs_close_up(self, image: np.ndarray, found: list[Detection]) -> bool:

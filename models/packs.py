@@ -26,8 +26,16 @@ class ModelPackError(RuntimeError):
 
 @dataclass(frozen=True)
 class ModelFile:
+    """One network's weights: the file as shipped, and which model class decodes it.
+
+    ``float32_sha256`` is set for weights shipped block-quantised: they are converted to
+    float32 at load time (models/dequantize.py) and the result must have that SHA-256.
+    """
+
     path: Path
     sha256: str | None
+    model: str
+    float32_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,11 @@ class ModelPack:
     search_threshold: float
     manifest: dict
     tuning: DetectorTuning = DetectorTuning()
+
+    @property
+    def licence(self) -> str:
+        """What the weights may be used for, in one line (code and weights differ: see README)."""
+        return self.manifest.get("licence", "unknown: the pack's manifest states no licence")
 
 
 def sha256_of(path: Path) -> str:
@@ -98,11 +111,16 @@ def _weights_directory(pack_dir: Path, manifest: dict) -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / manifest.get("package_dir", "")
 
 
-def _model_file(weights: Path, entry: dict, pack_name: str) -> ModelFile:
+def _model_file(weights: Path, entry: dict, pack_name: str, default_model: str) -> ModelFile:
     path = weights / entry["file"]
     if not path.is_file():
         raise ModelPackError(f"model pack {pack_name!r}: weight file {path} is missing")
-    return ModelFile(path=path, sha256=entry.get("sha256"))
+    return ModelFile(
+        path=path,
+        sha256=entry.get("sha256"),
+        model=entry.get("model", default_model),
+        float32_sha256=entry.get("float32_sha256"),
+    )
 
 
 def verify(pack: ModelPack) -> None:
@@ -128,8 +146,8 @@ def load_pack(name_or_path: str, check: bool = True) -> ModelPack:
         detector = manifest["detector"]
         pack = ModelPack(
             name=name,
-            detector=_model_file(weights, detector, name),
-            embedder=_model_file(weights, manifest["embedder"], name),
+            detector=_model_file(weights, detector, name, "scrfd"),  # packs fetched from InsightFace name none
+            embedder=_model_file(weights, manifest["embedder"], name, "arcface"),
             detector_input_size=int(detector.get("input_size", 640)),
             detector_score_threshold=float(detector.get("score_threshold", 0.5)),
             search_threshold=float(manifest["search_threshold"]),

@@ -1,6 +1,6 @@
 """The views of a photo the detector looks at besides the photo itself.
 
-SCRFD finds faces between roughly 10 and 300 pixels in its input. A face outside that
+A detector (SCRFD, YuNet) finds faces between roughly 10 and 300 pixels in its input. A face outside that
 range is brought into it by changing the view, never the model: a padded canvas shrinks
 a face that fills the frame, a larger input enlarges the faces of a large photo, and a
 square crop around one detection shows it closer. Each view says where its pixel
@@ -14,7 +14,7 @@ import math
 import cv2
 import numpy as np
 
-STRIDE = 32  # SCRFD's coarsest feature stride: input sides must be multiples of it
+STRIDE = 32  # the coarsest feature stride of SCRFD and YuNet: input sides must be multiples of it
 
 
 def padded(image: np.ndarray, share: float, side: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,367 +1,560 @@
-"""Benchmark the gallery index: IVF against exact search, memory, rebuild under load.
+"""Benchmark the gallery index the service really builds, from one gallery up to ten million faces.
 
-  python scripts/bench_index.py [--sizes 10000,100000,1000000] [--nprobes 1,2,4,8,16,32,64]
-                                [--rebuild-size N] [--threads 2] [--out reports/bench_index]
+  python scripts/bench_index.py --service-default --sizes 1000000,3000000,10000000 [--data DIR]
+  python scripts/bench_index.py --galleries 1000 --faces-per-gallery 10000 [--data DIR]
+  options: --queries 500  --rebuild-while-serving  --out reports/bench_index
 
-Gallery vectors are synthetic but shaped like faces: many identities of a few faces
-each, every face at cosine 0.6-0.8 from its identity's centre, unit-normalised, in the
-pack's dimension (512). Queries are unseen faces of enrolled identities. For each size
-it prints build time, memory per vector (resident memory of the index loaded from its
-file, against the 2048 raw bytes of a 512-d float32 vector), single-query p50/p99 and
-per-query time in batches of 100, recall@1 and recall@10 against exact search, and the
-exact search's own latency in the same run. Then, on a real data directory of
-``--rebuild-size`` faces, it runs ``scripts/rebuild_index.py`` in another process while
-this one keeps searching through ``FaissIndexes`` as the server does, and reports the
-rebuild time and the search latency during the rebuild against before it.
+Synthetic faces shaped like real embeddings (512-d): identities of five faces each, at cosine
+0.6-0.8 to their centre; identities in lookalike groups of 20 (centre at cosine 0.65-0.75 to
+the group's), the groups' centres spread over a 32-dimensional subspace, so a person's
+nearest strangers sit at about 0.3 as with buffalo_s (uniform random vectors would be
+equally far from each other, and any index would rank them trivially). They are generated a
+chunk at a time, from a seed, straight into a real catalog (LMDB) on disk: ten million
+faces are never held in memory, and a run stopped half-way goes on from what is stored.
 
-Writes ``<out>.json`` and ``<out>.png`` (recall@10 against p50 latency per nprobe).
+Then, through ``index/``'s own code and the service's default settings: the rebuild a
+server would run (timed); a fresh serving process that opens the index (start-up time),
+answers single queries on one thread (p50, p99) with the candidates re-scored exactly
+from the catalog, and reports its resident memory; recall@10 against exact search over
+every stored vector, computed a batch at a time and cached; a checkpoint folded while
+adds and searches go on (how long they waited, and the memory it took); and, with
+``--rebuild-while-serving``, a second rebuild by ``scripts/rebuild_index.py`` while that
+process keeps searching. Search-time settings (nprobe, re-rank candidates) are swept too,
+to show where the defaults sit. Galleries mode builds many small galleries and measures
+resident memory, the first search on a gallery not touched for a while, and warm searches.
+
+Writes ``<out>.json`` and ``<out>.png``; ends with a line per size:
+``N faces: resident X MiB (Y B/face), p50 Z ms, p99 W ms, recall@10 R``.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
-import faiss
 import numpy as np
-
-from index.catalog import Catalog
-from index.faiss import FaissIndexes
-from index.faiss.files import IndexFiles
-from index.faiss.vector_index import VectorIndex
-from index.lmdb import LmdbCatalog
-from index.records import NewFace, NewImage
-from index.vectors import IndexSettings
+from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from index.faiss import FaissIndexes  # noqa: E402
+from index.lmdb import LmdbCatalog  # noqa: E402
+from index.records import NewFace, NewImage  # noqa: E402
+from service.core.config import Settings  # noqa: E402
+
 DIM = 512
-FACES_PER_IDENTITY = 5
+PER_IDENTITY = 5
 GROUP = 20  # identities per lookalike group
 LATENT = 32  # dimensions the group centres vary along
-SINGLE_QUERIES = 200
-BATCH = 100
+CHUNK = 100_000  # faces generated and stored at a time
+PER_IMAGE = 1000  # faces per stored image record
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
-    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+    return (rows / np.linalg.norm(rows, axis=-1, keepdims=True)).astype(np.float32)
 
 
 def around(centres: np.ndarray, low: float, high: float, rng: np.random.Generator) -> np.ndarray:
     """Unit vectors at a cosine drawn from [low, high] to their row of ``centres``."""
-    tangent = np.sqrt(1 / rng.uniform(low, high, size=(len(centres), 1)) ** 2 - 1).astype(np.float32)
+    tangent = np.sqrt(1 / rng.uniform(low, high, size=(len(centres), 1)) ** 2 - 1)
     return unit(centres + tangent * unit(rng.standard_normal(centres.shape, dtype=np.float32)))
 
 
-def gallery(size: int, queries: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(gallery vectors, query vectors) for ``size`` faces of size/5 identities.
+class Population:
+    """``size`` faces of ``size / 5`` identities, any chunk of them regenerated from the seed alone."""
 
-    Shaped as real embeddings are, in three levels. Lookalike groups of 20 identities
-    have centres spread over a 32-dimensional subspace (population traits: age, sex,
-    ancestry vary along few directions); an identity's centre is at cosine 0.65-0.75
-    to its group's, so a person's nearest strangers are far closer than random vectors
-    (about 0.3, near what buffalo_s gives strangers at a false-accept rate of 1e-4).
-    Faces lie at cosine 0.6-0.8 to their identity's centre; queries are unseen faces
-    of enrolled identities.
-    """
-    rng = np.random.default_rng(seed)
-    count = max(1, size // FACES_PER_IDENTITY)
-    basis = np.linalg.qr(rng.standard_normal((DIM, LATENT)))[0].T.astype(np.float32)
-    groups = unit(rng.standard_normal((max(1, count // GROUP), LATENT), dtype=np.float32) @ basis)
-    centres = around(groups[np.arange(count) % len(groups)], 0.65, 0.75, rng)
-    vectors = np.empty((size, DIM), dtype=np.float32)
-    for start in range(0, size, 100_000):
-        rows = np.arange(start, min(size, start + 100_000))
-        vectors[rows] = around(centres[rows % count], 0.6, 0.8, rng)
-    return vectors, around(centres[rng.integers(0, count, queries)], 0.6, 0.8, rng)
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed = size, seed
+        self.identities = max(1, size // PER_IDENTITY)
+        rng = np.random.default_rng([seed, 0])
+        basis = np.linalg.qr(rng.standard_normal((DIM, LATENT)))[0].T.astype(np.float32)
+        groups = max(1, self.identities // GROUP)
+        self.groups = unit(rng.standard_normal((groups, LATENT), dtype=np.float32) @ basis)
+
+    def centres(self, first: int, count: int) -> np.ndarray:
+        """The centres of identities ``first`` .. ``first + count``, chunk by chunk from the seed."""
+        parts, identity = [], first
+        while identity < first + count:
+            block = identity // (CHUNK // PER_IDENTITY)
+            start = block * (CHUNK // PER_IDENTITY)
+            rng = np.random.default_rng([self.seed, 1, block])
+            rows = np.arange(start, min(start + CHUNK // PER_IDENTITY, self.identities))
+            made = around(self.groups[rows % len(self.groups)], 0.65, 0.75, rng)
+            take = made[identity - start : min(first + count, rows[-1] + 1) - start]
+            parts.append(take)
+            identity += len(take)
+        return np.concatenate(parts)
+
+    def chunk(self, number: int) -> np.ndarray:
+        """Faces ``number * CHUNK`` onwards, identity by identity."""
+        start, stop = number * CHUNK, min(self.size, (number + 1) * CHUNK)
+        identities = np.arange(start, stop) // PER_IDENTITY
+        centres = self.centres(int(identities[0]), int(identities[-1]) - int(identities[0]) + 1)
+        rng = np.random.default_rng([self.seed, 2, number])
+        return around(centres[identities - identities[0]], 0.6, 0.8, rng)
+
+    def queries(self, count: int) -> np.ndarray:
+        """Unseen faces of enrolled identities."""
+        rng = np.random.default_rng([self.seed, 3])
+        chosen = np.sort(rng.choice(self.identities, size=min(count, self.identities), replace=False))
+        centres = np.concatenate([self.centres(int(i), 1) for i in chosen])
+        return around(centres, 0.6, 0.8, rng)
 
 
-def latencies(search, queries: np.ndarray) -> dict:
-    """p50/p99 of single queries (ms) and per-query time in batches (ms)."""
-    singles = []
-    for query in queries[:SINGLE_QUERIES]:
-        started = time.perf_counter()
-        search(query[None, :])
-        singles.append(time.perf_counter() - started)
-    started = time.perf_counter()
-    for start in range(0, len(queries), BATCH):
-        search(queries[start : start + BATCH])
-    batched = (time.perf_counter() - started) / len(queries)
-    return {
-        "p50_ms": round(float(np.percentile(singles, 50)) * 1e3, 3),
-        "p99_ms": round(float(np.percentile(singles, 99)) * 1e3, 3),
-        "batch_ms_per_query": round(batched * 1e3, 4),
+def fill(catalog: LmdbCatalog, gid: int, population: Population, label: str) -> None:
+    """Store the population's faces, going on from what an earlier, stopped run stored."""
+    have = catalog.images.gallery(gid).faces
+    if have % CHUNK and have < population.size:
+        raise SystemExit(f"{label}: {have} faces stored, not a whole number of chunks: remove --data and start again")
+    chunks = range(have // CHUNK, -(-population.size // CHUNK))
+    with tqdm(total=population.size, initial=have, unit="face", desc=f"storing {label}") as bar:
+        for number in chunks:
+            vectors = population.chunk(number)
+            for start in range(0, len(vectors), PER_IMAGE):
+                faces = [NewFace([0.0, 0.0, 100.0, 100.0], 0.9, v) for v in vectors[start : start + PER_IMAGE]]
+                catalog.images.add(gid, NewImage("bench.jpg", "image/jpeg", {}, "bench", "buffalo_s", faces))
+            bar.update(len(vectors))
+
+
+def truth(catalog: LmdbCatalog, gid: int, queries: np.ndarray, cache: Path, k: int = 10) -> np.ndarray:
+    """The exact top-k face ids per query, over every stored vector, a batch at a time (cached)."""
+    if cache.is_file():
+        return np.load(cache)
+    best_scores = np.full((len(queries), k), -np.inf, np.float32)
+    best_ids = np.full((len(queries), k), -1, np.int64)
+    with catalog.log.scan(gid, CHUNK) as (gallery, batches):
+        for ids, vectors in tqdm(batches, total=-(-gallery.faces // CHUNK), unit="batch", desc="exact search"):
+            scores = queries @ vectors.T
+            top = np.argpartition(-scores, min(k, scores.shape[1] - 1), axis=1)[:, :k]
+            merged_scores = np.concatenate([best_scores, np.take_along_axis(scores, top, 1)], axis=1)
+            merged_ids = np.concatenate([best_ids, ids[top]], axis=1)
+            order = np.argsort(-merged_scores, axis=1)[:, :k]
+            best_scores = np.take_along_axis(merged_scores, order, 1)
+            best_ids = np.take_along_axis(merged_ids, order, 1)
+    np.save(cache, best_ids)
+    return best_ids
+
+
+def rebuild(data: Path, key: str, settings: Settings) -> dict:
+    """``scripts/rebuild_index.py`` on the gallery, as a nightly job runs it."""
+    env = {**os.environ, "FACE_SEARCH_DATA_DIR": str(data)}
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "scripts/rebuild_index.py", "--key", key, "--threads", str(os.cpu_count())],
+        cwd=ROOT, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    if done.returncode:
+        raise SystemExit(f"rebuild failed: {done.stderr[-2000:]}")
+    return {"rebuild_s": round(time.monotonic() - started, 1), "log": done.stdout.splitlines()[-3:]}
+
+
+SERVE = r"""
+import json, os, sys, threading, time
+from pathlib import Path
+import faiss, numpy as np
+sys.path.insert(0, sys.argv[1])
+from index.faiss import FaissIndexes
+from index.lmdb import LmdbCatalog
+from index.records import NewFace, NewImage
+from service.core.config import Settings
+
+def status():
+    # resident memory: all of it, the process's own (anonymous), and the pages of the index files
+    # it maps (the catalog's LMDB pages, mapped too, are the page cache of the stored vectors)
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    found = {name: int(fields[name].split()[0]) * 1024 for name in ("VmRSS", "RssAnon", "RssFile", "VmHWM")}
+    mapped, index_file = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        if not line[:1].isupper():  # a mapping's header: address range, perms, ..., path
+            index_file = line.rstrip().endswith(".faiss")
+        elif line.startswith("Rss:") and index_file:
+            mapped += int(line.split()[1]) * 1024
+    found["IndexFiles"] = mapped
+    found["Index"] = found["RssAnon"] + mapped
+    return found
+
+data, gids, queries = Path(sys.argv[2]), json.loads(sys.argv[3]), np.load(sys.argv[4])
+grid, checkpoint = json.loads(sys.argv[5]), sys.argv[6] == "1"
+settings = Settings.from_env().at(data)
+faiss.omp_set_num_threads(1)
+base = status()
+started = time.monotonic()
+catalog = LmdbCatalog(data / "lmdb", 64 << 30)
+indexes = FaissIndexes(catalog, data / "indexes", settings.index, serving=True)
+indexes.open_all()
+opened = time.monotonic() - started
+out = {"startup_s": round(opened, 2), "after_open": {k: v - base[k] for k, v in status().items()}}
+out["lists"] = indexes.status(gids[0]).details.lists if indexes.status(gids[0]).details else 0
+
+def timed(gid, rows, k=10):
+    times, found = [], []
+    for row in rows:
+        t = time.perf_counter()
+        found.append(indexes.search(gid, row[None, :], k)[1][0])
+        times.append(time.perf_counter() - t)
+    return np.array(times) * 1000, np.array(found)
+
+touched = [g for g in catalog.images.galleries() if g not in gids]
+for gid in touched:  # every other gallery first: the measured ones have not been touched for a while
+    indexes.search(gid, queries.reshape(-1, 512)[:1], 10)
+out["measured_loaded_before"] = sum(g in indexes.loaded() for g in gids)
+per_gallery = []
+for n, gid in enumerate(gids):
+    rows = queries[n] if queries.ndim == 3 else queries
+    first, _ = timed(gid, rows[:1])
+    timed(gid, rows[1:21])  # warm-up
+    times, found = timed(gid, rows)
+    per_gallery.append({"gallery": gid, "first_ms": float(first[0]), "times": times.tolist(), "found": found.tolist()})
+out["galleries"] = per_gallery
+out["after_queries"] = {k: v - base[k] for k, v in status().items()}
+
+if grid:
+    gid = gids[0]
+    points = []
+    for nprobe in grid["nprobe"]:
+        for rerank in grid["rerank"]:
+            indexes.tune(nprobe, rerank)
+            times, found = timed(gid, queries[:200])
+            points.append({"nprobe": nprobe, "rerank": rerank, "times": times.tolist(), "found": found.tolist()})
+    out["grid"] = points
+    indexes.tune(settings.index.nprobe, settings.index.rerank)
+
+if checkpoint:
+    gid = gids[0]
+    rng = np.random.default_rng(7)
+    def add(n):
+        vectors = rng.standard_normal((n, 512)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        faces = [NewFace([0.0, 0.0, 100.0, 100.0], 0.9, v) for v in vectors]
+        t = time.perf_counter()
+        catalog.images.add(gid, NewImage("bench.jpg", "image/jpeg", {}, "bench", "buffalo_s", faces))
+        indexes.sync(gid)
+        return (time.perf_counter() - t) * 1000
+    for _ in range(100):
+        add(100)  # changes for the checkpoint to fold
+    before_adds = [add(1) for _ in range(50)]
+    before_search, _ = timed(gid, queries[:100])
+    before = status()
+    saver = threading.Thread(target=indexes.save_all)
+    t = time.monotonic()
+    saver.start()
+    during_adds, during_search, own = [], [], before["RssAnon"]
+    while saver.is_alive():
+        during_adds.append(add(1))
+        s, _ = timed(gid, queries[len(during_search) % 100 : len(during_search) % 100 + 1])
+        during_search.extend(s.tolist())
+        own = max(own, status()["RssAnon"])
+    fold_s = time.monotonic() - t
+    out["checkpoint"] = {
+        # the process's own memory at its highest while the fold ran: a second copy of the index would show here
+        "fold_s": round(fold_s, 2), "peak_memory_growth": status()["VmHWM"] - before["VmHWM"],
+        "own_memory_growth": own - before["RssAnon"],
+        "adds_before_ms": before_adds, "adds_during_ms": during_adds,
+        "search_before_ms": before_search.tolist(), "search_during_ms": during_search,
     }
 
-
-def recall(found: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
-    at1 = float(np.mean(found[:, 0] == truth[:, 0]))
-    at10 = float(np.mean([len(set(f[:10]) & set(t[:10])) / 10 for f, t in zip(found, truth, strict=True)]))
-    return round(at1, 4), round(at10, 4)
-
-
-_MEASURE = """
-import gc, os, sys
-from pathlib import Path
-from index.faiss.vector_index import VectorIndex
-def rss():
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-import faiss
-gc.collect()
-before = rss()
-index = VectorIndex.load(Path(sys.argv[1]))
-print(rss() - before, index.count)
+if len(sys.argv) > 7 and sys.argv[7] == "1":  # search while scripts/rebuild_index.py runs beside
+    import subprocess
+    gid = gids[0]
+    env = {**os.environ, "FACE_SEARCH_DATA_DIR": str(data)}
+    key = json.loads(sys.argv[8])
+    before, _ = timed(gid, queries[:200])
+    t = time.monotonic()
+    command = [sys.executable, "scripts/rebuild_index.py", "--key", key]
+    child = subprocess.Popen(command, cwd=sys.argv[1], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    during, n = [], 0
+    while child.poll() is None:
+        s, _ = timed(gid, queries[n % len(queries) : n % len(queries) + 1])
+        during.extend(s.tolist())
+        n += 1
+        time.sleep(0.02)
+    rebuilt = time.monotonic() - t
+    after, _ = timed(gid, queries[:200])
+    out["rebuild_while_serving"] = {"rebuild_s": round(rebuilt, 1), "exit": child.returncode,
+        "before_ms": before.tolist(), "during_ms": during, "after_ms": after.tolist(),
+        "generation": indexes.status(gid).generation, "memory": {k: v - base[k] for k, v in status().items()}}
+indexes.close()
+print("RESULT " + json.dumps(out))
 """
 
 
-def memory_per_vector(index: VectorIndex, folder: Path) -> tuple[float, float]:
-    """(resident bytes, file bytes) per vector of the index as a server loads it from its
-    file, measured in a fresh process so no freed memory of this one is reused."""
-    path = folder / "bench.faiss"
-    index.save(path)
-    size = path.stat().st_size
-    answer = subprocess.run([sys.executable, "-c", _MEASURE, str(path)], capture_output=True, text=True, check=True)
-    grown, count = (int(value) for value in answer.stdout.split())
-    path.unlink()
-    return round(grown / count, 1), round(size / count, 1)
+def serve(
+    data: Path, gids: list[int], queries: np.ndarray, grid: dict | None, checkpoint: bool, rebuild_key: str | None
+) -> dict:
+    """The measurements of a fresh serving process (its own memory, nothing inherited from this one)."""
+    path = data / "queries.npy"
+    np.save(path, queries)
+    command = [sys.executable, "-c", SERVE, str(ROOT), str(data), json.dumps(gids), str(path), json.dumps(grid or {}),
+               "1" if checkpoint else "0", "1" if rebuild_key else "0", json.dumps(rebuild_key)]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    line = next((line for line in done.stdout.splitlines() if line.startswith("RESULT ")), None)
+    if line is None:
+        raise SystemExit(f"the serving process failed: {done.stderr[-3000:]}")
+    return json.loads(line[len("RESULT ") :])
 
 
-def bench_size(size: int, nprobes: list[int], storages: list[str], queries: int, threads: int, folder: Path) -> dict:
-    print(f"\n== {size} vectors", flush=True)
-    vectors, probes = gallery(size, queries)
-    ids = np.arange(size, dtype=np.int64)
-    faiss.omp_set_num_threads(threads)
-    exact = faiss.IndexFlatIP(DIM)
-    exact.add(vectors)
-    truth = exact.search(probes, 10)[1]
-    result = {"size": size, "exact": latencies(lambda q: exact.search(q, 10), probes), "ivf": []}
-    exact.reset()  # its 2 GB are not needed while the IVFs are measured
-    for storage in storages:
-        settings = IndexSettings(ivf_threshold=0, storage=storage)
-        faiss.omp_set_num_threads(os.cpu_count())
-        started = time.perf_counter()
-        index = VectorIndex.build(DIM, ids, vectors, settings)
-        built = time.perf_counter() - started
-        faiss.omp_set_num_threads(threads)
-        resident, stored = memory_per_vector(index, folder)
-        row = {
-            "storage": storage,
-            "lists": index.state.nlist,
-            "build_s": round(built, 1),
-            "bytes_per_vector": resident,
-            "file_bytes_per_vector": stored,
-            "raw_ratio": round(resident / (DIM * 4), 3),
-            "nprobe": [],
-        }
-        for nprobe in nprobes:
-            index.set_nprobe(nprobe)
-            found = index.search(probes, 10)[1]
-            at1, at10 = recall(found, truth)
-            timing = latencies(lambda q, index=index: index.search(q, 10), probes)
-            row["nprobe"].append({"nprobe": nprobe, "recall@1": at1, "recall@10": at10, **timing})
-        result["ivf"].append(row)
-        del index
-        gc.collect()
-    return result
+def workers_memory(data: Path, key: str, workers: int) -> list[dict]:
+    """Each worker's memory in a real server (``workers`` processes) after searches on the gallery:
+    resident, and proportional (PSS, a shared page split among the processes that map it)."""
+    from tests.live import LiveServer
+    from tests.photos import b64, package_photo
+
+    env = {"FACE_SEARCH_WORKERS": str(workers), "FACE_SEARCH_API_KEY": key, "FACE_SEARCH_API_SECRET": "bench",
+           "FACE_SEARCH_RATE_LIMIT": "0", "FACE_SEARCH_INDEX_SAVE_SECONDS": "0"}  # fmt: skip
+    server = LiveServer(data, env).start(timeout=600)
+    try:
+        body = {"image": {"base64": b64(package_photo("t1.jpg"))}, "face": "all"}
+        for _ in range(10 * workers):
+            server.call("POST", "/search", key, "bench", json=body)
+        pids = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True).stdout
+        rows = []
+        for pid in pids.split():
+            fields = {}
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+                name, value = line.split(":", 1)
+                fields[name] = int(value.split()[0]) * 1024
+            rows.append({name: fields[name] for name in ("Rss", "Pss", "Pss_Anon", "Pss_File", "Shared_Clean")})
+        return rows
+    finally:
+        server.stop()
 
 
-def print_table(results: list[dict]) -> None:
-    print(
-        f"\n{'size':>8} {'index':<9} {'lists':>5} {'build s':>7} {'B/vec':>7} {'xraw':>5} {'nprobe':>6} "
-        f"{'p50 ms':>8} {'p99 ms':>8} {'batch ms':>8} {'R@1':>6} {'R@10':>6} {'speedup':>7}"
-    )
-    for result in results:
-        exact = result["exact"]
-        print(
-            f"{result['size']:>8} {'exact':<9} {'':>5} {'':>7} {DIM * 4:>7} {1.0:>5.2f} {'':>6} "
-            f"{exact['p50_ms']:>8.3f} {exact['p99_ms']:>8.3f} {exact['batch_ms_per_query']:>8.4f} "
-            f"{1.0:>6.3f} {1.0:>6.3f} {1.0:>7.1f}"
-        )
-        for row in result["ivf"]:
-            for point in row["nprobe"]:
-                print(
-                    f"{result['size']:>8} {'ivf-' + row['storage']:<9} {row['lists']:>5} {row['build_s']:>7.1f} "
-                    f"{row['bytes_per_vector']:>7.0f} {row['raw_ratio']:>5.2f} {point['nprobe']:>6} "
-                    f"{point['p50_ms']:>8.3f} {point['p99_ms']:>8.3f} {point['batch_ms_per_query']:>8.4f} "
-                    f"{point['recall@1']:>6.3f} {point['recall@10']:>6.3f} {exact['p50_ms'] / point['p50_ms']:>7.1f}"
-                )
+def recall(found: np.ndarray, exact: np.ndarray) -> float:
+    """The share of the exact top-10 found in the top-10 answered, over the queries."""
+    return round(float(np.mean([len(set(f[:10]) & set(t[:10])) / 10 for f, t in zip(found, exact, strict=True)])), 4)
 
 
-def choose_nprobe(results: list[dict], target: float = 0.99) -> int | None:
-    """The smallest nprobe reaching ``target`` recall@10 with flat storage at every size."""
-    rows = [row for result in results for row in result["ivf"] if row["storage"] == "flat"]
-    candidates = sorted({point["nprobe"] for row in rows for point in row["nprobe"]})
-    for nprobe in candidates:
-        if all(p["recall@10"] >= target for row in rows for p in row["nprobe"] if p["nprobe"] == nprobe):
-            return nprobe
-    return None
+def percentiles(times: list[float]) -> dict:
+    return {"p50_ms": round(float(np.percentile(times, 50)), 2), "p99_ms": round(float(np.percentile(times, 99)), 2)}
 
 
-def fill_store(catalog: Catalog, gid: int, vectors: np.ndarray, per_image: int = 1000) -> None:
-    for start in range(0, len(vectors), per_image):
-        faces = [NewFace([0, 0, 1, 1], 1.0, vector) for vector in vectors[start : start + per_image]]
-        catalog.images.add(gid, NewImage("bench", "image/png", {}, "bench", "buffalo_s", faces))
-
-
-def search_for(indexes: FaissIndexes, gid: int, probes: np.ndarray, seconds: float | None, until=None) -> list:
-    """Single-query latencies through FaissIndexes (catch-up included) for ``seconds`` or
-    while ``until()`` holds."""
-    times = []
-    started = time.monotonic()
-    position = 0
-    while (until() if until else time.monotonic() - started < seconds) or len(times) < 20:
-        query = probes[position % len(probes)][None, :]
-        position += 1
-        began = time.perf_counter()
-        indexes.search(gid, query, 10)
-        times.append(time.perf_counter() - began)
-    return times
-
-
-def bench_rebuild(size: int, nprobe: int, folder: Path) -> dict:
-    """A rebuild by the script in another process while this one searches as a server does."""
-    print(f"\n== rebuild of {size} vectors while searching", flush=True)
-    vectors, probes = gallery(size, 1000, seed=1)
-    data = folder / "data"
-    catalog = LmdbCatalog(data / "lmdb", 8 << 30)
-    gid = catalog.keys.create("bench", "unused", None, "bench").gallery
-    started = time.perf_counter()
-    fill_store(catalog, gid, vectors)
-    filled = time.perf_counter() - started
-    settings = IndexSettings(ivf_threshold=min(50_000, size), nprobe=nprobe, save_seconds=0)
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(os.cpu_count())
-    index = VectorIndex.build(DIM, np.arange(1, size + 1, dtype=np.int64), vectors, settings)
-    faiss.omp_set_num_threads(threads)
-    del vectors
-    index.state.seq = catalog.images.gallery(gid).seq
-    index.save(IndexFiles(data / "indexes").path(gid, 0))  # the server's checkpoint: no build at start
-    del index
-    gc.collect()
-    indexes = FaissIndexes(catalog, data / "indexes", settings, serving=True)
-    indexes.open_all()
-    before = search_for(indexes, gid, probes, 20.0)
-    env = {
-        **os.environ,
-        "FACE_SEARCH_DATA_DIR": str(data),
-        "FACE_SEARCH_IVF_THRESHOLD": str(settings.ivf_threshold),
-        "FACE_SEARCH_NPROBE": str(nprobe),
-    }
-    started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "scripts/rebuild_index.py", "--key", "bench"], cwd=ROOT, env=env)
-    during = search_for(indexes, gid, probes, None, until=lambda: child.poll() is None)
-    rebuilt = time.perf_counter() - started
-    adopting = search_for(
-        indexes, gid, probes, None, until=lambda: child.returncode == 0 and indexes.status(gid).generation == 0
-    )
-    indexes.wait(gid)
-    adopted = time.perf_counter() - started
-    after = search_for(indexes, gid, probes, 10.0)
-    state = indexes.status(gid)
-    indexes.close()
+def one_gallery(size: int, args: argparse.Namespace, settings: Settings) -> dict:
+    data = args.data / f"n{size}"
+    catalog = LmdbCatalog(data / "lmdb", 64 << 30)
+    key = f"bench-{size}"
+    record = catalog.keys.get(key) or catalog.keys.create(key, "unused", None, "bench")
+    population = Population(size, seed=size)
+    fill(catalog, record.gallery, population, f"{size:,} faces")
+    queries = population.queries(args.queries)
+    exact = truth(catalog, record.gallery, queries, data / f"truth-{args.queries}.npy")
+    lmdb_bytes = (data / "lmdb" / "data.mdb").stat().st_size
     catalog.close()
-
-    def stats(times: list) -> dict:
-        return {
-            "searches": len(times),
-            "p50_ms": round(float(np.percentile(times, 50)) * 1e3, 3),
-            "p99_ms": round(float(np.percentile(times, 99)) * 1e3, 3),
-        }
-
+    built = rebuild(data, key, settings) if not (data / "indexes").exists() else {"rebuild_s": None}
+    grid = {"nprobe": [32, 64, 128, 256], "rerank": [50, 100, 200, 400]} if args.grid else None
+    served = serve(
+        data, [record.gallery], queries, grid, checkpoint=True, rebuild_key=key if args.rebuild_while_serving else None
+    )
+    gallery = served["galleries"][0]
+    resident = served["after_queries"]["Index"]
     result = {
         "size": size,
-        "rebuild_exit": child.returncode,
-        "lmdb_fill_s": round(filled, 1),
-        "rebuild_s": round(rebuilt, 1),
-        "adopted_after_s": round(adopted, 1),
-        "generation": state.generation,
-        "lists": state.details.lists if state.details else 0,
-        "before": stats(before),
-        "during_rebuild": stats(during),
-        "during_adoption": stats(adopting),
-        "after": stats(after),
+        "storage": settings.index.storage,
+        "lists": served["lists"],
+        "nprobe": settings.index.nprobe,
+        "rerank": settings.index.rerank,
+        "lmdb_bytes": lmdb_bytes,
+        "index_file_bytes": sum(p.stat().st_size for p in (data / "indexes").glob("*.faiss")),
+        **built,
+        "startup_s": served["startup_s"],
+        "resident_bytes": resident,  # the serving index: the process's own memory and its mapped index pages
+        "resident_anon_bytes": served["after_queries"]["RssAnon"],
+        "resident_index_file_bytes": served["after_queries"]["IndexFiles"],
+        "resident_all_bytes": served["after_queries"]["VmRSS"],  # with the catalog's pages it touched
+        "bytes_per_face": round(resident / size, 1),
+        **percentiles(gallery["times"]),
+        "first_search_ms": round(gallery["first_ms"], 2),
+        "recall@10": recall(np.array(gallery["found"]), exact),
     }
-    result["p99_ratio"] = round(result["during_rebuild"]["p99_ms"] / result["before"]["p99_ms"], 2)
-    print(json.dumps(result, indent=1), flush=True)
+    if grid:
+        result["grid"] = [
+            {"nprobe": p["nprobe"], "rerank": p["rerank"], **percentiles(p["times"]),
+             "recall@10": recall(np.array(p["found"]), exact[:200])}
+            for p in served["grid"]
+        ]  # fmt: skip
+    point = served["checkpoint"]
+    result["checkpoint"] = {
+        "fold_s": point["fold_s"],
+        "peak_memory_growth_bytes": point["peak_memory_growth"],  # with the mapped pages the fold read
+        "own_memory_growth_bytes": point["own_memory_growth"],
+        "adds_before": percentiles(point["adds_before_ms"]),
+        "adds_during": percentiles(point["adds_during_ms"]),
+        "searches_before": percentiles(point["search_before_ms"]),
+        "searches_during": percentiles(point["search_during_ms"]),
+    }
+    if args.workers_memory:
+        result["workers_memory"] = {n: workers_memory(data, key, n) for n in (1, 2)}
+    if "rebuild_while_serving" in served:
+        during = served["rebuild_while_serving"]
+        result["rebuild_while_serving"] = {
+            "rebuild_s": during["rebuild_s"],
+            "exit": during["exit"],
+            "before": percentiles(during["before_ms"]),
+            "during": percentiles(during["during_ms"]),
+            "after": percentiles(during["after_ms"]),
+        }
     return result
 
 
-def plot(results: list[dict], path: Path) -> None:
+def many_galleries(count: int, faces: int, args: argparse.Namespace, settings: Settings) -> dict:
+    data = args.data / f"g{count}x{faces}"
+    catalog = LmdbCatalog(data / "lmdb", 64 << 30)
+    gids = []
+    for number in tqdm(range(count), unit="gallery", desc=f"storing {count} x {faces:,}"):
+        key = f"event-{number}"
+        record = catalog.keys.get(key) or catalog.keys.create(key, "unused", None, "bench")
+        if catalog.images.gallery(record.gallery).faces < faces:
+            vectors = Population(faces, seed=10_000 + number).chunk(0)  # a gallery is one chunk at most
+            for start in range(0, faces, PER_IMAGE):
+                batch = [NewFace([0.0, 0.0, 100.0, 100.0], 0.9, v) for v in vectors[start : start + PER_IMAGE]]
+                catalog.images.add(record.gallery, NewImage("bench.jpg", "image/jpeg", {}, "bench", "buffalo_s", batch))
+        gids.append(record.gallery)
+    lmdb_bytes = (data / "lmdb" / "data.mdb").stat().st_size
+    catalog.close()
+    if not (data / "indexes").exists():  # the checkpoints a serving process writes, once
+        catalog = LmdbCatalog(data / "lmdb", 64 << 30)
+        indexes = FaissIndexes(catalog, data / "indexes", replace(settings.index, memory_bytes=1 << 30), serving=True)
+        for gid in tqdm(gids, unit="gallery", desc="first checkpoints"):
+            indexes.sync(gid)
+            indexes._checkpoint(gid)
+        indexes.close()
+        catalog.close()
+    rng = np.random.default_rng(5)
+    sample = sorted(rng.choice(gids, size=min(50, len(gids)), replace=False).tolist())
+    queries = np.stack([Population(faces, seed=10_000 + gids.index(g)).queries(30) for g in sample])
+    served = serve(data, sample, queries, None, checkpoint=False, rebuild_key=None)
+    first = [g["first_ms"] for g in served["galleries"]]
+    warm = [t for g in served["galleries"] for t in g["times"]]
+    return {
+        "galleries": count,
+        "faces_per_gallery": faces,
+        "lmdb_bytes": lmdb_bytes,
+        "startup_s": served["startup_s"],
+        "resident_bytes": served["after_queries"]["Index"],
+        "resident_all_bytes": served["after_queries"]["VmRSS"],
+        "measured_loaded_before": served["measured_loaded_before"],
+        "first_search": percentiles(first),
+        "warm_search": percentiles(warm),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--service-default", action="store_true", help="one gallery per size, the service's settings")
+    parser.add_argument("--sizes", default="1000000,3000000,10000000")
+    parser.add_argument("--galleries", type=int, help="many galleries of --faces-per-gallery faces")
+    parser.add_argument("--faces-per-gallery", type=int, default=10_000)
+    parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument("--grid", action="store_true", help="also sweep nprobe and re-rank candidates")
+    parser.add_argument("--rebuild-while-serving", action="store_true")
+    parser.add_argument("--workers-memory", action="store_true", help="memory of each worker of a real server")
+    parser.add_argument("--data", type=Path, default=ROOT / "data-bench", help="kept between runs (resumable)")
+    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench_index")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    report = previous(args.out.with_suffix(".json"))
+    report.update(cores=os.cpu_count(), index_settings=asdict(settings.index))
+    if args.galleries:
+        report["galleries"] = many_galleries(args.galleries, args.faces_per_gallery, args, settings)
+    else:
+        for size in (int(s) for s in args.sizes.split(",")):
+            row = one_gallery(size, args, settings)
+            report["sizes"] = sorted([r for r in report["sizes"] if r["size"] != size] + [row], key=lambda r: r["size"])
+            args.out.with_suffix(".json").write_text(json.dumps(report, indent=1))
+    args.out.with_suffix(".json").write_text(json.dumps(report, indent=1))
+    print(table(report))
+    plot(report, args.out.with_suffix(".png"))
+    for row in report["sizes"]:
+        print(
+            f"{row['size']} faces: resident {row['resident_bytes'] / 2**20:.0f} MiB "
+            f"({row['bytes_per_face']:.0f} B/face), p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, "
+            f"recall@10 {row['recall@10']}"
+        )
+    if line := report.get("galleries"):
+        print(
+            f"{line['galleries']} x {line['faces_per_gallery']} faces: resident {line['resident_bytes'] / 2**20:.0f} "
+            f"MiB, first search p50 {line['first_search']['p50_ms']} ms p99 {line['first_search']['p99_ms']} ms, "
+            f"warm p50 {line['warm_search']['p50_ms']} ms, start-up {line['startup_s']} s"
+        )
+    return 0
+
+
+def previous(path: Path) -> dict:
+    """The report of earlier runs: sizes are measured one run at a time (10M alone takes hours)
+    and the table and plot show them all."""
+    report = json.loads(path.read_text()) if path.exists() else {}
+    report.setdefault("sizes", [])
+    return report
+
+
+def table(report: dict) -> str:
+    """The README's table: one gallery per size, then many small galleries."""
+    lines = [
+        "| faces | storage, lists, nprobe, re-rank | resident MiB (B/face) | p50 / p99 ms | recall@10 | start-up s "
+        "| rebuild s | checkpoint s (adds p99 during / before ms) | LMDB GiB |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in report["sizes"]:
+        point = r["checkpoint"]
+        lines.append(
+            f"| {r['size']:,} | {r['storage']}, {r.get('lists', '-')}, {r['nprobe']}, {r['rerank']} "
+            f"| {r['resident_bytes'] / 2**20:,.0f} ({r['bytes_per_face']:.0f}) | {r['p50_ms']} / {r['p99_ms']} "
+            f"| {r['recall@10']} | {r['startup_s']} | {r['rebuild_s'] or '-'} "
+            f"| {point['fold_s']} ({point['adds_during']['p99_ms']} / {point['adds_before']['p99_ms']}) "
+            f"| {r['lmdb_bytes'] / 2**30:.1f} |"
+        )
+    if g := report.get("galleries"):
+        lines += [
+            "",
+            "| galleries x faces | resident MiB | first search p50 / p99 ms | warm p50 / p99 ms | start-up s "
+            "| LMDB GiB |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+            f"| {g['galleries']:,} x {g['faces_per_gallery']:,} | {g['resident_bytes'] / 2**20:,.0f} "
+            f"| {g['first_search']['p50_ms']} / {g['first_search']['p99_ms']} "
+            f"| {g['warm_search']['p50_ms']} / {g['warm_search']['p99_ms']} | {g['startup_s']} "
+            f"| {g['lmdb_bytes'] / 2**30:.1f} |",
+        ]
+    return "\n".join(lines)
+
+
+def plot(report: dict, path: Path) -> None:
+    """Memory, latency and build time against gallery size, the many-galleries shape marked apart."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(8, 5))
-    for result in results:
-        for row in result["ivf"]:
-            points = row["nprobe"]
-            axes.plot(
-                [p["p50_ms"] for p in points],
-                [p["recall@10"] for p in points],
-                marker="o",
-                label=f"{result['size']:,} ivf-{row['storage']}",
-            )
-            for p in points:
-                axes.annotate(str(p["nprobe"]), (p["p50_ms"], p["recall@10"]), fontsize=7)
-        axes.axvline(result["exact"]["p50_ms"], linestyle=":", color="grey")
-    axes.axhline(0.99, linestyle="--", color="red", linewidth=0.8)
-    axes.set_xscale("log")
-    axes.set_xlabel("single-query p50 latency (ms, log); dotted: exact search")
-    axes.set_ylabel("recall@10 against exact search")
-    axes.set_title("IVF recall against latency, labels = nprobe")
-    axes.legend(fontsize=8)
+    rows = report["sizes"]
+    if not rows:
+        return
+    sizes = [r["size"] for r in rows]
+    figure, (memory, latency, build) = plt.subplots(1, 3, figsize=(13, 4))
+    memory.plot(sizes, [r["resident_bytes"] / 2**30 for r in rows], "o-", label="one gallery")
+    latency.plot(sizes, [r["p50_ms"] for r in rows], "o-", label="p50, one gallery")
+    latency.plot(sizes, [r["p99_ms"] for r in rows], "s--", label="p99, one gallery")
+    build.plot(sizes, [(r["rebuild_s"] or float("nan")) / 60 for r in rows], "o-", label="rebuild")
+    build.plot(sizes, [r["startup_s"] / 60 for r in rows], "s--", label="start-up")
+    if g := report.get("galleries"):
+        total = g["galleries"] * g["faces_per_gallery"]
+        shape = f"{g['galleries']:,} x {g['faces_per_gallery']:,}"
+        memory.plot([total], [g["resident_bytes"] / 2**30], "D", color="tab:red", label=shape)
+        latency.plot([total], [g["first_search"]["p50_ms"]], "D", color="tab:red", label=f"first search p50, {shape}")
+        latency.plot([total], [g["warm_search"]["p50_ms"]], "^", color="tab:red", label=f"warm p50, {shape}")
+    for axis, label in ((memory, "resident memory, GiB"), (latency, "single-query search, ms"), (build, "minutes")):
+        axis.set(xscale="log", xlabel="faces", ylabel=label)
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.suptitle(f"scripts/bench_index.py on {report['cores']} cores")
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="10000,100000,1000000")
-    parser.add_argument("--nprobes", default="1,2,4,8,16,32,64")
-    parser.add_argument("--storages", default="flat,sq8")
-    parser.add_argument("--queries", type=int, default=1000)
-    parser.add_argument("--rebuild-size", type=int, help="default: the largest size; 0 skips it")
-    parser.add_argument("--threads", type=int, default=1, help="FAISS (OpenMP) threads for searching")
-    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench_index")
-    args = parser.parse_args(argv)
-    sizes = [int(s) for s in args.sizes.split(",")]
-    nprobes = [int(n) for n in args.nprobes.split(",")]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    print(f"FAISS {faiss.__version__}: {os.cpu_count()} threads to build, {args.threads} to search")
-
-    with tempfile.TemporaryDirectory(dir=args.out.parent) as tmp:
-        results = [
-            bench_size(size, nprobes, args.storages.split(","), args.queries, args.threads, Path(tmp)) for size in sizes
-        ]
-        print_table(results)
-        chosen = choose_nprobe(results)
-        print(f"\nsmallest nprobe with recall@10 >= 0.99 (flat storage, every size): {chosen}")
-        rebuild_size = max(sizes) if args.rebuild_size is None else args.rebuild_size
-        rebuild = bench_rebuild(rebuild_size, chosen or 16, Path(tmp)) if rebuild_size else None
-
-    report = {
-        "faiss": faiss.__version__,
-        "search_threads": args.threads,
-        "rebuild_threads": IndexSettings().rebuild_threads,
-        "cores": os.cpu_count(),
-        "dim": DIM,
-        "faces_per_identity": FACES_PER_IDENTITY,
-        "chosen_nprobe": chosen,
-        "sizes": results,
-        "rebuild": rebuild,
-    }
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=1))
-    plot(results, args.out.with_suffix(".png"))
-    print(f"wrote {args.out.with_suffix('.json')} and {args.out.with_suffix('.png')}")
-    return 0
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
 
 
 if __name__ == "__main__":

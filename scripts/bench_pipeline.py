@@ -1,6 +1,6 @@
 """Where a photo's time goes, and how close the service comes to the models alone.
 
-  python scripts/bench_pipeline.py [--lfw 120] [--configs 1x4,2x4] [--out reports/bench]
+  python scripts/bench_pipeline.py [--lfw 120] [--configs 2x1x4,1x2x4] [--out reports/bench]
 
 Three measurements over the same realistic mix of photos (LFW 250x250 crops and the
 large photos of deepface-unit and fr-examples), in one run so their ratios hold even
@@ -12,11 +12,12 @@ on a machine shared with other work:
    alignment, embedding, index add, index search), with one and two model threads;
 3. a real gunicorn server on loopback: latency and throughput of POST /images and
    POST /search with 1, 2 and 4 concurrent clients, per server configuration
-   ``MODEL_THREADS x SERVER_THREADS`` (FACE_SEARCH_MODEL_THREADS x FACE_SEARCH_THREADS).
+   ``WORKERS x MODEL_THREADS x SERVER_THREADS`` (FACE_SEARCH_WORKERS x
+   FACE_SEARCH_MODEL_THREADS x FACE_SEARCH_THREADS).
 
 It prints the ratios to the floor and the targets: an added photo at one client within
-1.3x the floor's time, four clients at 1.5x the floor's photos per second or more, and
-no request slower than 4x the median.
+1.3x the floor's time, four clients at 1.9x the floor's photos per second or more (both
+cores at work), and no request slower than 4x the median.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from service.core.services import build_services
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the test helpers are not installed: the live server is started as the tests do
-from tests.conftest import API, KEY, SECRET, LiveServer  # noqa: E402
+from tests.live import API, KEY, SECRET, LiveServer  # noqa: E402
 
 DATASETS = ROOT.parent / "shared" / "datasets"
 CLIENTS = (1, 2, 4)
@@ -222,10 +223,11 @@ def drive(url: str, path: str, bodies: list[str], clients: int, accepted: tuple[
     return Load(clients, latencies, time.perf_counter() - started, errors[0])
 
 
-def server_loads(photos: list[Photo], model_threads: int, server_threads: int) -> dict[str, list[Load]]:
+def server_loads(photos: list[Photo], workers: int, model_threads: int, server_threads: int) -> dict[str, list[Load]]:
     bodies = [p.body for p in photos]
     with tempfile.TemporaryDirectory(prefix="bench-server-") as scratch:
         env = {
+            "FACE_SEARCH_WORKERS": str(workers),
             "FACE_SEARCH_MODEL_THREADS": str(model_threads),
             "FACE_SEARCH_THREADS": str(server_threads),
             "FACE_SEARCH_RATE_LIMIT": "0",  # the per-key limit would cap the clients, not the pipeline
@@ -249,7 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lfw", type=int, default=120, help="LFW photos in the mix (plus 56 large photos)")
     parser.add_argument("--pack", default="buffalo_s")
     parser.add_argument(
-        "--configs", default="1x4", help="server configurations MODEL_THREADSxSERVER_THREADS, comma-separated"
+        "--configs",
+        default="2x1x4",
+        help="server configurations WORKERSxMODEL_THREADSxSERVER_THREADS, comma-separated",
     )
     parser.add_argument("--out", default=str(ROOT / "reports" / "bench"))
     args = parser.parse_args(argv)
@@ -278,15 +282,15 @@ def main(argv: list[str] | None = None) -> int:
 
     report["servers"] = {}
     print(
-        "| server (model x server threads) | endpoint | clients | photos/s | x floor photos/s | p50 ms | p99 ms "
-        "| max/median | mean ms / floor ms | errors |"
+        "| server (workers x model x server threads) | endpoint | clients | photos/s | x floor photos/s | p50 ms "
+        "| p99 ms | max/median | mean ms / floor ms | errors |"
     )
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for config in args.configs.split(","):
-        model_threads, server_threads = (int(v) for v in config.split("x"))
+        workers, model_threads, server_threads = (int(v) for v in config.split("x"))
         # The floor again, just before this server runs: other work on the machine drifts.
         floor_mean = statistics.fmean(floor_ms(photos, args.pack))
-        loads = server_loads(photos, model_threads, server_threads)
+        loads = server_loads(photos, workers, model_threads, server_threads)
         report["servers"][config] = {
             "floor_ms": floor_mean,
             **{
@@ -316,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         one, four = adds[0], adds[-1]
         checks = {
             "added photo at 1 client <= 1.3x floor": statistics.fmean(one.latencies) / floor_mean,
-            "4 clients >= 1.5x floor photos/s": four.per_second * floor_mean / 1000,
+            "4 clients >= 1.9x floor photos/s": four.per_second * floor_mean / 1000,
             "4 clients slowest <= 4x median": four.worst_to_median,
         }
         report["servers"][config]["checks"] = checks

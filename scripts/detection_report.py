@@ -11,6 +11,7 @@ needed (its first input larger or smaller than the pack's, close-up, confirmatio
 
     .venv/bin/python scripts/detection_report.py                  # everything, ~10 min
     .venv/bin/python scripts/detection_report.py --lfw-limit 1500 # LFW seeded subset
+    .venv/bin/python scripts/detection_report.py --pack buffalo_s,yunet_sface  # packs side by side
 
 Prints tables and writes reports/detection.json.
 """
@@ -203,9 +204,9 @@ class PassRecorder:
     def __init__(self, model, pack_input: tuple[int, int]) -> None:
         self.model, self.pack_input, self.sizes = model, pack_input, []
 
-    def detect(self, image, input_size=None, **kwargs):
+    def detect(self, image: np.ndarray, input_size: tuple[int, int], threshold: float):
         self.sizes.append(tuple(input_size))
-        return self.model.detect(image, input_size=input_size, **kwargs)
+        return self.model.detect(image, input_size, threshold)
 
     def passes(self) -> str:
         """The first pass's input against the pack's (larger, smaller), then each extra pass."""
@@ -284,16 +285,10 @@ def table(title: str, header: list[str], rows: list[list]) -> None:
         print("| " + " | ".join(str(cell) for cell in row) + " |")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--lfw-limit", type=int, default=0, help="seeded subset of LFW photos (0: all)")
-    parser.add_argument("--sets", nargs="*", default=list(LABELLED), choices=LABELLED)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--out", default="reports/detection.json")
-    args = parser.parse_args()
-
+def report_for(pack: str, args: argparse.Namespace) -> dict:
+    """Every measurement of one pack, on a data directory of its own."""
     with tempfile.TemporaryDirectory() as scratch:
-        settings = Settings.from_env().at(Path(scratch))
+        settings = replace(Settings.from_env().at(Path(scratch)), models=pack)
         with build_services(settings) as services:
             baseline = single_pass(services)
             sets = {}
@@ -305,8 +300,8 @@ def main() -> None:
                 started = time.perf_counter()
                 sets[name] = labelled(services, name, rows)
                 sets[name]["seconds"] = round(time.perf_counter() - started, 1)
-                print(name, sets[name], flush=True)
-            report = {
+                print(pack, name, sets[name], flush=True)
+            return {
                 "pack": services.pack.name,
                 "tuning": vars(services.pack.tuning) | {"score_threshold": services.pack.detector_score_threshold},
                 "sets": sets,
@@ -316,46 +311,66 @@ def main() -> None:
                 "cost": cost(services, baseline, args.sets, args.seed),
             }
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pack", default=Settings.from_env().models, help="comma-separated packs, side by side")
+    parser.add_argument("--lfw-limit", type=int, default=0, help="seeded subset of LFW photos (0: all)")
+    parser.add_argument("--sets", nargs="*", default=list(LABELLED), choices=LABELLED)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", default="reports/detection.json")
+    args = parser.parse_args()
+    reports = [report_for(pack, args) for pack in args.pack.split(",")]
+
     table(
         "Labelled sets (recall@1: one photo per identity enrolled, the others searched)",
-        ["set", "photos", "faces found", "detection rate", "probes", "recall@1", "recall@1 whole photos",
+        ["set", "pack", "photos", "faces found", "detection rate", "probes", "recall@1", "recall@1 whole photos",
          "recall@1 at default threshold"],
         [
-            [n, s["photos"], s["found"], f"{s['detection_rate']:.2%}", s["probes"], f"{s['recall_at_1']:.2%}",
-             f"{s['recall_at_1_whole_photos']:.2%}", f"{s['recall_at_1_default_threshold']:.2%}"]
-            for n, s in report["sets"].items()
+            [n, r["pack"], s["photos"], s["found"], f"{s['detection_rate']:.2%}", s["probes"],
+             f"{s['recall_at_1']:.2%}", f"{s['recall_at_1_whole_photos']:.2%}",
+             f"{s['recall_at_1_default_threshold']:.2%}"]
+            for n in args.sets
+            for r in reports
+            for s in [r["sets"][n]]
         ],
     )  # fmt: skip
-    g, neg = report["groups"], report["negatives"]
     table(
         "Groups and negatives",
-        ["set", "expected faces", "found", "annotated boxes matched"],
+        ["set", "pack", "expected faces", "found", "annotated boxes matched"],
         [
-            ["groups", g["expected"], g["found"], f"{g['boxes_matched']}/{g['boxes']}"],
-            ["negatives", 0, neg["faces"], "-"],
+            row
+            for r in reports
+            for row in (
+                ["groups", r["pack"], r["groups"]["expected"], r["groups"]["found"],
+                 f"{r['groups']['boxes_matched']}/{r['groups']['boxes']}"],
+                ["negatives", r["pack"], 0, r["negatives"]["faces"], "-"],
+            )
         ],
-    )
+    )  # fmt: skip
     table(
         f"{PASTED} faces, each pasted into a 4000x3000 JPEG: how many are found by face height, and time per photo",
-        ["large_photo_side", *(f"{px} px" for px in TINY_SIDES), "ms per photo"],
+        ["pack", "large_photo_side", *(f"{px} px" for px in TINY_SIDES), "ms per photo"],
         [
-            [t["large_photo_side"] or "0 (off)", *t["found"].values(), f"{t['ms_per_photo']:.0f}"]
-            for t in report["large_photo_sides"]
+            [r["pack"], t["large_photo_side"] or "0 (off)", *t["found"].values(), f"{t['ms_per_photo']:.0f}"]
+            for r in reports
+            for t in r["large_photo_sides"]
         ],
     )
     table(
         "Cost per photo against one plain pass at the pack's input side: whole pipeline and detector alone",
-        ["passes", "photos", "pipeline: one plain pass ms", "default ms", "ratio",
+        ["pack", "passes", "photos", "pipeline: one plain pass ms", "default ms", "ratio",
          "detector: one plain pass ms", "default ms", "ratio"],
         [
-            [k, c["photos"], f"{c['single_ms']:.1f}", f"{c['default_ms']:.1f}", f"{c['ratio']:.2f}x",
+            [r["pack"], k, c["photos"], f"{c['single_ms']:.1f}", f"{c['default_ms']:.1f}", f"{c['ratio']:.2f}x",
              f"{c['single_detect_ms']:.1f}", f"{c['default_detect_ms']:.1f}", f"{c['detect_ratio']:.2f}x"]
-            for k, c in report["cost"].items()
+            for r in reports
+            for k, c in r["cost"].items()
         ],
     )  # fmt: skip
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=float))
+    out.write_text(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2, default=float))
     print(f"\nwrote {out}")
 
 

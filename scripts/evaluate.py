@@ -1,6 +1,6 @@
 """Measure how often the service finds the right person, and how rarely a stranger.
 
-  python scripts/evaluate.py [SET_DIR ...] [--packs buffalo_s] [--out reports/evaluation]
+  python scripts/evaluate.py [SET_DIR ...] [--pack buffalo_s,yunet_sface] [--costs] [--out reports/evaluation]
   python scripts/evaluate.py SET_DIR --url http://127.0.0.1:8000 --key K --secret S
 
 A set is a folder in the ``../shared/datasets`` layout: ``manifest.csv`` (path,identity or
@@ -22,6 +22,11 @@ server instead (the key's gallery must be empty; everything added is deleted at 
 verification needs pair scores the API does not return, so it is measured locally only.
 ``--calibrate`` also prints the pack's stranger-rate calibration table from the set's
 different-person pairs (see service/threshold.py) and the open-set rates at 1k-100k faces.
+
+With several packs, one side-by-side table puts them next to each other on every set.
+``--costs`` adds what each pack costs on this machine (scripts/pack_costs.py): ms per
+250x250 photo with the packs timed in turn in the same run, the models' memory, and the
+bytes a face takes in the index and in LMDB.
 """
 
 from __future__ import annotations
@@ -60,6 +65,9 @@ from service.core.requests import DeleteImages
 from service.core.search import best_per_image
 from service.core.services import Services, build_services
 from service.core.threshold import search_threshold
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pack_costs
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
@@ -649,6 +657,42 @@ def markdown(reports: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _detected(d: dict) -> str:
+    """Photos with a face; against the manifest's counts where it has them (groups, negatives)."""
+    found = round(d["photos"] * d["faces_per_photo"])
+    if "expected_faces_found" not in d:
+        return _pct(d["with_face"])
+    if d["expected_faces_found"] == 0 and d["false_faces"] == found:  # nothing expected: every face is false
+        return f"{found} faces"
+    return f"{_pct(d['expected_faces_found'])} of expected faces, {d['false_faces']} extra"
+
+
+def side_by_side(reports: list[dict], costs: dict[str, dict] | None = None) -> str:
+    """Every pack next to every other on each set: the figures to choose a pack by."""
+    lines = [
+        "| set | pack | faces found | recall@1 | TAR@FAR1e-3 | default threshold | FPIR | miss | ms/photo "
+        "| ms per 250x250 photo | models' memory (peak) | bytes/face index / LMDB |",
+        "| --- | --- |" + " ---: |" * 10,
+    ]
+    for r in sorted(reports, key=lambda r: r["set"]):
+        v, i = r.get("verification", {}), r.get("identification", {})
+        cost = (costs or {}).get(r["pack"])
+        extra = (
+            f"| {cost['ms_per_250px_photo']:.1f} | {cost['memory']['peak_mb']:.0f} MB "
+            f"| {cost['storage']['index']:.0f} / {cost['storage']['lmdb_faces_table']:.0f} |"
+            if cost
+            else "| - | - | - |"
+        )
+        threshold = i.get("open_set_threshold")
+        lines.append(
+            f"| {r['set']} | {r['pack']} | {_detected(r['detection'])} | {_pct(i.get('recall_at_1'))} "
+            f"| {_pct(v.get('tar_at_far_0.001'))} | {'-' if threshold is None else f'{threshold:.3f}'} "
+            f"| {_pct(i.get('open_set_fpir'))} | {_pct(i.get('open_set_miss'))} "
+            f"| {r.get('ms_per_photo', float('nan')):.0f} " + extra
+        )
+    return "\n".join(lines)
+
+
 def calibration_markdown(name: str, result: dict) -> str:
     lines = [
         f"Calibration on {name}: {result['different_pairs']:,} different-person pairs, "
@@ -724,9 +768,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "sets", nargs="*", type=Path, help="data set folders (default: every set in ../shared/datasets)"
     )
-    parser.add_argument("--packs", default="buffalo_s", help="comma-separated model packs")
+    parser.add_argument("--pack", "--packs", dest="packs", default="buffalo_s", help="comma-separated model packs")
     parser.add_argument("--out", default=str(ROOT / "reports" / "evaluation"))
     parser.add_argument("--calibrate", action="store_true", help="print the stranger-rate calibration of each set")
+    parser.add_argument("--costs", action="store_true", help="time, memory and bytes per face of each pack")
     parser.add_argument("--url", help="measure identification through this running server (loopback or yours)")
     parser.add_argument("--key")
     parser.add_argument("--secret")
@@ -744,14 +789,19 @@ def main(argv: list[str] | None = None) -> int:
             reports.append(report)
             if calibrated is not None:
                 calibrations[f"{data.name}/{pack_name}"] = calibrated
-    table = markdown(reports)
+    costs = pack_costs.measure(args.packs.split(",")) if args.costs else None
+    table = markdown(reports) + "\n\n" + side_by_side(reports, costs)
+    if costs:
+        table += "\n\n" + pack_costs.markdown(costs)
     print(table)
     for name, calibrated in calibrations.items():
         print()
         print(calibration_markdown(name, calibrated))
         print("pack.json calibration:", json.dumps(calibrated["manifest"]))
     out = Path(args.out)
-    (out / "report.json").write_text(json.dumps({"reports": reports, "calibration": calibrations}, indent=2))
+    (out / "report.json").write_text(
+        json.dumps({"reports": reports, "calibration": calibrations, "costs": costs}, indent=2)
+    )
     (out / "report.md").write_text(
         table + "".join(f"\n\n{calibration_markdown(n, c)}" for n, c in calibrations.items()) + "\n"
     )

@@ -35,9 +35,13 @@ def free_port() -> int:
 class LiveServer:
     """A real gunicorn process serving the app on loopback, restartable on the same data."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, log: Path | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, env: dict[str, str] | None = None, log: Path | None = None, wrap: list[str] = ()
+    ) -> None:
+        """``wrap``: a command the server runs under (a tracer)."""
         self.data_dir = data_dir
         self.log = log
+        self.wrap = list(wrap)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -55,7 +59,7 @@ class LiveServer:
         gunicorn = str(Path(sys.executable).parent / "gunicorn")
         output = open(self.log, "ab") if self.log else None  # noqa: SIM115 - the child owns it
         self.process = subprocess.Popen(
-            [gunicorn, "-c", "service/api/gunicorn.conf.py", "service.api.wsgi:app"],
+            [*self.wrap, gunicorn, "-c", "service/api/gunicorn.conf.py", "service.api.wsgi:app"],
             cwd=ROOT,
             env=self.env,
             stdout=output,

@@ -12,11 +12,14 @@ Answer = tuple[int, dict[str, str], bytes]
 
 
 @contextmanager
-def serve(answer: Callable[[str], Answer]) -> Iterator[str]:
-    """Serve GET requests with ``answer(path)``; yields the base URL."""
+def serve(answer: Callable[[str], Answer], seen: list[tuple[str, str]] | None = None) -> Iterator[str]:
+    """Serve GET requests with ``answer(path)``; yields the base URL. Each request's path and
+    Host header are appended to ``seen``, for tests that count what was fetched."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if seen is not None:
+                seen.append((self.path, self.headers.get("Host", "")))
             status, headers, body = answer(self.path)
             self.send_response(status)
             for name, value in {**headers, "Content-Length": str(len(body))}.items():

@@ -38,4 +38,10 @@ def index_state(services: Services, gid: int) -> dict:
     """The gallery's index status as one flat dict (the shape of GET /index)."""
     status = services.indexes.status(gid)
     details = asdict(status.details) if status.details is not None else {}
-    return {"kind": status.kind, "vectors": status.vectors, **details, "generation": status.generation}
+    return {
+        "kind": status.kind,
+        "vectors": status.vectors,
+        **details,
+        "generation": status.generation,
+        "committed_generation": status.committed_generation,
+    }

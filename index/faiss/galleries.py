@@ -1,27 +1,35 @@
-"""One in-memory FAISS index per gallery, kept in step with the catalog through the change log.
+"""The galleries' FAISS indexes in one process, kept in step with the catalog's change log.
 
-Before every search the index replays the gallery's changes it has not yet seen, so a
-write made by this process, by another one (a bulk import script) or before a crash is
-reflected without any second channel. Saved index files are checkpoints: each records
-the change it reflects, and the log up to that point can then be trimmed. A missing,
-stale or damaged checkpoint only costs a reload from the faces in the catalog.
+Each gallery's index is an immutable base file, memory-mapped (so every worker process of
+a server shares its pages and a start-up reads nothing), plus this process's overlay of
+the changes logged since the base was written. Before every search the overlay takes in
+the changes it has not yet seen, whichever process wrote them, so every committed write
+is in the next answer. A checkpoint folds the overlay into the next base file, streamed to
+disk list by list, and trims the log; one process at a time does it (the gallery's lock),
+and the others switch to the new file when they notice it.
+
+Galleries are loaded on first use and the least recently used are dropped once the loaded
+ones would exceed ``memory_bytes``; a dropped gallery is its base file and its log, loaded
+again (in milliseconds) by the next search.
 
 A rebuild (``index.faiss.rebuild``), whether run by ``scripts/rebuild_index.py`` or by the
 server itself in a child process, ends by moving the gallery in the catalog to a new index
-generation. A serving process notices that at its next sync, loads the new file in a
-background thread while the old index keeps answering, swaps it in under the write lock
-and replays the changes made since the rebuild's snapshot.
+generation; a serving process maps the new generation's base file at its next search and
+replays the changes made since the rebuild's snapshot.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import multiprocessing
+import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import faiss
@@ -29,21 +37,22 @@ import numpy as np
 
 from ..catalog import Catalog
 from ..errors import StagingIncompleteError
-from ..locks import ReadWriteLock
 from ..records import GalleryRecord
 from ..vectors import IndexDetails, IndexSettings, IndexStatus, RebuildResult
 from .files import IndexFiles
+from .gallery import GalleryIndex
 from .rebuild import (
+    BATCH,
     EXIT_BUSY,
-    now_iso,
+    build_index,
     rebuild_gallery,
     rebuild_in_child,
     rebuild_reason,
     saved_rebuild_reason,
-    write_generation,
+    write_base,
     yield_cpu,
 )
-from .vector_index import FLAT, IVF, VectorIndex
+from .vector_index import FLAT, IVF, IndexState, VectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -51,105 +60,195 @@ RETRY_SECONDS = 600.0  # after a failed background rebuild, before the next atte
 
 
 @dataclass
-class _Entry:
-    lock: ReadWriteLock = field(default_factory=ReadWriteLock)
-    index: VectorIndex | None = None
-    generation: int = 0  # the catalog's index generation ``index`` belongs to
-    saved: tuple[int, int] = (-1, -1)  # (generation, seq) of the last checkpoint written
-    task: threading.Thread | None = None  # background rebuild or adoption, one at a time
-    rebuild: str | None = None  # why the running task rebuilds, None when it only adopts
-    retry_after: float = 0.0
+class _Task:
+    thread: threading.Thread
+    reason: str | None  # why it rebuilds; None when it only checkpoints
+
+
+def default_memory() -> int:
+    """A quarter of the machine's memory: room for the models, the page cache and other processes."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
 
 
 class FaissIndexes:
-    """``index.vectors.VectorIndexes`` in this process's memory, checkpointed under ``directory``."""
+    """``index.vectors.VectorIndexes`` in this process, over base files under ``directory``."""
 
     def __init__(self, catalog: Catalog, directory: Path, settings: IndexSettings, serving: bool = False) -> None:
-        """``serving``: this process answers searches, so it keeps every gallery's index loaded,
-        checkpoints it, trims the logs and rebuilds in the background. Other processes (the
-        import script) write to the catalog only and leave all of that to the server."""
+        """``serving``: this process answers searches, so it checkpoints, trims the logs and
+        rebuilds in the background. Other processes (the import script) write to the catalog
+        and leave all of that to the server."""
         self.catalog = catalog
         self.files = IndexFiles(directory)
         self.settings = settings
         self.serving = serving
-        self._entries: dict[int, _Entry] = {}
+        self.memory_bytes = settings.memory_bytes or default_memory()
+        self._entries: OrderedDict[int, GalleryIndex] = OrderedDict()  # least recently used first
+        self._stamps: dict[int, tuple] = {}  # each loaded gallery's pointer file as it was when loaded
         self._entries_lock = threading.Lock()
+        self._loading: dict[int, threading.Lock] = {}
+        self._tasks: dict[int, _Task] = {}
         self._tasks_lock = threading.Lock()
-        self._save_lock = threading.Lock()
+        self._retry_after: dict[int, float] = {}
         self._children: set[multiprocessing.process.BaseProcess] = set()
         self._stop = threading.Event()
+        self._opened = False
         if serving:
             # one OpenMP thread per search: the request threads already run searches side by side,
             # and a 2-thread search over 100k faces measured 4x slower on a busy 2-core machine
             faiss.omp_set_num_threads(settings.search_threads)
 
+    # -- loading --------------------------------------------------------------------------
+
     def _gallery(self, gid: int) -> GalleryRecord:
         return self.catalog.images.gallery(gid)
 
-    def path(self, gid: int) -> Path:
-        """The checkpoint file of the gallery's current index generation."""
-        return self.files.path(gid, self._gallery(gid).index_generation)
-
-    def _entry(self, gid: int) -> _Entry:
-        with self._entries_lock:
-            entry = self._entries.get(gid)
-            if entry is None:
-                generation = self._gallery(gid).index_generation
-                entry = self._entries[gid] = _Entry(generation=generation)
-                entry.index = self._load(gid, generation)
-                if entry.index is not None:
-                    entry.saved = (generation, entry.index.state.seq)
-            return entry
-
-    def _load(self, gid: int, generation: int) -> VectorIndex | None:
-        path = self.files.path(gid, generation)
-        if not path.exists():
-            return None
+    def _stamp(self, gid: int, generation: int) -> tuple | None:
         try:
-            index = VectorIndex.load(path)
-        except Exception as exc:  # a damaged checkpoint is rebuilt from LMDB, never fatal
-            log.warning("index checkpoint %s unreadable (%s); rebuilding from the catalog", path, exc)
+            found = self.files.pointer_path(gid, generation).stat()
+        except FileNotFoundError:
             return None
-        index.set_nprobe(self.settings.nprobe)
+        return found.st_ino, found.st_mtime_ns
+
+    def _open_base(self, gid: int, gallery: GalleryRecord) -> GalleryIndex | None:
+        """The generation's base file, mapped, with no overlay yet; None when there is none."""
+        generation = gallery.index_generation
+        pointer = self.files.pointer(gid, generation)
+        if pointer is not None:
+            state = IndexState(**copy.deepcopy(pointer.state))
+            path = self.files.directory / pointer.file
+            try:
+                base = VectorIndex.load(path, replace(state, extra=dict(state.extra)))
+            except (OSError, RuntimeError) as exc:  # a damaged file is rebuilt from the catalog, never fatal
+                log.warning("index base %s unreadable (%s); rebuilding from the catalog", path, exc)
+                return None
+            base.set_nprobe(self.settings.nprobe)
+            return GalleryIndex(state, generation, base, path, pointer.lists_offset)
+        legacy = self.files.legacy_path(gid, generation)
+        if legacy.exists():
+            with contextlib.suppress(Exception):  # unreadable: rebuilt like a lost one
+                old = VectorIndex.load_legacy(legacy)
+                if old.state.kind == FLAT:
+                    return GalleryIndex(copy.deepcopy(old.state), generation, old)
+        return None
+
+    def _built(self, gid: int) -> GalleryIndex | None:
+        """The gallery built afresh from the catalog: kept as an overlay while small, written as
+        the generation's base file (under the gallery's lock) when large."""
+        gallery = self._gallery(gid)
+        if gallery.dim is None:
+            return None
+        if gallery.faces < self.settings.ivf_threshold:
+            index = GalleryIndex(IndexState(kind=FLAT, dim=gallery.dim), gallery.index_generation)
+            with self.catalog.log.scan(gid, BATCH) as (snapshot, batches):
+                for ids, vectors in batches:
+                    index.overlay.add(ids, vectors)
+                index.state.seq = snapshot.seq
+            return index
+        with self.files.lock(gid) as _:
+            built = build_index(self.catalog, gid, self.settings)
+            if built is None:
+                return None
+            snapshot, made = built
+            write_base(self.files, gid, snapshot.index_generation, snapshot, made)
+        return self._open_base(gid, self._gallery(gid))
+
+    def _load(self, gid: int) -> GalleryIndex | None:
+        """The gallery's index as of now: its base file, or a build from the catalog when the base
+        is missing, damaged, of another embedding dimension or behind a trimmed log; then the
+        changes logged since."""
+        gallery = self._gallery(gid)
+        if gallery.dim is None:
+            return None
+        stamp = self._stamp(gid, gallery.index_generation)
+        index = self._open_base(gid, gallery)
+        if index is not None and index.state.dim != gallery.dim:
+            index = None
+        if index is None:
+            index = GalleryIndex(IndexState(kind=FLAT, dim=gallery.dim), gallery.index_generation)
+        batch = self.catalog.log.since(gid, index.seq)
+        if not batch.bridges(index.seq, gallery.seq):
+            log.info("gallery %d: the log does not reach back to its index; building it from the catalog", gid)
+            index = self._built(gid)
+            stamp = self._stamp(gid, gallery.index_generation)
+            if index is None:
+                return None
+            batch = self.catalog.log.since(gid, index.seq)
+        index.apply(batch)
+        self._stamps[gid] = stamp
         return index
 
-    def reload(self, gid: int) -> VectorIndex | None:
-        """Build the gallery's index afresh from every live face in the catalog."""
-        snapshot = self.catalog.log.snapshot(gid)
-        if snapshot.gallery.dim is None:
-            return None
-        index = VectorIndex.build(snapshot.gallery.dim, snapshot.ids, snapshot.vectors, self.settings)
-        index.state.seq, index.state.built_at = snapshot.gallery.seq, now_iso()
-        return index
+    def _entry(self, gid: int, gallery: GalleryRecord | None = None) -> GalleryIndex | None:
+        """The loaded index, loading it (once, whatever the number of threads asking) if needed,
+        and switching to a newer base file or generation written by any process."""
+        with self._entries_lock:
+            loading = self._loading.setdefault(gid, threading.Lock())
+            entry = self._entries.get(gid)
+        generation = (gallery or self._gallery(gid)).index_generation
+        unchanged = entry is not None and entry.generation == generation
+        if unchanged and self._stamps.get(gid) == self._stamp(gid, generation):
+            self._touch(gid)
+            return entry
+        with loading:
+            with self._entries_lock:
+                current = self._entries.get(gid)
+            if current is not None and current is not entry:
+                return current  # another thread switched it meanwhile
+            fresh = self._load(gid)
+            if fresh is not None and entry is not None and fresh.generation != entry.generation:
+                log.info("gallery %d: index generation %d in use", gid, fresh.generation)
+            self._admit(gid, fresh)
+            return fresh
 
-    def _catch_up(self, gid: int, entry: _Entry, gallery: GalleryRecord) -> None:
-        """Replay the log past the index's seq, or reload when the log cannot bridge the gap."""
-        index = entry.index
-        seen = index.state.seq if index is not None else 0
-        batch = self.catalog.log.since(gid, seen)
-        changes, vectors = batch.changes, batch.vectors
-        gap = not batch.bridges(seen, gallery.seq)
-        if index is None and gallery.dim is not None and not gap:
-            index = VectorIndex.empty(gallery.dim)
-        if index is not None and gallery.dim is not None and index.state.dim != gallery.dim:
-            if entry.generation != gallery.index_generation:
-                return  # re-embedded: the new generation's index is on its way, with the new vectors
-            gap = True
-        if gap or index is None:
-            entry.index = self.reload(gid)
-            entry.generation = gallery.index_generation
-            return
-        removed = {c.face for c in changes if not c.is_add}
-        added = [f for f in (c.face for c in changes if c.is_add) if f in vectors and f not in removed]
-        before = index.count
-        index.remove(np.array(sorted(removed), dtype=np.int64))
-        if added:
-            index.add(np.array(added, dtype=np.int64), np.stack([vectors[f] for f in added]))
-        if changes:
-            index.state.seq = changes[-1].seq
-        entry.index = index
-        if index.state.kind == IVF and len(removed) > self.settings.compact_fraction * max(before, 1):
-            self.request_rebuild(gid, f"compaction: {len(removed)} of {before} vectors removed at once")
+    def _admit(self, gid: int, entry: GalleryIndex | None) -> None:
+        """Make ``entry`` the gallery's index, dropping the least recently used others while the
+        loaded indexes would exceed the memory budget."""
+        with self._entries_lock:
+            if entry is None:
+                self._entries.pop(gid, None)
+                return
+            self._entries[gid] = entry
+            self._entries.move_to_end(gid)
+            total = sum(index.nbytes for index in self._entries.values())
+            for other in list(self._entries):
+                if total <= self.memory_bytes:
+                    break
+                if other != gid and self._idle(other):
+                    total -= self._entries.pop(other).nbytes
+                    log.info("gallery %d: index dropped from memory (budget %d bytes)", other, self.memory_bytes)
+
+    def _idle(self, gid: int) -> bool:
+        task = self._tasks.get(gid)
+        return task is None or not task.thread.is_alive()
+
+    def _touch(self, gid: int) -> None:
+        with self._entries_lock:
+            if gid in self._entries:
+                self._entries.move_to_end(gid)
+
+    def _current(self, gid: int) -> GalleryIndex | None:
+        """The gallery's index, caught up with every committed change."""
+        gallery = self._gallery(gid)
+        entry = self._entry(gid, gallery)
+        if entry is None:
+            return None
+        if entry.seq < gallery.seq:
+            with entry.lock.write():
+                if entry.seq < gallery.seq:
+                    before = entry.count
+                    removed = entry.apply(self.catalog.log.since(gid, entry.seq))
+                    if entry.state.kind == IVF and removed > self.settings.compact_fraction * max(before, 1):
+                        self.request_rebuild(gid, f"compaction: {removed} of {before} vectors removed at once")
+        if self.serving:
+            self._keep_up(gid, entry, gallery)
+        return entry
+
+    def _keep_up(self, gid: int, entry: GalleryIndex, gallery: GalleryRecord) -> None:
+        """Rebuild when the index is the wrong kind or drifted; checkpoint a large overlay."""
+        reason = rebuild_reason(entry.state, gallery.faces, self.settings)
+        if reason is not None and time.monotonic() >= self._retry_after.get(gid, 0.0):
+            self.request_rebuild(gid, reason)
+        elif len(entry.overlay) >= self.settings.fold_after:
+            self._start_task(gid, None)
 
     def sync(self, gid: int) -> None:
         """Bring the gallery's index up to the latest committed change.
@@ -159,75 +258,146 @@ class FaissIndexes:
         if self.serving or gid in self._entries:
             self._current(gid)
 
-    def _current(self, gid: int) -> _Entry:
-        entry = self._entry(gid)
-        gallery = self._gallery(gid)
-        if gallery.index_generation != entry.generation:
-            self._adopt_soon(gid, entry)
+    # -- answering ------------------------------------------------------------------------
+
+    def search(self, gid: int, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, face ids) per query, after catching up with every committed change; a
+        compressed index's candidates are scored with the exact vectors from the catalog."""
+        entry = self._current(gid)
+        if entry is None or entry.count == 0:
+            empty = np.zeros((len(queries), 0))
+            return empty.astype(np.float32), empty.astype(np.int64)
         with entry.lock.read():
-            if entry.index is not None and entry.index.state.seq == gallery.seq:
-                return entry
-        with entry.lock.write():
-            if entry.index is None or entry.index.state.seq != gallery.seq:
-                self._catch_up(gid, entry, self._gallery(gid))
-            state, faces = (entry.index.state if entry.index else None), gallery.faces
-        if self.serving and entry.generation == gallery.index_generation:
-            reason = rebuild_reason(state, faces, self.settings)
-            if reason is not None and time.monotonic() >= entry.retry_after:
-                self.request_rebuild(gid, reason)
-        return entry
+            return entry.search(queries, k, self.settings.rerank, lambda ids: self.catalog.images.vectors(gid, ids))
 
-    # -- new generations ------------------------------------------------------------
+    def status(self, gid: int) -> IndexStatus:
+        entry = self._current(gid)
+        committed = self._gallery(gid).index_generation
+        task = self._running(gid)
+        rebuilding = task is not None and task.reason is not None
+        if entry is None or entry.count == 0:
+            return IndexStatus(FLAT, 0, rebuilding, entry.generation if entry else committed, committed)
+        with entry.lock.read():
+            state = entry.state
+            details = IndexDetails(
+                dim=state.dim,
+                lists=state.nlist,
+                nprobe=state.nprobe,
+                storage=state.storage,
+                trained_on=state.trained_on,
+                churn_since_training=round(state.churn(), 4),
+                last_rebuild=state.built_at,
+                seq=state.seq,
+                rebuild_needed=rebuild_reason(state, entry.count, self.settings),
+            )
+            return IndexStatus(state.kind, entry.count, rebuilding, entry.generation, committed, details)
 
-    def _adopt_soon(self, gid: int, entry: _Entry) -> None:
-        """Swap in the gallery's new generation: in the background while an old index can
-        keep answering, at once when there is none (or when not serving)."""
-        if self.serving and entry.index is not None:
-            self._start_task(gid, entry, None)
-        else:
-            self._adopt(gid, entry)
+    def verify(self, gid: int) -> bool:
+        """True when the index holds exactly the gallery's live faces in the catalog."""
+        entry = self._current(gid)
+        expected: set[int] = set()
+        with self.catalog.log.scan(gid, BATCH) as (_, batches):
+            for ids, _vectors in batches:
+                expected.update(ids.tolist())
+        if entry is None:
+            return not expected
+        with entry.lock.read():
+            return set(entry.ids().tolist()) == expected
 
-    def _adopt(self, gid: int, entry: _Entry) -> None:
-        """Load the current generation's file outside the lock, then swap and replay the log."""
-        generation = self._gallery(gid).index_generation
-        if generation == entry.generation:
-            return
-        index = self._load(gid, generation)
-        if index is None:  # its file is gone or damaged: the faces in the catalog are the truth
-            index = self.reload(gid)
-        with entry.lock.write():
-            if entry.generation == generation:
-                return
-            entry.index, entry.generation = index, generation
-            self._catch_up(gid, entry, self._gallery(gid))
-        log.info("gallery %d: index generation %d in use", gid, generation)
+    def tune(self, nprobe: int, rerank: int) -> None:
+        """Change the search-time settings of this process's indexes, loaded or not: no rebuild needed."""
+        self.settings = replace(self.settings, nprobe=nprobe, rerank=rerank)
+        with self._entries_lock:
+            for entry in self._entries.values():
+                if entry.base is not None:
+                    entry.base.set_nprobe(nprobe)
+
+    def loaded(self) -> list[int]:
+        """The galleries whose index this process holds now, least recently used first."""
+        with self._entries_lock:
+            return list(self._entries)
+
+    def ready(self) -> bool:
+        """Every gallery is loaded or loadable: start-up has looked at each one."""
+        return self._opened
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def save_all(self) -> int:
+        """Checkpoint every loaded gallery with changes beside its base file; how many were written.
+
+        Several processes serve one data directory (gunicorn workers); the gallery's lock (the
+        one rebuilds hold) makes their checkpoints take turns, and a process that finds it
+        taken leaves that gallery to the holder.
+        """
+        with self._entries_lock:
+            loaded = list(self._entries)
+        return sum(self._checkpoint(gid) for gid in loaded)
+
+    def _checkpoint(self, gid: int) -> bool:
+        """Fold the gallery's overlay into a new base file, trim its log, and use the new file.
+
+        The fold reads a copy of the overlay and the base file, which never changes, so adds and
+        searches go on meanwhile without waiting; it never holds the index twice in memory.
+        """
+        with self._entries_lock:
+            entry = self._entries.get(gid)
+        if entry is None or not len(entry.overlay):
+            return False
+        with self.files.lock(gid, wait=False) as held:
+            on_disk = self.files.pointer(gid, entry.generation) if held else None
+            if not held or (on_disk is not None and on_disk.state["seq"] >= entry.seq):
+                return False  # another process holds the gallery, or has written as much already
+            with entry.lock.read():
+                frozen = entry.frozen()
+            pointer = frozen.fold(self.files, gid)
+            if self._gallery(gid).index_generation != frozen.generation:
+                return False  # a rebuild committed meanwhile; its generation replaces this one
+            self.files.write_pointer(gid, frozen.generation, pointer)
+            self.catalog.log.trim(gid, frozen.seq)
+            self.files.remove_unused(gid, frozen.generation)
+        self._entry(gid)  # map the new base file
+        return True
+
+    def _autosave(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.save_all()
+            except Exception:  # keep checkpointing after a transient failure (disk full)
+                log.exception("index checkpoint failed")
+
+    # -- background rebuilds -----------------------------------------------------------------
+
+    def _running(self, gid: int) -> _Task | None:
+        task = self._tasks.get(gid)
+        return task if task is not None and task.thread.is_alive() else None
 
     def request_rebuild(self, gid: int, reason: str) -> bool:
         """Rebuild the gallery's index in the background (serving processes only); False if
         one is already under way, since its result will be checked again once adopted."""
-        if not self.serving:
-            return False
-        return self._start_task(gid, self._entry(gid), reason)
+        return self.serving and self._start_task(gid, reason)
 
-    def _start_task(self, gid: int, entry: _Entry, rebuild: str | None) -> bool:
+    def _start_task(self, gid: int, reason: str | None) -> bool:
         with self._tasks_lock:
-            if self._stop.is_set() or (entry.task is not None and entry.task.is_alive()):
+            if self._stop.is_set() or self._running(gid) is not None:
                 return False
-            entry.rebuild = rebuild
-            entry.task = threading.Thread(target=self._run_task, args=(gid, entry), name=f"index-{gid}", daemon=True)
-            entry.task.start()
+            thread = threading.Thread(target=self._run_task, args=(gid, reason), name=f"index-{gid}", daemon=True)
+            self._tasks[gid] = _Task(thread, reason)
+            thread.start()
             return True
 
-    def _run_task(self, gid: int, entry: _Entry) -> None:
+    def _run_task(self, gid: int, reason: str | None) -> None:
         try:
-            if entry.rebuild is not None:
-                log.info("gallery %d: rebuilding index (%s)", gid, entry.rebuild)
-                self._rebuild_in_child(gid)
+            if reason is None:
+                self._checkpoint(gid)
+                return
+            log.info("gallery %d: rebuilding index (%s)", gid, reason)
+            self._rebuild_in_child(gid)
             if not self._stop.is_set():
-                self._adopt(gid, entry)
+                self._current(gid)  # adopt the new generation now rather than at the next search
         except Exception:
-            entry.retry_after = time.monotonic() + RETRY_SECONDS
-            log.exception("gallery %d: background index rebuild failed", gid)
+            self._retry_after[gid] = time.monotonic() + RETRY_SECONDS
+            log.exception("gallery %d: background index task failed", gid)
 
     def _rebuild_in_child(self, gid: int) -> None:
         context = multiprocessing.get_context("spawn")
@@ -248,62 +418,14 @@ class FaissIndexes:
             raise RuntimeError(f"rebuild process exited with {child.exitcode}")
 
     def wait(self, gid: int, timeout: float = 600.0) -> None:
-        """Wait for the gallery's background rebuild or adoption, if one is running."""
-        entry = self._entry(gid)
+        """Wait for the gallery's background rebuild or checkpoint, if one is running."""
         deadline = time.monotonic() + timeout
-        while (task := entry.task) is not None and task.is_alive():
-            task.join(max(0.0, deadline - time.monotonic()))
-            if task.is_alive():
+        while (task := self._running(gid)) is not None:
+            task.thread.join(max(0.0, deadline - time.monotonic()))
+            if task.thread.is_alive():
                 raise TimeoutError(f"gallery {gid}: background index task still running after {timeout}s")
 
-    # -- reporting and checking --------------------------------------------------------
-
-    def status(self, gid: int) -> IndexStatus:
-        entry = self._current(gid)
-        with entry.lock.read():
-            index = entry.index
-            rebuilding = entry.task is not None and entry.task.is_alive() and entry.rebuild is not None
-            if index is None:
-                return IndexStatus(kind=FLAT, vectors=0, rebuilding=rebuilding, generation=entry.generation)
-            state = index.state
-            details = IndexDetails(
-                dim=state.dim,
-                lists=state.nlist,
-                nprobe=state.nprobe,
-                storage=state.extra.get("storage", "flat"),
-                trained_on=state.trained_on,
-                churn_since_training=round(index.churn(), 4),
-                last_rebuild=state.built_at,
-                seq=state.seq,
-                rebuild_needed=rebuild_reason(state, index.count, self.settings),
-            )
-            return IndexStatus(state.kind, index.count, rebuilding, entry.generation, details)
-
-    def search(self, gid: int, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, face ids) per query, after catching up with every committed change."""
-        entry = self._current(gid)
-        with entry.lock.read():
-            if entry.index is None or entry.index.count == 0:
-                empty = np.zeros((len(queries), 0))
-                return empty.astype(np.float32), empty.astype(np.int64)
-            return entry.index.search(queries, k)
-
-    def verify(self, gid: int) -> bool:
-        """True when the index holds exactly the gallery's live faces in the catalog."""
-        entry = self._current(gid)
-        expected = set(self.catalog.log.snapshot(gid).ids.tolist())
-        with entry.lock.read():
-            held = set(entry.index.ids().tolist()) if entry.index is not None else set()
-        return held == expected
-
-    def ready(self) -> bool:
-        """Every gallery with faces has an index holding vectors (asking for its status catches it up)."""
-        return all(
-            self.status(gid).vectors > 0 or gallery.faces == 0
-            for gid, gallery in self.catalog.images.galleries().items()
-        )
-
-    # -- maintenance --------------------------------------------------------------------
+    # -- maintenance ---------------------------------------------------------------------------
 
     def rebuild_reason(self, gid: int) -> str | None:
         return saved_rebuild_reason(self.catalog, self.files, gid, self.settings)
@@ -327,75 +449,31 @@ class FaissIndexes:
         if staged.missing:
             return False
         index = VectorIndex.build(dim, staged.ids, staged.vectors.reshape(len(staged.ids), dim), self.settings)
-        write_generation(self.files, gid, staged.gallery, index)
+        generation = staged.gallery.index_generation + 1
+        write_base(self.files, gid, generation, staged.gallery, index)
         try:
             self.catalog.staging.swap(gid, pack, dim, staged.gallery.seq, staged.gallery.index_generation)
         except StagingIncompleteError:
             return False
-        self.files.remove_older(gid, staged.gallery.index_generation + 1)
+        self.files.remove_unused(gid, generation)
         return True
 
-    # -- start, checkpoints, stop -------------------------------------------------------
+    # -- start and stop ------------------------------------------------------------------------
 
     def open_all(self) -> None:
-        """At start-up: load every gallery's checkpoint, make it agree with the catalog, and
-        start checkpointing every ``save_seconds``."""
+        """At start-up: load the galleries (as many as the memory budget holds), make each agree
+        with the catalog, and start checkpointing every ``save_seconds``."""
         for gid, gallery in self.catalog.images.galleries().items():
             entry = self._current(gid)
-            count = entry.index.count if entry.index is not None else 0
+            count = entry.count if entry is not None else 0
             if count != gallery.faces:
-                log.warning("gallery %d: index holds %d faces, the catalog %d; reloading", gid, count, gallery.faces)
-                with entry.lock.write():
-                    entry.index = self.reload(gid)
-        if self.settings.save_seconds > 0:
-            self._start_autosave(self.settings.save_seconds)
-
-    def save_all(self) -> int:
-        """Checkpoint every gallery that changed since its last save, then trim its log.
-
-        The index is copied under its read lock and written to disk outside it: writing a
-        million-face index takes seconds, during which an add (and, behind that waiting
-        writer, every search) would stall. The copy holds the index's memory once more
-        while the file is written.
-        """
-        saved = 0
-        with self._save_lock:  # the autosave thread and close() write the same files
-            with self._entries_lock:
-                entries = list(self._entries.items())
-            for gid, entry in entries:
-                with entry.lock.read():
-                    index = entry.index
-                    if index is None or (entry.generation, index.state.seq) == entry.saved:
-                        continue
-                    generation, snapshot = entry.generation, index.copy()
-                snapshot.state.generation = generation
-                snapshot.save(self.files.path(gid, generation))
-                entry.saved = (generation, snapshot.state.seq)
-                self._trim(gid, *entry.saved)
-                saved += 1
-        return saved
-
-    def _trim(self, gid: int, generation: int, seq: int) -> None:
-        """Trim the log up to a checkpoint, unless a rebuild may still need it.
-
-        A rebuild holds the gallery's lock from its snapshot to its commit, and a newer
-        generation in the catalog was built from a snapshot this checkpoint may be past: in
-        both cases the log must stay, or adopting the new index would need a full reload.
-        """
-        with self.files.lock(gid, wait=False) as held:
-            if held and self._gallery(gid).index_generation == generation:
-                self.catalog.log.trim(gid, seq)
-                self.files.remove_older(gid, generation)
-
-    def _start_autosave(self, interval: float) -> None:
-        def run() -> None:
-            while not self._stop.wait(interval):
-                try:
-                    self.save_all()
-                except Exception:  # keep checkpointing after a transient failure (disk full)
-                    log.exception("index checkpoint failed")
-
-        threading.Thread(target=run, name="index-autosave", daemon=True).start()
+                log.warning(
+                    "gallery %d: index holds %d faces, the catalog %d; building it again", gid, count, gallery.faces
+                )
+                self._admit(gid, self._built(gid))
+        self._opened = True
+        if self.serving and self.settings.save_seconds > 0:
+            threading.Thread(target=self._autosave, args=(self.settings.save_seconds,), daemon=True).start()
 
     def close(self) -> None:
         """Stop background rebuilds (their files are cleaned by the next one) and checkpoint."""
@@ -403,9 +481,8 @@ class FaissIndexes:
             self._stop.set()
             for child in self._children:
                 child.terminate()
-        with self._entries_lock:
-            tasks = [entry.task for entry in self._entries.values() if entry.task is not None]
-        for task in tasks:
-            task.join()
+            tasks = [task.thread for task in self._tasks.values()]
+        for thread in tasks:
+            thread.join()
         if self.serving:
             self.save_all()

@@ -1,11 +1,15 @@
-"""Rebuilding a gallery's index from LMDB while the service keeps using the old one.
+"""Rebuilding a gallery's index from the catalog while the service keeps using the old one.
 
-A rebuild reads every live face in one LMDB transaction (a snapshot at some change
-seq), trains and fills a new index from it, writes it as the gallery's next index
-generation and commits that generation in LMDB. Writes that land meanwhile are in the
-log after the snapshot's seq; a server adopting the new index replays them, so they are
-in the new index too. Nothing is swapped in place: a rebuild killed at any point leaves
-the old index serving and, at worst, a temp file the next rebuild deletes.
+A rebuild reads every live face in one catalog snapshot (at some change seq), trains and
+fills a new index from it, writes it as the gallery's next index generation and commits
+that generation in the catalog. Writes that land meanwhile are in the log after the
+snapshot's seq; a server adopting the new index replays them, so they are in the new
+index too. Nothing is swapped in place: a rebuild killed at any point leaves the old index
+serving and, at worst, files the next rebuild deletes.
+
+A large gallery is never held as float vectors: the snapshot is read in batches, once for a
+training sample and once to encode every face, so ten million faces cost their codes in
+memory (72 bytes each with ``pq``), not their 20 GB of vectors.
 """
 
 from __future__ import annotations
@@ -14,21 +18,24 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
 import faiss
+import numpy as np
 
 from ..catalog import Catalog
 from ..errors import IndexBusyError
 from ..records import GalleryRecord
 from ..vectors import IndexSettings, RebuildResult
-from .files import REBUILD_TMP, IndexFiles
-from .vector_index import FLAT, IVF, IndexState, VectorIndex, churn_of, read_state
+from .files import IndexFiles, Pointer
+from .vector_index import FLAT, IVF, IndexState, VectorIndex, training_size
 
 log = logging.getLogger(__name__)
 
 EXIT_BUSY = 3  # a rebuild child's exit status when another rebuild holds the gallery
+BATCH = 65536  # faces read from the catalog at a time
 
 
 def now_iso() -> str:
@@ -43,27 +50,72 @@ def rebuild_reason(state: IndexState | None, faces: int, settings: IndexSettings
         return f"{faces} faces reached the IVF threshold {settings.ivf_threshold}"
     if state.kind == IVF and faces < settings.ivf_threshold // 2:
         return f"{faces} faces is below half the IVF threshold {settings.ivf_threshold}"
-    if state.kind == IVF and churn_of(state) > settings.rebuild_churn:
-        return f"{churn_of(state):.0%} of the IVF changed since it was trained"
-    if state.kind == IVF and state.extra.get("storage") != settings.storage:
-        return f"vectors are stored as {state.extra.get('storage')}, the setting says {settings.storage}"
+    if state.kind == IVF and state.churn() > settings.rebuild_churn:
+        return f"{state.churn():.0%} of the IVF changed since it was trained"
+    if state.kind == IVF and state.storage != settings.storage:
+        return f"vectors are stored as {state.storage}, the setting says {settings.storage}"
     return None
 
 
+def saved_state(files: IndexFiles, gid: int, generation: int) -> IndexState | None:
+    pointer = files.pointer(gid, generation)
+    return IndexState(**pointer.state) if pointer is not None else None
+
+
 def saved_rebuild_reason(catalog: Catalog, files: IndexFiles, gid: int, settings: IndexSettings) -> str | None:
-    """``rebuild_reason`` from the saved index header and the log after it, without loading
-    the index: what a nightly ``--if-needed`` run checks for each gallery."""
+    """``rebuild_reason`` from the saved pointer and the log after it, without loading the
+    index: what a nightly ``--if-needed`` run checks for each gallery."""
     gallery = catalog.images.gallery(gid)
-    path = files.path(gid, gallery.index_generation)
-    try:
-        state = read_state(path)
-    except (OSError, ValueError, TypeError):
-        state = None
+    state = saved_state(files, gid, gallery.index_generation)
     if state is not None:
         adds, removes = catalog.log.counts(gid, state.seq)
         state.added_since_training += adds
         state.removed_since_training += removes
     return rebuild_reason(state, gallery.faces, settings)
+
+
+def _sample(catalog: Catalog, gid: int, size: int, seed: int = 0) -> np.ndarray:
+    """About ``size`` of the gallery's vectors, chosen at random, read a batch at a time."""
+    with catalog.log.scan(gid, BATCH) as (gallery, batches):
+        chosen = np.sort(np.random.default_rng(seed).choice(gallery.faces, min(size, gallery.faces), replace=False))
+        parts, start = [], 0
+        for _, vectors in batches:
+            picked = chosen[(chosen >= start) & (chosen < start + len(vectors))] - start
+            parts.append(vectors[picked])
+            start += len(vectors)
+    return np.concatenate(parts) if parts else np.zeros((0, gallery.dim or 0), np.float32)
+
+
+def build_index(
+    catalog: Catalog, gid: int, settings: IndexSettings, progress: Callable[[str], None] = log.info
+) -> tuple[GalleryRecord, VectorIndex] | None:
+    """The right index for the gallery's live faces, and the gallery record of the snapshot it
+    holds; None for a gallery that never held a face."""
+    gallery = catalog.images.gallery(gid)
+    if gallery.dim is None:
+        return None
+    if gallery.faces < settings.ivf_threshold:
+        snapshot = catalog.log.snapshot(gid)
+        return snapshot.gallery, VectorIndex.build(gallery.dim, snapshot.ids, snapshot.vectors, settings)
+    size = training_size(gallery.faces, settings.storage)
+    progress(f"gallery {gid}: sampling {size} of {gallery.faces} vectors to train on")
+    index = VectorIndex.trained(gallery.dim, _sample(catalog, gid, size), gallery.faces, settings)
+    with catalog.log.scan(gid, BATCH) as (gallery, batches):
+        progress(f"gallery {gid}: adding {gallery.faces} vectors at seq {gallery.seq}")
+        for ids, vectors in batches:
+            index.add(ids, vectors)
+    index.state.trained_on, index.state.added_since_training = index.count, 0
+    return gallery, index
+
+
+def write_base(files: IndexFiles, gid: int, generation: int, gallery: GalleryRecord, index: VectorIndex) -> Pointer:
+    """Save ``index``, built from a snapshot matching ``gallery``, as a base file of
+    ``generation`` and point the generation at it."""
+    index.state.seq, index.state.generation, index.state.built_at = gallery.seq, generation, now_iso()
+    path = files.base_path(gid, generation, gallery.seq)
+    pointer = Pointer(path.name, asdict(index.state), index.write_base(path))
+    files.write_pointer(gid, generation, pointer)
+    return pointer
 
 
 def rebuild_gallery(
@@ -74,48 +126,36 @@ def rebuild_gallery(
     wait: bool = False,
     progress: Callable[[str], None] = log.info,
 ) -> RebuildResult | None:
-    """Build the gallery's next index generation from LMDB and commit it; None for a gallery
-    that never held a face. Raises IndexBusyError when another rebuild holds the gallery."""
+    """Build the gallery's next index generation from the catalog and commit it; None for a
+    gallery that never held a face. Raises IndexBusyError when another rebuild holds the gallery."""
     with files.lock(gid, wait) as held:
         if not held:
             raise IndexBusyError(f"gallery {gid} is being rebuilt or re-embedded by another process")
-        files.remove_abandoned(gid, catalog.images.gallery(gid).index_generation)
+        files.remove_newer(gid, catalog.images.gallery(gid).index_generation)
         started = time.monotonic()
         progress(f"gallery {gid}: reading vectors")
-        snapshot = catalog.log.snapshot(gid)
-        gallery = snapshot.gallery
-        if gallery.dim is None:
+        built = build_index(catalog, gid, settings, progress)
+        if built is None:
             return None
-        read = time.monotonic()
-        progress(f"gallery {gid}: building index of {len(snapshot.ids)} vectors at seq {gallery.seq}")
-        index = VectorIndex.build(gallery.dim, snapshot.ids, snapshot.vectors, settings)
-        del snapshot
-        built = time.monotonic()
+        gallery, index = built
+        trained = time.monotonic()
         generation = gallery.index_generation + 1
         progress(f"gallery {gid}: writing generation {generation}")
-        write_generation(files, gid, gallery, index)
+        write_base(files, gid, generation, gallery, index)
         catalog.log.commit_generation(gid, gallery.index_generation)
-        files.remove_older(gid, generation)
+        files.remove_unused(gid, generation)
         done = time.monotonic()
     progress(f"gallery {gid}: generation {generation} committed ({index.state.kind}, {index.count} vectors)")
     return RebuildResult(
         gallery=gid,
         generation=generation,
+        seq=gallery.seq,
         kind=index.state.kind,
         vectors=index.count,
         lists=index.state.nlist,
-        seq=gallery.seq,
-        read_seconds=round(read - started, 2),
-        build_seconds=round(built - read, 2),
-        write_seconds=round(done - built, 2),
+        build_seconds=round(trained - started, 2),
+        write_seconds=round(done - trained, 2),
     )
-
-
-def write_generation(files: IndexFiles, gid: int, gallery: GalleryRecord, index: VectorIndex) -> None:
-    """Save ``index``, built from a snapshot matching ``gallery``, as its next generation's file."""
-    generation = gallery.index_generation + 1
-    index.state.seq, index.state.generation, index.state.built_at = gallery.seq, generation, now_iso()
-    index.save(files.path(gid, generation), tmp_suffix=REBUILD_TMP)
 
 
 def yield_cpu(threads: int) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .changes import LmdbChangeLog
+from .encoding import decode_image
 from .environment import Environment
 from .images import LmdbImages
 from .keys import LmdbKeys
@@ -26,6 +27,14 @@ class LmdbCatalog:
 
     def ping(self) -> None:
         self.env.read(lambda txn: txn.id())
+
+    def backup(self, dest: Path) -> set[str]:
+        """LMDB copies the environment as one read transaction sees it: what was committed when
+        the copy began, whatever is written while it runs."""
+        with self.env.reading() as txn:
+            names = {decode_image(raw).file for _, raw in txn.cursor(db=self.env.db["images"])}
+            self.env.env.copy(str(dest), compact=True, txn=txn)
+        return names
 
     def opener(self) -> Callable[[], LmdbCatalog]:
         return functools.partial(LmdbCatalog, self.env.path, self.env.map_size)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import lmdb
 import numpy as np
 
+from ..catalog import Batch
 from ..errors import GenerationConflictError
 from ..records import Change, ChangeBatch, GalleryRecord, Snapshot
 from .encoding import decode_change, decode_face, pair, second_of, u64
 from .environment import Environment
+
+SCAN_BATCH = 65536
 
 
 class LmdbChangeLog:
@@ -49,21 +53,39 @@ class LmdbChangeLog:
 
     def snapshot(self, gid: int) -> Snapshot:
         """Vectors land in one preallocated array: a million faces cost their 2 GB once, not twice."""
-
-        def scan(txn: lmdb.Transaction) -> Snapshot:
-            gallery = self.env.gallery(txn, gid)
+        with self.scan(gid, SCAN_BATCH) as (gallery, batches):
             ids = np.empty(gallery.faces, dtype=np.int64)
             vectors = np.empty((gallery.faces, gallery.dim or 0), dtype=np.float32)
             count = 0
-            for key, raw in self.env.walk(txn, "faces", u64(gid)):
-                if count == len(ids):
+            for batch_ids, batch_vectors in batches:
+                if count + len(batch_ids) > len(ids):
                     raise RuntimeError(f"gallery {gid} holds more faces than its record counts")
-                ids[count] = second_of(key)
-                vectors[count] = decode_face(raw).vector
-                count += 1
+                ids[count : count + len(batch_ids)] = batch_ids
+                vectors[count : count + len(batch_ids)] = batch_vectors
+                count += len(batch_ids)
             return Snapshot(gallery, ids[:count], vectors[:count])
 
-        return self.env.read(scan)
+    @contextmanager
+    def scan(self, gid: int, batch: int) -> Iterator[tuple[GalleryRecord, Iterator[Batch]]]:
+        """One read transaction for the whole walk: LMDB keeps its pages as they were, however
+        long the walk takes and whatever is written meanwhile."""
+        with self.env.reading() as txn:
+            gallery = self.env.gallery(txn, gid)
+            yield gallery, self._batches(txn, gid, gallery.dim or 0, batch)
+
+    def _batches(self, txn: lmdb.Transaction, gid: int, dim: int, batch: int) -> Iterator[Batch]:
+        ids = np.empty(batch, dtype=np.int64)
+        vectors = np.empty((batch, dim), dtype=np.float32)
+        count = 0
+        for key, raw in self.env.walk(txn, "faces", u64(gid)):
+            ids[count] = second_of(key)
+            vectors[count] = decode_face(raw).vector
+            count += 1
+            if count == batch:
+                yield ids.copy(), vectors.copy()
+                count = 0
+        if count:
+            yield ids[:count].copy(), vectors[:count].copy()
 
     def commit_generation(self, gid: int, expected: int) -> GalleryRecord:
         def commit(txn: lmdb.Transaction) -> GalleryRecord:

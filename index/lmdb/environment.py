@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -54,8 +55,14 @@ class Environment:
         self.env.close()
 
     def read(self, fn: Callable[[lmdb.Transaction], T]) -> T:
-        with self._resize.read(), self.env.begin() as txn:
+        with self.reading() as txn:
             return fn(txn)
+
+    @contextmanager
+    def reading(self) -> Iterator[lmdb.Transaction]:
+        """A read transaction: one consistent view of every table for as long as it is open."""
+        with self._resize.read(), self.env.begin() as txn:
+            yield txn
 
     def write(self, fn: Callable[[lmdb.Transaction], T]) -> T:
         """Run ``fn`` in one durable write transaction, growing the map when it is full."""

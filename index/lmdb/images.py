@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import lmdb
+import numpy as np
 
 from ..errors import PackMismatchError
 from ..records import ADD, FaceInfo, GalleryRecord, ImageRecord, NewImage
@@ -127,6 +128,13 @@ class LmdbImages:
         def fetch(txn: lmdb.Transaction) -> dict[int, int]:
             found = {face_id: txn.get(pair(gid, face_id), db=self.env.db["faces"]) for face_id in face_ids}
             return {face_id: decode_face(raw).image for face_id, raw in found.items() if raw is not None}
+
+        return self.env.read(fetch)
+
+    def vectors(self, gid: int, face_ids: list[int]) -> dict[int, np.ndarray]:
+        def fetch(txn: lmdb.Transaction) -> dict[int, np.ndarray]:
+            found = {face_id: txn.get(pair(gid, face_id), db=self.env.db["faces"]) for face_id in face_ids}
+            return {face_id: decode_face(raw).vector for face_id, raw in found.items() if raw is not None}
 
         return self.env.read(fetch)
 

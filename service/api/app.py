@@ -13,13 +13,14 @@ from ..core.config import Settings
 from ..core.errors import ServiceError, StorageUnavailable, StorageUnavailableError
 from ..core.services import Services, build_services
 from . import metrics, request_log
+from .drain import DrainUnreadBody
 from .envelope import failure
 from .errors import ApiError, Code, refusal
 from .health import health
 from .openapi import docs
 from .requests import request_types
 from .routes import api
-from .throttle import FailedLogins, RateLimiter, Throttles
+from .throttle import Throttles
 from .web import web
 
 log = logging.getLogger(__name__)
@@ -35,9 +36,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.extensions["face_search"] = services or build_services(settings, serving=True)
     app.extensions["face_search.requests"] = request_types(settings.limits)
     server = settings.server
-    app.extensions["face_search.throttles"] = Throttles(
-        RateLimiter(server.rate_limit, server.rate_burst), FailedLogins()
-    )
+    throttles = settings.storage.data_dir / "run" / "throttle"  # shared by this server's workers
+    app.extensions["face_search.throttles"] = Throttles.shared(throttles, server.rate_limit, server.rate_burst)
+    app.wsgi_app = DrainUnreadBody(app.wsgi_app)
     if server.proxy_hops:
         hops = server.proxy_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)

@@ -1,15 +1,25 @@
 """gunicorn settings for ``make run``, read from the same settings as the app (service/core/config.py).
 
-One worker process holds one copy of each gallery's index and one session per model;
-its threads serve requests concurrently (ONNX Runtime and FAISS release the GIL while
-they compute), and writes are serialised inside the process.
+A worker process per core (``FACE_SEARCH_WORKERS``), each with one session per model and
+its request threads (ONNX Runtime and FAISS release the GIL while they compute). The
+workers share the data directory: the catalog serialises their writes, each keeps its
+indexes in step through the change log, and the indexes' base files are memory-mapped, so
+their pages are in memory once whatever the number of workers.
 """
+
+import os
+import shutil
 
 from service.core.config import Settings
 
-_server = Settings.from_env().server
+_settings = Settings.from_env()
+_server = _settings.server
+# Every worker counts its requests in files that /metrics adds up (service/api/metrics.py).
+# prometheus_client reads this when it is first imported: set it before anything can import it.
+_METRICS = _settings.storage.data_dir / "run" / "metrics"
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_METRICS)
 bind = f"{_server.host}:{_server.port}"
-workers = 1
+workers = _server.workers or os.cpu_count() or 1
 worker_class = "gthread"
 threads = _server.threads
 timeout = 120
@@ -30,7 +40,7 @@ logconfig_dict = {
         "gunicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False},
     },
     "handlers": {"json": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
-    "formatters": {"json": {"()": "service.api.request_log.JsonFormatter"}},
+    "formatters": {"json": {"()": "service.api.json_log.JsonFormatter"}},
 }
 
 
@@ -39,3 +49,14 @@ def worker_exit(server, worker):  # checkpoint the indexes on a clean shutdown
     services = getattr(app, "extensions", {}).get("face_search") if app is not None else None
     if services is not None:
         services.close()
+
+
+def on_starting(server):  # the counts of an earlier run are not this one's
+    shutil.rmtree(_METRICS, ignore_errors=True)
+    _METRICS.mkdir(parents=True)
+
+
+def child_exit(server, worker):  # a dead worker's live gauges go; its counts stay in the sums
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

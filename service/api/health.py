@@ -1,10 +1,11 @@
 """``/healthz`` and ``/readyz`` for load balancers and orchestrators.
 
-``/healthz`` says the process answers. ``/readyz`` says it can serve searches: the models
-are loaded, the catalog answers a read, and every gallery's index is in memory (embedded:
-checks ``lmdb`` and ``indexes``), or PostgreSQL and Milvus each answer (cluster mode:
-``postgres`` and ``milvus``). Neither needs a key, and neither reveals more than those
-yes-or-no answers.
+``/healthz`` says the process answers, and which model pack it runs under which licence
+(the weights' licence decides whether a deployment may be commercial). ``/readyz`` says
+it can serve searches: the models are loaded, the catalog answers a read, and every
+gallery's index is in memory (embedded: checks ``lmdb`` and ``indexes``), or PostgreSQL
+and Milvus each answer (cluster mode: ``postgres`` and ``milvus``). Neither needs a key,
+and neither reveals more than that.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def readiness(services: Services) -> dict[str, bool]:
 
 @health.get("/healthz")
 def healthz() -> Response:
-    return jsonify({"status": "ok"})
+    pack = current_app.extensions["face_search"].pack
+    return jsonify({"status": "ok", "pack": pack.name, "licence": pack.licence})
 
 
 @health.get("/readyz")

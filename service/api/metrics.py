@@ -6,20 +6,24 @@ that do that work on the service's own model and index objects (``instrument``),
 caller counts (the API, the bulk importer) and models/ and index/ stay free of metrics.
 Gallery sizes, index kinds and rebuilds are read from the catalog and the indexes when scraped.
 
-The service runs one gunicorn worker (service/api/gunicorn.conf.py), so the process's default
-registry holds every request: no multiprocess mode is needed. In cluster mode each replica
-is scraped on its own; gallery sizes and the outbox lag come from the shared catalog, so
-every replica reports the same values for them.
+Under gunicorn the server runs several worker processes, and a scrape reaches one of them:
+service/api/gunicorn.conf.py points ``PROMETHEUS_MULTIPROC_DIR`` at a folder of the data
+directory, where each worker's counters live in files that every scrape adds up
+(prometheus_client's multiprocess mode). In a single process (tests, scripts) the default
+registry holds them. In cluster mode each replica has a data directory of its own, so a
+scrape counts that replica's requests (scrape every replica and sum); gallery sizes and
+the outbox lag come from the shared catalog, so every replica reports the same values.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from flask import Blueprint, Response, current_app
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -142,7 +146,16 @@ def install(app: Any, services: Services) -> None:
     app.register_blueprint(metrics)
 
 
+def _requests_registry() -> CollectorRegistry:
+    """Every worker's request counters when several processes serve, else this process's."""
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
+
+
 @metrics.get("/metrics")
 def scrape() -> Response:
     own: CollectorRegistry = current_app.extensions["face_search.metrics"]
-    return Response(generate_latest(REGISTRY) + generate_latest(own), content_type=CONTENT_TYPE)
+    return Response(generate_latest(_requests_registry()) + generate_latest(own), content_type=CONTENT_TYPE)

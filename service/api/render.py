@@ -57,4 +57,5 @@ def status(state: IndexStatus) -> dict:
     shown = {"kind": state.kind, "vectors": state.vectors}
     if state.details is not None:
         shown.update(asdict(state.details))
-    return {**shown, "rebuilding": state.rebuilding, "generation": state.generation}
+    adoption = {"committed_generation": state.committed_generation, "adopted": state.adopted}
+    return {**shown, "rebuilding": state.rebuilding, "generation": state.generation, **adoption}

@@ -5,18 +5,14 @@ the API code and the duration: never a header's value, a body or a query string,
 secret and no image byte can reach the log. An ``X-Request-ID`` sent by a proxy is kept
 when it is a plain token, so one id follows the request through every log.
 
-``JsonFormatter`` writes any log record as one JSON object per line; service/api/gunicorn.conf.py
-uses it for every logger of the server.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
 import uuid
-from datetime import UTC, datetime
 
 from flask import Flask, Response, g, request
 
@@ -27,20 +23,6 @@ QUIET = ("/healthz", "/readyz", "/metrics")  # probes and scrapes: logged at deb
 _TOKEN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 log = logging.getLogger("face_search.requests")
-
-
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-            **getattr(record, "fields", {}),
-        }
-        if record.exc_info:
-            entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False, default=str)
 
 
 def _started() -> None:

@@ -106,3 +106,5 @@ class Refusal(TypedDict):
 class Health(TypedDict):
     status: Literal["ok", "unavailable"]
     checks: NotRequired[dict[str, bool]]
+    pack: NotRequired[str]  # /healthz: the model pack served, and its weights' licence
+    licence: NotRequired[str]

@@ -21,6 +21,7 @@ from models.decode import DEFAULT_MAX_PIXELS
 from models.packs import ModelPack
 
 from .fetch import FetchSettings, parse_networks
+from .photos import ORPHAN_GRACE_SECONDS
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class ServerSettings:
 
     host: str = "127.0.0.1"
     port: int = 8000
+    workers: int = 0  # gunicorn worker processes; 0: one per core
     threads: int = 4
     log_level: str = "info"
     proxy_hops: int = 0  # reverse proxies in front whose X-Forwarded-* headers are trusted
@@ -83,6 +85,7 @@ class Settings:
     threshold: float | None = None  # None: the pack's calibrated default, scaled with the gallery
     api_key: str | None = None
     api_secret: str | None = None
+    orphan_grace_seconds: float = ORPHAN_GRACE_SECONDS
     limits: Limits = field(default_factory=Limits)
     server: ServerSettings = field(default_factory=ServerSettings)
     index: IndexSettings = field(default_factory=IndexSettings)
@@ -204,7 +207,10 @@ class Env:
 ENV = (
     Env("PORT", "server.port", "HTTP port", whole(1)),
     Env("FACE_SEARCH_HOST", "server.host", "address to bind; `0.0.0.0` serves other machines (behind a TLS proxy)"),
-    Env("FACE_SEARCH_DATA_DIR", "storage.data_dir", "data directory", Path),
+    Env(
+        "FACE_SEARCH_DATA_DIR", "storage.data_dir",
+        "data directory; in cluster mode, one per replica: its throttles and metrics (`run/`)", Path,
+    ),
     Env("FACE_SEARCH_MODELS", "models", "model pack name or folder"),
     Env(
         "FACE_SEARCH_CATALOG_URL", "storage.catalog_url",
@@ -216,7 +222,8 @@ ENV = (
         "FACE_SEARCH_PHOTO_DIR", "storage.photo_dir", "photo folder; in cluster mode one that every replica mounts",
         Path, "data dir/photos",
     ),
-    Env("FACE_SEARCH_THREADS", "server.threads", "gunicorn request threads (one worker process)", whole(1)),
+    Env("FACE_SEARCH_WORKERS", "server.workers", "gunicorn worker processes (0: one per core)", whole(0)),
+    Env("FACE_SEARCH_THREADS", "server.threads", "request threads of each worker process", whole(1)),
     Env("FACE_SEARCH_MODEL_THREADS", "model_threads", "ONNX Runtime intra-op threads per model run", whole(1)),
     Env("FACE_SEARCH_FAISS_THREADS", "index.search_threads", "OpenMP threads per index search", whole(1)),
     Env(
@@ -265,7 +272,15 @@ ENV = (
         whole(1),
     ),
     Env("FACE_SEARCH_NPROBE", "index.nprobe", "IVF lists probed per search", whole(1)),
-    Env("FACE_SEARCH_IVF_STORAGE", "index.storage", "vectors in IVF lists: `flat` or `sq8`", choice(*STORAGES)),
+    Env(
+        "FACE_SEARCH_IVF_STORAGE", "index.storage",
+        "vectors in IVF lists: `flat` (float32), `sq8` or `pq` (codes, candidates re-scored exactly)",
+        choice(*STORAGES),
+    ),
+    Env(
+        "FACE_SEARCH_RERANK", "index.rerank", "candidates of a compressed IVF scored again with the exact vectors",
+        whole(1),
+    ),
     Env(
         "FACE_SEARCH_REBUILD_CHURN", "index.rebuild_churn", "churn since training that makes a rebuild due",
         number(0.0),
@@ -279,8 +294,23 @@ ENV = (
         "FACE_SEARCH_INDEX_SAVE_SECONDS", "index.save_seconds", "checkpoint interval (0: only at shutdown)", whole(0)
     ),
     Env(
+        "FACE_SEARCH_FOLD_AFTER", "index.fold_after",
+        "changes kept beside a gallery's base file before a checkpoint folds them in", whole(1),
+    ),
+    Env(
+        "FACE_SEARCH_INDEX_MEMORY_BYTES", "index.memory_bytes",
+        "indexes one process keeps loaded; the least recently used are dropped (0: a quarter of the RAM)",
+        whole(0),
+    ),
+    Env(
         "FACE_SEARCH_LMDB_MAP_BYTES", "storage.lmdb_map_bytes", "initial LMDB map size; it doubles whenever full",
         whole(1 << 20),
+    ),
+    Env(
+        "FACE_SEARCH_ORPHAN_GRACE_SECONDS", "orphan_grace_seconds",
+        "age at which a photo file without a record is deleted at start-up; keep it far above "
+        "the time an add takes, since other processes may be adding",
+        number(0.0),
     ),
     Env("FACE_SEARCH_LOG_LEVEL", "server.log_level", "log level", choice("debug", "info", "warning", "error")),
 )  # fmt: skip

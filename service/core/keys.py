@@ -73,11 +73,17 @@ class KeyRing:
         return NewKey(record, secret)
 
     def ensure(self, name: str, secret: str) -> None:
-        """Make sure the key exists with this secret (used for automated deployments)."""
+        """Make sure the key exists with this secret (used for automated deployments). Every
+        worker of a starting server does this at once: the first creates the key, the others
+        find it made."""
         record = self.keys.get(name)
         if record is None:
-            self.create(name, secret)
-        elif not check_secret(secret, record.secret_hash) or record.revoked:
+            try:
+                self.keys.create(name, hash_secret(secret), None, now())
+                return
+            except KeyExistsError:
+                record = self.keys.get(name)
+        if not check_secret(secret, record.secret_hash) or record.revoked:
             hashed = hash_secret(secret)
 
             def restore(key: KeyRecord) -> None:

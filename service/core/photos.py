@@ -12,10 +12,18 @@ import contextlib
 import logging
 import os
 import secrets
+import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 log = logging.getLogger(__name__)
+
+# A photo file is written (and fsynced) milliseconds before its record commits. A file with no
+# record is an orphan only once it is older than this: another process (a worker, an import)
+# may be about to commit the record of a younger one.
+ORPHAN_GRACE_SECONDS = 3600.0
 
 EXTENSIONS = {
     "image/jpeg": "jpg",
@@ -40,8 +48,15 @@ class PhotoStore(Protocol):
         """Remove the photo; a missing one is not an error."""
         ...
 
-    def remove_orphans(self, live: set[str]) -> int:
-        """Delete photos no image record names (left by a crash between photo and record)."""
+    def remove_orphans(self, live: Callable[[], set[str]], grace: float = ORPHAN_GRACE_SECONDS) -> int:
+        """Delete photos older than ``grace`` seconds that no image record names (``live()``
+        gives the names, read after the photos were listed): left by a crash between photo
+        and record."""
+        ...
+
+    def pin(self, into: Path) -> int:
+        """Keep every photo there is now under ``into``, out of reach of later deletes (a
+        backup copies from there); how many."""
         ...
 
 
@@ -56,9 +71,13 @@ class PhotoFiles:
         return self.root / name
 
     def write(self, gallery: int, data: bytes, content_type: str) -> str:
-        """Write the photo with fsync before rename; returns its name relative to the root."""
+        """Write the photo with fsync before rename, then fsync its directory (and the root,
+        for a gallery's first photo), so both the bytes and the name survive a power cut;
+        returns the name relative to the root."""
         folder = self.root / str(gallery)
-        folder.mkdir(exist_ok=True)
+        if not folder.is_dir():
+            folder.mkdir(exist_ok=True)
+            _fsync_directory(self.root)
         name = f"{gallery}/{secrets.token_hex(12)}.{EXTENSIONS[content_type]}"
         final = self.root / name
         tmp = final.with_name(f".{final.name}.tmp")
@@ -71,11 +90,7 @@ class PhotoFiles:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        _fsync_directory(folder)
         return name
 
     def read(self, name: str) -> bytes:
@@ -85,14 +100,50 @@ class PhotoFiles:
         with contextlib.suppress(FileNotFoundError):
             (self.root / name).unlink()
 
-    def remove_orphans(self, live: set[str]) -> int:
-        """Delete files no image record points to: left by a crash between file and commit."""
-        removed = 0
+    def remove_orphans(self, live: Callable[[], set[str]], grace: float = ORPHAN_GRACE_SECONDS) -> int:
+        """Delete old files no image record points to (photos and temp files of killed writes).
+
+        The files are listed before the records are read, so a record committed meanwhile is
+        seen; files younger than ``grace`` are left for the next sweep, whatever their state.
+        """
+        cutoff = time.time() - grace
+        old = []
         for path in self.root.glob("*/*"):
-            name = path.relative_to(self.root).as_posix()
-            if name not in live:
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_mtime < cutoff:
+                    old.append(path)
+        names = live()
+        removed = 0
+        for path in old:
+            if path.relative_to(self.root).as_posix() not in names:
                 path.unlink(missing_ok=True)
                 removed += 1
         if removed:
-            log.info("removed %d orphan photo files", removed)
+            log.info("removed %d orphan photo files older than %.0f s", removed, grace)
         return removed
+
+    def pin(self, into: Path) -> int:
+        """Hard links: instant, and a photo deleted afterwards keeps its bytes under ``into``.
+        Photos are never changed once written, so a link is as good as a copy."""
+        pinned = 0
+        for path in self.root.glob("*/*"):
+            if path.name.startswith("."):
+                continue  # a write in progress
+            target = into / path.relative_to(self.root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                try:
+                    os.link(path, target)
+                except OSError:  # another filesystem: a copy then
+                    shutil.copy2(path, target)
+                pinned += 1
+        return pinned
+
+
+def _fsync_directory(folder: Path) -> None:
+    """Make a rename or a new entry in ``folder`` durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -74,12 +74,10 @@ def build_services(settings: Settings, serving: bool = False) -> Services:
     if settings.api_key and settings.api_secret:
         services.keys.ensure(settings.api_key, settings.api_secret)
     if serving:
-        if settings.storage.cluster:
-            # other replicas and importers write to the same photo folder: a photo with no record
-            # yet may be an add in flight elsewhere, so none is deleted here
-            log.info("cluster mode: orphan photos are not removed at start-up")
-        else:
-            services.photos.remove_orphans(catalog.images.files())
+        log.info("model pack %s; weights licence: %s", pack.name, pack.licence)
+        # in cluster mode every replica and importer writes to the same photo folder: the grace
+        # period is what keeps an add in flight on another machine from losing its photo
+        services.photos.remove_orphans(catalog.images.files, settings.orphan_grace_seconds)
         indexes.open_all()
         services.analyzer  # noqa: B018 - load the models before the first request, not during it
     return services

@@ -224,3 +224,22 @@ def test_a_closed_catalog_fails_its_readiness_ping(storage: Storage) -> None:
     storage.close()
     with pytest.raises(Exception):  # noqa: B017 - whatever the backend raises, ping must not pass
         catalog.ping()
+
+
+def test_a_backup_copy_holds_what_was_committed_when_it_began(storage: Storage, tmp_path) -> None:
+    catalog, _ = storage.open()
+    gid = gallery_of(catalog)
+    kept = catalog.images.add(gid, new_image(faces(1).vectors[:2], "kept.jpg"))
+    (tmp_path / "copy").mkdir()
+    try:
+        names = catalog.backup(tmp_path / "copy")
+    except NotImplementedError:
+        pytest.skip(f"{storage.kind} catalogs are backed up with their database's own tools")
+    catalog.images.add(gid, new_image(faces(1).vectors[2:3], "later.jpg"))
+    assert names == {"kept.jpg"}
+    copied = type(catalog)(tmp_path / "copy")  # an embedded catalog opens from its folder
+    try:
+        assert copied.images.page(gid, 0, 10) == ([kept], 1)
+        assert copied.keys.get("k") == catalog.keys.get("k")
+    finally:
+        copied.close()

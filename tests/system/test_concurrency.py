@@ -1,4 +1,5 @@
-"""Eight clients adding, searching, updating and deleting against one real server at once."""
+"""Eight clients adding, searching, updating and deleting against one real server at once, whose
+worker processes checkpoint the same gallery every second."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.live import LiveServer
+from index.faiss import FaissIndexes
+from index.lmdb import LmdbCatalog
+from index.vectors import IndexSettings
+from tests.live import KEY, LiveServer
 from tests.photos import b64, flipped, package_photo, scaled
 
 PHOTOS = [
@@ -75,7 +79,8 @@ def _client(server: LiveServer, seed: int, ledger: Ledger, deadline: float) -> N
 def test_concurrent_clients_get_no_5xx_and_a_consistent_final_state(tmp_path: Path) -> None:
     # no per-key rate limit: eight clients of small photos outrun 50 requests a second, and
     # what is under test is the state they leave (the limit has its own tests in test_security)
-    server = LiveServer(tmp_path / "data", {"FACE_SEARCH_THREADS": "8", "FACE_SEARCH_RATE_LIMIT": "0"}).start()
+    env = {"FACE_SEARCH_THREADS": "8", "FACE_SEARCH_RATE_LIMIT": "0", "FACE_SEARCH_INDEX_SAVE_SECONDS": "1"}
+    server = LiveServer(tmp_path / "data", env).start()
     try:
         ledgers = [Ledger() for _ in range(CLIENTS)]
         deadline = time.monotonic() + SECONDS
@@ -105,3 +110,9 @@ def test_concurrent_clients_get_no_5xx_and_a_consistent_final_state(tmp_path: Pa
             assert {hit["id"] for hit in hits.json()["result"]} == set(expected)
     finally:
         server.stop()
+    catalog = LmdbCatalog(tmp_path / "data" / "lmdb")
+    try:  # what the workers' checkpoints left on disk, read as a restarted server would
+        gallery = catalog.keys.get(KEY).gallery
+        assert FaissIndexes(catalog, tmp_path / "data" / "indexes", IndexSettings()).verify(gallery)
+    finally:
+        catalog.close()

@@ -88,7 +88,13 @@ def _agree_on_disk(data_dir: Path) -> None:
 def test_sigkill_during_adds_loses_nothing_acknowledged(tmp_path: Path) -> None:
     rng = random.Random(7)
     # no per-key rate limit: the check reads back every acknowledged photo, faster than 50 a second
-    server = LiveServer(tmp_path / "data", {"FACE_SEARCH_INDEX_SAVE_SECONDS": "1", "FACE_SEARCH_RATE_LIMIT": "0"})
+    # one server alone on its data: no other process may be adding, so no grace for orphans
+    env = {
+        "FACE_SEARCH_INDEX_SAVE_SECONDS": "1",
+        "FACE_SEARCH_RATE_LIMIT": "0",
+        "FACE_SEARCH_ORPHAN_GRACE_SECONDS": "0",
+    }
+    server = LiveServer(tmp_path / "data", env)
     acknowledged: dict[int, int] = {}
     try:
         for _ in range(3):

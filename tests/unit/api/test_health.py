@@ -17,7 +17,11 @@ from tests.photos import b64, package_photo
 def test_ready_with_a_loaded_gallery_and_no_key_needed(client) -> None:
     photo = {"image": {"base64": b64(package_photo("Tom_Hanks_54745.png"))}}
     assert client.post(API + "/images", json=photo, headers=basic()).status_code == 200
-    assert client.get("/healthz").get_json() == {"status": "ok"}
+    assert client.get("/healthz").get_json() == {
+        "status": "ok",
+        "pack": "buffalo_s",
+        "licence": "InsightFace pretrained models: non-commercial research use only",
+    }
     ready = client.get("/readyz")
     assert ready.status_code == 200
     assert ready.get_json() == {"status": "ok", "checks": {"models": True, "lmdb": True, "indexes": True}}

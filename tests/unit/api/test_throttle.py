@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
-from service.api.throttle import FailedLogins, RateLimiter
+from service.api.throttle import FailedLogins, MemoryState, RateLimiter, SharedState
+from tests.live import ROOT
 
 
 class Clock:
@@ -15,21 +20,26 @@ class Clock:
         return self.now
 
 
-def test_token_bucket_allows_bursts_then_the_rate() -> None:
+@pytest.fixture(params=["memory", "shared"])
+def state(request: pytest.FixtureRequest, tmp_path: Path):
+    return MemoryState() if request.param == "memory" else SharedState(tmp_path / "throttle")
+
+
+def test_token_bucket_allows_bursts_then_the_rate(state) -> None:
     clock = Clock()
-    limiter = RateLimiter(rate=2, burst=3, clock=clock)
+    limiter = RateLimiter(rate=2, burst=3, state=state, clock=clock)
     assert [limiter.acquire("k") for _ in range(3)] == [0, 0, 0]
     assert limiter.acquire("k") == pytest.approx(0.5)
     assert limiter.acquire("other") == 0, "keys have separate buckets"
     clock.now += 0.5
     assert limiter.acquire("k") == 0
     assert limiter.acquire("k") > 0
-    assert RateLimiter(rate=0, burst=1).acquire("k") == 0, "rate 0 turns the limit off"
+    assert RateLimiter(rate=0, burst=1, state=state).acquire("k") == 0, "rate 0 turns the limit off"
 
 
-def test_failed_logins_slow_down_per_address_and_reset() -> None:
+def test_failed_logins_slow_down_per_address_and_reset(state) -> None:
     clock = Clock()
-    logins = FailedLogins(free=2, window=60, max_delay=1.0, clock=clock)
+    logins = FailedLogins(state, free=2, window=60, max_delay=1.0, clock=clock)
     delays = []
     for _ in range(8):
         delays.append(logins.delay("10.9.9.9"))
@@ -44,3 +54,26 @@ def test_failed_logins_slow_down_per_address_and_reset() -> None:
     logins.failed("10.9.9.9")
     logins.succeeded("10.9.9.9")
     assert logins.delay("10.9.9.9") == 0
+
+
+def test_processes_sharing_the_folder_share_the_buckets(tmp_path: Path) -> None:
+    """Another process stands for another worker of the same server."""
+    folder = tmp_path / "throttle"
+    here = RateLimiter(0.001, 3, SharedState(folder))
+    assert [here.acquire("k"), here.acquire("k")] == [0, 0]
+    program = (
+        "import sys; from pathlib import Path; from service.api.throttle import RateLimiter, SharedState\n"
+        "there = RateLimiter(0.001, 3, SharedState(Path(sys.argv[1])))\n"
+        "print(there.acquire('k') == 0, there.acquire('k') > 0, there.acquire('other') == 0)"
+    )
+    done = subprocess.run([sys.executable, "-c", program, str(folder)], cwd=ROOT, capture_output=True, text=True)
+    assert done.stdout.split() == ["True", "True", "True"], done.stderr
+    assert here.acquire("k") > 0, "the burst of 3 is spent across both processes"
+
+
+def test_a_spray_of_addresses_is_forgotten_not_kept(tmp_path: Path) -> None:
+    state = SharedState(tmp_path / "throttle", max_keys=50)
+    logins = FailedLogins(state)
+    for n in range(200):
+        logins.failed(f"10.0.{n // 250}.{n % 250}")
+    assert state.env.stat()["entries"] <= 51

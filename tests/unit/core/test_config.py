@@ -36,7 +36,7 @@ def test_unset_variables_keep_the_defaults_and_set_ones_are_read() -> None:
 
 @pytest.mark.parametrize(
     "name, value",
-    [("PORT", "http"), ("FACE_SEARCH_NPROBE", "0"), ("FACE_SEARCH_IVF_STORAGE", "pq"), ("FACE_SEARCH_THRESHOLD", "2")],
+    [("PORT", "http"), ("FACE_SEARCH_NPROBE", "0"), ("FACE_SEARCH_IVF_STORAGE", "opq"), ("FACE_SEARCH_THRESHOLD", "2")],
 )
 def test_a_value_that_cannot_be_read_stops_start_up_naming_it(name: str, value: str) -> None:
     with pytest.raises(SystemExit, match=name):

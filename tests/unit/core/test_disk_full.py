@@ -61,7 +61,7 @@ def test_disk_full_is_a_clear_error_and_loses_nothing(small_disk: Path) -> None:
         assert [r.id for r in listed] == [r.id for r in stored] and total == len(stored)
         for record in stored:
             assert services.photos.read(record.file), "earlier photos are intact"
-        assert services.photos.remove_orphans(services.catalog.images.files()) == 0, "no half-written file"
+        assert services.photos.remove_orphans(services.catalog.images.files, grace=0) == 0, "no half-written file"
         assert services.indexes.verify(key.gallery)
 
         filler.unlink()

@@ -4,15 +4,20 @@ and record; packs never mix."""
 from __future__ import annotations
 
 import json
+import os
+import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from index.records import NewFace, NewImage
 from models.packs import PACKS_DIR
 from service.api.errors import Code, refusal
 from service.core.config import Settings
 from service.core.errors import PackMismatch
+from service.core.images import photo_bytes
 from service.core.services import build_services
 from tests.photos import package_photo
 from tests.usecases import add, delete, find
@@ -26,18 +31,21 @@ def test_index_agrees_with_lmdb_after_lost_or_stale_checkpoints(settings: Settin
         key = services.keys.create("k", "s").record
         first = add(services, key, package_photo(TOM))
         assert services.indexes.save_all() == 1
-        checkpoint = services.indexes.path(key.gallery)
-        stale = checkpoint.read_bytes()
+        files = services.indexes.files
+        pointer = files.pointer_path(key.gallery, 0)
+        base = files.directory / files.pointer(key.gallery, 0).file
+        stale = {pointer: pointer.read_bytes(), base: base.read_bytes()}
         second = add(services, key, package_photo(T1))
         delete(services, key, [first.id])
 
     for damage in ("stale", "missing", "garbage"):
-        if damage == "stale":
-            checkpoint.write_bytes(stale)  # saved before the last add and delete; log was trimmed up to it
-        elif damage == "missing":
-            checkpoint.unlink(missing_ok=True)
-        else:
-            checkpoint.write_bytes(b"\x00\x00\x00\x02{}not an index")
+        for path in files.directory.glob(f"gallery-{key.gallery}.g*"):
+            path.unlink()  # what the last run checkpointed at close
+        if damage != "missing":  # stale: saved before the last add and delete; the log was trimmed past it
+            for path, data in stale.items():
+                path.write_bytes(data)
+        if damage == "garbage":
+            base.write_bytes(b"\x00\x00\x00\x02{}not an index")
         with build_services(settings, serving=True) as reopened:
             assert reopened.indexes.verify(key.gallery), damage
             hits = find(reopened, key, package_photo(T1))
@@ -45,14 +53,22 @@ def test_index_agrees_with_lmdb_after_lost_or_stale_checkpoints(settings: Settin
             assert find(reopened, key, package_photo(TOM)) == [], damage
 
 
-def test_orphan_photo_files_are_removed_at_start(settings: Settings) -> None:
+def test_old_orphan_photo_files_are_removed_at_start_and_young_ones_kept(settings: Settings) -> None:
     with build_services(settings, serving=True) as services:
         key = services.keys.create("k", "s").record
         kept = add(services, key, package_photo(TOM))
         orphan = services.photos.write(key.gallery, package_photo(T1), "image/jpeg")  # as if killed before commit
+        young = services.photos.write(key.gallery, package_photo(T1), "image/jpeg")  # another process's add
+        hours_ago = time.time() - 2 * settings.orphan_grace_seconds
+        os.utime(services.photos.path(orphan), (hours_ago, hours_ago))
+        os.utime(services.photos.path(kept.file), (hours_ago, hours_ago))
     with build_services(settings, serving=True) as reopened:
         assert not reopened.photos.path(orphan).exists()
         assert reopened.photos.path(kept.file).exists()
+        assert reopened.photos.path(young).exists(), "its record may be about to commit"
+        faces = [NewFace([0.0, 0.0, 9.0, 9.0], 0.9, np.ones(512, np.float32) / np.sqrt(512))]
+        late = reopened.catalog.images.add(key.gallery, NewImage(young, "image/jpeg", {}, "now", "buffalo_s", faces))
+        assert photo_bytes(reopened, key, late.id)[0] == package_photo(T1), "the other process's add has its photo"
 
 
 def _renamed_pack(tmp_path: Path, name: str) -> Path:
@@ -77,7 +93,7 @@ def test_a_gallery_refuses_faces_of_another_pack(settings: Settings, tmp_path: P
             find(other, key, package_photo(TOM), top_k=5)
         assert refusal(searched.value).code == Code.PACK_MISMATCH
         assert other.catalog.images.gallery(key.gallery).images == 1, "the refused add stored nothing"
-        assert other.photos.remove_orphans(other.catalog.images.files()) == 0, "and left no file behind"
+        assert other.photos.remove_orphans(other.catalog.images.files, grace=0) == 0, "and left no file behind"
 
 
 def test_every_face_is_stored_with_its_pack_and_dimension(services) -> None:

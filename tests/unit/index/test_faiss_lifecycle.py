@@ -3,33 +3,34 @@ rebuilds run by another process (even one killed half-way) adopted by a serving 
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from index.faiss.files import SAVE_TMP
-from index.faiss.vector_index import VectorIndex
+from index.faiss.vector_index import IndexState, VectorIndex
 from index.records import ImageRecord, KeyRecord, NewFace, NewImage
 from service.core.config import Settings
 from service.core.services import Services, build_services
 from tests.live import ROOT
 from tests.photos import flipped, package_photo
+from tests.synthetic import faces
 from tests.usecases import add, delete, find, index_state
 
 TOM = "Tom_Hanks_54745.png"
-DIM = 512
 
 
 def unit_vectors(count: int, seed: int) -> np.ndarray:
-    vectors = np.random.default_rng(seed).standard_normal((count, DIM)).astype(np.float32)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    """``count`` face-like vectors: identities of five faces each, in lookalike groups."""
+    return faces(-(-count // 5), per_identity=5, seed=seed).vectors[:count]
 
 
 def fill(services: Services, key: KeyRecord, vectors: np.ndarray, per_image: int = 1) -> list[ImageRecord]:
@@ -132,7 +133,7 @@ def test_a_killed_rebuild_leaves_the_old_index_serving_and_the_next_one_succeeds
     assert old["kind"] == "ivf"
 
     killed = _rebuild(ivf_settings, "k")
-    _wait_for(killed, "building index")  # snapshot read, training under way
+    _wait_for(killed, "to train on")  # sampling for the training under way
     assert killed.poll() is None, "the rebuild must still be running when killed"
     killed.send_signal(signal.SIGKILL)
     killed.wait()
@@ -142,11 +143,11 @@ def test_a_killed_rebuild_leaves_the_old_index_serving_and_the_next_one_succeeds
     assert (scores[:, 0] > 0.99).all(), "the old index still answers"
 
     again = _rebuild(ivf_settings, "k")
-    _wait_for(again, "building index")
+    _wait_for(again, "vectors at seq")  # the snapshot is taken: a later add must come from the log
     late = add(server, key, package_photo(TOM), {"who": "added during the rebuild"})
     assert again.wait(timeout=300) == 0
     again.stdout.close()
-    assert not list(server.indexes.files.directory.glob("*.tmp")), "the killed rebuild's temp file is gone"
+    assert not list(server.indexes.files.directory.glob("*.tmp*")), "the killed rebuild's temp file is gone"
 
     probe = flipped(package_photo(TOM))
     assert [hit.image.id for hit in find(server, key, probe, top_k=1)] == [late.id]
@@ -161,31 +162,80 @@ def test_a_killed_rebuild_leaves_the_old_index_serving_and_the_next_one_succeeds
 def test_a_checkpoint_being_written_does_not_hold_up_adds_or_searches(
     server: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The disk write of a checkpoint (seconds for a million faces) runs outside the gallery's lock."""
+    """The disk write of a checkpoint (seconds for a million faces) holds up no add and no search."""
     key = server.keys.create("k", "s").record
     fill(server, key, unit_vectors(300, seed=4), per_image=30)
     server.indexes.sync(key.gallery)
     writing, release = threading.Event(), threading.Event()
     real_save = VectorIndex.save
 
-    def slow_disk(self: VectorIndex, path: Path, tmp_suffix: str = SAVE_TMP) -> None:
+    def slow_disk(self: VectorIndex, path: Path) -> None:
         writing.set()
         assert release.wait(30), "the test never let the checkpoint finish"
-        real_save(self, path, tmp_suffix)
+        real_save(self, path)
 
     monkeypatch.setattr(VectorIndex, "save", slow_disk)
     saver = threading.Thread(target=server.indexes.save_all)
     saver.start()
     try:
         assert writing.wait(30)
-        added = fill(server, key, unit_vectors(10, seed=5))  # a write the index must take in
+        new = unit_vectors(10, seed=5)
+        added = fill(server, key, new)  # a write the index must take in
         server.indexes.sync(key.gallery)
-        scores, ids = server.indexes.search(key.gallery, unit_vectors(1, seed=5), 1)
+        scores, ids = server.indexes.search(key.gallery, new[:1], 1)
         assert ids[0][0] == added[0].faces[0].id and scores[0][0] > 0.99, "the new face is searchable meanwhile"
     finally:
         release.set()
         saver.join(30)
     assert not saver.is_alive()
-    reloaded = VectorIndex.load(server.indexes.path(key.gallery))
+    pointer = server.indexes.files.pointer(key.gallery, 0)
+    reloaded = VectorIndex.load(server.indexes.files.directory / pointer.file, IndexState(**pointer.state))
     assert reloaded.count == 300, "the checkpoint holds the index as it was when the copy was taken"
+    assert server.indexes.verify(key.gallery)
+
+
+@pytest.mark.slow
+def test_a_rebuild_the_server_started_and_sigkill_ended_leaves_the_old_index_serving(server: Services) -> None:
+    key = server.keys.create("k", "s").record
+    vectors = unit_vectors(20000, seed=6)
+    fill(server, key, vectors, per_image=500)
+    server.indexes.sync(key.gallery)
+    server.indexes.wait(key.gallery)
+    old = index_state(server, key.gallery)
+    assert server.indexes.request_rebuild(key.gallery, "asked for by the test")
+    deadline = time.monotonic() + 60
+    while not (children := multiprocessing.active_children()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert children, "the server started its rebuild in a child process"
+    time.sleep(1.0)  # reading and training under way
+    os.kill(children[0].pid, signal.SIGKILL)
+    server.indexes.wait(key.gallery)
+    assert server.catalog.images.gallery(key.gallery).index_generation == old["generation"], "nothing committed"
+    scores, _ = server.indexes.search(key.gallery, vectors[:50], 1)
+    assert (scores[:, 0] > 0.99).all(), "the old index still answers"
+    assert server.indexes.rebuild(key.gallery, progress=lambda line: None) is not None, "the next one succeeds"
+    assert index_state(server, key.gallery)["generation"] == old["generation"] + 1
+    assert server.indexes.verify(key.gallery)
+
+
+@pytest.mark.slow
+def test_half_a_gallery_deleted_while_a_rebuild_runs_does_not_come_back(
+    server: Services, ivf_settings: Settings
+) -> None:
+    key = server.keys.create("k", "s").record
+    vectors = unit_vectors(20000, seed=7)
+    records = fill(server, key, vectors, per_image=100)
+    server.indexes.sync(key.gallery)
+    server.indexes.wait(key.gallery)
+    rebuild = _rebuild(ivf_settings, "k")
+    _wait_for(rebuild, "vectors at seq")  # its snapshot is taken: the deletes come after it
+    doomed = records[::2]
+    delete(server, key, [record.id for record in doomed])
+    assert rebuild.wait(timeout=600) == 0
+    rebuild.stdout.close()
+    deleted = {face.id for record in doomed for face in record.faces}
+    _, found = server.indexes.search(key.gallery, vectors, 5)  # every face, the deleted ones among them
+    assert not deleted & set(found.ravel().tolist()), "a deleted face came back with the rebuilt index"
+    state = index_state(server, key.gallery)
+    assert state["generation"] == state["committed_generation"] and state["vectors"] == 10000
     assert server.indexes.verify(key.gallery)

@@ -1,0 +1,164 @@
+"""One gallery's index in one process: the base file it maps, and the overlay on top.
+
+Searching asks both and merges the answers. When the base holds compressed codes, its
+answers are only candidates: each is scored again with the face's exact vector, read from
+the catalog, so every score returned is an exact cosine. A checkpoint (``fold``) writes
+the base and the overlay into the next base file; the process then maps that file and
+keeps as overlay only what changed after it.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..locks import ReadWriteLock
+from ..records import ChangeBatch
+from .files import IndexFiles, Pointer
+from .ivf_file import IvfLayout, write_ivf
+from .overlay import Overlay
+from .vector_index import FLAT, IndexState, VectorIndex, add_vectors, lists_codes, lists_ids
+
+Exact = Callable[[list[int]], dict[int, np.ndarray]]  # face ids -> their exact vectors (live faces only)
+
+
+@dataclass
+class GalleryIndex:
+    state: IndexState  # the base's state, with the overlay's changes counted as churn
+    generation: int
+    base: VectorIndex | None = None
+    base_file: Path | None = None
+    lists_offset: int | None = None
+    overlay: Overlay = field(init=False)
+    lock: ReadWriteLock = field(default_factory=ReadWriteLock)
+
+    def __post_init__(self) -> None:
+        self.overlay = Overlay(self.state.dim)
+
+    @property
+    def seq(self) -> int:
+        return self.state.seq
+
+    @property
+    def base_seq(self) -> int:
+        return 0 if self.base is None else self.base.state.seq
+
+    @property
+    def count(self) -> int:
+        base = self.base.count if self.base is not None else 0
+        return base - len(self.overlay.removed) + self.overlay.added_count
+
+    @property
+    def nbytes(self) -> int:
+        """What it holds in memory, counting a mapped base file as if every page were resident."""
+        mapped = self.base_file.stat().st_size if self.base_file is not None and self.base_file.exists() else 0
+        return mapped + self.overlay.nbytes
+
+    def apply(self, batch: ChangeBatch) -> int:
+        """Take in logged changes in order; returns how many faces they removed."""
+        removed = {c.face for c in batch.changes if not c.is_add}
+        added = [c.face for c in batch.changes if c.is_add and c.face in batch.vectors and c.face not in removed]
+        added_here = {c.face for c in batch.changes if c.is_add}
+        self.overlay.remove(sorted(removed - added_here))
+        if added:
+            self.overlay.add(np.array(added, np.int64), np.stack([batch.vectors[f] for f in added]))
+        if batch.changes:
+            self.state.seq = batch.changes[-1].seq
+        self.state.added_since_training += len(added)
+        self.state.removed_since_training += len(removed - added_here)
+        return len(removed)
+
+    def ids(self) -> np.ndarray:
+        base = self.base.ids() if self.base is not None else np.zeros(0, np.int64)
+        kept = base[~np.isin(base, np.fromiter(self.overlay.removed, np.int64))] if self.overlay.removed else base
+        return np.concatenate([kept, self.overlay.added_vectors()[0]])
+
+    def search(self, queries: np.ndarray, k: int, candidates: int, exact: Exact) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, face ids) of the ``k`` nearest faces per query, best first, -1 padded."""
+        compressed = self.base is not None and self.base.compressed
+        wanted = max(k, candidates) if compressed else k
+        parts = [self.overlay.search(queries, wanted)]
+        if self.base is not None and self.base.count > len(self.overlay.removed):
+            scores, ids = self.base.search(queries, wanted, self.overlay.exclusion())
+            parts.append(_rescored(queries, ids, exact) if compressed else (scores, ids))
+        scores = np.concatenate([p[0] for p in parts], axis=1)
+        ids = np.concatenate([p[1] for p in parts], axis=1)
+        scores = np.where(ids < 0, -np.inf, scores)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(scores, order, 1).astype(np.float32), np.take_along_axis(ids, order, 1)
+
+    def fold(self, files: IndexFiles, gid: int) -> Pointer:
+        """Write base and overlay as the next base file (at this index's seq) and its pointer.
+
+        Called on a copy taken under the read lock (``frozen``), outside any lock: adds and
+        searches go on meanwhile, on the live index.
+        """
+        path = files.base_path(gid, self.generation, self.seq)
+        state = copy.deepcopy(self.state)
+        if self.base is None or self.base.state.kind == FLAT:
+            offset = self._folded_flat().write_base(path)
+        else:
+            offset = self._fold_lists(path)
+        state.generation = self.generation
+        return Pointer(path.name, asdict(state), offset)
+
+    def _folded_flat(self) -> VectorIndex:
+        folded = VectorIndex.empty(self.state.dim)
+        if self.base is not None:
+            ids = self.base.ids()
+            keep = ~np.isin(ids, np.fromiter(self.overlay.removed, np.int64)) if self.overlay.removed else slice(None)
+            folded.add(ids[keep], self.base.vectors()[keep])
+        added, vectors = self.overlay.added_vectors()
+        if len(added):
+            folded.add(added, vectors)
+        return folded
+
+    def _fold_lists(self, path: Path) -> int:
+        """Stream the merged inverted lists: the base's (minus removed faces), then the overlay's
+        faces encoded with the base's own quantizer and codes, one list at a time."""
+        base = self.base.index
+        layout = IvfLayout.read(self.base_file, self.lists_offset, base.nlist, base.code_size)
+        delta = layout.empty()
+        added, vectors = self.overlay.added_vectors()
+        if len(added):
+            add_vectors(delta, added, vectors)
+        removed = np.fromiter(self.overlay.removed, np.int64, len(self.overlay.removed))
+
+        def kept(number: int) -> np.ndarray:
+            return ~np.isin(lists_ids(base.invlists, number), removed)
+
+        sizes = np.array([int(kept(i).sum()) + delta.invlists.list_size(i) for i in range(base.nlist)], dtype=np.uint64)
+
+        def merged(number: int) -> tuple[np.ndarray, np.ndarray]:
+            keep = kept(number)
+            codes = [lists_codes(base.invlists, number)[keep], lists_codes(delta.invlists, number)]
+            ids = [lists_ids(base.invlists, number)[keep], lists_ids(delta.invlists, number)]
+            return np.concatenate(codes), np.concatenate(ids)
+
+        return write_ivf(path, layout, sizes, merged)
+
+    def frozen(self) -> GalleryIndex:
+        """A copy to fold from: the base is shared (it never changes), the overlay copied."""
+        twin = GalleryIndex(copy.deepcopy(self.state), self.generation, self.base, self.base_file, self.lists_offset)
+        added, vectors = self.overlay.added_vectors()
+        twin.overlay.add(added, vectors)
+        twin.overlay.removed = set(self.overlay.removed)
+        return twin
+
+
+def _rescored(queries: np.ndarray, ids: np.ndarray, exact: Exact) -> tuple[np.ndarray, np.ndarray]:
+    """The candidates' exact cosines; a candidate whose vector is gone (deleted) drops out."""
+    wanted = sorted({int(i) for i in ids.ravel() if i >= 0})
+    found = exact(wanted)
+    if not found:
+        return np.full(ids.shape, -np.inf, np.float32), np.full(ids.shape, -1, np.int64)
+    known = np.array(sorted(found), np.int64)
+    matrix = np.stack([found[int(i)] for i in known])
+    position = np.searchsorted(known, ids)
+    present = (ids >= 0) & (position < len(known)) & (known[np.minimum(position, len(known) - 1)] == ids)
+    scores = np.einsum("qd,qkd->qk", queries, matrix[np.minimum(position, len(known) - 1)])
+    return np.where(present, scores, -np.inf).astype(np.float32), np.where(present, ids, -1)

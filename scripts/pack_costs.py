@@ -1,0 +1,173 @@
+"""What a model pack costs on this machine: time per photo, memory, bytes per stored face.
+
+  python scripts/pack_costs.py [--pack buffalo_s,yunet_sface] [--photos 300]
+
+Timings on a shared machine are noisy, so the packs are timed in turn within one run,
+each warmed up first, over the same LFW photos (250x250), and each pack's best round
+is kept: the ratio between packs is what to read. Memory is measured in a fresh
+process per pack, so one pack's allocations do not hide the other's: what the models
+hold once loaded and run on a small and a large photo, and the peak (which includes
+converting quantised weights at load), less the process before. Bytes per face: the
+same photos added through the service's add use case to a fresh data directory per
+pack, then the LMDB pages of the faces table and of the whole environment, and the
+size of the saved FAISS index, divided by the faces.
+Also used by ``scripts/evaluate.py --costs``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import ctypes
+import gc
+import json
+import multiprocessing
+import random
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from models.analyzer import FaceAnalyzer  # noqa: E402
+from models.packs import load_pack  # noqa: E402
+from service.core import images  # noqa: E402
+from service.core.config import Settings  # noqa: E402
+from service.core.errors import ServiceError  # noqa: E402
+from service.core.requests import AddImage, Photo  # noqa: E402
+from service.core.services import build_services  # noqa: E402
+
+LFW = ROOT.parent / "shared" / "datasets" / "lfw"
+LARGE_PHOTO = ROOT.parent / "shared" / "datasets" / "groups" / "images" / "dlib_bald_guys.jpg"
+ROUNDS = 3
+WARM_UP = 10
+MB = 1 << 20
+
+
+def lfw_photos(count: int, seed: int = 7) -> list[bytes]:
+    with open(LFW / "manifest.csv", newline="") as handle:
+        paths = [row["path"] for row in csv.DictReader(handle)]
+    random.Random(seed).shuffle(paths)
+    return [(LFW / path).read_bytes() for path in paths[:count]]
+
+
+def ms_per_photo(pack_names: list[str], photos: list[bytes], threads: int) -> dict[str, float]:
+    """Whole pipeline (decode, detect, align, embed) per photo, each pack's best of ``ROUNDS`` rounds taken in turn."""
+    analyzers = {name: FaceAnalyzer(load_pack(name), threads) for name in pack_names}
+    for analyzer in analyzers.values():
+        for data in photos[:WARM_UP]:
+            analyzer.faces_in_bytes(data)
+    best = dict.fromkeys(pack_names, float("inf"))
+    for _ in range(ROUNDS):
+        for name, analyzer in analyzers.items():
+            started = time.perf_counter()
+            for data in photos:
+                analyzer.faces_in_bytes(data)
+            best[name] = min(best[name], (time.perf_counter() - started) * 1000 / len(photos))
+    return best
+
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def _memory_in_child(pack_name: str, threads: int, photos: list[bytes]) -> dict[str, float]:
+    """Freed memory is handed back to the system before each reading, so what is counted is in use."""
+    trim = ctypes.CDLL("libc.so.6").malloc_trim
+    trim(0)
+    before = _status_kb("VmRSS")
+    analyzer = FaceAnalyzer(load_pack(pack_name), threads)
+    for data in photos:
+        analyzer.faces_in_bytes(data)
+    gc.collect()
+    trim(0)
+    return {"loaded_mb": (_status_kb("VmRSS") - before) / 1024, "peak_mb": (_status_kb("VmHWM") - before) / 1024}
+
+
+def model_memory(pack_name: str, threads: int, photos: list[bytes]) -> dict[str, float]:
+    """Resident memory the pack's models add to a fresh process: once loaded, and at peak while running."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_memory_in_child, (pack_name, threads, photos))
+
+
+def bytes_per_face(pack_name: str, photos: list[bytes]) -> dict[str, float]:
+    """Storage per face after adding ``photos`` to a fresh gallery with the pack."""
+    with tempfile.TemporaryDirectory(prefix="pack-costs-") as scratch:
+        settings = replace(Settings.from_env().at(Path(scratch)), models=pack_name)
+        with build_services(settings, serving=True) as services:
+            key = services.keys.create().record
+            for data in photos:
+                try:
+                    images.add_image(services, key, AddImage(Photo(data)))
+                except ServiceError:
+                    continue  # no face: nothing stored
+            faces = services.catalog.images.gallery(key.gallery).faces
+            services.indexes.save_all()
+            files = services.indexes.files
+            index_bytes = (files.directory / files.pointer(key.gallery, 0).file).stat().st_size
+            env = services.catalog.env  # the LMDB environment: this measures its pages
+            with env.reading() as txn:
+                table = txn.stat(env.db["faces"])
+            pages = table["branch_pages"] + table["leaf_pages"] + table["overflow_pages"]
+            used = (env.env.info()["last_pgno"] + 1) * table["psize"]
+            return {
+                "faces": faces,
+                "dim": services.analyzer.dim,
+                "index": index_bytes / faces,
+                "lmdb_faces_table": pages * table["psize"] / faces,
+                "lmdb_overflow_pages_per_face": table["overflow_pages"] / faces,
+                "lmdb_environment": used / faces,
+            }
+
+
+def measure(pack_names: list[str], count: int = 300) -> dict[str, dict]:
+    """Every cost of every pack, on the same ``count`` LFW photos."""
+    threads = Settings.from_env().model_threads
+    photos = lfw_photos(count)
+    speed = ms_per_photo(pack_names, photos, threads)
+    probe = [photos[0], LARGE_PHOTO.read_bytes()] if LARGE_PHOTO.is_file() else photos[:1]
+    return {
+        name: {
+            "ms_per_250px_photo": speed[name],
+            "memory": model_memory(name, threads, probe),
+            "storage": bytes_per_face(name, photos),
+        }
+        for name in pack_names
+    }
+
+
+def markdown(costs: dict[str, dict]) -> str:
+    lines = [
+        "| pack | ms per 250x250 photo | models' memory (in use / peak) | dim | index bytes/face "
+        "| LMDB faces table bytes/face | overflow pages/face | LMDB environment bytes/face |",
+        "| --- |" + " ---: |" * 7,
+    ]
+    for name, cost in costs.items():
+        memory, storage = cost["memory"], cost["storage"]
+        lines.append(
+            f"| {name} | {cost['ms_per_250px_photo']:.1f} | {memory['loaded_mb']:.0f} / {memory['peak_mb']:.0f} MB "
+            f"| {storage['dim']} | {storage['index']:.0f} | {storage['lmdb_faces_table']:.0f} "
+            f"| {storage['lmdb_overflow_pages_per_face']:.2f} | {storage['lmdb_environment']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pack", default="buffalo_s,yunet_sface", help="comma-separated model packs")
+    parser.add_argument("--photos", type=int, default=300, help="LFW photos timed and stored")
+    args = parser.parse_args(argv)
+    costs = measure(args.pack.split(","), args.photos)
+    print(markdown(costs))
+    print(json.dumps(costs, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""Large galleries on real LMDB and FAISS: compressed IVF re-ranked to the exact answer, galleries
+evicted and loaded again, changes made meanwhile, and checkpoints killed half-way."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from index.faiss import FaissIndexes
+from index.lmdb import LmdbCatalog
+from index.records import NewFace, NewImage
+from index.vectors import IndexSettings
+from tests.live import ROOT
+from tests.synthetic import exact_top, faces
+
+SIZE = 100_000  # faces in the compressed gallery: what fits the suite's time budget
+
+
+def store(catalog: LmdbCatalog, gid: int, vectors: np.ndarray, per_image: int = 500) -> list[int]:
+    """The faces stored straight into the catalog, ``per_image`` to an image; their face ids."""
+    ids: list[int] = []
+    for start in range(0, len(vectors), per_image):
+        chunk = vectors[start : start + per_image]
+        faces_ = [NewFace([0.0, 0.0, 10.0, 10.0], 0.9, vector) for vector in chunk]
+        record = catalog.images.add(gid, NewImage("x.jpg", "image/jpeg", {}, "now", "buffalo_s", faces_))
+        ids.extend(face.id for face in record.faces)
+    return ids
+
+
+def answers(indexes: FaissIndexes, gid: int, queries: np.ndarray, k: int = 10) -> list[list[int]]:
+    _, found = indexes.search(gid, queries, k)
+    return [[int(i) for i in row if i >= 0] for row in found]
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Iterator[LmdbCatalog]:
+    opened = LmdbCatalog(tmp_path / "lmdb", 4 << 30)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture(scope="module")
+def large(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LmdbCatalog, Path, int, np.ndarray, np.ndarray]]:
+    """A gallery of SIZE face-like vectors with a PQ index built by a rebuild, as the service does."""
+    root = tmp_path_factory.mktemp("large")
+    catalog = LmdbCatalog(root / "lmdb", 4 << 30)
+    gid = catalog.keys.create("k", "h", None, "now").gallery
+    data = faces(SIZE // 5, per_identity=5, group=20, seed=11)
+    ids = np.array(store(catalog, gid, data.vectors), np.int64)
+    settings = IndexSettings(ivf_threshold=50_000, storage="pq", save_seconds=0, rebuild_threads=2)
+    indexes = FaissIndexes(catalog, root / "indexes", settings, serving=True)  # a script would also renice
+    result = indexes.rebuild(gid, progress=lambda line: None)
+    assert result is not None and result.kind == "ivf" and result.vectors == SIZE
+    indexes.close()
+    yield catalog, root / "indexes", gid, ids, data.queries
+    catalog.close()
+
+
+@pytest.mark.slow
+def test_the_compressed_index_re_ranked_answers_like_exact_search(large) -> None:
+    catalog, folder, gid, _, queries = large
+    settings = IndexSettings(ivf_threshold=50_000, storage="pq", save_seconds=0)
+    indexes = FaissIndexes(catalog, folder, settings, serving=True)
+    state = indexes.status(gid)
+    assert state.details.storage == "pq" and state.vectors == SIZE
+    assert (folder / catalog_file(indexes, gid)).stat().st_size < SIZE * 2048 / 10, "codes, not 2 KB vectors"
+    snapshot = catalog.log.snapshot(gid)
+    sample = queries[:400]
+    truth = exact_top(snapshot.vectors, snapshot.ids, sample, 10)
+    got = answers(indexes, gid, sample)
+    same = np.mean([g == t for g, t in zip(got, truth, strict=True)])
+    assert same >= 0.99, same
+    scores, found = indexes.search(gid, sample[:20], 10)
+    exact = np.einsum("qd,qkd->qk", sample[:20], catalog_vectors(catalog, gid, found))
+    np.testing.assert_allclose(scores, exact, atol=1e-5, err_msg="the scores are exact cosines")
+    without_rerank = FaissIndexes(catalog, folder, IndexSettings(storage="pq", rerank=1, save_seconds=0))
+    worse = np.mean([g == t for g, t in zip(answers(without_rerank, gid, sample), truth, strict=True)])
+    assert worse < same, ("re-ranking is what recovers the codes' loss", worse, same)
+    indexes.close()
+
+
+def catalog_file(indexes: FaissIndexes, gid: int) -> str:
+    return indexes.files.pointer(gid, indexes.status(gid).generation).file
+
+
+def catalog_vectors(catalog: LmdbCatalog, gid: int, found: np.ndarray) -> np.ndarray:
+    vectors = catalog.images.vectors(gid, [int(i) for i in found.ravel()])
+    return np.stack([np.stack([vectors[int(i)] for i in row]) for row in found])
+
+
+def test_a_gallery_evicted_and_loaded_again_answers_the_same_with_the_changes_made_meanwhile(catalog) -> None:
+    galleries = [catalog.keys.create(name, "h", None, "now").gallery for name in ("a", "b", "c")]
+    data = {gid: faces(500, per_identity=4, seed=gid) for gid in galleries}
+    for gid in galleries:
+        store(catalog, gid, data[gid].vectors, per_image=4)  # an image per identity
+    budget = int(1.5 * 2000 * 512 * 4)  # room for one and a half of the three galleries
+    settings = IndexSettings(memory_bytes=budget, save_seconds=0)
+    indexes = FaissIndexes(catalog, catalog.env.path.parent / "indexes", settings, serving=True)
+    indexes.open_all()
+    first, *others = galleries
+    before = answers(indexes, first, data[first].queries)
+    assert indexes.save_all() >= 1
+    for other in others:
+        answers(indexes, other, data[other].queries[:3])
+    assert first not in indexes.loaded(), "the least recently used gallery was dropped"
+    assert answers(indexes, first, data[first].queries) == before, "loaded again, it answers the same"
+
+    for other in others:
+        answers(indexes, other, data[other].queries[:3])
+    assert first not in indexes.loaded()
+    dropped = catalog.images.get_many(first, catalog.images.ids(first)[::3])
+    catalog.images.delete(first, list(dropped))  # while the gallery is out of memory
+    gone = {face.id for record in dropped.values() for face in record.faces}
+    added = faces(30, seed=99)
+    store(catalog, first, added.vectors, per_image=10)
+    snapshot = catalog.log.snapshot(first)
+    assert answers(indexes, first, added.queries) == exact_top(snapshot.vectors, snapshot.ids, added.queries, 10)
+    assert not gone & {i for row in answers(indexes, first, data[first].vectors) for i in row}
+    assert indexes.verify(first)
+    indexes.close()
+
+
+def test_changes_made_while_a_checkpoint_is_written_are_in_the_next_answer(catalog, monkeypatch) -> None:
+    gid = catalog.keys.create("k", "h", None, "now").gallery
+    data = faces(400)
+    store(catalog, gid, data.vectors)
+    indexes = FaissIndexes(catalog, catalog.env.path.parent / "indexes", IndexSettings(save_seconds=0), serving=True)
+    indexes.open_all()
+    from index.faiss import gallery as gallery_module
+
+    writing, release = threading.Event(), threading.Event()
+    real_fold = gallery_module.GalleryIndex.fold
+
+    def slow_fold(self, files, gallery_id):
+        writing.set()
+        assert release.wait(30)
+        return real_fold(self, files, gallery_id)
+
+    monkeypatch.setattr(gallery_module.GalleryIndex, "fold", slow_fold)
+    saver = threading.Thread(target=indexes.save_all)
+    saver.start()
+    try:
+        assert writing.wait(30)
+        started = time.monotonic()
+        late = faces(20, seed=5)
+        store(catalog, gid, late.vectors, per_image=5)
+        catalog.images.delete(gid, catalog.images.ids(gid)[:10])
+        snapshot = catalog.log.snapshot(gid)
+        assert answers(indexes, gid, late.queries) == exact_top(snapshot.vectors, snapshot.ids, late.queries, 10)
+        assert time.monotonic() - started < 10, "neither the adds nor the searches waited for the checkpoint"
+    finally:
+        release.set()
+        saver.join(30)
+    assert indexes.verify(gid), "the fold's copy missed nothing: the rest came from the log"
+    indexes.close()
+    reopened = FaissIndexes(catalog, catalog.env.path.parent / "indexes", IndexSettings(save_seconds=0), serving=True)
+    assert reopened.verify(gid)
+    reopened.close()
+
+
+KILLED_CHECKPOINT = """
+import os, signal, sys, time
+from pathlib import Path
+from index.faiss import FaissIndexes, ivf_file
+from index.lmdb import LmdbCatalog
+from index.vectors import IndexSettings
+
+real = ivf_file.write_ivf
+def half_then_die(path, layout, sizes, lists):
+    def slow(number):
+        if number == layout.nlist // 2:
+            Path(sys.argv[3]).write_text("half")
+            time.sleep(600)
+        return lists(number)
+    return real(path, layout, sizes, slow)
+ivf_file.write_ivf = half_then_die
+import index.faiss.gallery as gallery
+gallery.write_ivf = half_then_die
+catalog = LmdbCatalog(Path(sys.argv[1]), 4 << 30)
+indexes = FaissIndexes(catalog, Path(sys.argv[2]), IndexSettings(ivf_threshold=500, save_seconds=0), serving=True)
+indexes.open_all()
+indexes.save_all()
+"""
+
+
+def test_a_checkpoint_killed_half_way_leaves_the_previous_one_usable(catalog, tmp_path: Path) -> None:
+    gid = catalog.keys.create("k", "h", None, "now").gallery
+    store(catalog, gid, faces(1000).vectors)
+    folder = catalog.env.path.parent / "indexes"
+    settings = IndexSettings(ivf_threshold=500, save_seconds=0)
+    indexes = FaissIndexes(catalog, folder, settings, serving=True)
+    indexes.rebuild(gid, progress=lambda line: None)
+    indexes.close()
+    previous = indexes.files.pointer(gid, 1)
+    store(catalog, gid, faces(50, seed=3).vectors)  # changes for the next checkpoint to fold
+    catalog.close()
+
+    marker = tmp_path / "half"
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_CHECKPOINT, str(catalog.env.path), str(folder), str(marker)], cwd=ROOT
+    )
+    deadline = time.monotonic() + 120
+    while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), "the checkpoint got half-way"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+
+    reopened = LmdbCatalog(catalog.env.path, 4 << 30)
+    assert indexes.files.pointer(gid, 1) == previous, "the pointer still names the previous base"
+    assert list(folder.glob("*.tmp.*")), "the killed write left its temp file"
+    after = FaissIndexes(reopened, folder, settings, serving=True)
+    assert after.verify(gid), "the previous base and the log give every face"
+    assert after.save_all() == 1 and not list(folder.glob("*.tmp.*")), "the next checkpoint cleans up"
+    after.close()
+    reopened.close()
