@@ -38,6 +38,7 @@ KIND = "hnsw"
 # a margin for the clocks of PostgreSQL and Milvus, which this compares.
 STRONG_SECONDS = 10.0
 COMPACTION_SECONDS = 600.0
+REFILL_ROWS = 5_000  # faces per step of a refill: seconds of Milvus inserts, well inside the scan's idle limit
 DOWN_SECONDS = 30.0  # after a failure, writes of a serving replica leave Milvus to the background applier
 
 
@@ -94,8 +95,11 @@ class MilvusIndexes:
         found = self.catalog.images.gallery(gid)
         lag = self.catalog.outbox.progress(gid, collection_key(found.pack, found.dim)) if found.pack else None
         gallery, progress = self._caught_up(gid)
+        generation = gallery.index_generation  # every replica searches the one collection: nothing to adopt
         if progress is None or lag is None:
-            return IndexStatus(kind=KIND, vectors=0, rebuilding=False, generation=gallery.index_generation)
+            return IndexStatus(
+                KIND, vectors=0, rebuilding=False, generation=generation, committed_generation=generation
+            )
         vectors = self.collection(gallery.pack, gallery.dim).count(gid, strong=_recent(progress))
         details = IndexDetails(
             dim=gallery.dim,
@@ -109,7 +113,7 @@ class MilvusIndexes:
             rebuild_needed=None,
         )
         return IndexStatus(
-            KIND, vectors, False, gallery.index_generation, details, lag.pending, lag.oldest_pending_seconds
+            KIND, vectors, False, generation, generation, details, lag.pending, lag.oldest_pending_seconds
         )
 
     def verify(self, gid: int) -> bool:
@@ -125,12 +129,21 @@ class MilvusIndexes:
         return self.milvus.call(lambda client: client.list_collections(timeout=5.0)) is not None
 
     def rebuild_reason(self, gid: int) -> str | None:
-        """None: Milvus builds the index of each sealed segment and compacts deletes by itself."""
-        return None
+        """Milvus builds the index of each sealed segment and compacts deletes by itself; a
+        rebuild is due only when the collection lacks faces the catalog holds (a restored
+        catalog, a Milvus that lost its data), found when the outbox is drained."""
+        gallery = self.catalog.images.gallery(gid)
+        if gallery.pack is None or gallery.dim is None:
+            return None
+        if self.catalog.outbox.progress(gid, collection_key(gallery.pack, gallery.dim)).pending:
+            return None  # the applier is still on its way: counts cannot be compared yet
+        held = self.collection(gallery.pack, gallery.dim).count(gid)
+        return None if held == gallery.faces else f"Milvus holds {held} of the gallery's {gallery.faces} faces"
 
     def rebuild(self, gid: int, wait: bool = False, progress: Callable[[str], None] = log.info) -> RebuildResult | None:
-        """Milvus's own work, started now: flush the outbox and the collection, then compact
-        it (deleted rows dropped, segments merged and re-indexed); moves the index generation."""
+        """Milvus's own work, started now: apply the outbox, refill the gallery from a catalog
+        scan when Milvus does not hold every face, flush and compact the collection (deleted
+        rows dropped, segments merged and re-indexed); moves the index generation."""
         with self.exclusive(gid, wait) as held:
             if not held:
                 raise IndexBusyError(f"gallery {gid} is being rebuilt or re-embedded by another process")
@@ -138,8 +151,10 @@ class MilvusIndexes:
             gallery, state = self._caught_up(gid)
             if state is None:
                 return None
-            read = time.monotonic()
             collection = self.collection(gallery.pack, gallery.dim)
+            if collection.count(gid) != gallery.faces:
+                progress(f"gallery {gid}: Milvus lacks faces of the catalog: refilling {collection.name}")
+                state = self._refill(gid, collection)
             progress(f"gallery {gid}: compacting Milvus collection {collection.name}")
             outcome = collection.compact(COMPACTION_SECONDS)
             built = time.monotonic()
@@ -153,10 +168,23 @@ class MilvusIndexes:
             kind=KIND,
             vectors=vectors,
             lists=0,
-            read_seconds=round(read - started, 2),
-            build_seconds=round(built - read, 2),
+            build_seconds=round(built - started, 2),
             write_seconds=round(time.monotonic() - built, 2),
         )
+
+    def _refill(self, gid: int, collection: Collection) -> Progress:
+        """The gallery's rows written again from one catalog scan, then the outbox applied again
+        from the scan's seq: what the applier wrote meanwhile is written once more (idempotent)."""
+        with self.catalog.log.scan(gid, REFILL_ROWS) as (gallery, batches):
+            placed = self._placed(gid)  # read after the scan's snapshot: every face it yields is placed
+            collection.drop_gallery(gid)
+            for ids, vectors in batches:
+                collection.write([], _rows(gid, placed, ids, vectors))
+        key = collection_key(gallery.pack, gallery.dim)
+        with self.catalog.outbox.applying(gid) as cursor:
+            self.catalog.outbox.record(cursor, gid, key, gallery.seq)
+        self.applier.apply(gid)
+        return self.catalog.outbox.progress(gid, key)
 
     def request_rebuild(self, gid: int, reason: str) -> bool:
         return False  # Milvus indexes and compacts in the background on its own
@@ -174,12 +202,7 @@ class MilvusIndexes:
             return False
         old = staged.gallery
         target = self.collection(pack, dim)
-        placed = {face.id: (record.id, face.bbox) for record in self._records(gid) for face in record.faces}
-        rows = [
-            face_row(face, gid, *placed[face], vector)
-            for face, vector in zip(staged.ids.tolist(), staged.vectors.reshape(len(staged.ids), dim), strict=True)
-            if face in placed
-        ]
+        rows = _rows(gid, self._placed(gid), staged.ids, staged.vectors.reshape(len(staged.ids), dim))
         target.drop_gallery(gid)
         target.write([], rows)
         self.catalog.outbox.mark(gid, collection_key(pack, dim), old.seq)
@@ -193,9 +216,10 @@ class MilvusIndexes:
             self.catalog.outbox.forget(gid, collection_key(old.pack, old.dim))
         return True
 
-    def _records(self, gid: int) -> list:
-        ids = self.catalog.images.ids(gid)
-        return list(self.catalog.images.get_many(gid, ids).values())
+    def _placed(self, gid: int) -> dict[int, tuple[int, list[float]]]:
+        """Face id to its image id and box, for every live face of the gallery (a row's scalars)."""
+        records = self.catalog.images.get_many(gid, self.catalog.images.ids(gid)).values()
+        return {face.id: (record.id, face.bbox) for record in records for face in record.faces}
 
     def wait(self, gid: int, timeout: float = 600.0) -> None:
         """Nothing runs in the background per gallery: Milvus's own tasks need no waiting for."""
@@ -208,6 +232,15 @@ class MilvusIndexes:
     def close(self) -> None:
         self.applier.stop()
         self.milvus.close()
+
+
+def _rows(gid: int, placed: dict[int, tuple[int, list[float]]], ids: np.ndarray, vectors: np.ndarray) -> list[dict]:
+    """Milvus rows of the faces ``ids`` still placed in an image."""
+    return [
+        face_row(face, gid, *placed[face], vector)
+        for face, vector in zip(ids.tolist(), vectors, strict=True)
+        if face in placed
+    ]
 
 
 def _recent(progress: Progress) -> bool:

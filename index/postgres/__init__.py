@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from pathlib import Path
 
 from .changes import PostgresChangeLog
 from .database import Database
@@ -44,6 +45,11 @@ class PostgresCatalog:
     def ping(self) -> None:
         with self.db.transaction() as cursor:
             cursor.execute("SELECT 1")
+
+    def backup(self, dest: Path) -> set[str]:
+        """Not here: PostgreSQL's own tools copy a live database consistently, and a dump made
+        by the server's version of them restores on any later server (README, "Cluster mode")."""
+        raise NotImplementedError("a PostgreSQL catalog is backed up with pg_dump (README, 'Cluster mode')")
 
     def opener(self) -> Callable[[], PostgresCatalog]:
         return functools.partial(PostgresCatalog, self.url)

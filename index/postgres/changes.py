@@ -3,13 +3,18 @@ consistent snapshots of a gallery's vectors."""
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+import numpy as np
+import psycopg
+
+from ..catalog import Batch
 from ..errors import GenerationConflictError
 from ..records import Change, ChangeBatch, GalleryRecord, Snapshot
 from . import rows
 from .database import Database
-from .images import locked_gallery, store_gallery
+from .images import face_vectors, locked_gallery, store_gallery
 
 SNAPSHOT_ROWS = 20_000  # vectors fetched per round trip while reading a whole gallery
 
@@ -26,12 +31,7 @@ class PostgresChangeLog:
             ).fetchall()
             changes = [Change(s, op.encode(), face) for s, op, face in found]
             added = [change.face for change in changes if change.is_add]
-            vectors = {}
-            if added:
-                for face, raw in cursor.execute(
-                    "SELECT id, vector FROM faces WHERE gallery = %s AND id = ANY(%s)", (gid, added)
-                ):
-                    vectors[face] = rows.vector_of(raw)
+            vectors = face_vectors(cursor, gid, added) if added else {}
         return ChangeBatch(changes, vectors, first)
 
     def counts(self, gid: int, seq: int) -> tuple[int, int]:
@@ -48,25 +48,23 @@ class PostgresChangeLog:
             cursor.execute("DELETE FROM changes WHERE gallery = %s AND seq <= %s", (gid, upto))
 
     def snapshot(self, gid: int) -> Snapshot:
-        """Vectors land in one preallocated array: a million faces cost their 2 GB once, not twice."""
+        with self.scan(gid, SNAPSHOT_ROWS) as (gallery, batches):
+            return Snapshot.gather(gallery, batches)
+
+    @contextmanager
+    def scan(self, gid: int, batch: int) -> Iterator[tuple[GalleryRecord, Iterator[Batch]]]:
+        """One repeatable-read transaction for the whole walk (every batch sees what was
+        committed when it began), the rows streamed from a server-side cursor."""
         with self.db.transaction(long=True, snapshot=True) as cursor:
             found = cursor.execute(f"SELECT {rows.GALLERY} FROM galleries WHERE id = %s", (gid,)).fetchone()
             if found is None:
                 raise KeyError(gid)
             gallery = rows.gallery(found)
-            ids = np.empty(gallery.faces, dtype=np.int64)
-            vectors = np.empty((gallery.faces, gallery.dim or 0), dtype=np.float32)
-            count = 0
-            with cursor.connection.cursor("snapshot") as rows_of:  # server side: streamed, not held twice
-                rows_of.execute("SELECT id, vector FROM faces WHERE gallery = %s", (gid,))
-                while batch := rows_of.fetchmany(SNAPSHOT_ROWS):
-                    if count + len(batch) > len(ids):
-                        raise RuntimeError(f"gallery {gid} holds more faces than its record counts")
-                    for face, raw in batch:
-                        ids[count] = face
-                        vectors[count] = rows.vector_of(raw)
-                        count += 1
-        return Snapshot(gallery, ids[:count], vectors[:count])
+            batches = _batches(cursor.connection, gid, gallery.dim or 0, batch)
+            try:
+                yield gallery, batches
+            finally:
+                batches.close()  # the cursor goes before its transaction, however far the caller read
 
     def commit_generation(self, gid: int, expected: int) -> GalleryRecord:
         with self.db.transaction() as cursor:
@@ -76,3 +74,12 @@ class PostgresChangeLog:
             gallery.index_generation += 1
             store_gallery(cursor, gid, gallery)
         return gallery
+
+
+def _batches(connection: psycopg.Connection, gid: int, dim: int, batch: int) -> Iterator[Batch]:
+    with connection.cursor("scan") as cursor:  # server side: at most one batch in memory
+        cursor.execute("SELECT id, vector FROM faces WHERE gallery = %s ORDER BY id", (gid,))
+        while found := cursor.fetchmany(batch):
+            ids = np.fromiter((face for face, _ in found), dtype=np.int64, count=len(found))
+            vectors = np.frombuffer(b"".join(raw for _, raw in found), dtype="<f4").reshape(len(found), dim)
+            yield ids, vectors.astype(np.float32)

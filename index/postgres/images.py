@@ -8,6 +8,7 @@ by position alone.
 
 from __future__ import annotations
 
+import numpy as np
 import psycopg
 from psycopg.types.json import Json
 
@@ -54,6 +55,12 @@ def _stored(cursor: psycopg.Cursor, gid: int, image_id: int) -> bool:
     """Whether the image is stored, once no transaction can still be writing the gallery."""
     locked_gallery(cursor, gid)
     return cursor.execute("SELECT 1 FROM images WHERE id = %s", (image_id,)).fetchone() is not None
+
+
+def face_vectors(cursor: psycopg.Cursor, gid: int, face_ids: list[int]) -> dict[int, np.ndarray]:
+    """The stored embeddings of the live faces among ``face_ids``."""
+    found = cursor.execute("SELECT id, vector FROM faces WHERE gallery = %s AND id = ANY(%s)", (gid, list(face_ids)))
+    return {face: rows.vector_of(raw) for face, raw in found}
 
 
 def image_ids(cursor: psycopg.Cursor, gid: int) -> list[int]:
@@ -201,6 +208,12 @@ class PostgresImages:
                 "SELECT id, image FROM faces WHERE gallery = %s AND id = ANY(%s)", (gid, list(face_ids))
             ).fetchall()
         return dict(found)
+
+    def vectors(self, gid: int, face_ids: list[int]) -> dict[int, np.ndarray]:
+        if not face_ids:
+            return {}
+        with self.db.transaction() as cursor:
+            return face_vectors(cursor, gid, face_ids)
 
     def imported_as(self, gid: int, digest: bytes) -> int | None:
         with self.db.transaction() as cursor:

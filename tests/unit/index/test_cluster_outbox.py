@@ -1,6 +1,7 @@
 """The cluster's outbox beyond the contract: a change applied by one collection stays until
-every collection holding the gallery applied it, a batch applied twice changes nothing, and
-the exclusive lock is one holder's across connections."""
+every collection holding the gallery applied it, a batch applied twice changes nothing, the
+exclusive lock is one holder's across connections, and a rebuild refills a Milvus that lost
+a gallery (a restored catalog) from the catalog."""
 
 from __future__ import annotations
 
@@ -68,3 +69,18 @@ def test_the_exclusive_lock_has_one_holder_in_any_process(cluster, engines: Engi
             assert after, "released when the holder's block ended"
     finally:
         elsewhere.close()
+
+
+def test_a_rebuild_refills_a_gallery_milvus_lost_from_the_catalog(cluster) -> None:
+    catalog, indexes = cluster
+    gid = gallery_of(catalog)
+    data = faces(10)
+    records = [catalog.images.add(gid, new_image(data.vectors[i : i + 4])) for i in range(0, 40, 4)]
+    catalog.images.delete(gid, [records[0].id])
+    indexes.sync(gid)
+    assert indexes.rebuild_reason(gid) is None
+    indexes.collection("buffalo_s", 512).drop_gallery(gid)  # a catalog restored onto an empty Milvus
+    assert indexes.rebuild_reason(gid) == "Milvus holds 0 of the gallery's 36 faces"
+    result = indexes.rebuild(gid, progress=lambda line: None)
+    assert result is not None and result.vectors == 36 and result.seq == catalog.images.gallery(gid).seq
+    assert indexes.verify(gid) and indexes.rebuild_reason(gid) is None
