@@ -28,14 +28,16 @@ run: $(STAMP)
 	PORT=$(PORT) $(VENV)/bin/gunicorn -c service/api/gunicorn.conf.py service.api.wsgi:app
 
 # A local cluster: PostgreSQL and Milvus from their PyPI packages (data under $(CLUSTER_DIR)),
-# and two API replicas on ports 8000 and 8001 sharing them. Ctrl-C stops the replicas;
+# and two API replicas on ports 8000 and 8001 sharing them, each with a data directory of its
+# own (its workers' throttles and metrics, as on separate machines). Ctrl-C stops the replicas;
 # `make cluster-stop` stops the two servers.
 cluster: $(STAMP)
 	$(PY) scripts/cluster_services.py start --dir $(CLUSTER_DIR)
 	set -a; . $(CLUSTER_DIR)/env.sh; set +a; \
-	PORT=8000 $(VENV)/bin/gunicorn -c service/api/gunicorn.conf.py service.api.wsgi:app & \
-	PORT=8001 $(VENV)/bin/gunicorn -c service/api/gunicorn.conf.py service.api.wsgi:app & \
-	wait
+	for port in 8000 8001; do \
+	  PORT=$$port FACE_SEARCH_DATA_DIR=$(CLUSTER_DIR)/replica-$$port \
+	    $(VENV)/bin/gunicorn -c service/api/gunicorn.conf.py service.api.wsgi:app & \
+	done; wait
 
 cluster-stop: $(STAMP)
 	$(PY) scripts/cluster_services.py stop --dir $(CLUSTER_DIR)

@@ -48,7 +48,9 @@ def copy_gallery(source: LmdbCatalog, target: PostgresCatalog, gid: int, photos:
                 print(f"gallery {gid}: image {record.id} has no photo file ({record.file}) in the source", flush=True)
                 continue
             copied.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(photos[0] / record.file, copied)
+            # a new mtime, not the source's: the replicas' orphan sweep spares photos younger than
+            # its grace period, and this one's record commits only after its batch is copied
+            shutil.copyfile(photos[0] / record.file, copied)
         target.importer.put_images(gid, records, vectors)
         print(f"gallery {gid}: {min(start + batch, len(todo))} of {len(todo)} images copied", flush=True)
     return len(todo)

@@ -3,6 +3,7 @@ folder, all real processes, and real SIGKILLs of each component while a client s
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import requests
 
 from index.postgres import PostgresCatalog
 from scripts.engines import Milvus, Postgres
+from service.core.photos import ORPHAN_GRACE_SECONDS
 from tests.cluster import Engines, Replicas
 from tests.live import LiveServer
 from tests.photos import b64
@@ -210,6 +212,15 @@ def test_sigkill_postgres_during_adds_loses_nothing_and_leaves_no_orphan(replica
     assert _ready(one)["postgres"] is True, "the pool reconnected by itself"
 
 
+def _orphan(replicas: Replicas, name: str, age: float) -> Path:
+    """A photo file no record names, last written ``age`` seconds ago."""
+    path = replicas.photo_dir / "999999" / name
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(PHOTOS[0])
+    os.utime(path, (time.time() - age, time.time() - age))
+    return path
+
+
 def test_sigkill_of_a_replica_leaves_the_other_serving(replicas: Replicas, tmp_path: Path) -> None:
     one, other = replicas.servers
     auth = _key(replicas)
@@ -219,5 +230,10 @@ def test_sigkill_of_a_replica_leaves_the_other_serving(replicas: Replicas, tmp_p
         added = _add(other, auth, 2).json()["result"]["id"]
         assert _found(other, auth, PHOTOS[0]) == {kept} and _found(other, auth, PHOTOS[2]) == {added}
     finally:
+        old, young = _orphan(replicas, "old.jpg", 2 * ORPHAN_GRACE_SECONDS), _orphan(replicas, "young.jpg", 0)
         one.start()
     assert _found(one, auth, PHOTOS[2]) == {added}, "the restarted replica serves what the other added meanwhile"
+    assert not old.exists(), "the restarted replica swept an orphan older than the grace period"
+    assert young.exists(), "a young file may be another replica's add in flight: it stays"
+    young.unlink()
+    _no_orphan_photos(replicas)
