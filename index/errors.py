@@ -16,6 +16,11 @@ class StorageUnavailableError(StorageError):
     of the write was kept, and the call can be retried once it is back."""
 
 
+class CommitUnknownError(StorageUnavailableError):
+    """The connection to a database server was lost while a write was committing: it may or
+    may not be stored, so what it refers to (a photo file) must be kept."""
+
+
 class KeyExistsError(KeyError):
     """A key of that name exists already."""
 

@@ -7,6 +7,7 @@ is its own business.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -126,6 +127,21 @@ class Snapshot:
     gallery: GalleryRecord
     ids: np.ndarray  # (n,) int64 face ids
     vectors: np.ndarray  # (n, dim) float32
+
+    @classmethod
+    def gather(cls, gallery: GalleryRecord, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> Snapshot:
+        """The batches of a catalog's scan in one preallocated array: a million faces cost
+        their 2 GB once, not twice."""
+        ids = np.empty(gallery.faces, dtype=np.int64)
+        vectors = np.empty((gallery.faces, gallery.dim or 0), dtype=np.float32)
+        count = 0
+        for batch_ids, batch_vectors in batches:
+            if count + len(batch_ids) > len(ids):
+                raise RuntimeError(f"the gallery of key {gallery.key!r} holds more faces than its record counts")
+            ids[count : count + len(batch_ids)] = batch_ids
+            vectors[count : count + len(batch_ids)] = batch_vectors
+            count += len(batch_ids)
+        return cls(gallery, ids[:count], vectors[:count])
 
 
 @dataclass(frozen=True)

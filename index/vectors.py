@@ -57,12 +57,14 @@ class IndexStatus:
     (a rebuild by another process commits one before this process adopts it); ``details`` is
     None before the index holds a vector."""
 
-    kind: str  # "flat" (exact) or "ivf"
+    kind: str  # "flat" (exact) or "ivf"; "hnsw" in Milvus
     vectors: int
     rebuilding: bool
     generation: int  # the generation this process searches
     committed_generation: int
     details: IndexDetails | None = None
+    pending: int = 0  # committed changes not in the index yet (the outbox lag of a cluster)
+    pending_seconds: float = 0.0  # age of the oldest of them
 
     @property
     def adopted(self) -> bool:

@@ -1,6 +1,6 @@
 """Add a folder tree of photos to a key's gallery, as POST /images would, without HTTP.
 
-  python scripts/import_folder.py DIR --key K [--metadata-from-path] [--batch 16]
+  python scripts/import_folder.py DIR --key K [--metadata-from-path] [--batch 16] [--lease-seconds 300]
 
 Photos are detected one by one and the faces of a batch of photos embedded in one model
 call. Every photo is remembered by its content hash, so an interrupted import (Ctrl-C,
@@ -8,6 +8,11 @@ kill, crash) is resumed by running the same command again: nothing is added twic
 running server sees the new photos at its next search. With ``--metadata-from-path``
 each image gets ``{"path": "<relative path>", "folder": "<parent folder>"}``.
 Ends with a summary: added, no face, unreadable, already imported.
+
+In cluster mode, run the same command on as many machines as you like (the folder on a
+shared filesystem): they share the job, each claiming batches through the catalog, and a
+killed worker's batch goes to another once its lease (``--lease-seconds``) runs out. Each
+prints the summary of its own part.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from pathlib import Path
 from stops import stops
 from tqdm import tqdm
 
-from service.core.bulk_import import import_folder, photo_files
+from service.core.bulk_import import LEASE_SECONDS, import_folder, photo_files
 from service.core.config import Settings
 from service.core.services import build_services
 
@@ -32,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--key", required=True)
     parser.add_argument("--metadata-from-path", action="store_true", help="store each photo's relative path")
     parser.add_argument("--batch", type=int, default=16, help="photos whose faces are embedded together")
+    parser.add_argument(
+        "--lease-seconds", type=float, default=LEASE_SECONDS, help="cluster mode: how long a claimed batch stays ours"
+    )
     args = parser.parse_args(argv)
     if not args.folder.is_dir():
         parser.error(f"{args.folder} is not a folder")
@@ -42,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     with stops("stopped", RESUME), build_services(Settings.from_env()) as services:
         key = services.keys.named(args.key)
         with tqdm(total=len(photo_files(args.folder)), unit="photo") as bar:
-            summary = import_folder(services, key, args.folder, args.metadata_from_path, args.batch, bar.update)
+            summary = import_folder(
+                services, key, args.folder, args.metadata_from_path, args.batch, bar.update, args.lease_seconds
+            )
     print(summary.line())
     for path in summary.unreadable:
         print(f"unreadable: {path}")

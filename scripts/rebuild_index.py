@@ -9,6 +9,10 @@ search, with the writes made meanwhile. ``--if-needed`` (for a nightly cron job)
 galleries whose index is fine: right kind for their size, churn since training within
 FACE_SEARCH_REBUILD_CHURN. A rebuild already running on a gallery is left to finish.
 Exit status: 0 done, 1 bad arguments, 3 a gallery was busy.
+
+In cluster mode the index is Milvus's, which builds each sealed segment's index by itself:
+a rebuild applies the gallery's outbox, flushes and compacts its collection (deleted rows
+dropped, segments merged and re-indexed) and reports it; ``--if-needed`` finds nothing to do.
 """
 
 from __future__ import annotations

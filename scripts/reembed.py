@@ -7,6 +7,9 @@ all are done; then one transaction switches the gallery's vectors, pack and inde
 Until then the gallery keeps serving the old pack's vectors. Resumable: run the same
 command again after an interruption. Afterwards restart the service with
 FACE_SEARCH_MODELS set to the new pack: it refuses to mix packs in a gallery.
+
+In cluster mode the same command can run on several machines at once: they share the
+gallery's photos batch by batch through leases in the catalog, and one of them swaps.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import pytest
 from service.api.app import create_app
 from service.core.config import Settings
 from service.core.services import Services, build_services
+from tests.cluster import engines  # noqa: F401 - the session's PostgreSQL and Milvus, for the cluster tests
 from tests.live import KEY, OTHER_KEY, OTHER_SECRET, SECRET
 
 

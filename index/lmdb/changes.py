@@ -52,18 +52,8 @@ class LmdbChangeLog:
         self.env.write(lambda txn: self.env.clear(txn, "changes", u64(gid), last=pair(gid, upto)))
 
     def snapshot(self, gid: int) -> Snapshot:
-        """Vectors land in one preallocated array: a million faces cost their 2 GB once, not twice."""
         with self.scan(gid, SCAN_BATCH) as (gallery, batches):
-            ids = np.empty(gallery.faces, dtype=np.int64)
-            vectors = np.empty((gallery.faces, gallery.dim or 0), dtype=np.float32)
-            count = 0
-            for batch_ids, batch_vectors in batches:
-                if count + len(batch_ids) > len(ids):
-                    raise RuntimeError(f"gallery {gid} holds more faces than its record counts")
-                ids[count : count + len(batch_ids)] = batch_ids
-                vectors[count : count + len(batch_ids)] = batch_vectors
-                count += len(batch_ids)
-            return Snapshot(gallery, ids[:count], vectors[:count])
+            return Snapshot.gather(gallery, batches)
 
     @contextmanager
     def scan(self, gid: int, batch: int) -> Iterator[tuple[GalleryRecord, Iterator[Batch]]]:

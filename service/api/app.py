@@ -10,7 +10,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, Reque
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ..core.config import Settings
-from ..core.errors import ServiceError
+from ..core.errors import ServiceError, StorageUnavailable, StorageUnavailableError
 from ..core.services import Services, build_services
 from . import metrics, request_log
 from .drain import DrainUnreadBody
@@ -54,6 +54,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     @app.errorhandler(ServiceError)
     def service_error(error: ServiceError) -> Response:
         return failure(refusal(error))
+
+    @app.errorhandler(StorageUnavailableError)
+    def storage_unavailable(error: StorageUnavailableError) -> Response:
+        """A read that met a component down (a write's is already a ServiceError): code 12, 503."""
+        return failure(refusal(StorageUnavailable(f"{error}; retry once it is back")))
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:

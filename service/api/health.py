@@ -3,7 +3,9 @@
 ``/healthz`` says the process answers, and which model pack it runs under which licence
 (the weights' licence decides whether a deployment may be commercial). ``/readyz`` says
 it can serve searches: the models are loaded, the catalog answers a read, and every
-gallery's index is in memory. Neither needs a key, and neither reveals more than that.
+gallery's index is in memory (embedded: checks ``lmdb`` and ``indexes``), or PostgreSQL
+and Milvus each answer (cluster mode: ``postgres`` and ``milvus``). Neither needs a key,
+and neither reveals more than that.
 """
 
 from __future__ import annotations
@@ -24,16 +26,17 @@ def _catalog_answers(services: Services) -> bool:
     return True
 
 
-CHECKS = {
-    "models": lambda services: services.models_loaded,
-    "lmdb": _catalog_answers,
-    "indexes": lambda services: services.indexes.ready(),
-}
+def _indexes_ready(services: Services) -> bool:
+    return services.indexes.ready()
+
+
+EMBEDDED = {"models": lambda services: services.models_loaded, "lmdb": _catalog_answers, "indexes": _indexes_ready}
+CLUSTER = {"models": lambda services: services.models_loaded, "postgres": _catalog_answers, "milvus": _indexes_ready}
 
 
 def readiness(services: Services) -> dict[str, bool]:
     results = {}
-    for name, check in CHECKS.items():
+    for name, check in (CLUSTER if services.settings.storage.cluster else EMBEDDED).items():
         try:
             results[name] = bool(check(services))
         except Exception:  # a failing check means not ready, whatever the failure

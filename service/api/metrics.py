@@ -10,7 +10,9 @@ Under gunicorn the server runs several worker processes, and a scrape reaches on
 service/api/gunicorn.conf.py points ``PROMETHEUS_MULTIPROC_DIR`` at a folder of the data
 directory, where each worker's counters live in files that every scrape adds up
 (prometheus_client's multiprocess mode). In a single process (tests, scripts) the default
-registry holds them.
+registry holds them. In cluster mode each replica has a data directory of its own, so a
+scrape counts that replica's requests (scrape every replica and sum); gallery sizes and
+the outbox lag come from the shared catalog, so every replica reports the same values.
 """
 
 from __future__ import annotations
@@ -104,19 +106,32 @@ class GalleryCollector(Collector):
         rebuilds = CounterMetricFamily(
             "face_search_index_rebuilds", "Index rebuilds committed (the gallery's index generation).", labels=labels
         )
+        pending = GaugeMetricFamily(
+            "face_search_outbox_pending",
+            "Committed changes not in the vector index yet (cluster: the outbox lag).",
+            labels=labels,
+        )
+        pending_age = GaugeMetricFamily(
+            "face_search_outbox_lag_seconds", "Age of the oldest change not in the vector index yet.", labels=labels
+        )
         pack = GaugeMetricFamily("face_search_model_pack_info", "The model pack in use.", labels=["pack"])
         pack.add_metric([self.services.pack.name], 1)
         keys.add_metric([], len(self.services.catalog.keys.all()))
         for gid, gallery in sorted(self.services.catalog.images.galleries().items()):
-            state = self.services.indexes.status(gid)
             label = [str(gid)]
             images.add_metric(label, gallery.images)
             faces.add_metric(label, gallery.faces)
+            try:
+                state = self.services.indexes.status(gid)
+            except OSError:  # the vector server is down: the scrape still reports the catalog's side
+                continue
             vectors.add_metric(label, state.vectors)
             kind.add_metric([str(gid), state.kind], 1)
             rebuilding.add_metric(label, int(state.rebuilding))
             rebuilds.add_metric(label, gallery.index_generation)
-        yield from (pack, keys, images, faces, vectors, kind, rebuilding, rebuilds)
+            pending.add_metric(label, state.pending)
+            pending_age.add_metric(label, state.pending_seconds)
+        yield from (pack, keys, images, faces, vectors, kind, rebuilding, rebuilds, pending, pending_age)
 
 
 metrics = Blueprint("metrics", __name__)

@@ -27,6 +27,11 @@ from .photos import PhotoFiles
 
 MANIFEST = "backup.json"
 FORMAT = 1
+CLUSTER = (
+    "this copies an embedded data directory; in cluster mode back up PostgreSQL with its own tools "
+    "(pg_dump --format=custom of FACE_SEARCH_CATALOG_URL) and the photo folder, as README.md "
+    "('Cluster mode', backup and restore) describes"
+)
 
 
 @dataclass
@@ -37,6 +42,12 @@ class BackupSummary:
     seconds: float = 0.0
 
 
+def _embedded(settings: Settings) -> None:
+    """A cluster's catalog is a database server's: its own tools back it up (CLUSTER)."""
+    if settings.storage.cluster:
+        raise InvalidRequest(CLUSTER)
+
+
 def _empty(folder: Path, what: str) -> None:
     if folder.exists() and any(folder.iterdir()):
         raise InvalidRequest(f"{what} {folder} is not empty")
@@ -45,6 +56,7 @@ def _empty(folder: Path, what: str) -> None:
 def backup(settings: Settings, dest: Path) -> BackupSummary:
     """Copy the catalog and its photos into the new or empty folder ``dest``."""
     started = time.monotonic()
+    _embedded(settings)
     _empty(dest, "the backup folder")
     photos = PhotoFiles(settings.photos_dir)
     pinned = settings.storage.data_dir / "run" / f"backup-{os.getpid()}"  # beside the photos: links work
@@ -97,6 +109,7 @@ def _drop_images_of(dest: Path, missing: set[str]) -> int:
 
 def restore(src: Path, settings: Settings) -> BackupSummary:
     """Bring the backup in ``src`` back into the empty data directory of ``settings``."""
+    _embedded(settings)
     manifest = src / MANIFEST
     if not manifest.is_file():
         raise InvalidRequest(f"{src} holds no backup ({MANIFEST} is missing)")

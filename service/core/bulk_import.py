@@ -1,16 +1,26 @@
 """Bulk import of a folder tree of photos through the same steps as ``POST /images``.
 
-Each photo is remembered by the SHA-256 of its bytes, in the same LMDB transaction as
+Each photo is remembered by the SHA-256 of its bytes, in the same catalog transaction as
 its image record, so an import stopped at any point (Ctrl-C, SIGKILL, power cut) can be
 run again: what was stored is skipped, nothing is stored twice, nothing is lost.
+
+In cluster mode the same command can run on several machines at once: the folder's
+batches are planned once in the catalog and each worker claims the next free one with a
+lease (``index.postgres.jobs``), so every machine added adds throughput, and a batch whose
+worker was killed is claimed by another once its lease runs out.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import socket
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from index.records import KeyRecord
 
@@ -19,6 +29,10 @@ from .images import add_faces
 from .metadata import checked_metadata
 from .services import Services
 
+if TYPE_CHECKING:
+    from index.postgres.jobs import Jobs
+
+LEASE_SECONDS = 300.0  # a claimed batch is another worker's to take after this long (a batch takes seconds)
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 
 
@@ -77,32 +91,80 @@ def import_folder(
     metadata_from_path: bool = False,
     batch: int = 16,
     advance: Callable[[int], object] = lambda n: None,
+    lease_seconds: float = LEASE_SECONDS,
 ) -> ImportSummary:
-    """Add every photo under ``root`` to the key's gallery; ``advance(n)`` after n files."""
+    """Add every photo under ``root`` to the key's gallery; ``advance(n)`` after n files.
+
+    In cluster mode this worker imports the batches it claims, beside any other worker on the
+    same job, and returns once every batch of the job is done (by whichever worker)."""
     summary = ImportSummary()
     seen: set[bytes] = set()
-    for paths in _batches(photo_files(root), batch):
-        photos = []
-        for path in paths:
-            photo = _read(services, key, path, seen, summary)
-            if photo is not None:
-                photos.append(photo)
-        for photo, faces in zip(photos, services.analyzer.faces_in_many([p.data for p in photos]), strict=True):
-            if faces is None:
-                summary.unreadable.append(str(photo.path))
-                continue
-            if not faces:
-                with writing():
-                    services.catalog.images.mark_imported(key.gallery, photo.digest)
-                summary.no_face += 1
-                continue
-            metadata = path_metadata(root, photo.path) if metadata_from_path else {}
-            metadata = checked_metadata(metadata, services.settings.limits)
-            add_faces(services, key, photo.data, metadata, faces, source_digest=photo.digest)
-            summary.added += 1
-            summary.faces += len(faces)
+    files = photo_files(root)
+    if not services.settings.storage.cluster:
+        for paths in _batches(files, batch):
+            _import_batch(services, key, root, paths, metadata_from_path, seen, summary)
+            advance(len(paths))
+        return summary
+    jobs = services.catalog.jobs
+    names = [path.relative_to(root).as_posix() for path in files]
+    job = f"import:{key.gallery}:{hashlib.sha256(json.dumps(names).encode()).hexdigest()[:16]}"
+    with writing():
+        jobs.plan(job, [names[start : start + batch] for start in range(0, len(names), batch)])
+    for claimed in claimed_batches(jobs, job, lease_seconds):
+        paths = [root / name for name in claimed]
+        _import_batch(services, key, root, paths, metadata_from_path, seen, summary)
         advance(len(paths))
     return summary
+
+
+def claimed_batches(jobs: Jobs, job: str, lease_seconds: float) -> Iterator[list]:
+    """The items of each batch of ``job`` this worker claims, until every batch is done by
+    some worker; a batch is marked done when the loop asks for the next one."""
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    while True:
+        with writing():
+            claimed = jobs.claim(job, worker, lease_seconds)
+        if claimed is None:
+            with writing():
+                left, _ = jobs.remaining(job)
+            if not left:
+                return
+            time.sleep(min(5.0, lease_seconds / 4))  # batches leased by others: done by them or freed
+            continue
+        yield claimed.items
+        with writing():
+            jobs.finish(claimed, worker)
+
+
+def _import_batch(
+    services: Services,
+    key: KeyRecord,
+    root: Path,
+    paths: list[Path],
+    metadata_from_path: bool,
+    seen: set[bytes],
+    summary: ImportSummary,
+) -> None:
+    """Detect, embed (one model call for the batch) and store the batch's photos not stored yet."""
+    photos = []
+    for path in paths:
+        photo = _read(services, key, path, seen, summary)
+        if photo is not None:
+            photos.append(photo)
+    for photo, faces in zip(photos, services.analyzer.faces_in_many([p.data for p in photos]), strict=True):
+        if faces is None:
+            summary.unreadable.append(str(photo.path))
+            continue
+        if not faces:
+            with writing():
+                services.catalog.images.mark_imported(key.gallery, photo.digest)
+            summary.no_face += 1
+            continue
+        metadata = path_metadata(root, photo.path) if metadata_from_path else {}
+        metadata = checked_metadata(metadata, services.settings.limits)
+        add_faces(services, key, photo.data, metadata, faces, source_digest=photo.digest)
+        summary.added += 1
+        summary.faces += len(faces)
 
 
 def _read(services: Services, key: KeyRecord, path: Path, seen: set[bytes], summary: ImportSummary) -> _Photo | None:

@@ -94,7 +94,7 @@ class Settings:
 
     @property
     def photos_dir(self) -> Path:
-        return self.storage.data_dir / "photos"
+        return self.storage.photo_dir or self.storage.data_dir / "photos"
 
     def at(self, data_dir: Path) -> Settings:
         """These settings over another data directory, checkpointing only when closed: what a
@@ -116,6 +116,8 @@ class Settings:
             except ValueError as exc:
                 raise SystemExit(f"setting {entry.name}={raw!r} {exc}") from None
             settings = _replaced(settings, entry.path.split("."), value)
+        if (settings.storage.catalog_url is None) != (settings.storage.milvus_uri is None):
+            raise SystemExit("cluster mode needs both FACE_SEARCH_CATALOG_URL and FACE_SEARCH_MILVUS_URI")
         return settings
 
 
@@ -205,8 +207,21 @@ class Env:
 ENV = (
     Env("PORT", "server.port", "HTTP port", whole(1)),
     Env("FACE_SEARCH_HOST", "server.host", "address to bind; `0.0.0.0` serves other machines (behind a TLS proxy)"),
-    Env("FACE_SEARCH_DATA_DIR", "storage.data_dir", "data directory", Path),
+    Env(
+        "FACE_SEARCH_DATA_DIR", "storage.data_dir",
+        "data directory; in cluster mode, one per replica: its throttles and metrics (`run/`)", Path,
+    ),
     Env("FACE_SEARCH_MODELS", "models", "model pack name or folder"),
+    Env(
+        "FACE_SEARCH_CATALOG_URL", "storage.catalog_url",
+        "cluster mode: the PostgreSQL catalog (`postgresql://user@host:5432/db`), with the next", shown="unset",
+    ),
+    Env("FACE_SEARCH_MILVUS_URI", "storage.milvus_uri", "cluster mode: the Milvus server (`http://host:19530`)",
+        shown="unset"),
+    Env(
+        "FACE_SEARCH_PHOTO_DIR", "storage.photo_dir", "photo folder; in cluster mode one that every replica mounts",
+        Path, "data dir/photos",
+    ),
     Env("FACE_SEARCH_WORKERS", "server.workers", "gunicorn worker processes (0: one per core)", whole(0)),
     Env("FACE_SEARCH_THREADS", "server.threads", "request threads of each worker process", whole(1)),
     Env("FACE_SEARCH_MODEL_THREADS", "model_threads", "ONNX Runtime intra-op threads per model run", whole(1)),

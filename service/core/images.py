@@ -13,7 +13,7 @@ import binascii
 import logging
 import re
 
-from index.errors import PackMismatchError
+from index.errors import CommitUnknownError, PackMismatchError
 from index.records import ImageRecord, KeyRecord, NewFace, NewImage
 from models.decode import ImageDecodeError, content_type
 from models.faces import Face
@@ -90,8 +90,9 @@ def add_faces(
     except PackMismatchError as exc:
         services.photos.delete(name)
         raise PackMismatch(str(exc)) from exc
-    except BaseException:
-        services.photos.delete(name)
+    except BaseException as exc:
+        if not isinstance(exc.__cause__, CommitUnknownError):  # else it may be stored, and need its photo
+            services.photos.delete(name)
         raise
     services.indexes.sync(key.gallery)
     return record

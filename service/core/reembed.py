@@ -8,6 +8,11 @@ serves, and accepts faces of, the old pack only.
 
 Faces keep their ids: each stored face is matched to the new detector's face that
 overlaps it most. A face the new detector does not find again is removed at the swap.
+
+In cluster mode several machines can run the same re-embedding: the gallery's images are
+split into batches that each worker claims with a lease in the catalog (as a bulk import
+does), and whichever worker finds the last batch done swaps, under the gallery's
+exclusive lock; the others then find the gallery in the new pack and stop.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from models.detector import iou
 from models.faces import Face
 from models.packs import load_pack
 
+from .bulk_import import LEASE_SECONDS, claimed_batches
 from .errors import GalleryBusy, NotAPhoto, PhotoMissing, writing
 from .services import Services
 
@@ -71,26 +77,56 @@ def _photos(services: Services, records: list) -> list[bytes]:
         raise PhotoMissing(f"a stored photo is missing ({exc.filename}); nothing was swapped") from exc
 
 
+def _unstaged(services: Services, key: KeyRecord, pack: str) -> list[int]:
+    done = services.catalog.staging.staged_images(key.gallery, pack)
+    return [image_id for image_id in services.catalog.images.ids(key.gallery) if image_id not in done]
+
+
+def _stage_batch(
+    services: Services, key: KeyRecord, analyzer: FaceAnalyzer, image_ids: list[int], summary: ReembedSummary
+) -> int:
+    """Re-embed these images (those still stored) and stage their vectors; how many there were."""
+    gid, pack = key.gallery, analyzer.pack_name
+    records = services.catalog.images.get_many(gid, image_ids)
+    records = [records[image_id] for image_id in image_ids if image_id in records]
+    for record, found in zip(records, analyzer.faces_in_many(_photos(services, records)), strict=True):
+        if found is None:
+            raise NotAPhoto(f"the stored photo of image {record.id} ({record.file}) cannot be decoded")
+        matched = match_faces(record.faces, found)
+        with writing():
+            services.catalog.staging.stage(gid, record.id, pack, matched)
+        summary.images += 1
+        summary.faces += len(matched)
+        summary.lost += len(record.faces) - len(matched)
+    return len(records)
+
+
 def stage(
     services: Services, key: KeyRecord, analyzer: FaceAnalyzer, batch: int, summary: ReembedSummary, advance: Callable
 ) -> None:
     """Re-embed every image of the gallery not staged for the pack yet."""
-    images, staging, gid, pack = services.catalog.images, services.catalog.staging, key.gallery, analyzer.pack_name
-    done = staging.staged_images(gid, pack)
-    todo = [image_id for image_id in images.ids(gid) if image_id not in done]
+    todo = _unstaged(services, key, analyzer.pack_name)
     for start in range(0, len(todo), batch):
-        records = images.get_many(gid, todo[start : start + batch])
-        records = [records[image_id] for image_id in todo[start : start + batch] if image_id in records]
-        for record, found in zip(records, analyzer.faces_in_many(_photos(services, records)), strict=True):
-            if found is None:
-                raise NotAPhoto(f"the stored photo of image {record.id} ({record.file}) cannot be decoded")
-            matched = match_faces(record.faces, found)
-            with writing():
-                staging.stage(gid, record.id, pack, matched)
-            summary.images += 1
-            summary.faces += len(matched)
-            summary.lost += len(record.faces) - len(matched)
-        advance(len(records))
+        advance(_stage_batch(services, key, analyzer, todo[start : start + batch], summary))
+
+
+def stage_claimed(
+    services: Services,
+    key: KeyRecord,
+    analyzer: FaceAnalyzer,
+    batch: int,
+    summary: ReembedSummary,
+    advance: Callable,
+    lease_seconds: float,
+) -> None:
+    """Cluster mode: stage the batches this worker claims until every batch of the job is done."""
+    jobs, generation = services.catalog.jobs, services.catalog.images.gallery(key.gallery).index_generation
+    job = f"reembed:{key.gallery}:{analyzer.pack_name}:{generation}"
+    todo = _unstaged(services, key, analyzer.pack_name)
+    with writing():
+        jobs.plan(job, [todo[start : start + batch] for start in range(0, len(todo), batch)])
+    for claimed in claimed_batches(jobs, job, lease_seconds):
+        advance(_stage_batch(services, key, analyzer, claimed, summary))
 
 
 def reembed(
@@ -99,6 +135,7 @@ def reembed(
     pack_name: str,
     batch: int = 16,
     advance: Callable[[int], object] = lambda n: None,
+    lease_seconds: float = LEASE_SECONDS,
 ) -> ReembedSummary:
     """Re-embed the key's gallery with ``pack_name`` and swap the vectors in atomically."""
     started = time.monotonic()
@@ -106,10 +143,13 @@ def reembed(
     summary = ReembedSummary(pack=analyzer.pack_name)
     if services.catalog.images.gallery(key.gallery).pack in (None, analyzer.pack_name):
         return summary  # already in that pack, or empty: any pack may fill it
-    with services.indexes.exclusive(key.gallery) as held:
+    cluster = services.settings.storage.cluster
+    if cluster:  # several workers stage side by side; the swap is one worker's, the others wait for it
+        stage_claimed(services, key, analyzer, batch, summary, advance, lease_seconds)
+    with services.indexes.exclusive(key.gallery, wait=cluster) as held:
         if not held:
             raise GalleryBusy(f"gallery {key.gallery} is being rebuilt or re-embedded by another process")
-        while True:
+        while services.catalog.images.gallery(key.gallery).pack != analyzer.pack_name:
             stage(services, key, analyzer, batch, summary, advance)
             with writing():
                 if services.indexes.swap(key.gallery, analyzer.pack_name, analyzer.dim):

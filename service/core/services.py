@@ -75,6 +75,8 @@ def build_services(settings: Settings, serving: bool = False) -> Services:
         services.keys.ensure(settings.api_key, settings.api_secret)
     if serving:
         log.info("model pack %s; weights licence: %s", pack.name, pack.licence)
+        # in cluster mode every replica and importer writes to the same photo folder: the grace
+        # period is what keeps an add in flight on another machine from losing its photo
         services.photos.remove_orphans(catalog.images.files, settings.orphan_grace_seconds)
         indexes.open_all()
         services.analyzer  # noqa: B018 - load the models before the first request, not during it

@@ -12,16 +12,22 @@ import pytest
 from index.backend import StorageSettings, open_backend
 from index.catalog import Catalog
 from index.vectors import IndexSettings, VectorIndexes
+from tests.cluster import Engines
 
-KINDS = ["embedded"]  # LMDB + FAISS
+KINDS = [
+    "embedded",  # LMDB + FAISS
+    pytest.param("cluster", marks=pytest.mark.cluster),  # PostgreSQL + Milvus, real servers
+]
 
 
 class Storage:
     """One kind of backend over one place to keep its data."""
 
-    def __init__(self, kind: str, root: Path) -> None:
+    def __init__(self, kind: str, root: Path, engines: Engines | None = None) -> None:
         self.kind = kind
         self.storage = StorageSettings(data_dir=root / "data")
+        if engines is not None:
+            self.storage = replace(self.storage, catalog_url=engines.new_database(), milvus_uri=engines.milvus.uri)
         self.opened: list[tuple[Catalog, VectorIndexes]] = []
 
     def open(self, serving: bool = True, **index: object) -> tuple[Catalog, VectorIndexes]:
@@ -47,6 +53,7 @@ class Storage:
 
 @pytest.fixture(params=KINDS)
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
-    made = Storage(request.param, tmp_path)
+    engines = request.getfixturevalue("engines") if request.param == "cluster" else None
+    made = Storage(request.param, tmp_path, engines)
     yield made
     made.close()

@@ -144,6 +144,38 @@ def test_a_snapshot_holds_every_live_face_with_the_seq_it_reflects(storage: Stor
     assert snapshot.gallery.seq == 24 and snapshot.gallery.faces == 16
 
 
+def test_a_scan_reads_the_gallery_as_it_was_when_it_began_a_batch_at_a_time(storage: Storage) -> None:
+    catalog, _ = storage.open()
+    gid = gallery_of(catalog)
+    vectors = faces(4).vectors
+    records = [catalog.images.add(gid, new_image(vectors[i : i + 4])) for i in range(0, 12, 4)]
+    with catalog.log.scan(gid, 5) as (gallery, batches):
+        catalog.images.delete(gid, [records[0].id])  # writes while the scan runs are not in it
+        catalog.images.add(gid, new_image(vectors[12:16]))
+        read = list(batches)
+    assert [len(ids) for ids, _ in read] == [5, 5, 2] and all(batch.shape == (len(ids), 512) for ids, batch in read)
+    assert (gallery.seq, gallery.faces) == (12, 12)
+    ids, batches_of = np.concatenate([ids for ids, _ in read]), np.concatenate([v for _, v in read])
+    scanned = dict(zip(ids.tolist(), batches_of, strict=True))
+    assert sorted(scanned) == [face.id for record in records for face in record.faces]
+    for n, face in enumerate(face for record in records for face in record.faces):
+        np.testing.assert_array_equal(scanned[face.id], vectors[n])
+
+
+def test_exact_vectors_are_read_for_live_faces_only(storage: Storage) -> None:
+    catalog, _ = storage.open()
+    gid, other = gallery_of(catalog), gallery_of(catalog, "other")
+    vectors = faces(2).vectors
+    kept, gone = catalog.images.add(gid, new_image(vectors[:2])), catalog.images.add(gid, new_image(vectors[2:4]))
+    theirs = catalog.images.add(other, new_image(vectors[4:5]))
+    catalog.images.delete(gid, [gone.id])
+    asked = [face.id for record in (kept, gone, theirs) for face in record.faces] + [999_999]
+    found = catalog.images.vectors(gid, asked)
+    assert sorted(found) == [face.id for face in kept.faces] and catalog.images.vectors(gid, []) == {}
+    for n, face in enumerate(kept.faces):
+        np.testing.assert_array_equal(found[face.id], vectors[n])
+
+
 def test_bulk_import_digests_are_kept_with_the_image(storage: Storage) -> None:
     catalog, _ = storage.open()
     gid, other = gallery_of(catalog), gallery_of(catalog, "other")

@@ -7,6 +7,7 @@ process, which also shows that key changes reach a running server at once.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -23,6 +24,7 @@ from service.core.fetch import parse_networks
 from service.core.keys import KeyRing
 from service.core.services import build_services
 from tests import loopback
+from tests.cluster import Engines, Replicas
 from tests.live import API, LiveServer, basic
 from tests.photos import b64, blank, crop, flipped, package_photo, recompressed, scaled
 
@@ -108,10 +110,36 @@ class HttpBackend(Backend):
         self.server.stop()
 
 
-@pytest.fixture(scope="module", params=["flask", "http"])
+class ReplicasBackend(HttpBackend):
+    """Two replicas of a cluster taking turns: each request goes to the other one, so every
+    write is read back through the replica that did not make it."""
+
+    def __init__(self, data_dir: Path, engines: Engines) -> None:
+        self.data_dir = data_dir
+        env = {"FACE_SEARCH_MAX_BODY_BYTES": str(8 * 1024 * 1024), "FACE_SEARCH_URL_ALLOW_NETWORKS": "127.0.0.0/8"}
+        self.replicas = Replicas(engines, data_dir, env).start()
+        self.turn = itertools.cycle(self.replicas.servers)
+
+    def keys(self, change: Callable[[KeyRing], T]) -> T:
+        return self.replicas.keys(change)
+
+    def call(self, method: str, path: str, auth: tuple[str, str] | None, **kwargs: Any) -> Answer:
+        """Both answer for one address, as behind a load balancer (the photo URLs they give agree)."""
+        self.server = next(self.turn)
+        kwargs.setdefault("headers", {})["Host"] = self.replicas.servers[0].url.removeprefix("http://")
+        return super().call(method, path, auth, **kwargs)
+
+    def close(self) -> None:
+        self.replicas.stop()
+
+
+@pytest.fixture(scope="module", params=["flask", "http", pytest.param("replicas", marks=pytest.mark.cluster)])
 def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     data_dir = tmp_path_factory.mktemp(request.param)
-    made = FlaskBackend(data_dir) if request.param == "flask" else HttpBackend(data_dir)
+    if request.param == "replicas":
+        made: Backend = ReplicasBackend(data_dir, request.getfixturevalue("engines"))
+    else:
+        made = FlaskBackend(data_dir) if request.param == "flask" else HttpBackend(data_dir)
     yield made
     made.close()
 

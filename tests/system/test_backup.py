@@ -25,13 +25,29 @@ PHOTOS = [
 ]
 
 
-def _script(data_dir: Path, *args: str) -> str:
-    env = {**os.environ, "FACE_SEARCH_DATA_DIR": str(data_dir)}
-    done = subprocess.run(
+def _run(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "FACE_SEARCH_DATA_DIR": str(data_dir), **(env or {})}
+    return subprocess.run(
         [sys.executable, "scripts/backup.py", *args], cwd=ROOT, env=env, capture_output=True, text=True
     )
+
+
+def _script(data_dir: Path, *args: str) -> str:
+    done = _run(data_dir, *args)
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+def test_in_cluster_mode_the_script_refuses_and_names_the_database_tools(tmp_path: Path) -> None:
+    """Refused before anything is opened or written, so no server needs to run."""
+    cluster = {
+        "FACE_SEARCH_CATALOG_URL": "postgresql://nobody@127.0.0.1:9/none",
+        "FACE_SEARCH_MILVUS_URI": "http://127.0.0.1:9",
+    }
+    for args in ([str(tmp_path / "backup")], ["--restore", str(tmp_path)]):
+        done = _run(tmp_path / "data", *args, env=cluster)
+        assert done.returncode == 1 and "pg_dump" in done.stderr and "Cluster mode" in done.stderr, done.stderr
+    assert sorted(tmp_path.iterdir()) == [], "nothing written"
 
 
 @pytest.mark.slow

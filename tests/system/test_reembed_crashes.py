@@ -3,7 +3,6 @@ face has exactly one vector, from one pack, and the gallery answers in the new p
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -13,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from index.lmdb.encoding import decode_face, pair
-from models.packs import PACKS_DIR
 from service.core.config import Settings
 from service.core.services import build_services
 from tests.live import ROOT
 from tests.photos import flipped, package_photo
+from tests.unit.core.test_reembed import _pack_named
 from tests.usecases import add, find
 
 TOM = "Tom_Hanks_54745.png"
@@ -55,15 +54,6 @@ RUN = (
     "import os, signal, sys\n{patch}"
     "sys.path.insert(0, 'scripts')\nimport reembed\nsys.exit(reembed.main(sys.argv[1:]))\n"
 )
-
-
-def _pack_named(tmp_path: Path, name: str) -> Path:
-    """The default pack's weights under another name: a new pack as far as galleries go."""
-    manifest = json.loads((PACKS_DIR / "buffalo_s" / "pack.json").read_text())
-    folder = tmp_path / name
-    folder.mkdir()
-    (folder / "pack.json").write_text(json.dumps({**manifest, "name": name}))
-    return folder
 
 
 def _reembed(data_dir: Path, pack: Path, patch: str = "") -> subprocess.CompletedProcess:

@@ -120,16 +120,22 @@ def _wait_for(process: subprocess.Popen, text: str) -> None:
     raise AssertionError(f"the rebuild ended without printing {text!r}")
 
 
+def _ivf_gallery(server: Services, seed: int) -> tuple[KeyRecord, np.ndarray, dict]:
+    """A key whose gallery of 20,000 faces is indexed (IVF at these settings): the key, the
+    faces and the index's state."""
+    key = server.keys.create("k", "s").record
+    vectors = unit_vectors(20000, seed=seed)
+    fill(server, key, vectors, per_image=500)
+    server.indexes.sync(key.gallery)
+    server.indexes.wait(key.gallery)
+    return key, vectors, index_state(server, key.gallery)
+
+
 @pytest.mark.slow
 def test_a_killed_rebuild_leaves_the_old_index_serving_and_the_next_one_succeeds(
     server: Services, ivf_settings: Settings
 ) -> None:
-    key = server.keys.create("k", "s").record
-    vectors = unit_vectors(20000, seed=4)
-    fill(server, key, vectors, per_image=500)
-    server.indexes.sync(key.gallery)
-    server.indexes.wait(key.gallery)
-    old = index_state(server, key.gallery)
+    key, vectors, old = _ivf_gallery(server, seed=4)
     assert old["kind"] == "ivf"
 
     killed = _rebuild(ivf_settings, "k")
@@ -196,12 +202,7 @@ def test_a_checkpoint_being_written_does_not_hold_up_adds_or_searches(
 
 @pytest.mark.slow
 def test_a_rebuild_the_server_started_and_sigkill_ended_leaves_the_old_index_serving(server: Services) -> None:
-    key = server.keys.create("k", "s").record
-    vectors = unit_vectors(20000, seed=6)
-    fill(server, key, vectors, per_image=500)
-    server.indexes.sync(key.gallery)
-    server.indexes.wait(key.gallery)
-    old = index_state(server, key.gallery)
+    key, vectors, old = _ivf_gallery(server, seed=6)
     assert server.indexes.request_rebuild(key.gallery, "asked for by the test")
     deadline = time.monotonic() + 60
     while not (children := multiprocessing.active_children()) and time.monotonic() < deadline:

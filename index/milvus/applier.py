@@ -1,0 +1,86 @@
+"""Moves committed changes from the catalog's outbox into Milvus, idempotently, with retries.
+
+A change is applied as "delete these face ids, insert those still live", so applying a
+batch twice (a crash after Milvus took it and before PostgreSQL recorded it) leaves the
+same rows. Progress is recorded in the batch's own transaction, under the gallery's
+advisory lock: two appliers never interleave on a gallery, and one killed mid-batch only
+means the batch is applied again. Every serving replica runs the background loop; the
+lock makes them share the work instead of repeating it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from ..errors import StorageUnavailableError
+from ..postgres import PostgresCatalog
+from .collection import Collection, face_row
+
+log = logging.getLogger(__name__)
+
+BATCH = 2_000  # changes applied per transaction
+IDLE_SECONDS = 0.5  # between two looks at the outbox
+BACKOFF_SECONDS = (1.0, 2.0, 5.0)  # after consecutive failures (a component down)
+TRIM_EVERY_SECONDS = 60.0
+KEEP_APPLIED_SECONDS = 3600.0  # applied changes stay this long (a re-embedding may replay them)
+
+
+class Applier:
+    def __init__(self, catalog: PostgresCatalog, collection: Callable[[str, int], Collection]) -> None:
+        self.catalog = catalog
+        self.collection = collection
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def apply(self, gid: int, wait: bool = True) -> bool:
+        """Apply the gallery's outbox to the end; False when another applier holds it (not ``wait``)."""
+        outbox = self.catalog.outbox
+        while True:
+            with outbox.applying(gid, wait) as cursor:
+                if cursor is None:
+                    return False
+                batch = outbox.next_batch(cursor, gid, BATCH)
+                if batch is None or not batch.changes:
+                    return True
+                final = {face: op for _, op, face in batch.changes}
+                rows = [
+                    face_row(face, gid, *batch.live[face])
+                    for face, op in final.items()
+                    if op == "+" and face in batch.live
+                ]
+                self.collection(batch.pack, batch.dim).write(sorted(final), rows)
+                outbox.record(cursor, gid, batch.collection, batch.last)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="outbox-applier", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        failures, trimmed = 0, time.monotonic()
+        while not self._stop.wait(
+            BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS)) - 1] if failures else IDLE_SECONDS
+        ):
+            try:
+                for gid, _ in self.catalog.outbox.lagging():
+                    self.apply(gid, wait=False)
+                if time.monotonic() - trimmed > TRIM_EVERY_SECONDS:
+                    trimmed = time.monotonic()
+                    self.catalog.outbox.trim_applied(KEEP_APPLIED_SECONDS)
+                if failures:
+                    log.info("outbox applier: storage is back, applying again")
+                failures = 0
+            except StorageUnavailableError as exc:
+                if not failures:
+                    log.warning("outbox applier: %s; retrying", exc)
+                failures += 1
+            except Exception:  # keep applying after a bug in one batch; it is retried
+                log.exception("outbox applier failed")
+                failures += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)

@@ -1,0 +1,155 @@
+"""One Milvus collection per model pack and dimension, the gallery as its partition key.
+
+Rows are faces: the face id is the primary key, the gallery the partition key (so a
+gallery's search reads only its own partition), the image id and box scalar fields, and
+the unit vector under an HNSW index on inner product (cosine). Rows are written as a
+delete by id followed by an insert, never as an upsert: the 2.3 server the tests run
+misroutes upserted rows of a partition-key collection, and delete-then-insert is just as
+idempotent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import numpy as np
+
+from ..errors import StorageUnavailableError
+from .client import BULK_SECONDS, CALL_SECONDS, Milvus
+
+T = TypeVar("T")
+
+HNSW = {"M": 16, "efConstruction": 100}  # recall@10 1.0 at 100k x 512 with ef 64 (cluster notes)
+MIN_EF = 64
+MAX_TOP_K = 16_384  # Milvus's largest limit of one search
+INSERT_ROWS = 2_000  # rows per insert request (a 512-d row is 2 KB; requests stay well under 64 MB)
+
+
+def collection_name(namespace: str, pack: str, dim: int) -> str:
+    """Milvus names allow letters, digits and underscores: the pack is named by a hash."""
+    return f"face_search_{namespace}_{hashlib.sha1(pack.encode()).hexdigest()[:10]}_{dim}"
+
+
+def face_row(face: int, gallery: int, image: int, bbox: list[float], vector: np.ndarray) -> dict:
+    return {"id": face, "gallery": gallery, "image": image, "box": {"bbox": bbox}, "vector": vector.tolist()}
+
+
+class Collection:
+    def __init__(self, milvus: Milvus, name: str, dim: int) -> None:
+        self.milvus, self.name, self.dim = milvus, name, dim
+        self._ready = False
+
+    def ensure(self) -> None:
+        """Create (and load) the collection unless it exists; replicas racing to create it are fine."""
+        if self._ready:
+            return
+
+        def create(client: Any) -> None:
+            if client.has_collection(self.name, timeout=CALL_SECONDS):
+                if "Loaded" not in str(client.get_load_state(self.name, timeout=CALL_SECONDS).get("state")):
+                    client.load_collection(self.name, timeout=BULK_SECONDS)  # after a restart, until Milvus reloads it
+                return
+            from pymilvus import DataType, MilvusClient
+
+            schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+            schema.add_field("id", DataType.INT64, is_primary=True)
+            schema.add_field("gallery", DataType.INT64, is_partition_key=True)
+            schema.add_field("image", DataType.INT64)
+            schema.add_field("box", DataType.JSON)
+            schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
+            index = client.prepare_index_params()
+            index.add_index(field_name="vector", index_type="HNSW", metric_type="IP", params=HNSW)
+            try:
+                client.create_collection(
+                    self.name, schema=schema, index_params=index, consistency_level="Bounded", timeout=BULK_SECONDS
+                )
+            except Exception:
+                if not client.has_collection(self.name, timeout=CALL_SECONDS):
+                    raise
+
+        self.milvus.call(create)
+        self._ready = True
+
+    def call(self, what: Callable[[Any], T]) -> T:
+        """``what(client)`` on the ensured collection; a failure makes the next call ensure it again
+        (a restarted Milvus may have it unloaded)."""
+        self.ensure()
+        try:
+            return self.milvus.call(what)
+        except StorageUnavailableError:
+            self._ready = False
+            raise
+
+    def write(self, deleted: list[int], rows: list[dict]) -> None:
+        """Remove the faces ``deleted`` (every face whose state changed), then insert ``rows``."""
+        if deleted:
+            self.call(lambda client: client.delete(self.name, ids=deleted, timeout=BULK_SECONDS))
+        for start in range(0, len(rows), INSERT_ROWS):
+            chunk = rows[start : start + INSERT_ROWS]
+            self.call(lambda client, chunk=chunk: client.insert(self.name, chunk, timeout=BULK_SECONDS))
+
+    def drop_gallery(self, gid: int) -> None:
+        self.call(lambda client: client.delete(self.name, filter=f"gallery == {gid}", timeout=BULK_SECONDS))
+
+    def search(self, gid: int, queries: np.ndarray, k: int, strong: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, face ids) per query, best first, padded with id -1 to the longest answer."""
+        limit = max(1, min(k, MAX_TOP_K))
+        found = self.call(
+            lambda client: client.search(
+                self.name,
+                data=np.asarray(queries, dtype=np.float32).tolist(),
+                filter=f"gallery == {gid}",
+                limit=limit,
+                search_params={"metric_type": "IP", "params": {"ef": max(MIN_EF, limit)}},
+                consistency_level="Strong" if strong else "Bounded",
+                timeout=CALL_SECONDS,
+            )
+        )
+        width = max((len(hits) for hits in found), default=0)
+        scores = np.full((len(queries), width), -np.inf, dtype=np.float32)
+        ids = np.full((len(queries), width), -1, dtype=np.int64)
+        for row, hits in enumerate(found):
+            for column, hit in enumerate(hits):
+                scores[row, column], ids[row, column] = hit["distance"], hit["id"]
+        return scores, ids
+
+    def count(self, gid: int, strong: bool = True) -> int:
+        found = self.call(
+            lambda client: client.query(
+                self.name, filter=f"gallery == {gid}", output_fields=["count(*)"],
+                consistency_level="Strong" if strong else "Bounded", timeout=CALL_SECONDS,
+            )
+        )  # fmt: skip
+        return int(found[0]["count(*)"])
+
+    def present(self, gid: int, face_ids: list[int]) -> set[int]:
+        """Which of ``face_ids`` the gallery's partition holds."""
+        held: set[int] = set()
+        for start in range(0, len(face_ids), MAX_TOP_K):
+            chunk = face_ids[start : start + MAX_TOP_K]
+            found = self.call(
+                lambda client, chunk=chunk: client.query(
+                    self.name, filter=f"gallery == {gid} and id in {chunk}", output_fields=["id"],
+                    consistency_level="Strong", limit=len(chunk), timeout=CALL_SECONDS,
+                )
+            )  # fmt: skip
+            held |= {int(row["id"]) for row in found}
+        return held
+
+    def compact(self, timeout: float) -> str:
+        """Flush and compact the collection, waiting up to ``timeout`` seconds; its final state."""
+        import time
+
+        self.call(lambda client: client.flush(self.name, timeout=BULK_SECONDS))
+        job = self.call(lambda client: client.compact(self.name, timeout=BULK_SECONDS))
+        deadline = time.monotonic() + timeout
+        while True:
+            state = str(self.call(lambda client: client.get_compaction_state(job, timeout=CALL_SECONDS)))
+            if state == "Completed" or time.monotonic() > deadline:
+                return state
+            time.sleep(0.5)
+
+    def index_state(self) -> dict:
+        return self.call(lambda client: client.describe_index(self.name, "vector", timeout=CALL_SECONDS))

@@ -1,0 +1,248 @@
+"""``index.vectors.VectorIndexes`` over Milvus, kept in step with the PostgreSQL catalog's outbox.
+
+Every write commits to PostgreSQL (record, faces and change-log rows together) and is
+acknowledged then; ``sync`` applies the gallery's outbox to Milvus right away when it can,
+and the background applier of every serving replica retries whatever is left (Milvus
+down, a writer killed between commit and apply, a script's writes).
+
+What a search sees: it first applies any change of the gallery still in the outbox, so a
+change committed anywhere is searched. Milvus makes a write visible to searches a moment
+after taking it, so a search runs at ``Strong`` consistency (about 200 ms slower) while the
+gallery's last change was applied less than ``STRONG_SECONDS`` ago, and at ``Bounded``
+(no wait) otherwise. A hit of a face deleted meanwhile can still come back from Milvus; the
+use case maps every hit through the catalog (``images_of_faces``), which drops it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from ..errors import IndexBusyError, StagingIncompleteError
+from ..postgres import PostgresCatalog
+from ..postgres.outbox import Progress, collection_key
+from ..records import GalleryRecord
+from ..vectors import IndexDetails, IndexSettings, IndexStatus, RebuildResult
+from .applier import Applier
+from .client import Milvus
+from .collection import HNSW, MIN_EF, Collection, collection_name, face_row
+
+log = logging.getLogger(__name__)
+
+KIND = "hnsw"
+# Longer than the Bounded staleness of Milvus's default configuration (gracefulTime 5 s), with
+# a margin for the clocks of PostgreSQL and Milvus, which this compares.
+STRONG_SECONDS = 10.0
+COMPACTION_SECONDS = 600.0
+REFILL_ROWS = 5_000  # faces per step of a refill: seconds of Milvus inserts, well inside the scan's idle limit
+DOWN_SECONDS = 30.0  # after a failure, writes of a serving replica leave Milvus to the background applier
+
+
+class MilvusIndexes:
+    def __init__(self, catalog: PostgresCatalog, uri: str, settings: IndexSettings, serving: bool = False) -> None:
+        """``serving``: this process answers searches, so it also runs the background applier."""
+        self.catalog = catalog
+        self.settings = settings
+        self.serving = serving
+        self.milvus = Milvus(uri)
+        self._collections: dict[tuple[str, int], Collection] = {}
+        self.applier = Applier(catalog, self.collection)
+
+    def collection(self, pack: str, dim: int) -> Collection:
+        found = self._collections.get((pack, dim))
+        if found is None:
+            found = self._collections[pack, dim] = Collection(
+                self.milvus, collection_name(self.catalog.namespace, pack, dim), dim
+            )
+        return found
+
+    def _caught_up(self, gid: int) -> tuple[GalleryRecord, Progress | None]:
+        """The gallery and its progress after applying whatever its outbox holds."""
+        gallery = self.catalog.images.gallery(gid)
+        if gallery.pack is None or gallery.dim is None:
+            return gallery, None
+        key = collection_key(gallery.pack, gallery.dim)
+        progress = self.catalog.outbox.progress(gid, key)
+        if progress.pending:
+            self.applier.apply(gid)
+            progress = self.catalog.outbox.progress(gid, key)
+        return gallery, progress
+
+    def sync(self, gid: int) -> None:
+        """Apply the gallery's outbox now; if Milvus is down the write stands (it is committed)
+        and the background applier applies it once Milvus is back. A serving replica leaves
+        finding out whether Milvus is back to that applier, so its writes do not wait for it."""
+        if self.serving and self.milvus.failed_within(DOWN_SECONDS):
+            return
+        try:
+            self.applier.apply(gid)
+        except OSError as exc:  # StorageUnavailableError: left to the background applier
+            log.warning("gallery %d: change not applied to Milvus yet: %s", gid, exc)
+
+    def search(self, gid: int, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        gallery, progress = self._caught_up(gid)
+        if progress is None or not gallery.faces:
+            empty = np.zeros((len(queries), 0))
+            return empty.astype(np.float32), empty.astype(np.int64)
+        return self.collection(gallery.pack, gallery.dim).search(gid, queries, k, strong=_recent(progress))
+
+    def status(self, gid: int) -> IndexStatus:
+        """The gallery in Milvus; ``pending`` is the outbox lag as found, before this catches up."""
+        found = self.catalog.images.gallery(gid)
+        lag = self.catalog.outbox.progress(gid, collection_key(found.pack, found.dim)) if found.pack else None
+        gallery, progress = self._caught_up(gid)
+        generation = gallery.index_generation  # every replica searches the one collection: nothing to adopt
+        if progress is None or lag is None:
+            return IndexStatus(
+                KIND, vectors=0, rebuilding=False, generation=generation, committed_generation=generation
+            )
+        vectors = self.collection(gallery.pack, gallery.dim).count(gid, strong=_recent(progress))
+        details = IndexDetails(
+            dim=gallery.dim,
+            lists=0,
+            nprobe=MIN_EF,
+            storage=f"hnsw M={HNSW['M']}",
+            trained_on=0,
+            churn_since_training=0.0,
+            last_rebuild=None,
+            seq=progress.applied,
+            rebuild_needed=None,
+        )
+        return IndexStatus(
+            KIND, vectors, False, generation, generation, details, lag.pending, lag.oldest_pending_seconds
+        )
+
+    def verify(self, gid: int) -> bool:
+        gallery, progress = self._caught_up(gid)
+        live = self.catalog.log.snapshot(gid).ids.tolist()
+        if progress is None:
+            return not live
+        held = self.collection(gallery.pack, gallery.dim)
+        return held.count(gid) == len(live) and held.present(gid, live) == set(live)
+
+    def ready(self) -> bool:
+        """Milvus answers (whether each gallery is caught up is the outbox lag's business)."""
+        return self.milvus.call(lambda client: client.list_collections(timeout=5.0)) is not None
+
+    def rebuild_reason(self, gid: int) -> str | None:
+        """Milvus builds the index of each sealed segment and compacts deletes by itself; a
+        rebuild is due only when the collection lacks faces the catalog holds (a restored
+        catalog, a Milvus that lost its data), found when the outbox is drained."""
+        gallery = self.catalog.images.gallery(gid)
+        if gallery.pack is None or gallery.dim is None:
+            return None
+        if self.catalog.outbox.progress(gid, collection_key(gallery.pack, gallery.dim)).pending:
+            return None  # the applier is still on its way: counts cannot be compared yet
+        held = self.collection(gallery.pack, gallery.dim).count(gid)
+        return None if held == gallery.faces else f"Milvus holds {held} of the gallery's {gallery.faces} faces"
+
+    def rebuild(self, gid: int, wait: bool = False, progress: Callable[[str], None] = log.info) -> RebuildResult | None:
+        """Milvus's own work, started now: apply the outbox, refill the gallery from a catalog
+        scan when Milvus does not hold every face, flush and compact the collection (deleted
+        rows dropped, segments merged and re-indexed); moves the index generation."""
+        with self.exclusive(gid, wait) as held:
+            if not held:
+                raise IndexBusyError(f"gallery {gid} is being rebuilt or re-embedded by another process")
+            started = time.monotonic()
+            gallery, state = self._caught_up(gid)
+            if state is None:
+                return None
+            collection = self.collection(gallery.pack, gallery.dim)
+            if collection.count(gid) != gallery.faces:
+                progress(f"gallery {gid}: Milvus lacks faces of the catalog: refilling {collection.name}")
+                state = self._refill(gid, collection)
+            progress(f"gallery {gid}: compacting Milvus collection {collection.name}")
+            outcome = collection.compact(COMPACTION_SECONDS)
+            built = time.monotonic()
+            committed = self.catalog.log.commit_generation(gid, gallery.index_generation)
+            vectors = collection.count(gid)
+            progress(f"gallery {gid}: compaction {outcome}, index {collection.index_state().get('state')}")
+        return RebuildResult(
+            gallery=gid,
+            generation=committed.index_generation,
+            seq=state.applied,
+            kind=KIND,
+            vectors=vectors,
+            lists=0,
+            build_seconds=round(built - started, 2),
+            write_seconds=round(time.monotonic() - built, 2),
+        )
+
+    def _refill(self, gid: int, collection: Collection) -> Progress:
+        """The gallery's rows written again from one catalog scan, then the outbox applied again
+        from the scan's seq: what the applier wrote meanwhile is written once more (idempotent)."""
+        with self.catalog.log.scan(gid, REFILL_ROWS) as (gallery, batches):
+            placed = self._placed(gid)  # read after the scan's snapshot: every face it yields is placed
+            collection.drop_gallery(gid)
+            for ids, vectors in batches:
+                collection.write([], _rows(gid, placed, ids, vectors))
+        key = collection_key(gallery.pack, gallery.dim)
+        with self.catalog.outbox.applying(gid) as cursor:
+            self.catalog.outbox.record(cursor, gid, key, gallery.seq)
+        self.applier.apply(gid)
+        return self.catalog.outbox.progress(gid, key)
+
+    def request_rebuild(self, gid: int, reason: str) -> bool:
+        return False  # Milvus indexes and compacts in the background on its own
+
+    @contextlib.contextmanager
+    def exclusive(self, gid: int, wait: bool = False) -> Iterator[bool]:
+        with self.catalog.outbox.exclusive(gid, wait) as held:
+            yield held
+
+    def swap(self, gid: int, pack: str, dim: int) -> bool:
+        """Fill the new pack's collection with the staged vectors, swap in the catalog, then
+        replay the removes made since the snapshot and drop the gallery from the old collection."""
+        staged = self.catalog.staging.snapshot(gid, pack)
+        if staged.missing:
+            return False
+        old = staged.gallery
+        target = self.collection(pack, dim)
+        rows = _rows(gid, self._placed(gid), staged.ids, staged.vectors.reshape(len(staged.ids), dim))
+        target.drop_gallery(gid)
+        target.write([], rows)
+        self.catalog.outbox.mark(gid, collection_key(pack, dim), old.seq)
+        try:
+            self.catalog.staging.swap(gid, pack, dim, old.seq, old.index_generation)
+        except StagingIncompleteError:
+            return False
+        self.applier.apply(gid)
+        if old.pack is not None and old.dim is not None and (old.pack, old.dim) != (pack, dim):
+            self.collection(old.pack, old.dim).drop_gallery(gid)
+            self.catalog.outbox.forget(gid, collection_key(old.pack, old.dim))
+        return True
+
+    def _placed(self, gid: int) -> dict[int, tuple[int, list[float]]]:
+        """Face id to its image id and box, for every live face of the gallery (a row's scalars)."""
+        records = self.catalog.images.get_many(gid, self.catalog.images.ids(gid)).values()
+        return {face.id: (record.id, face.bbox) for record in records for face in record.faces}
+
+    def wait(self, gid: int, timeout: float = 600.0) -> None:
+        """Nothing runs in the background per gallery: Milvus's own tasks need no waiting for."""
+
+    def open_all(self) -> None:
+        """At start-up of a serving replica: apply what the outbox holds, in the background."""
+        if self.serving:
+            self.applier.start()
+
+    def close(self) -> None:
+        self.applier.stop()
+        self.milvus.close()
+
+
+def _rows(gid: int, placed: dict[int, tuple[int, list[float]]], ids: np.ndarray, vectors: np.ndarray) -> list[dict]:
+    """Milvus rows of the faces ``ids`` still placed in an image."""
+    return [
+        face_row(face, gid, *placed[face], vector)
+        for face, vector in zip(ids.tolist(), vectors, strict=True)
+        if face in placed
+    ]
+
+
+def _recent(progress: Progress) -> bool:
+    """Whether the gallery's last change may still be invisible to a Bounded read."""
+    return progress.applied_seconds_ago is not None and progress.applied_seconds_ago < STRONG_SECONDS

@@ -1,0 +1,58 @@
+"""The cluster catalog: every table in PostgreSQL, reached through a connection pool.
+
+Any number of processes on any number of machines open the same catalog; each method is
+one transaction, so what a caller was told is stored survives a crash of any of them or
+of the server, and what it was not told is absent as a whole. The schema is created and
+migrated by whoever opens it first (``schema``). Beyond the ``Catalog`` protocol it keeps
+what a cluster needs: the outbox position of the vector backend and advisory locks
+(``outbox``), the leases of bulk jobs (``jobs``), and copying a deployment in (``importer``).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+
+from .changes import PostgresChangeLog
+from .database import Database
+from .images import PostgresImages
+from .importer import Importer
+from .jobs import Jobs
+from .keys import PostgresKeys
+from .outbox import Outbox
+from .schema import migrate
+from .staging import PostgresStaging
+
+
+class PostgresCatalog:
+    """``index.catalog.Catalog`` over PostgreSQL; one per process, shared by its threads."""
+
+    def __init__(self, url: str, max_connections: int = 8) -> None:
+        self.url = url
+        self.db = Database(url, max_connections)
+        migrate(self.db)
+        self.keys = PostgresKeys(self.db)
+        self.images = PostgresImages(self.db)
+        self.log = PostgresChangeLog(self.db)
+        self.staging = PostgresStaging(self.db)
+        self.outbox = Outbox(self.db)
+        self.jobs = Jobs(self.db)
+        self.importer = Importer(self.db)
+        with self.db.transaction() as cursor:
+            (self.namespace,) = cursor.execute("SELECT value FROM catalog_meta WHERE name = 'namespace'").fetchone()
+
+    def ping(self) -> None:
+        with self.db.transaction() as cursor:
+            cursor.execute("SELECT 1")
+
+    def backup(self, dest: Path) -> set[str]:
+        """Not here: PostgreSQL's own tools copy a live database consistently, and a dump made
+        by the server's version of them restores on any later server (README, "Cluster mode")."""
+        raise NotImplementedError("a PostgreSQL catalog is backed up with pg_dump (README, 'Cluster mode')")
+
+    def opener(self) -> Callable[[], PostgresCatalog]:
+        return functools.partial(PostgresCatalog, self.url)
+
+    def close(self) -> None:
+        self.db.close()

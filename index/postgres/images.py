@@ -1,0 +1,231 @@
+"""Galleries, image records, face embeddings and bulk-import digests in PostgreSQL.
+
+A write takes its gallery's row lock first (``FOR UPDATE``), so a gallery's writes are
+serialised and its change log's seqs commit in order: whoever reads the log after some
+seq never finds a smaller one appearing later. That is what lets the outbox be applied
+by position alone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import psycopg
+from psycopg.types.json import Json
+
+from ..errors import CommitUnknownError, PackMismatchError, StorageUnavailableError
+from ..records import ADD, REMOVE, FaceInfo, GalleryRecord, ImageRecord, NewImage
+from . import rows
+from .database import Database
+
+
+def locked_gallery(cursor: psycopg.Cursor, gid: int) -> GalleryRecord:
+    """The gallery's record, locked until the transaction ends; KeyError when there is none."""
+    found = cursor.execute(f"SELECT {rows.GALLERY} FROM galleries WHERE id = %s FOR UPDATE", (gid,)).fetchone()
+    if found is None:
+        raise KeyError(gid)
+    return rows.gallery(found)
+
+
+def store_gallery(cursor: psycopg.Cursor, gid: int, gallery: GalleryRecord) -> None:
+    cursor.execute(
+        "UPDATE galleries SET pack = %s, dim = %s, seq = %s, images = %s, faces = %s, index_generation = %s "
+        "WHERE id = %s",
+        (gallery.pack, gallery.dim, gallery.seq, gallery.images, gallery.faces, gallery.index_generation, gid),
+    )
+
+
+def log_changes(cursor: psycopg.Cursor, gid: int, gallery: GalleryRecord, op: bytes, face_ids: list[int]) -> None:
+    """Append changes to the gallery's log (the outbox); the caller stores the gallery (its seq)."""
+    first = gallery.seq + 1
+    gallery.seq += len(face_ids)
+    cursor.executemany(
+        "INSERT INTO changes (gallery, seq, op, face) VALUES (%s, %s, %s, %s)",
+        [(gid, first + n, op.decode(), face) for n, face in enumerate(face_ids)],
+    )
+
+
+def remove_faces(cursor: psycopg.Cursor, gid: int, gallery: GalleryRecord, face_ids: list[int]) -> None:
+    if face_ids:
+        cursor.execute("DELETE FROM faces WHERE gallery = %s AND id = ANY(%s)", (gid, face_ids))
+        log_changes(cursor, gid, gallery, REMOVE, face_ids)
+        gallery.faces -= len(face_ids)
+
+
+def _stored(cursor: psycopg.Cursor, gid: int, image_id: int) -> bool:
+    """Whether the image is stored, once no transaction can still be writing the gallery."""
+    locked_gallery(cursor, gid)
+    return cursor.execute("SELECT 1 FROM images WHERE id = %s", (image_id,)).fetchone() is not None
+
+
+def face_vectors(cursor: psycopg.Cursor, gid: int, face_ids: list[int]) -> dict[int, np.ndarray]:
+    """The stored embeddings of the live faces among ``face_ids``."""
+    found = cursor.execute("SELECT id, vector FROM faces WHERE gallery = %s AND id = ANY(%s)", (gid, list(face_ids)))
+    return {face: rows.vector_of(raw) for face, raw in found}
+
+
+def image_ids(cursor: psycopg.Cursor, gid: int) -> list[int]:
+    return [row[0] for row in cursor.execute("SELECT id FROM images WHERE gallery = %s ORDER BY id", (gid,))]
+
+
+class PostgresImages:
+    def __init__(self, database: Database) -> None:
+        self.db = database
+
+    def gallery(self, gid: int) -> GalleryRecord:
+        with self.db.transaction() as cursor:
+            found = cursor.execute(f"SELECT {rows.GALLERY} FROM galleries WHERE id = %s", (gid,)).fetchone()
+        if found is None:
+            raise KeyError(gid)
+        return rows.gallery(found)
+
+    def galleries(self) -> dict[int, GalleryRecord]:
+        with self.db.transaction() as cursor:
+            found = cursor.execute(f"SELECT id, {rows.GALLERY} FROM galleries ORDER BY id").fetchall()
+        return {row[0]: rows.gallery(row[1:]) for row in found}
+
+    def add(self, gid: int, image: NewImage) -> ImageRecord:
+        """Store the image; when the server went away during the commit, wait (a while) until it
+        answers again and say what happened: stored, or not (StorageUnavailableError)."""
+        made: list[ImageRecord] = []  # known even when the commit is in doubt
+        try:
+            with self.db.transaction() as cursor:
+                made.append(self._insert(cursor, gid, image))
+        except CommitUnknownError:
+            if not made:
+                raise
+            stored = self.db.resolve(lambda cursor: _stored(cursor, gid, made[0].id))
+            if stored is None:
+                raise
+            if not stored:
+                raise StorageUnavailableError(
+                    "PostgreSQL went away during the commit; the image was not stored"
+                ) from None
+        return made[0]
+
+    def _insert(self, cursor: psycopg.Cursor, gid: int, image: NewImage) -> ImageRecord:
+        dim = int(image.faces[0].embedding.shape[0])
+        gallery = locked_gallery(cursor, gid)
+        if gallery.pack is not None and (gallery.pack, gallery.dim) != (image.pack, dim):
+            raise PackMismatchError(gallery.pack, image.pack)
+        gallery.pack, gallery.dim = image.pack, dim
+        (image_id,) = cursor.execute("SELECT nextval('image_ids')").fetchone()
+        face_ids = [
+            row[0]
+            for row in cursor.execute(
+                "SELECT nextval('face_ids') FROM generate_series(1, %s) ORDER BY 1", (len(image.faces),)
+            )
+        ]
+        cursor.executemany(
+            "INSERT INTO faces (gallery, id, image, pack, bbox, vector) VALUES (%s, %s, %s, %s, %s, %s)",
+            [
+                (gid, f, image_id, image.pack, Json(face.bbox), rows.vector_bytes(face.embedding))
+                for f, face in zip(face_ids, image.faces, strict=True)
+            ],
+        )
+        log_changes(cursor, gid, gallery, ADD, face_ids)
+        infos = [
+            FaceInfo(id=f, bbox=face.bbox, score=face.score) for f, face in zip(face_ids, image.faces, strict=True)
+        ]
+        record = ImageRecord(
+            image_id, gid, image.file, image.content_type, image.metadata, image.created_at, image.pack, infos
+        )
+        cursor.execute(
+            f"INSERT INTO images ({rows.IMAGE}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (image_id, gid, image.file, image.content_type, Json(image.metadata), image.created_at, image.pack,
+             rows.faces_json(infos)),
+        )  # fmt: skip
+        gallery.images += 1
+        gallery.faces += len(face_ids)
+        store_gallery(cursor, gid, gallery)
+        if image.source_digest is not None:
+            cursor.execute(
+                "INSERT INTO imported (gallery, digest, image) VALUES (%s, %s, %s) "
+                "ON CONFLICT (gallery, digest) DO UPDATE SET image = excluded.image",
+                (gid, image.source_digest, image_id),
+            )
+        return record
+
+    def get(self, gid: int, image_id: int) -> ImageRecord | None:
+        return self.get_many(gid, [image_id]).get(image_id)
+
+    def get_many(self, gid: int, image_ids: list[int]) -> dict[int, ImageRecord]:
+        if not image_ids:
+            return {}
+        with self.db.transaction() as cursor:
+            found = cursor.execute(
+                f"SELECT {rows.IMAGE} FROM images WHERE gallery = %s AND id = ANY(%s)", (gid, list(image_ids))
+            ).fetchall()
+        by_id = {row[0]: rows.image(row) for row in found}
+        return {image_id: by_id[image_id] for image_id in image_ids if image_id in by_id}
+
+    def page(self, gid: int, offset: int, limit: int) -> tuple[list[ImageRecord], int]:
+        with self.db.transaction() as cursor:
+            total = cursor.execute("SELECT images FROM galleries WHERE id = %s", (gid,)).fetchone()
+            if total is None:
+                raise KeyError(gid)
+            found = cursor.execute(
+                f"SELECT {rows.IMAGE} FROM images WHERE gallery = %s ORDER BY id OFFSET %s LIMIT %s",
+                (gid, offset, limit),
+            ).fetchall()
+        return [rows.image(row) for row in found], total[0]
+
+    def ids(self, gid: int) -> list[int]:
+        with self.db.transaction() as cursor:
+            return image_ids(cursor, gid)
+
+    def update_metadata(self, gid: int, image_id: int, metadata: dict) -> ImageRecord | None:
+        with self.db.transaction() as cursor:
+            found = cursor.execute(
+                f"UPDATE images SET metadata = %s WHERE gallery = %s AND id = %s RETURNING {rows.IMAGE}",
+                (Json(metadata), gid, image_id),
+            ).fetchone()
+        return rows.image(found) if found else None
+
+    def delete(self, gid: int, image_ids: list[int]) -> list[ImageRecord]:
+        wanted = list(dict.fromkeys(image_ids))
+        with self.db.transaction() as cursor:
+            gallery = locked_gallery(cursor, gid)
+            found = cursor.execute(
+                f"DELETE FROM images WHERE gallery = %s AND id = ANY(%s) RETURNING {rows.IMAGE}", (gid, wanted)
+            ).fetchall()
+            by_id = {row[0]: rows.image(row) for row in found}
+            deleted = [by_id[image_id] for image_id in wanted if image_id in by_id]
+            if deleted:
+                remove_faces(cursor, gid, gallery, [face.id for record in deleted for face in record.faces])
+                gallery.images -= len(deleted)
+                store_gallery(cursor, gid, gallery)
+        return deleted
+
+    def files(self) -> set[str]:
+        with self.db.transaction(long=True) as cursor:
+            return {row[0] for row in cursor.execute("SELECT file FROM images")}
+
+    def images_of_faces(self, gid: int, face_ids: list[int]) -> dict[int, int]:
+        if not face_ids:
+            return {}
+        with self.db.transaction() as cursor:
+            found = cursor.execute(
+                "SELECT id, image FROM faces WHERE gallery = %s AND id = ANY(%s)", (gid, list(face_ids))
+            ).fetchall()
+        return dict(found)
+
+    def vectors(self, gid: int, face_ids: list[int]) -> dict[int, np.ndarray]:
+        if not face_ids:
+            return {}
+        with self.db.transaction() as cursor:
+            return face_vectors(cursor, gid, face_ids)
+
+    def imported_as(self, gid: int, digest: bytes) -> int | None:
+        with self.db.transaction() as cursor:
+            found = cursor.execute(
+                "SELECT image FROM imported WHERE gallery = %s AND digest = %s", (gid, digest)
+            ).fetchone()
+        return None if found is None else found[0]
+
+    def mark_imported(self, gid: int, digest: bytes) -> None:
+        with self.db.transaction() as cursor:
+            cursor.execute(
+                "INSERT INTO imported (gallery, digest, image) VALUES (%s, %s, 0) "
+                "ON CONFLICT (gallery, digest) DO UPDATE SET image = 0",
+                (gid, digest),
+            )

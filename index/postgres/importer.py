@@ -1,0 +1,70 @@
+"""Records copied in from another catalog with their ids kept (scripts/migrate.py).
+
+Clients know their images by id, and photo files are named by gallery, so a migrated
+deployment keeps every key, gallery, image and face id. Each image goes in with its faces
+and their change-log entries (the outbox then carries the copied embeddings to the vector
+index); one already present is skipped, so a migration stopped at any point is resumed by
+running it again. ``finish`` moves the id sequences past everything copied.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from psycopg.types.json import Json
+
+from ..records import ADD, GalleryRecord, ImageRecord, KeyRecord
+from . import rows
+from .database import Database
+from .images import locked_gallery, log_changes, store_gallery
+
+
+class Importer:
+    def __init__(self, database: Database) -> None:
+        self.db = database
+
+    def put_key(self, key: KeyRecord, used: int, gallery: GalleryRecord) -> None:
+        with self.db.transaction() as cursor:
+            cursor.execute(
+                "INSERT INTO galleries (id, key, pack, dim, index_generation) VALUES (%s, %s, %s, %s, 0) "
+                "ON CONFLICT (id) DO NOTHING",
+                (key.gallery, key.name, gallery.pack, gallery.dim),
+            )
+            cursor.execute(
+                "INSERT INTO keys (name, gallery, secret_hash, quota, revoked, created_at, used) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET "
+                "secret_hash = excluded.secret_hash, quota = excluded.quota, revoked = excluded.revoked, "
+                "used = excluded.used",
+                (key.name, key.gallery, key.secret_hash, key.quota, key.revoked, key.created_at, used),
+            )
+
+    def present(self, gid: int) -> set[int]:
+        """The images of the gallery copied already."""
+        with self.db.transaction() as cursor:
+            return {row[0] for row in cursor.execute("SELECT id FROM images WHERE gallery = %s", (gid,))}
+
+    def put_images(self, gid: int, records: list[ImageRecord], vectors: dict[int, np.ndarray]) -> None:
+        """Copy the images with their faces' embeddings, in one transaction."""
+        with self.db.transaction() as cursor:
+            gallery = locked_gallery(cursor, gid)
+            for record in records:
+                cursor.execute(
+                    f"INSERT INTO images ({rows.IMAGE}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    (record.id, gid, record.file, record.content_type, Json(record.metadata), record.created_at,
+                     record.pack, rows.faces_json(record.faces)),
+                )  # fmt: skip
+                cursor.executemany(
+                    "INSERT INTO faces (gallery, id, image, pack, bbox, vector) VALUES (%s, %s, %s, %s, %s, %s)",
+                    [
+                        (gid, face.id, record.id, record.pack, Json(face.bbox), rows.vector_bytes(vectors[face.id]))
+                        for face in record.faces
+                    ],
+                )
+                log_changes(cursor, gid, gallery, ADD, [face.id for face in record.faces])
+                gallery.images += 1
+                gallery.faces += len(record.faces)
+            store_gallery(cursor, gid, gallery)
+
+    def finish(self) -> None:
+        with self.db.transaction() as cursor:
+            for sequence, table in (("image_ids", "images"), ("face_ids", "faces"), ("galleries_id_seq", "galleries")):
+                cursor.execute(f"SELECT setval('{sequence}', greatest((SELECT max(id) FROM {table}), 1))")

@@ -1,0 +1,38 @@
+"""How the catalog's records map onto rows: vectors as little-endian float32 bytes, face
+lists and metadata as JSON (``json``, not ``jsonb``, so a client's key order is kept)."""
+
+from __future__ import annotations
+
+import numpy as np
+from psycopg.types.json import Json
+
+from ..records import FaceInfo, GalleryRecord, ImageRecord, KeyRecord
+
+GALLERY = "key, pack, dim, seq, images, faces, index_generation"
+KEY = "name, gallery, secret_hash, quota, revoked, created_at"
+IMAGE = "id, gallery, file, content_type, metadata, created_at, pack, faces"
+
+
+def vector_bytes(vector: np.ndarray) -> bytes:
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+def vector_of(raw: bytes) -> np.ndarray:
+    return np.frombuffer(raw, dtype="<f4")
+
+
+def gallery(row: tuple) -> GalleryRecord:
+    return GalleryRecord(*row)
+
+
+def key(row: tuple) -> KeyRecord:
+    return KeyRecord(*row)
+
+
+def image(row: tuple) -> ImageRecord:
+    *head, faces = row
+    return ImageRecord(*head, [FaceInfo(**face) for face in faces])
+
+
+def faces_json(faces: list[FaceInfo]) -> Json:
+    return Json([{"id": f.id, "bbox": f.bbox, "score": f.score} for f in faces])

@@ -1,0 +1,126 @@
+"""The catalog's tables, created and migrated by the service itself.
+
+Each migration is applied once, in order, in one transaction with its number recorded in
+``schema_version``; every process that opens the catalog runs the ones still missing
+under an advisory lock, so replicas starting together do not race. A migration is never
+edited once released: a change to the schema is a new entry at the end.
+"""
+
+from __future__ import annotations
+
+from .database import Database
+
+MIGRATION_LOCK = 0x46530001  # pg advisory lock key: "FS", 1
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the catalog (what index.lmdb keeps), the change log that is also the vectors' outbox,
+    # how far each vector collection has applied it, and the leases of bulk jobs.
+    """
+    CREATE TABLE catalog_meta (name text PRIMARY KEY, value text NOT NULL);
+    INSERT INTO catalog_meta VALUES ('namespace', substr(md5(random()::text || clock_timestamp()::text), 1, 10));
+    CREATE SEQUENCE image_ids;
+    CREATE SEQUENCE face_ids;
+    CREATE TABLE galleries (
+        id bigserial PRIMARY KEY,
+        key text NOT NULL,
+        pack text,
+        dim integer,
+        seq bigint NOT NULL DEFAULT 0,
+        images bigint NOT NULL DEFAULT 0,
+        faces bigint NOT NULL DEFAULT 0,
+        index_generation bigint NOT NULL DEFAULT 0
+    );
+    CREATE TABLE keys (
+        name text PRIMARY KEY,
+        gallery bigint NOT NULL REFERENCES galleries (id),
+        secret_hash text NOT NULL,
+        quota bigint,
+        revoked boolean NOT NULL DEFAULT false,
+        created_at text NOT NULL,
+        used bigint NOT NULL DEFAULT 0
+    );
+    CREATE TABLE images (
+        id bigint PRIMARY KEY,
+        gallery bigint NOT NULL REFERENCES galleries (id),
+        file text NOT NULL,
+        content_type text NOT NULL,
+        metadata json NOT NULL,
+        created_at text NOT NULL,
+        pack text NOT NULL,
+        faces json NOT NULL
+    );
+    CREATE INDEX images_by_gallery ON images (gallery, id);
+    CREATE TABLE faces (
+        gallery bigint NOT NULL,
+        id bigint NOT NULL,
+        image bigint NOT NULL,
+        pack text NOT NULL,
+        bbox json NOT NULL,
+        vector bytea NOT NULL,
+        PRIMARY KEY (gallery, id)
+    );
+    CREATE TABLE changes (
+        gallery bigint NOT NULL,
+        seq bigint NOT NULL,
+        op text NOT NULL,
+        face bigint NOT NULL,
+        at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (gallery, seq)
+    );
+    CREATE TABLE imported (
+        gallery bigint NOT NULL,
+        digest bytea NOT NULL,
+        image bigint NOT NULL,
+        PRIMARY KEY (gallery, digest)
+    );
+    CREATE TABLE staged (
+        gallery bigint NOT NULL,
+        face bigint NOT NULL,
+        image bigint NOT NULL,
+        pack text NOT NULL,
+        vector bytea NOT NULL,
+        PRIMARY KEY (gallery, face)
+    );
+    CREATE TABLE staged_images (
+        gallery bigint NOT NULL,
+        image bigint NOT NULL,
+        pack text NOT NULL,
+        PRIMARY KEY (gallery, image)
+    );
+    CREATE TABLE vector_progress (
+        gallery bigint NOT NULL,
+        collection text NOT NULL,
+        applied_seq bigint NOT NULL,
+        applied_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (gallery, collection)
+    );
+    CREATE TABLE job_batches (
+        job text NOT NULL,
+        batch integer NOT NULL,
+        items json NOT NULL,
+        claimed_by text,
+        claimed_until timestamptz,
+        done boolean NOT NULL DEFAULT false,
+        PRIMARY KEY (job, batch)
+    );
+    """,
+)
+
+
+def migrate(database: Database) -> int:
+    """Apply the migrations this catalog lacks; returns its schema version."""
+    with database.transaction() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        cursor.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY, applied_at timestamptz)"
+        )
+        cursor.execute("SELECT coalesce(max(version), 0) FROM schema_version")
+        (version,) = cursor.fetchone()
+        if version > len(MIGRATIONS):
+            raise RuntimeError(
+                f"the catalog's schema is version {version}, newer than this service knows ({len(MIGRATIONS)}): "
+                "run the newer service"
+            )
+        for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
+            cursor.execute(statements)
+            cursor.execute("INSERT INTO schema_version VALUES (%s, now())", (number,))
+        return len(MIGRATIONS)

@@ -1,0 +1,239 @@
+"""Cluster mode end to end: two API replicas on one PostgreSQL, one Milvus and one photo
+folder, all real processes, and real SIGKILLs of each component while a client streams adds."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import requests
+
+from index.postgres import PostgresCatalog
+from scripts.engines import Milvus, Postgres
+from service.core.photos import ORPHAN_GRACE_SECONDS
+from tests.cluster import Engines, Replicas
+from tests.live import LiveServer
+from tests.photos import b64
+from tests.system.test_crash import PHOTOS
+
+pytestmark = pytest.mark.cluster
+
+FAST = 5.0  # seconds: a request meeting a component down must be refused within this
+
+
+@pytest.fixture(scope="module")
+def replicas(engines: Engines, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
+    # no per-replica rate limit: the checks read back every acknowledged photo
+    made = Replicas(engines, tmp_path_factory.mktemp("cluster"), {"FACE_SEARCH_RATE_LIMIT": "0"}).start()
+    yield made
+    made.stop()
+
+
+def _key(replicas: Replicas, quota: int | None = None) -> tuple[str, str]:
+    made = replicas.keys(lambda ring: ring.create(quota=quota))
+    return made.record.name, made.secret
+
+
+def _add(server: LiveServer, auth: tuple[str, str], photo: int) -> requests.Response:
+    body = {"image": {"base64": b64(PHOTOS[photo]), "metadata": {"p": photo}}}
+    return server.call("POST", "/images", *auth, json=body)
+
+
+def _found(server: LiveServer, auth: tuple[str, str], photo: bytes, deadline: float = 0.0) -> set[int]:
+    """The images the photo finds (its own copies), retried until ``deadline`` while storage is unavailable."""
+    while True:
+        answer = server.call(
+            "POST", "/search", *auth, json={"image": {"base64": b64(photo)}, "top_k": 1000, "threshold": 0.95}
+        )
+        if answer.status_code != 503 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert answer.status_code == 200, answer.text
+    return {hit["id"] for hit in answer.json()["result"]}
+
+
+def _listed(server: LiveServer, auth: tuple[str, str]) -> dict[int, dict]:
+    listed: dict[int, dict] = {}
+    while True:
+        page = server.call("GET", f"/images?offset={len(listed)}&limit=1000", *auth).json()
+        listed.update({item["id"]: item for item in page["result"]})
+        if len(listed) >= page["total"] or not page["result"]:
+            return listed
+
+
+def test_a_write_on_one_replica_is_read_on_the_other(replicas: Replicas) -> None:
+    one, other = replicas.servers
+    auth = _key(replicas)
+    added = _add(one, auth, 0).json()["result"]
+    assert other.call("GET", f"/images/{added['id']}", *auth).json()["result"]["metadata"] == {"p": 0}
+    assert list(_listed(other, auth)) == [added["id"]]
+    assert _found(other, auth, PHOTOS[0]) == {added["id"]}, "searched on the other replica right after the add"
+    one.call("PUT", f"/images/{added['id']}", *auth, json={"metadata": {"renamed": True}})
+    assert other.call("GET", f"/images/{added['id']}", *auth).json()["result"]["metadata"] == {"renamed": True}
+    assert other.call("DELETE", "/images", *auth, json={"ids": [added["id"]]}).json()["deleted"] == 1
+    assert _found(one, auth, PHOTOS[0]) == set(), "a face deleted on one replica is never answered by the other"
+    assert other.call("GET", f"/images/{added['id']}/file", *auth).status_code == 404
+
+
+def test_keys_are_isolated_and_quotas_counted_across_replicas(replicas: Replicas) -> None:
+    one, other = replicas.servers
+    mine, theirs = _key(replicas), _key(replicas)
+    image = _add(one, mine, 2).json()["result"]["id"]
+    assert _found(other, theirs, PHOTOS[2]) == set() and _listed(other, theirs) == {}
+    assert other.call("GET", f"/images/{image}", *theirs).status_code == 404
+    limited = _key(replicas, quota=3)
+    codes = [server.call("GET", "/images", *limited).json()["status_code"] for server in (one, other, one, other)]
+    assert codes == [0, 0, 0, 4], "three requests in all, whichever replica answered them"
+
+
+@contextmanager
+def _restarted(server: Milvus | Postgres) -> Iterator[None]:
+    """The block kills the server; it is started again (same ports, same data) when the block ends."""
+    try:
+        yield
+    finally:
+        server.start()
+        time.sleep(2)  # the replicas' next tries reach it
+
+
+@contextmanager
+def _streaming_adds(server: LiveServer, auth: tuple[str, str]) -> Iterator[tuple[dict[int, int], list]]:
+    """A client adding photos for the length of the block: (image id to photo of every
+    acknowledged add, (status, body, seconds) of every refusal)."""
+    acknowledged: dict[int, int] = {}
+    refused: list = []
+    stop = threading.Event()
+    writer = threading.Thread(target=_stream_adds, args=(server, auth, acknowledged, refused, stop))
+    writer.start()
+    try:
+        yield acknowledged, refused
+    finally:
+        stop.set()
+        writer.join(timeout=60)
+
+
+def _stream_adds(server: LiveServer, auth: tuple[str, str], acknowledged: dict[int, int], refused: list, stop) -> None:
+    index = 0
+    while not stop.is_set():
+        photo = index % len(PHOTOS)
+        started = time.monotonic()
+        try:
+            answer = _add(server, auth, photo)
+        except requests.RequestException:
+            return
+        if answer.status_code == 200:
+            acknowledged[answer.json()["result"]["id"]] = photo
+        else:
+            refused.append((answer.status_code, answer.json(), time.monotonic() - started))
+            time.sleep(0.2)
+        index += 1
+
+
+def _check_everything_acknowledged(replicas: Replicas, auth: tuple[str, str], acknowledged: dict[int, int]) -> None:
+    one, other = replicas.servers
+    listed = _listed(other, auth)
+    assert not set(acknowledged) - set(listed), "acknowledged adds lost"
+    deadline = time.monotonic() + 60
+    while True:  # once the outbox has drained, every acknowledged add is searchable
+        missing = {
+            image
+            for index, photo in enumerate(PHOTOS)
+            for image in {i for i, p in acknowledged.items() if p == index} - _found(one, auth, photo, deadline)
+        }
+        if not missing or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert not missing, f"acknowledged adds not searchable: {sorted(missing)}"
+    for image_id in listed:
+        assert other.call("GET", f"/images/{image_id}/file", *auth).status_code == 200, "a record without its photo"
+
+
+def _no_orphan_photos(replicas: Replicas) -> None:
+    catalog = PostgresCatalog(replicas.catalog_url)
+    try:
+        files = catalog.images.files()
+    finally:
+        catalog.close()
+    on_disk = {p.relative_to(replicas.photo_dir).as_posix() for p in replicas.photo_dir.glob("*/*")}
+    assert on_disk == files, f"photos without a record: {sorted(on_disk - files)}"
+
+
+def _refused_fast_with_code_12(refused: list) -> None:
+    assert refused, "some requests met the component down"
+    for status, body, seconds in refused:
+        assert (status, body["status_code"]) == (503, 12), body
+        assert "unavailable" in body["message"].lower() or "cannot be reached" in body["message"], body
+        assert seconds < FAST, f"a refusal took {seconds:.1f}s"
+
+
+def _ready(server: LiveServer) -> dict:
+    return requests.get(server.url + "/readyz", timeout=30).json()["checks"]
+
+
+def test_sigkill_milvus_during_adds_loses_nothing_acknowledged(replicas: Replicas, engines: Engines) -> None:
+    one, other = replicas.servers
+    auth = _key(replicas)
+    with _restarted(engines.milvus), _streaming_adds(one, auth) as (acknowledged, refused):
+        time.sleep(2)
+        engines.milvus.kill()
+        before = len(acknowledged)
+        time.sleep(3)
+        started = time.monotonic()
+        search = other.call("POST", "/search", *auth, json={"image": {"base64": b64(PHOTOS[0])}})
+        assert (search.status_code, search.json()["status_code"]) == (503, 12), search.text
+        assert time.monotonic() - started < FAST, "a search fails fast while Milvus is down"
+        assert _ready(other)["milvus"] is False and _ready(other)["postgres"] is True
+        assert len(acknowledged) > before, "adds are acknowledged while Milvus is down: PostgreSQL holds them"
+    assert not refused, f"an add was refused while only Milvus was down: {refused[:1]}"
+    _check_everything_acknowledged(replicas, auth, acknowledged)
+    assert _ready(other)["milvus"] is True
+
+
+def test_sigkill_postgres_during_adds_loses_nothing_and_leaves_no_orphan(replicas: Replicas, engines: Engines) -> None:
+    one, other = replicas.servers
+    auth = _key(replicas)
+    with _restarted(engines.postgres), _streaming_adds(one, auth) as (acknowledged, refused):
+        time.sleep(2)
+        engines.postgres.kill()
+        time.sleep(4)
+        assert _ready(other)["postgres"] is False
+        listing = other.call("GET", "/images", *auth)
+        assert (listing.status_code, listing.json()["status_code"]) == (503, 12), listing.text
+    _refused_fast_with_code_12(refused)
+    _check_everything_acknowledged(replicas, auth, acknowledged)
+    listed = _listed(other, auth)
+    assert len(set(listed) - set(acknowledged)) <= 1, "at most the add in flight at the kill may have committed"
+    _no_orphan_photos(replicas)
+    assert _ready(one)["postgres"] is True, "the pool reconnected by itself"
+
+
+def _orphan(replicas: Replicas, name: str, age: float) -> Path:
+    """A photo file no record names, last written ``age`` seconds ago."""
+    path = replicas.photo_dir / "999999" / name
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(PHOTOS[0])
+    os.utime(path, (time.time() - age, time.time() - age))
+    return path
+
+
+def test_sigkill_of_a_replica_leaves_the_other_serving(replicas: Replicas, tmp_path: Path) -> None:
+    one, other = replicas.servers
+    auth = _key(replicas)
+    kept = _add(one, auth, 0).json()["result"]["id"]
+    one.kill()
+    try:
+        added = _add(other, auth, 2).json()["result"]["id"]
+        assert _found(other, auth, PHOTOS[0]) == {kept} and _found(other, auth, PHOTOS[2]) == {added}
+    finally:
+        old, young = _orphan(replicas, "old.jpg", 2 * ORPHAN_GRACE_SECONDS), _orphan(replicas, "young.jpg", 0)
+        one.start()
+    assert _found(one, auth, PHOTOS[2]) == {added}, "the restarted replica serves what the other added meanwhile"
+    assert not old.exists(), "the restarted replica swept an orphan older than the grace period"
+    assert young.exists(), "a young file may be another replica's add in flight: it stays"
+    young.unlink()
+    _no_orphan_photos(replicas)
