@@ -3,6 +3,7 @@ evicted and loaded again, changes made meanwhile, and checkpoints killed half-wa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -129,38 +130,56 @@ def test_a_gallery_evicted_and_loaded_again_answers_the_same_with_the_changes_ma
     indexes.close()
 
 
-def test_changes_made_while_a_checkpoint_is_written_are_in_the_next_answer(catalog, monkeypatch) -> None:
+@contextlib.contextmanager
+def checkpoint_paused_in(
+    monkeypatch: pytest.MonkeyPatch, indexes: FaissIndexes, owner: type, name: str
+) -> Iterator[None]:
+    """A checkpoint running in its own thread, held inside ``owner.name`` while the block runs."""
+    reached, release = threading.Event(), threading.Event()
+    real = getattr(owner, name)
+    saver = threading.Thread(target=indexes.save_all)
+
+    def paused(*args, **kwargs):
+        if threading.current_thread() is saver:
+            reached.set()
+            assert release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, paused)
+    saver.start()
+    try:
+        assert reached.wait(30)
+        yield
+    finally:
+        release.set()
+        saver.join(30)
+
+
+def answers_changes_without_waiting(catalog: LmdbCatalog, indexes: FaissIndexes, gid: int) -> None:
+    started = time.monotonic()
+    late = faces(20, seed=5)
+    store(catalog, gid, late.vectors, per_image=5)
+    catalog.images.delete(gid, catalog.images.ids(gid)[:10])
+    snapshot = catalog.log.snapshot(gid)
+    assert answers(indexes, gid, late.queries) == exact_top(snapshot.vectors, snapshot.ids, late.queries, 10)
+    assert time.monotonic() - started < 10, "neither the adds nor the searches waited for the checkpoint"
+
+
+@pytest.mark.parametrize("paused_in", ["writing the base file", "mapping the new base file"])
+def test_changes_made_while_a_checkpoint_runs_are_in_the_next_answer(catalog, monkeypatch, paused_in) -> None:
     gid = catalog.keys.create("k", "h", None, "now").gallery
-    data = faces(400)
-    store(catalog, gid, data.vectors)
+    store(catalog, gid, faces(400).vectors)
     indexes = FaissIndexes(catalog, catalog.env.path.parent / "indexes", IndexSettings(save_seconds=0), serving=True)
     indexes.open_all()
     from index.faiss import gallery as gallery_module
 
-    writing, release = threading.Event(), threading.Event()
-    real_fold = gallery_module.GalleryIndex.fold
-
-    def slow_fold(self, files, gallery_id):
-        writing.set()
-        assert release.wait(30)
-        return real_fold(self, files, gallery_id)
-
-    monkeypatch.setattr(gallery_module.GalleryIndex, "fold", slow_fold)
-    saver = threading.Thread(target=indexes.save_all)
-    saver.start()
-    try:
-        assert writing.wait(30)
-        started = time.monotonic()
-        late = faces(20, seed=5)
-        store(catalog, gid, late.vectors, per_image=5)
-        catalog.images.delete(gid, catalog.images.ids(gid)[:10])
-        snapshot = catalog.log.snapshot(gid)
-        assert answers(indexes, gid, late.queries) == exact_top(snapshot.vectors, snapshot.ids, late.queries, 10)
-        assert time.monotonic() - started < 10, "neither the adds nor the searches waited for the checkpoint"
-    finally:
-        release.set()
-        saver.join(30)
+    owner, name = (gallery_module.GalleryIndex, "fold") if paused_in.startswith("writing") else (FaissIndexes, "_load")
+    with checkpoint_paused_in(monkeypatch, indexes, owner, name):
+        answers_changes_without_waiting(catalog, indexes, gid)
     assert indexes.verify(gid), "the fold's copy missed nothing: the rest came from the log"
+    snapshot = catalog.log.snapshot(gid)
+    queries = faces(20, seed=5).queries
+    assert answers(indexes, gid, queries) == exact_top(snapshot.vectors, snapshot.ids, queries, 10)
     indexes.close()
     reopened = FaissIndexes(catalog, catalog.env.path.parent / "indexes", IndexSettings(save_seconds=0), serving=True)
     assert reopened.verify(gid)
