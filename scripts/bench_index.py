@@ -104,8 +104,12 @@ class Population:
         """Unseen faces of enrolled identities."""
         rng = np.random.default_rng([self.seed, 3])
         chosen = np.sort(rng.choice(self.identities, size=min(count, self.identities), replace=False))
-        centres = np.concatenate([self.centres(int(i), 1) for i in chosen])
-        return around(centres, 0.6, 0.8, rng)
+        block = CHUNK // PER_IDENTITY  # identities made at a time: each block once, not once per query
+        centres = [
+            self.centres(first, min(block, self.identities - first))[chosen[chosen // block == first // block] - first]
+            for first in np.unique(chosen // block) * block
+        ]
+        return around(np.concatenate(centres), 0.6, 0.8, rng)
 
 
 def fill(catalog: LmdbCatalog, gid: int, population: Population, label: str) -> None:
