@@ -414,9 +414,10 @@ def many_galleries(count: int, faces: int, args: argparse.Namespace, settings: S
     for number in tqdm(range(count), unit="gallery", desc=f"storing {count} x {faces:,}"):
         key = f"event-{number}"
         record = catalog.keys.get(key) or catalog.keys.create(key, "unused", None, "bench")
-        if catalog.images.gallery(record.gallery).faces < faces:
+        have = catalog.images.gallery(record.gallery).faces  # a stopped run stored whole images
+        if have < faces:
             vectors = Population(faces, seed=10_000 + number).chunk(0)  # a gallery is one chunk at most
-            for start in range(0, faces, PER_IMAGE):
+            for start in range(have, faces, PER_IMAGE):
                 batch = [NewFace([0.0, 0.0, 100.0, 100.0], 0.9, v) for v in vectors[start : start + PER_IMAGE]]
                 catalog.images.add(record.gallery, NewImage("bench.jpg", "image/jpeg", {}, "bench", "buffalo_s", batch))
         gids.append(record.gallery)
