@@ -162,7 +162,7 @@ def single_pass(services: Services) -> FaceAnalyzer:
     tuning = replace(
         services.pack.tuning, close_up_pass=False, large_photo_side=0, small_photo_zoom=0.0, confirm_below=0.0
     )
-    return FaceAnalyzer(replace(services.pack, tuning=tuning), services.settings.model_threads)
+    return FaceAnalyzer(replace(services.pack, tuning=tuning), services.settings.threads_per_model)
 
 
 def pasted_faces(baseline: FaceAnalyzer) -> dict[int, list[bytes]]:
@@ -190,7 +190,7 @@ def large_photo_sides(services: Services, baseline: FaceAnalyzer) -> list[dict]:
     rows = []
     for side in LARGE_SIDES:
         tuning = replace(services.pack.tuning, large_photo_side=side)
-        analyzer = FaceAnalyzer(replace(services.pack, tuning=tuning), services.settings.model_threads)
+        analyzer = FaceAnalyzer(replace(services.pack, tuning=tuning), services.settings.threads_per_model)
         analyzer.faces_in_bytes(photos[TINY_SIDES[-1]][0])  # warm
         found = {px: sum(bool(analyzer.faces_in_bytes(data)) for data in group) for px, group in photos.items()}
         seconds = min(sum(timed(analyzer, group[0]) for group in photos.values()) for _ in range(2))

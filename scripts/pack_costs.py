@@ -128,7 +128,7 @@ def bytes_per_face(pack_name: str, photos: list[bytes]) -> dict[str, float]:
 
 def measure(pack_names: list[str], count: int = 300) -> dict[str, dict]:
     """Every cost of every pack, on the same ``count`` LFW photos."""
-    threads = Settings.from_env().model_threads
+    threads = Settings.from_env().threads_per_model
     photos = lfw_photos(count)
     speed = ms_per_photo(pack_names, photos, threads)
     probe = [photos[0], LARGE_PHOTO.read_bytes()] if LARGE_PHOTO.is_file() else photos[:1]

@@ -139,7 +139,7 @@ def reembed(
 ) -> ReembedSummary:
     """Re-embed the key's gallery with ``pack_name`` and swap the vectors in atomically."""
     started = time.monotonic()
-    analyzer = FaceAnalyzer(load_pack(pack_name), services.settings.model_threads)
+    analyzer = FaceAnalyzer(load_pack(pack_name), services.settings.threads_per_model)
     summary = ReembedSummary(pack=analyzer.pack_name)
     if services.catalog.images.gallery(key.gallery).pack in (None, analyzer.pack_name):
         return summary  # already in that pack, or empty: any pack may fill it

@@ -38,7 +38,7 @@ class Services:
     @cached_property
     def analyzer(self) -> FaceAnalyzer:
         """Loaded on first use so key management never pays for the models."""
-        return FaceAnalyzer(self.pack, self.settings.model_threads, self.settings.limits.max_pixels)
+        return FaceAnalyzer(self.pack, self.settings.threads_per_model, self.settings.limits.max_pixels)
 
     @property
     def models_loaded(self) -> bool:
