@@ -42,7 +42,13 @@ class Environment:
     def __init__(self, path: Path, map_size: int = 1 << 30) -> None:
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.env = lmdb.open(str(path), map_size=map_size, max_dbs=len(DATABASES), max_readers=512, sync=True)
+        # No read-ahead on the map: a search reads a few hundred faces at random, and each page fault
+        # would pull in read_ahead_kb around it (8 MB on this machine's disk: 1 GB/s of reads, 0.6 s
+        # per query at 10M faces, against 8 ms without). Scans lose little: the rebuild they feed is
+        # bound by its CPU.
+        self.env = lmdb.open(
+            str(path), map_size=map_size, max_dbs=len(DATABASES), max_readers=512, sync=True, readahead=False
+        )
         self.db = {name: self.env.open_db(name.encode()) for name in DATABASES}
         self._resize = ReadWriteLock()  # growing the map needs every transaction of this process closed
         self._writer = threading.Lock()  # this process's writes queue here, not inside LMDB's own lock
