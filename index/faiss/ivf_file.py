@@ -61,9 +61,18 @@ class IvfLayout:
         return faiss.serialize_index(empty).tobytes()[: -_EMPTY_LISTS.size]
 
 
+DURABLE_EVERY = 16 << 20  # bytes of lists written between two fdatasyncs of a base file
+
+
 def write_ivf(path: Path, layout: IvfLayout, sizes: np.ndarray, lists: Lists) -> int:
     """Write the base file atomically (temp file, fsync, rename); ``lists(i)`` gives list i's
-    codes and ids, which must number ``sizes[i]``. Returns where the lists begin."""
+    codes and ids, which must number ``sizes[i]``. Returns where the lists begin.
+
+    The file is made durable ``DURABLE_EVERY`` bytes at a time, not once at the end: under
+    ext4's ordered journal an add's commit fsync waits for the dirty pages of every file in the
+    journal's transaction, and a 700 MB base file (10M faces) left dirty held adds for ten
+    seconds (p99, measured) while a checkpoint wrote it.
+    """
     sizes = np.ascontiguousarray(sizes, dtype=np.uint64)
     header = layout.header_for(int(sizes.sum()))
     tmp = path.with_name(f"{path.name}.tmp.{os.getpid()}")
@@ -71,6 +80,7 @@ def write_ivf(path: Path, layout: IvfLayout, sizes: np.ndarray, lists: Lists) ->
         handle.write(header)
         handle.write(b"ilar" + struct.pack("<QQ", layout.nlist, layout.code_size) + b"full")
         handle.write(struct.pack("<Q", layout.nlist) + sizes.tobytes())
+        dirty = 0
         for number in range(layout.nlist):
             codes, ids = lists(number)
             if len(ids) != sizes[number] or codes.shape != (len(ids), layout.code_size):
@@ -78,6 +88,11 @@ def write_ivf(path: Path, layout: IvfLayout, sizes: np.ndarray, lists: Lists) ->
             if len(ids):
                 handle.write(np.ascontiguousarray(codes, dtype=np.uint8).tobytes())
                 handle.write(np.ascontiguousarray(ids, dtype=np.int64).tobytes())
+                dirty += len(ids) * (layout.code_size + 8)
+            if dirty >= DURABLE_EVERY:
+                handle.flush()
+                os.fdatasync(handle.fileno())
+                dirty = 0
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
