@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 
 from index.faiss import FaissIndexes
+from index.faiss.vector_index import FLAT, IndexState, VectorIndex
 from index.lmdb import LmdbCatalog
 from index.records import NewFace, NewImage
 from index.vectors import IndexSettings
@@ -128,6 +130,27 @@ def test_a_gallery_evicted_and_loaded_again_answers_the_same_with_the_changes_ma
     assert not gone & {i for row in answers(indexes, first, data[first].vectors) for i in row}
     assert indexes.verify(first)
     indexes.close()
+
+
+def test_a_cold_small_gallery_is_read_through_before_its_first_scan_not_at_start_up(tmp_path: Path) -> None:
+    """A flat file's pages faulted in one at a time by the scan made the first search on a gallery
+    not touched for a while take 210 ms for 10,000 faces; read through first, 40 ms."""
+    data = faces(2_000, per_identity=5, seed=3)  # 10,000 faces, a 20 MB file
+    saved = VectorIndex.build(512, np.arange(len(data.vectors), dtype=np.int64), data.vectors, IndexSettings())
+    assert saved.state.kind == FLAT
+    path = tmp_path / "base.faiss"
+    saved.save(path)
+    fd = os.open(path, os.O_RDONLY)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # out of the page cache
+    os.close(fd)
+    loaded = VectorIndex.load(path, IndexState(kind=FLAT, dim=512))
+    cached = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)], capture_output=True)
+    assert int(cached.stdout) < path.stat().st_size // 10, "opening it (at start-up) does not read it"
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_majflt
+    _, found = loaded.search(data.queries, 10)
+    pages = path.stat().st_size // 4096
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_majflt - faults < pages // 10, "read, not faulted page by page"
+    assert (found == saved.search(data.queries, 10)[1]).all()
 
 
 @contextlib.contextmanager
