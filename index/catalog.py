@@ -97,6 +97,11 @@ class ImageTable(Protocol):
         """Face id to image id, for the live faces among ``face_ids``."""
         ...
 
+    def face_ids(self, gid: int) -> np.ndarray:
+        """Every live face id of the gallery, ascending, without reading a vector: a rebuild
+        reads its training sample by these ids instead of a pass over every stored vector."""
+        ...
+
     def vectors(self, gid: int, face_ids: list[int]) -> dict[int, np.ndarray]:
         """Face id to its exact embedding, for the live faces among ``face_ids`` (re-ranking)."""
         ...

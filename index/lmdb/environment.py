@@ -96,6 +96,17 @@ class Environment:
                 return
             yield key, value
 
+    def keys(self, txn: lmdb.Transaction, table: str, prefix: bytes) -> Iterator[bytes]:
+        """The keys ``walk`` visits, without their values: a large value's overflow pages are
+        not read."""
+        cursor = txn.cursor(db=self.db[table])
+        if not cursor.set_range(prefix):
+            return
+        for key in cursor.iternext(keys=True, values=False):
+            if not key.startswith(prefix):
+                return
+            yield key
+
     def clear(self, txn: lmdb.Transaction, table: str, prefix: bytes, last: bytes | None = None) -> None:
         """Delete the rows whose key starts with ``prefix`` (those up to ``last`` only, if given)."""
         cursor = txn.cursor(db=self.db[table])

@@ -131,6 +131,12 @@ class LmdbImages:
 
         return self.env.read(fetch)
 
+    def face_ids(self, gid: int) -> np.ndarray:
+        def walk(txn: lmdb.Transaction) -> np.ndarray:
+            return np.array([second_of(key) for key in self.env.keys(txn, "faces", u64(gid))], dtype=np.int64)
+
+        return self.env.read(walk)
+
     def vectors(self, gid: int, face_ids: list[int]) -> dict[int, np.ndarray]:
         def fetch(txn: lmdb.Transaction) -> dict[int, np.ndarray]:
             found = {face_id: txn.get(pair(gid, face_id), db=self.env.db["faces"]) for face_id in face_ids}

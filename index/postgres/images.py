@@ -209,6 +209,11 @@ class PostgresImages:
             ).fetchall()
         return dict(found)
 
+    def face_ids(self, gid: int) -> np.ndarray:
+        with self.db.transaction() as cursor:
+            found = cursor.execute("SELECT id FROM faces WHERE gallery = %s ORDER BY id", (gid,)).fetchall()
+        return np.array([face for (face,) in found], dtype=np.int64)
+
     def vectors(self, gid: int, face_ids: list[int]) -> dict[int, np.ndarray]:
         if not face_ids:
             return {}

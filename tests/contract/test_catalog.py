@@ -176,6 +176,21 @@ def test_exact_vectors_are_read_for_live_faces_only(storage: Storage) -> None:
         np.testing.assert_array_equal(found[face.id], vectors[n])
 
 
+def test_face_ids_list_the_live_faces_of_one_gallery_as_a_scan_finds_them(storage: Storage) -> None:
+    catalog, _ = storage.open()
+    gid, other = gallery_of(catalog), gallery_of(catalog, "other")
+    vectors = faces(3).vectors
+    records = [catalog.images.add(gid, new_image(vectors[i : i + 3])) for i in range(0, 9, 3)]
+    catalog.images.add(other, new_image(vectors[9:12]))
+    catalog.images.delete(gid, [records[1].id])
+    listed = catalog.images.face_ids(gid)
+    with catalog.log.scan(gid, 4) as (_, batches):
+        scanned = np.concatenate([ids for ids, _ in batches])
+    assert listed.dtype == np.int64 and listed.tolist() == scanned.tolist()
+    assert listed.tolist() == [face.id for n in (0, 2) for face in records[n].faces]
+    assert catalog.images.face_ids(gallery_of(catalog, "empty")).tolist() == []
+
+
 def test_bulk_import_digests_are_kept_with_the_image(storage: Storage) -> None:
     catalog, _ = storage.open()
     gid, other = gallery_of(catalog), gallery_of(catalog, "other")
