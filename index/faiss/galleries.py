@@ -188,8 +188,8 @@ class FaissIndexes:
         switches to it, the others go on with the index in use (``_current`` catches it up from
         the log) rather than wait.
         """
+        loading = self._loading_lock(gid)
         with self._entries_lock:
-            loading = self._loading.setdefault(gid, threading.Lock())
             entry = self._entries.get(gid)
         generation = (gallery or self._gallery(gid)).index_generation
         unchanged = entry is not None and entry.generation == generation
@@ -210,6 +210,11 @@ class FaissIndexes:
             return fresh
         finally:
             loading.release()
+
+    def _loading_lock(self, gid: int) -> threading.Lock:
+        """Held by the one thread that loads or switches the gallery's index."""
+        with self._entries_lock:
+            return self._loading.setdefault(gid, threading.Lock())
 
     def _admit(self, gid: int, entry: GalleryIndex | None) -> None:
         """Make ``entry`` the gallery's index, dropping the least recently used others while the
@@ -366,11 +371,16 @@ class FaissIndexes:
 
         The fold reads a copy of the overlay and the base file, which never changes, so adds and
         searches go on meanwhile without waiting; it never holds the index twice in memory.
+        This thread then switches to the new file itself, holding the gallery's loading lock
+        from before the file is published: a request arriving meanwhile goes on with the index
+        in use instead of taking the switch on (an add waited 142 ms for it at three million
+        faces). The lock is only tried here, never waited for, under the file lock.
         """
         with self._entries_lock:
             entry = self._entries.get(gid)
         if entry is None or not len(entry.overlay):
             return False
+        loading = self._loading_lock(gid)
         with self.files.lock(gid, wait=False) as held:
             on_disk = self.files.pointer(gid, entry.generation) if held else None
             if not held or (on_disk is not None and on_disk.state["seq"] >= entry.seq):
@@ -380,10 +390,16 @@ class FaissIndexes:
             pointer = frozen.fold(self.files, gid)
             if self._gallery(gid).index_generation != frozen.generation:
                 return False  # a rebuild committed meanwhile; its generation replaces this one
+            switching = loading.acquire(blocking=False)
             self.files.write_pointer(gid, frozen.generation, pointer)
             self.catalog.log.trim(gid, frozen.seq)
             self.files.remove_unused(gid, frozen.generation)
-        self._entry(gid)  # map the new base file
+        if not switching:  # another thread is loading the gallery; it will find the new file
+            return True
+        try:  # after the file lock: loading may rebuild, which takes it
+            self._admit(gid, self._load(gid))
+        finally:
+            loading.release()
         return True
 
     def _autosave(self, interval: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -13,6 +14,9 @@ from ..errors import GenerationConflictError
 from ..records import Change, ChangeBatch, GalleryRecord, Snapshot
 from .encoding import decode_change, decode_face, pair, second_of, u64
 from .environment import Environment
+
+TRIM_BATCH = 10_000  # log rows deleted per write transaction
+TRIM_PAUSE = 0.005  # seconds between them
 
 SCAN_BATCH = 65536
 
@@ -49,7 +53,15 @@ class LmdbChangeLog:
         return self.env.read(scan)
 
     def trim(self, gid: int, upto: int) -> None:
-        self.env.write(lambda txn: self.env.clear(txn, "changes", u64(gid), last=pair(gid, upto)))
+        """A write transaction per ``TRIM_BATCH`` changes, with a pause between them in which a
+        waiting writer takes its turn (a lock just released goes back to the thread that held it
+        otherwise): the first checkpoint after a bulk load of three million faces trimmed them in
+        one transaction and held every add for 3.3 s; 300,000 held them 347 ms."""
+        while (
+            self.env.write(lambda txn: self.env.clear(txn, "changes", u64(gid), last=pair(gid, upto), limit=TRIM_BATCH))
+            == TRIM_BATCH
+        ):
+            time.sleep(TRIM_PAUSE)
 
     def snapshot(self, gid: int) -> Snapshot:
         with self.scan(gid, SCAN_BATCH) as (gallery, batches):

@@ -107,14 +107,20 @@ class Environment:
                 return
             yield key
 
-    def clear(self, txn: lmdb.Transaction, table: str, prefix: bytes, last: bytes | None = None) -> None:
-        """Delete the rows whose key starts with ``prefix`` (those up to ``last`` only, if given)."""
+    def clear(
+        self, txn: lmdb.Transaction, table: str, prefix: bytes, last: bytes | None = None, limit: int | None = None
+    ) -> int:
+        """Delete the rows whose key starts with ``prefix`` (those up to ``last`` only, if given;
+        the first ``limit`` only, if given); how many were deleted."""
         cursor = txn.cursor(db=self.db[table])
+        deleted = 0
         if not cursor.set_range(prefix):
-            return
-        while cursor.key().startswith(prefix) and (last is None or cursor.key() <= last):
+            return deleted
+        while cursor.key().startswith(prefix) and (last is None or cursor.key() <= last) and deleted != limit:
+            deleted += 1
             if not cursor.delete():
-                return
+                break
+        return deleted
 
     def next_id(self, txn: lmdb.Transaction, counter: str, count: int = 1) -> int:
         """Reserve ``count`` consecutive ids from a persistent counter; returns the first."""

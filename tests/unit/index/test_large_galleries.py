@@ -188,17 +188,32 @@ def answers_changes_without_waiting(catalog: LmdbCatalog, indexes: FaissIndexes,
     assert time.monotonic() - started < 10, "neither the adds nor the searches waited for the checkpoint"
 
 
-@pytest.mark.parametrize("paused_in", ["writing the base file", "mapping the new base file"])
+@pytest.mark.parametrize(
+    "paused_in", ["writing the base file", "publishing the new base file", "mapping the new base file"]
+)
 def test_changes_made_while_a_checkpoint_runs_are_in_the_next_answer(catalog, monkeypatch, paused_in) -> None:
     gid = catalog.keys.create("k", "h", None, "now").gallery
     store(catalog, gid, faces(400).vectors)
     indexes = FaissIndexes(catalog, catalog.env.path.parent / "indexes", IndexSettings(save_seconds=0), serving=True)
     indexes.open_all()
     from index.faiss import gallery as gallery_module
+    from index.faiss.files import IndexFiles
 
-    owner, name = (gallery_module.GalleryIndex, "fold") if paused_in.startswith("writing") else (FaissIndexes, "_load")
+    loaders, real_load = [], FaissIndexes._load
+
+    def load(self: FaissIndexes, gid: int):
+        loaders.append(threading.current_thread())
+        return real_load(self, gid)
+
+    monkeypatch.setattr(FaissIndexes, "_load", load)
+    owner, name = {
+        "writing the base file": (gallery_module.GalleryIndex, "fold"),
+        "publishing the new base file": (IndexFiles, "remove_unused"),
+        "mapping the new base file": (FaissIndexes, "_load"),
+    }[paused_in]
     with checkpoint_paused_in(monkeypatch, indexes, owner, name):
         answers_changes_without_waiting(catalog, indexes, gid)
+    assert threading.current_thread() not in loaders, "the checkpoint's thread maps the new file, not a request"
     assert indexes.verify(gid), "the fold's copy missed nothing: the rest came from the log"
     snapshot = catalog.log.snapshot(gid)
     queries = faces(20, seed=5).queries

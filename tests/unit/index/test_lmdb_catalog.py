@@ -1,10 +1,15 @@
-"""The LMDB catalog grows its map when full."""
+"""The LMDB catalog grows its map when full, and trims a long change log without holding writers."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
+import numpy as np
+
 from index.lmdb import LmdbCatalog
+from index.records import NewFace, NewImage
 
 
 def test_lmdb_map_grows_when_full(tmp_path: Path) -> None:
@@ -16,3 +21,40 @@ def test_lmdb_map_grows_when_full(tmp_path: Path) -> None:
         assert catalog.env.map_size > 256 * 1024
     finally:
         catalog.close()
+
+
+def test_trimming_a_long_log_lets_adds_through_meanwhile(tmp_path: Path) -> None:
+    """The first checkpoint after a bulk load trims every change of it: in one write transaction
+    that held each add for the whole trim (3.3 s at three million faces)."""
+    catalog = LmdbCatalog(tmp_path / "lmdb", 4 << 30)
+    gid = catalog.keys.create("k", "h", None, "now").gallery
+    vector = np.ones(512, np.float32) / np.sqrt(512)
+
+    def image(count: int) -> NewImage:
+        return NewImage("x.jpg", "image/jpeg", {}, "now", "buffalo_s", [NewFace([0, 0, 1, 1], 0.9, vector)] * count)
+
+    for _ in range(400):
+        catalog.images.add(gid, image(500))
+    loaded = catalog.images.gallery(gid).seq
+    waits: list[float] = []
+    stop = threading.Event()
+
+    def adder() -> None:
+        while not stop.is_set():
+            started = time.perf_counter()
+            catalog.images.add(gid, image(1))
+            waits.append(time.perf_counter() - started)
+
+    thread = threading.Thread(target=adder)
+    thread.start()
+    time.sleep(0.2)
+    started = time.perf_counter()
+    catalog.log.trim(gid, loaded)
+    trimmed = time.perf_counter() - started
+    stop.set()
+    thread.join()
+    assert catalog.log.since(gid, 0).first == loaded + 1, "every change up to the checkpoint's is gone, no later one"
+    assert catalog.log.counts(gid, loaded) == (len(waits), 0)
+    slowest = max(waits)
+    assert slowest < trimmed / 3, f"an add waited {slowest:.2f} s of a {trimmed:.2f} s trim"
+    catalog.close()
