@@ -381,25 +381,24 @@ class FaissIndexes:
         if entry is None or not len(entry.overlay):
             return False
         loading = self._loading_lock(gid)
-        with self.files.lock(gid, wait=False) as held:
-            on_disk = self.files.pointer(gid, entry.generation) if held else None
-            if not held or (on_disk is not None and on_disk.state["seq"] >= entry.seq):
-                return False  # another process holds the gallery, or has written as much already
-            with entry.lock.read():
-                frozen = entry.frozen()
-            pointer = frozen.fold(self.files, gid)
-            if self._gallery(gid).index_generation != frozen.generation:
-                return False  # a rebuild committed meanwhile; its generation replaces this one
-            switching = loading.acquire(blocking=False)
-            self.files.write_pointer(gid, frozen.generation, pointer)
-            self.catalog.log.trim(gid, frozen.seq)
-            self.files.remove_unused(gid, frozen.generation)
-        if not switching:  # another thread is loading the gallery; it will find the new file
-            return True
-        try:  # after the file lock: loading may rebuild, which takes it
-            self._admit(gid, self._load(gid))
-        finally:
-            loading.release()
+        with contextlib.ExitStack() as release:
+            with self.files.lock(gid, wait=False) as held:
+                on_disk = self.files.pointer(gid, entry.generation) if held else None
+                if not held or (on_disk is not None and on_disk.state["seq"] >= entry.seq):
+                    return False  # another process holds the gallery, or has written as much already
+                with entry.lock.read():
+                    frozen = entry.frozen()
+                pointer = frozen.fold(self.files, gid)
+                if self._gallery(gid).index_generation != frozen.generation:
+                    return False  # a rebuild committed meanwhile; its generation replaces this one
+                switching = loading.acquire(blocking=False)  # else another thread loads: it finds the new file
+                if switching:
+                    release.callback(loading.release)
+                self.files.write_pointer(gid, frozen.generation, pointer)
+                self.catalog.log.trim(gid, frozen.seq)
+                self.files.remove_unused(gid, frozen.generation)
+            if switching:  # after the file lock, which loading takes if it has to rebuild
+                self._admit(gid, self._load(gid))
         return True
 
     def _autosave(self, interval: float) -> None:

@@ -133,7 +133,7 @@ class LmdbImages:
 
     def face_ids(self, gid: int) -> np.ndarray:
         def walk(txn: lmdb.Transaction) -> np.ndarray:
-            return np.array([second_of(key) for key in self.env.keys(txn, "faces", u64(gid))], dtype=np.int64)
+            return np.fromiter((second_of(key) for key in self.env.keys(txn, "faces", u64(gid))), dtype=np.int64)
 
         return self.env.read(walk)
 

@@ -224,6 +224,28 @@ def test_changes_made_while_a_checkpoint_runs_are_in_the_next_answer(catalog, mo
     reopened.close()
 
 
+def test_a_checkpoint_that_fails_to_publish_leaves_the_gallery_loadable(catalog, monkeypatch) -> None:
+    gid = catalog.keys.create("k", "h", None, "now").gallery
+    store(catalog, gid, faces(100).vectors)
+    indexes = FaissIndexes(catalog, catalog.env.path.parent / "indexes", IndexSettings(save_seconds=0), serving=True)
+    indexes.open_all()
+    from index.faiss.files import IndexFiles
+
+    real = IndexFiles.write_pointer
+
+    def disk_full(self, *args) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(IndexFiles, "write_pointer", disk_full)
+    with pytest.raises(OSError):
+        indexes.save_all()
+    monkeypatch.setattr(IndexFiles, "write_pointer", real)
+    assert not indexes._loading_lock(gid).locked(), "the failed checkpoint let go of the gallery"
+    assert indexes.save_all() == 1
+    assert indexes.verify(gid)
+    indexes.close()
+
+
 KILLED_CHECKPOINT = """
 import os, signal, sys, time
 from pathlib import Path
