@@ -105,11 +105,16 @@ def _ivf(dim: int, nlist: int, storage: str) -> faiss.IndexIVF:
 
 
 def read_through(path: Path, chunk: int = 4 << 20) -> None:
-    """Read a file once, sequentially, so that its pages are in the page cache."""
+    """Read a file once, sequentially, so that its pages are in the page cache. Only a speed-up:
+    a file a newer checkpoint has already unlinked (still mapped, so still searchable) is left
+    to the scan's page faults."""
     buffer = bytearray(chunk)
-    with open(path, "rb", buffering=0) as handle:
-        while handle.readinto(buffer):
-            pass
+    try:
+        with open(path, "rb", buffering=0) as handle:
+            while handle.readinto(buffer):
+                pass
+    except OSError:
+        return
 
 
 def add_vectors(index: faiss.Index, ids: np.ndarray, vectors: np.ndarray) -> None:

@@ -151,6 +151,9 @@ def test_a_cold_small_gallery_is_read_through_before_its_first_scan_not_at_start
     pages = path.stat().st_size // 4096
     assert resource.getrusage(resource.RUSAGE_SELF).ru_majflt - faults < pages // 10, "read, not faulted page by page"
     assert (found == saved.search(data.queries, 10)[1]).all()
+    again = VectorIndex.load(path, IndexState(kind=FLAT, dim=512))
+    path.unlink()  # superseded by a newer checkpoint before its first search: still mapped
+    assert (again.search(data.queries, 10)[1] == found).all()
 
 
 @contextlib.contextmanager
