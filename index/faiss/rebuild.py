@@ -82,7 +82,7 @@ def _sample(catalog: Catalog, gid: int, dim: int, size: int, seed: int = 0) -> n
     chosen = np.sort(np.random.default_rng(seed).choice(ids, min(size, len(ids)), replace=False)).tolist()
     parts = [catalog.images.vectors(gid, chosen[start : start + BATCH]) for start in range(0, len(chosen), BATCH)]
     vectors = [vector for part in parts for vector in part.values()]
-    return np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, dim), np.float32)
+    return np.stack(vectors) if vectors else np.zeros((0, dim), np.float32)
 
 
 def build_index(

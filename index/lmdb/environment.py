@@ -117,9 +117,9 @@ class Environment:
         if not cursor.set_range(prefix):
             return deleted
         while cursor.key().startswith(prefix) and (last is None or cursor.key() <= last) and deleted != limit:
-            deleted += 1
             if not cursor.delete():
                 break
+            deleted += 1
         return deleted
 
     def next_id(self, txn: lmdb.Transaction, counter: str, count: int = 1) -> int:

@@ -211,8 +211,8 @@ class PostgresImages:
 
     def face_ids(self, gid: int) -> np.ndarray:
         with self.db.transaction() as cursor:
-            found = cursor.execute("SELECT id FROM faces WHERE gallery = %s ORDER BY id", (gid,)).fetchall()
-        return np.array([face for (face,) in found], dtype=np.int64)
+            found = cursor.execute("SELECT id FROM faces WHERE gallery = %s ORDER BY id", (gid,))
+            return np.fromiter((face for (face,) in found), dtype=np.int64)
 
     def vectors(self, gid: int, face_ids: list[int]) -> dict[int, np.ndarray]:
         if not face_ids:
