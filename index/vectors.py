@@ -21,8 +21,8 @@ class IndexSettings:
     """How galleries are indexed; every backend reads the settings that apply to it."""
 
     ivf_threshold: int = 50_000  # vectors at which a gallery moves from exact to IVF
-    nprobe: int = 128  # recall@10 0.994 at 1M faces in scripts/bench_index.py (0.9915 at 64; 0.925 at 10M)
-    storage: str = "pq"  # vectors inside the IVF lists: "pq" codes re-ranked exactly (72 B/face), "sq8" or "flat"
+    nprobe: int = 256  # lists a query scans: see README "Large galleries" for the sweep per size
+    storage: str = "pq4"  # vectors in the IVF lists: "pq4" fast-scan codes re-ranked exactly, "pq", "sq8" or "flat"
     rebuild_churn: float = 0.5  # share of an IVF changed since training that calls for a rebuild
     compact_fraction: float = 0.2  # a delete removing more than this share of a gallery compacts it
     rebuild_threads: int = 1  # threads of a rebuild, so searches keep a core on 2-core machines
@@ -33,7 +33,7 @@ class IndexSettings:
     memory_bytes: int = 0  # indexes one process keeps loaded, least recently used evicted (0: RAM / 8)
 
 
-STORAGES = ("flat", "sq8", "pq")
+STORAGES = ("flat", "sq8", "pq", "pq4")
 
 
 @dataclass(frozen=True)

@@ -359,7 +359,7 @@ def one_gallery(size: int, args: argparse.Namespace, settings: Settings) -> dict
     lmdb_bytes = (data / "lmdb" / "data.mdb").stat().st_size
     catalog.close()
     built = rebuild(data, key, settings) if not (data / "indexes").exists() else {"rebuild_s": None}
-    grid = {"nprobe": [32, 64, 128, 256], "rerank": [50, 100, 200, 400]} if args.grid else None
+    grid = {"nprobe": [64, 128, 256, 512], "rerank": [100, 200, 400, 800]} if args.grid else None
     served = serve(
         data, [record.gallery], queries, grid, checkpoint=True, rebuild_key=key if args.rebuild_while_serving else None
     )

@@ -56,7 +56,8 @@ class GalleryIndex:
     def nbytes(self) -> int:
         """What it holds in memory, counting a mapped base file as if every page were resident."""
         mapped = self.base_file.stat().st_size if self.base_file is not None and self.base_file.exists() else 0
-        return mapped + self.overlay.nbytes
+        packed = self.base.packed_bytes if self.base is not None else 0
+        return mapped + packed + self.overlay.nbytes
 
     def apply(self, batch: ChangeBatch) -> int:
         """Take in logged changes in order; returns how many faces they removed."""

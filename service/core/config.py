@@ -290,7 +290,7 @@ ENV = (
     Env("FACE_SEARCH_NPROBE", "index.nprobe", "IVF lists probed per search", whole(1)),
     Env(
         "FACE_SEARCH_IVF_STORAGE", "index.storage",
-        "vectors in IVF lists: `flat` (float32), `sq8` or `pq` (codes, candidates re-scored exactly)",
+        "vectors in IVF lists: `flat` (float32), `sq8`, `pq` or `pq4` (codes, candidates re-scored exactly)",
         choice(*STORAGES),
     ),
     Env(

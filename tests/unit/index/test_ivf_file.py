@@ -24,7 +24,7 @@ def built(storage: str) -> VectorIndex:
     return index
 
 
-@pytest.mark.parametrize("storage", ["flat", "sq8", "pq"])
+@pytest.mark.parametrize("storage", ["flat", "sq8", "pq", "pq4"])
 def test_a_base_file_is_the_file_faiss_writes_and_maps_back(storage: str, tmp_path: Path) -> None:
     index = built(storage)
     path = tmp_path / "base.faiss"
@@ -36,3 +36,17 @@ def test_a_base_file_is_the_file_faiss_writes_and_maps_back(storage: str, tmp_pa
     assert mapped.count == index.count and mapped.index.nprobe == 16
     queries = DATA.queries[:50]
     assert np.array_equal(mapped.search(queries, 10)[1], index.search(queries, 10)[1])
+
+
+def test_pq4_lists_are_searched_packed_for_fast_scan_and_rank_as_the_plain_scan_does(tmp_path: Path) -> None:
+    index = built("pq4")
+    path = tmp_path / "base.faiss"
+    index.write_base(path)
+    mapped = VectorIndex.load(path, index.state)
+    assert isinstance(mapped.packed, faiss.IndexIVFPQFastScan), "packed at load, not by the first search"
+    assert mapped.searched() is mapped.packed and mapped.packed_bytes == mapped.count * (128 // 4 * 4 // 8 + 8)
+    queries = DATA.queries[:50]
+    packed = mapped.search(queries, 10)[1]
+    plain = mapped.index.search(queries, 10)[1]  # the same codes scanned unpacked
+    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(packed, plain, strict=True)])
+    assert overlap >= 0.9, overlap  # fast-scan rounds its distance tables to 8 bits: nearly, not exactly, equal

@@ -51,30 +51,33 @@ def catalog(tmp_path: Path) -> Iterator[LmdbCatalog]:
     opened.close()
 
 
-@pytest.fixture(scope="module")
-def large(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LmdbCatalog, Path, int, np.ndarray, np.ndarray]]:
-    """A gallery of SIZE face-like vectors with a PQ index built by a rebuild, as the service does."""
+@pytest.fixture(scope="module", params=["pq4", "pq"])
+def large(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[LmdbCatalog, Path, int, np.ndarray, np.ndarray, str]]:
+    """A gallery of SIZE face-like vectors with a PQ index built by a rebuild, as the service does:
+    fast-scan 4-bit codes (the default) and 8-bit ones."""
     root = tmp_path_factory.mktemp("large")
     catalog = LmdbCatalog(root / "lmdb", 4 << 30)
     gid = catalog.keys.create("k", "h", None, "now").gallery
     data = faces(SIZE // 5, per_identity=5, group=20, seed=11)
     ids = np.array(store(catalog, gid, data.vectors), np.int64)
-    settings = IndexSettings(ivf_threshold=50_000, storage="pq", save_seconds=0, rebuild_threads=2)
+    settings = IndexSettings(ivf_threshold=50_000, storage=request.param, save_seconds=0, rebuild_threads=2)
     indexes = FaissIndexes(catalog, root / "indexes", settings, serving=True)  # a script would also renice
     result = indexes.rebuild(gid, progress=lambda line: None)
     assert result is not None and result.kind == "ivf" and result.vectors == SIZE
     indexes.close()
-    yield catalog, root / "indexes", gid, ids, data.queries
+    yield catalog, root / "indexes", gid, ids, data.queries, request.param
     catalog.close()
 
 
 @pytest.mark.slow
 def test_the_compressed_index_re_ranked_answers_like_exact_search(large) -> None:
-    catalog, folder, gid, _, queries = large
-    settings = IndexSettings(ivf_threshold=50_000, storage="pq", save_seconds=0)
+    catalog, folder, gid, _, queries, storage = large
+    settings = IndexSettings(ivf_threshold=50_000, storage=storage, save_seconds=0)
     indexes = FaissIndexes(catalog, folder, settings, serving=True)
     state = indexes.status(gid)
-    assert state.details.storage == "pq" and state.vectors == SIZE
+    assert state.details.storage == storage and state.vectors == SIZE
     assert (folder / catalog_file(indexes, gid)).stat().st_size < SIZE * 2048 / 10, "codes, not 2 KB vectors"
     snapshot = catalog.log.snapshot(gid)
     sample = queries[:400]
@@ -85,7 +88,7 @@ def test_the_compressed_index_re_ranked_answers_like_exact_search(large) -> None
     scores, found = indexes.search(gid, sample[:20], 10)
     exact = np.einsum("qd,qkd->qk", sample[:20], catalog_vectors(catalog, gid, found))
     np.testing.assert_allclose(scores, exact, atol=1e-5, err_msg="the scores are exact cosines")
-    without_rerank = FaissIndexes(catalog, folder, IndexSettings(storage="pq", rerank=1, save_seconds=0))
+    without_rerank = FaissIndexes(catalog, folder, IndexSettings(storage=storage, rerank=1, save_seconds=0))
     worse = np.mean([g == t for g, t in zip(answers(without_rerank, gid, sample), truth, strict=True)])
     assert worse < same, ("re-ranking is what recovers the codes' loss", worse, same)
     indexes.close()
