@@ -12,7 +12,7 @@ import numpy as np
 from ..catalog import Batch
 from ..errors import GenerationConflictError
 from ..records import Change, ChangeBatch, GalleryRecord, Snapshot
-from .encoding import decode_change, decode_face, pair, second_of, u64
+from .encoding import decode_change, decode_vector, pair, second_of, u64
 from .environment import Environment
 
 TRIM_BATCH = 10_000  # log rows deleted per write transaction
@@ -39,7 +39,7 @@ class LmdbChangeLog:
             for change in changes:
                 found = txn.get(pair(gid, change.face), db=self.env.db["faces"]) if change.is_add else None
                 if found is not None:
-                    vectors[change.face] = decode_face(found).vector
+                    vectors[change.face] = decode_vector(found)
             return ChangeBatch(changes, vectors, first)
 
         return self.env.read(scan)
@@ -81,7 +81,7 @@ class LmdbChangeLog:
         count = 0
         for key, raw in self.env.walk(txn, "faces", u64(gid)):
             ids[count] = second_of(key)
-            vectors[count] = decode_face(raw).vector
+            vectors[count] = decode_vector(raw)
             count += 1
             if count == batch:
                 yield ids.copy(), vectors.copy()

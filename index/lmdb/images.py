@@ -7,7 +7,7 @@ import numpy as np
 
 from ..errors import PackMismatchError
 from ..records import ADD, FaceInfo, GalleryRecord, ImageRecord, NewImage
-from .encoding import decode_face, decode_gallery, decode_image, encode, encode_face, first_of, pair, second_of, u64
+from .encoding import decode_face, decode_gallery, decode_image, decode_vector, encode, encode_face, first_of, pair, second_of, u64
 from .environment import Environment
 
 
@@ -140,7 +140,7 @@ class LmdbImages:
     def vectors(self, gid: int, face_ids: list[int]) -> dict[int, np.ndarray]:
         def fetch(txn: lmdb.Transaction) -> dict[int, np.ndarray]:
             found = {face_id: txn.get(pair(gid, face_id), db=self.env.db["faces"]) for face_id in face_ids}
-            return {face_id: decode_face(raw).vector for face_id, raw in found.items() if raw is not None}
+            return {face_id: decode_vector(raw) for face_id, raw in found.items() if raw is not None}
 
         return self.env.read(fetch)
 
