@@ -7,7 +7,18 @@ import numpy as np
 
 from ..errors import PackMismatchError
 from ..records import ADD, FaceInfo, GalleryRecord, ImageRecord, NewImage
-from .encoding import decode_face, decode_gallery, decode_image, decode_vector, encode, encode_face, first_of, pair, second_of, u64
+from .encoding import (
+    decode_face,
+    decode_gallery,
+    decode_image,
+    decode_vector,
+    encode,
+    encode_face,
+    first_of,
+    pair,
+    second_of,
+    u64,
+)
 from .environment import Environment
 
 
