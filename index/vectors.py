@@ -21,8 +21,8 @@ class IndexSettings:
     """How galleries are indexed; every backend reads the settings that apply to it."""
 
     ivf_threshold: int = 50_000  # vectors at which a gallery moves from exact to IVF
-    nprobe: int = 256  # lists a query scans: see README "Large galleries" for the sweep per size
-    storage: str = "pq4"  # vectors in the IVF lists: "pq4" fast-scan codes re-ranked exactly, "pq", "sq8" or "flat"
+    nprobe: int = 128  # lists a query scans: see README "Large galleries" for the sweep per size
+    storage: str = "pq"  # vectors in the IVF lists: "pq" codes re-ranked exactly (72 B/face), "pq4", "sq8" or "flat"
     rebuild_churn: float = 0.5  # share of an IVF changed since training that calls for a rebuild
     compact_fraction: float = 0.2  # a delete removing more than this share of a gallery compacts it
     rebuild_threads: int = 1  # threads of a rebuild, so searches keep a core on 2-core machines
