@@ -17,7 +17,7 @@ from index.postgres import PostgresCatalog
 from service.core.keys import KeyRing
 from tests.cluster import Engines
 from tests.live import ROOT
-from tests.photos import DATASETS
+from tests.photos import shared_set
 
 pytestmark = pytest.mark.cluster
 
@@ -25,7 +25,7 @@ PHOTOS = 24
 
 
 def _folder(root: Path) -> Path:
-    lfw = DATASETS / "lfw" / "images"
+    lfw = shared_set("lfw") / "images"
     photos = sorted(lfw.glob("*/*.jpg"))[:PHOTOS]
     for photo in photos:
         (root / photo.parent.name).mkdir(parents=True, exist_ok=True)

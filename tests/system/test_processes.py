@@ -19,14 +19,14 @@ import requests
 
 from tests import loopback
 from tests.live import API, ROOT, LiveServer, basic
-from tests.photos import DATASETS, b64, package_photo
+from tests.photos import b64, package_photo, shared_set
 
 TOM = "Tom_Hanks_54745.png"
 
 
 def _lfw_folder(root: Path, people: int) -> int:
     """Two LFW photos of each of ``people`` people under ``root``; how many photos."""
-    chosen = sorted(p for p in (DATASETS / "lfw" / "images").iterdir() if len(list(p.glob("*.jpg"))) >= 2)
+    chosen = sorted(p for p in (shared_set("lfw") / "images").iterdir() if len(list(p.glob("*.jpg"))) >= 2)
     for person in chosen[:people]:
         (root / person.name).mkdir(parents=True)
         for photo in sorted(person.glob("*.jpg"))[:2]:

@@ -17,7 +17,7 @@ from index.lmdb import LmdbCatalog
 from service.core.config import Settings
 from service.core.services import build_services
 from tests.live import ROOT
-from tests.photos import DATASETS, blank
+from tests.photos import blank, shared_set
 from tests.usecases import find
 
 PEOPLE = 12  # LFW people, two photos each
@@ -26,7 +26,7 @@ PEOPLE = 12  # LFW people, two photos each
 def _folder(root: Path) -> tuple[Path, set[str]]:
     """A folder per person with their photos, a photo without a face, a broken file and a
     copy of one photo under another name; returns it and the paths that hold faces."""
-    lfw = DATASETS / "lfw" / "images"
+    lfw = shared_set("lfw") / "images"
     people = sorted(p for p in lfw.iterdir() if len(list(p.glob("*.jpg"))) >= 2)[:PEOPLE]
     faces = set()
     for person in people:

@@ -17,17 +17,15 @@ import pytest
 
 from scripts.evaluation import ScoreCounts, best_threshold, stranger_rate, tenfold_accuracy
 from tests.live import ROOT
-from tests.photos import DATASETS
+from tests.photos import shared_set
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import evaluate
 
-SMALLEST = DATASETS / "deepface-unit"
-
 
 def run(tmp_path: Path, *extra: str) -> dict:
     out = tmp_path / "out"
-    assert evaluate.main([str(SMALLEST), "--out", str(out), *extra]) == 0
+    assert evaluate.main([str(shared_set("deepface-unit")), "--out", str(out), *extra]) == 0
     [report] = json.loads((out / "report.json").read_text())["reports"]
     return report
 
