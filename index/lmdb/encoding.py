@@ -71,20 +71,23 @@ def encode_face(image_id: int, pack: str, vector: np.ndarray) -> bytes:
     return _FACE_HEADER.pack(len(header)) + header + np.asarray(vector, dtype="<f4").tobytes()
 
 
-def decode_vector(raw: bytes | memoryview) -> np.ndarray:
-    """A face's vector alone, its JSON header skipped: re-ranking and a rebuild's scan read
-    nothing else, and parsing the header cost more than the rest of the read (measured)."""
+def _face_parts(raw: bytes | memoryview) -> tuple[bytes, np.ndarray]:
+    """A stored face split into its JSON header (not parsed) and its vector."""
     raw = bytes(raw)
     (length,) = _FACE_HEADER.unpack_from(raw)
-    return np.frombuffer(raw, dtype="<f4", offset=2 + length)
+    return raw[2 : 2 + length], np.frombuffer(raw, dtype="<f4", offset=2 + length)
+
+
+def decode_vector(raw: bytes | memoryview) -> np.ndarray:
+    """A face's vector alone, its JSON header left unparsed: re-ranking and a rebuild's scan read
+    nothing else, and parsing the header cost more than the rest of the read (measured)."""
+    return _face_parts(raw)[1]
 
 
 def decode_face(raw: bytes | memoryview) -> FaceVector:
-    raw = bytes(raw)
-    (length,) = _FACE_HEADER.unpack_from(raw)
-    header = json.loads(raw[2 : 2 + length])
-    vector = np.frombuffer(raw, dtype="<f4", offset=2 + length)
-    return FaceVector(image=header["image"], pack=header["pack"], dim=header["dim"], vector=vector)
+    header, vector = _face_parts(raw)
+    fields = json.loads(header)
+    return FaceVector(image=fields["image"], pack=fields["pack"], dim=fields["dim"], vector=vector)
 
 
 def encode_change(op: bytes, face_id: int) -> bytes:

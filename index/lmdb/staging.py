@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import GenerationConflictError, StagingIncompleteError
 from ..records import GalleryRecord, StagedSnapshot
 from .changes import LmdbChangeLog
-from .encoding import decode_face, decode_image, dumps, encode, encode_face, pair, second_of, u64
+from .encoding import decode_face, decode_image, decode_vector, dumps, encode, encode_face, pair, second_of, u64
 from .environment import Environment
 from .images import LmdbImages
 
@@ -58,7 +58,7 @@ class LmdbStaging:
                     staged = self._staged_face(txn, gid, face.id, pack)
                     if staged is not None:
                         ids.append(face.id)
-                        vectors.append(decode_face(staged).vector)
+                        vectors.append(decode_vector(staged))
             stacked = np.stack(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)
             return StagedSnapshot(gallery, np.array(ids, dtype=np.int64), stacked, missing)
 
