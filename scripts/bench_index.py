@@ -57,6 +57,16 @@ CHUNK = 100_000  # faces generated and stored at a time
 PER_IMAGE = 1000  # faces per stored image record
 
 
+def drop_from_page_cache(path: Path) -> None:
+    """Make the next read of a file come from the disk, as it does for data nobody touched for a
+    while. The kernel keeps the pages a process maps: unmap them first."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
 def unit(rows: np.ndarray) -> np.ndarray:
     return (rows / np.linalg.norm(rows, axis=-1, keepdims=True)).astype(np.float32)
 
@@ -169,6 +179,7 @@ from index.faiss import FaissIndexes
 from index.lmdb import LmdbCatalog
 from index.records import NewFace, NewImage
 from service.core.config import Settings
+from scripts.bench_index import drop_from_page_cache
 
 def status():
     # resident memory: all of it, the process's own (anonymous), and the pages of the index files
@@ -212,9 +223,7 @@ for gid in touched:  # every other gallery first: the measured ones have not bee
 out["measured_loaded_before"] = sum(g in indexes.loaded() for g in gids)
 def cold(gid):  # not touched for a while: its files have left the page cache too
     for path in (data / "indexes").glob(f"gallery-{gid}.*.faiss"):
-        fd = os.open(path, os.O_RDONLY)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        os.close(fd)
+        drop_from_page_cache(path)
 
 per_gallery = []
 for n, gid in enumerate(gids):

@@ -20,7 +20,8 @@ candidates' codes; reading the T vectors from LMDB and scoring them). Before eac
 catalog is dropped from the page cache, so its reads are cold, an upper bound (a server's cache
 keeps part of it; the kernel keeps pages another process maps, so run it with no server on the
 data); then the same reads are timed again warm, a lower bound. Memory is an estimate of what
-the serving index would hold: the mapped base file, the packed copy (64 B/face) and the codes
+the serving index would hold: the mapped base file, the packed copy (as the service counts it,
+codes and ids) and the codes
 with their ids.
 
 Writes ``<out>.json``; its last line is the fastest setting that reaches 0.99, if one does.
@@ -41,28 +42,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from index.faiss.files import IndexFiles  # noqa: E402
+from index.faiss.vector_index import IndexState, VectorIndex  # noqa: E402
 from index.lmdb import LmdbCatalog  # noqa: E402
-from scripts.bench_index import DIM, percentiles, recall  # noqa: E402
+from scripts.bench_index import drop_from_page_cache, percentiles, recall  # noqa: E402
 
 TRAINING = 100_000  # stored vectors the second code is trained on
-PACKED_BYTES = 64  # a pq4 face in the packed copy each process holds
-
-
-def newest_index(folder: Path) -> Path:
-    """The index file of the gallery's newest generation, as its state file names it."""
-    states = [json.loads(p.read_text()) for p in folder.glob("gallery-*.g*.json")]
-    if not states:
-        raise SystemExit(f"no index in {folder}: run scripts/bench_index.py first")
-    return folder / max(states, key=lambda s: s["state"]["generation"])["file"]
-
-
-def load_pq4(path: Path) -> tuple[faiss.IndexIVFPQ, faiss.IndexIVFPQFastScan]:
-    """The base file mapped as the service maps it, and the fast-scan copy it searches (which
-    shares the base's coarse quantizer: keep both)."""
-    plain = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)  # already its own class
-    if not isinstance(plain, faiss.IndexIVFPQ) or plain.pq.nbits != 4:
-        raise SystemExit(f"{path.name} is not a pq4 index: rebuild with FACE_SEARCH_IVF_STORAGE=pq4")
-    return plain, faiss.IndexIVFPQFastScan(plain)
 
 
 class Stored:
@@ -81,11 +66,7 @@ class Stored:
         nobody made before. Pages this process maps stay cached, hence the reopening; a server
         still mapping the catalog keeps its pages too (run this with no server on the data)."""
         self.catalog.close()
-        fd = os.open(self.path / "data.mdb", os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
+        drop_from_page_cache(self.path / "data.mdb")
         self.catalog = LmdbCatalog(self.path, 64 << 30)
 
     def vectors(self, ids: list[int]) -> np.ndarray:
@@ -98,15 +79,31 @@ class Stored:
         return self.vectors(sorted(chosen.tolist()))
 
 
-def scan(index: faiss.IndexIVFPQFastScan, queries: np.ndarray, nprobe: int, count: int) -> tuple[np.ndarray, list]:
+def served_index(data: Path, stored: Stored) -> tuple[VectorIndex, Path]:
+    """The gallery's index as a server opens it: the generation the catalog committed, its base
+    file mapped and, for ``pq4``, packed for the fast-scan kernels; and that file."""
+    if not (data / "indexes").is_dir():  # IndexFiles would create it, and bench_index then skip its rebuild
+        raise SystemExit(f"no index in {data}: run scripts/bench_index.py first")
+    generation = stored.catalog.images.gallery(stored.gid).index_generation
+    pointer = IndexFiles(data / "indexes").pointer(stored.gid, generation)
+    if pointer is None:
+        raise SystemExit(f"no index of generation {generation} in {data / 'indexes'}")
+    state = IndexState(**pointer.state)
+    if state.storage != "pq4":
+        raise SystemExit(f"{pointer.file} is {state.storage}, not pq4: rebuild with FACE_SEARCH_IVF_STORAGE=pq4")
+    path = data / "indexes" / pointer.file
+    return VectorIndex.load(path, state), path
+
+
+def scan(served: VectorIndex, queries: np.ndarray, nprobe: int, count: int) -> tuple[list[list[int]], list[float]]:
     """Each query's candidates in the codes' order, and the scan's time, one query at a time."""
-    index.nprobe = nprobe
-    found = np.empty((len(queries), count), np.int64)
-    times = []
-    for j, row in enumerate(queries):
+    served.set_nprobe(nprobe)
+    found, times = [], []
+    for row in queries:
         started = time.perf_counter()
-        found[j] = index.search(row[None, :], count)[1][0]
+        ids = served.searched().search(row[None, :], count)[1][0]
         times.append((time.perf_counter() - started) * 1000)
+        found.append([int(i) for i in ids if i >= 0])
     return found, times
 
 
@@ -114,7 +111,7 @@ class Codes:
     """Candidates' codes of M bytes per face, ranked by FAISS's asymmetric distance."""
 
     def __init__(self, bytes_per_face: int, training: np.ndarray) -> None:
-        self.index = faiss.IndexPQ(DIM, bytes_per_face, 8, faiss.METRIC_INNER_PRODUCT)
+        self.index = faiss.IndexPQ(training.shape[1], bytes_per_face, 8, faiss.METRIC_INNER_PRODUCT)
         self.index.train(training)
         self.by_id: dict[int, np.ndarray] = {}
 
@@ -142,12 +139,12 @@ def answer(
     stored: Stored,
     queries: np.ndarray,
     truth: np.ndarray,
-    candidates: list[list[int]],
+    scanned: tuple[list[list[int]], list[float]],
     coder: Codes | None,
     keep: int,
-    scan_ms: list[float],
 ) -> dict:
     """One setting's answers: recall, and each stage's time with the catalog cold, then warm."""
+    candidates, scan_ms = scanned
     stored.cold()
     found, kept, ranked, read = [], [], [], []
     for query, mine in zip(queries, candidates, strict=True):
@@ -161,6 +158,7 @@ def answer(
     before = np.array(scan_ms) + np.array(ranked)
     return {
         "recall@10": recall(np.array(found), truth),
+        "scan": percentiles(scan_ms),
         "code_ranking": percentiles(ranked),
         "exact_read": percentiles(read),
         "exact_read_warm": percentiles(warm),
@@ -184,18 +182,16 @@ def main(argv: list[str] | None = None) -> int:
     grid = {name: [int(v) for v in getattr(args, name).split(",")] for name in sweeps}
     faiss.omp_set_num_threads(1)
     data = args.data / f"n{args.size}"
-    path = newest_index(data / "indexes")
-    plain, index = load_pq4(path)
     stored = Stored(data, args.size)
+    served, path = served_index(data, stored)
     truth_file = min((p for p in data.glob("truth-*.npy") if int(p.stem[6:]) >= args.queries), default=None)
     if truth_file is None:
         raise SystemExit(f"no exact top 10 for {args.queries} queries in {data}")
     queries = np.load(data / "queries.npy").astype(np.float32)[: args.queries]
     truth = np.load(truth_file)[: args.queries]
 
-    scanned = {p: scan(index, queries, p, max(grid["candidates"])) for p in grid["nprobe"]}
-    scan_ms = {(p, r): scan(index, queries, p, r)[1] for p in grid["nprobe"] for r in grid["candidates"]}
-    needed = sorted({int(i) for found, _ in scanned.values() for i in found.ravel() if i >= 0})
+    scans = {(p, r): scan(served, queries, p, r) for p in grid["nprobe"] for r in grid["candidates"]}
+    needed = sorted({i for found, _ in scans.values() for mine in found for i in mine})
     training = stored.sample(TRAINING)
     coders = {m: Codes(m, training) for m in grid["codes"] if m}
     for start in range(0, len(needed), 50_000):
@@ -204,18 +200,17 @@ def main(argv: list[str] | None = None) -> int:
         for coder in coders.values():
             coder.encode(ids, vectors)
 
+    base_bytes = path.stat().st_size + served.packed_bytes
     rows = []
-    for (nprobe, count), times in scan_ms.items():
-        candidates = [[int(i) for i in found[:count] if i >= 0] for found in scanned[nprobe][0]]
+    for (nprobe, count), scanned in scans.items():
         for m in [0, *coders]:
             for keep in grid["exact"]:
                 row = {"nprobe": nprobe, "candidates": count, "code_bytes": m, "exact": keep}
-                row["scan"] = percentiles(times)
-                row |= answer(stored, queries, truth, candidates, coders.get(m), keep, times)
-                row["index_bytes_estimate"] = path.stat().st_size + args.size * (PACKED_BYTES + (m + 8 if m else 0))
+                row |= answer(stored, queries, truth, scanned, coders.get(m), keep)
+                row["index_bytes_estimate"] = base_bytes + args.size * (m + 8 if m else 0)
                 rows.append(row)
                 print(line(row), flush=True)
-    report = {"size": args.size, "index_file": path.name, "lists": plain.nlist, "queries": args.queries,
+    report = {"size": args.size, "index_file": path.name, "lists": served.state.nlist, "queries": args.queries,
               "cores": os.cpu_count(), "rows": rows}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=1))
