@@ -21,14 +21,16 @@ class IndexSettings:
     """How galleries are indexed; every backend reads the settings that apply to it."""
 
     ivf_threshold: int = 50_000  # vectors at which a gallery moves from exact to IVF
-    nprobe: int = 128  # lists a query scans: see README "Large galleries" for the sweep per size
-    storage: str = "pq"  # vectors in the IVF lists: "pq" codes re-ranked exactly (72 B/face), "pq4", "sq8" or "flat"
+    nprobe: int = 512  # lists a query scans: see README "Large galleries" for the sweep per size
+    storage: str = "pq4"  # vectors in the IVF lists: 4-bit "pq4" codes (72 B/face), "pq", "sq8" or "flat"
+    refine_bytes: int = 128  # bytes a face of a compressed IVF's second code, ranking its candidates (0: none)
+    candidates: int = 6400  # faces a compressed IVF's scan returns for the second code to rank
     rebuild_churn: float = 0.5  # share of an IVF changed since training that calls for a rebuild
     compact_fraction: float = 0.2  # a delete removing more than this share of a gallery compacts it
     rebuild_threads: int = 1  # threads of a rebuild, so searches keep a core on 2-core machines
     save_seconds: int = 60  # checkpoint interval of a serving process (0: only at shutdown)
     search_threads: int = 1  # threads of one search: the request threads already search side by side
-    rerank: int = 200  # candidates of a compressed index scored again with the exact vectors
+    rerank: int = 100  # candidates of a compressed index scored again with the exact vectors
     fold_after: int = 100_000  # changes held beside a base file before a checkpoint folds them in
     memory_bytes: int = 0  # indexes one process keeps loaded, least recently used evicted (0: RAM / 8)
 
@@ -49,6 +51,7 @@ class IndexDetails:
     last_rebuild: str | None
     seq: int
     rebuild_needed: str | None
+    second_code: int = 0  # bytes a face of the code that ranks a compressed IVF's candidates
 
 
 @dataclass(frozen=True)

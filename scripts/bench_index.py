@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from index.faiss import FaissIndexes  # noqa: E402
+from index.faiss.gallery import candidates_for  # noqa: E402
 from index.lmdb import LmdbCatalog  # noqa: E402
 from index.records import NewFace, NewImage  # noqa: E402
 from service.core.config import Settings  # noqa: E402
@@ -176,6 +177,7 @@ from pathlib import Path
 import faiss, numpy as np
 sys.path.insert(0, sys.argv[1])
 from index.faiss import FaissIndexes
+from index.faiss.gallery import CANDIDATES_AT
 from index.lmdb import LmdbCatalog
 from index.records import NewFace, NewImage
 from service.core.config import Settings
@@ -189,7 +191,7 @@ def status():
     mapped, index_file = 0, False
     for line in Path("/proc/self/smaps").read_text().splitlines():
         if not line[:1].isupper():  # a mapping's header: address range, perms, ..., path
-            index_file = line.rstrip().endswith(".faiss")
+            index_file = line.rstrip().endswith((".faiss", ".codes"))
         elif line.startswith("Rss:") and index_file:
             mapped += int(line.split()[1]) * 1024
     found["IndexFiles"] = mapped
@@ -207,7 +209,8 @@ indexes = FaissIndexes(catalog, data / "indexes", settings.index, serving=True)
 indexes.open_all()
 opened = time.monotonic() - started
 out = {"startup_s": round(opened, 2), "after_open": {k: v - base[k] for k, v in status().items()}}
-out["lists"] = indexes.status(gids[0]).details.lists if indexes.status(gids[0]).details else 0
+details = indexes.status(gids[0]).details
+out["lists"], out["refine_bytes"] = (details.lists, details.second_code) if details else (0, 0)
 
 def timed(gid, rows, k=10):
     times, found = [], []
@@ -222,7 +225,7 @@ for gid in touched:  # every other gallery first: the measured ones have not bee
     indexes.search(gid, queries.reshape(-1, 512)[:1], 10)
 out["measured_loaded_before"] = sum(g in indexes.loaded() for g in gids)
 def cold(gid):  # not touched for a while: its files have left the page cache too
-    for path in (data / "indexes").glob(f"gallery-{gid}.*.faiss"):
+    for path in (data / "indexes").glob(f"gallery-{gid}.*.*"):
         drop_from_page_cache(path)
 
 per_gallery = []
@@ -239,13 +242,17 @@ out["after_queries"] = {k: v - base[k] for k, v in status().items()}
 if grid:
     gid = gids[0]
     points = []
+    faces = indexes.status(gid).vectors
     for nprobe in grid["nprobe"]:
-        for rerank in grid["rerank"]:
-            indexes.tune(nprobe, rerank)
+        for candidates in grid["candidates"]:
+            # the setting is for ten million faces and scales down with the gallery: ask for as
+            # many as makes this gallery's scan return ``candidates``
+            indexes.tune(nprobe=nprobe, candidates=max(candidates, -(-candidates * CANDIDATES_AT // faces)))
             times, found = timed(gid, queries[:200])
-            points.append({"nprobe": nprobe, "rerank": rerank, "times": times.tolist(), "found": found.tolist()})
+            point = {"nprobe": nprobe, "candidates": candidates, "times": times.tolist(), "found": found.tolist()}
+            points.append(point)
     out["grid"] = points
-    indexes.tune(settings.index.nprobe, settings.index.rerank)
+    indexes.tune(nprobe=settings.index.nprobe, candidates=settings.index.candidates)
 
 if checkpoint:
     gid = gids[0]
@@ -368,7 +375,7 @@ def one_gallery(size: int, args: argparse.Namespace, settings: Settings) -> dict
     lmdb_bytes = (data / "lmdb" / "data.mdb").stat().st_size
     catalog.close()
     built = rebuild(data, key, settings) if not (data / "indexes").exists() else {"rebuild_s": None}
-    grid = {"nprobe": [64, 128, 256, 512], "rerank": [100, 200, 400, 800]} if args.grid else None
+    grid = {"nprobe": [256, 384, 512, 768], "candidates": [1600, 3200, 6400, 12800]} if args.grid else None
     served = serve(
         data, [record.gallery], queries, grid, checkpoint=True, rebuild_key=key if args.rebuild_while_serving else None
     )
@@ -379,6 +386,8 @@ def one_gallery(size: int, args: argparse.Namespace, settings: Settings) -> dict
         "storage": settings.index.storage,
         "lists": served["lists"],
         "nprobe": settings.index.nprobe,
+        "refine_bytes": served["refine_bytes"],
+        "candidates": candidates_for(size, settings.index),  # what the scan returns at this size
         "rerank": settings.index.rerank,
         "lmdb_bytes": lmdb_bytes,
         "index_file_bytes": sum(p.stat().st_size for p in (data / "indexes").glob("*.faiss")),
@@ -395,7 +404,7 @@ def one_gallery(size: int, args: argparse.Namespace, settings: Settings) -> dict
     }
     if grid:
         result["grid"] = [
-            {"nprobe": p["nprobe"], "rerank": p["rerank"], **percentiles(p["times"]),
+            {"nprobe": p["nprobe"], "candidates": p["candidates"], **percentiles(p["times"]),
              "recall@10": recall(np.array(p["found"]), exact[:200])}
             for p in served["grid"]
         ]  # fmt: skip
@@ -473,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--galleries", type=int, help="many galleries of --faces-per-gallery faces")
     parser.add_argument("--faces-per-gallery", type=int, default=10_000)
     parser.add_argument("--queries", type=int, default=500)
-    parser.add_argument("--grid", action="store_true", help="also sweep nprobe and re-rank candidates")
+    parser.add_argument("--grid", action="store_true", help="also sweep nprobe and the candidates of the scan")
     parser.add_argument("--rebuild-while-serving", action="store_true")
     parser.add_argument("--workers-memory", action="store_true", help="memory of each worker of a real server")
     parser.add_argument("--data", type=Path, default=ROOT / "data-bench", help="kept between runs (resumable)")
@@ -519,14 +528,15 @@ def previous(path: Path) -> dict:
 def table(report: dict) -> str:
     """The README's table: one gallery per size, then many small galleries."""
     lines = [
-        "| faces | storage, lists, nprobe, re-rank | resident MiB (B/face) | p50 / p99 ms | recall@10 | start-up s "
+        "| faces | storage, lists, nprobe, second code, candidates, exact | resident MiB (B/face) | p50 / p99 ms "
+        "| recall@10 | start-up s "
         "| rebuild s | checkpoint s (adds p99 during / before ms) | LMDB GiB |",
         "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in report["sizes"]:
         point = r["checkpoint"]
         lines.append(
-            f"| {r['size']:,} | {r['storage']}, {r.get('lists', '-')}, {r['nprobe']}, {r['rerank']} "
+            f"| {r['size']:,} | {r['storage']}, {r.get('lists', '-')}, {r['nprobe']}, {refine(r)}, {r['rerank']} "
             f"| {r['resident_bytes'] / 2**20:,.0f} ({r['bytes_per_face']:.0f}) | {r['p50_ms']} / {r['p99_ms']} "
             f"| {r['recall@10']} | {r['startup_s']} | {r['rebuild_s'] or '-'} "
             f"| {point['fold_s']} ({point['adds_during']['p99_ms']} / {point['adds_before']['p99_ms']}) "
@@ -544,6 +554,12 @@ def table(report: dict) -> str:
             f"| {g['lmdb_bytes'] / 2**30:.1f} |",
         ]
     return "\n".join(lines)
+
+
+def refine(row: dict) -> str:
+    """The second code and its candidates, as the table shows them (rows before it: none)."""
+    code = row.get("refine_bytes", 0)
+    return f"PQ{code}x8, {row['candidates']}" if code else "-, -"
 
 
 def plot(report: dict, path: Path) -> None:

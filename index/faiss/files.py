@@ -2,7 +2,8 @@
 
 An index generation's vectors live in immutable base files, ``gallery-<g>.g<gen>.s<seq>.faiss``
 (a plain FAISS file holding the gallery as of change ``seq``, so every process can
-memory-map it and share its pages), and a small pointer, ``gallery-<g>.g<gen>.json``, names
+memory-map it and share its pages; a large gallery's has a ``.codes`` file beside it, its
+second code), and a small pointer, ``gallery-<g>.g<gen>.json``, names
 the base file in use and carries the index's state. A checkpoint or a rebuild writes a new
 base file first, then swaps the pointer by rename: whatever kills it, the pointer names a
 complete file. The gallery's current generation is kept in the catalog.
@@ -21,7 +22,7 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 
@@ -32,6 +33,7 @@ class Pointer:
     file: str
     state: dict
     lists_offset: int | None = None  # where an IVF base's inverted lists start (for streaming writes)
+    codes: str | None = None  # the base's second code (``index.faiss.refine``), if it has one
 
 
 class IndexFiles:
@@ -65,7 +67,7 @@ class IndexFiles:
         final = self.pointer_path(gid, generation)
         tmp = self.temp(final)
         with open(tmp, "w") as handle:
-            json.dump({"file": pointer.file, "state": pointer.state, "lists_offset": pointer.lists_offset}, handle)
+            json.dump(asdict(pointer), handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, final)
@@ -95,7 +97,8 @@ class IndexFiles:
         once the last mapping is gone.
         """
         pointer = self.pointer(gid, generation)
-        keep = {self.pointer_path(gid, generation).name, *([pointer.file] if pointer is not None else [])}
+        named = [pointer.file, pointer.codes] if pointer is not None else []
+        keep = {self.pointer_path(gid, generation).name, *filter(None, named)}
         for path, number in self._files(gid):
             stale = number == generation and pointer is not None and path.name not in keep
             if ".tmp." in path.name or number < generation or stale:

@@ -118,9 +118,10 @@ class FaissIndexes:
         if pointer is not None:
             state = IndexState(**copy.deepcopy(pointer.state))
             path = self.files.directory / pointer.file
+            codes = self.files.directory / pointer.codes if pointer.codes else None
             try:
-                base = VectorIndex.load(path, replace(state, extra=dict(state.extra)))
-            except (OSError, RuntimeError) as exc:  # a damaged file is rebuilt from the catalog, never fatal
+                base = VectorIndex.load(path, replace(state, extra=dict(state.extra)), codes)
+            except (OSError, RuntimeError, ValueError) as exc:  # damaged: rebuilt from the catalog, never fatal
                 log.warning("index base %s unreadable (%s); rebuilding from the catalog", path, exc)
                 return None
             base.set_nprobe(self.settings.nprobe)
@@ -300,7 +301,7 @@ class FaissIndexes:
             empty = np.zeros((len(queries), 0))
             return empty.astype(np.float32), empty.astype(np.int64)
         with entry.lock.read():
-            return entry.search(queries, k, self.settings.rerank, lambda ids: self.catalog.images.vectors(gid, ids))
+            return entry.search(queries, k, self.settings, lambda ids: self.catalog.images.vectors(gid, ids))
 
     def status(self, gid: int) -> IndexStatus:
         entry = self._current(gid)
@@ -321,6 +322,7 @@ class FaissIndexes:
                 last_rebuild=state.built_at,
                 seq=state.seq,
                 rebuild_needed=rebuild_reason(state, entry.count, self.settings),
+                second_code=state.refine_bytes,
             )
             return IndexStatus(state.kind, entry.count, rebuilding, entry.generation, committed, details)
 
@@ -336,13 +338,14 @@ class FaissIndexes:
         with entry.lock.read():
             return set(entry.ids().tolist()) == expected
 
-    def tune(self, nprobe: int, rerank: int) -> None:
-        """Change the search-time settings of this process's indexes, loaded or not: no rebuild needed."""
-        self.settings = replace(self.settings, nprobe=nprobe, rerank=rerank)
+    def tune(self, **search: int) -> None:
+        """Change search-time settings (``nprobe``, ``candidates``, ``rerank``) of this process's
+        indexes, loaded or not: no rebuild needed."""
+        self.settings = replace(self.settings, **search)
         with self._entries_lock:
             for entry in self._entries.values():
                 if entry.base is not None:
-                    entry.base.set_nprobe(nprobe)
+                    entry.base.set_nprobe(self.settings.nprobe)
 
     def loaded(self) -> list[int]:
         """The galleries whose index this process holds now, least recently used first."""

@@ -1,8 +1,9 @@
 """One gallery's index in one process: the base file it maps, and the overlay on top.
 
 Searching asks both and merges the answers. When the base holds compressed codes, its
-answers are only candidates: each is scored again with the face's exact vector, read from
-the catalog, so every score returned is an exact cosine. A checkpoint (``fold``) writes
+answers are only candidates: a large base's second code ranks them, and the best are scored
+again with the faces' exact vectors, read from the catalog, so every score returned is an
+exact cosine. A checkpoint (``fold``) writes
 the base and the overlay into the next base file; the process then maps that file and
 keeps as overlay only what changed after it.
 """
@@ -18,10 +19,12 @@ import numpy as np
 
 from ..locks import ReadWriteLock
 from ..records import ChangeBatch
+from ..vectors import IndexSettings
 from .files import IndexFiles, Pointer
 from .ivf_file import IvfLayout, write_ivf
 from .overlay import Overlay
-from .vector_index import FLAT, IndexState, VectorIndex, add_vectors, lists_codes, lists_ids
+from .refine import RefineCodes, write_codes
+from .vector_index import FLAT, IndexState, VectorIndex, add_vectors, codes_path, lists_codes, lists_ids
 
 Exact = Callable[[list[int]], dict[int, np.ndarray]]  # face ids -> their exact vectors (live faces only)
 
@@ -57,7 +60,8 @@ class GalleryIndex:
         """What it holds in memory, counting a mapped base file as if every page were resident."""
         mapped = self.base_file.stat().st_size if self.base_file is not None and self.base_file.exists() else 0
         packed = self.base.packed_bytes if self.base is not None else 0
-        return mapped + packed + self.overlay.nbytes
+        codes = self.base.codes.nbytes if self.base is not None and self.base.codes is not None else 0
+        return mapped + packed + codes + self.overlay.nbytes
 
     def apply(self, batch: ChangeBatch) -> int:
         """Take in logged changes in order; returns how many faces they removed."""
@@ -78,14 +82,25 @@ class GalleryIndex:
         kept = base[~np.isin(base, np.fromiter(self.overlay.removed, np.int64))] if self.overlay.removed else base
         return np.concatenate([kept, self.overlay.added_vectors()[0]])
 
-    def search(self, queries: np.ndarray, k: int, candidates: int, exact: Exact) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, face ids) of the ``k`` nearest faces per query, best first, -1 padded."""
-        compressed = self.base is not None and self.base.compressed
-        wanted = max(k, candidates) if compressed else k
-        parts = [self.overlay.search(queries, wanted)]
-        if self.base is not None and self.base.count > len(self.overlay.removed):
-            scores, ids = self.base.search(queries, wanted, self.overlay.exclusion())
-            parts.append(_rescored(queries, ids, exact) if compressed else (scores, ids))
+    def search(
+        self, queries: np.ndarray, k: int, settings: IndexSettings, exact: Exact
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, face ids) of the ``k`` nearest faces per query, best first, -1 padded.
+
+        A compressed base's scan returns ``candidates_for`` its size when it has a second code to
+        rank them by, else ``settings.rerank``; ``settings.rerank`` are scored exactly."""
+        parts = [self.overlay.search(queries, k)]
+        base = self.base
+        if base is not None and base.count > len(self.overlay.removed):
+            if not base.compressed:
+                parts.append(base.search(queries, k, self.overlay.exclusion()))
+            else:
+                keep = max(k, settings.rerank)
+                wanted = max(keep, candidates_for(base.count, settings)) if base.codes is not None else keep
+                _, ids = base.search(queries, wanted, self.overlay.exclusion())
+                if base.codes is not None:
+                    ids = _ranked(base.codes, queries, ids, keep)
+                parts.append(_rescored(queries, ids, exact))
         scores = np.concatenate([p[0] for p in parts], axis=1)
         ids = np.concatenate([p[1] for p in parts], axis=1)
         scores = np.where(ids < 0, -np.inf, scores)
@@ -100,12 +115,15 @@ class GalleryIndex:
         """
         path = files.base_path(gid, self.generation, self.seq)
         state = copy.deepcopy(self.state)
+        codes = None
         if self.base is None or self.base.state.kind == FLAT:
             offset = self._folded_flat().write_base(path)
         else:
             offset = self._fold_lists(path)
+            if self.base.codes is not None:
+                codes = self._fold_codes(codes_path(path))
         state.generation = self.generation
-        return Pointer(path.name, asdict(state), offset)
+        return Pointer(path.name, asdict(state), offset, codes)
 
     def _folded_flat(self) -> VectorIndex:
         folded = VectorIndex.empty(self.state.dim)
@@ -142,6 +160,17 @@ class GalleryIndex:
 
         return write_ivf(path, layout, sizes, merged)
 
+    def _fold_codes(self, path: Path) -> str:
+        """Stream the next second-code file: the base's codes (minus removed faces) and the
+        overlay's faces encoded with the base's own quantiser; returns its name."""
+        codes = self.base.codes
+        added, vectors = self.overlay.added_vectors()
+        removed = np.fromiter(self.overlay.removed, np.int64, len(self.overlay.removed))
+        fresh = codes.encode(vectors if vectors is not None else np.zeros((0, self.state.dim), np.float32))
+        count, chunks = codes.merged(removed, added, fresh)
+        write_codes(path, codes.coder, count, chunks)
+        return path.name
+
     def frozen(self) -> GalleryIndex:
         """A copy to fold from: the base is shared (it never changes), the overlay copied."""
         twin = GalleryIndex(copy.deepcopy(self.state), self.generation, self.base, self.base_file, self.lists_offset)
@@ -149,6 +178,29 @@ class GalleryIndex:
         twin.overlay.add(added, vectors)
         twin.overlay.removed = set(self.overlay.removed)
         return twin
+
+
+FEWEST_CANDIDATES = 1600  # what a million faces need for recall@10 0.999 (README, "Large galleries")
+CANDIDATES_AT = 10_000_000  # the gallery size ``IndexSettings.candidates`` is set for
+
+
+def candidates_for(count: int, settings: IndexSettings) -> int:
+    """How many faces the scan of a base of ``count`` returns for the second code to rank.
+
+    With the lists capped, a query's scan reads a share of the gallery, so the strangers that
+    crowd a person's true neighbours grow with its size: 6,400 candidates at ten million faces
+    hold as many of them as 1,600 do at a million (measured), and fewer cost less to rank."""
+    scaled = settings.candidates * count // CANDIDATES_AT
+    return min(settings.candidates, max(FEWEST_CANDIDATES, scaled))
+
+
+def _ranked(codes: RefineCodes, queries: np.ndarray, ids: np.ndarray, keep: int) -> np.ndarray:
+    """Each query's ``keep`` best candidates by the second code, -1 padded."""
+    ranked = np.full((len(queries), keep), -1, np.int64)
+    for row, (query, found) in enumerate(zip(queries, ids, strict=True)):
+        best = codes.best(query, found, keep)[:keep]
+        ranked[row, : len(best)] = best
+    return ranked
 
 
 def _rescored(queries: np.ndarray, ids: np.ndarray, exact: Exact) -> tuple[np.ndarray, np.ndarray]:

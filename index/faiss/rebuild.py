@@ -9,7 +9,7 @@ serving and, at worst, files the next rebuild deletes.
 
 A large gallery is never held as float vectors: a training sample is read by face id, then
 the snapshot in batches to encode every face, so ten million faces cost their codes in
-memory (72 bytes each with ``pq``), not their 20 GB of vectors.
+memory (72 bytes each with ``pq``, and the second code's 136), not their 20 GB of vectors.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from ..errors import IndexBusyError
 from ..records import GalleryRecord
 from ..vectors import IndexSettings, RebuildResult
 from .files import IndexFiles, Pointer
-from .vector_index import FLAT, IVF, IndexState, VectorIndex, training_size
+from .vector_index import FLAT, IVF, IndexState, VectorIndex, codes_path, refine_bytes_for, training_size
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,9 @@ def rebuild_reason(state: IndexState | None, faces: int, settings: IndexSettings
         return f"{state.churn():.0%} of the IVF changed since it was trained"
     if state.kind == IVF and state.storage != settings.storage:
         return f"vectors are stored as {state.storage}, the setting says {settings.storage}"
+    wanted = refine_bytes_for(state.trained_on, state.dim, settings)
+    if state.kind == IVF and state.refine_bytes != wanted:
+        return f"the second code has {state.refine_bytes} bytes a face, the setting says {wanted}"
     return None
 
 
@@ -112,7 +115,9 @@ def write_base(files: IndexFiles, gid: int, generation: int, gallery: GalleryRec
     ``generation`` and point the generation at it."""
     index.state.seq, index.state.generation, index.state.built_at = gallery.seq, generation, now_iso()
     path = files.base_path(gid, generation, gallery.seq)
-    pointer = Pointer(path.name, asdict(index.state), index.write_base(path))
+    offset = index.write_base(path)
+    codes = codes_path(path).name if index.coding is not None else None
+    pointer = Pointer(path.name, asdict(index.state), offset, codes)
     files.write_pointer(gid, generation, pointer)
     return pointer
 

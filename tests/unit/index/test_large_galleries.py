@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -54,30 +55,33 @@ def catalog(tmp_path: Path) -> Iterator[LmdbCatalog]:
 @pytest.fixture(scope="module", params=["pq4", "pq"])
 def large(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[LmdbCatalog, Path, int, np.ndarray, np.ndarray, str]]:
+) -> Iterator[tuple[LmdbCatalog, Path, int, np.ndarray, np.ndarray, IndexSettings]]:
     """A gallery of SIZE face-like vectors with a PQ index built by a rebuild, as the service does:
-    fast-scan 4-bit codes (the default) and 8-bit ones."""
+    fast-scan 4-bit codes ranked by a second code (the default), and 8-bit ones without one."""
     root = tmp_path_factory.mktemp("large")
     catalog = LmdbCatalog(root / "lmdb", 4 << 30)
     gid = catalog.keys.create("k", "h", None, "now").gallery
     data = faces(SIZE // 5, per_identity=5, group=20, seed=11)
     ids = np.array(store(catalog, gid, data.vectors), np.int64)
-    settings = IndexSettings(ivf_threshold=50_000, storage=request.param, save_seconds=0, rebuild_threads=2)
+    second_code = IndexSettings().refine_bytes if request.param == "pq4" else 0
+    settings = IndexSettings(
+        ivf_threshold=50_000, storage=request.param, refine_bytes=second_code, save_seconds=0, rebuild_threads=2
+    )
     indexes = FaissIndexes(catalog, root / "indexes", settings, serving=True)  # a script would also renice
     result = indexes.rebuild(gid, progress=lambda line: None)
     assert result is not None and result.kind == "ivf" and result.vectors == SIZE
     indexes.close()
-    yield catalog, root / "indexes", gid, ids, data.queries, request.param
+    yield catalog, root / "indexes", gid, ids, data.queries, replace(settings, rebuild_threads=1)
     catalog.close()
 
 
 @pytest.mark.slow
 def test_the_compressed_index_re_ranked_answers_like_exact_search(large) -> None:
-    catalog, folder, gid, _, queries, storage = large
-    settings = IndexSettings(ivf_threshold=50_000, storage=storage, save_seconds=0)
+    catalog, folder, gid, _, queries, settings = large
     indexes = FaissIndexes(catalog, folder, settings, serving=True)
     state = indexes.status(gid)
-    assert state.details.storage == storage and state.vectors == SIZE
+    assert state.details.storage == settings.storage and state.vectors == SIZE
+    assert state.details.second_code == settings.refine_bytes and state.details.rebuild_needed is None
     assert (folder / catalog_file(indexes, gid)).stat().st_size < SIZE * 2048 / 10, "codes, not 2 KB vectors"
     snapshot = catalog.log.snapshot(gid)
     sample = queries[:400]
@@ -88,7 +92,7 @@ def test_the_compressed_index_re_ranked_answers_like_exact_search(large) -> None
     scores, found = indexes.search(gid, sample[:20], 10)
     exact = np.einsum("qd,qkd->qk", sample[:20], catalog_vectors(catalog, gid, found))
     np.testing.assert_allclose(scores, exact, atol=1e-5, err_msg="the scores are exact cosines")
-    without_rerank = FaissIndexes(catalog, folder, IndexSettings(storage=storage, rerank=1, save_seconds=0))
+    without_rerank = FaissIndexes(catalog, folder, replace(settings, rerank=1))
     worse = np.mean([g == t for g, t in zip(answers(without_rerank, gid, sample), truth, strict=True)])
     assert worse < same, ("re-ranking is what recovers the codes' loss", worse, same)
     indexes.close()

@@ -1,0 +1,257 @@
+"""The second code of a large gallery (``index.faiss.refine``): its file, its merges at checkpoints,
+how well it ranks candidates, and a gallery that has one through eviction, changes, damage and a
+checkpoint killed while writing it. Real FAISS quantisers on face-like vectors, real LMDB."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from index.faiss import FaissIndexes, refine
+from index.faiss.files import IndexFiles
+from index.faiss.refine import Coding, RefineCodes, write_codes
+from index.lmdb import LmdbCatalog
+from index.vectors import IndexSettings
+from tests.live import ROOT
+from tests.synthetic import exact_top, faces
+from tests.unit.index.test_large_galleries import answers, store
+
+GALLERY = 12_000  # faces: just past what 8-bit codebooks train on, so the gallery gets a second code
+SETTINGS = IndexSettings(ivf_threshold=10_000, save_seconds=0, rebuild_threads=2)
+
+
+@pytest.fixture(scope="module")
+def coder():
+    """A 128-byte quantiser trained on lookalike faces (identities in groups), as a rebuild trains it."""
+    return refine.train(faces(4_000, per_identity=5, group=20, seed=1).vectors, 128)
+
+
+def read_back(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    codes = RefineCodes.open(path)
+    return np.asarray(codes.ids), np.asarray(codes.codes)
+
+
+def test_codes_added_out_of_order_are_written_sorted_and_read_back_mapped(coder, tmp_path: Path) -> None:
+    vectors = faces(500, seed=2).vectors
+    ids = np.random.default_rng(0).permutation(len(vectors)).astype(np.int64) * 3 + 7
+    coding = Coding(coder)
+    for start in range(0, len(ids), 300):  # batches in no order of id
+        coding.add(ids[start : start + 300], vectors[start : start + 300])
+    path = tmp_path / "base.codes"
+    write_codes(path, coder, len(ids), coding.chunks())
+    got_ids, got_codes = read_back(path)
+    order = np.argsort(ids)
+    assert (got_ids == ids[order]).all()
+    assert (got_codes == refine.encode(coder, vectors[order])).all()
+    mapped = RefineCodes.open(path)
+    assert str(path) in Path("/proc/self/maps").read_text() and not mapped.codes.flags.writeable, "mapped read-only"
+    assert not list(tmp_path.glob("*.tmp.*"))
+
+
+def test_a_write_that_breaks_the_order_or_the_count_leaves_no_file(coder, tmp_path: Path) -> None:
+    vectors = faces(50, seed=4).vectors
+    codes = refine.encode(coder, vectors)
+    path = tmp_path / "base.codes"
+    with pytest.raises(ValueError, match="ascending"):
+        write_codes(path, coder, 200, iter([(np.arange(100, 0, -1), codes[:100]), (np.arange(200, 300), codes[100:])]))
+    with pytest.raises(ValueError, match="expected"):
+        write_codes(path, coder, 201, iter([(np.arange(200), codes)]))
+    assert not path.exists()
+
+
+def test_a_merge_drops_removed_faces_and_puts_added_ones_in_order(coder, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(refine, "CHUNK", 64)  # many chunks, so added faces fall into several of them
+    vectors = faces(400, seed=5).vectors
+    ids = np.arange(100, 100 + 2 * len(vectors), 2, dtype=np.int64)  # even ids, gaps between them
+    path = tmp_path / "old.codes"
+    write_codes(path, coder, len(ids), iter([(ids, refine.encode(coder, vectors))]))
+    old = RefineCodes.open(path)
+    removed = ids[::7]
+    added = np.array([3, 101, 555, 1001, 5000, 703], dtype=np.int64)  # before, between and after the old ids
+    fresh = faces(10, seed=6).vectors[: len(added)]
+    count, chunks = old.merged(removed, added, refine.encode(coder, fresh))
+    write_codes(tmp_path / "new.codes", coder, count, chunks)
+    got_ids, got_codes = read_back(tmp_path / "new.codes")
+    expected = {int(i): c for i, c in zip(ids, refine.encode(coder, vectors), strict=True) if i not in set(removed)}
+    expected |= {int(i): c for i, c in zip(added, refine.encode(coder, fresh), strict=True)}
+    assert got_ids.tolist() == sorted(expected)
+    assert all((got_codes[n] == expected[int(i)]).all() for n, i in enumerate(got_ids))
+
+
+def test_the_second_code_ranks_a_persons_true_neighbours_among_its_first_hundred(coder) -> None:
+    """What it is for: of thousands of candidates, the best hundred by code hold the exact top 10
+    (lookalike groups put strangers close); a coarse 16-byte code does not manage it."""
+    data = faces(4_000, per_identity=5, group=20, seed=1)  # the faces the quantiser was trained on
+    ids = np.arange(len(data.vectors), dtype=np.int64)
+    truth = exact_top(data.vectors, ids, data.queries[:200], 10)
+
+    def share(quantiser) -> float:
+        codes = RefineCodes(quantiser, ids, refine.encode(quantiser, data.vectors))
+        best = [set(codes.best(q, ids, 100).tolist()) for q in data.queries[:200]]
+        return float(np.mean([len(set(t) & b) / 10 for t, b in zip(truth, best, strict=True)]))
+
+    fine = share(coder)
+    coarse = share(refine.train(data.vectors, 16))
+    assert fine >= 0.99, fine
+    assert coarse < fine, (coarse, fine)
+
+
+@pytest.fixture
+def gallery(tmp_path: Path) -> Iterator[tuple[LmdbCatalog, Path, int, np.ndarray]]:
+    """A gallery with a second code, built by a rebuild as the service does."""
+    catalog = LmdbCatalog(tmp_path / "lmdb", 4 << 30)
+    gid = catalog.keys.create("k", "h", None, "now").gallery
+    data = faces(GALLERY // 5, per_identity=5, group=20, seed=8)
+    store(catalog, gid, data.vectors, per_image=100)
+    indexes = FaissIndexes(catalog, tmp_path / "indexes", SETTINGS, serving=True)
+    indexes.rebuild(gid, progress=lambda line: None)
+    assert indexes.status(gid).details.second_code == 128
+    indexes.close()
+    yield catalog, tmp_path / "indexes", gid, data.queries
+    catalog.close()
+
+
+def codes_file(folder: Path) -> Path:
+    (path,) = folder.glob("*.codes")
+    return path
+
+
+def same_as_exact(catalog: LmdbCatalog, indexes: FaissIndexes, gid: int, queries: np.ndarray) -> float:
+    snapshot = catalog.log.snapshot(gid)
+    truth = exact_top(snapshot.vectors, snapshot.ids, queries, 10)
+    return float(np.mean([g == t for g, t in zip(answers(indexes, gid, queries), truth, strict=True)]))
+
+
+def changed(catalog: LmdbCatalog, gid: int, seed: int) -> tuple[np.ndarray, set[int]]:
+    """Three photos removed (300 faces) and 40 faces added: the added ones' vectors, the
+    removed ones' ids."""
+    dropped = catalog.images.get_many(gid, catalog.images.ids(gid)[seed : seed + 3])
+    catalog.images.delete(gid, list(dropped))
+    added = faces(40, seed=seed).vectors
+    store(catalog, gid, added, per_image=10)
+    return added, {face.id for record in dropped.values() for face in record.faces}
+
+
+def assert_changes_answered(indexes: FaissIndexes, gid: int, added: np.ndarray, gone: set[int]) -> None:
+    """Each added face is its own best match, and no removed face is ever answered."""
+    scores, found = indexes.search(gid, added, 10)
+    assert np.allclose(scores[:, 0], 1.0, atol=1e-4), "every added face found itself"
+    assert not gone & set(found.ravel().tolist())
+
+
+def test_a_gallery_with_a_second_code_answers_like_exact_search_through_changes_and_checkpoints(gallery) -> None:
+    catalog, folder, gid, queries = gallery
+    indexes = FaissIndexes(catalog, folder, SETTINGS, serving=True)
+    indexes.open_all()
+    assert same_as_exact(catalog, indexes, gid, queries[:200]) >= 0.99
+    added, gone = changed(catalog, gid, seed=21)
+    assert_changes_answered(indexes, gid, added, gone)
+    before = codes_file(folder)
+    assert indexes.save_all() == 1
+    after = codes_file(folder)
+    assert after != before and not before.exists(), "the checkpoint wrote the next codes file"
+    assert RefineCodes.open(after).count == indexes.status(gid).vectors == catalog.images.gallery(gid).faces
+    assert_changes_answered(indexes, gid, added, gone)
+    assert same_as_exact(catalog, indexes, gid, queries[:200]) >= 0.99
+    indexes.close()
+
+
+def test_a_gallery_evicted_with_changes_made_meanwhile_answers_them_when_loaded_again(gallery) -> None:
+    catalog, folder, gid, queries = gallery
+    other = catalog.keys.create("o", "h", None, "now").gallery
+    store(catalog, other, faces(500, seed=30).vectors)
+    budget = codes_file(folder).stat().st_size  # less than the large gallery takes
+    indexes = FaissIndexes(catalog, folder, replace(SETTINGS, memory_bytes=budget), serving=True)
+    indexes.open_all()
+    before = answers(indexes, gid, queries[:100])
+    answers(indexes, other, queries[:3])
+    assert gid not in indexes.loaded(), "the large gallery was dropped for the other one"
+    assert answers(indexes, gid, queries[:100]) == before, "loaded again, with its codes, it answers the same"
+    answers(indexes, other, queries[:3])
+    assert gid not in indexes.loaded()
+    added, gone = changed(catalog, gid, seed=22)  # while it is out of memory
+    assert_changes_answered(indexes, gid, added, gone)
+    assert same_as_exact(catalog, indexes, gid, queries[:200]) >= 0.99
+    assert indexes.verify(gid)
+    indexes.close()
+
+
+def test_a_damaged_codes_file_is_rebuilt_from_the_catalog(gallery) -> None:
+    catalog, folder, gid, queries = gallery
+    path = codes_file(folder)
+    with open(path, "r+b") as handle:
+        handle.truncate(path.stat().st_size // 2)
+    indexes = FaissIndexes(catalog, folder, SETTINGS, serving=True)
+    indexes.open_all()
+    assert indexes.verify(gid), "served meanwhile from the catalog's log"
+    assert same_as_exact(catalog, indexes, gid, queries[:100]) == 1.0
+    indexes.wait(gid, timeout=300)  # the rebuild it started in the background
+    assert indexes.status(gid).generation == 2 and indexes.status(gid).details.second_code == 128
+    assert RefineCodes.open(codes_file(folder)).count == GALLERY, "a whole file again"
+    assert same_as_exact(catalog, indexes, gid, queries[:100]) >= 0.99
+    indexes.close()
+
+
+KILLED_WHILE_WRITING_CODES = """
+import sys, time
+from pathlib import Path
+from index.faiss import FaissIndexes, gallery, refine
+from index.lmdb import LmdbCatalog
+from index.vectors import IndexSettings
+
+refine.CHUNK = 1000
+real = refine.write_codes
+def half_then_die(path, coder, count, chunks):
+    def slow():
+        for number, chunk in enumerate(chunks):
+            if number == count // refine.CHUNK // 2:
+                Path(sys.argv[3]).write_text("half")
+                time.sleep(600)
+            yield chunk
+    return real(path, coder, count, slow())
+gallery.write_codes = half_then_die
+catalog = LmdbCatalog(Path(sys.argv[1]), 4 << 30)
+settings = IndexSettings(ivf_threshold=10_000, save_seconds=0)
+indexes = FaissIndexes(catalog, Path(sys.argv[2]), settings, serving=True)
+indexes.open_all()
+indexes.save_all()
+"""
+
+
+def test_a_checkpoint_killed_while_writing_the_codes_leaves_the_previous_ones_usable(gallery, tmp_path: Path) -> None:
+    catalog, folder, gid, queries = gallery
+    previous = IndexFiles(folder).pointer(gid, 1)
+    added, gone = changed(catalog, gid, seed=23)
+    catalog.close()
+    marker = tmp_path / "half"
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WHILE_WRITING_CODES, str(catalog.env.path), str(folder), str(marker)], cwd=ROOT
+    )
+    deadline = time.monotonic() + 120
+    while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), "the checkpoint got half-way through the codes"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+
+    reopened = LmdbCatalog(catalog.env.path, 4 << 30)
+    after = FaissIndexes(reopened, folder, SETTINGS, serving=True)
+    assert after.files.pointer(gid, 1) == previous, "the pointer still names the previous base and codes"
+    assert any(".codes.tmp." in p.name for p in folder.iterdir()), "the killed write left its temp file"
+    after.open_all()
+    assert after.verify(gid)
+    assert_changes_answered(after, gid, added, gone)
+    assert after.save_all() == 1 and not list(folder.glob("*.tmp.*")), "the next checkpoint cleans up"
+    assert_changes_answered(after, gid, added, gone)
+    assert same_as_exact(reopened, after, gid, queries[:100]) >= 0.99
+    after.close()
+    reopened.close()
