@@ -281,6 +281,17 @@ indexes.save_all()
 """
 
 
+def killed_half_way(script: str, lmdb: Path, folder: Path, marker: Path) -> None:
+    """Run a checkpoint in a child process and SIGKILL it once it writes ``marker``, half-way."""
+    child = subprocess.Popen([sys.executable, "-c", script, str(lmdb), str(folder), str(marker)], cwd=ROOT)
+    deadline = time.monotonic() + 120
+    while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), "the checkpoint got half-way"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+
+
 def test_a_checkpoint_killed_half_way_leaves_the_previous_one_usable(catalog, tmp_path: Path) -> None:
     gid = catalog.keys.create("k", "h", None, "now").gallery
     store(catalog, gid, faces(1000).vectors)
@@ -293,16 +304,7 @@ def test_a_checkpoint_killed_half_way_leaves_the_previous_one_usable(catalog, tm
     store(catalog, gid, faces(50, seed=3).vectors)  # changes for the next checkpoint to fold
     catalog.close()
 
-    marker = tmp_path / "half"
-    child = subprocess.Popen(
-        [sys.executable, "-c", KILLED_CHECKPOINT, str(catalog.env.path), str(folder), str(marker)], cwd=ROOT
-    )
-    deadline = time.monotonic() + 120
-    while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert marker.exists(), "the checkpoint got half-way"
-    os.kill(child.pid, signal.SIGKILL)
-    child.wait()
+    killed_half_way(KILLED_CHECKPOINT, catalog.env.path, folder, tmp_path / "half")
 
     reopened = LmdbCatalog(catalog.env.path, 4 << 30)
     assert indexes.files.pointer(gid, 1) == previous, "the pointer still names the previous base"

@@ -4,11 +4,6 @@ checkpoint killed while writing it. Real FAISS quantisers on face-like vectors, 
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -17,13 +12,13 @@ import numpy as np
 import pytest
 
 from index.faiss import FaissIndexes, refine
+from index.faiss import gallery as gallery_module
 from index.faiss.files import IndexFiles
 from index.faiss.refine import Coding, RefineCodes, write_codes
 from index.lmdb import LmdbCatalog
 from index.vectors import IndexSettings
-from tests.live import ROOT
 from tests.synthetic import exact_top, faces
-from tests.unit.index.test_large_galleries import answers, store
+from tests.unit.index.test_large_galleries import answers, checkpoint_paused_in, killed_half_way, store
 
 GALLERY = 12_000  # faces: just past what 8-bit codebooks train on, so the gallery gets a second code
 SETTINGS = IndexSettings(ivf_threshold=10_000, save_seconds=0, rebuild_threads=2)
@@ -232,16 +227,7 @@ def test_a_checkpoint_killed_while_writing_the_codes_leaves_the_previous_ones_us
     previous = IndexFiles(folder).pointer(gid, 1)
     added, gone = changed(catalog, gid, seed=23)
     catalog.close()
-    marker = tmp_path / "half"
-    child = subprocess.Popen(
-        [sys.executable, "-c", KILLED_WHILE_WRITING_CODES, str(catalog.env.path), str(folder), str(marker)], cwd=ROOT
-    )
-    deadline = time.monotonic() + 120
-    while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert marker.exists(), "the checkpoint got half-way through the codes"
-    os.kill(child.pid, signal.SIGKILL)
-    child.wait()
+    killed_half_way(KILLED_WHILE_WRITING_CODES, catalog.env.path, folder, tmp_path / "half")
 
     reopened = LmdbCatalog(catalog.env.path, 4 << 30)
     after = FaissIndexes(reopened, folder, SETTINGS, serving=True)
@@ -255,3 +241,20 @@ def test_a_checkpoint_killed_while_writing_the_codes_leaves_the_previous_ones_us
     assert same_as_exact(reopened, after, gid, queries[:100]) >= 0.99
     after.close()
     reopened.close()
+
+
+def test_changes_made_while_the_codes_are_written_are_in_the_next_answer(gallery, monkeypatch) -> None:
+    catalog, folder, gid, queries = gallery
+    indexes = FaissIndexes(catalog, folder, SETTINGS, serving=True)
+    indexes.open_all()
+    changed(catalog, gid, seed=40)  # for the checkpoint to fold
+    indexes.sync(gid)
+    folded = catalog.images.gallery(gid).faces
+    with checkpoint_paused_in(monkeypatch, indexes, gallery_module, "write_codes"):
+        added, gone = changed(catalog, gid, seed=50)  # while it writes the next codes file
+        assert_changes_answered(indexes, gid, added, gone)
+    assert RefineCodes.open(codes_file(folder)).count == folded, "the file holds what the checkpoint folded"
+    assert indexes.verify(gid), "and the changes made meanwhile are beside it"
+    assert_changes_answered(indexes, gid, added, gone)
+    assert same_as_exact(catalog, indexes, gid, queries[:100]) >= 0.99
+    indexes.close()
