@@ -58,6 +58,13 @@ def decode_image(raw: bytes) -> ImageRecord:
     return ImageRecord(**data)
 
 
+def decode_face_ids(raw: bytes, gid: int) -> list[int]:
+    """The face ids of an image record of gallery ``gid`` (none for another gallery's), without
+    building the record: a rebuild lists millions."""
+    data = json.loads(raw)
+    return [face["id"] for face in data["faces"]] if data["gallery"] == gid else []
+
+
 @dataclass
 class FaceVector:
     image: int

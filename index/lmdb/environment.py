@@ -96,17 +96,6 @@ class Environment:
                 return
             yield key, value
 
-    def keys(self, txn: lmdb.Transaction, table: str, prefix: bytes) -> Iterator[bytes]:
-        """The keys ``walk`` visits, without their values: a large value's overflow pages are
-        not read."""
-        cursor = txn.cursor(db=self.db[table])
-        if not cursor.set_range(prefix):
-            return
-        for key in cursor.iternext(keys=True, values=False):
-            if not key.startswith(prefix):
-                return
-            yield key
-
     def clear(
         self, txn: lmdb.Transaction, table: str, prefix: bytes, last: bytes | None = None, limit: int | None = None
     ) -> int:
