@@ -329,10 +329,7 @@ class FaissIndexes:
     def verify(self, gid: int) -> bool:
         """True when the index holds exactly the gallery's live faces in the catalog."""
         entry = self._current(gid)
-        expected: set[int] = set()
-        with self.catalog.log.scan(gid, BATCH) as (_, batches):
-            for ids, _vectors in batches:
-                expected.update(ids.tolist())
+        expected = set(self.catalog.images.face_ids(gid).tolist())
         if entry is None:
             return not expected
         with entry.lock.read():
