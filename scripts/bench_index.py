@@ -56,6 +56,7 @@ GROUP = 20  # identities per lookalike group
 LATENT = 32  # dimensions the group centres vary along
 CHUNK = 100_000  # faces generated and stored at a time
 PER_IMAGE = 1000  # faces per stored image record
+INDEX_FILES = (".faiss", ".codes")  # a gallery's base files and second codes
 
 
 def drop_from_page_cache(path: Path) -> None:
@@ -181,7 +182,7 @@ from index.faiss.gallery import CANDIDATES_AT
 from index.lmdb import LmdbCatalog
 from index.records import NewFace, NewImage
 from service.core.config import Settings
-from scripts.bench_index import drop_from_page_cache
+from scripts.bench_index import INDEX_FILES, drop_from_page_cache
 
 def status():
     # resident memory: all of it, the process's own (anonymous), and the pages of the index files
@@ -191,7 +192,7 @@ def status():
     mapped, index_file = 0, False
     for line in Path("/proc/self/smaps").read_text().splitlines():
         if not line[:1].isupper():  # a mapping's header: address range, perms, ..., path
-            index_file = line.rstrip().endswith((".faiss", ".codes"))
+            index_file = line.rstrip().endswith(INDEX_FILES)
         elif line.startswith("Rss:") and index_file:
             mapped += int(line.split()[1]) * 1024
     found["IndexFiles"] = mapped
@@ -390,7 +391,7 @@ def one_gallery(size: int, args: argparse.Namespace, settings: Settings) -> dict
         "candidates": candidates_for(size, settings.index),  # what the scan returns at this size
         "rerank": settings.index.rerank,
         "lmdb_bytes": lmdb_bytes,
-        "index_file_bytes": sum(p.stat().st_size for p in (data / "indexes").glob("*.faiss")),
+        "index_file_bytes": sum(p.stat().st_size for p in (data / "indexes").iterdir() if p.suffix in INDEX_FILES),
         **built,
         "startup_s": served["startup_s"],
         "resident_bytes": resident,  # the serving index: the process's own memory and its mapped index pages

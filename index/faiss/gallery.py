@@ -166,8 +166,7 @@ class GalleryIndex:
         codes = self.base.codes
         added, vectors = self.overlay.added_vectors()
         removed = np.fromiter(self.overlay.removed, np.int64, len(self.overlay.removed))
-        fresh = codes.encode(vectors if vectors is not None else np.zeros((0, self.state.dim), np.float32))
-        count, chunks = codes.merged(removed, added, fresh)
+        count, chunks = codes.merged(removed, added, codes.encode(vectors))
         write_codes(path, codes.coder, count, chunks)
         return path.name
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
-_NO_VECTORS = (np.zeros(0, np.int64), None)
-
 
 class Overlay:
     def __init__(self, dim: int) -> None:
@@ -65,10 +63,10 @@ class Overlay:
             return empty.astype(np.float32), empty.astype(np.int64)
         return self.added.search(np.ascontiguousarray(queries, np.float32), min(k, len(self._added_ids)))
 
-    def added_vectors(self) -> tuple[np.ndarray, np.ndarray | None]:
+    def added_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) of the faces added here, for folding into the next base."""
         if not self._added_ids:
-            return _NO_VECTORS
+            return np.zeros(0, np.int64), np.zeros((0, self.dim), np.float32)
         ids = faiss.vector_to_array(self.added.id_map).astype(np.int64)
         flat = faiss.downcast_index(self.added.index)
         return ids, faiss.rev_swig_ptr(flat.get_xb(), len(ids) * self.dim).reshape(len(ids), self.dim).copy()

@@ -54,8 +54,7 @@ def rebuild_reason(state: IndexState | None, faces: int, settings: IndexSettings
         return f"{state.churn():.0%} of the IVF changed since it was trained"
     if state.kind == IVF and state.storage != settings.storage:
         return f"vectors are stored as {state.storage}, the setting says {settings.storage}"
-    wanted = refine_bytes_for(state.trained_on, state.dim, settings)
-    if state.kind == IVF and state.refine_bytes != wanted:
+    if state.kind == IVF and state.refine_bytes != (wanted := refine_bytes_for(state.trained_on, state.dim, settings)):
         return f"the second code has {state.refine_bytes} bytes a face, the setting says {wanted}"
     return None
 

@@ -122,9 +122,9 @@ class RefineCodes:
             (count,) = _COUNT.unpack(handle.read(_COUNT.size))
             ids_at = _HEADER.size + _padded(length) + _COUNT.size
             codes_at = ids_at + count * 8
-            expected = codes_at + count * coder.pq.M
-            if os.fstat(handle.fileno()).st_size != expected:
-                raise ValueError(f"{path}: {os.fstat(handle.fileno()).st_size} bytes, {expected} expected")
+            expected, size = codes_at + count * coder.pq.M, os.fstat(handle.fileno()).st_size
+            if size != expected:
+                raise ValueError(f"{path}: {size} bytes, {expected} expected")
             mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
         ids = np.frombuffer(mapped, np.int64, count, ids_at)
         codes = np.frombuffer(mapped, np.uint8, count * coder.pq.M, codes_at).reshape(count, coder.pq.M)
@@ -193,10 +193,9 @@ def _padded(length: int) -> int:
 def write_codes(path: Path, coder: faiss.IndexPQ, count: int, chunks: Chunks) -> None:
     """Write a codes file atomically (temp file, fsync, rename) from chunks of ids in ascending
     order, ``count`` faces in all; made durable as it goes, as base files are (see ``write_ivf``)."""
-    empty = faiss.IndexPQ(coder.d, coder.pq.M, 8, faiss.METRIC_INNER_PRODUCT)
-    empty.pq = coder.pq
-    empty.is_trained = True
-    serialised = faiss.serialize_index(empty).tobytes()
+    if coder.ntotal:
+        raise ValueError("the quantiser is written without codes of its own")
+    serialised = faiss.serialize_index(coder).tobytes()
     ids_at = _HEADER.size + _padded(len(serialised)) + _COUNT.size
     codes_at = ids_at + count * 8
     tmp = path.with_name(f"{path.name}.tmp.{os.getpid()}")
