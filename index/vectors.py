@@ -23,8 +23,8 @@ class IndexSettings:
     ivf_threshold: int = 50_000  # vectors at which a gallery moves from exact to IVF
     nprobe: int = 512  # lists a query scans: see README "Large galleries" for the sweep per size
     storage: str = "pq4"  # vectors in the IVF lists: 4-bit "pq4" codes (72 B/face), "pq", "sq8" or "flat"
-    refine_bytes: int = 128  # bytes a face of a compressed IVF's second code, ranking its candidates (0: none)
-    candidates: int = 6400  # faces a compressed IVF's scan returns for the second code to rank
+    refine_bytes: int = 128  # bytes a face of a pq4 IVF's second code, ranking its candidates (0: none)
+    candidates: int = 6400  # faces a pq4 IVF's scan returns for the second code to rank
     rebuild_churn: float = 0.5  # share of an IVF changed since training that calls for a rebuild
     compact_fraction: float = 0.2  # a delete removing more than this share of a gallery compacts it
     rebuild_threads: int = 1  # threads of a rebuild, so searches keep a core on 2-core machines

@@ -92,14 +92,16 @@ class GalleryIndex:
         parts = [self.overlay.search(queries, k)]
         base = self.base
         if base is not None and base.count > len(self.overlay.removed):
+            exclude = self.overlay.exclusion(base.labels)
             if not base.compressed:
-                parts.append(base.search(queries, k, self.overlay.exclusion()))
+                parts.append(base.search(queries, k, exclude))
             else:
                 keep = max(k, settings.rerank)
-                wanted = max(keep, candidates_for(base.count, settings)) if base.codes is not None else keep
-                _, ids = base.search(queries, wanted, self.overlay.exclusion())
-                if base.codes is not None:
-                    ids = _ranked(base.codes, queries, ids, keep)
+                if base.codes is None:
+                    _, ids = base.search(queries, keep, exclude)
+                else:
+                    _, rows = base.search(queries, max(keep, candidates_for(base.count, settings)), exclude)
+                    ids = _ranked(base.codes, queries, rows, keep)
                 parts.append(_rescored(queries, ids, exact))
         scores = np.concatenate([p[0] for p in parts], axis=1)
         ids = np.concatenate([p[1] for p in parts], axis=1)
@@ -193,12 +195,12 @@ def candidates_for(count: int, settings: IndexSettings) -> int:
     return min(settings.candidates, max(FEWEST_CANDIDATES, scaled))
 
 
-def _ranked(codes: RefineCodes, queries: np.ndarray, ids: np.ndarray, keep: int) -> np.ndarray:
-    """Each query's ``keep`` best candidates by the second code, -1 padded."""
+def _ranked(codes: RefineCodes, queries: np.ndarray, rows: np.ndarray, keep: int) -> np.ndarray:
+    """The face ids of each query's ``keep`` best candidate rows by the second code, -1 padded."""
     ranked = np.full((len(queries), keep), -1, np.int64)
-    for row, (query, found) in enumerate(zip(queries, ids, strict=True)):
+    for number, (query, found) in enumerate(zip(queries, rows, strict=True)):
         best = codes.best(query, found, keep)[:keep]
-        ranked[row, : len(best)] = best
+        ranked[number, : len(best)] = codes.ids[best]
     return ranked
 
 

@@ -7,6 +7,8 @@ leave out. A checkpoint folds the overlay into the next base file.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import faiss
 import numpy as np
 
@@ -48,12 +50,14 @@ class Overlay:
             self._exclusion = None
         return len(own)
 
-    def exclusion(self) -> faiss.IDSelector | None:
-        """A selector of the base's faces that are still there (None when none was removed)."""
+    def exclusion(self, labels: Callable[[np.ndarray], np.ndarray]) -> faiss.IDSelector | None:
+        """A selector of the base's faces that are still there (None when none was removed), by
+        what the base's searches call its faces (``VectorIndex.labels``): an overlay belongs to
+        one base, so the selector is made once for each change of the removed faces."""
         if not self.removed:
             return None
         if self._exclusion is None:
-            batch = faiss.IDSelectorBatch(np.fromiter(self.removed, np.int64, len(self.removed)))
+            batch = faiss.IDSelectorBatch(labels(np.array(sorted(self.removed), np.int64)))
             self._exclusion = (faiss.IDSelectorNot(batch), batch)  # the batch must outlive the Not
         return self._exclusion[0]
 

@@ -11,7 +11,8 @@ candidates reach 0.992 where the IVF alone gave 0.970.
 
 A codes file sits beside each IVF base file and is immutable like it: the trained quantiser,
 then every face id in ascending order, then the codes in the same order. Every process maps it
-read-only, so its pages are shared; a candidate's code is found by binary search of the ids.
+read-only, so its pages are shared; the IVF's packed copy labels each face by its row here, so
+a candidate's code is read by index.
 Checkpoints stream the next file from the mapped one and the overlay, a chunk at a time, so the
 codes are never held twice in memory.
 """
@@ -88,23 +89,40 @@ class RefineCodes:
     def encode(self, vectors: np.ndarray) -> np.ndarray:
         return encode(self.coder, vectors)
 
-    def best(self, query: np.ndarray, candidates: np.ndarray, keep: int) -> np.ndarray:
-        """The ``keep`` candidates whose codes score highest for ``query`` (one unit vector),
-        best first. A candidate without a code (none should be) is kept, to be scored exactly."""
-        wanted = np.sort(candidates[candidates >= 0])  # in order, the binary searches share their path
-        if len(wanted) <= keep or not self.count:
-            return wanted
-        position, known = self.find(wanted)
+    def best(self, query: np.ndarray, rows: np.ndarray, keep: int) -> np.ndarray:
+        """The ``keep`` of ``rows`` (-1 padded) whose codes score highest for ``query`` (one unit
+        vector), best first, as rows."""
+        rows = np.sort(rows[rows >= 0])  # in file order: the codes are read going forward
+        if len(rows) <= keep:
+            return rows
         # a scorer per query: FAISS scores codes it holds, and searches run in several threads
         scorer = faiss.IndexPQ(self.coder.d, self.code_bytes, 8, faiss.METRIC_INNER_PRODUCT)
         scorer.pq = self.coder.pq
         scorer.is_trained = True
-        scorer.add_sa_codes(np.ascontiguousarray(self.codes[position[known]]))
+        scorer.add_sa_codes(np.ascontiguousarray(self.codes[rows]))
         order = scorer.search(np.ascontiguousarray(query[None, :], dtype=np.float32), keep)[1][0]
-        return np.concatenate([wanted[~known], wanted[known][order[order >= 0]]])
+        return rows[order[order >= 0]]
+
+    def rows(self, ids: np.ndarray) -> np.ndarray:
+        """The rows of these faces in the file; a face it does not hold means the file is not the
+        one its IVF was written with."""
+        position, known = self.find(np.asarray(ids, np.int64))
+        if not np.all(known):
+            raise ValueError(f"the codes file holds no code for face {np.asarray(ids)[~known][0]}")
+        return position
+
+    def rows_of_every(self, ids: np.ndarray) -> np.ndarray:
+        """The rows of ``ids``, which must be every face of the file in any order. One sort, where
+        a binary search per face took 11 s at ten million (measured: 1.7 s)."""
+        order = np.argsort(ids, kind="stable")  # an IVF's lists are each in order: a merge of runs
+        if not np.array_equal(ids[order], self.ids):
+            raise ValueError("the codes file does not hold the same faces as its IVF")
+        rows = np.empty(len(ids), np.int64)
+        rows[order] = np.arange(len(ids))
+        return rows
 
     def find(self, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Where each of the ascending ``wanted`` ids is in the file, and whether it is there."""
+        """Where each of the ``wanted`` ids is in the file, and whether it is there."""
         if not self.count:
             return np.zeros(len(wanted), np.int64), np.zeros(len(wanted), bool)
         position = np.minimum(np.searchsorted(self.ids, wanted), self.count - 1)

@@ -295,13 +295,13 @@ ENV = (
     ),
     Env(
         "FACE_SEARCH_REFINE_BYTES", "index.refine_bytes",
-        "bytes a face of a compressed IVF's second code, which ranks the scan's candidates "
+        "bytes a face of a pq4 IVF's second code, which ranks the scan's candidates "
         "(a divisor of the embedding size; 0: none)",
         whole(0),
     ),
     Env(
         "FACE_SEARCH_CANDIDATES", "index.candidates",
-        "faces a compressed IVF's scan returns for the second code to rank", whole(1),
+        "faces a pq4 IVF's scan returns for the second code to rank", whole(1),
     ),
     Env(
         "FACE_SEARCH_RERANK", "index.rerank", "candidates of a compressed IVF scored again with the exact vectors",

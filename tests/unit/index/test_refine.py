@@ -14,7 +14,9 @@ import pytest
 from index.faiss import FaissIndexes, refine
 from index.faiss import gallery as gallery_module
 from index.faiss.files import IndexFiles
+from index.faiss.gallery import GalleryIndex
 from index.faiss.refine import Coding, RefineCodes, write_codes
+from index.faiss.vector_index import IndexState, VectorIndex
 from index.lmdb import LmdbCatalog
 from index.vectors import IndexSettings
 from tests.synthetic import exact_top, faces
@@ -158,6 +160,25 @@ def test_a_gallery_with_a_second_code_answers_like_exact_search_through_changes_
     assert_changes_answered(indexes, gid, added, gone)
     assert same_as_exact(catalog, indexes, gid, queries[:200]) >= 0.99
     indexes.close()
+
+
+def test_the_scan_labels_faces_by_their_rows_and_leaves_out_exactly_the_removed_ones(gallery) -> None:
+    """The packed lists answer rows of the codes file (not ids): every face but the removed
+    ones, each once, when the scan reads every list."""
+    catalog, folder, gid, _ = gallery
+    pointer = IndexFiles(folder).pointer(gid, catalog.images.gallery(gid).index_generation)
+    state = IndexState(**pointer.state)
+    base = VectorIndex.load(folder / pointer.file, state, folder / pointer.codes)
+    base.set_nprobe(state.nlist)
+    index = GalleryIndex(state, state.generation, base, folder / pointer.file, pointer.lists_offset)
+    ids = np.asarray(base.codes.ids)
+    removed = set(ids[5::9].tolist())
+    index.overlay.remove(sorted(removed))
+    _, rows = base.search(faces(3, seed=40).vectors, base.count, index.overlay.exclusion(base.labels))
+    for found in rows:
+        answered = ids[found[found >= 0]].tolist()
+        assert len(answered) == len(set(answered)) == base.count - len(removed)
+        assert set(answered) == set(ids.tolist()) - removed
 
 
 def test_a_gallery_evicted_with_changes_made_meanwhile_answers_them_when_loaded_again(gallery) -> None:
