@@ -23,7 +23,7 @@ from ..vectors import IndexSettings
 from .files import IndexFiles, Pointer
 from .ivf_file import IvfLayout, write_ivf
 from .overlay import Overlay
-from .refine import RefineCodes, write_codes
+from .refine import write_codes
 from .vector_index import FLAT, IndexState, VectorIndex, add_vectors, codes_path, lists_codes, lists_ids
 
 Exact = Callable[[list[int]], dict[int, np.ndarray]]  # face ids -> their exact vectors (live faces only)
@@ -97,11 +97,7 @@ class GalleryIndex:
                 parts.append(base.search(queries, k, exclude))
             else:
                 keep = max(k, settings.rerank)
-                if base.codes is None:
-                    _, ids = base.search(queries, keep, exclude)
-                else:
-                    _, rows = base.search(queries, max(keep, candidates_for(base.count, settings)), exclude)
-                    ids = _ranked(base.codes, queries, rows, keep)
+                ids = base.shortlist(queries, keep, candidates_for(base.count, settings), exclude)
                 parts.append(_rescored(queries, ids, exact))
         scores = np.concatenate([p[0] for p in parts], axis=1)
         ids = np.concatenate([p[1] for p in parts], axis=1)
@@ -193,15 +189,6 @@ def candidates_for(count: int, settings: IndexSettings) -> int:
     hold as many of them as 1,600 do at a million (measured), and fewer cost less to rank."""
     scaled = settings.candidates * count // CANDIDATES_AT
     return min(settings.candidates, max(FEWEST_CANDIDATES, scaled))
-
-
-def _ranked(codes: RefineCodes, queries: np.ndarray, rows: np.ndarray, keep: int) -> np.ndarray:
-    """The face ids of each query's ``keep`` best candidate rows by the second code, -1 padded."""
-    ranked = np.full((len(queries), keep), -1, np.int64)
-    for number, (query, found) in enumerate(zip(queries, rows, strict=True)):
-        best = codes.best(query, found, keep)[:keep]
-        ranked[number, : len(best)] = codes.ids[best]
-    return ranked
 
 
 def _rescored(queries: np.ndarray, ids: np.ndarray, exact: Exact) -> tuple[np.ndarray, np.ndarray]:

@@ -89,6 +89,15 @@ class RefineCodes:
     def encode(self, vectors: np.ndarray) -> np.ndarray:
         return encode(self.coder, vectors)
 
+    def ranked(self, queries: np.ndarray, rows: np.ndarray, keep: int) -> np.ndarray:
+        """The face ids of each query's ``keep`` best candidate ``rows`` (-1 padded) by their
+        codes, best first, -1 padded."""
+        ranked = np.full((len(queries), keep), -1, np.int64)
+        for number, (query, found) in enumerate(zip(queries, rows, strict=True)):
+            best = self.best(query, found, keep)
+            ranked[number, : len(best)] = self.ids[best]
+        return ranked
+
     def best(self, query: np.ndarray, rows: np.ndarray, keep: int) -> np.ndarray:
         """The ``keep`` of ``rows`` (-1 padded) whose codes score highest for ``query`` (one unit
         vector), best first, as rows."""

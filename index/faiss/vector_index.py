@@ -35,6 +35,7 @@ FLAT = "flat"
 IVF = "ivf"
 COMPRESSED = ("sq8", "pq", "pq4")
 PQ = ("pq", "pq4")
+PACKED = "pq4"  # the lists searched from a packed copy (``searched``), the only ones with a second code
 
 TRAIN_PER_LIST = 40  # k-means sample per list: FAISS asks for >= 39; more costs time, not recall
 PQ_TRAINING = 256 * 40  # PQ codebooks of 256 centroids each want as many points as a list does
@@ -101,7 +102,7 @@ def refine_bytes_for(count: int, dim: int, settings: IndexSettings) -> int:
     none for a setting that does not divide the dimension, nor for an IVF too small to train
     8-bit codebooks on (it re-ranks every candidate exactly, which costs little at that size)."""
     code_bytes = settings.refine_bytes
-    if not code_bytes or dim % code_bytes or settings.storage != "pq4":
+    if not code_bytes or dim % code_bytes or settings.storage != PACKED:
         return 0
     return code_bytes if training_size(count, settings.storage) >= refine.MIN_TRAINING else 0
 
@@ -223,19 +224,23 @@ class VectorIndex:
         than by its id: ranking thousands of candidates then reads their codes by index, where
         finding each id in the file's ten million cost more than scoring them (6.4 ms of 12 at
         10M, measured). Its searches answer rows (``labels``), which the codes map back to ids."""
-        if self.state.kind != IVF or self.state.storage != "pq4":
+        if self.state.kind != IVF or self.state.storage != PACKED:
             return self.index
         if self.packed is None:
             self.packed = faiss.IndexIVFPQFastScan(self.index)
             self.packed.nprobe = self.index.nprobe
             if self.codes is not None:
-                lists = [lists_ids(self.packed.invlists, i) for i in range(self.packed.nlist)]  # its own, writable
-                rows = self.codes.rows_of_every(np.concatenate(lists or [_NO_IDS]))
-                start = 0
-                for labels in lists:
-                    labels[:] = rows[start : start + len(labels)]
-                    start += len(labels)
+                _label_by_rows(self.packed, self.codes)
         return self.packed
+
+    def shortlist(self, queries: np.ndarray, keep: int, scanned: int, exclude: faiss.IDSelector | None) -> np.ndarray:
+        """The face ids of each query's ``keep`` best candidates of a compressed IVF, -1 padded,
+        for exact scoring: the scan's own best, or with a second code, the best by that code of
+        the ``scanned`` the scan returns (as rows, see ``searched``)."""
+        if self.codes is None:
+            return self.search(queries, keep, exclude)[1]
+        _, rows = self.search(queries, max(keep, scanned), exclude)
+        return self.codes.ranked(queries, rows, keep)
 
     def labels(self, ids: np.ndarray) -> np.ndarray:
         """What its searches call these faces of its own: their rows in the codes file when it has
@@ -326,7 +331,7 @@ class VectorIndex:
         loaded = cls(faiss.read_index(str(path), flags | faiss.IO_FLAG_READ_ONLY), state)
         if state.kind != IVF:
             loaded.unread = path
-        if codes is not None and state.storage == "pq4":  # the only lists a second code is built for
+        if codes is not None and state.storage == PACKED:
             loaded.codes = RefineCodes.open(codes)
             read_through(codes)
         loaded.set_nprobe(state.nprobe)
@@ -349,6 +354,14 @@ class VectorIndex:
 
 
 _NO_IDS = np.zeros(0, dtype=np.int64)
+
+
+def _label_by_rows(packed: faiss.IndexIVFPQFastScan, codes: RefineCodes) -> None:
+    """Relabel a packed copy's faces (its own lists, writable) by their rows in ``codes``."""
+    lists = [lists_ids(packed.invlists, i) for i in range(packed.nlist)]
+    rows = codes.rows_of_every(np.concatenate(lists or [_NO_IDS]))
+    for labels, part in zip(lists, np.split(rows, np.cumsum([len(x) for x in lists])[:-1]), strict=True):
+        labels[:] = part
 
 
 def codes_path(base: Path) -> Path:
