@@ -90,8 +90,8 @@ class RefineCodes:
         return encode(self.coder, vectors)
 
     def ranked(self, queries: np.ndarray, rows: np.ndarray, keep: int) -> np.ndarray:
-        """The face ids of each query's ``keep`` best candidate ``rows`` (-1 padded) by their
-        codes, best first, -1 padded."""
+        """The face ids of each query's ``keep`` best of its candidate ``rows`` by their codes,
+        best first; -1 pads both."""
         ranked = np.full((len(queries), keep), -1, np.int64)
         for number, (query, found) in enumerate(zip(queries, rows, strict=True)):
             best = self.best(query, found, keep)

@@ -357,9 +357,10 @@ _NO_IDS = np.zeros(0, dtype=np.int64)
 
 
 def _label_by_rows(packed: faiss.IndexIVFPQFastScan, codes: RefineCodes) -> None:
-    """Relabel a packed copy's faces (its own lists, writable) by their rows in ``codes``."""
+    """Relabel a packed copy's faces (its own lists, writable) by their rows in ``codes``; an IVF
+    has at least one list."""
     lists = [lists_ids(packed.invlists, i) for i in range(packed.nlist)]
-    rows = codes.rows_of_every(np.concatenate(lists or [_NO_IDS]))
+    rows = codes.rows_of_every(np.concatenate(lists))
     for labels, part in zip(lists, np.split(rows, np.cumsum([len(x) for x in lists])[:-1]), strict=True):
         labels[:] = part
 

@@ -56,7 +56,7 @@ def test_a_backup_under_write_load_restores_everything_acknowledged_before_it(tm
     acknowledged: dict[int, tuple[float, int, dict]] = {}  # id -> (when, photo, metadata)
     stop = threading.Event()
 
-    def write(started: float) -> None:
+    def write(began: float) -> None:
         n = 0
         while not stop.is_set():
             metadata = {"n": n}
@@ -65,7 +65,7 @@ def test_a_backup_under_write_load_restores_everything_acknowledged_before_it(tm
             )
             if answer.status_code == 200:
                 acknowledged[answer.json()["result"]["id"]] = (time.monotonic(), n % 5, metadata)
-            during = [i for i, (when, _, _) in acknowledged.items() if when > started]
+            during = [i for i, (when, _, _) in acknowledged.items() if when > began]
             if n % 3 == 2 and during:  # deletes go on too, of images added during the backup only
                 server.call("DELETE", "/images", json={"ids": [during[0]]})
                 acknowledged.pop(during[0])
@@ -75,11 +75,12 @@ def test_a_backup_under_write_load_restores_everything_acknowledged_before_it(tm
         for photo in range(5):
             write_one = server.call("POST", "/images", json={"image": {"base64": b64(PHOTOS[photo])}})
             acknowledged[write_one.json()["result"]["id"]] = (time.monotonic(), photo, {})
-        writer = threading.Thread(target=write, args=(time.monotonic() + 1.0,))
+        # One instant for both threads, so no image the writer may delete counts as before it.
+        began = time.monotonic() + 1.0
+        writer = threading.Thread(target=write, args=(began,))
         writer.start()
-        time.sleep(1.0)
-        began = time.monotonic()
-        before = {i: entry for i, entry in acknowledged.items() if entry[0] < began}
+        time.sleep(max(0.0, began - time.monotonic()))
+        before = {i: entry for i, entry in dict(acknowledged).items() if entry[0] < began}
         printed = _script(server.data_dir, str(tmp_path / "backup"))
         stop.set()
         writer.join(60)
