@@ -283,7 +283,7 @@ class VectorIndex:
         """Every id in the index."""
         if self.state.kind == FLAT:
             return faiss.vector_to_array(self.index.id_map).astype(np.int64)
-        return np.concatenate([lists_ids(self.index.invlists, i) for i in range(self.index.nlist)] or [_NO_IDS])
+        return np.concatenate(ids_by_list(self.index))
 
     def vectors(self) -> np.ndarray:
         """Every vector of an exact index, in the order of ``ids``."""
@@ -357,9 +357,8 @@ _NO_IDS = np.zeros(0, dtype=np.int64)
 
 
 def _label_by_rows(packed: faiss.IndexIVFPQFastScan, codes: RefineCodes) -> None:
-    """Relabel a packed copy's faces (its own lists, writable) by their rows in ``codes``; an IVF
-    has at least one list."""
-    lists = [lists_ids(packed.invlists, i) for i in range(packed.nlist)]
+    """Relabel a packed copy's faces (its own lists, writable) by their rows in ``codes``."""
+    lists = ids_by_list(packed)
     rows = codes.rows_of_every(np.concatenate(lists))
     for labels, part in zip(lists, np.split(rows, np.cumsum([len(x) for x in lists])[:-1]), strict=True):
         labels[:] = part
@@ -368,6 +367,12 @@ def _label_by_rows(packed: faiss.IndexIVFPQFastScan, codes: RefineCodes) -> None
 def codes_path(base: Path) -> Path:
     """Where a base file's second code lives: beside it, the same name but the suffix."""
     return base.with_suffix(".codes")
+
+
+def ids_by_list(index: faiss.IndexIVF) -> list[np.ndarray]:
+    """The ids of each of an IVF's lists (``lists_ids``); an IVF has at least one list, so they
+    always concatenate."""
+    return [lists_ids(index.invlists, i) for i in range(index.nlist)]
 
 
 def lists_ids(invlists: faiss.InvertedLists, number: int) -> np.ndarray:
