@@ -207,7 +207,7 @@ class FaissIndexes:
             fresh = self._load(gid)
             if fresh is not None and entry is not None and fresh.generation != entry.generation:
                 log.info("gallery %d: index generation %d in use", gid, fresh.generation)
-            self._admit(gid, fresh)
+            self._switch(gid, fresh)
             return fresh
         finally:
             loading.release()
@@ -216,6 +216,28 @@ class FaissIndexes:
         """Held by the one thread that loads or switches the gallery's index."""
         with self._entries_lock:
             return self._loading.setdefault(gid, threading.Lock())
+
+    def _switch(self, gid: int, fresh: GalleryIndex | None) -> None:
+        """Make ``fresh`` the gallery's index, its ``pq4`` base packed first (outside any lock:
+        it takes seconds at millions of faces). When ``fresh`` is a checkpoint of the index in
+        use, it takes over that index's packed copy instead (``VectorIndex.carry``), so that the
+        process never holds two: the copy is changed while no search runs on the index in use,
+        which is then retired, and a search that reaches it afterwards goes to ``fresh``."""
+        with self._entries_lock:
+            previous = self._entries.get(gid)
+        base = fresh.base if fresh is not None else None
+        carry = None
+        if base is not None and previous is not None and previous.base is not None:
+            carry = base.carry(previous.base)
+        if carry is None:
+            if base is not None:
+                base.searched()
+            self._admit(gid, fresh)
+            return
+        with previous.lock.write():
+            carry()
+            previous.retired = True
+            self._admit(gid, fresh)
 
     def _admit(self, gid: int, entry: GalleryIndex | None) -> None:
         """Make ``entry`` the gallery's index, dropping the least recently used others while the
@@ -296,12 +318,14 @@ class FaissIndexes:
     def search(self, gid: int, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, face ids) per query, after catching up with every committed change; a
         compressed index's candidates are scored with the exact vectors from the catalog."""
-        entry = self._current(gid)
-        if entry is None or entry.count == 0:
-            empty = np.zeros((len(queries), 0))
-            return empty.astype(np.float32), empty.astype(np.int64)
-        with entry.lock.read():
-            return entry.search(queries, k, self.settings, lambda ids: self.catalog.images.vectors(gid, ids))
+        while True:  # again if the index was retired while this search waited for it (``_switch``)
+            entry = self._current(gid)
+            if entry is None or entry.count == 0:
+                empty = np.zeros((len(queries), 0))
+                return empty.astype(np.float32), empty.astype(np.int64)
+            with entry.lock.read():
+                if not entry.retired:
+                    return entry.search(queries, k, self.settings, lambda ids: self.catalog.images.vectors(gid, ids))
 
     def status(self, gid: int) -> IndexStatus:
         entry = self._current(gid)
@@ -398,7 +422,7 @@ class FaissIndexes:
                 self.catalog.log.trim(gid, frozen.seq)
                 self.files.remove_unused(gid, frozen.generation)
             if switching:  # after the file lock, which loading takes if it has to rebuild
-                self._admit(gid, self._load(gid))
+                self._switch(gid, self._load(gid))
         return True
 
     def _autosave(self, interval: float) -> None:
@@ -512,7 +536,7 @@ class FaissIndexes:
                 log.warning(
                     "gallery %d: index holds %d faces, the catalog %d; building it again", gid, count, gallery.faces
                 )
-                self._admit(gid, self._built(gid))
+                self._switch(gid, self._built(gid))
         self._opened = True
         if self.serving and self.settings.save_seconds > 0:
             threading.Thread(target=self._autosave, args=(self.settings.save_seconds,), daemon=True).start()

@@ -21,10 +21,10 @@ from ..locks import ReadWriteLock
 from ..records import ChangeBatch
 from ..vectors import IndexSettings
 from .files import IndexFiles, Pointer
-from .ivf_file import IvfLayout, write_ivf
+from .ivf_file import IvfLayout, lists_codes, lists_ids, write_ivf
 from .overlay import Overlay
 from .refine import write_codes
-from .vector_index import FLAT, IndexState, VectorIndex, add_vectors, codes_path, lists_codes, lists_ids
+from .vector_index import FLAT, IndexState, VectorIndex, add_vectors, codes_path
 
 Exact = Callable[[list[int]], dict[int, np.ndarray]]  # face ids -> their exact vectors (live faces only)
 
@@ -38,6 +38,7 @@ class GalleryIndex:
     lists_offset: int | None = None
     overlay: Overlay = field(init=False)
     lock: ReadWriteLock = field(default_factory=ReadWriteLock)
+    retired: bool = field(default=False, init=False)  # replaced, its packed copy taken by the next
 
     def __post_init__(self) -> None:
         self.overlay = Overlay(self.state.dim)

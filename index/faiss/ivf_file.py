@@ -86,8 +86,8 @@ def write_ivf(path: Path, layout: IvfLayout, sizes: np.ndarray, lists: Lists) ->
             if len(ids) != sizes[number] or codes.shape != (len(ids), layout.code_size):
                 raise ValueError(f"list {number}: {len(ids)} ids, {codes.shape} codes, {sizes[number]} expected")
             if len(ids):
-                handle.write(np.ascontiguousarray(codes, dtype=np.uint8).tobytes())
-                handle.write(np.ascontiguousarray(ids, dtype=np.int64).tobytes())
+                handle.write(np.ascontiguousarray(codes, dtype=np.uint8))
+                handle.write(np.ascontiguousarray(ids, dtype=np.int64))
                 dirty += len(ids) * (layout.code_size + 8)
             if dirty >= DURABLE_EVERY:
                 handle.flush()
@@ -97,3 +97,27 @@ def write_ivf(path: Path, layout: IvfLayout, sizes: np.ndarray, lists: Lists) ->
         os.fsync(handle.fileno())
     os.replace(tmp, path)
     return len(header)
+
+
+_NO_IDS = np.zeros(0, dtype=np.int64)
+
+
+def ids_by_list(index: faiss.IndexIVF) -> list[np.ndarray]:
+    """The ids of each of an IVF's lists (``lists_ids``); an IVF has at least one list, so they
+    always concatenate."""
+    return [lists_ids(index.invlists, i) for i in range(index.nlist)]
+
+
+def lists_ids(invlists: faiss.InvertedLists, number: int) -> np.ndarray:
+    """The ids of one inverted list, without copying them out of a mapped file (writable in a
+    list of memory's own)."""
+    size = invlists.list_size(number)
+    return faiss.rev_swig_ptr(invlists.get_ids(number), size) if size else _NO_IDS
+
+
+def lists_codes(invlists: faiss.InvertedLists, number: int) -> np.ndarray:
+    """The codes of one inverted list as a (size, code_size) array, likewise."""
+    size = invlists.list_size(number)
+    if not size:
+        return np.zeros((0, invlists.code_size), dtype=np.uint8)
+    return faiss.rev_swig_ptr(invlists.get_codes(number), size * invlists.code_size).reshape(size, -1)

@@ -33,7 +33,7 @@ from .ivf_file import DURABLE_EVERY
 MAGIC = b"FSREFINE"
 _HEADER = struct.Struct("<8sQ")  # magic, length of the serialised quantiser
 _COUNT = struct.Struct("<Q")
-CHUNK = 1 << 20  # faces streamed at a time when a file is written from another
+CHUNK = 1 << 16  # faces streamed at a time: a chunk is copied a few times over (8 MB of codes each)
 MIN_TRAINING = 256 * 40  # 8-bit codebooks of 256 centroids want this many points (as FAISS asks)
 TRAIN_POINTS_PER_CENTROID = 256
 TRAIN_ITERATIONS = 10
@@ -237,8 +237,8 @@ def write_codes(path: Path, coder: faiss.IndexPQ, count: int, chunks: Chunks) ->
                 raise ValueError(f"{written + len(ids)} faces, {count} expected; codes {codes.shape}")
             if len(ids) and (np.any(np.diff(ids) <= 0) or (last is not None and ids[0] <= last)):
                 raise ValueError("codes must be written in ascending order of face id")
-            os.pwrite(fd, np.ascontiguousarray(ids, dtype=np.int64).tobytes(), ids_at + written * 8)
-            os.pwrite(fd, np.ascontiguousarray(codes, dtype=np.uint8).tobytes(), codes_at + written * coder.pq.M)
+            os.pwrite(fd, np.ascontiguousarray(ids, dtype=np.int64), ids_at + written * 8)
+            os.pwrite(fd, np.ascontiguousarray(codes, dtype=np.uint8), codes_at + written * coder.pq.M)
             written += len(ids)
             last = ids[-1] if len(ids) else last
             dirty += len(ids) * (8 + coder.pq.M)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,8 +28,8 @@ import faiss
 import numpy as np
 
 from ..vectors import IndexSettings
-from . import refine
-from .ivf_file import IvfLayout, write_ivf
+from . import packing, refine
+from .ivf_file import IvfLayout, ids_by_list, lists_codes, lists_ids, write_ivf
 from .refine import RefineCodes, write_codes
 
 FLAT = "flat"
@@ -227,11 +228,28 @@ class VectorIndex:
         if self.state.kind != IVF or self.state.storage != PACKED:
             return self.index
         if self.packed is None:
-            self.packed = faiss.IndexIVFPQFastScan(self.index)
-            self.packed.nprobe = self.index.nprobe
-            if self.codes is not None:
-                _label_by_rows(self.packed, self.codes)
+            self.packed = packing.packed_copy(self.index, self.codes)
         return self.packed
+
+    def carry(self, previous: VectorIndex) -> Callable[[], None] | None:
+        """How this base takes over ``previous``'s packed copy rather than packing its own, when
+        it is a checkpoint of it (``index.faiss.packing``): the step that changes the copy, prepared here, to
+        run while nothing searches ``previous``. None when it cannot: either is not a ``pq4``
+        IVF with a second code (the rows that say which faces changed), ``previous`` has no
+        packed copy, or this one was trained anew."""
+        old = previous.packed
+        if old is None or self.codes is None or previous.codes is None or self.packed is not None:
+            return None
+        if self.state.storage != PACKED or not packing.trained_alike(self.index, previous.index):
+            return None
+        carry = packing.prepare(old, previous.codes, self.index, self.codes)
+
+        def apply() -> None:
+            carry.apply(old)
+            old.nprobe = self.index.nprobe
+            self.packed, previous.packed = old, None
+
+        return apply
 
     def shortlist(self, queries: np.ndarray, keep: int, scanned: int, exclude: faiss.IDSelector | None) -> np.ndarray:
         """The face ids of each query's ``keep`` best candidates of a compressed IVF, -1 padded,
@@ -323,9 +341,10 @@ class VectorIndex:
         its first search (not at start-up, which opens every gallery): the scan's page faults
         read a cold 20 MB file (10,000 faces) at about 95 MB/s, 210 ms for the first search,
         where one sequential read takes 40 ms (measured on this disk). An IVF's lists are read
-        as queries probe them, but for a ``pq4`` IVF's, packed here (see ``searched``). The
-        second code (``codes``) is read through here, at start-up: a search looks up thousands of
-        codes scattered over the file, each a page fault of its own on a cold file.
+        as queries probe them, but for a ``pq4`` IVF's, packed by whoever makes it the gallery's
+        index (see ``searched`` and ``carry``), not by its first search. The second code
+        (``codes``) is read through here, at start-up: a search looks up thousands of codes
+        scattered over the file, each a page fault of its own on a cold file.
         """
         flags = faiss.IO_FLAG_MMAP if state.kind == IVF else faiss.IO_FLAG_MMAP_IFC
         loaded = cls(faiss.read_index(str(path), flags | faiss.IO_FLAG_READ_ONLY), state)
@@ -335,7 +354,6 @@ class VectorIndex:
             loaded.codes = RefineCodes.open(codes)
             read_through(codes)
         loaded.set_nprobe(state.nprobe)
-        loaded.searched()  # a pq4 IVF is packed here, at start-up, not by the first search
         return loaded
 
     @classmethod
@@ -353,37 +371,6 @@ class VectorIndex:
         return asdict(self.state)
 
 
-_NO_IDS = np.zeros(0, dtype=np.int64)
-
-
-def _label_by_rows(packed: faiss.IndexIVFPQFastScan, codes: RefineCodes) -> None:
-    """Relabel a packed copy's faces (its own lists, writable) by their rows in ``codes``."""
-    lists = ids_by_list(packed)
-    rows = codes.rows_of_every(np.concatenate(lists))
-    for labels, part in zip(lists, np.split(rows, np.cumsum([len(x) for x in lists])[:-1]), strict=True):
-        labels[:] = part
-
-
 def codes_path(base: Path) -> Path:
     """Where a base file's second code lives: beside it, the same name but the suffix."""
     return base.with_suffix(".codes")
-
-
-def ids_by_list(index: faiss.IndexIVF) -> list[np.ndarray]:
-    """The ids of each of an IVF's lists (``lists_ids``); an IVF has at least one list, so they
-    always concatenate."""
-    return [lists_ids(index.invlists, i) for i in range(index.nlist)]
-
-
-def lists_ids(invlists: faiss.InvertedLists, number: int) -> np.ndarray:
-    """The ids of one inverted list, without copying them out of a mapped file."""
-    size = invlists.list_size(number)
-    return faiss.rev_swig_ptr(invlists.get_ids(number), size) if size else _NO_IDS
-
-
-def lists_codes(invlists: faiss.InvertedLists, number: int) -> np.ndarray:
-    """The codes of one inverted list as a (size, code_size) array, likewise."""
-    size = invlists.list_size(number)
-    if not size:
-        return np.zeros((0, invlists.code_size), dtype=np.uint8)
-    return faiss.rev_swig_ptr(invlists.get_codes(number), size * invlists.code_size).reshape(size, -1)

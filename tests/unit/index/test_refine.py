@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.faiss import FaissIndexes, refine
+from index.faiss import FaissIndexes, packing, refine
 from index.faiss import gallery as gallery_module
 from index.faiss.files import IndexFiles
 from index.faiss.gallery import GalleryIndex
@@ -279,3 +279,55 @@ def test_changes_made_while_the_codes_are_written_are_in_the_next_answer(gallery
     assert_changes_answered(indexes, gid, added, gone)
     assert same_as_exact(catalog, indexes, gid, queries[:100]) >= 0.99
     indexes.close()
+
+
+def scores_by_label(base: VectorIndex, packed, queries: np.ndarray) -> list[dict[int, float]]:
+    """Every face's fast-scan score per query, by its label, from a scan of every list: equal
+    for two packed copies only when they hold the same codes under the same labels."""
+    packed.nprobe = base.state.nlist
+    scores, labels = packed.search(np.ascontiguousarray(queries), base.count)
+    packed.nprobe = base.index.nprobe
+    return [dict(zip(row.tolist(), values.tolist(), strict=True)) for row, values in zip(labels, scores, strict=True)]
+
+
+def test_a_checkpoint_carries_the_packed_copy_over_in_every_process_instead_of_packing_a_second(gallery) -> None:
+    """The process that checkpoints, and one that finds the checkpoint written by another, each
+    change their packed copy into the next base's; it then holds what packing that base afresh
+    holds, and a search that had reached the replaced index goes on to the new one."""
+    catalog, folder, gid, queries = gallery
+    writer = FaissIndexes(catalog, folder, SETTINGS, serving=True)
+    reader = FaissIndexes(catalog, folder, replace(SETTINGS, save_seconds=0), serving=False)
+    writer.open_all()
+    assert reader.search(gid, queries[:1], 10)[1].size
+    copies = {}
+    for indexes in (writer, reader):
+        entry = indexes._entries[gid]
+        copies[indexes] = (entry, entry.base.packed)
+    assert copies[writer][1] is not None, "packed at start-up, before the first search"
+    added, gone = changed(catalog, gid, seed=60)
+    writer.sync(gid)
+    assert writer.save_all() == 1
+    assert_changes_answered(reader, gid, added, gone)  # the reader switches to the writer's checkpoint
+    for indexes, (entry, packed) in copies.items():
+        now = indexes._entries[gid]
+        assert now is not entry and entry.retired and entry.base.packed is None
+        assert now.base.packed is packed, "the same copy, changed: never a second one"
+        assert not now.overlay.removed and not now.overlay.added_count, "the base holds every change"
+        fresh = packing.packed_copy(now.base.index, now.base.codes)
+        probe = faces(3, seed=61).vectors
+        assert scores_by_label(now.base, packed, probe) == scores_by_label(now.base, fresh, probe)
+        assert_changes_answered(indexes, gid, added, gone)
+    assert same_as_exact(catalog, writer, gid, queries[:200]) >= 0.99
+    retired, _ = copies[writer]
+    asked = []
+    real = FaissIndexes._current
+
+    def reached_before_the_switch(self: FaissIndexes, gid: int) -> GalleryIndex:
+        asked.append(gid)
+        return retired if len(asked) == 1 else real(self, gid)
+
+    writer._current = reached_before_the_switch.__get__(writer)
+    assert answers(writer, gid, queries[:50]) == answers(reader, gid, queries[:50])
+    assert len(asked) == 2, "the retired index sent the search on to the current one"
+    writer.close()
+    reader.close()
