@@ -17,7 +17,7 @@ import faiss
 import numpy as np
 
 from .ivf_file import ids_by_list, lists_codes
-from .refine import CHUNK, RefineCodes
+from .refine import CHUNK, RefineCodes, find
 
 REMOVED = -1  # the label of a face the next base no longer holds, until it is removed
 
@@ -52,7 +52,7 @@ class Carry:
 
     relabel: np.ndarray  # each row of the old codes file -> its row in the next, REMOVED if gone
     tails: list[Tail]
-    removed: int
+    removed: bool  # whether any row is REMOVED
 
     def apply(self, packed: faiss.IndexIVFPQFastScan) -> None:
         """Change the copy in place; nothing may search it meanwhile. Only copies and a gather:
@@ -84,15 +84,14 @@ def prepare(packed: faiss.IndexIVFPQFastScan, old: RefineCodes, index: faiss.Ind
     """The changes from the copy ``packed`` (labelled by rows of ``old``) to one of ``index``
     labelled by rows of ``new``: which rows are gone, where the others move, and the added faces'
     codes (read from ``index``'s lists) packed after each list's last face."""
-    relabel, carried, removed = np.empty(old.count, np.int64), np.zeros(new.count, bool), 0
+    relabel, carried = np.empty(old.count, np.int64), np.zeros(new.count, bool)
     for start in range(0, old.count, CHUNK):  # a chunk at a time: the relabelling is the one copy
         row, kept = new.find(np.asarray(old.ids[start : start + CHUNK]))
         relabel[start : start + len(row)] = np.where(kept, row, REMOVED)
         carried[row[kept]] = True
-        removed += len(row) - int(np.count_nonzero(kept))
     added = np.asarray(new.ids)[~carried]
     tails = list(_tails(packed, index, new, added)) if len(added) else []
-    return Carry(relabel, tails, removed)
+    return Carry(relabel, tails, removed=int(np.count_nonzero(carried)) < old.count)
 
 
 def _tails(packed: faiss.IndexIVFPQFastScan, index: faiss.IndexIVFPQ, new: RefineCodes, added: np.ndarray):
@@ -100,8 +99,7 @@ def _tails(packed: faiss.IndexIVFPQFastScan, index: faiss.IndexIVFPQ, new: Refin
     packer = packed.get_CodePacker()
     per_block, block_bytes = packer.nvec, packer.block_size
     for number, ids in enumerate(ids_by_list(index)):
-        found = np.minimum(np.searchsorted(added, ids), len(added) - 1)
-        hit = added[found] == ids
+        hit = find(added, ids)[1]
         if not hit.any():
             continue
         size = packed.invlists.list_size(number)

@@ -132,10 +132,7 @@ class RefineCodes:
 
     def find(self, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Where each of the ``wanted`` ids is in the file, and whether it is there."""
-        if not self.count:
-            return np.zeros(len(wanted), np.int64), np.zeros(len(wanted), bool)
-        position = np.minimum(np.searchsorted(self.ids, wanted), self.count - 1)
-        return position, np.asarray(self.ids[position]) == wanted
+        return find(self.ids, wanted)
 
     @classmethod
     def open(cls, path: Path) -> RefineCodes:
@@ -204,6 +201,15 @@ class Coding:
         for start in range(0, len(order), CHUNK):
             chosen = order[start : start + CHUNK]
             yield ids[chosen], codes[chosen]
+
+
+def find(ascending: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of the ``wanted`` values is in ``ascending`` (a sorted array), and whether it is
+    there."""
+    if not len(ascending):
+        return np.zeros(len(wanted), np.int64), np.zeros(len(wanted), bool)
+    position = np.minimum(np.searchsorted(ascending, wanted), len(ascending) - 1)
+    return position, np.asarray(ascending[position]) == wanted
 
 
 def encode(coder: faiss.IndexPQ, vectors: np.ndarray) -> np.ndarray:

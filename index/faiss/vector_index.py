@@ -233,14 +233,14 @@ class VectorIndex:
 
     def carry(self, previous: VectorIndex) -> Callable[[], None] | None:
         """How this base takes over ``previous``'s packed copy rather than packing its own, when
-        it is a checkpoint of it (``index.faiss.packing``): the step that changes the copy, prepared here, to
-        run while nothing searches ``previous``. None when it cannot: either is not a ``pq4``
-        IVF with a second code (the rows that say which faces changed), ``previous`` has no
-        packed copy, or this one was trained anew."""
+        it is a checkpoint of it (``index.faiss.packing``): the step that changes the copy,
+        prepared here, to run while nothing searches ``previous``. None when it cannot: either
+        has no second code (only a ``pq4`` IVF has one, and its rows say which faces changed),
+        ``previous`` has no packed copy, or this one was trained anew."""
         old = previous.packed
-        if old is None or self.codes is None or previous.codes is None or self.packed is not None:
+        if old is None or self.codes is None or previous.codes is None:
             return None
-        if self.state.storage != PACKED or not packing.trained_alike(self.index, previous.index):
+        if not packing.trained_alike(self.index, previous.index):
             return None
         carry = packing.prepare(old, previous.codes, self.index, self.codes)
 
