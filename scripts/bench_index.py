@@ -57,6 +57,7 @@ LATENT = 32  # dimensions the group centres vary along
 CHUNK = 100_000  # faces generated and stored at a time
 PER_IMAGE = 1000  # faces per stored image record
 INDEX_FILES = (".faiss", ".codes")  # a gallery's base files and second codes
+SIDES = ("one_thread", "spread")  # a cold catalog's reads: made by the searching thread, or by the reader threads
 
 
 def drop_from_page_cache(path: Path) -> None:
@@ -182,7 +183,7 @@ from index.faiss.gallery import CANDIDATES_AT
 from index.lmdb import LmdbCatalog
 from index.records import NewFace, NewImage
 from service.core.config import Settings
-from scripts.bench_index import INDEX_FILES, drop_from_page_cache
+from scripts.bench_index import INDEX_FILES, SIDES, drop_from_page_cache
 
 def status():
     # resident memory: all of it, the process's own (anonymous), and the pages of the index files
@@ -254,6 +255,28 @@ if grid:
             points.append(point)
     out["grid"] = points
     indexes.tune(nprobe=settings.index.nprobe, candidates=settings.index.candidates)
+
+if len(gids) == 1:  # the re-rank's reads from a catalog out of the page cache, as at ten million faces
+    import ctypes, mmap
+    from index.lmdb import environment
+    libc, gid, spread_from = ctypes.CDLL(None, use_errno=True), gids[0], environment.SPREAD_FROM
+    def catalog_cold():
+        path = data / "lmdb" / "data.mdb"
+        for line in Path("/proc/self/maps").read_text().splitlines():  # LMDB's map (py-lmdb does not say where)
+            if line.endswith(str(path)):
+                start, end = (int(part, 16) for part in line.split()[0].split("-"))
+                libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), mmap.MADV_DONTNEED)
+        drop_from_page_cache(path)
+    reads = {cache: {side: [] for side in SIDES} for cache in ("cold", "warm")}
+    for cache in reads:
+        for _ in range(2):  # each side twice, in turn
+            for side, threshold in zip(SIDES, (float("inf"), spread_from)):
+                environment.SPREAD_FROM = threshold
+                if cache == "cold":
+                    catalog_cold()
+                reads[cache][side] += timed(gid, queries[:200])[0].tolist()
+    environment.SPREAD_FROM = spread_from
+    out["catalog_reads"] = {"readers": environment.READERS, **reads}
 
 if checkpoint:
     gid = gids[0]
@@ -409,6 +432,13 @@ def one_gallery(size: int, args: argparse.Namespace, settings: Settings) -> dict
              "recall@10": recall(np.array(p["found"]), exact[:200])}
             for p in served["grid"]
         ]  # fmt: skip
+    # the same 200 queries, the re-rank's reads made by the searching thread or spread over the readers,
+    # from a catalog out of the page cache and from one in it
+    reads = served["catalog_reads"]
+    result["catalog_reads"] = {
+        "readers": reads["readers"],
+        **{cache: {side: percentiles(reads[cache][side]) for side in SIDES} for cache in ("cold", "warm")},
+    }
     point = served["checkpoint"]
     result["checkpoint"] = {
         "fold_s": point["fold_s"],
@@ -504,6 +534,14 @@ def main(argv: list[str] | None = None) -> int:
     print(table(report))
     plot(report, args.out.with_suffix(".png"))
     for row in report["sizes"]:
+        if reads := row.get("catalog_reads"):  # rows of runs before it: none
+            for cache, times in ((c, reads[c]) for c in ("cold", "warm")):
+                print(
+                    f"{row['size']} faces, catalog {cache}: p50 / p99 {times['one_thread']['p50_ms']} / "
+                    f"{times['one_thread']['p99_ms']} ms reading in the searching thread, "
+                    f"{times['spread']['p50_ms']} / {times['spread']['p99_ms']} ms on {reads['readers']} reader threads"
+                )
+    for row in report["sizes"]:  # the last lines, as the issue asks
         print(
             f"{row['size']} faces: resident {row['resident_bytes'] / 2**20:.0f} MiB "
             f"({row['bytes_per_face']:.0f} B/face), p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, "

@@ -157,11 +157,11 @@ class LmdbImages:
         return self.env.read(walk)
 
     def vectors(self, gid: int, face_ids: list[int]) -> dict[int, np.ndarray]:
-        def fetch(txn: lmdb.Transaction) -> dict[int, np.ndarray]:
-            found = {face_id: txn.get(pair(gid, face_id), db=self.env.db["faces"]) for face_id in face_ids}
+        def fetch(txn: lmdb.Transaction, part: list[int]) -> dict[int, np.ndarray]:
+            found = {face_id: txn.get(pair(gid, face_id), db=self.env.db["faces"]) for face_id in part}
             return {face_id: decode_vector(raw) for face_id, raw in found.items() if raw is not None}
 
-        return self.env.read(fetch)
+        return self.env.read_spread(fetch, face_ids)
 
     def imported_as(self, gid: int, digest: bytes) -> int | None:
         raw = self.env.read(lambda txn: txn.get(u64(gid) + digest, db=self.env.db["imported"]))

@@ -58,3 +58,38 @@ def test_trimming_a_long_log_lets_adds_through_meanwhile(tmp_path: Path) -> None
     slowest = max(waits)
     assert slowest < trimmed / 3, f"an add waited {slowest:.2f} s of a {trimmed:.2f} s trim"
     catalog.close()
+
+
+def test_many_vectors_are_read_on_several_threads_and_only_the_live_ones_answer(tmp_path: Path) -> None:
+    """A re-rank reads its hundred faces a few reads at a time on the reader threads; each part in
+    a transaction of its own must still leave out deleted faces, other galleries' faces and ids
+    never stored, and give each face its own vector."""
+    catalog = LmdbCatalog(tmp_path / "lmdb", 1 << 30)
+    try:
+        gid = catalog.keys.create("k", "h", None, "now").gallery
+        other = catalog.keys.create("o", "h", None, "now").gallery
+        vectors = np.random.default_rng(3).standard_normal((400, 512)).astype(np.float32)
+
+        def image(rows: np.ndarray) -> NewImage:
+            return NewImage(
+                "x.jpg", "image/jpeg", {}, "now", "buffalo_s", [NewFace([0, 0, 1, 1], 0.9, v) for v in rows]
+            )
+
+        records = [catalog.images.add(gid, image(vectors[i : i + 10])) for i in range(0, 300, 10)]
+        theirs = catalog.images.add(other, image(vectors[300:310]))
+        catalog.images.delete(gid, [records[4].id, records[17].id])
+        live = {
+            face.id: vectors[n * 10 + f]
+            for n, r in enumerate(records)
+            if n not in (4, 17)
+            for f, face in enumerate(r.faces)
+        }
+        asked = sorted({face.id for r in records for face in r.faces} | {face.id for face in theirs.faces} | {10**9})
+        before = {t.ident for t in threading.enumerate() if t.name.startswith("catalog-read")}
+        found = catalog.images.vectors(gid, asked)
+        readers = {t.ident for t in threading.enumerate() if t.name.startswith("catalog-read")} - before
+        assert sorted(found) == sorted(live) and len(readers) > 1
+        for face_id, vector in live.items():
+            np.testing.assert_array_equal(found[face_id], vector)
+    finally:
+        catalog.close()
