@@ -57,7 +57,8 @@ LATENT = 32  # dimensions the group centres vary along
 CHUNK = 100_000  # faces generated and stored at a time
 PER_IMAGE = 1000  # faces per stored image record
 INDEX_FILES = (".faiss", ".codes")  # a gallery's base files and second codes
-SIDES = ("one_thread", "spread")  # a cold catalog's reads: made by the searching thread, or by the reader threads
+# the re-rank's reads: made by the searching thread, by the reader threads, or by either as recent reads call for
+SIDES = ("one_thread", "spread", "adaptive")
 
 
 def drop_from_page_cache(path: Path) -> None:
@@ -259,7 +260,7 @@ if grid:
 if len(gids) == 1:  # the re-rank's reads from a catalog out of the page cache, as at ten million faces
     import ctypes, mmap
     from index.lmdb import environment
-    libc, gid, spread_from = ctypes.CDLL(None, use_errno=True), gids[0], environment.SPREAD_FROM
+    libc, gid, cold = ctypes.CDLL(None, use_errno=True), gids[0], environment.COLD
     def catalog_cold():
         path = data / "lmdb" / "data.mdb"
         for line in Path("/proc/self/maps").read_text().splitlines():  # LMDB's map (py-lmdb does not say where)
@@ -269,13 +270,13 @@ if len(gids) == 1:  # the re-rank's reads from a catalog out of the page cache, 
         drop_from_page_cache(path)
     reads = {cache: {side: [] for side in SIDES} for cache in ("cold", "warm")}
     for cache in reads:
-        for _ in range(2):  # each side twice, in turn
-            for side, threshold in zip(SIDES, (float("inf"), spread_from)):
-                environment.SPREAD_FROM = threshold
+        for _ in range(2):  # each side twice, in turn; the adaptive one starts from what the spread one left
+            for side, threshold in zip(SIDES, (float("inf"), 0.0, cold)):
+                environment.COLD = threshold
                 if cache == "cold":
                     catalog_cold()
                 reads[cache][side] += timed(gid, queries[:200])[0].tolist()
-    environment.SPREAD_FROM = spread_from
+    environment.COLD = cold
     out["catalog_reads"] = {"readers": environment.READERS, **reads}
 
 if checkpoint:
@@ -537,9 +538,10 @@ def main(argv: list[str] | None = None) -> int:
         if reads := row.get("catalog_reads"):  # rows of runs before it: none
             for cache, times in ((c, reads[c]) for c in ("cold", "warm")):
                 print(
-                    f"{row['size']} faces, catalog {cache}: p50 / p99 {times['one_thread']['p50_ms']} / "
-                    f"{times['one_thread']['p99_ms']} ms reading in the searching thread, "
-                    f"{times['spread']['p50_ms']} / {times['spread']['p99_ms']} ms on {reads['readers']} reader threads"
+                    f"{row['size']} faces, catalog {cache}: p50 / p99 ms reading in the searching thread "
+                    f"{times['one_thread']['p50_ms']} / {times['one_thread']['p99_ms']}, on {reads['readers']} reader "
+                    f"threads {times['spread']['p50_ms']} / {times['spread']['p99_ms']}, as recent reads call for "
+                    + ("{p50_ms} / {p99_ms}".format(**times["adaptive"]) if "adaptive" in times else "-")
                 )
     for row in report["sizes"]:  # the last lines, as the issue asks
         print(

@@ -8,6 +8,7 @@ gallery's rows are one prefix walk.
 
 from __future__ import annotations
 
+import resource
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -30,8 +31,19 @@ V = TypeVar("V")
 # random from a catalog far larger than the page cache (40 GB at ten million faces): one page
 # read at a time, 100 took 15.9 ms on this machine's disk, eight at a time 6.1 ms (README,
 # "Large galleries"). py-lmdb lets go of the GIL while it looks a key up and touches its pages.
+# Handing the reads out costs about a millisecond per hundred keys when their pages are cached,
+# and a page read from the disk saves about 0.1 ms spread: so reads are spread while recent ones
+# took a page from the disk (a major page fault) for more than one key in ten.
 READERS = 8
 SPREAD_FROM = 32  # fewer keys are read by the calling thread: handing them out costs more than it saves
+COLD = 0.1  # disk reads per key of recent reads by key above which they are spread
+RECENT = 0.2  # weight of the latest read in that estimate
+
+
+def disk_reads() -> int:
+    """Pages this process has read from the disk on a fault so far, all threads together."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_majflt
+
 
 DATABASES = (
     "meta",
@@ -63,6 +75,7 @@ class Environment:
         self._resize = ReadWriteLock()  # growing the map needs every transaction of this process closed
         self._writer = threading.Lock()  # this process's writes queue here, not inside LMDB's own lock
         self._readers = ThreadPoolExecutor(READERS, thread_name_prefix="catalog-read")  # threads start on first use
+        self._cold = 1.0  # disk reads per key of recent reads by key: taken as cold until measured
 
     @property
     def map_size(self) -> int:
@@ -83,17 +96,23 @@ class Environment:
             yield txn
 
     def read_spread(self, fn: Callable[[lmdb.Transaction, list[K]], dict[K, V]], keys: list[K]) -> dict[K, V]:
-        """``fn`` over ``keys`` split among the reader threads, each part in a read transaction of
-        its own, so that the disk serves several page reads at once. The parts may see different
-        commits: for callers that read rows by key and can take each row as of any recent commit."""
-        if len(keys) < SPREAD_FROM:
-            return self.read(lambda txn: fn(txn, keys))
-        size = -(-len(keys) // READERS)
-        parts = self._readers.map(
-            lambda part: self.read(lambda txn: fn(txn, part)),
-            (keys[start : start + size] for start in range(0, len(keys), size)),
-        )
-        return {key: value for part in parts for key, value in part.items()}
+        """``fn`` over ``keys``, split among the reader threads while reads come from the disk,
+        each part in a read transaction of its own, so that the disk serves several page reads
+        at once. The parts may see different commits: for callers that read rows by key and can
+        take each row as of any recent commit."""
+        before = disk_reads()
+        if len(keys) < SPREAD_FROM or self._cold < COLD:
+            found = self.read(lambda txn: fn(txn, keys))
+        else:
+            size = -(-len(keys) // READERS)
+            parts = self._readers.map(
+                lambda part: self.read(lambda txn: fn(txn, part)),
+                (keys[start : start + size] for start in range(0, len(keys), size)),
+            )
+            found = {key: value for part in parts for key, value in part.items()}
+        if keys:  # other threads' faults count too, and request threads race to update: an estimate will do
+            self._cold += RECENT * ((disk_reads() - before) / len(keys) - self._cold)
+        return found
 
     def write(self, fn: Callable[[lmdb.Transaction], T]) -> T:
         """Run ``fn`` in one durable write transaction, growing the map when it is full."""

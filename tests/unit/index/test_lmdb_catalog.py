@@ -61,9 +61,9 @@ def test_trimming_a_long_log_lets_adds_through_meanwhile(tmp_path: Path) -> None
 
 
 def test_many_vectors_are_read_on_several_threads_and_only_the_live_ones_answer(tmp_path: Path) -> None:
-    """A re-rank reads its hundred faces a few reads at a time on the reader threads; each part in
-    a transaction of its own must still leave out deleted faces, other galleries' faces and ids
-    never stored, and give each face its own vector."""
+    """A re-rank reads its hundred faces a few reads at a time on the reader threads (a new
+    catalog is taken as cold); each part in a transaction of its own must still leave out
+    deleted faces, other galleries' faces and ids never stored, and give each face its vector."""
     catalog = LmdbCatalog(tmp_path / "lmdb", 1 << 30)
     try:
         gid = catalog.keys.create("k", "h", None, "now").gallery
@@ -91,5 +91,34 @@ def test_many_vectors_are_read_on_several_threads_and_only_the_live_ones_answer(
         assert sorted(found) == sorted(live) and len(readers) > 1
         for face_id, vector in live.items():
             np.testing.assert_array_equal(found[face_id], vector)
+    finally:
+        catalog.close()
+
+
+def test_reads_whose_pages_are_cached_stay_in_the_calling_thread(tmp_path: Path) -> None:
+    """Handing reads to the threads costs a millisecond a search when no page comes from the disk:
+    once recent reads found their pages in memory (a catalog just written), they are not spread,
+    and a read that takes pages from the disk spreads the next ones again."""
+    catalog = LmdbCatalog(tmp_path / "lmdb", 1 << 30)
+    try:
+        env = catalog.env
+        keys = list(range(100))
+        threads: list[set[int]] = []
+
+        def fetch(txn: object, part: list[int]) -> dict[int, int]:
+            threads[-1].add(threading.get_ident())
+            return {key: key for key in part}
+
+        def read() -> set[int]:
+            threads.append(set())
+            assert env.read_spread(fetch, keys) == {key: key for key in keys}
+            return threads[-1]
+
+        assert read() != {threading.get_ident()}, "a catalog not measured yet is read as cold"
+        for _ in range(30):
+            read()
+        assert read() == {threading.get_ident()}, "reads that took no page from the disk went on being spread"
+        env._cold = 1.0  # as after a read whose every key took a page from the disk
+        assert threading.get_ident() not in read()
     finally:
         catalog.close()
