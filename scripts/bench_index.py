@@ -57,8 +57,11 @@ LATENT = 32  # dimensions the group centres vary along
 CHUNK = 100_000  # faces generated and stored at a time
 PER_IMAGE = 1000  # faces per stored image record
 INDEX_FILES = (".faiss", ".codes")  # a gallery's base files and second codes
-# the re-rank's reads: made by the searching thread, by the reader threads, or by either as recent reads call for
-SIDES = ("one_thread", "spread", "adaptive")
+# the re-rank's reads, as the report names them: made by the searching thread, by the reader threads, or by
+# either as recent reads call for; each from a catalog out of the page cache and from one in it
+SIDES = {"one_thread": "reading in the searching thread", "spread": "on the reader threads",
+         "adaptive": "as recent reads call for"}  # fmt: skip
+CACHES = ("cold", "warm")
 
 
 def drop_from_page_cache(path: Path) -> None:
@@ -69,6 +72,19 @@ def drop_from_page_cache(path: Path) -> None:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     finally:
         os.close(fd)
+
+
+def unmap(path: Path) -> None:
+    """Drop this process's mapped pages of a file (the next touch faults them in again), so that
+    ``drop_from_page_cache`` can drop them: LMDB's map, whose address py-lmdb does not say."""
+    import ctypes
+    import mmap
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        if line.endswith(str(path)):
+            start, end = (int(part, 16) for part in line.split()[0].split("-"))
+            libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), mmap.MADV_DONTNEED)
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
@@ -184,7 +200,7 @@ from index.faiss.gallery import CANDIDATES_AT
 from index.lmdb import LmdbCatalog
 from index.records import NewFace, NewImage
 from service.core.config import Settings
-from scripts.bench_index import INDEX_FILES, SIDES, drop_from_page_cache
+from scripts.bench_index import CACHES, INDEX_FILES, SIDES, drop_from_page_cache, unmap
 
 def status():
     # resident memory: all of it, the process's own (anonymous), and the pages of the index files
@@ -258,23 +274,16 @@ if grid:
     indexes.tune(nprobe=settings.index.nprobe, candidates=settings.index.candidates)
 
 if len(gids) == 1:  # the re-rank's reads from a catalog out of the page cache, as at ten million faces
-    import ctypes, mmap
     from index.lmdb import environment
-    libc, gid, cold = ctypes.CDLL(None, use_errno=True), gids[0], environment.COLD
-    def catalog_cold():
-        path = data / "lmdb" / "data.mdb"
-        for line in Path("/proc/self/maps").read_text().splitlines():  # LMDB's map (py-lmdb does not say where)
-            if line.endswith(str(path)):
-                start, end = (int(part, 16) for part in line.split()[0].split("-"))
-                libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), mmap.MADV_DONTNEED)
-        drop_from_page_cache(path)
-    reads = {cache: {side: [] for side in SIDES} for cache in ("cold", "warm")}
-    for cache in reads:
+    gid, cold, path = gids[0], environment.COLD, data / "lmdb" / "data.mdb"
+    reads = {cache: {side: [] for side in SIDES} for cache in CACHES}
+    for cache in CACHES:
         for _ in range(2):  # each side twice, in turn; the adaptive one starts from what the spread one left
             for side, threshold in zip(SIDES, (float("inf"), 0.0, cold)):
                 environment.COLD = threshold
                 if cache == "cold":
-                    catalog_cold()
+                    unmap(path)
+                    drop_from_page_cache(path)
                 reads[cache][side] += timed(gid, queries[:200])[0].tolist()
     environment.COLD = cold
     out["catalog_reads"] = {"readers": environment.READERS, **reads}
@@ -433,12 +442,11 @@ def one_gallery(size: int, args: argparse.Namespace, settings: Settings) -> dict
              "recall@10": recall(np.array(p["found"]), exact[:200])}
             for p in served["grid"]
         ]  # fmt: skip
-    # the same 200 queries, the re-rank's reads made by the searching thread or spread over the readers,
-    # from a catalog out of the page cache and from one in it
+    # the same 200 queries, each side (SIDES) from a cold and a warm catalog
     reads = served["catalog_reads"]
     result["catalog_reads"] = {
         "readers": reads["readers"],
-        **{cache: {side: percentiles(reads[cache][side]) for side in SIDES} for cache in ("cold", "warm")},
+        **{cache: {side: percentiles(reads[cache][side]) for side in SIDES} for cache in CACHES},
     }
     point = served["checkpoint"]
     result["checkpoint"] = {
@@ -535,14 +543,13 @@ def main(argv: list[str] | None = None) -> int:
     print(table(report))
     plot(report, args.out.with_suffix(".png"))
     for row in report["sizes"]:
-        if reads := row.get("catalog_reads"):  # rows of runs before it: none
-            for cache, times in ((c, reads[c]) for c in ("cold", "warm")):
-                print(
-                    f"{row['size']} faces, catalog {cache}: p50 / p99 ms reading in the searching thread "
-                    f"{times['one_thread']['p50_ms']} / {times['one_thread']['p99_ms']}, on {reads['readers']} reader "
-                    f"threads {times['spread']['p50_ms']} / {times['spread']['p99_ms']}, as recent reads call for "
-                    + ("{p50_ms} / {p99_ms}".format(**times["adaptive"]) if "adaptive" in times else "-")
-                )
+        reads = row.get("catalog_reads", {})  # rows of runs before it: none
+        for cache in CACHES if reads else ():
+            sides = ", ".join(
+                f"{name} {reads[cache][side]['p50_ms']} / {reads[cache][side]['p99_ms']}"
+                for side, name in SIDES.items()
+            )
+            print(f"{row['size']} faces, catalog {cache}, p50 / p99 ms ({reads['readers']} readers): {sides}")
     for row in report["sizes"]:  # the last lines, as the issue asks
         print(
             f"{row['size']} faces: resident {row['resident_bytes'] / 2**20:.0f} MiB "
