@@ -1,4 +1,5 @@
-"""``index.vectors.VectorIndexes`` over Milvus, kept in step with the PostgreSQL catalog's outbox.
+"""``index.vectors.VectorIndexes`` over Milvus, kept in step with the catalog's outbox
+(``index.catalog.OutboxCatalog``: PostgreSQL's).
 
 Every write commits to PostgreSQL (record, faces and change-log rows together) and is
 acknowledged then; ``sync`` applies the gallery's outbox to Milvus right away when it can,
@@ -22,10 +23,9 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from ..catalog import OutboxCatalog
 from ..errors import IndexBusyError, StagingIncompleteError
-from ..postgres import PostgresCatalog
-from ..postgres.outbox import Progress, collection_key
-from ..records import GalleryRecord
+from ..records import GalleryRecord, Progress, collection_key
 from ..vectors import IndexDetails, IndexSettings, IndexStatus, RebuildResult
 from .applier import Applier
 from .client import Milvus
@@ -43,7 +43,7 @@ DOWN_SECONDS = 30.0  # after a failure, writes of a serving replica leave Milvus
 
 
 class MilvusIndexes:
-    def __init__(self, catalog: PostgresCatalog, uri: str, settings: IndexSettings, serving: bool = False) -> None:
+    def __init__(self, catalog: OutboxCatalog, uri: str, settings: IndexSettings, serving: bool = False) -> None:
         """``serving``: this process answers searches, so it also runs the background applier."""
         self.catalog = catalog
         self.settings = settings
@@ -181,8 +181,9 @@ class MilvusIndexes:
             for ids, vectors in batches:
                 collection.write([], _rows(gid, placed, ids, vectors))
         key = collection_key(gallery.pack, gallery.dim)
-        with self.catalog.outbox.applying(gid) as cursor:
-            self.catalog.outbox.record(cursor, gid, key, gallery.seq)
+        with self.catalog.outbox.applying(gid) as applying:  # waits for an applier's batch in flight
+            assert applying is not None  # a waiting apply lock is always taken
+            applying.record(key, gallery.seq)
         self.applier.apply(gid)
         return self.catalog.outbox.progress(gid, key)
 

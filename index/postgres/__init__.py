@@ -3,9 +3,10 @@
 Any number of processes on any number of machines open the same catalog; each method is
 one transaction, so what a caller was told is stored survives a crash of any of them or
 of the server, and what it was not told is absent as a whole. The schema is created and
-migrated by whoever opens it first (``schema``). Beyond the ``Catalog`` protocol it keeps
-what a cluster needs: the outbox position of the vector backend and advisory locks
-(``outbox``), the leases of bulk jobs (``jobs``), and copying a deployment in (``importer``).
+migrated by whoever opens it first (``schema``). It is an ``index.catalog.OutboxCatalog``:
+it also keeps how far the vector backend applied the change log, and the advisory locks
+that hold a gallery (``outbox``). Beyond the protocols it copies a deployment in
+(``importer``, for scripts/migrate.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import functools
 from collections.abc import Callable
 from pathlib import Path
 
+from .backup import backup_database
 from .changes import PostgresChangeLog
 from .database import Database
 from .images import PostgresImages
@@ -47,9 +49,7 @@ class PostgresCatalog:
             cursor.execute("SELECT 1")
 
     def backup(self, dest: Path) -> set[str]:
-        """Not here: PostgreSQL's own tools copy a live database consistently, and a dump made
-        by the server's version of them restores on any later server (README, "Cluster mode")."""
-        raise NotImplementedError("a PostgreSQL catalog is backed up with pg_dump (README, 'Cluster mode')")
+        return backup_database(self.db, dest)
 
     def opener(self) -> Callable[[], PostgresCatalog]:
         return functools.partial(PostgresCatalog, self.url)

@@ -8,25 +8,23 @@ idempotent (an import skips photos already stored), so a batch done twice costs 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any
 
 from psycopg.types.json import Json
 
+from ..records import JobBatch
 from .database import Database
 
 
-@dataclass(frozen=True)
-class Batch:
-    job: str
-    number: int
-    items: list
-
-
 class Jobs:
+    """``index.catalog.BulkJobs`` shared by every worker on every machine."""
+
+    shared = True
+
     def __init__(self, database: Database) -> None:
         self.db = database
 
-    def plan(self, job: str, batches: list[list]) -> int:
+    def plan(self, job: str, batches: list[list[Any]]) -> int:
         """Create the job's batches unless it exists (a second worker joins it); its batch count."""
         with self.db.transaction() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (job,))
@@ -39,7 +37,7 @@ class Jobs:
             )
         return len(batches)
 
-    def claim(self, job: str, worker: str, lease_seconds: float) -> Batch | None:
+    def claim(self, job: str, worker: str, lease_seconds: float) -> JobBatch | None:
         """The next batch nobody holds (or whose holder's lease ran out), now leased to ``worker``."""
         with self.db.transaction() as cursor:
             found = cursor.execute(
@@ -54,9 +52,9 @@ class Jobs:
                 "WHERE job = %s AND batch = %s",
                 (worker, lease_seconds, job, found[0]),
             )
-        return Batch(job, found[0], found[1])
+        return JobBatch(job, found[0], found[1])
 
-    def finish(self, batch: Batch, worker: str) -> bool:
+    def finish(self, batch: JobBatch, worker: str) -> bool:
         """Mark the batch done; False when the lease was lost to another worker meanwhile."""
         with self.db.transaction() as cursor:
             done = cursor.execute(

@@ -8,6 +8,10 @@ edited once released: a change to the schema is a new entry at the end.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+import psycopg
+
 from .database import Database
 
 MIGRATION_LOCK = 0x46530001  # pg advisory lock key: "FS", 1
@@ -124,3 +128,16 @@ def migrate(database: Database) -> int:
             cursor.execute(statements)
             cursor.execute("INSERT INTO schema_version VALUES (%s, now())", (number,))
         return len(MIGRATIONS)
+
+
+ID_SEQUENCES = {"image_ids": "images", "face_ids": "faces", "galleries_id_seq": "galleries"}
+
+
+def advance_sequences(cursor: psycopg.Cursor, floor: Mapping[str, int] | None = None) -> None:
+    """Move each id sequence past every id its table holds, and to ``floor``'s value at least
+    (where a copied catalog's sequence stood): ids are never given out twice."""
+    for sequence, table in ID_SEQUENCES.items():
+        cursor.execute(
+            f"SELECT setval('{sequence}', greatest((SELECT max(id) FROM {table}), %s, 1))",
+            ((floor or {}).get(sequence, 1),),
+        )

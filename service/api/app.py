@@ -12,6 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from ..core.config import Settings
 from ..core.errors import ServiceError, StorageUnavailable, StorageUnavailableError
 from ..core.services import Services, build_services
+from ..core.throttle import Throttles
 from . import metrics, request_log
 from .drain import DrainUnreadBody
 from .envelope import failure
@@ -20,7 +21,6 @@ from .health import health
 from .openapi import docs
 from .requests import request_types
 from .routes import api
-from .throttle import Throttles
 from .web import web
 
 log = logging.getLogger(__name__)

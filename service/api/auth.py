@@ -12,8 +12,8 @@ from flask import current_app, g, request
 
 from ..core.errors import BadCredentials
 from ..core.services import Services
+from ..core.throttle import Throttles
 from .errors import ApiError, Code
-from .throttle import Throttles
 
 
 def services() -> Services:

@@ -4,10 +4,11 @@ Each photo is remembered by the SHA-256 of its bytes, in the same catalog transa
 its image record, so an import stopped at any point (Ctrl-C, SIGKILL, power cut) can be
 run again: what was stored is skipped, nothing is stored twice, nothing is lost.
 
-In cluster mode the same command can run on several machines at once: the folder's
-batches are planned once in the catalog and each worker claims the next free one with a
-lease (``index.postgres.jobs``), so every machine added adds throughput, and a batch whose
-worker was killed is claimed by another once its lease runs out.
+The folder's batches are a bulk job of the catalog (``index.catalog.BulkJobs``): where the
+catalog is shared by several machines (cluster mode) the same command can run on each of
+them at once, every worker claiming the next free batch with a lease, so every machine
+added adds throughput, and a batch whose worker was killed is claimed by another once its
+lease runs out. An embedded catalog gives every batch to the one process that runs it.
 """
 
 from __future__ import annotations
@@ -20,17 +21,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from index.catalog import BulkJobs
 from index.records import KeyRecord
 
 from .errors import writing
 from .images import add_faces
 from .metadata import checked_metadata
 from .services import Services
-
-if TYPE_CHECKING:
-    from index.postgres.jobs import Jobs
 
 LEASE_SECONDS = 300.0  # a claimed batch is another worker's to take after this long (a batch takes seconds)
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
@@ -79,11 +77,6 @@ def path_metadata(root: Path, path: Path) -> dict:
     return metadata
 
 
-def _batches(items: list[Path], size: int) -> Iterator[list[Path]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def import_folder(
     services: Services,
     key: KeyRecord,
@@ -95,18 +88,12 @@ def import_folder(
 ) -> ImportSummary:
     """Add every photo under ``root`` to the key's gallery; ``advance(n)`` after n files.
 
-    In cluster mode this worker imports the batches it claims, beside any other worker on the
-    same job, and returns once every batch of the job is done (by whichever worker)."""
+    This worker imports the batches it claims, beside any other worker on the same job, and
+    returns once every batch of the job is done (by whichever worker)."""
     summary = ImportSummary()
     seen: set[bytes] = set()
-    files = photo_files(root)
-    if not services.settings.storage.cluster:
-        for paths in _batches(files, batch):
-            _import_batch(services, key, root, paths, metadata_from_path, seen, summary)
-            advance(len(paths))
-        return summary
     jobs = services.catalog.jobs
-    names = [path.relative_to(root).as_posix() for path in files]
+    names = [path.relative_to(root).as_posix() for path in photo_files(root)]
     job = f"import:{key.gallery}:{hashlib.sha256(json.dumps(names).encode()).hexdigest()[:16]}"
     with writing():
         jobs.plan(job, [names[start : start + batch] for start in range(0, len(names), batch)])
@@ -117,7 +104,7 @@ def import_folder(
     return summary
 
 
-def claimed_batches(jobs: Jobs, job: str, lease_seconds: float) -> Iterator[list]:
+def claimed_batches(jobs: BulkJobs, job: str, lease_seconds: float) -> Iterator[list]:
     """The items of each batch of ``job`` this worker claims, until every batch is done by
     some worker; a batch is marked done when the loop asks for the next one."""
     worker = f"{socket.gethostname()}:{os.getpid()}"

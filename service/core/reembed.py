@@ -9,10 +9,13 @@ serves, and accepts faces of, the old pack only.
 Faces keep their ids: each stored face is matched to the new detector's face that
 overlaps it most. A face the new detector does not find again is removed at the swap.
 
-In cluster mode several machines can run the same re-embedding: the gallery's images are
-split into batches that each worker claims with a lease in the catalog (as a bulk import
-does), and whichever worker finds the last batch done swaps, under the gallery's
-exclusive lock; the others then find the gallery in the new pack and stop.
+The gallery's images are split into the batches of a bulk job of the catalog (as a bulk
+import's photos are), so where the catalog's jobs are shared (cluster mode) several
+machines can run the same re-embedding, each claiming batches with a lease. Then the
+gallery's exclusive lock (which rebuilds take too): whoever holds it stages what is left
+(images added meanwhile) and swaps. Where other workers may share the job they wait for
+it, since one of them swapping holds it, and then find the gallery in the new pack and
+stop; where none can, a holder is a rebuild or another run, and the gallery is busy.
 """
 
 from __future__ import annotations
@@ -119,7 +122,7 @@ def stage_claimed(
     advance: Callable,
     lease_seconds: float,
 ) -> None:
-    """Cluster mode: stage the batches this worker claims until every batch of the job is done."""
+    """Stage the batches of the job this worker claims until every batch of it is done."""
     jobs, generation = services.catalog.jobs, services.catalog.images.gallery(key.gallery).index_generation
     job = f"reembed:{key.gallery}:{analyzer.pack_name}:{generation}"
     todo = _unstaged(services, key, analyzer.pack_name)
@@ -143,10 +146,9 @@ def reembed(
     summary = ReembedSummary(pack=analyzer.pack_name)
     if services.catalog.images.gallery(key.gallery).pack in (None, analyzer.pack_name):
         return summary  # already in that pack, or empty: any pack may fill it
-    cluster = services.settings.storage.cluster
-    if cluster:  # several workers stage side by side; the swap is one worker's, the others wait for it
-        stage_claimed(services, key, analyzer, batch, summary, advance, lease_seconds)
-    with services.indexes.exclusive(key.gallery, wait=cluster) as held:
+    # the workers of the job stage side by side; the swap is one worker's, the others wait for it
+    stage_claimed(services, key, analyzer, batch, summary, advance, lease_seconds)
+    with services.indexes.exclusive(key.gallery, wait=services.catalog.jobs.shared) as held:
         if not held:
             raise GalleryBusy(f"gallery {key.gallery} is being rebuilt or re-embedded by another process")
         while services.catalog.images.gallery(key.gallery).pack != analyzer.pack_name:
