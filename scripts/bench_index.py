@@ -493,7 +493,7 @@ def many_galleries(count: int, faces: int, args: argparse.Namespace, settings: S
         indexes = FaissIndexes(catalog, data / "indexes", replace(settings.index, memory_bytes=1 << 30), serving=True)
         for gid in tqdm(gids, unit="gallery", desc="first checkpoints"):
             indexes.sync(gid)
-            indexes._checkpoint(gid)
+            indexes.checkpointer.checkpoint(gid)
         indexes.close()
         catalog.close()
     rng = np.random.default_rng(5)

@@ -26,7 +26,7 @@ import numpy as np
 from ..catalog import OutboxCatalog
 from ..errors import IndexBusyError, StagingIncompleteError
 from ..records import GalleryRecord, Progress, collection_key
-from ..vectors import IndexDetails, IndexSettings, IndexStatus, RebuildResult
+from ..vectors import IndexDetails, IndexSettings, IndexStatus, RebuildResult, SearchObserver, SearchObservers
 from .applier import Applier
 from .client import Milvus
 from .collection import HNSW, MIN_EF, Collection, collection_name, face_row
@@ -49,6 +49,7 @@ class MilvusIndexes:
         self.settings = settings
         self.serving = serving
         self.milvus = Milvus(uri)
+        self.observers = SearchObservers()
         self._collections: dict[tuple[str, int], Collection] = {}
         self.applier = Applier(catalog, self.collection)
 
@@ -83,12 +84,16 @@ class MilvusIndexes:
         except OSError as exc:  # StorageUnavailableError: left to the background applier
             log.warning("gallery %d: change not applied to Milvus yet: %s", gid, exc)
 
+    def observe_searches(self, observer: SearchObserver) -> None:
+        self.observers.add(observer)
+
     def search(self, gid: int, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        gallery, progress = self._caught_up(gid)
-        if progress is None or not gallery.faces:
-            empty = np.zeros((len(queries), 0))
-            return empty.astype(np.float32), empty.astype(np.int64)
-        return self.collection(gallery.pack, gallery.dim).search(gid, queries, k, strong=_recent(progress))
+        with self.observers.timed():
+            gallery, progress = self._caught_up(gid)
+            if progress is None or not gallery.faces:
+                empty = np.zeros((len(queries), 0))
+                return empty.astype(np.float32), empty.astype(np.int64)
+            return self.collection(gallery.pack, gallery.dim).search(gid, queries, k, strong=_recent(progress))
 
     def status(self, gid: int) -> IndexStatus:
         """The gallery in Milvus; ``pending`` is the outbox lag as found, before this catches up."""

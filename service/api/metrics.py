@@ -1,9 +1,10 @@
 """Prometheus metrics at ``/metrics``.
 
-Request counts and latencies are recorded per request by service/request_log.py. The
-time spent in detection, embedding and index search is measured by timing the methods
-that do that work on the service's own model and index objects (``instrument``), so every
-caller counts (the API, the bulk importer) and models/ and index/ stay free of metrics.
+Request counts and latencies are recorded per request by ``request_log``. The time spent
+in detection and embedding is measured by timing the methods that do that work on the
+service's own model objects (``instrument``), and index searches by the hook every vector
+index offers (``VectorIndexes.observe_searches``), so every caller counts (the API, the bulk
+importer) and models/ and index/ stay free of metrics.
 Gallery sizes, index kinds and rebuilds are read from the catalog and the indexes when scraped.
 
 Under gunicorn the server runs several worker processes, and a scrape reaches one of them:
@@ -84,7 +85,7 @@ def instrument(services: Services) -> None:
     """Time detection, embedding and index search on these services' objects."""
     _timed(services.analyzer.detector, "detect", "detection")
     _timed(services.analyzer.embedder, "embed_crops", "embedding")
-    _timed(services.indexes, "search", "index_search")
+    services.indexes.observe_searches(STEPS.labels("index_search").observe)
 
 
 class GalleryCollector(Collector):
