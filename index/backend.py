@@ -32,6 +32,12 @@ class StorageSettings:
     def cluster(self) -> bool:
         return self.catalog_url is not None
 
+    def problem(self) -> str | None:
+        """What makes these settings unusable, if anything."""
+        if self.cluster != (self.milvus_uri is not None):
+            return "cluster mode needs both FACE_SEARCH_CATALOG_URL (PostgreSQL) and FACE_SEARCH_MILVUS_URI"
+        return None
+
     @property
     def lmdb_dir(self) -> Path:
         return self.data_dir / "lmdb"
@@ -62,8 +68,8 @@ def open_backend(
     """The catalog and the vector index over it. ``serving``: this process answers searches,
     so its vector index is kept loaded, checkpointed and rebuilt in the background; other
     processes only write and read. Close the index before the catalog."""
-    if storage.cluster != (storage.milvus_uri is not None):
-        raise ValueError("cluster mode needs both a catalog URL (PostgreSQL) and a Milvus URI")
+    if (problem := storage.problem()) is not None:
+        raise ValueError(problem)
     if storage.catalog_url is not None and storage.milvus_uri is not None:
         from .milvus import MilvusIndexes
 

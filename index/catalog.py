@@ -176,7 +176,10 @@ class BulkJobs(Protocol):
     every batch of a job to the one process that planned it, and forgets the job once it is
     done. Either way a batch's work must be idempotent: it may be done twice."""
 
-    shared: bool  # workers in other processes (on other machines) may join a job
+    @property
+    def shared(self) -> bool:
+        """Workers in other processes (on other machines) may join a job."""
+        ...
 
     def plan(self, job: str, batches: list[list[Any]]) -> int:
         """Create the job's batches unless it is under way already (a second worker joins it);
@@ -198,11 +201,21 @@ class BulkJobs(Protocol):
 
 
 class Catalog(Protocol):
-    keys: KeyTable
-    images: ImageTable
-    log: ChangeLog
-    staging: Staging
-    jobs: BulkJobs
+    # read-only members: a backend's own table classes stand for the protocols
+    @property
+    def keys(self) -> KeyTable: ...
+    @property
+    def images(self) -> ImageTable: ...
+    @property
+    def log(self) -> ChangeLog: ...
+    @property
+    def staging(self) -> Staging: ...
+    @property
+    def jobs(self) -> BulkJobs: ...
+    @property
+    def component(self) -> str:
+        """What readiness checks call this catalog (``lmdb``, ``postgres``)."""
+        ...
 
     def ping(self) -> None:
         """Raise when the catalog cannot answer a read (for readiness checks)."""
@@ -275,5 +288,9 @@ class Outbox(Protocol):
 class OutboxCatalog(Catalog, Protocol):
     """A catalog that a vector backend in a server of its own follows through the outbox."""
 
-    outbox: Outbox
-    namespace: str  # this catalog's own, so that two catalogs never share a vector collection
+    @property
+    def outbox(self) -> Outbox: ...
+    @property
+    def namespace(self) -> str:
+        """This catalog's own, so that two catalogs never share a vector collection."""
+        ...

@@ -123,6 +123,11 @@ class SearchObservers:
 class VectorIndexes(Protocol):
     """One index per gallery, kept in step with the catalog."""
 
+    @property
+    def component(self) -> str:
+        """What readiness checks call this vector index (``indexes``, ``milvus``)."""
+        ...
+
     def sync(self, gid: int) -> None:
         """Bring the gallery's index up to the latest committed change (after a write)."""
         ...

@@ -35,7 +35,6 @@ from index.records import KeyRecord
 from models.analyzer import FaceAnalyzer
 from models.detector import CONFIRM_VIEWS, iou
 from models.faces import Face
-from service.core import images, search
 from service.core.config import Settings
 from service.core.errors import NotAPhoto
 from service.core.services import Services, build_services
@@ -59,7 +58,7 @@ def photo(name: str, row: dict[str, str]) -> bytes:
 
 def faces_of(services: Services, data: bytes) -> list:
     try:
-        return images.detect_faces(services, data)
+        return services.reader.faces_in(data)
     except NotAPhoto:
         return []
 
@@ -74,7 +73,7 @@ def labelled_face(name: str, data: bytes, faces: list[Face]) -> Face:
 
 
 def top_identity(services: Services, key: KeyRecord, face: Face, threshold: float | None) -> str | None:
-    hits = search.search_faces(services, key, [face], 1, threshold)[0].matches
+    hits = services.searcher.search_faces(key, [face], 1, threshold)[0].matches
     return hits[0].image.metadata["identity"] if hits else None
 
 
@@ -98,8 +97,8 @@ def labelled(services: Services, name: str, rows: list[dict[str, str]]) -> dict:
         found += bool(faces)
         chosen = labelled_face(name, data, faces) if faces else None
         if chosen is not None and identity not in enrolled:
-            images.add_faces(services, whole, data, {"identity": identity}, faces)
-            images.add_faces(services, only, data, {"identity": identity}, [chosen])
+            services.gallery.store(whole, data, {"identity": identity}, faces, services.pack.name)
+            services.gallery.store(only, data, {"identity": identity}, [chosen], services.pack.name)
             enrolled.add(identity)
         else:
             probes.append((identity, faces, chosen))

@@ -15,7 +15,7 @@ path,expected_faces) and optionally ``pairs.csv`` (fold,path_a,path_b,same) or
 - open-set search at the service's default threshold: only half the people enrolled;
   the share of stranger probes that get an answer (FPIR) and of enrolled people missed.
 
-Each photo is embedded once, by the service's own pipeline (``detect_faces``), and the
+Each photo is embedded once, by the service's own pipeline (``FaceReader.faces_in``), and the
 faces are cached under the output folder keyed by the pipeline's code, so re-runs and
 the calibration reuse them. With ``--url`` the identification runs through a running
 server instead (the key's gallery must be empty; everything added is deleted at the end);
@@ -60,9 +60,7 @@ from models.faces import Detection, Face
 from models.packs import ModelPack, load_pack
 from service.core.config import Settings
 from service.core.errors import NotAPhoto
-from service.core.images import add_faces, delete_images, detect_faces
 from service.core.requests import DeleteImages
-from service.core.search import best_per_image
 from service.core.services import Services, build_services
 from service.core.threshold import search_threshold
 
@@ -211,7 +209,7 @@ def embed_set(services: Services, data: DataSet, cache_dir: Path) -> Embedded:
     faces, started = [], time.perf_counter()
     for i, path in enumerate(data.paths):
         try:
-            faces.append(detect_faces(services, (data.root / path).read_bytes()))
+            faces.append(services.reader.faces_in((data.root / path).read_bytes()))
         except NotAPhoto:
             faces.append([])
         if (i + 1) % 500 == 0:
@@ -356,21 +354,22 @@ class LocalBackend(Backend):
         if not faces:
             return None
         photo = (self.data.root / self.data.paths[index]).read_bytes()
-        return add_faces(self.services, self.key, photo, {"photo": index}, faces).id
+        return self.services.gallery.store(self.key, photo, {"photo": index}, faces, self.services.pack.name).id
 
     def search(self, index: int, top_k: int, threshold: float | None) -> Hits | None:
         subject = self.embedded.subject(index)
         if subject is None:
             return None
-        limit = self.services.default_threshold(self.key.gallery) if threshold is None else threshold
-        hits = best_per_image(self.services, self.key, subject.embedding, top_k, limit)
+        searcher = self.services.searcher
+        limit = searcher.default_threshold(self.key.gallery) if threshold is None else threshold
+        hits = searcher.best_per_image(self.key, subject.embedding, top_k, limit)
         return [(hit.image.id, hit.score, hit.bbox) for hit in hits]
 
     def delete(self, image_ids: list[int]) -> None:
-        delete_images(self.services, self.key, DeleteImages(image_ids))
+        self.services.gallery.delete(self.key, DeleteImages(image_ids))
 
     def threshold(self) -> float | None:
-        return self.services.default_threshold(self.key.gallery)
+        return self.services.searcher.default_threshold(self.key.gallery)
 
 
 SUCCESS, NO_FACE = 0, 3  # the API's status_code of a success and of a photo without a face

@@ -34,7 +34,6 @@ sys.path.insert(0, str(ROOT))
 
 from models.analyzer import FaceAnalyzer  # noqa: E402
 from models.packs import load_pack  # noqa: E402
-from service.core import images  # noqa: E402
 from service.core.config import Settings  # noqa: E402
 from service.core.errors import ServiceError  # noqa: E402
 from service.core.requests import AddImage, Photo  # noqa: E402
@@ -104,7 +103,7 @@ def bytes_per_face(pack_name: str, photos: list[bytes]) -> dict[str, float]:
             key = services.keys.create().record
             for data in photos:
                 try:
-                    images.add_image(services, key, AddImage(Photo(data)))
+                    services.adder.add(key, AddImage(Photo(data)))
                 except ServiceError:
                     continue  # no face: nothing stored
             faces = services.catalog.images.gallery(key.gallery).faces

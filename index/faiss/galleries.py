@@ -68,6 +68,8 @@ log = logging.getLogger(__name__)
 class FaissIndexes:
     """``index.vectors.VectorIndexes`` in this process, over base files under ``directory``."""
 
+    component = "indexes"
+
     def __init__(self, catalog: Catalog, directory: Path, settings: IndexSettings, serving: bool = False) -> None:
         """``serving``: this process answers searches, so it checkpoints, trims the logs and
         rebuilds in the background. Other processes (the import script) write to the catalog

@@ -19,6 +19,8 @@ class LmdbCatalog:
     """``index.catalog.Catalog`` over LMDB. LMDB allows one handle per file per process:
     open one of these per process and share it between threads."""
 
+    component = "lmdb"
+
     def __init__(self, path: Path, map_size: int = 1 << 30) -> None:
         self.env = Environment(path, map_size)
         self.keys = LmdbKeys(self.env)

@@ -43,6 +43,10 @@ DOWN_SECONDS = 30.0  # after a failure, writes of a serving replica leave Milvus
 
 
 class MilvusIndexes:
+    """``index.vectors.VectorIndexes`` over a Milvus server."""
+
+    component = "milvus"
+
     def __init__(self, catalog: OutboxCatalog, uri: str, settings: IndexSettings, serving: bool = False) -> None:
         """``serving``: this process answers searches, so it also runs the background applier."""
         self.catalog = catalog

@@ -28,7 +28,9 @@ from .staging import PostgresStaging
 
 
 class PostgresCatalog:
-    """``index.catalog.Catalog`` over PostgreSQL; one per process, shared by its threads."""
+    """``index.catalog.OutboxCatalog`` over PostgreSQL; one per process, shared by its threads."""
+
+    component = "postgres"
 
     def __init__(self, url: str, max_connections: int = 8) -> None:
         self.url = url

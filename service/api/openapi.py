@@ -17,11 +17,12 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, jsonify, send_from_directory
+from flask import Blueprint, Response, abort, jsonify, send_from_directory
 from pydantic import TypeAdapter
 
 from ..core.config import DEFAULT_LIMITS, Limits
 from . import responses as s
+from .context import app
 from .errors import ALSO_HTTP, HTTP_STATUS, MESSAGES, Code
 from .requests import MAX_ID, RequestTypes, request_types
 from .web import STATIC
@@ -293,7 +294,7 @@ def _swagger_dir() -> Path:
 
 @docs.get(DOCUMENT_PATH)
 def document_json() -> Response:
-    return jsonify(document(current_app.extensions["face_search"].settings.limits))
+    return jsonify(document(app().settings.limits))
 
 
 @docs.get("/docs")

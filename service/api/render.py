@@ -6,17 +6,16 @@ from dataclasses import asdict
 
 from flask import url_for
 
-from index.records import ImageRecord
-from index.vectors import IndexStatus
-
+from ..core.maintenance import IndexStatus
 from ..core.search import FaceMatches, Match
+from ..core.views import Image
 
 
 def photo_url(image_id: int) -> str:
     return url_for("api.photo", image_id=image_id, _external=True)
 
 
-def image_summary(record: ImageRecord) -> dict:
+def image_summary(record: Image) -> dict:
     """An image as listed: its faces as a count."""
     return {
         "id": record.id,
@@ -27,7 +26,7 @@ def image_summary(record: ImageRecord) -> dict:
     }
 
 
-def image_detail(record: ImageRecord) -> dict:
+def image_detail(record: Image) -> dict:
     """An image as added or read: every face with its box and detection score."""
     faces = [{"id": face.id, "bbox": face.bbox, "score": face.score} for face in record.faces]
     return {**image_summary(record), "faces": faces}

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, g, request
 
-from ..core import images, search
 from ..core.requests import MetadataUpdate
-from .auth import authenticate, services
+from .auth import authenticate
+from .context import app, use_cases
 from .envelope import success
 from .errors import ApiError, Code
 from .render import face_matches, image_detail, image_summary, match, status
@@ -20,7 +20,7 @@ IMAGE = f"/images/<int(max={MAX_ID}):image_id>"
 
 
 def types() -> RequestTypes:
-    return current_app.extensions["face_search.requests"]
+    return app().request_types
 
 
 def body() -> dict:
@@ -40,7 +40,7 @@ def body() -> dict:
 @api.get("/images")
 def list_images() -> Response:
     page = types().list_query.parse(request.args)
-    records, total = images.list_images(services(), g.key, page)
+    records, total = use_cases().gallery.page(g.key, page)
     return success([image_summary(r) for r in records], total=total, offset=page.offset, limit=page.limit)
 
 
@@ -49,7 +49,7 @@ def add_image() -> Response:
     data = body()
     if "ids" in data and "image" not in data:
         return _delete(data)  # the documented demos send the bulk delete as POST /images
-    return success(image_detail(images.add_image(services(), g.key, types().add_image.parse(data))))
+    return success(image_detail(use_cases().adder.add(g.key, types().add_image.parse(data))))
 
 
 @api.delete("/images")
@@ -58,25 +58,25 @@ def delete_images() -> Response:
 
 
 def _delete(data: dict) -> Response:
-    deleted = images.delete_images(services(), g.key, types().delete_images.parse(data))
+    deleted = use_cases().gallery.delete(g.key, types().delete_images.parse(data))
     return success(None, deleted=len(deleted), deleted_ids=deleted)
 
 
 @api.get(IMAGE)
 def get_image(image_id: int) -> Response:
-    return success(image_detail(images.get_image(services(), g.key, image_id)))
+    return success(image_detail(use_cases().gallery.get(g.key, image_id)))
 
 
 @api.route(IMAGE, methods=["PUT", "POST"])
 def update_image(image_id: int) -> Response:
     metadata = types().update_metadata.parse(body())
     update = MetadataUpdate(image_id, metadata)
-    return success(image_detail(images.update_metadata(services(), g.key, update)))
+    return success(image_detail(use_cases().gallery.update_metadata(g.key, update)))
 
 
 @api.get(f"{IMAGE}/file")
 def photo(image_id: int) -> Response:
-    data, mime = images.photo_bytes(services(), g.key, image_id)
+    data, mime = use_cases().gallery.photo(g.key, image_id)
     response = Response(data, mimetype=mime)
     response.headers["Cache-Control"] = "private, max-age=3600"
     response.headers["X-Content-Type-Options"] = "nosniff"
@@ -87,10 +87,10 @@ def photo(image_id: int) -> Response:
 def search_images() -> Response:
     query = types().search.parse(body())
     if query.face == "all":
-        return success([face_matches(a) for a in search.search_each_face(services(), g.key, query)])
-    return success([match(m) for m in search.search(services(), g.key, query)])
+        return success([face_matches(a) for a in use_cases().searcher.search_each_face(g.key, query)])
+    return success([match(m) for m in use_cases().searcher.search(g.key, query)])
 
 
 @api.get("/index")
 def index_state() -> Response:
-    return success(status(services().indexes.status(g.key.gallery)))
+    return success(status(use_cases().maintenance.index_status(g.key)))

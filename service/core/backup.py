@@ -28,6 +28,7 @@ from index.errors import CatalogNotEmptyError
 from .config import Settings
 from .errors import InvalidRequest, writing
 from .keys import now
+from .maintenance import Maintenance
 from .photos import PhotoFiles
 
 log = logging.getLogger(__name__)
@@ -121,10 +122,7 @@ def restore(src: Path, settings: Settings) -> BackupSummary:
     try:
         with writing():
             _drop_images_of(catalog, set(recorded.get("missing", [])))
-        for gid in catalog.images.galleries():
-            if (reason := indexes.rebuild_reason(gid)) is not None:
-                log.info("gallery %d: building its vector index (%s)", gid, reason)
-                indexes.rebuild(gid, wait=True, progress=log.info)
+        Maintenance(catalog, indexes).rebuild_indexes(None, if_needed=True, wait=True, progress=log.info)
     finally:
         indexes.close()
         catalog.close()

@@ -22,13 +22,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from index.catalog import BulkJobs
+from index.catalog import BulkJobs, Catalog
 from index.records import KeyRecord
 
+from .config import Limits
 from .errors import writing
-from .images import add_faces
+from .images import FaceReader, Gallery
 from .metadata import checked_metadata
-from .services import Services
 
 LEASE_SECONDS = 300.0  # a claimed batch is another worker's to take after this long (a batch takes seconds)
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
@@ -77,33 +77,6 @@ def path_metadata(root: Path, path: Path) -> dict:
     return metadata
 
 
-def import_folder(
-    services: Services,
-    key: KeyRecord,
-    root: Path,
-    metadata_from_path: bool = False,
-    batch: int = 16,
-    advance: Callable[[int], object] = lambda n: None,
-    lease_seconds: float = LEASE_SECONDS,
-) -> ImportSummary:
-    """Add every photo under ``root`` to the key's gallery; ``advance(n)`` after n files.
-
-    This worker imports the batches it claims, beside any other worker on the same job, and
-    returns once every batch of the job is done (by whichever worker)."""
-    summary = ImportSummary()
-    seen: set[bytes] = set()
-    jobs = services.catalog.jobs
-    names = [path.relative_to(root).as_posix() for path in photo_files(root)]
-    job = f"import:{key.gallery}:{hashlib.sha256(json.dumps(names).encode()).hexdigest()[:16]}"
-    with writing():
-        jobs.plan(job, [names[start : start + batch] for start in range(0, len(names), batch)])
-    for claimed in claimed_batches(jobs, job, lease_seconds):
-        paths = [root / name for name in claimed]
-        _import_batch(services, key, root, paths, metadata_from_path, seen, summary)
-        advance(len(paths))
-    return summary
-
-
 def claimed_batches(jobs: BulkJobs, job: str, lease_seconds: float) -> Iterator[list]:
     """The items of each batch of ``job`` this worker claims, until every batch is done by
     some worker; a batch is marked done when the loop asks for the next one."""
@@ -123,49 +96,80 @@ def claimed_batches(jobs: BulkJobs, job: str, lease_seconds: float) -> Iterator[
             jobs.finish(claimed, worker)
 
 
-def _import_batch(
-    services: Services,
-    key: KeyRecord,
-    root: Path,
-    paths: list[Path],
-    metadata_from_path: bool,
-    seen: set[bytes],
-    summary: ImportSummary,
-) -> None:
-    """Detect, embed (one model call for the batch) and store the batch's photos not stored yet."""
-    photos = []
-    for path in paths:
-        photo = _read(services, key, path, seen, summary)
-        if photo is not None:
-            photos.append(photo)
-    for photo, faces in zip(photos, services.analyzer.faces_in_many([p.data for p in photos]), strict=True):
-        if faces is None:
-            summary.unreadable.append(str(photo.path))
-            continue
-        if not faces:
-            with writing():
-                services.catalog.images.mark_imported(key.gallery, photo.digest)
-            summary.no_face += 1
-            continue
-        metadata = path_metadata(root, photo.path) if metadata_from_path else {}
-        metadata = checked_metadata(metadata, services.settings.limits)
-        add_faces(services, key, photo.data, metadata, faces, source_digest=photo.digest)
-        summary.added += 1
-        summary.faces += len(faces)
+class BulkImport:
+    """A folder of photos into a key's gallery, as ``POST /images`` adds one."""
 
+    def __init__(self, catalog: Catalog, reader: FaceReader, gallery: Gallery, limits: Limits) -> None:
+        self.catalog, self.reader, self.gallery, self.limits = catalog, reader, gallery, limits
 
-def _read(services: Services, key: KeyRecord, path: Path, seen: set[bytes], summary: ImportSummary) -> _Photo | None:
-    """The photo's bytes, or None (counted) when it cannot be read or was imported before."""
-    try:
-        data = path.read_bytes()
-    except OSError:
-        summary.unreadable.append(str(path))
-        return None
-    digest = hashlib.sha256(data).digest()
-    images = services.catalog.images
-    done = images.imported_as(key.gallery, digest)
-    if digest in seen or done == 0 or (done and images.get(key.gallery, done) is not None):
-        summary.already += 1
-        return None
-    seen.add(digest)
-    return _Photo(path, data, digest)
+    def run(
+        self,
+        key: KeyRecord,
+        root: Path,
+        metadata_from_path: bool = False,
+        batch: int = 16,
+        advance: Callable[[int], object] = lambda n: None,
+        lease_seconds: float = LEASE_SECONDS,
+    ) -> ImportSummary:
+        """Add every photo under ``root`` to the key's gallery; ``advance(n)`` after n files.
+
+        This worker imports the batches it claims, beside any other worker on the same job, and
+        returns once every batch of the job is done (by whichever worker)."""
+        summary = ImportSummary()
+        seen: set[bytes] = set()
+        jobs = self.catalog.jobs
+        names = [path.relative_to(root).as_posix() for path in photo_files(root)]
+        job = f"import:{key.gallery}:{hashlib.sha256(json.dumps(names).encode()).hexdigest()[:16]}"
+        with writing():
+            jobs.plan(job, [names[start : start + batch] for start in range(0, len(names), batch)])
+        for claimed in claimed_batches(jobs, job, lease_seconds):
+            paths = [root / name for name in claimed]
+            self._import_batch(key, root, paths, metadata_from_path, seen, summary)
+            advance(len(paths))
+        return summary
+
+    def _import_batch(
+        self,
+        key: KeyRecord,
+        root: Path,
+        paths: list[Path],
+        metadata_from_path: bool,
+        seen: set[bytes],
+        summary: ImportSummary,
+    ) -> None:
+        """Detect, embed (one model call for the batch) and store the batch's photos not stored yet."""
+        photos = []
+        for path in paths:
+            photo = self._read(key, path, seen, summary)
+            if photo is not None:
+                photos.append(photo)
+        for photo, faces in zip(photos, self.reader.faces_in_many([p.data for p in photos]), strict=True):
+            if faces is None:
+                summary.unreadable.append(str(photo.path))
+                continue
+            if not faces:
+                with writing():
+                    self.catalog.images.mark_imported(key.gallery, photo.digest)
+                summary.no_face += 1
+                continue
+            metadata = path_metadata(root, photo.path) if metadata_from_path else {}
+            metadata = checked_metadata(metadata, self.limits)
+            self.gallery.store(key, photo.data, metadata, faces, self.reader.pack, source_digest=photo.digest)
+            summary.added += 1
+            summary.faces += len(faces)
+
+    def _read(self, key: KeyRecord, path: Path, seen: set[bytes], summary: ImportSummary) -> _Photo | None:
+        """The photo's bytes, or None (counted) when it cannot be read or was imported before."""
+        try:
+            data = path.read_bytes()
+        except OSError:
+            summary.unreadable.append(str(path))
+            return None
+        digest = hashlib.sha256(data).digest()
+        images = self.catalog.images
+        done = images.imported_as(key.gallery, digest)
+        if digest in seen or done == 0 or (done and images.get(key.gallery, done) is not None):
+            summary.already += 1
+            return None
+        seen.add(digest)
+        return _Photo(path, data, digest)

@@ -129,8 +129,8 @@ class Settings:
             except ValueError as exc:
                 raise SystemExit(f"setting {entry.name}={raw!r} {exc}") from None
             settings = _replaced(settings, entry.path.split("."), value)
-        if (settings.storage.catalog_url is None) != (settings.storage.milvus_uri is None):
-            raise SystemExit("cluster mode needs both FACE_SEARCH_CATALOG_URL and FACE_SEARCH_MILVUS_URI")
+        if (problem := settings.storage.problem()) is not None:
+            raise SystemExit(problem)
         return settings
 
 
