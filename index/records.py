@@ -57,7 +57,7 @@ class ImageRecord:
     gallery: int
     file: str
     content_type: str
-    metadata: dict
+    metadata: dict[str, Any]
     created_at: str
     pack: str
     faces: list[FaceInfo] = field(default_factory=list)
@@ -85,7 +85,7 @@ class NewImage:
 
     file: str
     content_type: str
-    metadata: dict
+    metadata: dict[str, Any]
     created_at: str
     pack: str
     faces: list[NewFace]

@@ -375,7 +375,7 @@ def workers_memory(data: Path, key: str, workers: int) -> list[dict]:
         body = {"image": {"base64": b64(package_photo("t1.jpg"))}, "face": "all"}
         for _ in range(10 * workers):
             server.call("POST", "/search", key, "bench", json=body)
-        pids = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True).stdout
+        pids = subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True, text=True).stdout
         rows = []
         for pid in pids.split():
             fields = {}

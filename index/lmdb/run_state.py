@@ -8,11 +8,12 @@ import json
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import lmdb
 
-Change = Callable[[Any], tuple[Any, Any]]  # stored value (None if absent) -> (new value, result)
+R = TypeVar("R")
+Change = Callable[[Any], tuple[Any, R]]  # stored value (None if absent) -> (new value, result)
 
 
 class LmdbRunState:
@@ -26,7 +27,7 @@ class LmdbRunState:
         self.max_keys = max_keys
         self.forgettable = forgettable.encode()
 
-    def update(self, key: str, change: Change) -> Any:
+    def update(self, key: str, change: Change[R]) -> R:
         """Apply ``change`` to the value under ``key`` atomically (a new value of None deletes
         it); returns the change's result."""
         with self.env.begin(write=True) as txn:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .backup import backup_database
 from .changes import PostgresChangeLog
-from .database import Database
+from .database import Database, one
 from .images import PostgresImages
 from .importer import Importer
 from .jobs import Jobs
@@ -44,7 +44,7 @@ class PostgresCatalog:
         self.jobs = Jobs(self.db)
         self.importer = Importer(self.db)
         with self.db.transaction() as cursor:
-            (self.namespace,) = cursor.execute("SELECT value FROM catalog_meta WHERE name = 'namespace'").fetchone()
+            (self.namespace,) = one(cursor.execute("SELECT value FROM catalog_meta WHERE name = 'namespace'"))
 
     def ping(self) -> None:
         with self.db.transaction() as cursor:

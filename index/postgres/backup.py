@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from ..errors import CatalogNotEmptyError
-from .database import Database
+from .database import Database, one
 from .schema import ID_SEQUENCES, advance_sequences, migrate
 
 TABLES = ("galleries", "keys", "images", "faces", "changes", "imported", "staged", "staged_images")
@@ -30,8 +30,8 @@ def backup_database(db: Database, dest: Path) -> set[str]:
                 for data in copy:
                     out.write(data)
         # read after the snapshot began, so at least as far as any id it holds (ids are never reused)
-        sequences = {name: cursor.execute(f"SELECT last_value FROM {name}").fetchone()[0] for name in ID_SEQUENCES}
-        (schema,) = cursor.execute("SELECT max(version) FROM schema_version").fetchone()
+        sequences = {name: one(cursor.execute(f"SELECT last_value FROM {name}"))[0] for name in ID_SEQUENCES}
+        (schema,) = one(cursor.execute("SELECT max(version) FROM schema_version"))
     (dest / MANIFEST).write_text(json.dumps({"schema": schema, "sequences": sequences, "tables": TABLES}))
     return names
 
@@ -50,7 +50,7 @@ def restore(url: str, src: Path) -> None:
             raise ValueError(f"{src} is a catalog of schema version {recorded['schema']}; this service's is {schema}")
         with db.transaction(long=True) as cursor:
             cursor.execute(f"LOCK TABLE {', '.join(TABLES)} IN EXCLUSIVE MODE")  # no replica writes meanwhile
-            if cursor.execute("SELECT EXISTS (SELECT 1 FROM galleries) OR EXISTS (SELECT 1 FROM keys)").fetchone()[0]:
+            if one(cursor.execute("SELECT EXISTS (SELECT 1 FROM galleries) OR EXISTS (SELECT 1 FROM keys)"))[0]:
                 raise CatalogNotEmptyError("the PostgreSQL catalog holds keys or galleries already")
             for table in recorded["tables"]:
                 with (src / f"{table}.copy").open("rb") as data, cursor.copy(f"COPY {table} FROM STDIN") as copy:

@@ -13,7 +13,7 @@ from typing import Any
 from psycopg.types.json import Json
 
 from ..records import JobBatch
-from .database import Database
+from .database import Database, one
 
 
 class Jobs:
@@ -28,7 +28,7 @@ class Jobs:
         """Create the job's batches unless it exists (a second worker joins it); its batch count."""
         with self.db.transaction() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (job,))
-            (count,) = cursor.execute("SELECT count(*) FROM job_batches WHERE job = %s", (job,)).fetchone()
+            (count,) = one(cursor.execute("SELECT count(*) FROM job_batches WHERE job = %s", (job,)))
             if count:
                 return count
             cursor.executemany(
@@ -67,7 +67,9 @@ class Jobs:
     def remaining(self, job: str) -> tuple[int, int]:
         """(batches not done, batches in all)."""
         with self.db.transaction() as cursor:
-            left, total = cursor.execute(
-                "SELECT count(*) FILTER (WHERE NOT done), count(*) FROM job_batches WHERE job = %s", (job,)
-            ).fetchone()
+            left, total = one(
+                cursor.execute(
+                    "SELECT count(*) FILTER (WHERE NOT done), count(*) FROM job_batches WHERE job = %s", (job,)
+                )
+            )
         return left, total

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import psycopg
 
 from ..records import Pending, Progress, collection_key
-from .database import Database
+from .database import Database, one
 from .rows import vector_of
 
 # Advisory lock keys are one bigint: a class in the high 32 bits, the gallery id below (gallery
@@ -85,7 +85,7 @@ class Outbox:
         with self.db.transaction(long=True) as cursor:
             if wait:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", (APPLY_LOCK + gid,))
-            elif not cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", (APPLY_LOCK + gid,)).fetchone()[0]:
+            elif not one(cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", (APPLY_LOCK + gid,)))[0]:
                 yield None
                 return
             yield Applying(cursor, gid)
@@ -122,7 +122,7 @@ class Outbox:
         when the holder's connection dies, so a killed holder never blocks the next one."""
         with self.db.session() as connection:
             while True:  # polled rather than blocking, so no statement outlives its timeout
-                (held,) = connection.execute("SELECT pg_try_advisory_lock(%s)", (EXCLUSIVE_LOCK + gid,)).fetchone()
+                (held,) = one(connection.execute("SELECT pg_try_advisory_lock(%s)", (EXCLUSIVE_LOCK + gid,)))
                 if held or not wait:
                     break
                 time.sleep(0.5)
@@ -141,12 +141,16 @@ def _applied(cursor: psycopg.Cursor, gid: int, collection: str) -> int:
 
 
 def _progress(cursor: psycopg.Cursor, gid: int, collection: str) -> Progress:
-    head, applied, ago = cursor.execute(
-        "SELECT g.seq, coalesce(p.applied_seq, 0), extract(epoch FROM now() - p.applied_at) FROM galleries g "
-        "LEFT JOIN vector_progress p ON p.gallery = g.id AND p.collection = %s WHERE g.id = %s",
-        (collection, gid),
-    ).fetchone()
-    (oldest,) = cursor.execute(
-        "SELECT extract(epoch FROM now() - min(at)) FROM changes WHERE gallery = %s AND seq > %s", (gid, applied)
-    ).fetchone()
+    head, applied, ago = one(
+        cursor.execute(
+            "SELECT g.seq, coalesce(p.applied_seq, 0), extract(epoch FROM now() - p.applied_at) FROM galleries g "
+            "LEFT JOIN vector_progress p ON p.gallery = g.id AND p.collection = %s WHERE g.id = %s",
+            (collection, gid),
+        )
+    )
+    (oldest,) = one(
+        cursor.execute(
+            "SELECT extract(epoch FROM now() - min(at)) FROM changes WHERE gallery = %s AND seq > %s", (gid, applied)
+        )
+    )
     return Progress(applied, head, float(oldest or 0.0), None if ago is None else float(ago))

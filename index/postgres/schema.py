@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import psycopg
 
-from .database import Database
+from .database import Database, one
 
 MIGRATION_LOCK = 0x46530001  # pg advisory lock key: "FS", 1
 MIGRATIONS: tuple[str, ...] = (
@@ -118,7 +118,7 @@ def migrate(database: Database) -> int:
             "CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY, applied_at timestamptz)"
         )
         cursor.execute("SELECT coalesce(max(version), 0) FROM schema_version")
-        (version,) = cursor.fetchone()
+        (version,) = one(cursor)
         if version > len(MIGRATIONS):
             raise RuntimeError(
                 f"the catalog's schema is version {version}, newer than this service knows ({len(MIGRATIONS)}): "

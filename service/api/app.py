@@ -10,7 +10,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, Reque
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ..core.config import Settings
-from ..core.errors import ServiceError, StorageUnavailable, StorageUnavailableError
+from ..core.errors import ServiceError, StorageDown, StorageUnavailable
 from ..core.services import Services, build_services
 from ..core.throttle import Throttles
 from . import metrics, request_log
@@ -42,10 +42,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     server = settings.server
     throttles = settings.storage.data_dir / "run" / "throttle"  # shared by this server's workers
     app.throttles = Throttles.shared(throttles, server.rate_limit, server.rate_burst)
-    app.wsgi_app = DrainUnreadBody(app.wsgi_app)
+    app.wsgi_app = DrainUnreadBody(app.wsgi_app)  # type: ignore[method-assign]  # Flask's way to wrap it
     if server.proxy_hops:
         hops = server.proxy_hops
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     for blueprint in (api, docs, health, web):
         app.register_blueprint(blueprint)
     metrics.install(app, app.use_cases)
@@ -59,8 +59,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     def service_error(error: ServiceError) -> Response:
         return failure(refusal(error))
 
-    @app.errorhandler(StorageUnavailableError)
-    def storage_unavailable(error: StorageUnavailableError) -> Response:
+    @app.errorhandler(StorageDown)
+    def storage_unavailable(error: StorageDown) -> Response:
         """A read that met a component down (a write's is already a ServiceError): code 12, 503."""
         return failure(refusal(StorageUnavailable(f"{error}; retry once it is back")))
 

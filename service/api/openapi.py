@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import cache, reduce
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from flask import Blueprint, Response, abort, jsonify, send_from_directory
 from pydantic import TypeAdapter
@@ -131,7 +131,7 @@ class _Components:
     def __init__(self) -> None:
         self.schemas: dict[str, dict] = {}
 
-    def ref(self, kind: Any, mode: str) -> dict:
+    def ref(self, kind: Any, mode: Literal["validation", "serialization"]) -> dict:
         schema = TypeAdapter(kind).json_schema(ref_template=_REF, mode=mode)
         self.schemas.update(schema.pop("$defs", {}))
         name = getattr(kind, "__name__", None)
@@ -168,7 +168,7 @@ def _refusals(op: Operation) -> dict[str, dict]:
             by_status.setdefault(ALSO_HTTP[code], []).append(code)
     answers = {}
     for status, listed in sorted(by_status.items()):
-        headers = {"X-Request-ID": _REQUEST_ID}
+        headers: dict[str, Any] = {"X-Request-ID": _REQUEST_ID}
         if status == 429:
             headers["Retry-After"] = {
                 "description": "Seconds to wait (rate limit only).",
@@ -210,8 +210,8 @@ def _parameters(op: Operation, types: RequestTypes) -> list[dict]:
         schema = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
         parameters.append({"name": "image_id", "in": "path", "required": True, "schema": schema})
     if op.query is not None:
-        schema = TypeAdapter(_schema_of(types, op.query)).json_schema(mode="validation")
-        for name, field in schema["properties"].items():
+        query: dict[str, Any] = TypeAdapter(_schema_of(types, op.query)).json_schema(mode="validation")
+        for name, field in query["properties"].items():
             parameters.append({"name": name, "in": "query", "required": False, "schema": field})
     return parameters
 

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from index.catalog import BulkJobs, Catalog
 from index.records import KeyRecord
@@ -67,7 +68,7 @@ def photo_files(root: Path) -> list[Path]:
     )
 
 
-def path_metadata(root: Path, path: Path) -> dict:
+def path_metadata(root: Path, path: Path) -> dict[str, Any]:
     """``{"path": "alice/1.jpg", "folder": "alice"}``: where a photo came from, so a search hit
     can be traced back (in a folder per person, ``folder`` is the person)."""
     relative = path.relative_to(root)
@@ -77,7 +78,7 @@ def path_metadata(root: Path, path: Path) -> dict:
     return metadata
 
 
-def claimed_batches(jobs: BulkJobs, job: str, lease_seconds: float) -> Iterator[list]:
+def claimed_batches(jobs: BulkJobs, job: str, lease_seconds: float) -> Iterator[list[Any]]:
     """The items of each batch of ``job`` this worker claims, until every batch is done by
     some worker; a batch is marked done when the loop asks for the next one."""
     worker = f"{socket.gethostname()}:{os.getpid()}"

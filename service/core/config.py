@@ -20,7 +20,7 @@ from index.vectors import STORAGES, IndexSettings
 from models.decode import DEFAULT_MAX_PIXELS
 from models.packs import ModelPack
 
-from .fetch import FetchSettings, parse_networks
+from .fetch import FetchSettings, Network, parse_networks
 from .photos import ORPHAN_GRACE_SECONDS
 
 
@@ -189,7 +189,7 @@ def switch(raw: str) -> bool | None:
     return value in ("1", "true", "on")
 
 
-def networks(raw: str) -> tuple:
+def networks(raw: str) -> tuple[Network, ...]:
     try:
         return parse_networks(raw)
     except ValueError as exc:

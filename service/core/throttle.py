@@ -15,15 +15,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from index.backend import open_run_state
 
-Change = Callable[[Any], tuple[Any, Any]]  # stored value (None if absent) -> (new value, result)
+R = TypeVar("R")
+Change = Callable[[Any], tuple[Any, R]]  # stored value (None if absent) -> (new value, result)
 
 
 class State(Protocol):
-    def update(self, key: str, change: Change) -> Any:
+    def update(self, key: str, change: Change[R]) -> R:
         """Apply ``change`` to the value under ``key`` atomically (a new value of None deletes
         it); returns the change's result."""
         ...
@@ -36,7 +37,7 @@ class MemoryState:
         self._values: dict[str, Any] = {}
         self._lock = threading.Lock()
 
-    def update(self, key: str, change: Change) -> Any:
+    def update(self, key: str, change: Change[R]) -> R:
         with self._lock:
             value, result = change(self._values.get(key))
             if value is None:
