@@ -90,10 +90,8 @@ with build_services(settings, serving=True) as services:
     images.delete_images(services, key, DeleteImages([gone.id]))
     listed, total = images.list_images(services, key, Page(0, 100))
     probes = {"tom": flipped(package_photo("Tom_Hanks_54745.png")), "yao": package_photo("yaoming.jpg")}
-    answers = {
-        name: [[hit.image.id, hit.score, hit.bbox] for hit in search.search(services, key, Search(Photo(probe), 10, -1.0))]
-        for name, probe in probes.items()
-    }
+    find = lambda probe: search.search(services, key, Search(Photo(probe), 10, -1.0))
+    answers = {name: [[hit.image.id, hit.score, hit.bbox] for hit in find(probe)] for name, probe in probes.items()}
     files = {r.id: hashlib.sha256(services.photos.read(r.file)).hexdigest() for r in listed}
     print(json.dumps({
         "listed": [[r.id, r.metadata, [[f.id, f.bbox, f.score] for f in r.faces], r.created_at] for r in listed],
