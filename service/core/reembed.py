@@ -21,8 +21,9 @@ stop; where none can, a holder is a rebuild or another run, and the gallery is b
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -117,29 +118,23 @@ class Reembedding:
         batch: int,
         summary: ReembedSummary,
         advance: Callable[[int], object],
+        lease_seconds: float | None = None,
     ) -> None:
-        """Re-embed every image of the gallery not staged for the pack yet."""
+        """Re-embed the images of the gallery not staged for the pack yet: all of them, or with a
+        ``lease_seconds``, the batches of the job this worker claims until every batch of it is
+        done (by whichever worker)."""
         todo = self._unstaged(key, analyzer.pack_name)
-        for start in range(0, len(todo), batch):
-            advance(self._stage_batch(key, analyzer, todo[start : start + batch], summary))
-
-    def stage_claimed(
-        self,
-        key: KeyRecord,
-        analyzer: FaceAnalyzer,
-        batch: int,
-        summary: ReembedSummary,
-        advance: Callable[[int], object],
-        lease_seconds: float,
-    ) -> None:
-        """Stage the batches of the job this worker claims until every batch of it is done."""
-        jobs, generation = self.catalog.jobs, self.catalog.images.gallery(key.gallery).index_generation
-        job = f"reembed:{key.gallery}:{analyzer.pack_name}:{generation}"
-        todo = self._unstaged(key, analyzer.pack_name)
-        with writing():
-            jobs.plan(job, [todo[start : start + batch] for start in range(0, len(todo), batch)])
-        for claimed in claimed_batches(jobs, job, lease_seconds):
-            advance(self._stage_batch(key, analyzer, claimed, summary))
+        batches = [todo[start : start + batch] for start in range(0, len(todo), batch)]
+        if lease_seconds is None:
+            claimed: Iterable[list[Any]] = batches
+        else:
+            jobs, generation = self.catalog.jobs, self.catalog.images.gallery(key.gallery).index_generation
+            job = f"reembed:{key.gallery}:{analyzer.pack_name}:{generation}"
+            with writing():
+                jobs.plan(job, batches)
+            claimed = claimed_batches(jobs, job, lease_seconds)
+        for image_ids in claimed:
+            advance(self._stage_batch(key, analyzer, image_ids, summary))
 
     def run(
         self,
@@ -156,7 +151,7 @@ class Reembedding:
         if self.catalog.images.gallery(key.gallery).pack in (None, analyzer.pack_name):
             return summary  # already in that pack, or empty: any pack may fill it
         # the workers of the job stage side by side; the swap is one worker's, the others wait for it
-        self.stage_claimed(key, analyzer, batch, summary, advance, lease_seconds)
+        self.stage(key, analyzer, batch, summary, advance, lease_seconds)
         with self.indexes.exclusive(key.gallery, wait=self.catalog.jobs.shared) as held:
             if not held:
                 raise GalleryBusy(f"gallery {key.gallery} is being rebuilt or re-embedded by another process")
