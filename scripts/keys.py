@@ -1,6 +1,7 @@
-"""Manage API keys in the data directory of FACE_SEARCH_DATA_DIR.
+"""Manage API keys in the catalog the settings name (FACE_SEARCH_DATA_DIR, or in cluster mode
+the PostgreSQL of FACE_SEARCH_CATALOG_URL).
 
-Changes take effect on a running server at once: it reads keys from LMDB on every request.
+Changes take effect on a running server at once: it reads keys from the catalog on every request.
 
   python scripts/keys.py create [--key K] [--secret S] [--quota N]
   python scripts/keys.py list

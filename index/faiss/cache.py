@@ -158,10 +158,9 @@ class GalleryCache:
         """The loaded index, loading it (once, whatever the number of threads asking) if needed,
         and switching to a newer base file or generation written by any process.
 
-        Mapping a large base file takes seconds (3.4 s at three million faces, measured), and a
-        checkpoint's new base file holds what the index in use already has: while one thread
-        switches to it, the others go on with the index in use (``catch_up`` brings it up to
-        date from the log) rather than wait.
+        Mapping a large base file takes seconds, and a checkpoint's new base file holds what the
+        index in use already has: while one thread switches to it, the others go on with the index
+        in use (``catch_up`` brings it up to date from the log) rather than wait.
         """
         loading = self.loading_lock(gid)
         with self._entries_lock:

@@ -34,9 +34,9 @@ class Checkpointer:
         searches go on meanwhile without waiting; it never holds the index twice in memory.
         This thread then switches to the new file itself, holding the gallery's loading lock
         from before the file is published: a request arriving meanwhile goes on with the index
-        in use instead of taking the switch on (an add waited 142 ms for it at three million
-        faces). The loading lock is only tried here, never waited for, under the file lock: the
-        thread that loads takes them in the other order.
+        in use instead of taking the switch on (and waiting for a large file to be mapped). The
+        loading lock is only tried here, never waited for, under the file lock: the thread that
+        loads takes them in the other order.
         """
         entry = self.cache.held(gid)
         if entry is None or not len(entry.overlay):

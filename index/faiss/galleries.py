@@ -90,7 +90,7 @@ class FaissIndexes:
         self._opened = False
         if serving:
             # one OpenMP thread per search: the request threads already run searches side by side,
-            # and a 2-thread search over 100k faces measured 4x slower on a busy 2-core machine
+            # and a search's own threads would compete with them for the same cores
             faiss.omp_set_num_threads(settings.search_threads)
 
     def _checkpoint(self, gid: int) -> bool:

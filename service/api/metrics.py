@@ -1,6 +1,6 @@
 """Prometheus metrics at ``/metrics``.
 
-Request counts and latencies are recorded per request by ``request_log``. The time spent
+Request counts and latencies are recorded per request by service/api/request_log.py. The time spent
 in detection and embedding is measured by timing the methods that do that work on the
 service's own model objects (``instrument``), and index searches by the hook every vector
 index offers (``VectorIndexes.observe_searches``), so every caller counts (the API, the bulk
