@@ -26,15 +26,23 @@ from typing import Any, Protocol
 import numpy as np
 
 from .records import (
+    Applied,
     ChangeBatch,
+    FaceAssignment,
+    Forgotten,
     GalleryRecord,
+    GroupingState,
+    GroupOp,
     ImageRecord,
     JobBatch,
+    JobRecord,
     KeyRecord,
     NewImage,
     Pending,
+    PersonRecord,
     Progress,
     Snapshot,
+    Source,
     StagedSnapshot,
 )
 
@@ -75,8 +83,9 @@ class ImageTable(Protocol):
     def galleries(self) -> dict[int, GalleryRecord]: ...
 
     def add(self, gid: int, image: NewImage) -> ImageRecord:
-        """Store the image with all its faces and log them; PackMismatchError when the
-        gallery holds another pack's embeddings."""
+        """Store the image with all its faces and log them, each face with the person it names
+        if that person still exists; PackMismatchError when the gallery holds another pack's
+        embeddings."""
         ...
 
     def get(self, gid: int, image_id: int) -> ImageRecord | None: ...
@@ -94,7 +103,8 @@ class ImageTable(Protocol):
     def update_metadata(self, gid: int, image_id: int, metadata: dict[str, Any]) -> ImageRecord | None: ...
 
     def delete(self, gid: int, image_ids: list[int]) -> list[ImageRecord]:
-        """Delete the gallery's images among ``image_ids`` with their faces (logged); returns those deleted."""
+        """Delete the gallery's images among ``image_ids`` with their faces (logged), taking the
+        faces out of their persons (a person left with none is removed); returns those deleted."""
         ...
 
     def files(self) -> set[str]:
@@ -168,6 +178,123 @@ class Staging(Protocol):
         ...
 
 
+class PersonTable(Protocol):
+    """The persons of each gallery, read: who they are, and which face of which image each holds.
+
+    A face is in at most one person, and a person holds at most one face of an image."""
+
+    def get(self, gid: int, person_id: int) -> PersonRecord | None: ...
+
+    def get_many(self, gid: int, person_ids: list[int]) -> dict[int, PersonRecord]: ...
+
+    def page(self, gid: int, offset: int, limit: int) -> tuple[list[PersonRecord], int]:
+        """One page of the gallery's persons, named ones first by name (``sort_key``, then id),
+        then the unnamed by most faces (then id); and how many persons the gallery has."""
+        ...
+
+    def of_faces(self, gid: int, face_ids: list[int]) -> dict[int, FaceAssignment]:
+        """The assignment of each face among ``face_ids`` that has one."""
+        ...
+
+    def images(self, gid: int, person_id: int, offset: int, limit: int) -> list[tuple[int, int]]:
+        """(image id, the person's face in it), newest image (highest id) first."""
+        ...
+
+
+class PersonEdits(Protocol):
+    """A user's changes to persons. Each is one transaction that checks what it changes as it
+    finds it (so of two edits racing for one face, the second sees the first), and marks the
+    persons it changes as edited. UnknownPersonsError and UnknownFacesError name ids that are
+    not the gallery's; AssignmentConflictError refuses what would put two faces of one image
+    in a person, or move a face that is not where the caller said; either way nothing changes."""
+
+    def create(self, gid: int, name: str, metadata: dict[str, Any], face_ids: list[int], created_at: str) -> PersonRecord:
+        """A person of these faces, taken from whatever person held them."""
+        ...
+
+    def update(
+        self, gid: int, person_id: int, name: str | None, metadata: dict[str, Any] | None
+    ) -> PersonRecord | None:
+        """Change what is given; None when there is no such person."""
+        ...
+
+    def delete(self, gid: int, person_id: int) -> bool:
+        """Remove the person; its faces stay, in no person, and no run groups them again."""
+        ...
+
+    def merge(self, gid: int, into: int, person_ids: list[int]) -> PersonRecord:
+        """Fold the persons into ``into`` (which keeps its name, or takes the first of theirs)."""
+        ...
+
+    def move(self, gid: int, person_id: int, face_ids: list[int], source: Source | None) -> PersonRecord:
+        """Put the faces in the person, from wherever they are, or only from ``source``."""
+        ...
+
+    def take_out(self, gid: int, person_id: int, face_ids: list[int]) -> PersonRecord | None:
+        """Take the faces, which must be the person's, out of it (no run puts them back in it);
+        the person, or None when it held nothing else and is removed."""
+        ...
+
+    def forget(self, gid: int, person_id: int) -> Forgotten | None:
+        """Delete the person and its faces (logged as removed, for every vector index); an
+        image left with no face is deleted whole. None when there is no such person."""
+        ...
+
+
+class Grouping(Protocol):
+    """What a grouping run reads and writes: every face's assignment, the faces waiting since
+    the last run, and the run's operations, committed a batch at a time."""
+
+    def state(self, gid: int) -> GroupingState: ...
+
+    def assignments(self, gid: int) -> dict[int, FaceAssignment]:
+        """Every face of the gallery that has an assignment."""
+        ...
+
+    def commit(self, gid: int, ops: list[GroupOp], min_faces: int, created_at: str) -> Applied:
+        """Apply what still holds of ``ops`` in one transaction: a face joins a person only if it
+        is in none and may be grouped (not kept out of that person), a person takes no second
+        face of an image, a new person needs ``min_faces`` such faces, and only persons no user
+        edited are folded. What no longer holds is skipped, never forced."""
+        ...
+
+    def finish(self, gid: int, watermark: int, pending: int) -> GroupingState:
+        """A run that read ``pending`` waiting faces and faces up to ``watermark`` is over."""
+        ...
+
+    def due(self, pending: int) -> list[int]:
+        """The galleries with at least ``pending`` faces waiting for a run."""
+        ...
+
+
+class JobRecords(Protocol):
+    """Long operations on a gallery that any process may run and any may report on (``GET
+    /jobs/<id>``). A runner claims a job with a lease and renews it as it reports progress; a
+    runner that dies lets its lease run out, and the next claim takes the job over."""
+
+    def submit(self, gid: int, kind: str, params: dict[str, Any], created_at: str) -> JobRecord:
+        """A new queued job, or the gallery's job of that kind still queued or running."""
+        ...
+
+    def get(self, job_id: int) -> JobRecord | None: ...
+
+    def claim(self, job_id: int, worker: str, lease_seconds: float) -> JobRecord | None:
+        """The job, now running under ``worker``'s lease, if it was queued or its lease ran out."""
+        ...
+
+    def report(self, job_id: int, worker: str, done: int, total: int, lease_seconds: float) -> bool:
+        """Record progress and renew the lease; False when the job is no longer ``worker``'s."""
+        ...
+
+    def end(self, job_id: int, worker: str, state: str, error: str | None) -> bool:
+        """Done or failed; False when the job is no longer ``worker``'s."""
+        ...
+
+    def claimable(self) -> list[JobRecord]:
+        """Jobs queued, or running under a lease that ran out."""
+        ...
+
+
 class BulkJobs(Protocol):
     """Bulk work (an import, a re-embedding) split into batches that workers claim.
 
@@ -212,6 +339,14 @@ class Catalog(Protocol):
     def staging(self) -> Staging: ...
     @property
     def jobs(self) -> BulkJobs: ...
+    @property
+    def persons(self) -> PersonTable: ...
+    @property
+    def person_edits(self) -> PersonEdits: ...
+    @property
+    def grouping(self) -> Grouping: ...
+    @property
+    def job_records(self) -> JobRecords: ...
     @property
     def component(self) -> str:
         """What readiness checks call this catalog (``lmdb``, ``postgres``)."""

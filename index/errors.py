@@ -51,3 +51,24 @@ class StagingIncompleteError(RuntimeError):
 
 class IndexBusyError(RuntimeError):
     """Another rebuild or re-embedding of this gallery is running."""
+
+
+class UnknownPersonsError(KeyError):
+    """Persons that are not the gallery's (unknown, or another gallery's)."""
+
+    def __init__(self, ids: list[int]) -> None:
+        self.ids = ids
+        super().__init__(f"no person with id {', '.join(map(str, ids))}")
+
+
+class UnknownFacesError(KeyError):
+    """Faces that are not the gallery's (unknown, deleted, or another gallery's)."""
+
+    def __init__(self, ids: list[int]) -> None:
+        self.ids = ids
+        super().__init__(f"no face with id {', '.join(map(str, ids))}")
+
+
+class AssignmentConflictError(RuntimeError):
+    """A person edit that no longer fits the catalog: a face is not where the caller said (it
+    was moved meanwhile), or the person would hold two faces of one image."""

@@ -68,11 +68,14 @@ class ImageRecord:
 
 @dataclass
 class NewFace:
-    """A face to store: where it is, how sure the detector was, and its embedding."""
+    """A face to store: where it is, how sure the detector was, its embedding, and the person
+    it clearly belongs to (found before the add: it joins that person in the add's own write,
+    unless the person is gone by then)."""
 
     bbox: list[float]
     score: float
     embedding: np.ndarray
+    person: int | None = None
 
 
 @dataclass
@@ -197,3 +200,145 @@ class Progress:
     @property
     def pending(self) -> int:
         return max(0, self.head - self.applied)
+
+
+# -- persons ------------------------------------------------------------------------------
+
+EVERY_PERSON = 0  # ``FaceAssignment.kept_out`` of a face whose person a user deleted
+SORT_KEY_CHARS = 120  # of a name, for ordering: a key of this many characters fits an LMDB key
+
+
+@dataclass
+class PersonRecord:
+    """A person of one gallery: a name (empty for a group a grouping run found), metadata, its
+    faces (at most one of each image, so ``faces`` is also its number of photos) and the face
+    that shows it (``cover``: the largest, most surely detected of them)."""
+
+    id: int
+    gallery: int
+    name: str
+    metadata: dict[str, Any]
+    faces: int
+    cover: int | None
+    edited: bool  # a user made, named, merged, split it or moved faces in or out: no run merges it away
+    created_at: str
+
+    @property
+    def sort_key(self) -> str:
+        """Where a named person is listed: by name, whatever its case."""
+        return self.name.casefold()[:SORT_KEY_CHARS]
+
+
+@dataclass(frozen=True)
+class FaceAssignment:
+    """Where a face stands: in a person (put there by a grouping run, the add, or a user), or
+    taken out of one by a user. A face no user or run ever placed has no assignment."""
+
+    person: int | None
+    by_user: bool = False
+    # with no person: the person a user took it out of, which no run puts it back in
+    # (``EVERY_PERSON``: a user deleted its person, and no run groups it again)
+    kept_out: int | None = None
+
+    @property
+    def groupable(self) -> bool:
+        """A grouping run may put the face in a person (some person)."""
+        return self.person is None and self.kept_out != EVERY_PERSON
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the faces of a move must be when it commits: in ``person``, or in no person (None)."""
+
+    person: int | None
+
+
+@dataclass(frozen=True)
+class NewGroup:
+    """A grouping run's new (unnamed) person, made of faces in no person."""
+
+    faces: list[int]
+
+
+@dataclass(frozen=True)
+class Attach:
+    """A grouping run's faces (in no person) joining an existing person."""
+
+    person: int
+    faces: list[int]
+
+
+@dataclass(frozen=True)
+class Fold:
+    """A grouping run's persons folded into another: none of them edited by a user."""
+
+    into: int
+    persons: list[int]
+
+
+GroupOp = NewGroup | Attach | Fold
+
+
+@dataclass
+class Applied:
+    """What a commit of a run's operations did, and what it skipped because the catalog had
+    moved on since the run read it (a user's edit, a deleted image, another run)."""
+
+    created: list[int] = field(default_factory=list)  # new persons
+    attached: int = 0  # faces put in persons (new or existing)
+    folded: int = 0  # persons folded into others
+    skipped: int = 0  # faces the operations could no longer place, and persons they could not fold
+
+    def add(self, other: Applied) -> None:
+        self.created += other.created
+        self.attached += other.attached
+        self.folded += other.folded
+        self.skipped += other.skipped
+
+
+@dataclass(frozen=True)
+class GroupingState:
+    """A gallery's grouping: faces added since the last run that no person took at once, and
+    the last face id that run saw (faces after it are new to the next)."""
+
+    pending: int = 0
+    watermark: int = 0
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    """What forgetting a person removed: its faces (from the catalog and, through the change
+    log, from every vector index), the images left with no face (deleted whole), and the
+    images that only lost faces."""
+
+    faces: list[int]
+    deleted: list[ImageRecord]
+    changed: list[int]
+
+
+# -- jobs ---------------------------------------------------------------------------------
+
+QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+
+
+@dataclass
+class JobRecord:
+    """A long operation on one gallery that any process may run and any may report on: its
+    state, its progress, and who runs it until when (a lease the runner keeps renewing)."""
+
+    id: int
+    gallery: int
+    kind: str
+    state: str
+    params: dict[str, Any] = field(default_factory=dict)
+    done: int = 0
+    total: int = 0
+    error: str | None = None
+    worker: str | None = None
+    lease_until: float = 0.0  # seconds since the epoch
+    created_at: str = ""
+    updated_at: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.state in (QUEUED, RUNNING)

@@ -35,6 +35,10 @@ class IndexSettings:
     rerank: int = 100  # candidates of a compressed index scored again with the exact vectors
     fold_after: int = 100_000  # changes held beside a base file before a checkpoint folds them in
     memory_bytes: int = 0  # indexes one process keeps loaded, least recently used evicted (0: RAM / 8)
+    # a grouping run's neighbours (``VectorIndexes.neighbours``): an IVF scan probing these lists and
+    # returning these candidates for the second code, the nearest scored exactly (the persons report)
+    neighbour_nprobe: int = 64
+    neighbour_candidates: int = 256
 
 
 STORAGES = ("flat", "sq8", "pq", "pq4")
@@ -135,6 +139,13 @@ class VectorIndexes(Protocol):
     def search(self, gid: int, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, face ids) of the ``k`` nearest faces per query, after catching up with
         every committed change; id -1 pads missing hits."""
+        ...
+
+    def neighbours(self, gid: int, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(cosines, face ids) of about the ``k`` nearest faces of each query (a grouping run's
+        neighbours of many faces): cheaper than ``search`` per query, where the backend can trade
+        a little recall of far neighbours for it, the scores exact; id -1 pads. Not timed as a
+        search."""
         ...
 
     def observe_searches(self, observer: SearchObserver) -> None:

@@ -144,16 +144,21 @@ class FaissIndexes:
         """(scores, face ids) per query, after catching up with every committed change; a
         compressed index's candidates are scored with the exact vectors from the catalog."""
         with self.observers.timed():
-            while True:  # again if the index was retired while this search waited for it (``switch``)
-                entry = self._current(gid)
-                if entry is None or entry.count == 0:
-                    empty = np.zeros((len(queries), 0))
-                    return empty.astype(np.float32), empty.astype(np.int64)
-                with entry.lock.read():
-                    if not entry.retired:
-                        return entry.search(
-                            queries, k, self.settings, lambda ids: self.catalog.images.vectors(gid, ids)
-                        )
+            return self._search(gid, queries, k, near=False)
+
+    def neighbours(self, gid: int, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._search(gid, queries, k, near=True)
+
+    def _search(self, gid: int, queries: np.ndarray, k: int, near: bool) -> tuple[np.ndarray, np.ndarray]:
+        while True:  # again if the index was retired while this search waited for it (``switch``)
+            entry = self._current(gid)
+            if entry is None or entry.count == 0:
+                empty = np.zeros((len(queries), 0))
+                return empty.astype(np.float32), empty.astype(np.int64)
+            with entry.lock.read():
+                if not entry.retired:
+                    exact = lambda ids: self.catalog.images.vectors(gid, ids)  # noqa: E731
+                    return entry.search(queries, k, self.settings, exact, near)
 
     def status(self, gid: int) -> IndexStatus:
         entry = self._current(gid)

@@ -84,21 +84,26 @@ class GalleryIndex:
         return np.concatenate([kept, self.overlay.added_vectors()[0]])
 
     def search(
-        self, queries: np.ndarray, k: int, settings: IndexSettings, exact: Exact
+        self, queries: np.ndarray, k: int, settings: IndexSettings, exact: Exact, near: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
         """(scores, face ids) of the ``k`` nearest faces per query, best first, -1 padded.
 
         A compressed base's scan returns ``candidates_for`` its size when it has a second code to
-        rank them by, else ``settings.rerank``; ``settings.rerank`` are scored exactly."""
+        rank them by, else ``settings.rerank``; ``settings.rerank`` are scored exactly. ``near``:
+        only each query's nearest few are wanted (a grouping run's neighbours): the scan probes
+        ``neighbour_nprobe`` lists and returns ``neighbour_candidates``, and ``NEAR_RERANK`` times
+        ``k`` of them, the best by the second code, are scored exactly."""
         parts = [self.overlay.search(queries, k)]
         base = self.base
         if base is not None and base.count > len(self.overlay.removed):
             exclude = self.overlay.exclusion(base.labels)
+            nprobe = settings.neighbour_nprobe if near else None
             if not base.compressed:
-                parts.append(base.search(queries, k, exclude))
+                parts.append(base.search(queries, k, exclude, nprobe))
             else:
-                keep = max(k, settings.rerank)
-                ids = base.shortlist(queries, keep, candidates_for(base.count, settings), exclude)
+                keep = NEAR_RERANK * k if near else max(k, settings.rerank)
+                scanned = settings.neighbour_candidates if near else candidates_for(base.count, settings)
+                ids = base.shortlist(queries, keep, scanned, exclude, nprobe)
                 parts.append(_rescored(queries, ids, exact))
         scores = np.concatenate([p[0] for p in parts], axis=1)
         ids = np.concatenate([p[1] for p in parts], axis=1)
@@ -178,6 +183,7 @@ class GalleryIndex:
         return twin
 
 
+NEAR_RERANK = 4  # a grouping run's neighbours: this many times k candidates are scored exactly
 FEWEST_CANDIDATES = 1600  # what a million faces need: docs/benchmarks/2026-12-02-second-code.md (1M sweep)
 CANDIDATES_AT = 10_000_000  # the gallery size ``IndexSettings.candidates`` is set for
 

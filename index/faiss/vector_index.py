@@ -252,13 +252,15 @@ class VectorIndex:
 
         return apply
 
-    def shortlist(self, queries: np.ndarray, keep: int, scanned: int, exclude: faiss.IDSelector | None) -> np.ndarray:
+    def shortlist(
+        self, queries: np.ndarray, keep: int, scanned: int, exclude: faiss.IDSelector | None, nprobe: int | None = None
+    ) -> np.ndarray:
         """The face ids of each query's ``keep`` best candidates of a compressed IVF, -1 padded,
         for exact scoring: the scan's own best, or with a second code, the best by that code of
         the ``scanned`` the scan returns (as rows, see ``searched``)."""
         if self.codes is None:
-            return self.search(queries, keep, exclude)[1]
-        _, rows = self.search(queries, max(keep, scanned), exclude)
+            return self.search(queries, keep, exclude, nprobe)[1]
+        _, rows = self.search(queries, max(keep, scanned), exclude, nprobe)
         return self.codes.ranked(queries, rows, keep)
 
     def labels(self, ids: np.ndarray) -> np.ndarray:
@@ -280,20 +282,21 @@ class VectorIndex:
             self.packed = None
 
     def search(
-        self, queries: np.ndarray, k: int, exclude: faiss.IDSelector | None = None
+        self, queries: np.ndarray, k: int, exclude: faiss.IDSelector | None = None, nprobe: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids) of the ``k`` nearest faces per query, leaving out the ids ``exclude``
-        selects; id -1 pads missing hits."""
+        selects, an IVF probing ``nprobe`` lists (default: its own setting); id -1 pads missing hits."""
         k = max(1, min(k, self.count))
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if self.unread is not None:
             path, self.unread = self.unread, None
             read_through(path)
         index = self.searched()
-        if exclude is None:
+        if exclude is None and nprobe is None:
             return index.search(queries, k)
         if self.state.kind == IVF:
-            params = faiss.SearchParametersIVF(sel=exclude, nprobe=self.index.nprobe)
+            probed = min(nprobe, self.state.nlist) if nprobe is not None else self.index.nprobe
+            params = faiss.SearchParametersIVF(sel=exclude, nprobe=probed)
         else:
             params = faiss.SearchParameters(sel=exclude)
         return index.search(queries, k, params=params)

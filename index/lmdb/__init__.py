@@ -10,8 +10,10 @@ from .backup import backup_environment
 from .changes import LmdbChangeLog
 from .environment import Environment
 from .images import LmdbImages
+from .job_records import LmdbJobRecords
 from .jobs import LocalJobs
 from .keys import LmdbKeys
+from .persons import LmdbGrouping, LmdbPersonEdits, LmdbPersons
 from .staging import LmdbStaging
 
 
@@ -28,6 +30,10 @@ class LmdbCatalog:
         self.log = LmdbChangeLog(self.env)
         self.staging = LmdbStaging(self.env, self.images, self.log)
         self.jobs = LocalJobs()
+        self.persons = LmdbPersons(self.env)
+        self.person_edits = LmdbPersonEdits(self.env)
+        self.grouping = LmdbGrouping(self.env)
+        self.job_records = LmdbJobRecords(self.env)
 
     def ping(self) -> None:
         self.env.read(lambda txn: txn.id())

@@ -13,11 +13,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..records import FaceInfo, GalleryRecord, ImageRecord, KeyRecord
+from ..records import FaceAssignment, FaceInfo, GalleryRecord, ImageRecord, JobRecord, KeyRecord, PersonRecord
 
 _U64 = struct.Struct(">Q")
 _FACE_HEADER = struct.Struct(">H")
 _CHANGE = struct.Struct(">cQ")
+_ASSIGNMENT = struct.Struct(">QBQQ")  # person (0: none), by a user, kept out of (+1; 0: none), image
+_PERSON_FACE = struct.Struct(">Qf")  # face, how well it shows the person
 
 
 def u64(value: int) -> bytes:
@@ -40,7 +42,15 @@ def dumps(value: object) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def encode(record: KeyRecord | GalleryRecord | ImageRecord) -> bytes:
+def triple(first: int, second: int, third: int) -> bytes:
+    return _U64.pack(first) + _U64.pack(second) + _U64.pack(third)
+
+
+def third_of(key: bytes) -> int:
+    return _U64.unpack_from(key, 16)[0]
+
+
+def encode(record: KeyRecord | GalleryRecord | ImageRecord | PersonRecord | JobRecord) -> bytes:
     return dumps(asdict(record))
 
 
@@ -103,3 +113,31 @@ def encode_change(op: bytes, face_id: int) -> bytes:
 
 def decode_change(raw: bytes) -> tuple[bytes, int]:
     return _CHANGE.unpack(bytes(raw))
+
+
+def decode_person(raw: bytes) -> PersonRecord:
+    return PersonRecord(**json.loads(raw))
+
+
+def decode_job(raw: bytes) -> JobRecord:
+    return JobRecord(**json.loads(raw))
+
+
+def encode_assignment(assignment: FaceAssignment, image: int) -> bytes:
+    kept_out = 0 if assignment.kept_out is None else assignment.kept_out + 1
+    return _ASSIGNMENT.pack(assignment.person or 0, assignment.by_user, kept_out, image)
+
+
+def decode_assignment(raw: bytes) -> tuple[FaceAssignment, int]:
+    """The assignment and the face's image."""
+    person, by_user, kept_out, image = _ASSIGNMENT.unpack(bytes(raw))
+    return FaceAssignment(person or None, bool(by_user), None if kept_out == 0 else kept_out - 1), image
+
+
+def encode_person_face(face: int, quality: float) -> bytes:
+    return _PERSON_FACE.pack(face, quality)
+
+
+def decode_person_face(raw: bytes) -> tuple[int, float]:
+    face, quality = _PERSON_FACE.unpack(bytes(raw))
+    return face, quality

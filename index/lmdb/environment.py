@@ -57,6 +57,12 @@ DATABASES = (
     "imported",  # (gallery, content hash) -> image id (0: no face), for resumable bulk imports
     "staged",  # (gallery, face) -> a re-embedded face waiting for the swap
     "staged_images",  # (gallery, image) -> {"pack", "faces"}: which faces were re-embedded
+    "persons",  # (gallery, person) -> the person's record
+    "person_order",  # (gallery, named or not, name or faces, person) -> person: how persons are listed
+    "person_images",  # (gallery, person, image) -> (the person's face in it, how well it shows the person)
+    "face_persons",  # (gallery, face) -> (person, by a user, kept out of, image): a face's assignment
+    "person_state",  # gallery -> {"persons", "pending", "watermark"}: counts and where grouping stands
+    "jobs",  # job id -> the job's record (GET /jobs/<id>)
 )
 
 
@@ -139,6 +145,18 @@ class Environment:
             if not key.startswith(prefix):
                 return
             yield key, value
+
+    def walk_back(self, txn: lmdb.Transaction, table: str, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) of every row whose key starts with ``prefix``, last first."""
+        cursor = txn.cursor(db=self.db[table])
+        end = int.from_bytes(prefix, "big") + 1  # the first key past the prefix's rows, if there is one
+        if end < 1 << (8 * len(prefix)) and cursor.set_range(end.to_bytes(len(prefix), "big")):
+            found = cursor.prev()
+        else:
+            found = cursor.last()
+        while found and cursor.key().startswith(prefix):
+            yield cursor.key(), cursor.value()
+            found = cursor.prev()
 
     def clear(
         self, txn: lmdb.Transaction, table: str, prefix: bytes, last: bytes | None = None, limit: int | None = None

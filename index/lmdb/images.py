@@ -21,6 +21,8 @@ from .encoding import (
     u64,
 )
 from .environment import Environment
+from .. import persons as rules
+from .persons import PersonWrite
 
 
 class LmdbImages:
@@ -55,6 +57,8 @@ class LmdbImages:
                 image_id, gid, image.file, image.content_type, image.metadata, image.created_at, image.pack, infos
             )
             txn.put(u64(image_id), encode(record), db=self.env.db["images"])
+            new_faces = [(info.id, face) for info, face in zip(infos, image.faces, strict=True)]
+            rules.added(PersonWrite(self.env, txn, gid), image_id, new_faces)
             txn.put(pair(gid, image_id), b"", db=self.env.db["gallery_images"])
             gallery.images += 1
             gallery.faces += len(image.faces)
@@ -126,6 +130,8 @@ class LmdbImages:
                 deleted.append(record)
             if deleted:
                 self.env.put_gallery(txn, gid, gallery)
+                gone = [face.id for record in deleted for face in record.faces]
+                rules.deleted(PersonWrite(self.env, txn, gid), gone)
             return deleted
 
         return self.env.write(delete)

@@ -13,6 +13,8 @@ from .changes import LmdbChangeLog
 from .encoding import decode_face, decode_image, decode_vector, dumps, encode, encode_face, pair, second_of, u64
 from .environment import Environment
 from .images import LmdbImages
+from .. import persons as rules
+from .persons import PersonWrite
 
 
 class LmdbStaging:
@@ -71,6 +73,7 @@ class LmdbStaging:
                 raise GenerationConflictError(f"gallery {gid} is at index generation {gallery.index_generation}")
             if any(change.is_add for change in self.log.after(txn, gid, since_seq)):
                 raise StagingIncompleteError(f"faces were added to gallery {gid} during the re-embedding")
+            lost = []
             for image_id in self.images.ids_in(txn, gid):
                 if self._staged_pack(txn, gid, image_id) != pack:
                     raise StagingIncompleteError(f"image {image_id} of gallery {gid} is not re-embedded")
@@ -79,6 +82,7 @@ class LmdbStaging:
                 for face in record.faces:
                     raw = self._staged_face(txn, gid, face.id, pack)
                     if raw is None:
+                        lost.append(face.id)
                         self.env.remove_face(txn, gid, gallery, face.id)
                     else:
                         txn.put(pair(gid, face.id), raw, db=self.env.db["faces"])
@@ -90,6 +94,7 @@ class LmdbStaging:
             gallery.pack, gallery.dim = pack, dim
             gallery.index_generation += 1
             self.env.put_gallery(txn, gid, gallery)
+            rules.deleted(PersonWrite(self.env, txn, gid), lost)
             return gallery
 
         return self.env.write(swap)

@@ -20,9 +20,11 @@ from .changes import PostgresChangeLog
 from .database import Database, one
 from .images import PostgresImages
 from .importer import Importer
+from .job_records import PostgresJobRecords
 from .jobs import Jobs
 from .keys import PostgresKeys
 from .outbox import Outbox
+from .persons import PostgresGrouping, PostgresPersonEdits, PostgresPersons
 from .schema import migrate
 from .staging import PostgresStaging
 
@@ -42,6 +44,10 @@ class PostgresCatalog:
         self.staging = PostgresStaging(self.db)
         self.outbox = Outbox(self.db)
         self.jobs = Jobs(self.db)
+        self.persons = PostgresPersons(self.db)
+        self.person_edits = PostgresPersonEdits(self.db)
+        self.grouping = PostgresGrouping(self.db)
+        self.job_records = PostgresJobRecords(self.db)
         self.importer = Importer(self.db)
         with self.db.transaction() as cursor:
             (self.namespace,) = one(cursor.execute("SELECT value FROM catalog_meta WHERE name = 'namespace'"))

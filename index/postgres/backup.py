@@ -4,8 +4,9 @@ COPY text (portable across servers and versions), and its restore into an empty 
 One repeatable-read transaction reads every table, so the copy is the catalog as it was at
 one instant while replicas keep writing. Left out: what the vector backend derives from the
 catalog (how far each collection applied the outbox: a restored catalog's vectors are
-rebuilt from it), the bulk jobs' leases, and the catalog's namespace, so a restored catalog
-names vector collections of its own and never touches the old deployment's.
+rebuilt from it), the bulk jobs' leases and the jobs' records (transient), and the catalog's
+namespace, so a restored catalog names vector collections of its own and never touches the
+old deployment's. A backup of an older schema restores into the current one.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from ..errors import CatalogNotEmptyError
 from .database import Database, one
 from .schema import ID_SEQUENCES, advance_sequences, migrate
 
-TABLES = ("galleries", "keys", "images", "faces", "changes", "imported", "staged", "staged_images")
+TABLES = (
+    "galleries", "keys", "images", "faces", "changes", "imported", "staged", "staged_images",
+    "persons", "face_persons", "person_state",
+)  # fmt: skip
 MANIFEST = "catalog.json"
 CHUNK = 1 << 20
 
@@ -46,7 +50,7 @@ def restore(url: str, src: Path) -> None:
     db = Database(url)
     try:
         schema = migrate(db)
-        if recorded["schema"] != schema:
+        if recorded["schema"] > schema:  # an older one restores: the tables it lacks stay empty
             raise ValueError(f"{src} is a catalog of schema version {recorded['schema']}; this service's is {schema}")
         with db.transaction(long=True) as cursor:
             cursor.execute(f"LOCK TABLE {', '.join(TABLES)} IN EXCLUSIVE MODE")  # no replica writes meanwhile

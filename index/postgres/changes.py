@@ -14,7 +14,8 @@ from ..errors import GenerationConflictError
 from ..records import Change, ChangeBatch, GalleryRecord, Snapshot
 from . import rows
 from .database import Database, one
-from .images import face_vectors, locked_gallery, store_gallery
+from .galleries import locked_gallery, store_gallery
+from .images import face_vectors
 
 SNAPSHOT_ROWS = 20_000  # vectors fetched per round trip while reading a whole gallery
 

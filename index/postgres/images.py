@@ -12,43 +12,13 @@ import numpy as np
 import psycopg
 from psycopg.types.json import Json
 
+from .. import persons as rules
 from ..errors import CommitUnknownError, PackMismatchError, StorageUnavailableError
-from ..records import ADD, REMOVE, FaceInfo, GalleryRecord, ImageRecord, NewImage
+from ..records import ADD, FaceInfo, GalleryRecord, ImageRecord, NewImage
 from . import rows
 from .database import Database, one
-
-
-def locked_gallery(cursor: psycopg.Cursor, gid: int) -> GalleryRecord:
-    """The gallery's record, locked until the transaction ends; KeyError when there is none."""
-    found = cursor.execute(f"SELECT {rows.GALLERY} FROM galleries WHERE id = %s FOR UPDATE", (gid,)).fetchone()
-    if found is None:
-        raise KeyError(gid)
-    return rows.gallery(found)
-
-
-def store_gallery(cursor: psycopg.Cursor, gid: int, gallery: GalleryRecord) -> None:
-    cursor.execute(
-        "UPDATE galleries SET pack = %s, dim = %s, seq = %s, images = %s, faces = %s, index_generation = %s "
-        "WHERE id = %s",
-        (gallery.pack, gallery.dim, gallery.seq, gallery.images, gallery.faces, gallery.index_generation, gid),
-    )
-
-
-def log_changes(cursor: psycopg.Cursor, gid: int, gallery: GalleryRecord, op: bytes, face_ids: list[int]) -> None:
-    """Append changes to the gallery's log (the outbox); the caller stores the gallery (its seq)."""
-    first = gallery.seq + 1
-    gallery.seq += len(face_ids)
-    cursor.executemany(
-        "INSERT INTO changes (gallery, seq, op, face) VALUES (%s, %s, %s, %s)",
-        [(gid, first + n, op.decode(), face) for n, face in enumerate(face_ids)],
-    )
-
-
-def remove_faces(cursor: psycopg.Cursor, gid: int, gallery: GalleryRecord, face_ids: list[int]) -> None:
-    if face_ids:
-        cursor.execute("DELETE FROM faces WHERE gallery = %s AND id = ANY(%s)", (gid, face_ids))
-        log_changes(cursor, gid, gallery, REMOVE, face_ids)
-        gallery.faces -= len(face_ids)
+from .galleries import locked_gallery, log_changes, remove_faces, store_gallery
+from .persons import PgRows
 
 
 def _stored(cursor: psycopg.Cursor, gid: int, image_id: int) -> bool:
@@ -137,6 +107,7 @@ class PostgresImages:
         gallery.images += 1
         gallery.faces += len(face_ids)
         store_gallery(cursor, gid, gallery)
+        rules.added(PgRows(cursor, gid, gallery), image_id, list(zip(face_ids, image.faces, strict=True)))
         if image.source_digest is not None:
             cursor.execute(
                 "INSERT INTO imported (gallery, digest, image) VALUES (%s, %s, %s) "
@@ -191,7 +162,9 @@ class PostgresImages:
             by_id = {row[0]: rows.image(row) for row in found}
             deleted = [by_id[image_id] for image_id in wanted if image_id in by_id]
             if deleted:
-                remove_faces(cursor, gid, gallery, [face.id for record in deleted for face in record.faces])
+                gone = [face.id for record in deleted for face in record.faces]
+                rules.deleted(PgRows(cursor, gid, gallery), gone)
+                remove_faces(cursor, gid, gallery, gone)
                 gallery.images -= len(deleted)
                 store_gallery(cursor, gid, gallery)
         return deleted

@@ -15,7 +15,7 @@ from psycopg.types.json import Json
 from ..records import ADD, GalleryRecord, ImageRecord, KeyRecord
 from . import rows
 from .database import Database
-from .images import locked_gallery, log_changes, store_gallery
+from .galleries import locked_gallery, log_changes, store_gallery
 from .schema import advance_sequences
 
 

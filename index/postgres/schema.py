@@ -107,6 +107,57 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (job, batch)
     );
     """,
+    # 2: persons (their faces, one of an image each, enforced by a unique index), where each
+    # gallery's grouping stands, and the jobs any replica may run and report on.
+    """
+    CREATE SEQUENCE person_ids;
+    CREATE TABLE persons (
+        gallery bigint NOT NULL,
+        id bigint NOT NULL,
+        name text NOT NULL,
+        sort_key text NOT NULL,
+        metadata json NOT NULL,
+        faces bigint NOT NULL,
+        cover bigint,
+        edited boolean NOT NULL,
+        created_at text NOT NULL,
+        PRIMARY KEY (gallery, id)
+    );
+    CREATE INDEX persons_listed ON persons (
+        gallery, (name = ''), (CASE WHEN name <> '' THEN sort_key END) COLLATE "C",
+        (CASE WHEN name = '' THEN -faces END), id
+    );
+    CREATE TABLE face_persons (
+        gallery bigint NOT NULL,
+        face bigint NOT NULL,
+        image bigint NOT NULL,
+        person bigint,
+        by_user boolean NOT NULL,
+        kept_out bigint,
+        quality real NOT NULL,
+        PRIMARY KEY (gallery, face)
+    );
+    CREATE UNIQUE INDEX face_persons_one_per_image ON face_persons (gallery, person, image) WHERE person IS NOT NULL;
+    CREATE TABLE person_state (
+        gallery bigint PRIMARY KEY,
+        pending bigint NOT NULL DEFAULT 0,
+        watermark bigint NOT NULL DEFAULT 0
+    );
+    CREATE TABLE jobs (
+        id bigserial PRIMARY KEY,
+        gallery bigint NOT NULL,
+        kind text NOT NULL,
+        state text NOT NULL,
+        params json NOT NULL,
+        done bigint NOT NULL DEFAULT 0,
+        total bigint NOT NULL DEFAULT 0,
+        error text,
+        worker text,
+        lease_until double precision NOT NULL DEFAULT 0,
+        created_at text NOT NULL,
+        updated_at text NOT NULL
+    );
+    """,
 )
 
 
@@ -130,7 +181,12 @@ def migrate(database: Database) -> int:
         return len(MIGRATIONS)
 
 
-ID_SEQUENCES = {"image_ids": "images", "face_ids": "faces", "galleries_id_seq": "galleries"}
+ID_SEQUENCES = {
+    "image_ids": "images",
+    "face_ids": "faces",
+    "galleries_id_seq": "galleries",
+    "person_ids": "persons",
+}
 
 
 def advance_sequences(cursor: psycopg.Cursor, floor: Mapping[str, int] | None = None) -> None:

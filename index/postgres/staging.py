@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import persons as rules
 from ..errors import GenerationConflictError, StagingIncompleteError
 from ..records import GalleryRecord, StagedSnapshot
 from . import rows
 from .database import Database, one
-from .images import image_ids, locked_gallery, remove_faces, store_gallery
+from .galleries import locked_gallery, remove_faces, store_gallery
+from .images import image_ids
+from .persons import PgRows
 
 
 class PostgresStaging:
@@ -88,6 +91,7 @@ class PostgresStaging:
                 f"SELECT {rows.IMAGE} FROM images WHERE gallery = %s ORDER BY id", (gid,)
             ).fetchall()]  # fmt: skip
             lost = [face.id for record in records for face in record.faces if face.id not in staged]
+            rules.deleted(PgRows(cursor, gid, gallery), lost)
             remove_faces(cursor, gid, gallery, lost)
             cursor.execute(
                 "UPDATE faces f SET vector = s.vector, pack = s.pack FROM staged s "

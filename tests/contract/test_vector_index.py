@@ -147,3 +147,28 @@ def test_only_one_rebuild_or_reembedding_holds_a_gallery(storage: Storage) -> No
         with pytest.raises(IndexBusyError):
             vectors.rebuild(gid, progress=lambda line: None)
     assert vectors.rebuild(gid, progress=lambda line: None) is not None, "free again once released"
+
+
+@pytest.mark.parametrize("ivf", [False, True], ids=["exact", "ivf"])
+def test_neighbours_are_the_nearest_faces_with_exact_cosines(storage: Storage, ivf: bool) -> None:
+    """A grouping run's neighbours: the nearest few, scored exactly, at a lower cost; an IVF
+    that probes few of its lists (8 of 51 here) still finds the faces a face is near."""
+    if ivf and storage.kind == "cluster":
+        pytest.skip("one kind of Milvus index")
+    catalog, vectors = storage.open(**({"ivf_threshold": 1000, "neighbour_nprobe": 8} if ivf else {}))
+    gid = gallery_of(catalog)
+    filled(catalog, gid, faces(500, per_identity=4, group=8))
+    if ivf:
+        vectors.rebuild(gid, progress=lambda line: None)
+        vectors.wait(gid)
+        assert vectors.status(gid).kind == "ivf"
+    snapshot = catalog.log.snapshot(gid)
+    queries = snapshot.vectors[:200]
+    scores, ids = vectors.neighbours(gid, queries, 5)
+    truth = exact_top(snapshot.vectors, snapshot.ids, queries, 5)
+    recall = np.mean([len(set(row.tolist()) & set(best)) / 5 for row, best in zip(ids, truth, strict=True)])
+    assert recall >= 0.95, recall
+    assert (ids[:, 0] == snapshot.ids[:200]).mean() >= 0.99, "a face's nearest is itself"
+    by_id = dict(zip(snapshot.ids.tolist(), snapshot.vectors, strict=True))
+    exact_scores = np.array([[queries[n] @ by_id[int(i)] for i in row] for n, row in enumerate(ids)])
+    np.testing.assert_allclose(scores, exact_scores, atol=1e-4)

@@ -32,7 +32,7 @@ WEB_FRAMEWORKS = ("flask", "werkzeug", "pydantic")
 SEAM = ("index.backend", "index.catalog", "index.vectors", "index.records", "index.errors")
 # each backend's package, and the modules of index/ all of them may share
 BACKENDS = ("index/lmdb", "index/postgres", "index/faiss", "index/milvus")
-SHARED = ("index.catalog", "index.vectors", "index.records", "index.errors", "index.locks")
+SHARED = ("index.catalog", "index.vectors", "index.records", "index.errors", "index.locks", "index.persons")
 # attributes that say which backend is behind the seam, which nothing above it may ask
 BACKEND_QUESTIONS = ("cluster", "catalog_url", "milvus_uri")
 
