@@ -114,3 +114,82 @@ def stranger_rate(pair_rates: np.ndarray, gallery_faces: int) -> float:
     """
     rates = np.clip(np.asarray(pair_rates, np.float64), 0, 1)
     return float(np.mean(-np.expm1(gallery_faces * np.log1p(-np.minimum(rates, 1 - 1e-15)))))
+
+
+# -- grouping faces into persons ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Grouped:
+    """How well a grouping matches the labels, over the labelled faces (BCubed: each face's
+    share of its group that is its person, and of its person that is in its group)."""
+
+    precision: float
+    recall: float
+    f: float
+    persons: int  # groups holding a labelled face
+    mixed: int  # of those, groups whose labelled faces are of two identities or more
+    grouped: float  # the share of labelled faces in some group (the others wait)
+
+
+def bcubed(labels: np.ndarray, groups: np.ndarray) -> Grouped:
+    """``labels``: each face's identity (None: not labelled, left out); ``groups``: each face's
+    group (-1: in none, a group of its own)."""
+    labelled = np.array([label is not None for label in labels], bool)
+    names = np.unique(labels[labelled].astype(str), return_inverse=True)[1]
+    grouped = groups[labelled]
+    alone = grouped < 0
+    grouped = np.where(alone, -1 - np.arange(len(grouped)), grouped)  # a face in no group is alone
+    pairs = np.stack([grouped, names], axis=1)
+    _, pair_index, pair_count = np.unique(pairs, axis=0, return_inverse=True, return_counts=True)
+    _, group_index, group_count = np.unique(grouped, return_inverse=True, return_counts=True)
+    _, name_index, name_count = np.unique(names, return_inverse=True, return_counts=True)
+    together = pair_count[pair_index.ravel()]
+    precision = float(np.mean(together / group_count[group_index.ravel()]))
+    recall = float(np.mean(together / name_count[name_index.ravel()]))
+    mixed = sum(len(set(names[grouped == group].tolist())) > 1 for group in np.unique(grouped[~alone]))
+    return Grouped(
+        precision, recall, 2 * precision * recall / (precision + recall), len(np.unique(grouped[~alone])),
+        int(mixed), float(np.mean(~alone)),
+    )  # fmt: skip
+
+
+def immich_groups(vectors: np.ndarray, max_distance: float = 0.5, min_faces: int = 3) -> np.ndarray:
+    """Immich's default facial recognition, on the same embeddings: faces in order, each with
+    its ``min_faces`` nearest faces (itself among them) within cosine distance ``max_distance``;
+    a face with that many is a core face. A core face joins the person of one of those, or of
+    the nearest face within the distance that has a person, or starts a new person; faces that
+    are not core are taken again after all the others (deferred) and join a person the same
+    way, or stay in none. Returns each face's person (-1: none)."""
+    similar = 1 - max_distance
+    near: list[np.ndarray] = []
+    for start in range(0, len(vectors), 1024):
+        scores = vectors[start : start + 1024] @ vectors.T
+        for row in scores:
+            found = np.nonzero(row >= similar)[0]
+            near.append(found[np.argsort(-row[found], kind="stable")])
+    person = np.full(len(vectors), -1, np.int64)
+    made = 0
+    deferred = []
+    for face in range(len(vectors)):
+        if len(near[face]) < min_faces:
+            deferred.append(face)
+            continue
+        made = _immich_assign(face, near[face], person, min_faces, made, core=True)
+    for face in deferred:
+        if len(near[face]) > 1 or min_faces <= 1:
+            made = _immich_assign(face, near[face], person, min_faces, made, core=False)
+    return person
+
+
+def _immich_assign(face: int, matches: np.ndarray, person: np.ndarray, min_faces: int, made: int, core: bool) -> int:
+    first = matches[:min_faces]
+    with_person = first[person[first] >= 0]
+    if not len(with_person):
+        with_person = matches[person[matches] >= 0][:1]  # the nearest face within the distance with a person
+    if len(with_person):
+        person[face] = person[with_person[0]]
+    elif core:
+        person[face] = made
+        made += 1
+    return made
