@@ -67,6 +67,7 @@ from service.core.threshold import search_threshold
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pack_costs
+import persons_evaluation
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
@@ -745,6 +746,8 @@ def evaluate_set(data: DataSet, pack_name: str, args: argparse.Namespace) -> tup
         report["people"] = len(people)
     with tempfile.TemporaryDirectory(prefix="evaluate-") as scratch:
         settings = replace(Settings.from_env().at(Path(scratch)), models=pack_name, threshold=None)
+        # persons are made by the evaluation itself (the adds' own attach would move faces between them)
+        settings = replace(settings, grouping=replace(settings.grouping, attach=False))
         with build_services(settings) as services:
             embedded = embed_set(services, data, Path(args.out) / "cache")
             report["ms_per_photo"] = embedded.ms_per_photo
@@ -763,7 +766,20 @@ def evaluate_set(data: DataSet, pack_name: str, args: argparse.Namespace) -> tup
                 )
                 report["via"] = backend.name
                 report["identification"] = identification_metrics(data, embedded, backend)
+                if args.persons:
+                    report["persons"] = persons_metrics(services, data, embedded)
             return report, calibrated
+
+
+def persons_metrics(services: Services, data: DataSet, embedded: Embedded) -> dict:
+    """Grouping against the Immich baseline, and search by person (sets with people of 3 photos)."""
+    result = {"grouping": persons_evaluation.grouping_metrics(services, data, embedded)}
+    counts: dict[str, int] = {}
+    for identity in data.identities:
+        counts[identity or ""] = counts.get(identity or "", 0) + 1
+    if sum(count >= 3 for name, count in counts.items() if name) >= 20:
+        result["search"] = persons_evaluation.search_metrics(services, data, embedded)
+    return result
 
 
 def default_sets() -> list[Path]:
@@ -779,6 +795,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "reports" / "evaluation"))
     parser.add_argument("--calibrate", action="store_true", help="print the stranger-rate calibration of each set")
     parser.add_argument("--costs", action="store_true", help="time, memory and bytes per face of each pack")
+    parser.add_argument(
+        "--persons", action="store_true", help="grouping against Immich's rules, and search by person"
+    )
     parser.add_argument("--url", help="measure identification through this running server (loopback or yours)")
     parser.add_argument("--key")
     parser.add_argument("--secret")
@@ -800,6 +819,9 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(reports) + "\n\n" + side_by_side(reports, costs)
     if costs:
         table += "\n\n" + pack_costs.markdown(costs)
+    grouped = {f"{r['set']}/{r['pack']}": r["persons"] for r in reports if "persons" in r}
+    if grouped:
+        table += "\n\n" + persons_evaluation.markdown(grouped)
     print(table)
     for name, calibrated in calibrations.items():
         print()

@@ -21,6 +21,7 @@ from models.decode import DEFAULT_MAX_PIXELS
 from models.packs import ModelPack
 
 from .fetch import FetchSettings, Network, parse_networks
+from .grouping import GroupingSettings
 from .photos import ORPHAN_GRACE_SECONDS
 
 
@@ -91,6 +92,7 @@ class Settings:
     index: IndexSettings = field(default_factory=IndexSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)
     detection: DetectionSettings = field(default_factory=DetectionSettings)
+    grouping: GroupingSettings = field(default_factory=GroupingSettings)
 
     @property
     def worker_count(self) -> int:
@@ -187,6 +189,14 @@ def switch(raw: str) -> bool | None:
     if value not in ("0", "1", "true", "false", "on", "off"):
         raise ValueError("must be 1 or 0")
     return value in ("1", "true", "on")
+
+
+def switch_on(raw: str) -> bool:
+    """A switch with no "default": on or off."""
+    value = switch(raw)
+    if value is None:
+        raise ValueError("must be 1 or 0")
+    return value
 
 
 def networks(raw: str) -> tuple[Network, ...]:
@@ -337,6 +347,44 @@ ENV = (
         "age at which a photo file without a record is deleted at start-up; keep it far above "
         "the time an add takes, since other processes may be adding",
         number(0.0),
+    ),
+    Env(
+        "FACE_SEARCH_GROUP_FAR", "grouping.far",
+        "per-pair false-accept rate whose cosine (the pack's calibration) links two faces in a grouping run",
+        number(1e-9, 0.1),
+    ),
+    Env(
+        "FACE_SEARCH_GROUP_THRESHOLD", "grouping.threshold", "a fixed cosine that links two faces instead",
+        number(-1.0, 1.0), "by the pack's calibration",
+    ),
+    Env(
+        "FACE_SEARCH_GROUP_SUPPORT", "grouping.support",
+        "faces on each side that must link two groups (all of a smaller group)", whole(1),
+    ),
+    Env("FACE_SEARCH_GROUP_MIN_FACES", "grouping.min_faces", "faces a group needs to become a person", whole(1)),
+    Env(
+        "FACE_SEARCH_GROUP_MIN_FACE_SIZE", "grouping.min_face_size",
+        "pixels (the shorter side) below which a face never starts a group, only joins one", number(0.0),
+    ),
+    Env(
+        "FACE_SEARCH_GROUP_MIN_DET_SCORE", "grouping.min_det_score",
+        "detection score below which a face never starts a group, only joins one", number(0.0, 1.0),
+    ),
+    Env("FACE_SEARCH_GROUP_NEIGHBOURS", "grouping.neighbours", "nearest faces a grouping run looks at per face",
+        whole(1)),
+    Env(
+        "FACE_SEARCH_GROUP_AFTER", "grouping.after",
+        "faces added and not placed at once that start a grouping run by themselves (0: never)", whole(0),
+    ),
+    Env("FACE_SEARCH_GROUP_ON_ADD", "grouping.attach", "put a new face in the person it clearly belongs to",
+        switch_on, "1"),
+    Env(
+        "FACE_SEARCH_NEIGHBOUR_NPROBE", "index.neighbour_nprobe", "IVF lists a grouping run's neighbour search probes",
+        whole(1),
+    ),
+    Env(
+        "FACE_SEARCH_NEIGHBOUR_CANDIDATES", "index.neighbour_candidates",
+        "faces that scan returns for the second code to rank", whole(1),
     ),
     Env("FACE_SEARCH_LOG_LEVEL", "server.log_level", "log level", choice("debug", "info", "warning", "error")),
 )  # fmt: skip

@@ -56,6 +56,23 @@ class ImageNotFound(ServiceError):
     """No image with that id in the key's gallery (another key's image is as good as absent)."""
 
 
+class PersonNotFound(ServiceError):
+    """No person with that id in the key's gallery (another key's person is as good as absent)."""
+
+
+class FaceNotFound(ServiceError):
+    """No face with that id in the key's gallery (unknown, deleted, or another key's)."""
+
+
+class JobNotFound(ServiceError):
+    """No job with that id for the key's gallery (unknown, long ended, or another key's)."""
+
+
+class Conflict(ServiceError):
+    """A person edit that no longer fits: a face moved meanwhile (another request won), or a
+    person would hold two faces of one photo. Nothing was changed."""
+
+
 class PhotoMissing(ServiceError):
     """The image exists but its photo file is gone from the photo store."""
 

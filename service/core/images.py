@@ -15,6 +15,8 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 from index.catalog import ImageTable
 from index.errors import CommitUnknownError, PackMismatchError
 from index.records import ImageRecord, KeyRecord, NewFace, NewImage
@@ -28,7 +30,7 @@ from .fetch import FetchSettings, fetch_image
 from .keys import now
 from .photos import PhotoStore
 from .requests import AddImage, DeleteImages, MetadataUpdate, Page, Photo
-from .views import Image
+from .views import Image, PersonRef
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +85,29 @@ class FaceReader:
         return self.analyzer().faces_in_many(photos)
 
 
+Attach = Callable[[int, list[np.ndarray]], list[int | None]]  # (gallery, new faces' embeddings) -> their persons
+Names = Callable[[int, list[int]], dict[int, PersonRef]]  # (gallery, face ids) -> the person of each in one
+
+
 class Gallery:
     """A key's images: stored with their photo and faces, read, listed, updated and deleted,
-    with the vector index kept in step."""
+    with the vector index kept in step. A new photo's faces join the persons they clearly
+    belong to in the same write (``attach``); an image is answered with its faces' persons."""
 
-    def __init__(self, images: ImageTable, indexes: VectorIndexes, photos: PhotoStore) -> None:
+    def __init__(
+        self,
+        images: ImageTable,
+        indexes: VectorIndexes,
+        photos: PhotoStore,
+        names: Names = lambda gid, faces: {},
+        attach: Attach | None = None,
+    ) -> None:
         self.images, self.indexes, self.photos = images, indexes, photos
+        self.names, self.attach = names, attach
+
+    def view(self, gid: int, record: ImageRecord) -> Image:
+        """The image as answered: each face with its person."""
+        return Image.of(record, self.names(gid, [face.id for face in record.faces]))
 
     def store(
         self,
@@ -103,7 +122,11 @@ class Gallery:
         step, and passes the photo's content hash so a resumed import skips it)."""
         if not faces:
             raise NoFace("no face was found in the image")
-        new_faces = [NewFace(bbox=f.box(), score=round(f.detection.score, 4), embedding=f.embedding) for f in faces]
+        persons = self.attach(key.gallery, [f.embedding for f in faces]) if self.attach else [None] * len(faces)
+        new_faces = [
+            NewFace(bbox=f.box(), score=round(f.detection.score, 4), embedding=f.embedding, person=person)
+            for f, person in zip(faces, persons, strict=True)
+        ]
         mime = content_type(data) or "application/octet-stream"
         with writing():
             name = self.photos.write(key.gallery, data, mime)
@@ -119,7 +142,7 @@ class Gallery:
                 self.photos.delete(name)
             raise
         self.indexes.sync(key.gallery)
-        return Image.of(record)
+        return self.view(key.gallery, record)
 
     def page(self, key: KeyRecord, request: Page) -> tuple[list[Image], int]:
         records, total = self.images.page(key.gallery, request.offset, request.limit)
@@ -132,26 +155,28 @@ class Gallery:
         return record
 
     def get(self, key: KeyRecord, image_id: int) -> Image:
-        return Image.of(self._record(key, image_id))
+        return self.view(key.gallery, self._record(key, image_id))
 
     def photo(self, key: KeyRecord, image_id: int) -> tuple[bytes, str]:
         """The stored photo and its content type; a record whose file is gone is PhotoMissing."""
-        record = self._record(key, image_id)
+        return self.photo_of(self._record(key, image_id))
+
+    def photo_of(self, record: ImageRecord) -> tuple[bytes, str]:
         try:
             return self.photos.read(record.file), record.content_type
         except FileNotFoundError as exc:
-            log.error("image %d: photo file %s is missing", image_id, record.file)
-            raise PhotoMissing(f"the photo file of image {image_id} is missing from the photo store") from exc
+            log.error("image %d: photo file %s is missing", record.id, record.file)
+            raise PhotoMissing(f"the photo file of image {record.id} is missing from the photo store") from exc
         except OSError as exc:
-            log.error("image %d: photo file %s cannot be read: %s", image_id, record.file, exc)
-            raise StorageUnavailable(f"the photo of image {image_id} cannot be read ({exc.strerror or exc})") from exc
+            log.error("image %d: photo file %s cannot be read: %s", record.id, record.file, exc)
+            raise StorageUnavailable(f"the photo of image {record.id} cannot be read ({exc.strerror or exc})") from exc
 
     def update_metadata(self, key: KeyRecord, request: MetadataUpdate) -> Image:
         with writing():
             record = self.images.update_metadata(key.gallery, request.image_id, request.metadata)
         if record is None:
             raise ImageNotFound(f"no image with id {request.image_id}")
-        return Image.of(record)
+        return self.view(key.gallery, record)
 
     def delete(self, key: KeyRecord, request: DeleteImages) -> list[int]:
         """Delete the key's images among the ids; ids of other keys or unknown are ignored.

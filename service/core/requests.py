@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from index.records import FaceInfo
+from index.records import FaceInfo, Source
 
 QueryFaces = Literal["largest", "all"]
 
@@ -68,3 +68,36 @@ class MetadataUpdate:
 @dataclass(frozen=True)
 class DeleteImages:
     ids: list[int]
+
+
+@dataclass(frozen=True)
+class NewPerson:
+    """A named person of these faces, or of the largest face of ``photo`` (stored as an image)."""
+
+    name: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    face_ids: list[int] = field(default_factory=list)
+    photo: Photo | None = None
+
+
+@dataclass(frozen=True)
+class PersonChange:
+    person_id: int
+    name: str | None = None  # None: unchanged
+    metadata: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class FacesMove:
+    """Faces into a person (from wherever they are, or only from ``source``: a person, or none)."""
+
+    person_id: int
+    face_ids: list[int]
+    source: Source | None = None
+
+
+@dataclass(frozen=True)
+class PersonSearch:
+    photo: Photo
+    top_k: int = 10
+    threshold: float | None = None  # None: the gallery's calibrated default

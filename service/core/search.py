@@ -7,18 +7,19 @@ they were stored with, for callers that want only faces good enough to trust a m
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from index.catalog import ImageTable
-from index.records import ImageRecord, KeyRecord
+from index.records import GalleryRecord, ImageRecord, KeyRecord
 from index.vectors import VectorIndexes
 from models.faces import Face
 from models.packs import ModelPack
 
 from .errors import NoFace, PackMismatch
-from .images import FaceReader
+from .images import FaceReader, Names
 from .requests import FaceFilter, Search
 from .threshold import search_threshold
 from .views import Image
@@ -47,6 +48,43 @@ class FaceMatches:
     matches: list[Match]
 
 
+def same_pack(gallery: GalleryRecord, pack: str) -> None:
+    """PackMismatch unless the gallery's faces are embedded with ``pack`` (or it has none)."""
+    if gallery.pack is not None and gallery.pack != pack:
+        raise PackMismatch(f"this gallery was embedded with model pack {gallery.pack!r}")
+
+
+Hits = list[tuple[float, int]]  # (cosine, face id), best first
+
+
+def nearest_groups(
+    indexes: VectorIndexes,
+    gid: int,
+    query: np.ndarray,
+    top_k: int,
+    threshold: float,
+    group_of: Callable[[list[int]], dict[int, int]],
+) -> list[tuple[int, Hits]]:
+    """The groups (images, persons: ``group_of`` maps face ids to theirs, leaving out faces in
+    none) of the faces at or above ``threshold`` nearest the query, each with its faces found,
+    best group (by its best face) first; at least ``top_k`` groups when there are that many.
+
+    Faces are fetched in growing rounds: a group with many faces near the query, or many faces
+    in no group, could otherwise crowd the others out of a fixed-size list."""
+    k = top_k * 2 + 8
+    while True:
+        scores, face_ids = indexes.search(gid, query[None, :], k)
+        grouped = group_of([int(f) for f in face_ids[0] if f >= 0])
+        found: dict[int, Hits] = {}
+        for score, face_id in zip(scores[0], face_ids[0], strict=False):
+            if face_id >= 0 and score >= threshold and int(face_id) in grouped:
+                found.setdefault(grouped[int(face_id)], []).append((float(score), int(face_id)))
+        exhausted = len(face_ids[0]) < k or (len(scores[0]) and scores[0][-1] < threshold)
+        if len(found) >= top_k or exhausted:
+            return sorted(found.items(), key=lambda item: -item[1][0][0])
+        k *= 4
+
+
 class Thresholds:
     """The default search threshold of a gallery: the fixed setting, else the pack's, scaled
     with the gallery's size (``threshold``)."""
@@ -61,8 +99,16 @@ class Thresholds:
 class Searcher:
     """``POST /search``: the query photo's faces against the key's gallery."""
 
-    def __init__(self, reader: FaceReader, images: ImageTable, indexes: VectorIndexes, thresholds: Thresholds) -> None:
+    def __init__(
+        self,
+        reader: FaceReader,
+        images: ImageTable,
+        indexes: VectorIndexes,
+        thresholds: Thresholds,
+        names: Names = lambda gid, faces: {},
+    ) -> None:
         self.reader, self.images, self.indexes, self.thresholds = reader, images, indexes, thresholds
+        self.names = names
 
     def default_threshold(self, gallery: int) -> float:
         return self.thresholds.for_faces(self.images.gallery(gallery).faces)
@@ -70,34 +116,20 @@ class Searcher:
     def best_per_image(
         self, key: KeyRecord, query: np.ndarray, top_k: int, threshold: float, faces: FaceFilter = NO_FILTER
     ) -> list[Match]:
-        """The ``top_k`` images with an admitted face at or above ``threshold``, best face per image.
-
-        Faces are fetched in growing rounds: an image with many faces near the query, or many
-        faces the filter refuses, could otherwise crowd the others out of a fixed-size list.
-        """
-        k = top_k * 2 + 8
+        """The ``top_k`` images with an admitted face at or above ``threshold``, best face per image."""
         records: dict[int, ImageRecord] = {}  # decoded once, for the filter and for the answer
-        while True:
-            scores, face_ids = self.indexes.search(key.gallery, query[None, :], k)
-            best: dict[int, tuple[float, int]] = {}
-            face_to_image = self.images.images_of_faces(key.gallery, [int(f) for f in face_ids[0] if f >= 0])
+
+        def images_of(face_ids: list[int]) -> dict[int, int]:
+            face_to_image = self.images.images_of_faces(key.gallery, face_ids)
             admitted = self._admitted(key, face_to_image, faces, records)
-            for score, face_id in zip(scores[0], face_ids[0], strict=False):
-                if face_id < 0 or score < threshold or face_id not in face_to_image:
-                    continue
-                if admitted is not None and face_id not in admitted:
-                    continue
-                image_id = face_to_image[face_id]
-                if image_id not in best:
-                    best[image_id] = (float(score), int(face_id))
-            exhausted = len(face_ids[0]) < k or (len(scores[0]) and scores[0][-1] < threshold)
-            if len(best) >= top_k or exhausted:
-                break
-            k *= 4
-        ranked = sorted(best.items(), key=lambda item: -item[1][0])[:top_k]
+            return {f: image for f, image in face_to_image.items() if admitted is None or f in admitted}
+
+        found = nearest_groups(self.indexes, key.gallery, query, top_k, threshold, images_of)
+        ranked = [(image_id, hits[0]) for image_id, hits in found[:top_k]]
         records.update(self.images.get_many(key.gallery, [i for i, _ in ranked if i not in records]))
+        names = self.names(key.gallery, [face_id for _, (_, face_id) in ranked])
         return [
-            Match(image=Image.of(records[image_id]), score=round(score, 4), face_id=face_id)
+            Match(image=Image.of(records[image_id], names), score=round(score, 4), face_id=face_id)
             for image_id, (score, face_id) in ranked
             if image_id in records
         ]
@@ -127,8 +159,7 @@ class Searcher:
     ) -> list[FaceMatches]:
         """One answer per already detected query face, in the order given."""
         gallery = self.images.gallery(key.gallery)
-        if gallery.pack is not None and gallery.pack != self.reader.pack:
-            raise PackMismatch(f"this gallery was embedded with model pack {gallery.pack!r}")
+        same_pack(gallery, self.reader.pack)
         limit = self.thresholds.for_faces(gallery.faces) if threshold is None else threshold
         return [FaceMatches(face, self.best_per_image(key, face.embedding, top_k, limit, stored)) for face in faces]
 

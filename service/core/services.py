@@ -22,13 +22,17 @@ from models.packs import ModelPack, load_pack
 
 from .bulk_import import BulkImport
 from .config import Settings
+from .group_run import Attacher, GroupingRun
 from .images import FaceReader, Gallery, ImageAdder
+from .jobs import Jobs
 from .keys import KeyRing
 from .maintenance import Maintenance
+from .persons import PersonNames, Persons, PersonSearcher
 from .photos import PhotoFiles, PhotoStore
 from .readiness import Readiness
 from .reembed import Reembedding
 from .search import Searcher, Thresholds
+from .threshold import link_threshold
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,9 @@ class UseCases:
     searcher: Searcher
     maintenance: Maintenance
     readiness: Readiness
+    persons: Persons
+    person_searcher: PersonSearcher
+    jobs: Jobs
     pack: ModelPack  # named with its weights' licence by /healthz
 
 
@@ -70,17 +77,46 @@ class Services:
         return FaceReader(self.pack.name, lambda: self.analyzer, self.settings.fetch)
 
     @cached_property
+    def names(self) -> PersonNames:
+        return PersonNames(self.catalog.persons)
+
+    @cached_property
+    def link_threshold(self) -> float:
+        """The cosine that links two faces into one person (grouping runs and adds)."""
+        grouping = self.settings.grouping
+        return link_threshold(self.pack, grouping.far, grouping.threshold)
+
+    @cached_property
     def gallery(self) -> Gallery:
-        return Gallery(self.catalog.images, self.indexes, self.photos)
+        attacher = Attacher(self.catalog.persons, self.indexes, self.link_threshold, self.settings.grouping)
+        return Gallery(self.catalog.images, self.indexes, self.photos, self.names.of_faces, attacher.persons_of)
 
     @cached_property
     def adder(self) -> ImageAdder:
         return ImageAdder(self.reader, self.gallery)
 
     @cached_property
+    def thresholds(self) -> Thresholds:
+        return Thresholds(self.pack, self.settings.threshold)
+
+    @cached_property
     def searcher(self) -> Searcher:
-        thresholds = Thresholds(self.pack, self.settings.threshold)
-        return Searcher(self.reader, self.catalog.images, self.indexes, thresholds)
+        return Searcher(self.reader, self.catalog.images, self.indexes, self.thresholds, self.names.of_faces)
+
+    @cached_property
+    def persons(self) -> Persons:
+        return Persons(self.catalog, self.indexes, self.photos, self.gallery, self.adder)
+
+    @cached_property
+    def person_searcher(self) -> PersonSearcher:
+        return PersonSearcher(self.reader, self.catalog, self.indexes, self.thresholds, self.persons)
+
+    def group_run(self) -> GroupingRun:
+        return GroupingRun(self.catalog, self.indexes, self.link_threshold, self.settings.grouping)
+
+    @cached_property
+    def jobs(self) -> Jobs:
+        return Jobs(self.catalog, self.group_run, self.settings)
 
     @cached_property
     def maintenance(self) -> Maintenance:
@@ -101,11 +137,15 @@ class Services:
     @cached_property
     def use_cases(self) -> UseCases:
         return UseCases(
-            self.keys, self.reader, self.gallery, self.adder, self.searcher, self.maintenance, self.readiness, self.pack
-        )
+            self.keys, self.reader, self.gallery, self.adder, self.searcher, self.maintenance, self.readiness,
+            self.persons, self.person_searcher, self.jobs, self.pack,
+        )  # fmt: skip
 
     def close(self) -> None:
-        """The vector index first: closing it writes checkpoints that read the catalog."""
+        """The jobs' children first, then the vector index: closing it writes checkpoints that
+        read the catalog."""
+        if "jobs" in vars(self):
+            self.jobs.close()
         self.indexes.close()
         self.catalog.close()
 
@@ -130,6 +170,7 @@ def build_services(settings: Settings, serving: bool = False) -> Services:
         # period is what keeps an add in flight on another machine from losing its photo
         services.photos.remove_orphans(catalog.images.files, settings.orphan_grace_seconds)
         indexes.open_all()
+        services.jobs.serve()
         services.analyzer  # noqa: B018 - load the models before the first request, not during it
     return services
 

@@ -33,3 +33,14 @@ def search_threshold(pack: ModelPack, gallery_faces: int) -> float:
         return pack.search_threshold
     far = calibration["stranger_rate"] / max(gallery_faces, calibration.get("min_faces", 1))
     return round(cosine_at_far(calibration["far_cosine"], far), 4)
+
+
+def link_threshold(pack: ModelPack, far: float, fixed: float | None) -> float:
+    """The cosine at which a grouping run links two faces: ``fixed``, else the pack's cosine at
+    per-pair false-accept rate ``far`` (its calibration table), else its fixed search threshold."""
+    if fixed is not None:
+        return fixed
+    calibration = pack.manifest.get("calibration")
+    if not calibration:
+        return pack.search_threshold
+    return round(cosine_at_far(calibration["far_cosine"], far), 4)
