@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -50,6 +50,7 @@ class RunSummary:
     links: int = 0
     applied: Applied | None = None
     seconds: float = 0.0
+    steps: dict[str, float] = field(default_factory=dict)  # seconds of each step: read, neighbours, plan, commit
 
 
 class GroupingRun:
@@ -63,6 +64,7 @@ class GroupingRun:
         state = self.catalog.grouping.state(gid)
         faces = self._faces(gid)
         summary = RunSummary(faces=len(faces.ids))
+        summary.steps["read"] = round(time.monotonic() - started, 1)
         if not len(faces.ids):
             self.catalog.grouping.finish(gid, 0, state.pending)
             return summary
@@ -72,15 +74,19 @@ class GroupingRun:
             seeds &= faces.person == 0
         links, queried = self._links(gid, faces, np.nonzero(seeds)[0], expand=not first, progress=progress)
         summary.queried, summary.links = queried, len(links.first)
+        summary.steps["neighbours"] = round(time.monotonic() - started - sum(summary.steps.values()), 1)
         ops = plan(faces, links, self.settings)
+        summary.steps["plan"] = round(time.monotonic() - started - sum(summary.steps.values()), 1)
         summary.applied = self._commit(gid, ops, queried, progress)
+        summary.steps["commit"] = round(time.monotonic() - started - sum(summary.steps.values()), 1)
         with writing():
             self.catalog.grouping.finish(gid, int(faces.ids[-1]), state.pending)
         summary.seconds = round(time.monotonic() - started, 1)
         log.info(
             "gallery %d: grouped %d faces (%d looked at, %d links): %d new persons, %d faces placed, %d persons "
-            "folded, %d skipped, in %.1f s", gid, summary.faces, queried, summary.links, len(summary.applied.created),
-            summary.applied.attached, summary.applied.folded, summary.applied.skipped, summary.seconds,
+            "folded, %d skipped, in %.1f s (%s)", gid, summary.faces, queried, summary.links,
+            len(summary.applied.created), summary.applied.attached, summary.applied.folded, summary.applied.skipped,
+            summary.seconds, summary.steps,
         )  # fmt: skip
         return summary
 

@@ -122,6 +122,17 @@ class Jobs:
         self.launch(job)
         return Job.of(self.catalog.job_records.get(job.id) or job)
 
+    def run_here(self, gid: int, full: bool = False, progress: Callable[[int, int], object] = lambda d, t: None) -> Job:
+        """A grouping run of the gallery, in this process, to its end (a script's): the job as it
+        ended, or as another worker runs it when one does already."""
+        with writing():
+            job = self.catalog.job_records.submit(gid, GROUP_FACES, {"full": full}, now())
+        worker = f"{worker_name()}:{job.id}"
+        claimed = self.catalog.job_records.claim(job.id, worker, LEASE_SECONDS)
+        if claimed is not None:
+            self.perform(claimed, worker, progress)
+        return Job.of(self.catalog.job_records.get(job.id) or job)
+
     def get(self, gid: int, job_id: int) -> Job:
         found = self.catalog.job_records.get(job_id)
         if found is None or found.gallery != gid:
