@@ -91,8 +91,9 @@ class GalleryIndex:
         A compressed base's scan returns ``candidates_for`` its size when it has a second code to
         rank them by, else ``settings.rerank``; ``settings.rerank`` are scored exactly. ``near``:
         only each query's nearest few are wanted (a grouping run's neighbours): the scan probes
-        ``neighbour_nprobe`` lists and returns ``neighbour_candidates``, and ``NEAR_RERANK`` times
-        ``k`` of them, the best by the second code, are scored exactly."""
+        ``neighbour_nprobe`` lists and returns ``neighbour_candidates``, and the ``k`` best by the
+        second code are answered with its scores (without one, ``NEAR_RERANK`` times ``k`` of the
+        scan's best are scored exactly)."""
         parts = [self.overlay.search(queries, k)]
         base = self.base
         if base is not None and base.count > len(self.overlay.removed):
@@ -100,10 +101,13 @@ class GalleryIndex:
             nprobe = settings.neighbour_nprobe if near else None
             if not base.compressed:
                 parts.append(base.search(queries, k, exclude, nprobe))
+            elif near and base.codes is not None:  # the second code's scores are near enough to rank neighbours
+                ids, scores = base.shortlist(queries, k, settings.neighbour_candidates, exclude, nprobe)
+                parts.append((scores, ids))
             else:
                 keep = NEAR_RERANK * k if near else max(k, settings.rerank)
                 scanned = settings.neighbour_candidates if near else candidates_for(base.count, settings)
-                ids = base.shortlist(queries, keep, scanned, exclude, nprobe)
+                ids, _ = base.shortlist(queries, keep, scanned, exclude, nprobe)
                 parts.append(_rescored(queries, ids, exact))
         scores = np.concatenate([p[0] for p in parts], axis=1)
         ids = np.concatenate([p[1] for p in parts], axis=1)

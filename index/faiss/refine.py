@@ -89,28 +89,29 @@ class RefineCodes:
     def encode(self, vectors: np.ndarray) -> np.ndarray:
         return encode(self.coder, vectors)
 
-    def ranked(self, queries: np.ndarray, rows: np.ndarray, keep: int) -> np.ndarray:
+    def ranked(self, queries: np.ndarray, rows: np.ndarray, keep: int) -> tuple[np.ndarray, np.ndarray]:
         """The face ids of each query's ``keep`` best of its candidate ``rows`` by their codes,
-        best first; -1 pads both."""
+        best first, with the scores the codes give them; -1 (and -inf) pad."""
         ranked = np.full((len(queries), keep), -1, np.int64)
+        scores = np.full((len(queries), keep), -np.inf, np.float32)
         for number, (query, found) in enumerate(zip(queries, rows, strict=True)):
-            best = self.best(query, found, keep)
+            best, scored = self.best(query, found, keep)
             ranked[number, : len(best)] = self.ids[best]
-        return ranked
+            scores[number, : len(best)] = scored
+        return ranked, scores
 
-    def best(self, query: np.ndarray, rows: np.ndarray, keep: int) -> np.ndarray:
+    def best(self, query: np.ndarray, rows: np.ndarray, keep: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``keep`` of ``rows`` (-1 padded) whose codes score highest for ``query`` (one unit
-        vector), best first, as rows."""
+        vector), best first, as rows, and their scores."""
         rows = np.sort(rows[rows >= 0])  # in file order: the codes are read going forward
-        if len(rows) <= keep:
-            return rows
         # a scorer per query: FAISS scores codes it holds, and searches run in several threads
         scorer = faiss.IndexPQ(self.coder.d, self.code_bytes, 8, faiss.METRIC_INNER_PRODUCT)
         scorer.pq = self.coder.pq
         scorer.is_trained = True
         scorer.add_sa_codes(np.ascontiguousarray(self.codes[rows]))
-        order = scorer.search(np.ascontiguousarray(query[None, :], dtype=np.float32), keep)[1][0]
-        return rows[order[order >= 0]]
+        scores, order = scorer.search(np.ascontiguousarray(query[None, :], dtype=np.float32), max(1, min(keep, len(rows))))
+        found = order[0] >= 0
+        return rows[order[0][found]], scores[0][found]
 
     def rows(self, ids: np.ndarray) -> np.ndarray:
         """The rows of these faces in the file; a face it does not hold means the file is not the

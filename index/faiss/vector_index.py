@@ -254,12 +254,13 @@ class VectorIndex:
 
     def shortlist(
         self, queries: np.ndarray, keep: int, scanned: int, exclude: faiss.IDSelector | None, nprobe: int | None = None
-    ) -> np.ndarray:
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The face ids of each query's ``keep`` best candidates of a compressed IVF, -1 padded,
-        for exact scoring: the scan's own best, or with a second code, the best by that code of
-        the ``scanned`` the scan returns (as rows, see ``searched``)."""
+        with their approximate scores: the scan's own best, or with a second code, the best by
+        that code of the ``scanned`` the scan returns (as rows, see ``searched``)."""
         if self.codes is None:
-            return self.search(queries, keep, exclude, nprobe)[1]
+            scores, ids = self.search(queries, keep, exclude, nprobe)
+            return ids, scores
         _, rows = self.search(queries, max(keep, scanned), exclude, nprobe)
         return self.codes.ranked(queries, rows, keep)
 

@@ -93,7 +93,7 @@ def test_the_second_code_ranks_a_persons_true_neighbours_among_its_first_hundred
 
     def share(quantiser) -> float:
         codes = RefineCodes(quantiser, ids, refine.encode(quantiser, data.vectors))
-        best = [set(codes.best(q, ids, 100).tolist()) for q in data.queries[:200]]
+        best = [set(codes.best(q, ids, 100)[0].tolist()) for q in data.queries[:200]]
         return float(np.mean([len(set(t) & b) / 10 for t, b in zip(truth, best, strict=True)]))
 
     fine = share(coder)
