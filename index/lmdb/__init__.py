@@ -11,6 +11,7 @@ from .encoding import decode_image
 from .environment import Environment
 from .images import LmdbImages
 from .keys import LmdbKeys
+from .secrets import LmdbSecrets
 from .staging import LmdbStaging
 
 
@@ -24,6 +25,7 @@ class LmdbCatalog:
         self.images = LmdbImages(self.env)
         self.log = LmdbChangeLog(self.env)
         self.staging = LmdbStaging(self.env, self.images, self.log)
+        self.secrets = LmdbSecrets(self.env)
 
     def ping(self) -> None:
         self.env.read(lambda txn: txn.id())

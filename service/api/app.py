@@ -19,7 +19,7 @@ from .errors import ApiError, Code, refusal
 from .health import health
 from .openapi import docs
 from .requests import request_types
-from .routes import api
+from .routes import api, v1
 from .throttle import Throttles
 from .web import web
 
@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     if server.proxy_hops:
         hops = server.proxy_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
-    for blueprint in (api, docs, health, web):
+    for blueprint in (api, v1, docs, health, web):
         app.register_blueprint(blueprint)
     metrics.install(app, app.extensions["face_search"])
     request_log.install(app)

@@ -28,6 +28,7 @@ class Code(IntEnum):
     NO_ROUTE = 11
     STORAGE_ERROR = 12
     INTERNAL = 13
+    BAD_LINK = 14
 
 
 MESSAGES = {
@@ -45,6 +46,7 @@ MESSAGES = {
     Code.NO_ROUTE: "No such endpoint",
     Code.STORAGE_ERROR: "Storage unavailable",
     Code.INTERNAL: "Internal error",
+    Code.BAD_LINK: "Link expired or invalid",
 }
 
 HTTP_STATUS = {
@@ -62,6 +64,7 @@ HTTP_STATUS = {
     Code.NO_ROUTE: 404,
     Code.STORAGE_ERROR: 507,
     Code.INTERNAL: 500,
+    Code.BAD_LINK: 403,
 }
 
 
@@ -94,6 +97,7 @@ DOMAIN: dict[type[core.ServiceError], tuple[Code, int | None]] = {
     core.ImageNotFound: (Code.NOT_FOUND, None),
     core.PhotoMissing: (Code.NOT_FOUND, None),
     core.PackMismatch: (Code.PACK_MISMATCH, None),
+    core.LinkRefused: (Code.BAD_LINK, None),
     core.StorageFull: (Code.STORAGE_ERROR, None),
     core.StorageUnavailable: (Code.STORAGE_ERROR, 503),
 }

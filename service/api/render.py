@@ -4,23 +4,37 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from flask import url_for
+from flask import current_app, g, url_for
 
 from index.records import ImageRecord
 from index.vectors import IndexStatus
 
+from ..core.links import Signer
 from ..core.search import FaceMatches, Match
 
+# An image's links: the field that carries each, the endpoint serving it and the rendition it names.
+LINKS = {"url": ("api.photo", "file"), "thumbnail_url": ("api.thumbnail", "thumbnail")}
 
-def photo_url(image_id: int) -> str:
-    return url_for("api.photo", image_id=image_id, _external=True)
+
+def links(record: ImageRecord) -> dict[str, str]:
+    """The image's signed links: each works without credentials until it expires
+    (service/core/links.py); its owner may also load the same address with the key."""
+    if "signer" not in g:  # one secret read per answer, and every link of it expires alike
+        services = current_app.extensions["face_search"]
+        g.signer = Signer(services.catalog, services.settings.api.link_seconds)
+    signed = {}
+    for field, (endpoint, rendition) in LINKS.items():
+        link, signature = g.signer.sign(record.gallery, record.id, rendition)
+        query = {"gallery": link.gallery, "expires": link.expires, "signature": signature}
+        signed[field] = url_for(endpoint, image_id=record.id, **query, _external=True)
+    return signed
 
 
 def image_summary(record: ImageRecord) -> dict:
     """An image as listed: its faces as a count."""
     return {
         "id": record.id,
-        "url": photo_url(record.id),
+        **links(record),
         "metadata": record.metadata,
         "faces": len(record.faces),
         "created_at": record.created_at,
@@ -36,7 +50,7 @@ def image_detail(record: ImageRecord) -> dict:
 def match(found: Match) -> dict:
     return {
         "id": found.image.id,
-        "url": photo_url(found.image.id),
+        **links(found.image),
         "metadata": found.image.metadata,
         "score": found.score,
         "bbox": found.bbox,

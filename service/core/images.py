@@ -15,7 +15,7 @@ import re
 
 from index.errors import CommitUnknownError, PackMismatchError
 from index.records import ImageRecord, KeyRecord, NewFace, NewImage
-from models.decode import ImageDecodeError, content_type
+from models.decode import ImageDecodeError, content_type, thumbnail
 from models.faces import Face
 
 from .errors import ImageNotFound, NoFace, NotAPhoto, PackMismatch, PhotoMissing, StorageUnavailable, writing
@@ -26,6 +26,9 @@ from .services import Services
 
 log = logging.getLogger(__name__)
 
+# A thumbnail is for pages that list many photos: at most this many pixels on its longer side.
+THUMBNAIL_SIDE = 256
+THUMBNAIL_QUALITY = 80
 _DATA_URL = re.compile(r"^data:[\w/+.-]*(;[\w=.-]+)*;base64,", re.IGNORECASE)
 _WHITESPACE = re.compile(r"\s+")
 
@@ -109,23 +112,57 @@ def list_images(services: Services, key: KeyRecord, request: Page) -> tuple[list
 
 
 def get_image(services: Services, key: KeyRecord, image_id: int) -> ImageRecord:
-    record = services.catalog.images.get(key.gallery, image_id)
+    return _image(services, key.gallery, image_id)
+
+
+def _image(services: Services, gallery: int, image_id: int) -> ImageRecord:
+    record = services.catalog.images.get(gallery, image_id)
     if record is None:
         raise ImageNotFound(f"no image with id {image_id}")
     return record
 
 
-def photo_bytes(services: Services, key: KeyRecord, image_id: int) -> tuple[bytes, str]:
-    """The stored photo and its content type; a record whose file is gone is PhotoMissing."""
-    record = get_image(services, key, image_id)
+def _photo(services: Services, record: ImageRecord) -> bytes:
+    """The stored photo's bytes; a record whose file is gone is PhotoMissing."""
     try:
-        return services.photos.read(record.file), record.content_type
+        return services.photos.read(record.file)
     except FileNotFoundError as exc:
-        log.error("image %d: photo file %s is missing", image_id, record.file)
-        raise PhotoMissing(f"the photo file of image {image_id} is missing from the photo store") from exc
+        log.error("image %d: photo file %s is missing", record.id, record.file)
+        raise PhotoMissing(f"the photo file of image {record.id} is missing from the photo store") from exc
     except OSError as exc:
-        log.error("image %d: photo file %s cannot be read: %s", image_id, record.file, exc)
-        raise StorageUnavailable(f"the photo of image {image_id} cannot be read ({exc.strerror or exc})") from exc
+        log.error("image %d: photo file %s cannot be read: %s", record.id, record.file, exc)
+        raise StorageUnavailable(f"the photo of image {record.id} cannot be read ({exc.strerror or exc})") from exc
+
+
+def photo_bytes(services: Services, gallery: int, image_id: int) -> tuple[bytes, str]:
+    """The gallery's stored photo and its content type."""
+    record = _image(services, gallery, image_id)
+    return _photo(services, record), record.content_type
+
+
+def thumbnail_bytes(services: Services, gallery: int, image_id: int) -> bytes:
+    """The photo's thumbnail (a JPEG), made on its first request and kept beside the photo.
+
+    Made on demand rather than when the photo is added, so adding costs nothing more and
+    images stored before thumbnails existed get theirs the same way. A thumbnail that
+    cannot be kept (disk full) is served all the same and made again next time.
+    """
+    record = _image(services, gallery, image_id)
+    try:
+        return services.photos.read_thumbnail(record.file)
+    except FileNotFoundError:
+        pass
+    try:
+        data = thumbnail(
+            _photo(services, record), THUMBNAIL_SIDE, THUMBNAIL_QUALITY, services.settings.limits.max_pixels
+        )
+    except ImageDecodeError as exc:  # it was decoded when it was added: the file changed since
+        raise StorageUnavailable(f"the photo of image {record.id} cannot be decoded any more ({exc})") from exc
+    try:
+        services.photos.write_thumbnail(record.file, data)
+    except OSError as exc:
+        log.warning("image %d: its thumbnail could not be kept: %s", record.id, exc)
+    return data
 
 
 def update_metadata(services: Services, key: KeyRecord, request: MetadataUpdate) -> ImageRecord:

@@ -57,7 +57,8 @@ def _gallery_view(services: Services, key: KeyRecord) -> dict[int, tuple[dict, l
     """What a client sees of each image: metadata, face ids and the stored photo."""
     records, _ = page(services, key, 0, 1000)
     return {
-        r.id: (r.metadata, [face.id for face in r.faces], images.photo_bytes(services, key, r.id)[0]) for r in records
+        r.id: (r.metadata, [face.id for face in r.faces], images.photo_bytes(services, key.gallery, r.id)[0])
+        for r in records
     }
 
 
