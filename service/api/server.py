@@ -110,9 +110,7 @@ def refusal(page: bytes, aliases: bool) -> bytes:
     text = _PAGE_TEXT.search(page)
     detail = html.unescape(text.group(1).decode("latin-1")) if text else ""
     code = Code.INTERNAL if status >= 500 and status != 501 else Code.BAD_REQUEST
-    message = f"{MESSAGES[code]}: the HTTP server refused the request ({reason})" + (
-        f": {detail}" if detail else ""
-    )
+    message = f"{MESSAGES[code]}: the HTTP server refused the request ({reason})" + (f": {detail}" if detail else "")
     body = json.dumps(envelope(None, int(code), message, aliases), separators=(",", ":")).encode()
     head = (
         f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"

@@ -84,10 +84,10 @@ def build_services(settings: Settings, serving: bool = False) -> Services:
 
 
 @contextmanager
-def key_ring(settings: Settings) -> Iterator[KeyRing]:
-    """Keys alone, for key management: neither models nor vectors are loaded."""
+def catalog_alone(settings: Settings) -> Iterator[Catalog]:
+    """The catalog alone, for key and secret management: neither models nor vectors are loaded."""
     catalog = open_catalog(settings.storage)
     try:
-        yield KeyRing(catalog.keys)
+        yield catalog
     finally:
         catalog.close()
