@@ -25,7 +25,7 @@ from service.core.keys import KeyRing
 from service.core.services import build_services
 from tests import loopback
 from tests.cluster import Engines, Replicas
-from tests.live import API, LiveServer, basic
+from tests.live import API, LiveServer, basic, code_of
 from tests.photos import b64, blank, crop, flipped, package_photo, recompressed, scaled
 
 T = TypeVar("T")
@@ -164,7 +164,7 @@ class Client:
         return self.call("POST", "/search", json={"image": {"base64": b64(photo)}, **options})
 
     def ok(self, answer: Answer) -> Any:
-        assert answer.status == 200 and answer.body["status_code"] == 0, answer.body
+        assert answer.status == 200 and code_of(answer.body) == 0, answer.body
         return answer.body["result"]
 
 
@@ -175,7 +175,7 @@ def api(backend: Backend) -> Client:
 
 def refused(answer: Answer, code: int, status: int) -> None:
     assert answer.status == status, (answer.status, answer.body)
-    assert answer.body["status_code"] == code, answer.body
+    assert code_of(answer.body) == code, answer.body
     assert answer.body["result"] is None
     assert isinstance(answer.body["message"], str) and answer.body["message"]
 
