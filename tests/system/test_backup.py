@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.live import ROOT, LiveServer
 from tests.photos import b64, flipped, package_photo, scaled
@@ -75,6 +76,7 @@ def test_a_backup_under_write_load_restores_everything_acknowledged_before_it(tm
         for photo in range(5):
             write_one = server.call("POST", "/images", json={"image": {"base64": b64(PHOTOS[photo])}})
             acknowledged[write_one.json()["result"]["id"]] = (time.monotonic(), photo, {})
+        thumbnail = requests.get(write_one.json()["result"]["thumbnail_url"], timeout=60).content  # made and kept
         # One instant for both threads, so no image the writer may delete counts as before it.
         began = time.monotonic() + 1.0
         writer = threading.Thread(target=write, args=(began,))
@@ -91,6 +93,8 @@ def test_a_backup_under_write_load_restores_everything_acknowledged_before_it(tm
 
     restored = tmp_path / "restored"
     _script(restored, "--restore", str(tmp_path / "backup"))
+    kept = [path.read_bytes() for path in (restored / "photos").glob("*/*.thumb.jpg")]
+    assert kept == [thumbnail], "the thumbnail made before the backup is in it, beside its photo"
     again = LiveServer(restored).start()
     try:
         listed = {item["id"]: item for item in again.call("GET", "/images?limit=1000").json()["result"]}

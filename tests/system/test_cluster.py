@@ -4,6 +4,8 @@ folder, all real processes, and real SIGKILLs of each component while a client s
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +19,7 @@ from index.postgres import PostgresCatalog
 from scripts.engines import Milvus, Postgres
 from service.core.photos import ORPHAN_GRACE_SECONDS
 from tests.cluster import Engines, Replicas
-from tests.live import LiveServer
+from tests.live import ROOT, LiveServer
 from tests.photos import b64
 from tests.system.test_crash import PHOTOS
 
@@ -89,6 +91,26 @@ def test_keys_are_isolated_and_quotas_counted_across_replicas(replicas: Replicas
     limited = _key(replicas, quota=3)
     codes = [server.call("GET", "/images", *limited).json()["status_code"] for server in (one, other, one, other)]
     assert codes == [0, 0, 0, 4], "three requests in all, whichever replica answered them"
+
+
+def test_a_link_made_by_one_replica_works_on_the_other_until_the_secret_is_rotated(replicas: Replicas) -> None:
+    """The link secret is the cluster's (in PostgreSQL), not a replica's: a page may load a photo
+    from whichever replica the load balancer picks, and one rotation reaches them all."""
+    one, other = replicas.servers
+    auth = _key(replicas)
+    added = _add(one, auth, 2).json()["result"]
+    assert requests.get(added["url"].replace(one.url, other.url), timeout=30).content == PHOTOS[2]
+    thumbnail = requests.get(added["thumbnail_url"].replace(one.url, other.url), timeout=30)
+    assert thumbnail.status_code == 200 and thumbnail.headers["Content-Type"] == "image/jpeg"
+    done = subprocess.run(
+        [sys.executable, "scripts/keys.py", "rotate-link-secret"], cwd=ROOT, env=one.env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    for server in (one, other):
+        refused = requests.get(added["url"].replace(one.url, server.url), timeout=30)
+        assert refused.status_code == 403 and refused.json()["status_code"] == 14
+    fresh = other.call("GET", f"/images/{added['id']}", *auth).json()["result"]["url"]
+    assert requests.get(fresh.replace(other.url, one.url), timeout=30).content == PHOTOS[2]
 
 
 @contextmanager
