@@ -23,7 +23,7 @@ from pydantic import TypeAdapter
 from ..core.config import DEFAULT_LIMITS, Limits
 from . import responses as s
 from .envelope import CODE_FIELDS
-from .errors import ALSO_HTTP, HTTP_STATUS, MESSAGES, Code
+from .errors import ALSO_HTTP, HTTP_STATUS, MESSAGES, Code, codes_table
 from .requests import MAX_ID, RequestTypes, request_types
 from .routes import API, V1, V1_ROUTES
 from .web import STATIC
@@ -31,27 +31,6 @@ from .web import STATIC
 DOCUMENT_PATH = "/api/v2/openapi.json"
 _REF = "#/components/schemas/{model}"
 
-WHEN = {
-    Code.SUCCESS: "",
-    Code.NO_CONTENT: "image or base64 missing or empty, invalid base64, bytes that are not a decodable photo",
-    Code.URL_UNAVAILABLE: "the image URL cannot be fetched, is refused by the address guard, or is not an image",
-    Code.NO_FACE: "no face found in the image",
-    Code.OUT_OF_REQUESTS: "the key's request quota is used up, or its rate limit (then with Retry-After)",
-    Code.BAD_CREDENTIALS: "missing, unknown, wrong or revoked credentials",
-    Code.BAD_FORMAT_TYPE: "unknown format_type, one that differs from what was sent, or the image sent two ways",
-    Code.BAD_REQUEST: "body not JSON or not an object, wrong field types or ranges, metadata rules, bad offset/limit; "
-    "or a request the HTTP server cannot read (a malformed request line or header, Content-Type headers that "
-    "disagree: 400; a request line or header block over the server's limits: 414, 431)",
-    Code.NOT_FOUND: "unknown image id, or another key's; or the image's photo file is missing",
-    Code.TOO_LARGE: "request body over FACE_SEARCH_MAX_BODY_BYTES",
-    Code.PACK_MISMATCH: "the gallery's faces come from another model pack than the one running",
-    Code.NO_ROUTE: "unknown path or method",
-    Code.STORAGE_ERROR: "the data directory cannot be written (disk full, 507): nothing was stored; or storage "
-    "cannot be reached or read (503)",
-    Code.INTERNAL: "a bug, logged with its traceback",
-    Code.BAD_LINK: "a signed photo link that expired, was altered, names another image, or was made before the "
-    "link secret was rotated",
-}
 # every API answer may be one of these: credentials, quota and rate limit, the server's own trouble
 _ALWAYS = (Code.BAD_CREDENTIALS, Code.OUT_OF_REQUESTS, Code.STORAGE_ERROR, Code.INTERNAL)
 _PHOTO = (Code.NO_CONTENT, Code.URL_UNAVAILABLE, Code.NO_FACE, Code.BAD_FORMAT_TYPE, Code.BAD_REQUEST, Code.TOO_LARGE)
@@ -186,11 +165,6 @@ class _Components:
         return dict(sorted(self.schemas.items()))
 
 
-def _codes_table() -> str:
-    rows = [f"| {int(c)} | {MESSAGES[c]} | {HTTP_STATUS[c]} | {WHEN[c]} |" for c in Code]
-    return "\n".join(["| code | message | HTTP | when |", "| ---: | --- | ---: | --- |", *rows])
-
-
 def _package_version() -> str:
     try:
         return version("face-search")
@@ -302,7 +276,7 @@ def document(limits: Limits = DEFAULT_LIMITS) -> dict:
         + " and ".join(f"`{a}`/`{b}`" for a, b in others)
         + " too, the names of the vendor's other docs (FACE_SEARCH_CODE_ALIASES=0 leaves them out). "
         "Authenticate with HTTP Basic `api_key:api_secret`; each key owns its own gallery. The vendor's v1 "
-        f"paths under `{V1}` serve the same operations.\n\n" + _codes_table()
+        f"paths under `{V1}` serve the same operations.\n\n" + codes_table()
     )
     return {
         "openapi": "3.1.0",

@@ -2,9 +2,9 @@
 
 The defaults are the dataclass defaults below; ``ENV`` names the variable that sets each
 one, how its text is read and what it means. ``Settings.from_env`` applies them, the
-README's settings table is ``settings_table()`` (a test keeps the two equal), and the
-API's request types, its OpenAPI document and gunicorn's configuration all read the same
-``Settings`` object.
+settings table of docs/operations.md is ``settings_table()`` (tests/unit/test_docs.py keeps
+the two equal), and the API's request types, its OpenAPI document and gunicorn's
+configuration all read the same ``Settings`` object.
 """
 
 from __future__ import annotations
@@ -364,6 +364,6 @@ ENV = (
 
 
 def settings_table() -> str:
-    """The README's table of settings, made from ``ENV``."""
+    """The table of settings in docs/operations.md, made from ``ENV``."""
     rows = [f"| `{e.name}` [{e.default()}] | {e.meaning} |" for e in ENV]
     return "\n".join(["| variable [default] | meaning |", "| --- | --- |", *rows])

@@ -6,16 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from service.core.config import ENV, Settings, settings_table
-from tests.live import ROOT
-
-
-def test_the_docs_show_every_setting_with_its_default() -> None:
-    """Each row of ``settings_table()``, as it is, in the README's table or in the document under
-    docs/ of the feature it belongs to."""
-    documented = "\n".join(path.read_text() for path in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
-    missing = [row for row in settings_table().splitlines()[2:] if row not in documented]
-    assert not missing, "paste these rows of settings_table() into README.md or docs/: " + "\n".join(missing)
+from service.core.config import ENV, Settings
 
 
 def test_unset_variables_keep_the_defaults_and_set_ones_are_read() -> None:
