@@ -23,8 +23,8 @@ def links(record: ImageRecord) -> dict[str, str]:
     if "signer" not in g:  # once per answer: one secret read, every link expiring alike
         services = current_app.extensions["face_search"]
         g.signer = Signer(services.catalog, services.settings.api.link_seconds)
-        # each endpoint's address is built once, around a placeholder id (url_for is slow
-        # next to the rest: a page of a thousand images would spend most of its time there)
+        # each endpoint's address is built once, around a placeholder id: url_for for every
+        # link of a page would cost more than signing them
         g.addresses = {
             endpoint: url_for(endpoint, image_id=MAX_ID, _external=True).rpartition(str(MAX_ID))[::2]
             for endpoint, _ in LINKS.values()
