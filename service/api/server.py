@@ -56,7 +56,8 @@ class ConflictingHeader(InvalidHeader):
 
 def folded(values: list[str]) -> str | None:
     """One Content-Type that says what each of ``values`` says, or None when two disagree:
-    another media type, or a parameter with another value."""
+    another media type, or a parameter with another value (a charset in any case; a boundary
+    to the letter)."""
     media, params = None, {}
     for value in values:
         kind, options = parse_options_header(value)
@@ -64,7 +65,8 @@ def folded(values: list[str]) -> str | None:
             return None
         media = kind.lower()
         for name, option in options.items():
-            if params.setdefault(name.lower(), option) != option:
+            kept = params.setdefault(name.lower(), option)
+            if kept != option and (name.lower() == "boundary" or kept.lower() != option.lower()):
                 return None
     return dump_options_header(media, params)
 

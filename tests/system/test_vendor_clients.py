@@ -92,6 +92,10 @@ HEADER_FORMS = {
         "Content-Type: application/json",
     ],
     "twice, once with a charset": ["Content-Type: application/json", "Content-Type: application/json; charset=UTF-8"],
+    "twice, the charset in two cases": [
+        "Content-Type: application/json; charset=utf-8",
+        "Content-Type: application/json;charset=UTF-8",
+    ],
     "Content-Type without a space": ["Content-Type:application/json"],
     "no Content-Type (the vendor's Python demos post a JSON string)": [],
     "a form's Content-Type on a JSON body (curl's default for a posted string)": [
