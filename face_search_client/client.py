@@ -22,7 +22,7 @@ Box = tuple[float, float, float, float]
 
 
 class FaceSearchError(Exception):
-    """A refusal: the API's ``status_code`` (see the README's codes; -1 when no API answer
+    """A refusal: the API's ``status_code`` (docs/api.md lists the codes; -1 when no API answer
     arrived) and ``message``, with the HTTP status and, for the rate limit, ``retry_after``."""
 
     def __init__(self, status_code: int, message: str, http_status: int = 0, retry_after: float | None = None) -> None:

@@ -1,6 +1,7 @@
 """The catalog: the source of truth for keys, galleries, images, embeddings and the change log.
 
-Every backend implements these protocols (``index.lmdb`` today). Each method is one
+Every backend implements these protocols (``index.lmdb`` embedded, ``index.postgres`` in
+cluster mode). Each method is one
 atomic, durable operation: what a caller was told is stored survives a crash of any
 process, and what it was not told is absent as a whole. Galleries are isolated: every
 method that takes a gallery id ``gid`` answers an image of another gallery as absent.

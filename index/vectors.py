@@ -2,8 +2,9 @@
 
 A vector index holds no truth of its own. It follows the catalog's change log, so a
 write made by any process (or before a crash) is searched once ``sync`` has run, and it
-can always be rebuilt from a catalog snapshot. Implementations: ``index.faiss`` (in
-memory, checkpointed to local files). Faces are unit vectors, so scores are cosines.
+can always be rebuilt from a catalog snapshot. Implementations: ``index.faiss`` (embedded:
+in each process's memory, checkpointed to local files) and ``index.milvus`` (cluster mode: a
+Milvus server, fed from the catalog's outbox). Faces are unit vectors, so scores are cosines.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ class IndexSettings:
     """How galleries are indexed; every backend reads the settings that apply to it."""
 
     ivf_threshold: int = 50_000  # vectors at which a gallery moves from exact to IVF
-    nprobe: int = 512  # lists a query scans: see README "Large galleries" for the sweep per size
+    nprobe: int = 512  # lists a query scans: docs/benchmarks/2026-12-04-large-galleries.md sweeps it
     storage: str = "pq4"  # vectors in the IVF lists: 4-bit "pq4" codes (72 B/face), "pq", "sq8" or "flat"
     refine_bytes: int = 128  # bytes a face of a pq4 IVF's second code, ranking its candidates (0: none)
     candidates: int = 6400  # faces a pq4 IVF's scan returns for the second code to rank

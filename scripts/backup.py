@@ -6,7 +6,7 @@
 The copy is consistent: every image acknowledged before the backup began is in it, with
 its photo and metadata. Index files are not copied; a server started on a restored
 directory builds them from the catalog. In cluster mode it refuses and says what to run
-instead: PostgreSQL's own pg_dump, and the photo folder (README, "Cluster mode").
+instead: PostgreSQL's own pg_dump, and the photo folder (docs/operations.md, cluster mode).
 """
 
 from __future__ import annotations

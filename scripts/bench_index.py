@@ -574,7 +574,7 @@ def previous(path: Path) -> dict:
 
 
 def table(report: dict) -> str:
-    """The README's table: one gallery per size, then many small galleries."""
+    """The report's table (docs/benchmarks/): one gallery per size, then many small galleries."""
     lines = [
         "| faces | storage, lists, nprobe, second code, candidates, exact | resident MiB (B/face) | p50 / p99 ms "
         "| recall@10 | start-up s "

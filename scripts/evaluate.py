@@ -21,7 +21,7 @@ the calibration reuse them. With ``--url`` the identification runs through a run
 server instead (the key's gallery must be empty; everything added is deleted at the end);
 verification needs pair scores the API does not return, so it is measured locally only.
 ``--calibrate`` also prints the pack's stranger-rate calibration table from the set's
-different-person pairs (see service/threshold.py) and the open-set rates at 1k-100k faces.
+different-person pairs (see service/core/threshold.py) and the open-set rates at 1k-100k faces.
 
 With several packs, one side-by-side table puts them next to each other on every set.
 ``--costs`` adds what each pack costs on this machine (scripts/pack_costs.py): ms per
@@ -75,7 +75,7 @@ API = "/api/v2/face_search"
 CALIBRATION_FARS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7)
 GALLERY_SIZES = (1_000, 10_000, 100_000)
 STRANGER_RATE = 0.01  # a stranger's query comes back empty 99% of the time
-MIN_FACES = 1000  # small galleries keep the 1,000-face threshold (see service/threshold.py)
+MIN_FACES = 1000  # small galleries keep the 1,000-face threshold (see service/core/threshold.py)
 TOP_STRANGERS = 1000  # per query, the most similar other people's faces kept for the open-set model
 EXIF_ORIENTATION = 0x0112
 

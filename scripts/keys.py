@@ -1,5 +1,5 @@
-"""Manage API keys, and the secret photo links are signed with, in the catalog of
-FACE_SEARCH_DATA_DIR (or of FACE_SEARCH_CATALOG_URL in cluster mode).
+"""Manage API keys, and the secret photo links are signed with, in the catalog the settings name
+(FACE_SEARCH_DATA_DIR, or in cluster mode the PostgreSQL of FACE_SEARCH_CATALOG_URL).
 
 Changes take effect on a running server at once: it reads keys and the link secret from the
 catalog on every request.

@@ -1,4 +1,4 @@
-"""Rebuild galleries' indexes from LMDB while the service keeps serving them.
+"""Rebuild galleries' indexes from the catalog while the service keeps serving them.
 
   python scripts/rebuild_index.py --key K            # one key's gallery
   python scripts/rebuild_index.py --all [--if-needed]

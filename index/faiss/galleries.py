@@ -96,7 +96,7 @@ class FaissIndexes:
         self._opened = False
         if serving:
             # one OpenMP thread per search: the request threads already run searches side by side,
-            # and a 2-thread search over 100k faces measured 4x slower on a busy 2-core machine
+            # and a search's own threads would compete with them for the same cores
             faiss.omp_set_num_threads(settings.search_threads)
 
     # -- loading --------------------------------------------------------------------------
@@ -184,10 +184,9 @@ class FaissIndexes:
         """The loaded index, loading it (once, whatever the number of threads asking) if needed,
         and switching to a newer base file or generation written by any process.
 
-        Mapping a large base file takes seconds (3.4 s at three million faces, measured), and a
-        checkpoint's new base file holds what the index in use already has: while one thread
-        switches to it, the others go on with the index in use (``_current`` catches it up from
-        the log) rather than wait.
+        Mapping a large base file takes seconds, and a checkpoint's new base file holds what the
+        index in use already has: while one thread switches to it, the others go on with the index
+        in use (``_current`` catches it up from the log) rather than wait.
         """
         loading = self._loading_lock(gid)
         with self._entries_lock:
@@ -397,8 +396,8 @@ class FaissIndexes:
         searches go on meanwhile without waiting; it never holds the index twice in memory.
         This thread then switches to the new file itself, holding the gallery's loading lock
         from before the file is published: a request arriving meanwhile goes on with the index
-        in use instead of taking the switch on (an add waited 142 ms for it at three million
-        faces). The lock is only tried here, never waited for, under the file lock.
+        in use instead of taking the switch on (and waiting for a large file to be mapped). The
+        lock is only tried here, never waited for, under the file lock.
         """
         with self._entries_lock:
             entry = self._entries.get(gid)

@@ -7,9 +7,9 @@ down, a writer killed between commit and apply, a script's writes).
 
 What a search sees: it first applies any change of the gallery still in the outbox, so a
 change committed anywhere is searched. Milvus makes a write visible to searches a moment
-after taking it, so a search runs at ``Strong`` consistency (about 200 ms slower) while the
-gallery's last change was applied less than ``STRONG_SECONDS`` ago, and at ``Bounded``
-(no wait) otherwise. A hit of a face deleted meanwhile can still come back from Milvus; the
+after taking it, so a search runs at ``Strong`` consistency (which waits for Milvus to catch
+up) while the gallery's last change was applied less than ``STRONG_SECONDS`` ago, and at
+``Bounded`` (no wait) otherwise. A hit of a face deleted meanwhile can still come back from Milvus; the
 use case maps every hit through the catalog (``images_of_faces``), which drops it.
 """
 

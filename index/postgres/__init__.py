@@ -50,8 +50,8 @@ class PostgresCatalog:
 
     def backup(self, dest: Path) -> set[str]:
         """Not here: PostgreSQL's own tools copy a live database consistently, and a dump made
-        by the server's version of them restores on any later server (README, "Cluster mode")."""
-        raise NotImplementedError("a PostgreSQL catalog is backed up with pg_dump (README, 'Cluster mode')")
+        by the server's version of them restores on any later server (docs/operations.md, cluster mode)."""
+        raise NotImplementedError("a PostgreSQL catalog is backed up with pg_dump (docs/operations.md, 'Cluster mode')")
 
     def opener(self) -> Callable[[], PostgresCatalog]:
         return functools.partial(PostgresCatalog, self.url)

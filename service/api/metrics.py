@@ -1,6 +1,6 @@
 """Prometheus metrics at ``/metrics``.
 
-Request counts and latencies are recorded per request by service/request_log.py. The
+Request counts and latencies are recorded per request by service/api/request_log.py. The
 time spent in detection, embedding and index search is measured by timing the methods
 that do that work on the service's own model and index objects (``instrument``), so every
 caller counts (the API, the bulk importer) and models/ and index/ stay free of metrics.

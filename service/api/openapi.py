@@ -107,7 +107,7 @@ OPERATIONS = (
     Operation("get", f"{API}/index", "api.index_state", "The gallery's vector index", s.IndexAnswer, tag="operations"),
     Operation("get", "/healthz", "health.healthz", "The process is up", s.Health, tag="operations", secured=False),
     Operation(
-        "get", "/readyz", "health.readyz", "Models loaded, LMDB open, indexes loaded (503 otherwise)", s.Health,
+        "get", "/readyz", "health.readyz", "Models loaded, storage answering, indexes loaded (503 otherwise)", s.Health,
         tag="operations", secured=False,
     ),
     Operation(

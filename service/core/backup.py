@@ -30,8 +30,8 @@ MANIFEST = "backup.json"
 FORMAT = 1
 CLUSTER = (
     "this copies an embedded data directory; in cluster mode back up PostgreSQL with its own tools "
-    "(pg_dump --format=custom of FACE_SEARCH_CATALOG_URL) and the photo folder, as README.md "
-    "('Cluster mode', backup and restore) describes"
+    "(pg_dump --format=custom of FACE_SEARCH_CATALOG_URL) and the photo folder, as docs/operations.md "
+    "(Cluster mode: backup and restore) describes"
 )
 
 

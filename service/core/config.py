@@ -109,9 +109,9 @@ class Settings:
     @property
     def threads_per_model(self) -> int:
         """``model_threads``, or else the cores divided among the workers (at least one). With one
-        worker per core each runs its models on one thread: four clients adding photos got 1.79x
-        the single-thread floor's photos/s, against 1.51x with two threads in each worker
-        (``make bench``), since two workers of two threads fight over two cores."""
+        worker per core each runs its models on one thread: more threads per worker would make the
+        workers fight over the same cores, and concurrent adds lost what the second worker gained
+        (``make bench``: docs/benchmarks/2026-12-01-pipeline-speed.md)."""
         return self.model_threads or max(1, (os.cpu_count() or 1) // self.worker_count)
 
     @property

@@ -1,4 +1,4 @@
-"""The folders read like the architecture: who may import whom (see the README's architecture).
+"""The folders read like the architecture: who may import whom (see docs/architecture.md).
 
 Checked twice: statically, over every import statement of every module, and at run time,
 by importing the use cases in a fresh interpreter and looking at what got loaded.

@@ -10,7 +10,7 @@ import pytest
 from tests.photos import DATASETS
 from tests.usecases import add, find
 
-# Floors a little under what this pipeline measured: recall@1 1.000 on each (2026-11-25, see README).
+# Floors a little under what this pipeline measured on each set (docs/benchmarks/2026-11-25-evaluation.md).
 FLOORS = {"faceapi-bbt": 0.97, "dlib-johns": 0.97, "att-orl": 0.98, "yale": 0.98}
 
 

@@ -28,8 +28,8 @@ from tests.usecases import add, find, page
 
 PEOPLE = 30
 GROUPS = ("dlib_bald_guys.jpg", "insightface_t1.jpg", "faceapi_bbt1.jpg", "dlib_2008_002079.jpg")
-RECALL_FLOOR = 0.95  # buffalo_s and yunet_sface both measure 98-99.5% recall@1 on LFW (README)
-LOST_FLOOR = 0.03  # share of stored faces a move may lose (measured: see the README)
+RECALL_FLOOR = 0.95  # both packs' recall@1 on LFW: docs/benchmarks/2026-12-01-evaluation.md
+LOST_FLOOR = 0.03  # share of stored faces a move may lose (docs/models.md, switching packs)
 
 
 def _lfw_people() -> dict[str, list[bytes]]:

@@ -141,7 +141,7 @@ def test_a_gallery_evicted_and_loaded_again_answers_the_same_with_the_changes_ma
 
 def test_a_cold_small_gallery_is_read_through_before_its_first_scan_not_at_start_up(tmp_path: Path) -> None:
     """A flat file's pages faulted in one at a time by the scan made the first search on a gallery
-    not touched for a while take 210 ms for 10,000 faces; read through first, 40 ms."""
+    not touched for a while several times slower than one sequential read of the file first."""
     data = faces(2_000, per_identity=5, seed=3)  # 10,000 faces, a 20 MB file
     saved = VectorIndex.build(512, np.arange(len(data.vectors), dtype=np.int64), data.vectors, IndexSettings())
     assert saved.state.kind == FLAT
