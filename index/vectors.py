@@ -9,8 +9,9 @@ Milvus server, fed from the catalog's outbox). Faces are unit vectors, so scores
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -93,8 +94,39 @@ class RebuildResult:
         return self.build_seconds + self.write_seconds
 
 
+SearchObserver = Callable[[float], None]  # told the seconds one gallery query took
+
+
+class SearchObservers:
+    """Who is told how long each search took (metrics): a backend times its searches with
+    ``timed`` and the service adds its observer through ``VectorIndexes.observe_searches``."""
+
+    def __init__(self) -> None:
+        self._observers: list[SearchObserver] = []
+
+    def add(self, observer: SearchObserver) -> None:
+        """Once: a second app over the same index adds the same observer again."""
+        if observer not in self._observers:
+            self._observers.append(observer)
+
+    @contextmanager
+    def timed(self) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            took = time.perf_counter() - started
+            for observer in self._observers:
+                observer(took)
+
+
 class VectorIndexes(Protocol):
     """One index per gallery, kept in step with the catalog."""
+
+    @property
+    def component(self) -> str:
+        """What readiness checks call this vector index (``indexes``, ``milvus``)."""
+        ...
 
     def sync(self, gid: int) -> None:
         """Bring the gallery's index up to the latest committed change (after a write)."""
@@ -103,6 +135,10 @@ class VectorIndexes(Protocol):
     def search(self, gid: int, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, face ids) of the ``k`` nearest faces per query, after catching up with
         every committed change; id -1 pads missing hits."""
+        ...
+
+    def observe_searches(self, observer: SearchObserver) -> None:
+        """Tell ``observer`` how long each search takes from now on (the service's metrics)."""
         ...
 
     def status(self, gid: int) -> IndexStatus: ...

@@ -375,7 +375,7 @@ def workers_memory(data: Path, key: str, workers: int) -> list[dict]:
         body = {"image": {"base64": b64(package_photo("t1.jpg"))}, "face": "all"}
         for _ in range(10 * workers):
             server.call("POST", "/search", key, "bench", json=body)
-        pids = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True).stdout
+        pids = subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True, text=True).stdout
         rows = []
         for pid in pids.split():
             fields = {}
@@ -493,7 +493,7 @@ def many_galleries(count: int, faces: int, args: argparse.Namespace, settings: S
         indexes = FaissIndexes(catalog, data / "indexes", replace(settings.index, memory_bytes=1 << 30), serving=True)
         for gid in tqdm(gids, unit="gallery", desc="first checkpoints"):
             indexes.sync(gid)
-            indexes._checkpoint(gid)
+            indexes.checkpointer.checkpoint(gid)
         indexes.close()
         catalog.close()
     rng = np.random.default_rng(5)

@@ -15,7 +15,7 @@ path,expected_faces) and optionally ``pairs.csv`` (fold,path_a,path_b,same) or
 - open-set search at the service's default threshold: only half the people enrolled;
   the share of stranger probes that get an answer (FPIR) and of enrolled people missed.
 
-Each photo is embedded once, by the service's own pipeline (``detect_faces``), and the
+Each photo is embedded once, by the service's own pipeline (``FaceReader.faces_in``), and the
 faces are cached under the output folder keyed by the pipeline's code, so re-runs and
 the calibration reuse them. With ``--url`` the identification runs through a running
 server instead (the key's gallery must be empty; everything added is deleted at the end);
@@ -42,6 +42,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import requests
@@ -60,9 +61,7 @@ from models.faces import Detection, Face
 from models.packs import ModelPack, load_pack
 from service.core.config import Settings
 from service.core.errors import NotAPhoto
-from service.core.images import add_faces, delete_images, detect_faces
 from service.core.requests import DeleteImages
-from service.core.search import best_per_image
 from service.core.services import Services, build_services
 from service.core.threshold import search_threshold
 
@@ -193,10 +192,16 @@ class Embedded:
             faces, key=lambda f: float(np.linalg.norm((f.detection.bbox[:2] + f.detection.bbox[2:]) / 2 - centre))
         )
 
+    def found_subject(self, index: int) -> Face:
+        """``subject`` of a photo known to hold a face."""
+        subject = self.subject(index)
+        assert subject is not None, f"photo {index} holds no face"
+        return subject
+
     def subjects(self) -> tuple[np.ndarray, np.ndarray]:
         """(indices of photos with a face, their subjects' embeddings)."""
         found = np.array([i for i, photo in enumerate(self.faces) if photo], np.int64)
-        vectors = [self.subject(i).embedding for i in found]
+        vectors = [self.found_subject(i).embedding for i in found]
         return found, np.stack(vectors) if vectors else np.zeros((0, 0), np.float32)
 
 
@@ -211,14 +216,15 @@ def embed_set(services: Services, data: DataSet, cache_dir: Path) -> Embedded:
     faces, started = [], time.perf_counter()
     for i, path in enumerate(data.paths):
         try:
-            faces.append(detect_faces(services, (data.root / path).read_bytes()))
+            faces.append(services.reader.faces_in((data.root / path).read_bytes()))
         except NotAPhoto:
             faces.append([])
         if (i + 1) % 500 == 0:
             print(f"  {data.name}: {i + 1}/{len(data.paths)} photos embedded", file=sys.stderr)
     ms = (time.perf_counter() - started) * 1000 / max(len(data.paths), 1)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, ms_per_photo=ms, **_faces_to_arrays(faces, services.analyzer.dim))
+    arrays: dict[str, Any] = {"ms_per_photo": ms, **_faces_to_arrays(faces, services.analyzer.dim)}
+    np.savez(cache, **arrays)
     return Embedded(faces, ms, sizes)
 
 
@@ -241,12 +247,11 @@ def detection_metrics(data: DataSet, faces: list[list[Face]]) -> dict:
 def pair_scores(data: DataSet, embedded: Embedded) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cosine of the subjects' faces per pair; a photo without a face scores -1 (a failure for same pairs)."""
     subjects = [embedded.subject(i) for i in range(len(data.paths))]
-    scores = np.array(
-        [
-            float(subjects[a].embedding @ subjects[b].embedding) if subjects[a] and subjects[b] else -1.0
-            for _, a, b, _ in data.pairs
-        ]
-    )
+
+    def cosine(first: Face | None, second: Face | None) -> float:
+        return float(first.embedding @ second.embedding) if first and second else -1.0
+
+    scores = np.array([cosine(subjects[a], subjects[b]) for _, a, b, _ in data.pairs])
     same = np.array([s for *_, s in data.pairs], bool)
     folds = np.array([f for f, *_ in data.pairs])
     return scores, same, folds
@@ -356,21 +361,22 @@ class LocalBackend(Backend):
         if not faces:
             return None
         photo = (self.data.root / self.data.paths[index]).read_bytes()
-        return add_faces(self.services, self.key, photo, {"photo": index}, faces).id
+        return self.services.gallery.store(self.key, photo, {"photo": index}, faces, self.services.pack.name).id
 
     def search(self, index: int, top_k: int, threshold: float | None) -> Hits | None:
         subject = self.embedded.subject(index)
         if subject is None:
             return None
-        limit = self.services.default_threshold(self.key.gallery) if threshold is None else threshold
-        hits = best_per_image(self.services, self.key, subject.embedding, top_k, limit)
+        searcher = self.services.searcher
+        limit = searcher.default_threshold(self.key.gallery) if threshold is None else threshold
+        hits = searcher.best_per_image(self.key, subject.embedding, top_k, limit)
         return [(hit.image.id, hit.score, hit.bbox) for hit in hits]
 
     def delete(self, image_ids: list[int]) -> None:
-        delete_images(self.services, self.key, DeleteImages(image_ids))
+        self.services.gallery.delete(self.key, DeleteImages(image_ids))
 
     def threshold(self) -> float | None:
-        return self.services.default_threshold(self.key.gallery)
+        return self.services.searcher.default_threshold(self.key.gallery)
 
 
 SUCCESS, NO_FACE = 0, 3  # the API's status_code of a success and of a photo without a face
@@ -423,8 +429,9 @@ def identification_metrics(data: DataSet, embedded: Embedded, backend: Backend) 
     bystander in it (LFW photos often show two people). Such a hit names nobody: it is
     counted apart and skipped, and the next answer decides.
     """
+    identities = [identity or "" for identity in data.identities]  # "": the photos no label names
     people: dict[str, list[int]] = {}
-    for i, identity in enumerate(data.identities):
+    for i, identity in enumerate(identities):
         people.setdefault(identity, []).append(i)
     enrolled: dict[str, int] = {}  # identity -> image id
     owner: dict[int, tuple[str, np.ndarray]] = {}  # image id -> (identity, the subject's box)
@@ -433,7 +440,7 @@ def identification_metrics(data: DataSet, embedded: Embedded, backend: Backend) 
         image_id = backend.add(photo)
         if image_id is not None:
             enrolled[identity] = image_id
-            owner[image_id] = (identity, embedded.subject(photo).detection.bbox)
+            owner[image_id] = (identity, embedded.found_subject(photo).detection.bbox)
     bystander_hits = [0]
 
     def named(answer: Hits | None) -> list[str]:
@@ -448,11 +455,11 @@ def identification_metrics(data: DataSet, embedded: Embedded, backend: Backend) 
         return names
 
     def rank(index: int, names: list[str]) -> int | None:
-        return names.index(data.identities[index]) + 1 if data.identities[index] in names else None
+        return names.index(identities[index]) + 1 if identities[index] in names else None
 
     probes = [i for photos in people.values() for i in photos[1:]]
     ranks = [rank(i, named(backend.search(i, 5, -1.0))) for i in probes]
-    result = {
+    result: dict[str, Any] = {
         "enrolled": len(enrolled),
         "probes": len(probes),
         "recall_at_1": recall_at(ranks, 1),

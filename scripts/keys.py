@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from service.core.config import Settings
 from service.core.keys import KeyRing
-from service.core.links import rotate_secret
+from service.core.links import PhotoLinks
 from service.core.services import catalog_alone
 
 if TYPE_CHECKING:
@@ -47,15 +47,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    with catalog_alone(Settings.from_env()) as catalog:
-        return _run(parser, args, catalog)
+    settings = Settings.from_env()
+    with catalog_alone(settings) as catalog:
+        return _run(parser, args, catalog, settings)
 
 
-def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, catalog: Catalog) -> int:
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, catalog: Catalog, settings: Settings) -> int:
     ring = KeyRing(catalog.keys)
     try:
         if args.command == "rotate-link-secret":
-            rotate_secret(catalog)
+            PhotoLinks(catalog.secrets, settings.api.link_seconds).rotate()
             print("photo links are signed with a new secret: every link made before is refused")
         elif args.command == "create":
             if args.quota is not None and args.quota < 0:

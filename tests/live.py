@@ -77,7 +77,7 @@ class LiveServer:
     """A real gunicorn process serving the app on loopback, restartable on the same data."""
 
     def __init__(
-        self, data_dir: Path, env: dict[str, str] | None = None, log: Path | None = None, wrap: list[str] = ()
+        self, data_dir: Path, env: dict[str, str] | None = None, log: Path | None = None, wrap: tuple[str, ...] = ()
     ) -> None:
         """``wrap``: a command the server runs under (a tracer)."""
         self.data_dir = data_dir
@@ -95,6 +95,12 @@ class LiveServer:
             **(env or {}),
         }
         self.process: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int:
+        """The running server's (gunicorn's master) process id."""
+        assert self.process is not None, "the server is not started"
+        return self.process.pid
 
     def start(self, timeout: float = 60.0) -> LiveServer:
         gunicorn = str(Path(sys.executable).parent / "gunicorn")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .database import Database
+from .database import Database, one
 
 _PREFIX = "secret:"
 
@@ -21,7 +21,7 @@ class PostgresSecrets:
             cursor.execute(
                 "INSERT INTO catalog_meta VALUES (%s, %s) ON CONFLICT (name) DO NOTHING", (_PREFIX + name, value.hex())
             )
-            (stored,) = cursor.execute("SELECT value FROM catalog_meta WHERE name = %s", (_PREFIX + name,)).fetchone()
+            (stored,) = one(cursor.execute("SELECT value FROM catalog_meta WHERE name = %s", (_PREFIX + name,)))
         return bytes.fromhex(stored)
 
     def replace(self, name: str, value: bytes) -> None:

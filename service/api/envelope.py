@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, current_app, jsonify
+from flask import Response, jsonify
 
+from .context import app
 from .errors import MESSAGES, ApiError, Code
 
 # The names of the code and of the message: the API's own pair first, then the others.
@@ -28,7 +29,7 @@ def envelope(result: Any, code: int, message: str, aliases: bool = True, **extra
 
 
 def _aliases() -> bool:
-    return current_app.extensions["face_search"].settings.api.code_aliases
+    return app().settings.api.code_aliases
 
 
 def success(result: Any, **extra: Any) -> Response:

@@ -46,10 +46,9 @@ logconfig_dict = {
 
 
 def worker_exit(server, worker):  # checkpoint the indexes on a clean shutdown
-    app = getattr(worker, "wsgi", None)
-    services = getattr(app, "extensions", {}).get("face_search") if app is not None else None
-    if services is not None:
-        services.close()
+    shutdown = getattr(getattr(worker, "wsgi", None), "shutdown", None)
+    if shutdown is not None:
+        shutdown()
 
 
 def on_starting(server):  # the counts of an earlier run are not this one's

@@ -15,13 +15,14 @@ from dataclasses import dataclass, replace
 from functools import cache, reduce
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from flask import Blueprint, Response, abort, current_app, jsonify, send_from_directory
+from flask import Blueprint, Response, abort, jsonify, send_from_directory
 from pydantic import TypeAdapter
 
 from ..core.config import DEFAULT_LIMITS, Limits
 from . import responses as s
+from .context import app
 from .envelope import CODE_FIELDS
 from .errors import ALSO_HTTP, HTTP_STATUS, MESSAGES, Code, codes_table
 from .requests import MAX_ID, RequestTypes, request_types
@@ -152,7 +153,7 @@ class _Components:
     def __init__(self) -> None:
         self.schemas: dict[str, dict] = {}
 
-    def ref(self, kind: Any, mode: str) -> dict:
+    def ref(self, kind: Any, mode: Literal["validation", "serialization"]) -> dict:
         schema = TypeAdapter(kind).json_schema(ref_template=_REF, mode=mode)
         self.schemas.update(schema.pop("$defs", {}))
         name = getattr(kind, "__name__", None)
@@ -184,7 +185,7 @@ def _refusals(op: Operation) -> dict[str, dict]:
             by_status.setdefault(ALSO_HTTP[code], []).append(code)
     answers = {}
     for status, listed in sorted(by_status.items()):
-        headers = {"X-Request-ID": _REQUEST_ID}
+        headers: dict[str, Any] = {"X-Request-ID": _REQUEST_ID}
         if status == 429:
             headers["Retry-After"] = {
                 "description": "Seconds to wait (rate limit only).",
@@ -226,8 +227,8 @@ def _parameters(op: Operation, types: RequestTypes) -> list[dict]:
         schema = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
         parameters.append({"name": "image_id", "in": "path", "required": True, "schema": schema})
     if op.query is not None:
-        schema = TypeAdapter(_schema_of(types, op.query)).json_schema(mode="validation")
-        for name, field in schema["properties"].items():
+        query: dict[str, Any] = TypeAdapter(_schema_of(types, op.query)).json_schema(mode="validation")
+        for name, field in query["properties"].items():
             parameters.append({"name": name, "in": "query", "required": False, "schema": field})
     return parameters
 
@@ -326,7 +327,7 @@ def _swagger_dir() -> Path:
 
 @docs.get(DOCUMENT_PATH)
 def document_json() -> Response:
-    return jsonify(document(current_app.extensions["face_search"].settings.limits))
+    return jsonify(document(app().settings.limits))
 
 
 @docs.get("/docs")

@@ -4,25 +4,23 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from flask import current_app, g, url_for
+from flask import g, url_for
 
-from index.records import ImageRecord
-from index.vectors import IndexStatus
-
-from ..core.links import Signer
+from ..core.maintenance import IndexStatus
 from ..core.search import FaceMatches, Match
+from ..core.views import Image
+from .context import use_cases
 from .requests import MAX_ID
 
 # An image's links: the field that carries each, the endpoint serving it and the rendition it names.
 LINKS = {"url": ("api.photo", "file"), "thumbnail_url": ("api.thumbnail", "thumbnail")}
 
 
-def links(record: ImageRecord) -> dict[str, str]:
-    """The image's signed links: each works without credentials until it expires
-    (service/core/links.py); its owner may also load the same address with the key."""
+def links(image: Image) -> dict[str, str]:
+    """The signed links of one of the key's images: each works without credentials until it
+    expires (service/core/links.py); its owner may also load the same address with the key."""
     if "signer" not in g:  # once per answer: one secret read, every link expiring alike
-        services = current_app.extensions["face_search"]
-        g.signer = Signer(services.catalog, services.settings.api.link_seconds)
+        g.signer = use_cases().links.signer()
         # each endpoint's address is built once, around a placeholder id: url_for for every
         # link of a page would cost more than signing them
         g.addresses = {
@@ -31,15 +29,13 @@ def links(record: ImageRecord) -> dict[str, str]:
         }
     signed = {}
     for field, (endpoint, rendition) in LINKS.items():
-        link, signature = g.signer.sign(record.gallery, record.id, rendition)
+        link, signature = g.signer.sign(g.key.gallery, image.id, rendition)
         before, after = g.addresses[endpoint]
-        signed[field] = (
-            f"{before}{record.id}{after}?gallery={link.gallery}&expires={link.expires}&signature={signature}"
-        )
+        signed[field] = f"{before}{image.id}{after}?gallery={link.gallery}&expires={link.expires}&signature={signature}"
     return signed
 
 
-def image_summary(record: ImageRecord) -> dict:
+def image_summary(record: Image) -> dict:
     """An image as listed: its faces as a count."""
     return {
         "id": record.id,
@@ -50,7 +46,7 @@ def image_summary(record: ImageRecord) -> dict:
     }
 
 
-def image_detail(record: ImageRecord) -> dict:
+def image_detail(record: Image) -> dict:
     """An image as added or read: every face with its box and detection score."""
     faces = [{"id": face.id, "bbox": face.bbox, "score": face.score} for face in record.faces]
     return {**image_summary(record), "faces": faces}

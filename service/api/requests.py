@@ -85,7 +85,8 @@ class Definition:
     adapter: TypeAdapter = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "adapter", TypeAdapter(Annotated[self.schema, AfterValidator(self.to_request)]))
+        checked: Any = Annotated[self.schema, AfterValidator(self.to_request)]  # a type made at run time
+        object.__setattr__(self, "adapter", TypeAdapter(checked))
 
     def parse(self, data: Mapping[str, Any]) -> Any:
         """``data`` as the use case's request; the refusal's code and message when it does not fit."""

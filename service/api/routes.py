@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import time
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, g, request
 
-from ..core import images, links, search
+from ..core.links import Link
 from ..core.requests import MetadataUpdate
-from .auth import authenticate, services
+from .auth import authenticate
+from .context import app, use_cases
 from .envelope import success
 from .errors import ApiError, Code
 from .render import LINKS, face_matches, image_detail, image_summary, match, status
@@ -30,19 +31,20 @@ LINKED = {endpoint: rendition for endpoint, rendition in LINKS.values()}  # what
 
 
 def types() -> RequestTypes:
-    return current_app.extensions["face_search.requests"]
+    return app().request_types
 
 
 def admit() -> None:
     """A photo's signed link lets whoever holds it have that photo (or its thumbnail) without
     a key; every other request, and one that carries credentials, is the key owner's."""
-    rendition = LINKED.get(request.endpoint)
+    rendition = LINKED.get(request.endpoint or "")
     query = types().link_query
     if rendition is not None and not query.schema.__required_keys__.isdisjoint(request.args):
         sent = query.parse(request.args)  # malformed: code 7, whoever asks
         if "Authorization" not in request.headers:
-            g.link = links.Link(sent["gallery"], request.view_args["image_id"], rendition, sent["expires"])
-            links.verify(services().catalog, g.link, sent["signature"])
+            image_id = (request.view_args or {})["image_id"]
+            g.link = Link(sent["gallery"], image_id, rendition, sent["expires"])
+            use_cases().links.verify(g.link, sent["signature"])
             return
     authenticate()
 
@@ -53,7 +55,8 @@ v1.before_request(authenticate)
 
 def gallery() -> int:
     """The gallery this request may read: the key's, or the one its signed link names."""
-    return g.link.gallery if "link" in g else g.key.gallery
+    link: Link | None = g.get("link")
+    return link.gallery if link is not None else g.key.gallery
 
 
 def body() -> dict:
@@ -74,7 +77,7 @@ def body() -> dict:
 @api.get("/images")
 def list_images() -> Response:
     page = types().list_query.parse(request.args)
-    records, total = images.list_images(services(), g.key, page)
+    records, total = use_cases().gallery.page(g.key, page)
     return success([image_summary(r) for r in records], total=total, offset=page.offset, limit=page.limit)
 
 
@@ -83,7 +86,7 @@ def add_image() -> Response:
     data = body()
     if "ids" in data and "image" not in data:
         return _delete(data)  # the documented demos send the bulk delete as POST /images
-    return success(image_detail(images.add_image(services(), g.key, types().add_image.parse(data))))
+    return success(image_detail(use_cases().adder.add(g.key, types().add_image.parse(data))))
 
 
 @api.delete("/images")
@@ -92,13 +95,13 @@ def delete_images() -> Response:
 
 
 def _delete(data: dict) -> Response:
-    deleted = images.delete_images(services(), g.key, types().delete_images.parse(data))
+    deleted = use_cases().gallery.delete(g.key, types().delete_images.parse(data))
     return success(None, deleted=len(deleted), deleted_ids=deleted)
 
 
 @api.get(IMAGE)
 def get_image(image_id: int) -> Response:
-    return success(image_detail(images.get_image(services(), g.key, image_id)))
+    return success(image_detail(use_cases().gallery.get(g.key, image_id)))
 
 
 @api.route(IMAGE, methods=["PUT", "POST"])
@@ -113,17 +116,17 @@ def edit_metadata() -> Response:
 
 
 def _update(update: MetadataUpdate) -> Response:
-    return success(image_detail(images.update_metadata(services(), g.key, update)))
+    return success(image_detail(use_cases().gallery.update_metadata(g.key, update)))
 
 
 @api.get(f"{IMAGE}/file")
 def photo(image_id: int) -> Response:
-    return _picture(*images.photo_bytes(services(), gallery(), image_id))
+    return _picture(*use_cases().gallery.photo(gallery(), image_id))
 
 
 @api.get(f"{IMAGE}/thumbnail")
 def thumbnail(image_id: int) -> Response:
-    return _picture(images.thumbnail_bytes(services(), gallery(), image_id), "image/jpeg")
+    return _picture(use_cases().gallery.thumbnail(gallery(), image_id), "image/jpeg")
 
 
 def _picture(data: bytes, mime: str) -> Response:
@@ -131,8 +134,9 @@ def _picture(data: bytes, mime: str) -> Response:
     embeddable by other sites' pages (``Cross-Origin-Resource-Policy``), which is its purpose."""
     response = Response(data, mimetype=mime)
     response.headers["X-Content-Type-Options"] = "nosniff"
-    if "link" in g:
-        response.headers["Cache-Control"] = f"private, max-age={max(0, g.link.expires - int(time.time()))}"
+    link: Link | None = g.get("link")
+    if link is not None:
+        response.headers["Cache-Control"] = f"private, max-age={max(0, link.expires - int(time.time()))}"
         response.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
     else:
         response.headers["Cache-Control"] = "private, max-age=3600"
@@ -143,13 +147,13 @@ def _picture(data: bytes, mime: str) -> Response:
 def search_images() -> Response:
     query = types().search.parse(body())
     if query.face == "all":
-        return success([face_matches(a) for a in search.search_each_face(services(), g.key, query)])
-    return success([match(m) for m in search.search(services(), g.key, query)])
+        return success([face_matches(a) for a in use_cases().searcher.search_each_face(g.key, query)])
+    return success([match(m) for m in use_cases().searcher.search(g.key, query)])
 
 
 @api.get("/index")
 def index_state() -> Response:
-    return success(status(services().indexes.status(g.key.gallery)))
+    return success(status(use_cases().maintenance.index_status(g.key)))
 
 
 # The vendor's v1 paths: (method, path, the view that serves it).

@@ -58,7 +58,8 @@ def folded(values: list[str]) -> str | None:
     """One Content-Type that says what each of ``values`` says, or None when two disagree:
     another media type, or a parameter with another value (a charset in any case; a boundary
     to the letter)."""
-    media, params = None, {}
+    media: str | None = None
+    params: dict[str, str] = {}
     for value in values:
         kind, options = parse_options_header(value)
         if media is not None and kind.lower() != media:
@@ -80,14 +81,16 @@ class ServedRequest(Request):
         return super()._apply_header_policy(name, value, scheme_state, seen, *args, **kwargs)
 
     def set_body_reader(self) -> None:
-        values = [value for name, value in self.headers if name == CONTENT_TYPE]
+        headers: list[tuple[str, str]] = self.headers  # type: ignore[has-type]  # gunicorn is untyped
+        values = [value for name, value in headers if name == CONTENT_TYPE]
         if len(values) > 1:
             one = folded(values)
             if one is None:
                 raise ConflictingHeader(values, self)
-            first = next(i for i, (name, _) in enumerate(self.headers) if name == CONTENT_TYPE)
-            self.headers = [(n, v) for n, v in self.headers if n != CONTENT_TYPE]
-            self.headers.insert(first, (CONTENT_TYPE, one))
+            first = next(i for i, (name, _) in enumerate(headers) if name == CONTENT_TYPE)
+            headers = [(n, v) for n, v in headers if n != CONTENT_TYPE]
+            headers.insert(first, (CONTENT_TYPE, one))
+            self.headers = headers
         super().set_body_reader()
 
 

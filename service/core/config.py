@@ -20,7 +20,7 @@ from index.vectors import STORAGES, IndexSettings
 from models.decode import DEFAULT_MAX_PIXELS
 from models.packs import ModelPack
 
-from .fetch import FetchSettings, parse_networks
+from .fetch import FetchSettings, Network, parse_networks
 from .photos import ORPHAN_GRACE_SECONDS
 
 
@@ -138,8 +138,8 @@ class Settings:
             except ValueError as exc:
                 raise SystemExit(f"setting {entry.name}={raw!r} {exc}") from None
             settings = _replaced(settings, entry.path.split("."), value)
-        if (settings.storage.catalog_url is None) != (settings.storage.milvus_uri is None):
-            raise SystemExit("cluster mode needs both FACE_SEARCH_CATALOG_URL and FACE_SEARCH_MILVUS_URI")
+        if (problem := settings.storage.problem()) is not None:
+            raise SystemExit(problem)
         return settings
 
 
@@ -201,7 +201,7 @@ def switch(raw: str) -> bool | None:
     return None if raw.lower() == "default" else boolean(raw)
 
 
-def networks(raw: str) -> tuple:
+def networks(raw: str) -> tuple[Network, ...]:
     try:
         return parse_networks(raw)
     except ValueError as exc:

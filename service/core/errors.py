@@ -13,6 +13,10 @@ from contextlib import contextmanager
 
 from index.errors import StorageUnavailableError
 
+# A read that meets a storage component down raises the storage's own error (reads are not
+# wrapped one by one, as writes are by ``writing``); the HTTP layer answers it as StorageUnavailable.
+StorageDown = StorageUnavailableError
+
 log = logging.getLogger(__name__)
 
 

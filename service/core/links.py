@@ -21,12 +21,12 @@ import base64
 import hashlib
 import hmac
 import math
-import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from secrets import token_bytes
 
-from index.catalog import Catalog
+from index.catalog import SecretTable
 
 from .errors import LinkRefused
 
@@ -47,16 +47,6 @@ class Link:
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def link_secret(catalog: Catalog) -> bytes:
-    """The secret links are signed with, made (once, whoever asks first) when there is none."""
-    return catalog.secrets.get(SECRET) or catalog.secrets.setdefault(SECRET, secrets.token_bytes(SECRET_BYTES))
-
-
-def rotate_secret(catalog: Catalog) -> None:
-    """A new link secret: every link signed before is refused from now on."""
-    catalog.secrets.replace(SECRET, secrets.token_bytes(SECRET_BYTES))
-
-
 def expiry(lifetime: int, now: float | None = None) -> int:
     """When a link made now expires: ``lifetime`` seconds on, rounded up to a twelfth of it."""
     step = max(1, lifetime // 12)
@@ -64,25 +54,41 @@ def expiry(lifetime: int, now: float | None = None) -> int:
 
 
 class Signer:
-    """Signs the links of one answer: the secret is read once, and every link expires alike."""
+    """Signs the links of one answer: one secret, and every link expiring alike."""
 
-    def __init__(self, catalog: Catalog, lifetime: int) -> None:
-        self.secret = link_secret(catalog)
-        self.expires = expiry(lifetime)
+    def __init__(self, secret: bytes, expires: int) -> None:
+        self.secret, self.expires = secret, expires
 
     def sign(self, gallery: int, image_id: int, rendition: str) -> tuple[Link, str]:
         link = Link(gallery, image_id, rendition, self.expires)
         return link, link.signed(self.secret)
 
 
-def verify(catalog: Catalog, link: Link, signature: str, now: float | None = None) -> None:
-    """LinkRefused unless ``signature`` is the link's under the current secret and it has not expired."""
-    stored = catalog.secrets.get(SECRET)
-    if stored is None or not hmac.compare_digest(link.signed(stored).encode(), signature.encode()):
-        raise LinkRefused(
-            "the link's signature does not match: it was altered, names another image, or was made before the "
-            "link secret was rotated; list or search again for a new link"
-        )
-    if (time.time() if now is None else now) >= link.expires:
-        at = datetime.fromtimestamp(link.expires, UTC).isoformat()
-        raise LinkRefused(f"the link expired at {at}; list or search again for a new link")
+class PhotoLinks:
+    """The links of the photos an answer names, and the check of a link a request carries."""
+
+    def __init__(self, secrets: SecretTable, lifetime: int) -> None:
+        self.secrets, self.lifetime = secrets, lifetime
+
+    def _secret(self) -> bytes:
+        """The link secret, made (once, whoever asks first) when there is none."""
+        return self.secrets.get(SECRET) or self.secrets.setdefault(SECRET, token_bytes(SECRET_BYTES))
+
+    def signer(self) -> Signer:
+        return Signer(self._secret(), expiry(self.lifetime))
+
+    def verify(self, link: Link, signature: str, now: float | None = None) -> None:
+        """LinkRefused unless ``signature`` is the link's under the current secret and it has not expired."""
+        stored = self.secrets.get(SECRET)
+        if stored is None or not hmac.compare_digest(link.signed(stored).encode(), signature.encode()):
+            raise LinkRefused(
+                "the link's signature does not match: it was altered, names another image, or was made before the "
+                "link secret was rotated; list or search again for a new link"
+            )
+        if (time.time() if now is None else now) >= link.expires:
+            at = datetime.fromtimestamp(link.expires, UTC).isoformat()
+            raise LinkRefused(f"the link expired at {at}; list or search again for a new link")
+
+    def rotate(self) -> None:
+        """A new link secret: every link signed before is refused from now on."""
+        self.secrets.replace(SECRET, token_bytes(SECRET_BYTES))

@@ -9,21 +9,27 @@ serves, and accepts faces of, the old pack only.
 Faces keep their ids: each stored face is matched to the new detector's face that
 overlaps it most. A face the new detector does not find again is removed at the swap.
 
-In cluster mode several machines can run the same re-embedding: the gallery's images are
-split into batches that each worker claims with a lease in the catalog (as a bulk import
-does), and whichever worker finds the last batch done swaps, under the gallery's
-exclusive lock; the others then find the gallery in the new pack and stop.
+The gallery's images are split into the batches of a bulk job of the catalog (as a bulk
+import's photos are), so where the catalog's jobs are shared (cluster mode) several
+machines can run the same re-embedding, each claiming batches with a lease. Then the
+gallery's exclusive lock (which rebuilds take too): whoever holds it stages what is left
+(images added meanwhile) and swaps. Where other workers may share the job they wait for
+it, since one of them swapping holds it, and then find the gallery in the new pack and
+stop; where none can, a holder is a rebuild or another run, and the gallery is busy.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from index.records import FaceInfo, KeyRecord
+from index.catalog import Catalog
+from index.records import FaceInfo, ImageRecord, KeyRecord
+from index.vectors import VectorIndexes
 from models.analyzer import FaceAnalyzer
 from models.detector import iou
 from models.faces import Face
@@ -31,7 +37,7 @@ from models.packs import load_pack
 
 from .bulk_import import LEASE_SECONDS, claimed_batches
 from .errors import GalleryBusy, NotAPhoto, PhotoMissing, writing
-from .services import Services
+from .photos import PhotoStore
 
 MIN_OVERLAP = 0.5  # intersection over union for a new detection to be the same face
 
@@ -69,90 +75,90 @@ def match_faces(stored: list[FaceInfo], found: list[Face]) -> dict[int, np.ndarr
     return matched
 
 
-def _photos(services: Services, records: list) -> list[bytes]:
-    """The stored photos of ``records``; a missing one stops the run (nothing is swapped)."""
-    try:
-        return [services.photos.read(record.file) for record in records]
-    except FileNotFoundError as exc:
-        raise PhotoMissing(f"a stored photo is missing ({exc.filename}); nothing was swapped") from exc
+class Reembedding:
+    """A key's gallery re-embedded with another pack, swapped in at once."""
 
+    def __init__(self, catalog: Catalog, indexes: VectorIndexes, photos: PhotoStore, threads: int) -> None:
+        """``threads``: of each model run of the new pack."""
+        self.catalog, self.indexes, self.photos, self.threads = catalog, indexes, photos, threads
 
-def _unstaged(services: Services, key: KeyRecord, pack: str) -> list[int]:
-    done = services.catalog.staging.staged_images(key.gallery, pack)
-    return [image_id for image_id in services.catalog.images.ids(key.gallery) if image_id not in done]
+    def _photos(self, records: list[ImageRecord]) -> list[bytes]:
+        """The stored photos of ``records``; a missing one stops the run (nothing is swapped)."""
+        try:
+            return [self.photos.read(record.file) for record in records]
+        except FileNotFoundError as exc:
+            raise PhotoMissing(f"a stored photo is missing ({exc.filename}); nothing was swapped") from exc
 
+    def _unstaged(self, key: KeyRecord, pack: str) -> list[int]:
+        done = self.catalog.staging.staged_images(key.gallery, pack)
+        return [image_id for image_id in self.catalog.images.ids(key.gallery) if image_id not in done]
 
-def _stage_batch(
-    services: Services, key: KeyRecord, analyzer: FaceAnalyzer, image_ids: list[int], summary: ReembedSummary
-) -> int:
-    """Re-embed these images (those still stored) and stage their vectors; how many there were."""
-    gid, pack = key.gallery, analyzer.pack_name
-    records = services.catalog.images.get_many(gid, image_ids)
-    records = [records[image_id] for image_id in image_ids if image_id in records]
-    for record, found in zip(records, analyzer.faces_in_many(_photos(services, records)), strict=True):
-        if found is None:
-            raise NotAPhoto(f"the stored photo of image {record.id} ({record.file}) cannot be decoded")
-        matched = match_faces(record.faces, found)
-        with writing():
-            services.catalog.staging.stage(gid, record.id, pack, matched)
-        summary.images += 1
-        summary.faces += len(matched)
-        summary.lost += len(record.faces) - len(matched)
-    return len(records)
-
-
-def stage(
-    services: Services, key: KeyRecord, analyzer: FaceAnalyzer, batch: int, summary: ReembedSummary, advance: Callable
-) -> None:
-    """Re-embed every image of the gallery not staged for the pack yet."""
-    todo = _unstaged(services, key, analyzer.pack_name)
-    for start in range(0, len(todo), batch):
-        advance(_stage_batch(services, key, analyzer, todo[start : start + batch], summary))
-
-
-def stage_claimed(
-    services: Services,
-    key: KeyRecord,
-    analyzer: FaceAnalyzer,
-    batch: int,
-    summary: ReembedSummary,
-    advance: Callable,
-    lease_seconds: float,
-) -> None:
-    """Cluster mode: stage the batches this worker claims until every batch of the job is done."""
-    jobs, generation = services.catalog.jobs, services.catalog.images.gallery(key.gallery).index_generation
-    job = f"reembed:{key.gallery}:{analyzer.pack_name}:{generation}"
-    todo = _unstaged(services, key, analyzer.pack_name)
-    with writing():
-        jobs.plan(job, [todo[start : start + batch] for start in range(0, len(todo), batch)])
-    for claimed in claimed_batches(jobs, job, lease_seconds):
-        advance(_stage_batch(services, key, analyzer, claimed, summary))
-
-
-def reembed(
-    services: Services,
-    key: KeyRecord,
-    pack_name: str,
-    batch: int = 16,
-    advance: Callable[[int], object] = lambda n: None,
-    lease_seconds: float = LEASE_SECONDS,
-) -> ReembedSummary:
-    """Re-embed the key's gallery with ``pack_name`` and swap the vectors in atomically."""
-    started = time.monotonic()
-    analyzer = FaceAnalyzer(load_pack(pack_name), services.settings.threads_per_model)
-    summary = ReembedSummary(pack=analyzer.pack_name)
-    if services.catalog.images.gallery(key.gallery).pack in (None, analyzer.pack_name):
-        return summary  # already in that pack, or empty: any pack may fill it
-    cluster = services.settings.storage.cluster
-    if cluster:  # several workers stage side by side; the swap is one worker's, the others wait for it
-        stage_claimed(services, key, analyzer, batch, summary, advance, lease_seconds)
-    with services.indexes.exclusive(key.gallery, wait=cluster) as held:
-        if not held:
-            raise GalleryBusy(f"gallery {key.gallery} is being rebuilt or re-embedded by another process")
-        while services.catalog.images.gallery(key.gallery).pack != analyzer.pack_name:
-            stage(services, key, analyzer, batch, summary, advance)
+    def _stage_batch(
+        self, key: KeyRecord, analyzer: FaceAnalyzer, image_ids: list[int], summary: ReembedSummary
+    ) -> int:
+        """Re-embed these images (those still stored) and stage their vectors; how many there were."""
+        gid, pack = key.gallery, analyzer.pack_name
+        found = self.catalog.images.get_many(gid, image_ids)
+        records = [found[image_id] for image_id in image_ids if image_id in found]
+        for record, faces in zip(records, analyzer.faces_in_many(self._photos(records)), strict=True):
+            if faces is None:
+                raise NotAPhoto(f"the stored photo of image {record.id} ({record.file}) cannot be decoded")
+            matched = match_faces(record.faces, faces)
             with writing():
-                if services.indexes.swap(key.gallery, analyzer.pack_name, analyzer.dim):
-                    break
-    summary.seconds = round(time.monotonic() - started, 1)
-    return summary
+                self.catalog.staging.stage(gid, record.id, pack, matched)
+            summary.images += 1
+            summary.faces += len(matched)
+            summary.lost += len(record.faces) - len(matched)
+        return len(records)
+
+    def stage(
+        self,
+        key: KeyRecord,
+        analyzer: FaceAnalyzer,
+        batch: int,
+        summary: ReembedSummary,
+        advance: Callable[[int], object],
+        lease_seconds: float | None = None,
+    ) -> None:
+        """Re-embed the images of the gallery not staged for the pack yet: all of them, or with a
+        ``lease_seconds``, the batches of the job this worker claims until every batch of it is
+        done (by whichever worker)."""
+        todo = self._unstaged(key, analyzer.pack_name)
+        batches = [todo[start : start + batch] for start in range(0, len(todo), batch)]
+        if lease_seconds is None:
+            claimed: Iterable[list[Any]] = batches
+        else:
+            jobs, generation = self.catalog.jobs, self.catalog.images.gallery(key.gallery).index_generation
+            job = f"reembed:{key.gallery}:{analyzer.pack_name}:{generation}"
+            with writing():
+                jobs.plan(job, batches)
+            claimed = claimed_batches(jobs, job, lease_seconds)
+        for image_ids in claimed:
+            advance(self._stage_batch(key, analyzer, image_ids, summary))
+
+    def run(
+        self,
+        key: KeyRecord,
+        pack_name: str,
+        batch: int = 16,
+        advance: Callable[[int], object] = lambda n: None,
+        lease_seconds: float = LEASE_SECONDS,
+    ) -> ReembedSummary:
+        """Re-embed the key's gallery with ``pack_name`` and swap the vectors in atomically."""
+        started = time.monotonic()
+        analyzer = FaceAnalyzer(load_pack(pack_name), self.threads)
+        summary = ReembedSummary(pack=analyzer.pack_name)
+        if self.catalog.images.gallery(key.gallery).pack in (None, analyzer.pack_name):
+            return summary  # already in that pack, or empty: any pack may fill it
+        # the workers of the job stage side by side; the swap is one worker's, the others wait for it
+        self.stage(key, analyzer, batch, summary, advance, lease_seconds)
+        with self.indexes.exclusive(key.gallery, wait=self.catalog.jobs.shared) as held:
+            if not held:
+                raise GalleryBusy(f"gallery {key.gallery} is being rebuilt or re-embedded by another process")
+            while self.catalog.images.gallery(key.gallery).pack != analyzer.pack_name:
+                self.stage(key, analyzer, batch, summary, advance)
+                with writing():
+                    if self.indexes.swap(key.gallery, analyzer.pack_name, analyzer.dim):
+                        break
+        summary.seconds = round(time.monotonic() - started, 1)
+        return summary

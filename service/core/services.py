@@ -1,7 +1,9 @@
-"""The parts a use case needs, built once per process from the settings.
+"""The composition root: the parts of a process, built once from the settings, and each use
+case built from the two or three of them it uses.
 
 The Flask app and the command-line scripts both build one of these, so a script adds a
-photo through exactly the same code as ``POST /images``.
+photo through exactly the same code as ``POST /images``. The HTTP layer sees only
+``UseCases``; the parts themselves are for the scripts and the tests.
 """
 
 from __future__ import annotations
@@ -18,12 +20,33 @@ from index.vectors import VectorIndexes
 from models.analyzer import FaceAnalyzer
 from models.packs import ModelPack, load_pack
 
+from .bulk_import import BulkImport
 from .config import Settings
+from .images import FaceReader, Gallery, ImageAdder
 from .keys import KeyRing
+from .links import PhotoLinks
+from .maintenance import Maintenance
 from .photos import PhotoFiles, PhotoStore
-from .threshold import search_threshold
+from .readiness import Readiness
+from .reembed import Reembedding
+from .search import Searcher, Thresholds
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UseCases:
+    """What the HTTP layer calls."""
+
+    keys: KeyRing
+    reader: FaceReader
+    gallery: Gallery
+    adder: ImageAdder
+    searcher: Searcher
+    maintenance: Maintenance
+    readiness: Readiness
+    pack: ModelPack  # named with its weights' licence by /healthz
+    links: PhotoLinks
 
 
 @dataclass
@@ -44,14 +67,56 @@ class Services:
     def models_loaded(self) -> bool:
         return "analyzer" in vars(self)
 
-    def default_threshold(self, gallery: int) -> float:
-        return self.threshold_for(self.catalog.images.gallery(gallery).faces)
+    @cached_property
+    def reader(self) -> FaceReader:
+        return FaceReader(self.pack.name, lambda: self.analyzer, self.settings.fetch)
 
-    def threshold_for(self, faces: int) -> float:
-        """The default for a gallery of ``faces`` faces: the fixed setting, else scaled with its size."""
-        if self.settings.threshold is not None:
-            return self.settings.threshold
-        return search_threshold(self.pack, faces)
+    @cached_property
+    def gallery(self) -> Gallery:
+        return Gallery(self.catalog.images, self.indexes, self.photos, self.settings.limits.max_pixels)
+
+    @cached_property
+    def adder(self) -> ImageAdder:
+        return ImageAdder(self.reader, self.gallery)
+
+    @cached_property
+    def searcher(self) -> Searcher:
+        thresholds = Thresholds(self.pack, self.settings.threshold)
+        return Searcher(self.reader, self.catalog.images, self.indexes, thresholds)
+
+    @cached_property
+    def maintenance(self) -> Maintenance:
+        return Maintenance(self.catalog, self.indexes)
+
+    @cached_property
+    def importer(self) -> BulkImport:
+        return BulkImport(self.catalog, self.reader, self.gallery, self.settings.limits)
+
+    @cached_property
+    def reembedding(self) -> Reembedding:
+        return Reembedding(self.catalog, self.indexes, self.photos, self.settings.threads_per_model)
+
+    @cached_property
+    def readiness(self) -> Readiness:
+        return Readiness(self.catalog, self.indexes, lambda: self.models_loaded)
+
+    @cached_property
+    def links(self) -> PhotoLinks:
+        return PhotoLinks(self.catalog.secrets, self.settings.api.link_seconds)
+
+    @cached_property
+    def use_cases(self) -> UseCases:
+        return UseCases(
+            self.keys,
+            self.reader,
+            self.gallery,
+            self.adder,
+            self.searcher,
+            self.maintenance,
+            self.readiness,
+            self.pack,
+            self.links,
+        )
 
     def close(self) -> None:
         """The vector index first: closing it writes checkpoints that read the catalog."""

@@ -6,8 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from index.backend import restore_catalog
 from index.catalog import Catalog
-from index.errors import GenerationConflictError, KeyExistsError, PackMismatchError, StagingIncompleteError
+from index.errors import (
+    CatalogNotEmptyError,
+    GenerationConflictError,
+    KeyExistsError,
+    PackMismatchError,
+    StagingIncompleteError,
+)
 from index.records import ImageRecord, NewFace, NewImage
 from tests.contract.conftest import Storage
 from tests.synthetic import faces
@@ -292,15 +299,32 @@ def test_a_backup_copy_holds_what_was_committed_when_it_began(storage: Storage, 
     gid = gallery_of(catalog)
     kept = catalog.images.add(gid, new_image(faces(1).vectors[:2], "kept.jpg"))
     (tmp_path / "copy").mkdir()
-    try:
-        names = catalog.backup(tmp_path / "copy")
-    except NotImplementedError:
-        pytest.skip(f"{storage.kind} catalogs are backed up with their database's own tools")
-    catalog.images.add(gid, new_image(faces(1).vectors[2:3], "later.jpg"))
+    names = catalog.backup(tmp_path / "copy")
+    later = catalog.images.add(gid, new_image(faces(1).vectors[2:3], "later.jpg"))
     assert names == {"kept.jpg"}
-    copied = type(catalog)(tmp_path / "copy")  # an embedded catalog opens from its folder
+    elsewhere = storage.another(tmp_path / "restored")
+    restore_catalog(elsewhere.storage, tmp_path / "copy")
     try:
+        copied, _ = elsewhere.open()
         assert copied.images.page(gid, 0, 10) == ([kept], 1)
         assert copied.keys.get("k") == catalog.keys.get("k")
+        snapshot = copied.log.snapshot(gid)
+        assert snapshot.ids.tolist() == [face.id for face in kept.faces]
+        np.testing.assert_array_equal(snapshot.vectors, faces(1).vectors[:2])
+        again = copied.images.add(gid, new_image(faces(1).vectors[3:4], "again.jpg"))
+        assert again.id > kept.id and min(f.id for f in again.faces) > max(f.id for f in kept.faces), "no id reused"
+        assert catalog.images.get(gid, later.id) is not None, "the original goes on as it was"
     finally:
-        copied.close()
+        elsewhere.close()
+
+
+def test_a_backup_is_restored_into_an_empty_catalog_only(storage: Storage, tmp_path) -> None:
+    catalog, _ = storage.open()
+    gallery_of(catalog)
+    (tmp_path / "copy").mkdir()
+    catalog.backup(tmp_path / "copy")
+    with pytest.raises(CatalogNotEmptyError):
+        restore_catalog(storage.storage, tmp_path / "copy")
+    assert [key.name for key, _ in catalog.keys.all()] == ["k"], "nothing was written"
+    with pytest.raises(ValueError):
+        restore_catalog(storage.another(tmp_path / "other").storage, tmp_path)  # not a backup

@@ -14,7 +14,7 @@ from models.packs import PACKS_DIR, load_pack
 from service.api.errors import Code, refusal
 from service.core.config import Settings
 from service.core.errors import PackMismatch
-from service.core.reembed import ReembedSummary, reembed, stage
+from service.core.reembed import ReembedSummary
 from service.core.services import build_services
 from tests.photos import flipped, package_photo
 from tests.usecases import add, find, index_state
@@ -49,7 +49,7 @@ def test_reembedding_serves_the_old_vectors_until_the_swap(settings: Settings, t
 
     analyzer = FaceAnalyzer(load_pack(str(new_pack)))
     summary = ReembedSummary()
-    stage(server, key, analyzer, 4, summary, lambda n: None)
+    server.reembedding.stage(key, analyzer, 4, summary, lambda n: None)
     assert (summary.images, summary.faces, summary.lost) == (2, 7, 0)
     assert _vectors(server, key.gallery).keys() == old.keys(), "staged aside, the serving vectors untouched"
     assert server.catalog.images.gallery(key.gallery).pack == "buffalo_s"
@@ -59,7 +59,7 @@ def test_reembedding_serves_the_old_vectors_until_the_swap(settings: Settings, t
     swapped = server.indexes.swap(key.gallery, analyzer.pack_name, analyzer.dim)
     assert not swapped, "refused: the new photo is not re-embedded"
     assert server.catalog.images.gallery(key.gallery).pack == "buffalo_s"
-    summary = reembed(server, key, str(new_pack))  # resumes: only the late photo is left to embed
+    summary = server.reembedding.run(key, str(new_pack))  # resumes: only the late photo is left to embed
     assert summary.images == 1 and summary.pack == "buffalo_s_next"
 
     gallery = server.catalog.images.gallery(key.gallery)

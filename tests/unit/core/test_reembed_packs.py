@@ -19,9 +19,8 @@ import pytest
 from index.records import KeyRecord
 from models.analyzer import FaceAnalyzer
 from models.packs import load_pack
-from service.core import images
 from service.core.config import Settings
-from service.core.reembed import ReembedSummary, reembed, stage
+from service.core.reembed import ReembedSummary
 from service.core.services import Services, build_services
 from tests.photos import DATASETS
 from tests.usecases import add, find, page
@@ -57,14 +56,13 @@ def _gallery_view(services: Services, key: KeyRecord) -> dict[int, tuple[dict, l
     """What a client sees of each image: metadata, face ids and the stored photo."""
     records, _ = page(services, key, 0, 1000)
     return {
-        r.id: (r.metadata, [face.id for face in r.faces], images.photo_bytes(services, key.gallery, r.id)[0])
-        for r in records
+        r.id: (r.metadata, [face.id for face in r.faces], services.gallery.photo(key.gallery, r.id)[0]) for r in records
     }
 
 
 def _moved(settings: Settings, key: KeyRecord, old: str, new: str) -> ReembedSummary:
     with build_services(replace(settings, models=old), serving=True) as services:
-        return reembed(services, key, new)
+        return services.reembedding.run(key, new)
 
 
 @pytest.mark.slow
@@ -82,7 +80,7 @@ def test_round_trip_buffalo_s_to_yunet_sface_and_back(settings: Settings) -> Non
         recalls = [_recall(services, key, people)]
 
         staged = ReembedSummary()
-        stage(services, key, FaceAnalyzer(load_pack("yunet_sface")), 8, staged, lambda n: None)
+        services.reembedding.stage(key, FaceAnalyzer(load_pack("yunet_sface")), 8, staged, lambda n: None)
         assert services.catalog.images.gallery(key.gallery).pack == "buffalo_s", (
             "staged aside: the old pack still serves"
         )

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from index.faiss import FaissIndexes
+from index.faiss.cache import GalleryCache
 from index.faiss.vector_index import FLAT, IndexState, VectorIndex
 from index.lmdb import LmdbCatalog
 from index.records import NewFace, NewImage
@@ -209,17 +210,17 @@ def test_changes_made_while_a_checkpoint_runs_are_in_the_next_answer(catalog, mo
     from index.faiss import gallery as gallery_module
     from index.faiss.files import IndexFiles
 
-    loaders, real_load = [], FaissIndexes._load
+    loaders, real_load = [], GalleryCache.load
 
-    def load(self: FaissIndexes, gid: int):
+    def load(self: GalleryCache, gid: int):
         loaders.append(threading.current_thread())
         return real_load(self, gid)
 
-    monkeypatch.setattr(FaissIndexes, "_load", load)
+    monkeypatch.setattr(GalleryCache, "load", load)
     owner, name = {
         "writing the base file": (gallery_module.GalleryIndex, "fold"),
         "publishing the new base file": (IndexFiles, "remove_unused"),
-        "mapping the new base file": (FaissIndexes, "_load"),
+        "mapping the new base file": (GalleryCache, "load"),
     }[paused_in]
     with checkpoint_paused_in(monkeypatch, indexes, owner, name):
         answers_changes_without_waiting(catalog, indexes, gid)
@@ -250,7 +251,7 @@ def test_a_checkpoint_that_fails_to_publish_leaves_the_gallery_loadable(catalog,
     with pytest.raises(OSError):
         indexes.save_all()
     monkeypatch.setattr(IndexFiles, "write_pointer", real)
-    assert not indexes._loading_lock(gid).locked(), "the failed checkpoint let go of the gallery"
+    assert not indexes.cache.loading_lock(gid).locked(), "the failed checkpoint let go of the gallery"
     assert indexes.save_all() == 1
     assert indexes.verify(gid)
     indexes.close()
