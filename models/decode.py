@@ -8,6 +8,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from .views import around
+
 # Leading bytes of the formats OpenCV decodes here, to name the type of a stored photo.
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"\xff\xd8\xff", "image/jpeg"),
@@ -18,6 +20,9 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"II*\x00", "image/tiff"),
     (b"MM\x00*", "image/tiff"),
 )
+
+
+FACE_MARGIN = 0.3  # of a face's longer side, around it on each side of its thumbnail
 
 
 class ImageDecodeError(ValueError):
@@ -89,3 +94,36 @@ def decode_reduced(data: bytes, factor: int) -> np.ndarray:
     if image is None or image.size == 0:
         raise ImageDecodeError("the image could not be decoded (corrupt or truncated file)")
     return image
+
+
+def thumbnail(data: bytes, side: int, quality: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
+    """A JPEG of the photo, upright, whose longer side is at most ``side`` pixels. A large JPEG
+    is decoded already reduced (see ``decode_reduced``), then shrunk by area averaging."""
+    image = decode_reduced(data, reduction_for(data, checked_size(data, max_pixels), side))
+    height, width = image.shape[:2]
+    scale = side / max(height, width)
+    if scale < 1:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    encoded, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not encoded:
+        raise ImageDecodeError("the thumbnail could not be encoded")
+    return jpeg.tobytes()
+
+
+def face_thumbnail(data: bytes, box: list[float], side: int, quality: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
+    """A ``side`` x ``side`` JPEG of the face whose box (pixels of the upright photo) is
+    ``box``, with a margin around it. A large JPEG is decoded at 1/2, 1/4 or 1/8 of its size
+    when the face stays at least ``side`` pixels there."""
+    checked_size(data, max_pixels)
+    x1, y1, x2, y2 = box
+    wanted = max(x2 - x1, y2 - y1) * (1 + 2 * FACE_MARGIN)
+    factor = next((f for f in (8, 4, 2) if wanted / f >= side), 1) if content_type(data) == "image/jpeg" else 1
+    crop, _ = around(decode_reduced(data, factor), np.asarray(box, np.float32) / factor, FACE_MARGIN)
+    interpolation = cv2.INTER_AREA if crop.shape[0] > side else cv2.INTER_CUBIC
+    encoded, jpeg = cv2.imencode(".jpg", cv2.resize(crop, (side, side), interpolation=interpolation),
+                                 [cv2.IMWRITE_JPEG_QUALITY, quality])  # fmt: skip
+    if not encoded:
+        raise ImageDecodeError("the thumbnail could not be encoded")
+    return jpeg.tobytes()
+

@@ -14,6 +14,7 @@ from .job_records import LmdbJobRecords
 from .jobs import LocalJobs
 from .keys import LmdbKeys
 from .persons import LmdbGrouping, LmdbPersonEdits, LmdbPersons
+from .secrets import LmdbSecrets
 from .staging import LmdbStaging
 
 
@@ -34,6 +35,7 @@ class LmdbCatalog:
         self.person_edits = LmdbPersonEdits(self.env)
         self.grouping = LmdbGrouping(self.env)
         self.job_records = LmdbJobRecords(self.env)
+        self.secrets = LmdbSecrets(self.env)
 
     def ping(self) -> None:
         self.env.read(lambda txn: txn.id())

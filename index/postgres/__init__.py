@@ -26,6 +26,7 @@ from .keys import PostgresKeys
 from .outbox import Outbox
 from .persons import PostgresGrouping, PostgresPersonEdits, PostgresPersons
 from .schema import migrate
+from .secrets import PostgresSecrets
 from .staging import PostgresStaging
 
 
@@ -42,6 +43,7 @@ class PostgresCatalog:
         self.images = PostgresImages(self.db)
         self.log = PostgresChangeLog(self.db)
         self.staging = PostgresStaging(self.db)
+        self.secrets = PostgresSecrets(self.db)
         self.outbox = Outbox(self.db)
         self.jobs = Jobs(self.db)
         self.persons = PostgresPersons(self.db)

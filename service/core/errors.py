@@ -73,6 +73,11 @@ class Conflict(ServiceError):
     person would hold two faces of one photo. Nothing was changed."""
 
 
+class LinkRefused(ServiceError):
+    """A signed photo link that has expired, was altered, names another image, or was signed
+    with a secret that has since been rotated."""
+
+
 class PhotoMissing(ServiceError):
     """The image exists but its photo file is gone from the photo store."""
 

@@ -21,10 +21,8 @@ from index.catalog import Catalog, PersonTable
 from index.errors import AssignmentConflictError, UnknownFacesError, UnknownPersonsError
 from index.records import KeyRecord, PersonRecord
 from index.vectors import VectorIndexes
-from models.decode import ImageDecodeError
-from models.thumbnails import face_thumbnail
 
-from .errors import Conflict, FaceNotFound, NoFace, NotAPhoto, PersonNotFound, writing
+from .errors import Conflict, FaceNotFound, NoFace, PersonNotFound, writing
 from .images import FaceReader, Gallery, ImageAdder
 from .keys import now
 from .photos import PhotoStore
@@ -128,21 +126,6 @@ class Persons:
         names = PersonNames(self.catalog.persons).of_faces(gid, [f.id for r in records.values() for f in r.faces])
         shown = [PersonPhoto(Image.of(records[image], names), face) for image, face in rows if image in records]
         return shown, person.faces
-
-    def thumbnail(self, key: KeyRecord, face_id: int) -> bytes:
-        """A small JPEG of one face of the gallery."""
-        gid = key.gallery
-        image_id = self.catalog.images.images_of_faces(gid, [face_id]).get(face_id)
-        if image_id is None:
-            raise FaceNotFound(f"no face with id {face_id}")
-        record = self.catalog.images.get(gid, image_id)
-        if record is None:
-            raise FaceNotFound(f"no face with id {face_id}")
-        data, _ = self.gallery.photo_of(record)
-        try:
-            return face_thumbnail(data, record.face(face_id).bbox)
-        except (ImageDecodeError, ValueError) as exc:
-            raise NotAPhoto(f"the photo of face {face_id} cannot be read: {exc}") from exc
 
     # -- changing -----------------------------------------------------------------------------
 

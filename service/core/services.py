@@ -26,6 +26,7 @@ from .group_run import Attacher, GroupingRun
 from .images import FaceReader, Gallery, ImageAdder
 from .jobs import Jobs
 from .keys import KeyRing
+from .links import PhotoLinks
 from .maintenance import Maintenance
 from .persons import PersonNames, Persons, PersonSearcher
 from .photos import PhotoFiles, PhotoStore
@@ -48,10 +49,11 @@ class UseCases:
     searcher: Searcher
     maintenance: Maintenance
     readiness: Readiness
+    pack: ModelPack  # named with its weights' licence by /healthz
+    links: PhotoLinks
     persons: Persons
     person_searcher: PersonSearcher
     jobs: Jobs
-    pack: ModelPack  # named with its weights' licence by /healthz
 
 
 @dataclass
@@ -89,7 +91,10 @@ class Services:
     @cached_property
     def gallery(self) -> Gallery:
         attacher = Attacher(self.catalog.persons, self.indexes, self.link_threshold, self.settings.grouping)
-        return Gallery(self.catalog.images, self.indexes, self.photos, self.names.of_faces, attacher.persons_of)
+        return Gallery(
+            self.catalog.images, self.indexes, self.photos, self.settings.limits.max_pixels, self.names.of_faces,
+            attacher.persons_of,
+        )  # fmt: skip
 
     @cached_property
     def adder(self) -> ImageAdder:
@@ -135,10 +140,14 @@ class Services:
         return Readiness(self.catalog, self.indexes, lambda: self.models_loaded)
 
     @cached_property
+    def links(self) -> PhotoLinks:
+        return PhotoLinks(self.catalog.secrets, self.settings.api.link_seconds)
+
+    @cached_property
     def use_cases(self) -> UseCases:
         return UseCases(
             self.keys, self.reader, self.gallery, self.adder, self.searcher, self.maintenance, self.readiness,
-            self.persons, self.person_searcher, self.jobs, self.pack,
+            self.pack, self.links, self.persons, self.person_searcher, self.jobs,
         )  # fmt: skip
 
     def close(self) -> None:
@@ -176,10 +185,10 @@ def build_services(settings: Settings, serving: bool = False) -> Services:
 
 
 @contextmanager
-def key_ring(settings: Settings) -> Iterator[KeyRing]:
-    """Keys alone, for key management: neither models nor vectors are loaded."""
+def catalog_alone(settings: Settings) -> Iterator[Catalog]:
+    """The catalog alone, for key and secret management: neither models nor vectors are loaded."""
     catalog = open_catalog(settings.storage)
     try:
-        yield KeyRing(catalog.keys)
+        yield catalog
     finally:
         catalog.close()
