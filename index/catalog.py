@@ -255,7 +255,7 @@ class Grouping(Protocol):
         """Apply what still holds of ``ops`` in one transaction: a face joins a person only if it
         is in none and may be grouped (not kept out of that person), a person takes no second
         face of an image, a new person needs ``min_faces`` such faces, and only persons no user
-        edited are folded. What no longer holds is skipped, never forced."""
+        edited are folded (into any person). What no longer holds is skipped, never forced."""
         ...
 
     def finish(self, gid: int, watermark: int, pending: int) -> GroupingState:

@@ -271,17 +271,24 @@ def _placeable(rows: Rows, face_ids: list[int], person: PersonRecord | None) -> 
     return placed
 
 
+def _kept_out_of(rows: Rows, face: int, person_id: int) -> bool:
+    found = rows.assignment(face)
+    return found is not None and found.kept_out == person_id
+
+
 def _fold(rows: Rows, op: Fold, applied: Applied) -> None:
-    """Persons no user edited folded into another such person, each whole or not at all (a face
-    of one image on both sides keeps them apart)."""
+    """Persons no user edited folded into another person, each whole or not at all (a face of
+    one image on both sides keeps them apart, as does a face a user kept out of the target)."""
     target = rows.person(op.into)
-    if target is None or target.edited:
+    if target is None:
         applied.skipped += len(op.persons)
         return
     for other_id in op.persons:
         other = rows.person(other_id)
         members = rows.members(other_id) if other is not None and other_id != op.into and not other.edited else []
-        if not members or any(rows.holds(target.id, image) is not None for image, _, _ in members):
+        if not members or any(
+            rows.holds(target.id, image) is not None or _kept_out_of(rows, face, target.id) for image, face, _ in members
+        ):
             applied.skipped += 1
             continue
         for image, face, q in members:

@@ -270,7 +270,7 @@ class Attach:
 
 @dataclass(frozen=True)
 class Fold:
-    """A grouping run's persons folded into another: none of them edited by a user."""
+    """A grouping run's persons (none of them edited by a user) folded into another."""
 
     into: int
     persons: list[int]
@@ -298,11 +298,12 @@ class Applied:
 
 @dataclass(frozen=True)
 class GroupingState:
-    """A gallery's grouping: faces added since the last run that no person took at once, and
-    the last face id that run saw (faces after it are new to the next)."""
+    """A gallery's grouping: faces added since the last run that no person took at once, the
+    last face id that run saw (faces after it are new to the next), and the faces in persons."""
 
     pending: int = 0
     watermark: int = 0
+    placed: int = 0
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,7 @@ class PersonWrite:
         assignment = encode_assignment(FaceAssignment(person.id, by_user), image)
         self.txn.put(pair(self.gid, face), assignment, db=self.env.db["face_persons"])
         person.faces += 1
+        self.state["placed"] += 1
         if person.cover is None or (person.id not in self._lost_cover and quality > self._cover_quality(person)):
             person.cover = face
 
@@ -130,6 +131,7 @@ class PersonWrite:
         if assignment.person is not None:
             self.txn.delete(triple(self.gid, assignment.person, image), db=self.env.db["person_images"])
             person = self.person(assignment.person)
+            self.state["placed"] -= 1
             if person is not None:
                 person.faces -= 1
                 if person.cover == face:
@@ -192,7 +194,7 @@ class PersonWrite:
 
 def read_state(env: Environment, txn: lmdb.Transaction, gid: int) -> dict[str, int]:
     raw = txn.get(u64(gid), db=env.db["person_state"])
-    return {"persons": 0, "pending": 0, "watermark": 0, **(json.loads(raw) if raw is not None else {})}
+    return {"persons": 0, "pending": 0, "watermark": 0, "placed": 0, **(json.loads(raw) if raw is not None else {})}
 
 
 def write_state(env: Environment, txn: lmdb.Transaction, gid: int, state: dict[str, int]) -> None:
@@ -296,7 +298,7 @@ class LmdbGrouping:
 
     def state(self, gid: int) -> GroupingState:
         found = self.env.read(lambda txn: read_state(self.env, txn, gid))
-        return GroupingState(found["pending"], found["watermark"])
+        return GroupingState(found["pending"], found["watermark"], found["placed"])
 
     def assignments(self, gid: int) -> dict[int, FaceAssignment]:
         def walk(txn: lmdb.Transaction) -> dict[int, FaceAssignment]:
@@ -314,7 +316,7 @@ class LmdbGrouping:
             state["pending"] = max(0, state["pending"] - pending)
             state["watermark"] = max(state["watermark"], watermark)
             write_state(self.env, txn, gid, state)
-            return GroupingState(state["pending"], state["watermark"])
+            return GroupingState(state["pending"], state["watermark"], state["placed"])
 
         return self.env.write(finish)
 

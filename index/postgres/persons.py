@@ -304,7 +304,8 @@ class PostgresGrouping(_Writes):
     def state(self, gid: int) -> GroupingState:
         with self.db.transaction() as cursor:
             found = cursor.execute("SELECT pending, watermark FROM person_state WHERE gallery = %s", (gid,)).fetchone()
-        return GroupingState(*found) if found else GroupingState()
+            (placed,) = one(cursor.execute("SELECT coalesce(sum(faces), 0) FROM persons WHERE gallery = %s", (gid,)))
+        return GroupingState(*(found or (0, 0)), int(placed))
 
     def assignments(self, gid: int) -> dict[int, FaceAssignment]:
         with self.db.transaction(long=True) as cursor:
@@ -326,7 +327,8 @@ class PostgresGrouping(_Writes):
                     (gid, watermark, pending),
                 )
             )
-        return GroupingState(*found)
+            (placed,) = one(cursor.execute("SELECT coalesce(sum(faces), 0) FROM persons WHERE gallery = %s", (gid,)))
+        return GroupingState(*found, int(placed))
 
     def due(self, pending: int) -> list[int]:
         with self.db.transaction() as cursor:

@@ -20,8 +20,9 @@ The rules:
   or wait.
 - A group becomes a person once it holds ``min_faces`` faces; smaller groups wait for more.
 - Existing persons are groups from the start: faces join them (a face a user took out of a
-  person never joins that person again), and persons no user edited may fold into each other;
-  a person a user edited is never folded, into another or another into it.
+  person never joins that person again), and a person no user edited may fold into another
+  person, edited or not; a person a user edited is never folded into another, and two of
+  them are never joined.
 
 The output is a list of operations (new persons, faces joining persons, persons folding) that
 the catalog applies as far as they still hold (``index.catalog.Grouping.commit``).
@@ -175,7 +176,7 @@ class _Groups:
     def allowed(self, a: int, b: int) -> bool:
         """Whether the groups of roots ``a`` and ``b`` may ever be one person."""
         persons_a, persons_b = self.persons.get(a, _NONE), self.persons.get(b, _NONE)
-        if persons_a and persons_b and (a in self.edited or b in self.edited):
+        if persons_a and persons_b and a in self.edited and b in self.edited:
             return False
         if not persons_a.isdisjoint(self.kept_out.get(b, _NONE)) or not persons_b.isdisjoint(self.kept_out.get(a, _NONE)):
             return False
@@ -350,7 +351,8 @@ def _operations(
         persons = groups.persons.get(root, _NONE)
         placed = members.get(root, [])
         if persons:
-            into = max(sorted(persons), key=lambda person: sizes.get(person, 0))
+            # the person a user edited, if one is there (only one can be), takes the others in
+            into = max(sorted(persons), key=lambda person: (faces.edited.get(person, True), sizes.get(person, 0)))
             if others := sorted(persons - {into}):
                 ops.append(Fold(into, others))
             if placed:

@@ -219,7 +219,8 @@ class PersonSearcher:
         self.thresholds, self.persons = thresholds, persons
 
     def default_threshold(self, gid: int) -> float:
-        return self.thresholds.for_faces(self.catalog.images.gallery(gid).faces)
+        """Calibrated as a search's, for the faces a stranger's query can match: those in persons."""
+        return self.thresholds.for_faces(self.catalog.grouping.state(gid).placed)
 
     def nearest(self, gid: int, query: np.ndarray, top_k: int, threshold: float) -> list[tuple[int, float, int]]:
         """(person id, score, the person's face nearest the query), best first."""

@@ -61,6 +61,7 @@ def consistent(catalog: Catalog, gid: int) -> None:
             held[face] = person.id
     assignments = catalog.grouping.assignments(gid)
     assert {face: a.person for face, a in assignments.items() if a.person is not None} == held
+    assert catalog.grouping.state(gid).placed == len(held)
 
 
 def test_a_person_is_made_of_faces_and_listed_named_first(storage: Storage) -> None:
@@ -249,7 +250,10 @@ def test_a_runs_operations_apply_what_still_holds(storage: Storage) -> None:
     folded = catalog.grouping.commit(gid, [Fold(auto, [other.created[0]]), Fold(auto, [user.id])], 2, NOW)
     assert (folded.folded, folded.skipped) == (1, 1), "a user's person is never folded"
     assert catalog.persons.get(gid, auto).faces == 5 and catalog.persons.get(gid, other.created[0]) is None
-    assert catalog.grouping.commit(gid, [Fold(user.id, [auto])], 2, NOW).folded == 0, "nor folded into"
+    assert catalog.grouping.commit(gid, [Fold(user.id, [auto])], 2, NOW).folded == 0, "a face of image 3 on each side"
+    (more,) = catalog.grouping.commit(gid, [NewGroup([images[5].faces[1].id, images[6].faces[1].id])], 2, NOW).created
+    assert catalog.grouping.commit(gid, [Fold(user.id, [more])], 2, NOW).folded == 1, "a user's person may take one in"
+    assert catalog.persons.get(gid, user.id).faces == 6 and catalog.persons.get(gid, more) is None
     consistent(catalog, gid)
 
 
@@ -267,7 +271,7 @@ def test_an_add_joins_its_faces_to_the_persons_they_name_and_counts_the_rest(sto
     assert assignments == {added.faces[0].id: FaceAssignment(person.id, False)}, "one face of an image per person"
     assert catalog.grouping.state(gid).pending == 6
     state = catalog.grouping.finish(gid, added.faces[-1].id, 5)
-    assert (state.pending, state.watermark) == (1, added.faces[-1].id)
+    assert (state.pending, state.watermark, state.placed) == (1, added.faces[-1].id, 3)
     assert catalog.grouping.due(1) == [gid] and catalog.grouping.due(2) == []
     consistent(catalog, gid)
 

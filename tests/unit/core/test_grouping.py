@@ -84,12 +84,14 @@ def test_faces_join_persons_but_not_the_one_a_user_kept_them_out_of() -> None:
     assert not any(isinstance(op, Attach) and 5 in op.faces for op in ops), "5 was taken out of person 7"
 
 
-def test_persons_no_user_edited_fold_together_and_an_edited_one_never() -> None:
+def test_persons_no_user_edited_fold_into_others_and_two_edited_ones_never_join() -> None:
     faces = face_set(list(range(1, 10)), person=[1, 1, 1, 2, 2, 2, 3, 3, 3], edited={1: False, 2: False, 3: True})
-    across = [(a, b, 0.6) for a in (1, 2, 3) for b in (4, 5, 6)] + [(a, b, 0.6) for a in (1, 2, 3) for b in (7, 8, 9)]
+    across = [(a, b, 0.6) for a in (1, 2, 3) for b in (4, 5, 6)] + [(a, b, 0.6) for a in (4, 5, 6) for b in (7, 8, 9)]
     ops = plan(faces, links(clique([1, 2, 3]) + clique([4, 5, 6]) + clique([7, 8, 9]) + across), RULES)
-    folds = [op for op in ops if isinstance(op, Fold)]
-    assert len(folds) == 1 and {folds[0].into, *folds[0].persons} == {1, 2}, ops
+    assert [op for op in ops if isinstance(op, Fold)] == [Fold(3, [1, 2])], "into the person a user edited"
+    both = face_set(list(range(1, 7)), person=[1, 1, 1, 3, 3, 3], edited={1: True, 3: True})
+    across = [(a, b, 0.6) for a in (1, 2, 3) for b in (4, 5, 6)]
+    assert not plan(both, links(clique([1, 2, 3]) + clique([4, 5, 6]) + across), RULES)
 
 
 def test_held_faces_are_never_grouped() -> None:
