@@ -337,3 +337,63 @@ def test_jobs_are_claimed_by_one_worker_at_a_time_under_a_lease(storage: Storage
     assert jobs.get(job.id).state == DONE and jobs.get(987654) is None
     assert jobs.submit(gid, "group", {}, NOW).id != job.id, "an ended job makes room for the next"
     assert np.isfinite(jobs.get(job.id).lease_until)
+
+
+def _ids_in_index_files(folder) -> set[int]:
+    """Every face id the embedded backend's files hold: base files (exact or IVF) and second codes."""
+    import faiss
+
+    from index.faiss.ivf_file import ids_by_list
+    from index.faiss.refine import RefineCodes
+
+    held: set[int] = set()
+    for path in folder.glob("gallery-*"):
+        if path.suffix == ".faiss":
+            index = faiss.read_index(str(path))
+            try:
+                held |= set(np.concatenate(ids_by_list(faiss.extract_index_ivf(index))).tolist())
+            except RuntimeError:  # not an IVF: an exact index of ids and vectors
+                held |= set(faiss.vector_to_array(faiss.downcast_index(index).id_map).tolist())
+        elif path.suffix == ".codes":
+            held |= set(RefineCodes.open(path).ids.tolist())
+    return held
+
+
+def test_a_forgotten_persons_faces_leave_no_vector_in_the_index_even_after_a_rebuild(storage: Storage) -> None:
+    """Embedded: the ids are in no index file (base files and second codes, read from disk after a
+    checkpoint and after a rebuild into an IVF) and the vectors' bytes in none of the files;
+    cluster: Milvus holds none of them (queried by id), nor after the rebuild's compaction."""
+    catalog, vectors = storage.open(ivf_threshold=400)
+    gid = gallery_of(catalog)
+    images = photos(catalog, gid, 150, per_photo=4)
+    vectors.sync(gid)
+    vectors.wait(gid)  # the rebuild that crossing the IVF threshold started: the forget comes after it
+    chosen = ids(images[:12])
+    forgotten_vectors = catalog.images.vectors(gid, chosen)
+    person = catalog.person_edits.create(gid, "forget me", {}, chosen, NOW)
+    assert catalog.person_edits.forget(gid, person.id).faces == sorted(chosen)
+    vectors.sync(gid)
+
+    def nothing_left() -> None:
+        _, found = vectors.search(gid, np.stack(list(forgotten_vectors.values())), 5)
+        assert not set(found.ravel().tolist()) & set(chosen), "no search answers a forgotten face"
+        if storage.kind == "embedded":
+            vectors.save_all()  # a checkpoint of this process's index, as a server writes every minute
+            folder = storage.storage.index_dir
+            assert _ids_in_index_files(folder), "the files were read"
+            assert not _ids_in_index_files(folder) & set(chosen)
+            files = b"".join(path.read_bytes() for path in folder.iterdir() if path.is_file())
+            assert not any(np.asarray(v, "<f4").tobytes() in files for v in forgotten_vectors.values())
+        else:
+            collection = vectors._collection_of(catalog.images.gallery(gid))
+            assert collection.present(gid, ids(images[12:])), "the others are there"
+            assert collection.present(gid, chosen) == set()
+
+    nothing_left()
+    vectors.rebuild(gid, progress=lambda line: None)
+    vectors.wait(gid)
+    if storage.kind == "embedded":
+        assert vectors.status(gid).kind == "ivf"
+    catalog, vectors = storage.restart(ivf_threshold=400)
+    nothing_left()
+    assert vectors.verify(gid)
