@@ -38,7 +38,7 @@ class IndexSettings:
     # a grouping run's neighbours (``VectorIndexes.neighbours``): an IVF scan probing these lists and
     # returning these candidates for the second code, the nearest scored exactly (the persons report)
     neighbour_nprobe: int = 64
-    neighbour_candidates: int = 256
+    neighbour_candidates: int = 128
 
 
 STORAGES = ("flat", "sq8", "pq", "pq4")
@@ -144,8 +144,8 @@ class VectorIndexes(Protocol):
     def neighbours(self, gid: int, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(cosines, face ids) of about the ``k`` nearest faces of each query (a grouping run's
         neighbours of many faces): cheaper than ``search`` per query, where the backend can trade
-        a little recall of far neighbours and a little precision of the scores for it (within
-        a few thousandths of the exact cosine); id -1 pads. Not timed as a search."""
+        a little recall of far neighbours for it, the scores exact; id -1 pads. Not timed as a
+        search."""
         ...
 
     def observe_searches(self, observer: SearchObserver) -> None:

@@ -92,8 +92,7 @@ class GalleryIndex:
         rank them by, else ``settings.rerank``; ``settings.rerank`` are scored exactly. ``near``:
         only each query's nearest few are wanted (a grouping run's neighbours): the scan probes
         ``neighbour_nprobe`` lists and returns ``neighbour_candidates``, and the ``k`` best by the
-        second code are answered with its scores (without one, ``NEAR_RERANK`` times ``k`` of the
-        scan's best are scored exactly)."""
+        second code (without one, ``NEAR_RERANK`` times ``k`` of the scan's best) are scored exactly."""
         parts = [self.overlay.search(queries, k)]
         base = self.base
         if base is not None and base.count > len(self.overlay.removed):
@@ -101,11 +100,11 @@ class GalleryIndex:
             nprobe = settings.neighbour_nprobe if near else None
             if not base.compressed:
                 parts.append(base.search(queries, k, exclude, nprobe))
-            elif near and base.codes is not None:  # the second code's scores are near enough to rank neighbours
-                ids, scores = base.shortlist(queries, k, settings.neighbour_candidates, exclude, nprobe)
-                parts.append((scores, ids))
             else:
-                keep = NEAR_RERANK * k if near else max(k, settings.rerank)
+                # near: the second code ranks a face's neighbours well (its scores are off by a few
+                # hundredths: too far for a link's threshold, so they are scored exactly); the 4-bit
+                # codes alone rank them worse, so more of them are scored
+                keep = (k if base.codes is not None else NEAR_RERANK * k) if near else max(k, settings.rerank)
                 scanned = settings.neighbour_candidates if near else candidates_for(base.count, settings)
                 ids, _ = base.shortlist(queries, keep, scanned, exclude, nprobe)
                 parts.append(_rescored(queries, ids, exact))

@@ -392,6 +392,10 @@ ENV = (
     Env("FACE_SEARCH_GROUP_ON_ADD", "grouping.attach", "put a new face in the person it clearly belongs to",
         boolean, "1"),
     Env(
+        "FACE_SEARCH_JOB_LEASE_SECONDS", "grouping.lease_seconds",
+        "a job whose worker has not reported for this long is taken over by another", number(1.0),
+    ),
+    Env(
         "FACE_SEARCH_NEIGHBOUR_NPROBE", "index.neighbour_nprobe", "IVF lists a grouping run's neighbour search probes",
         whole(1),
     ),

@@ -50,6 +50,7 @@ class GroupingSettings:
     neighbours: int = 16  # each face's nearest faces looked at
     after: int = 1000  # faces added since the last run that start a run by themselves (0: never)
     attach: bool = True  # an add puts each face in the person it clearly belongs to
+    lease_seconds: float = 60.0  # a run's worker not heard of for this long is taken for dead
 
 
 @dataclass

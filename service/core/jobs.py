@@ -40,8 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 GROUP_FACES = "group_faces"  # the kind of a grouping run
-LEASE_SECONDS = 60.0  # a runner that has not renewed its lease for this long is taken to be dead
-HEARTBEAT_SECONDS = 5.0  # how often a runner renews it (and records its progress)
+HEARTBEATS = 6  # a runner renews its lease (and records its progress) this many times a lease
 POLL_SECONDS = 10.0  # how often a serving process looks for jobs to start or take over
 NICE = 10  # a job's child process gives way to the server's searches
 
@@ -67,10 +66,10 @@ class LeaseLost(RuntimeError):
 
 
 class Heartbeat:
-    """Renews a job's lease and records its progress every ``HEARTBEAT_SECONDS``, beside the work."""
+    """Renews a job's lease and records its progress a few times a lease, beside the work."""
 
-    def __init__(self, catalog: Catalog, job: JobRecord, worker: str) -> None:
-        self.catalog, self.job, self.worker = catalog, job, worker
+    def __init__(self, catalog: Catalog, job: JobRecord, worker: str, lease_seconds: float) -> None:
+        self.catalog, self.job, self.worker, self.lease = catalog, job, worker, lease_seconds
         self.done, self.total = 0, 0
         self.lost = False
         self._stop = threading.Event()
@@ -91,12 +90,12 @@ class Heartbeat:
             raise LeaseLost(f"job {self.job.id} was taken over by another worker")
 
     def _beat(self) -> None:
-        while not self._stop.wait(HEARTBEAT_SECONDS):
+        while not self._stop.wait(self.lease / HEARTBEATS):
             try:
-                if not self.catalog.job_records.report(self.job.id, self.worker, self.done, self.total, LEASE_SECONDS):
+                if not self.catalog.job_records.report(self.job.id, self.worker, self.done, self.total, self.lease):
                     self.lost = True
                     return
-            except OSError as exc:  # storage down for a moment: the lease has a minute to spare
+            except OSError as exc:  # storage down for a moment: the lease has time to spare
                 log.warning("job %d: progress not recorded: %s", self.job.id, exc)
 
 
@@ -128,7 +127,7 @@ class Jobs:
         with writing():
             job = self.catalog.job_records.submit(gid, GROUP_FACES, {"full": full}, now())
         worker = f"{worker_name()}:{job.id}"
-        claimed = self.catalog.job_records.claim(job.id, worker, LEASE_SECONDS)
+        claimed = self.catalog.job_records.claim(job.id, worker, self.settings.grouping.lease_seconds)
         if claimed is not None:
             self.perform(claimed, worker, progress)
         return Job.of(self.catalog.job_records.get(job.id) or job)
@@ -141,7 +140,7 @@ class Jobs:
 
     def perform(self, job: JobRecord, worker: str, progress: Callable[[int, int], object] = lambda d, t: None) -> None:
         """Run a job this worker has claimed, here, to its end (done, or failed with why)."""
-        with Heartbeat(self.catalog, job, worker) as beat:
+        with Heartbeat(self.catalog, job, worker, self.settings.grouping.lease_seconds) as beat:
 
             def step(done: int, total: int) -> None:
                 beat.progress(done, total)
@@ -156,7 +155,8 @@ class Jobs:
                 log.exception("job %d failed", job.id)
                 self.catalog.job_records.end(job.id, worker, FAILED, f"{type(exc).__name__}: {exc}")
                 raise
-        finished = self.catalog.job_records.report(job.id, worker, max(beat.done, beat.total), beat.total, LEASE_SECONDS)
+        lease = self.settings.grouping.lease_seconds
+        finished = self.catalog.job_records.report(job.id, worker, max(beat.done, beat.total), beat.total, lease)
         if finished:
             self.catalog.job_records.end(job.id, worker, DONE, None)
             log.info("job %d done: %s", job.id, summary)
@@ -171,7 +171,7 @@ class Jobs:
                 return False
             self._running[job.id] = None
         worker = f"{worker_name()}:{job.id}"
-        claimed = self.catalog.job_records.claim(job.id, worker, LEASE_SECONDS)
+        claimed = self.catalog.job_records.claim(job.id, worker, self.settings.grouping.lease_seconds)
         if claimed is None:
             with self._lock:
                 del self._running[job.id]

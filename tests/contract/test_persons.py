@@ -49,11 +49,11 @@ def ids(records: list[ImageRecord], which: int = 0) -> list[int]:
 
 def consistent(catalog: Catalog, gid: int) -> None:
     """Every face in at most one person, which lists it; counts and covers agree."""
-    listed, total = catalog.persons.page(gid, 0, 10_000)
+    listed, total = catalog.persons.page(gid, 0, 1_000_000)
     assert len(listed) == total
     held: dict[int, int] = {}
     for person in listed:
-        members = catalog.persons.images(gid, person.id, 0, 10_000)
+        members = catalog.persons.images(gid, person.id, 0, 1_000_000)
         assert len(members) == person.faces > 0 and person.cover in {face for _, face in members}
         assert len({image for image, _ in members}) == len(members), "one face of an image per person"
         for _, face in members:

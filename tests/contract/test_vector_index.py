@@ -171,4 +171,4 @@ def test_neighbours_are_the_nearest_faces_with_exact_cosines(storage: Storage, i
     assert (ids[:, 0] == snapshot.ids[:200]).mean() >= 0.99, "a face's nearest is itself"
     by_id = dict(zip(snapshot.ids.tolist(), snapshot.vectors, strict=True))
     exact_scores = np.array([[queries[n] @ by_id[int(i)] for i in row] for n, row in enumerate(ids)])
-    np.testing.assert_allclose(scores, exact_scores, atol=5e-3)
+    np.testing.assert_allclose(scores, exact_scores, atol=1e-4)
