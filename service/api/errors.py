@@ -29,6 +29,10 @@ class Code(IntEnum):
     STORAGE_ERROR = 12
     INTERNAL = 13
     BAD_LINK = 14
+    NO_PERSON = 15
+    NO_SUCH_FACE = 16
+    NO_JOB = 17
+    CONFLICT = 18
 
 
 MESSAGES = {
@@ -47,6 +51,10 @@ MESSAGES = {
     Code.STORAGE_ERROR: "Storage unavailable",
     Code.INTERNAL: "Internal error",
     Code.BAD_LINK: "Link expired or invalid",
+    Code.NO_PERSON: "Person not found",
+    Code.NO_SUCH_FACE: "Face not found",
+    Code.NO_JOB: "Job not found",
+    Code.CONFLICT: "Conflict",
 }
 
 HTTP_STATUS = {
@@ -65,6 +73,10 @@ HTTP_STATUS = {
     Code.STORAGE_ERROR: 507,
     Code.INTERNAL: 500,
     Code.BAD_LINK: 403,
+    Code.NO_PERSON: 404,
+    Code.NO_SUCH_FACE: 404,
+    Code.NO_JOB: 404,
+    Code.CONFLICT: 409,
 }
 
 
@@ -95,6 +107,12 @@ WHEN = {
     Code.INTERNAL: "a bug, logged with its traceback",
     Code.BAD_LINK: "a signed photo link that expired, was altered, names another image, or was signed before the "
     "link secret was rotated (docs/vendor-api.md)",
+    Code.NO_PERSON: "unknown person id, or another key's (also among the `ids` of a merge)",
+    Code.NO_SUCH_FACE: "unknown face id, a deleted face's, or another key's (in `face_ids`, `GET /faces/<id>/thumbnail`)",
+    Code.NO_JOB: "unknown job id, another key's, or a job that ended more than a day ago",
+    Code.CONFLICT: "a person edit that no longer fits, and changed nothing: a face is not where `from` says (another "
+    "request moved it first), a face to take out is not in the person, or a person would hold two faces of one photo "
+    "(docs/persons.md)",
 }
 
 
@@ -134,6 +152,10 @@ DOMAIN: dict[type[core.ServiceError], tuple[Code, int | None]] = {
     core.PhotoMissing: (Code.NOT_FOUND, None),
     core.PackMismatch: (Code.PACK_MISMATCH, None),
     core.LinkRefused: (Code.BAD_LINK, None),
+    core.PersonNotFound: (Code.NO_PERSON, None),
+    core.FaceNotFound: (Code.NO_SUCH_FACE, None),
+    core.JobNotFound: (Code.NO_JOB, None),
+    core.Conflict: (Code.CONFLICT, None),
     core.StorageFull: (Code.STORAGE_ERROR, None),
     core.StorageUnavailable: (Code.STORAGE_ERROR, 503),
 }

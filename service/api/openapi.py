@@ -11,6 +11,7 @@ it is. ``/docs`` serves Swagger UI from the swagger-ui-py wheel: no CDN, no buil
 from __future__ import annotations
 
 import importlib.util
+import re
 from dataclasses import dataclass, replace
 from functools import cache, reduce
 from importlib.metadata import PackageNotFoundError, version
@@ -36,6 +37,7 @@ _REF = "#/components/schemas/{model}"
 _ALWAYS = (Code.BAD_CREDENTIALS, Code.OUT_OF_REQUESTS, Code.STORAGE_ERROR, Code.INTERNAL)
 _PHOTO = (Code.NO_CONTENT, Code.URL_UNAVAILABLE, Code.NO_FACE, Code.BAD_FORMAT_TYPE, Code.BAD_REQUEST, Code.TOO_LARGE)
 _BY_ID = (Code.NOT_FOUND, Code.NO_ROUTE)
+_PERSON = (Code.NO_PERSON, Code.NO_ROUTE)
 _LINKED = (
     "Served to the key's owner (Basic auth), or to anyone holding the signed link an answer gave (its `gallery`, "
     "`expires` and `signature`), without credentials until it expires; an expired, altered or foreign link is "
@@ -106,6 +108,70 @@ OPERATIONS = (
         "No face in the query: code 3. Empty gallery or no match: an empty list.",
     ),
     Operation("get", f"{API}/index", "api.index_state", "The gallery's vector index", s.IndexAnswer, tag="operations"),
+    Operation(
+        "get", f"{API}/persons", "api.list_persons", "List the key's persons, named ones first", s.PersonPage,
+        (Code.BAD_REQUEST,), query="list_query", tag="persons",
+        description="Named persons first (by name), then the unnamed ones a grouping run found (most faces first).",
+    ),
+    Operation(
+        "post", f"{API}/persons", "api.create_person", "Name a person: of faces, or of a photo's largest face",
+        s.PersonAnswer, (*_PHOTO, Code.PACK_MISMATCH, Code.NO_SUCH_FACE, Code.CONFLICT), ("new_person",),
+        tag="persons",
+        description="With `face_ids`: those faces (taken from whatever person held them) make the new person; "
+        "with `image`: the photo is added as `POST /images` adds it and its largest face makes the person. "
+        "Two faces of one photo cannot be one person: code 18.",
+    ),
+    Operation("get", f"{API}/persons/{{person_id}}", "api.get_person", "Read one person", s.PersonAnswer,
+              _PERSON, tag="persons"),
+    Operation(
+        "put", f"{API}/persons/{{person_id}}", "api.update_person", "Rename a person or replace its metadata",
+        s.PersonAnswer, (*_PERSON, Code.BAD_REQUEST, Code.TOO_LARGE), ("person_change",), tag="persons",
+    ),
+    Operation(
+        "delete", f"{API}/persons/{{person_id}}", "api.delete_person", "Delete a person, or forget it",
+        s.PersonDeleteAnswer, (*_PERSON, Code.BAD_REQUEST), ("person_delete",), tag="persons",
+        description="Without a body: the person goes, its faces stay (in no person; no grouping run groups them "
+        "again). With `{\"forget\": true}`: its faces are deleted from the gallery and from every index, and the "
+        "photos left with no face are deleted; the answer lists what was removed.",
+    ),
+    Operation(
+        "get", f"{API}/persons/{{person_id}}/images", "api.person_images", "A person's photos, newest first",
+        s.PersonImagePage, (*_PERSON, Code.BAD_REQUEST), query="list_query", tag="persons",
+    ),
+    Operation(
+        "post", f"{API}/persons/{{person_id}}/merge", "api.merge_persons", "Fold other persons into this one",
+        s.PersonAnswer, (*_PERSON, Code.BAD_REQUEST, Code.CONFLICT), ("person_merge",), tag="persons",
+        description="It keeps its name (or takes the first of theirs). A face of one photo on both sides: code 18.",
+    ),
+    Operation(
+        "post", f"{API}/persons/{{person_id}}/faces", "api.move_faces", "Move faces into a person",
+        s.PersonAnswer, (*_PERSON, Code.BAD_REQUEST, Code.NO_SUCH_FACE, Code.CONFLICT), ("faces_in",), tag="persons",
+    ),
+    Operation(
+        "delete", f"{API}/persons/{{person_id}}/faces", "api.remove_faces", "Take faces out of a person (split)",
+        s.MaybePersonAnswer, (*_PERSON, Code.BAD_REQUEST, Code.NO_SUCH_FACE, Code.CONFLICT), ("faces_out",),
+        tag="persons", description="No grouping run puts them back in this person.",
+    ),
+    Operation(
+        "post", f"{API}/persons/search", "api.search_persons", "Search the key's persons with a photo",
+        s.PersonSearchAnswer, (*_PHOTO, Code.PACK_MISMATCH), ("person_search",), tag="persons",
+        description="The query photo's largest face against every face of every person; a person scores as its "
+        "face nearest the query. The default threshold is calibrated for the number of faces in persons.",
+    ),
+    Operation(
+        "post", f"{API}/persons/cluster", "api.group_faces", "Start a grouping run", s.JobStartedAnswer,
+        (Code.BAD_REQUEST,), ("grouping",), tag="persons",
+        description="Groups the faces no person holds into unnamed persons, in the background; never undoes a "
+        "user's edit. A run under way already is answered instead of a second one.",
+    ),
+    Operation(
+        "get", f"{API}/jobs/{{job_id}}", "api.get_job", "A job's state and progress", s.JobAnswer,
+        (Code.NO_JOB, Code.NO_ROUTE), tag="persons",
+    ),
+    Operation(
+        "get", f"{API}/faces/{{face_id}}/thumbnail", "api.face_thumbnail", "A small JPEG of one face", "image/jpeg",
+        (Code.NO_SUCH_FACE, Code.NO_ROUTE), tag="persons",
+    ),
     Operation("get", "/healthz", "health.healthz", "The process is up", s.Health, tag="operations", secured=False),
     Operation(
         "get", "/readyz", "health.readyz", "Models loaded, storage answering, indexes loaded (503 otherwise)", s.Health,
@@ -223,9 +289,9 @@ def body_type(types: RequestTypes, op: Operation) -> Any:
 
 def _parameters(op: Operation, types: RequestTypes) -> list[dict]:
     parameters = []
-    if "{image_id}" in op.path:
+    for name in re.findall(r"\{(\w+_id)\}", op.path):  # every id in a path is a whole number
         schema = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
-        parameters.append({"name": "image_id", "in": "path", "required": True, "schema": schema})
+        parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
     if op.query is not None:
         query: dict[str, Any] = TypeAdapter(_schema_of(types, op.query)).json_schema(mode="validation")
         for name, field in query["properties"].items():
@@ -284,6 +350,7 @@ def document(limits: Limits = DEFAULT_LIMITS) -> dict:
         "info": {"title": "Face Search API v2", "version": _package_version(), "description": description},
         "tags": [
             {"name": "images", "description": "The key's gallery: add, list, search, update, delete."},
+            {"name": "persons", "description": "Persons: named, grouped, merged, split, searched, forgotten."},
             {"name": "operations", "description": "Index state, health, metrics, this document."},
             {"name": "v1", "description": "The vendor's earlier paths, for deployed clients: the same operations."},
         ],

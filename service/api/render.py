@@ -6,9 +6,11 @@ from dataclasses import asdict
 
 from flask import g, url_for
 
+from ..core.jobs import Job
 from ..core.maintenance import IndexStatus
+from ..core.persons import PersonMatch, PersonPhoto
 from ..core.search import FaceMatches, Match
-from ..core.views import Image
+from ..core.views import Cover, Image, Person, PersonRef, StoredFace
 from .context import use_cases
 from .requests import MAX_ID
 
@@ -46,9 +48,17 @@ def image_summary(record: Image) -> dict:
     }
 
 
+def person_name(person: PersonRef | None) -> dict | None:
+    return None if person is None else {"id": person.id, "name": person.name}
+
+
+def face(stored: StoredFace) -> dict:
+    return {"id": stored.id, "bbox": stored.bbox, "score": stored.score}
+
+
 def image_detail(record: Image) -> dict:
-    """An image as added or read: every face with its box and detection score."""
-    faces = [{"id": face.id, "bbox": face.bbox, "score": face.score} for face in record.faces]
+    """An image as added or read: every face with its box, detection score and person."""
+    faces = [{**face(stored), "person": person_name(stored.person)} for stored in record.faces]
     return {**image_summary(record), "faces": faces}
 
 
@@ -59,7 +69,38 @@ def match(found: Match) -> dict:
         "metadata": found.image.metadata,
         "score": found.score,
         "bbox": found.bbox,
+        "person": person_name(found.image.face(found.face_id).person),
     }
+
+
+def cover(shown: Cover | None) -> dict | None:
+    return None if shown is None else {"image_id": shown.image_id, "face_id": shown.face_id, "bbox": shown.bbox}
+
+
+def person(found: Person) -> dict:
+    return {
+        "id": found.id,
+        "name": found.name,
+        "metadata": found.metadata,
+        "faces": found.faces,
+        "images": found.images,
+        "cover": cover(found.cover),
+    }
+
+
+def person_image(photo: PersonPhoto) -> dict:
+    """A photo of a person: the image as listed, and the person's face in it."""
+    return {**image_summary(photo.image), "face": face(photo.image.face(photo.face_id))}
+
+
+def person_match(found: PersonMatch) -> dict:
+    nearest = found.nearest
+    return {**person(found.person), "score": found.score, "face": cover(nearest)}
+
+
+def job(state: Job) -> dict:
+    shown = {"id": state.id, "kind": state.kind, "state": state.state, "done": state.done, "total": state.total}
+    return {**shown, "error": state.error} if state.error else shown
 
 
 def face_matches(answer: FaceMatches) -> dict:

@@ -30,6 +30,7 @@ from .errors import ApiError, Code
 
 FORMAT_TYPES = ("base64", "url", "file")
 MAX_ID = 2**63 - 1
+MAX_NAME = 200  # characters of a person's name
 CODES = {"no_content": Code.NO_CONTENT, "format_type": Code.BAD_FORMAT_TYPE}  # custom error type -> its code
 STRICT = ConfigDict(strict=True, extra="allow")  # JSON types as sent; unknown fields are ignored
 
@@ -107,6 +108,14 @@ class RequestTypes:
     search: Definition
     list_query: Definition
     link_query: Definition  # a signed photo link's query string
+    new_person: Definition
+    person_change: Definition
+    person_delete: Definition
+    person_merge: Definition
+    faces_in: Definition
+    faces_out: Definition
+    person_search: Definition
+    grouping: Definition
     add_image_upload: Any  # the multipart forms, for the document (they are parsed as the JSON bodies)
     search_upload: Any
 
@@ -252,6 +261,104 @@ def request_types(limits: Limits = DEFAULT_LIMITS) -> RequestTypes:
         image: Required[Upload]
         format_type: FormatType
 
+    PersonName = Annotated[
+        str,
+        Field(
+            max_length=MAX_NAME,
+            pattern=r"^[^\x00-\x1f\x7f]*$",
+            description=f"At most {MAX_NAME} characters, no control characters; empty for no name.",
+            examples=["Ada Lovelace"],
+        ),
+    ]
+    FaceIds = Annotated[
+        list[Annotated[int, Field(ge=1, le=MAX_ID)]],
+        Field(min_length=1, max_length=limits.max_ids, description=f"Face ids (at most {limits.max_ids})."),
+    ]
+
+    @with_config(STRICT)
+    class NewPerson(TypedDict, total=False):
+        """A named person: of faces of the gallery (`face_ids`), or of the largest face of a photo
+        (`image`), which is added to the gallery as `POST /images` adds it."""
+
+        name: Required[PersonName]
+        metadata: Metadata | None
+        face_ids: FaceIds
+        image: ImageInput | None
+        format_type: FormatType
+
+    @with_config(STRICT)
+    class PersonChange(TypedDict, total=False):
+        """What changes; what is left out stays."""
+
+        name: PersonName
+        metadata: Metadata | None
+
+    @with_config(STRICT)
+    class PersonDelete(TypedDict, total=False):
+        """With `forget`, the person's faces are deleted from the gallery and from every index, and
+        the photos left with no face are deleted: the request to delete someone's biometric data."""
+
+        forget: Annotated[bool, Field(description="false (default): only the person goes; its faces stay.")]
+
+    @with_config(STRICT)
+    class PersonMerge(TypedDict):
+        """Persons to fold into this one."""
+
+        ids: Annotated[
+            list[Annotated[int, Field(ge=1, le=MAX_ID)]],
+            Field(min_length=1, max_length=limits.max_ids, description="Person ids, not this person's."),
+        ]
+
+    From = Annotated[
+        int | None,
+        Field(
+            ge=1,
+            le=MAX_ID,
+            description="Move them only if they are in this person now (null: in no person); else code 18 and "
+            "nothing changes. Of two clients moving one face from where they saw it, one wins.",
+        ),
+    ]
+    # "from" is a Python keyword: the functional form of a TypedDict
+    FacesIn = with_config(STRICT)(TypedDict("FacesIn", {"face_ids": Required[FaceIds], "from": From}, total=False))
+    FacesIn.__doc__ = "Faces to put in this person, from another person or from none."
+
+    @with_config(STRICT)
+    class FacesOut(TypedDict):
+        """Faces of this person to take out of it (no grouping run puts them back in it)."""
+
+        face_ids: FaceIds
+
+    @with_config(STRICT)
+    class PersonSearch(TypedDict, total=False):
+        """A query photo: the persons its largest face matches, by every face of each person."""
+
+        format_type: FormatType
+        image: Annotated[ImageInput | None, Field(description="Required: without it the answer is code 1.")]
+        top_k: Annotated[
+            int,
+            Field(ge=1, le=limits.max_top_k, description=f"How many persons ({limits.top_k}; at most {limits.max_top_k})."),
+        ]
+        threshold: Annotated[
+            float | None,
+            Field(
+                ge=-1.0, le=1.0, allow_inf_nan=False,
+                description="Least cosine of a person's nearest face; default: calibrated for the faces in persons.",
+            ),
+        ]
+
+    @with_config(STRICT)
+    class Grouping(TypedDict, total=False):
+        """A grouping run: of the faces added since the last run (and the faces near them), or of all."""
+
+        full: Annotated[bool, Field(description="Look at every face (default: only the new ones and their neighbours).")]
+
+    def new_person(body: dict) -> core.NewPerson:
+        has_faces, has_image = "face_ids" in body, body.get("image") is not None
+        if has_faces == has_image:
+            raise PydanticCustomError("person_faces", "send either face_ids or an image")
+        photo = photo_of(body) if has_image else None
+        return core.NewPerson(body["name"], body.get("metadata") or {}, body.get("face_ids", []), photo)
+
     def add_image(body: dict) -> core.AddImage:
         image = body.get("image") or {}
         inner = image.get("metadata")
@@ -269,6 +376,17 @@ def request_types(limits: Limits = DEFAULT_LIMITS) -> RequestTypes:
             ListQuery, lambda query: core.Page(query.get("offset", 0), query.get("limit", limits.page))
         ),
         link_query=Definition(LinkQuery, lambda query: query),
+        new_person=Definition(NewPerson, new_person),
+        person_change=Definition(PersonChange, lambda body: body),
+        person_delete=Definition(PersonDelete, lambda body: bool(body.get("forget"))),
+        person_merge=Definition(PersonMerge, lambda body: body["ids"]),
+        faces_in=Definition(FacesIn, lambda body: core.FacesMove(0, body["face_ids"], "from" in body, body.get("from"))),
+        faces_out=Definition(FacesOut, lambda body: body["face_ids"]),
+        person_search=Definition(
+            PersonSearch,
+            lambda body: core.PersonSearch(photo_of(body), body.get("top_k", limits.top_k), body.get("threshold")),
+        ),
+        grouping=Definition(Grouping, lambda body: bool(body.get("full"))),
         add_image_upload=AddImageUpload,
         search_upload=SearchUpload,
     )

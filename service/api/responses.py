@@ -35,10 +35,19 @@ Answer = TypedDict("Answer", _code_fields(Literal[0]))  # type: ignore[misc]
 Answer.__doc__ = "The envelope of a success: ``result`` is added by each answer."
 
 
+class PersonName(TypedDict):
+    id: int
+    name: Annotated[str, Field(description="Empty for a person a grouping run found and nobody named.")]
+
+
+InPerson = Annotated[PersonName | None, Field(description="The person the face is in (null: none).")]
+
+
 class FaceOut(TypedDict):
     id: int
     bbox: Box
     score: Annotated[float, Field(description="Detection score.")]
+    person: InPerson
 
 
 Url = Annotated[
@@ -81,6 +90,7 @@ class Hit(TypedDict):
     metadata: dict[str, Any]
     score: Annotated[Score, Field(description="Cosine similarity of the best-matching face in this image.")]
     bbox: Annotated[Box, Field(description="The best-matching face in the stored image.")]
+    person: InPerson
 
 
 class FaceHits(TypedDict):
@@ -122,6 +132,93 @@ class DeleteAnswer(Answer):
 
 class IndexAnswer(Answer):
     result: IndexState
+
+
+class Cover(TypedDict):
+    """The face that shows the person: its photo and its box there (`GET /faces/<id>/thumbnail`)."""
+
+    image_id: int
+    face_id: int
+    bbox: Box
+
+
+class Person(TypedDict):
+    id: int
+    name: Annotated[str, Field(description="Empty for a person a grouping run found and nobody named.")]
+    metadata: dict[str, Any]
+    faces: Annotated[int, Field(description="Its faces, each of another photo.")]
+    images: Annotated[int, Field(description="Its photos.")]
+    cover: Cover | None
+
+
+class PersonFace(TypedDict):
+    """The person's face in this photo."""
+
+    id: int
+    bbox: Box
+    score: Annotated[float, Field(description="Detection score.")]
+
+
+class PersonImage(ImageSummary):
+    face: PersonFace
+
+
+class PersonHit(Person):
+    score: Annotated[Score, Field(description="Cosine similarity of the person's face nearest the query.")]
+    face: Annotated[Cover, Field(description="That face.")]
+
+
+class Job(TypedDict):
+    id: int
+    kind: Annotated[str, Field(description="group_faces: a grouping run.")]
+    state: Literal["queued", "running", "done", "failed"]
+    done: Annotated[int, Field(description="Steps done (faces looked at, then faces placed).")]
+    total: Annotated[int, Field(description="Steps known so far; it may grow while the job runs.")]
+    error: NotRequired[str]
+
+
+class JobStarted(TypedDict):
+    job: Annotated[int, Field(description="The job's id: GET /jobs/<id> tells how it goes.")]
+
+
+class PersonAnswer(Answer):
+    result: Person
+
+
+class MaybePersonAnswer(Answer):
+    result: Annotated[Person | None, Field(description="null: the person was left with no face and removed.")]
+
+
+class PersonPage(Answer):
+    result: list[Person]
+    total: int
+    offset: int
+    limit: int
+
+
+class PersonImagePage(Answer):
+    result: list[PersonImage]
+    total: int
+    offset: int
+    limit: int
+
+
+class PersonDeleteAnswer(Answer):
+    result: None
+    deleted_faces: Annotated[list[int], Field(description="With forget: the faces deleted (else none).")]
+    deleted_images: Annotated[list[int], Field(description="With forget: the photos left with no face, deleted.")]
+
+
+class PersonSearchAnswer(Answer):
+    result: list[PersonHit]
+
+
+class JobAnswer(Answer):
+    result: Job
+
+
+class JobStartedAnswer(Answer):
+    result: JobStarted
 
 
 Refusal = TypedDict("Refusal", {"result": None, **_code_fields(ErrorCode)})  # type: ignore[misc]

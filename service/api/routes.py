@@ -12,13 +12,26 @@ import time
 
 from flask import Blueprint, Response, g, request
 
+from dataclasses import replace
+
 from ..core.links import Link
-from ..core.requests import MetadataUpdate
+from ..core.requests import MetadataUpdate, PersonChange
 from .auth import authenticate
 from .context import app, use_cases
 from .envelope import success
 from .errors import ApiError, Code
-from .render import LINKS, face_matches, image_detail, image_summary, match, status
+from .render import (
+    LINKS,
+    face_matches,
+    image_detail,
+    image_summary,
+    job,
+    match,
+    person,
+    person_image,
+    person_match,
+    status,
+)
 from .requests import MAX_ID, RequestTypes, form_body
 
 API = "/api/v2/face_search"
@@ -27,6 +40,7 @@ V1 = "/backend/api/v1/request/face_search"
 api = Blueprint("api", __name__, url_prefix=API)
 v1 = Blueprint("v1", __name__, url_prefix=V1)
 IMAGE = f"/images/<int(max={MAX_ID}):image_id>"
+PERSON = f"/persons/<int(max={MAX_ID}):person_id>"
 LINKED = {endpoint: rendition for endpoint, rendition in LINKS.values()}  # what a signed link opens
 
 
@@ -154,6 +168,93 @@ def search_images() -> Response:
 @api.get("/index")
 def index_state() -> Response:
     return success(status(use_cases().maintenance.index_status(g.key)))
+
+
+# -- persons --------------------------------------------------------------------------------
+
+
+@api.get("/persons")
+def list_persons() -> Response:
+    page = types().list_query.parse(request.args)
+    found, total = use_cases().persons.page(g.key, page)
+    return success([person(p) for p in found], total=total, offset=page.offset, limit=page.limit)
+
+
+@api.post("/persons")
+def create_person() -> Response:
+    return success(person(use_cases().persons.create(g.key, types().new_person.parse(body()))))
+
+
+@api.get(PERSON)
+def get_person(person_id: int) -> Response:
+    return success(person(use_cases().persons.get(g.key, person_id)))
+
+
+@api.put(PERSON)
+def update_person(person_id: int) -> Response:
+    change = types().person_change.parse(body())
+    found = use_cases().persons.update(g.key, PersonChange(person_id, change.get("name"), change.get("metadata")))
+    return success(person(found))
+
+
+@api.delete(PERSON)
+def delete_person(person_id: int) -> Response:
+    """Without a body, or with ``{"forget": false}``: only the person goes."""
+    forget = types().person_delete.parse(body() if request.get_data(cache=True) else {})
+    if not forget:
+        use_cases().persons.delete(g.key, person_id)
+        return success(None, deleted_faces=[], deleted_images=[])
+    forgot = use_cases().persons.forget(g.key, person_id)
+    return success(None, deleted_faces=forgot.faces, deleted_images=forgot.images)
+
+
+@api.get(f"{PERSON}/images")
+def person_images(person_id: int) -> Response:
+    page = types().list_query.parse(request.args)
+    photos, total = use_cases().persons.photos_of(g.key, person_id, page)
+    return success([person_image(p) for p in photos], total=total, offset=page.offset, limit=page.limit)
+
+
+@api.post(f"{PERSON}/merge")
+def merge_persons(person_id: int) -> Response:
+    others = types().person_merge.parse(body())
+    if person_id in others:
+        raise ApiError(Code.BAD_REQUEST, "ids: a person cannot be merged into itself")
+    return success(person(use_cases().persons.merge(g.key, person_id, others)))
+
+
+@api.post(f"{PERSON}/faces")
+def move_faces(person_id: int) -> Response:
+    move = replace(types().faces_in.parse(body()), person_id=person_id)
+    return success(person(use_cases().persons.move(g.key, move)))
+
+
+@api.delete(f"{PERSON}/faces")
+def remove_faces(person_id: int) -> Response:
+    left = use_cases().persons.take_out(g.key, person_id, types().faces_out.parse(body()))
+    return success(None if left is None else person(left))
+
+
+@api.post("/persons/search")
+def search_persons() -> Response:
+    query = types().person_search.parse(body())
+    return success([person_match(m) for m in use_cases().person_searcher.search(g.key, query)])
+
+
+@api.post("/persons/cluster")
+def group_faces() -> Response:
+    full = types().grouping.parse(body() if request.get_data(cache=True) else {})
+    return success({"job": use_cases().jobs.start_grouping(g.key.gallery, full).id})
+
+
+@api.get(f"/jobs/<int(max={MAX_ID}):job_id>")
+def get_job(job_id: int) -> Response:
+    return success(job(use_cases().jobs.get(g.key.gallery, job_id)))
+
+
+@api.get(f"/faces/<int(max={MAX_ID}):face_id>/thumbnail")
+def face_thumbnail(face_id: int) -> Response:
+    return _picture(use_cases().gallery.face_thumbnail(g.key.gallery, face_id), "image/jpeg")
 
 
 # The vendor's v1 paths: (method, path, the view that serves it).

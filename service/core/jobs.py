@@ -237,6 +237,7 @@ def run_in_child(settings: Settings, job: JobRecord, worker: str) -> None:
     from .services import build_services  # the composition root, in the child only
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s job %(message)s")
+    logging.getLogger("faiss").setLevel(logging.WARNING)  # which build it loads
     _die_with_parent()
     os.nice(NICE)
     with build_services(settings) as services:

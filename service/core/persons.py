@@ -19,7 +19,7 @@ import numpy as np
 
 from index.catalog import Catalog, PersonTable
 from index.errors import AssignmentConflictError, UnknownFacesError, UnknownPersonsError
-from index.records import KeyRecord, PersonRecord
+from index.records import KeyRecord, PersonRecord, Source
 from index.vectors import VectorIndexes
 
 from .errors import Conflict, FaceNotFound, NoFace, PersonNotFound, writing
@@ -91,15 +91,15 @@ class Persons:
 
     # -- reading ------------------------------------------------------------------------------
 
+    def placed(self, gid: int, face_ids: list[int]) -> dict[int, Cover]:
+        """Each face's photo and box."""
+        images = self.catalog.images.images_of_faces(gid, face_ids)
+        found = self.catalog.images.get_many(gid, sorted(set(images.values())))
+        return {face: Cover(image, face, found[image].face(face).bbox) for face, image in images.items() if image in found}
+
     def views(self, gid: int, records: list[PersonRecord]) -> list[Person]:
         """The persons with their covers placed in their photos."""
-        covers = [record.cover for record in records if record.cover is not None]
-        images = self.catalog.images.images_of_faces(gid, covers)
-        found = self.catalog.images.get_many(gid, sorted(set(images.values())))
-        placed: dict[int, Cover] = {}
-        for face, image_id in images.items():
-            if image_id in found:
-                placed[face] = Cover(image_id, face, found[image_id].face(face).bbox)
+        placed = self.placed(gid, [record.cover for record in records if record.cover is not None])
         return [Person.of(record, placed.get(record.cover or 0)) for record in records]
 
     def _record(self, gid: int, person_id: int) -> PersonRecord:
@@ -178,7 +178,8 @@ class Persons:
     def move(self, key: KeyRecord, request: FacesMove) -> Person:
         gid = key.gallery
         with editing():
-            moved = self.catalog.person_edits.move(gid, request.person_id, request.face_ids, request.source)
+            source = Source(request.source) if request.checked else None
+            moved = self.catalog.person_edits.move(gid, request.person_id, request.face_ids, source)
         return self.views(gid, [moved])[0]
 
     def take_out(self, key: KeyRecord, person_id: int, face_ids: list[int]) -> Person | None:
@@ -206,7 +207,7 @@ def person_score(hits: Hits) -> float:
 class PersonMatch:
     person: Person
     score: float
-    face_id: int  # the person's face nearest the query
+    nearest: Cover  # the person's face nearest the query
 
 
 class PersonSearcher:
@@ -243,6 +244,9 @@ class PersonSearcher:
         ranked = self.nearest(gid, faces[0].embedding, request.top_k, limit)
         records = self.catalog.persons.get_many(gid, [person for person, _, _ in ranked])
         views = {view.id: view for view in self.persons.views(gid, list(records.values()))}
+        placed = self.persons.placed(gid, [face for _, _, face in ranked])
         return [
-            PersonMatch(views[person], round(score, 4), face) for person, score, face in ranked if person in views
+            PersonMatch(views[person], round(score, 4), placed[face])
+            for person, score, face in ranked
+            if person in views and face in placed
         ]

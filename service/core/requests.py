@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from index.records import FaceInfo, Source
+from index.records import FaceInfo
 
 QueryFaces = Literal["largest", "all"]
 
@@ -89,11 +89,13 @@ class PersonChange:
 
 @dataclass(frozen=True)
 class FacesMove:
-    """Faces into a person (from wherever they are, or only from ``source``: a person, or none)."""
+    """Faces into a person from wherever they are, or (``checked``) only from ``source``: a
+    person, or none (None)."""
 
     person_id: int
     face_ids: list[int]
-    source: Source | None = None
+    checked: bool = False
+    source: int | None = None
 
 
 @dataclass(frozen=True)

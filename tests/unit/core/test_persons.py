@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from index.records import Source
 from models.faces import Detection, Face
 from service.core.errors import Conflict, FaceNotFound, PersonNotFound
 from service.core.requests import FacesMove, NewPerson, Page, PersonChange
@@ -107,8 +106,8 @@ def test_person_edits_refuse_what_they_cannot_do(services, key) -> None:
     with pytest.raises(PersonNotFound):
         persons.update(key, PersonChange(987654, "x"))
     with pytest.raises(Conflict):
-        persons.move(key, FacesMove(made.id, [other.faces[0].id], Source(made.id + 1000)))
-    moved = persons.move(key, FacesMove(made.id, [other.faces[0].id], Source(None)))
+        persons.move(key, FacesMove(made.id, [other.faces[0].id], True, made.id + 1000))
+    moved = persons.move(key, FacesMove(made.id, [other.faces[0].id], True, None))
     assert (moved.faces, moved.images, moved.cover.image_id) == (2, 2, pair.id)
     shown, total = persons.photos_of(key, made.id, Page(0, 10))
     assert total == 2 and [p.image.id for p in shown] == [other.id, pair.id], "newest first"
