@@ -119,3 +119,16 @@ def test_loading_every_use_case_loads_no_web_framework() -> None:
     )
     done = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_the_client_reads_of_the_service_only_where_the_api_lives() -> None:
+    """face_search_client is what a user's program calls the service with: of the service it
+    reads the API's paths alone (service/api/paths.py), which import nothing."""
+    broken = {
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in modules("face_search_client")
+        for name in imported_names(path)
+        if under(name, ("service", "index", "models", "scripts")) and not under(name, ("service.api.paths",))
+    }
+    assert not broken, sorted(broken)
+    assert not imported_names(ROOT / "service" / "api" / "paths.py")
