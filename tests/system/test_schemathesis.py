@@ -21,8 +21,8 @@ from schemathesis.specs.openapi.checks import (
 
 from service.api.openapi import operations
 from service.api.paths import DOCUMENT as DOCUMENT_PATH
-from tests.live import KEY, SECRET, LiveServer
-from tests.photos import b64, package_photo
+from service.harness.live import KEY, SECRET, LiveServer
+from service.harness.photos import b64, package_photo
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,9 @@ from werkzeug.exceptions import InternalServerError, MethodNotAllowed, NotFound,
 from service.api.errors import CODES, RECORDS, Code, answer_to, record_of
 from service.core import errors
 from service.core.services import Services
-from tests.live import API, KEY, basic
-from tests.photos import b64, package_photo
+from service.harness.live import KEY
+from service.harness.photos import b64, package_photo
+from tests.live import API, basic
 
 SCRIPTS_ONLY = {errors.UnknownKey, errors.GalleryBusy}  # raised to the command-line scripts alone
 

@@ -18,7 +18,8 @@ from service.api.openapi import document, operations
 from service.api.paths import DOCUMENT as DOCUMENT_PATH
 from service.core.config import Settings
 from service.core.services import build_services
-from tests.live import API, KEY, ROOT, SECRET, basic
+from service.harness.live import KEY, SECRET
+from tests.live import API, ROOT, basic
 
 NOT_API = {"web.index", "web.static", "docs.page", "docs.asset"}  # pages and their files
 

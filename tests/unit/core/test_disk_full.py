@@ -14,7 +14,7 @@ from service.api.errors import Code, answer_to
 from service.core.config import Settings
 from service.core.errors import StorageFull
 from service.core.services import build_services
-from tests.photos import package_photo, recompressed
+from service.harness.photos import package_photo, recompressed
 from tests.usecases import add, find, page
 
 SIZE = "4m"

@@ -12,7 +12,7 @@ from PIL import Image
 
 from service.api.errors import Code, answer_to
 from service.core.errors import NoFace, NotAPhoto
-from tests.photos import package_photo
+from service.harness.photos import package_photo
 from tests.usecases import add, find
 
 FACE = "yaoming.jpg"

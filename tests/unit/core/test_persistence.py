@@ -18,7 +18,7 @@ from service.api.errors import Code, answer_to
 from service.core.config import Settings
 from service.core.errors import PackMismatch
 from service.core.services import build_services
-from tests.photos import package_photo
+from service.harness.photos import package_photo
 from tests.usecases import add, delete, find
 
 TOM = "Tom_Hanks_54745.png"

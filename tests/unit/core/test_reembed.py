@@ -16,7 +16,7 @@ from service.core.config import Settings
 from service.core.errors import PackMismatch
 from service.core.reembed import ReembedSummary
 from service.core.services import build_services
-from tests.photos import flipped, package_photo
+from service.harness.photos import flipped, package_photo
 from tests.usecases import add, find, index_state
 
 TOM = "Tom_Hanks_54745.png"
