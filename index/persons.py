@@ -24,7 +24,6 @@ from .records import (
     GroupOp,
     ImageRecord,
     NewFace,
-    NewGroup,
     PersonRecord,
     Source,
 )
@@ -259,9 +258,7 @@ def _placeable(rows: Rows, face_ids: list[int], person: PersonRecord | None) -> 
     images: set[int] = set()
     for face in face_ids:
         where, assignment = rows.face(face), rows.assignment(face)
-        free = assignment is None or (
-            assignment.groupable and (person is None or assignment.kept_out != person.id)
-        )
+        free = assignment is None or (assignment.groupable and (person is None or assignment.kept_out != person.id))
         if where is None or not free or where[0] in images:
             continue
         if person is not None and rows.holds(person.id, where[0]) is not None:
@@ -287,7 +284,8 @@ def _fold(rows: Rows, op: Fold, applied: Applied) -> None:
         other = rows.person(other_id)
         members = rows.members(other_id) if other is not None and other_id != op.into and not other.edited else []
         if not members or any(
-            rows.holds(target.id, image) is not None or _kept_out_of(rows, face, target.id) for image, face, _ in members
+            rows.holds(target.id, image) is not None or _kept_out_of(rows, face, target.id)
+            for image, face, _ in members
         ):
             applied.skipped += 1
             continue

@@ -111,7 +111,9 @@ def thumbnail(data: bytes, side: int, quality: int, max_pixels: int = DEFAULT_MA
     return jpeg.tobytes()
 
 
-def face_thumbnail(data: bytes, box: list[float], side: int, quality: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
+def face_thumbnail(
+    data: bytes, box: list[float], side: int, quality: int, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> bytes:
     """A ``side`` x ``side`` JPEG of the face whose box (pixels of the upright photo) is
     ``box``, with a margin around it. A large JPEG is decoded at 1/2, 1/4 or 1/8 of its size
     when the face stays at least ``side`` pixels there."""
@@ -126,4 +128,3 @@ def face_thumbnail(data: bytes, box: list[float], side: int, quality: int, max_p
     if not encoded:
         raise ImageDecodeError("the thumbnail could not be encoded")
     return jpeg.tobytes()
-

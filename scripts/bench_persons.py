@@ -66,7 +66,9 @@ def fill(catalog: LmdbCatalog, gid: int, population: Population) -> None:
             for photo in np.array_split(order, -(-len(order) // PER_PHOTO)):
                 places = (number * CHUNK + photo).tolist()
                 faces = [NewFace([0.0, 0.0, 100.0, 100.0], 0.9, vectors[i]) for i in photo]
-                catalog.images.add(gid, NewImage("bench.jpg", "image/jpeg", {"faces": places}, "bench", "buffalo_s", faces))
+                catalog.images.add(
+                    gid, NewImage("bench.jpg", "image/jpeg", {"faces": places}, "bench", "buffalo_s", faces)
+                )
                 bar.update(len(photo))
 
 
@@ -126,7 +128,9 @@ def serve(data: str, gid: int, queries: np.ndarray, photos: np.ndarray, conn: Co
         time.sleep(PAUSE_SECONDS)
     conn.recv()
     grouping = settings.grouping
-    attacher = Attacher(catalog.persons, indexes, link_threshold(load_pack(settings.models), grouping.far, None), grouping)
+    attacher = Attacher(
+        catalog.persons, indexes, link_threshold(load_pack(settings.models), grouping.far, None), grouping
+    )
     attach: dict[str, list[float]] = {"one_face": [], "ten_faces": []}
     for name, size in (("one_face", 1), ("ten_faces", PER_PHOTO)):
         for start in range(0, len(photos) - size + 1, size):
@@ -225,11 +229,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench_persons")
     args = parser.parse_args(argv)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    report = {"command": shlex.join([sys.executable, *sys.argv]), "cores": os.cpu_count(), "sizes": []}
+    sizes: list[dict] = []
+    report = {"command": shlex.join([sys.executable, *sys.argv]), "cores": os.cpu_count(), "sizes": sizes}
     for size in (int(s) for s in args.sizes.split(",")):
-        report["sizes"].append(one_size(size, args))
+        sizes.append(one_size(size, args))
         args.out.with_suffix(".json").write_text(json.dumps(report, indent=1))
-    print(table(report["sizes"]))
+    print(table(sizes))
     print(f"command: {report['command']}; wrote {args.out.with_suffix('.json')}")
     return 0
 

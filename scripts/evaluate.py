@@ -795,9 +795,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "reports" / "evaluation"))
     parser.add_argument("--calibrate", action="store_true", help="print the stranger-rate calibration of each set")
     parser.add_argument("--costs", action="store_true", help="time, memory and bytes per face of each pack")
-    parser.add_argument(
-        "--persons", action="store_true", help="grouping against Immich's rules, and search by person"
-    )
+    parser.add_argument("--persons", action="store_true", help="grouping against Immich's rules, and search by person")
     parser.add_argument("--url", help="measure identification through this running server (loopback or yours)")
     parser.add_argument("--key")
     parser.add_argument("--secret")

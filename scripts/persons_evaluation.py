@@ -62,7 +62,7 @@ def grouping_metrics(services: Services, data: Any, embedded: Any) -> dict:
             vectors.append(embedded.faces[index][n].embedding)
     labelled = np.array(labels, object)
     baseline = immich_groups(np.stack(vectors).astype(np.float32))
-    result = {"faces": len(labels), "labelled": sum(label is not None for label in labels)}
+    result: dict[str, Any] = {"faces": len(labels), "labelled": sum(label is not None for label in labels)}
     result["ours"] = bcubed(labelled, np.array(ours, np.int64)).__dict__
     result["immich"] = bcubed(labelled, baseline).__dict__
     result["link_threshold"] = services.link_threshold

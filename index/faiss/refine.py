@@ -109,7 +109,9 @@ class RefineCodes:
         scorer.pq = self.coder.pq
         scorer.is_trained = True
         scorer.add_sa_codes(np.ascontiguousarray(self.codes[rows]))
-        scores, order = scorer.search(np.ascontiguousarray(query[None, :], dtype=np.float32), max(1, min(keep, len(rows))))
+        scores, order = scorer.search(
+            np.ascontiguousarray(query[None, :], dtype=np.float32), max(1, min(keep, len(rows)))
+        )
         found = order[0] >= 0
         return rows[order[0][found]], scores[0][found]
 

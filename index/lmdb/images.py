@@ -5,6 +5,8 @@ from __future__ import annotations
 import lmdb
 import numpy as np
 
+import index.persons as rules
+
 from ..errors import PackMismatchError
 from ..records import ADD, FaceInfo, GalleryRecord, ImageRecord, NewImage
 from .encoding import (
@@ -21,7 +23,6 @@ from .encoding import (
     u64,
 )
 from .environment import Environment
-from .. import persons as rules
 from .persons import PersonWrite
 
 

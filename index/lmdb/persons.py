@@ -15,7 +15,8 @@ from typing import Any
 
 import lmdb
 
-from .. import persons as rules
+import index.persons as rules
+
 from ..records import (
     Applied,
     FaceAssignment,
@@ -111,7 +112,9 @@ class PersonWrite:
 
     def link(self, person: PersonRecord, face: int, where: rules.Where, by_user: bool) -> None:
         image, quality = where
-        self.txn.put(triple(self.gid, person.id, image), encode_person_face(face, quality), db=self.env.db["person_images"])
+        self.txn.put(
+            triple(self.gid, person.id, image), encode_person_face(face, quality), db=self.env.db["person_images"]
+        )
         assignment = encode_assignment(FaceAssignment(person.id, by_user), image)
         self.txn.put(pair(self.gid, face), assignment, db=self.env.db["face_persons"])
         person.faces += 1
@@ -121,7 +124,9 @@ class PersonWrite:
 
     def _cover_quality(self, person: PersonRecord) -> float:
         raw = self.txn.get(pair(self.gid, person.cover or 0), db=self.env.db["face_persons"])
-        found = raw and self.txn.get(triple(self.gid, person.id, decode_assignment(raw)[1]), db=self.env.db["person_images"])
+        found = raw and self.txn.get(
+            triple(self.gid, person.id, decode_assignment(raw)[1]), db=self.env.db["person_images"]
+        )
         return decode_person_face(found)[1] if found else -1.0
 
     def unlink(self, face: int, then: FaceAssignment | None) -> int | None:
@@ -262,11 +267,15 @@ class LmdbPersonEdits:
     def _write(self, gid: int, change: Any) -> Any:
         return self.env.write(lambda txn: change(PersonWrite(self.env, txn, gid)))
 
-    def create(self, gid: int, name: str, metadata: dict[str, Any], face_ids: list[int], created_at: str) -> PersonRecord:
+    def create(
+        self, gid: int, name: str, metadata: dict[str, Any], face_ids: list[int], created_at: str
+    ) -> PersonRecord:
         made: PersonRecord = self._write(gid, lambda rows: rules.create(rows, name, metadata, face_ids, created_at))
         return made
 
-    def update(self, gid: int, person_id: int, name: str | None, metadata: dict[str, Any] | None) -> PersonRecord | None:
+    def update(
+        self, gid: int, person_id: int, name: str | None, metadata: dict[str, Any] | None
+    ) -> PersonRecord | None:
         changed: PersonRecord | None = self._write(gid, lambda rows: rules.update(rows, person_id, name, metadata))
         return changed
 

@@ -7,13 +7,14 @@ import json
 import lmdb
 import numpy as np
 
+import index.persons as rules
+
 from ..errors import GenerationConflictError, StagingIncompleteError
 from ..records import GalleryRecord, StagedSnapshot
 from .changes import LmdbChangeLog
 from .encoding import decode_face, decode_image, decode_vector, dumps, encode, encode_face, pair, second_of, u64
 from .environment import Environment
 from .images import LmdbImages
-from .. import persons as rules
 from .persons import PersonWrite
 
 

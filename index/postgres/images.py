@@ -12,7 +12,8 @@ import numpy as np
 import psycopg
 from psycopg.types.json import Json
 
-from .. import persons as rules
+import index.persons as rules
+
 from ..errors import CommitUnknownError, PackMismatchError, StorageUnavailableError
 from ..records import ADD, FaceInfo, GalleryRecord, ImageRecord, NewImage
 from . import rows

@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.types.json import Json
 
-from .. import persons as rules
+import index.persons as rules
+
 from ..records import (
     Applied,
     FaceAssignment,
@@ -276,10 +277,14 @@ class _Writes:
 class PostgresPersonEdits(_Writes):
     """``index.catalog.PersonEdits``."""
 
-    def create(self, gid: int, name: str, metadata: dict[str, Any], face_ids: list[int], created_at: str) -> PersonRecord:
+    def create(
+        self, gid: int, name: str, metadata: dict[str, Any], face_ids: list[int], created_at: str
+    ) -> PersonRecord:
         return self._write(gid, lambda found: rules.create(found, name, metadata, face_ids, created_at))
 
-    def update(self, gid: int, person_id: int, name: str | None, metadata: dict[str, Any] | None) -> PersonRecord | None:
+    def update(
+        self, gid: int, person_id: int, name: str | None, metadata: dict[str, Any] | None
+    ) -> PersonRecord | None:
         return self._write(gid, lambda found: rules.update(found, person_id, name, metadata))
 
     def delete(self, gid: int, person_id: int) -> bool:
@@ -305,7 +310,8 @@ class PostgresGrouping(_Writes):
         with self.db.transaction() as cursor:
             found = cursor.execute("SELECT pending, watermark FROM person_state WHERE gallery = %s", (gid,)).fetchone()
             (placed,) = one(cursor.execute("SELECT coalesce(sum(faces), 0) FROM persons WHERE gallery = %s", (gid,)))
-        return GroupingState(*(found or (0, 0)), int(placed))
+        pending, watermark = found or (0, 0)
+        return GroupingState(pending, watermark, int(placed))
 
     def assignments(self, gid: int) -> dict[int, FaceAssignment]:
         with self.db.transaction(long=True) as cursor:
@@ -328,8 +334,11 @@ class PostgresGrouping(_Writes):
                 )
             )
             (placed,) = one(cursor.execute("SELECT coalesce(sum(faces), 0) FROM persons WHERE gallery = %s", (gid,)))
-        return GroupingState(*found, int(placed))
+        pending, watermark = found
+        return GroupingState(pending, watermark, int(placed))
 
     def due(self, pending: int) -> list[int]:
         with self.db.transaction() as cursor:
-            return [row[0] for row in cursor.execute("SELECT gallery FROM person_state WHERE pending >= %s", (pending,))]
+            return [
+                row[0] for row in cursor.execute("SELECT gallery FROM person_state WHERE pending >= %s", (pending,))
+            ]

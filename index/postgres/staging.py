@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import persons as rules
+import index.persons as rules
+
 from ..errors import GenerationConflictError, StagingIncompleteError
 from ..records import GalleryRecord, StagedSnapshot
 from . import rows

@@ -218,4 +218,3 @@ class Attacher:
         for person, (_, index) in claims.items():
             chosen[index] = person
         return chosen
-

@@ -179,7 +179,9 @@ class _Groups:
         persons_a, persons_b = self.persons.get(a, _NONE), self.persons.get(b, _NONE)
         if persons_a and persons_b and a in self.edited and b in self.edited:
             return False
-        if not persons_a.isdisjoint(self.kept_out.get(b, _NONE)) or not persons_b.isdisjoint(self.kept_out.get(a, _NONE)):
+        if not persons_a.isdisjoint(self.kept_out.get(b, _NONE)) or not persons_b.isdisjoint(
+            self.kept_out.get(a, _NONE)
+        ):
             return False
         images_a, images_b = self.images[a], self.images[b]
         if not isinstance(images_a, set):
@@ -223,10 +225,9 @@ class _Groups:
 
     def _supported(self, key: tuple[int, int], sides: tuple[set[int], set[int], set[int], set[int]]) -> bool:
         sizes = [self.size[root] for root in key]
-        if min(sizes) > 1:
-            counted = sides[2:]
-        else:  # the lone face found the group; the group's faces it found count
-            counted = (sides[2], sides[1]) if sizes[0] == 1 else (sides[0], sides[3])
+        # a lone face found the group: the group's faces it found count
+        lone = (sides[2], sides[1]) if sizes[0] == 1 else (sides[0], sides[3])
+        counted = sides[2:] if min(sizes) > 1 else lone
         return all(len(side) >= min(self.support, size) for side, size in zip(counted, sizes, strict=True))
 
     def _union(self, a: int, b: int) -> int:
@@ -302,7 +303,9 @@ def plan(faces: FaceSet, links: Links, settings: GroupingSettings) -> list[Group
     groups = _Groups(faces, links, settings.support)
     movable = ~faces.held & (faces.person == 0)
     seeds = (faces.good | (faces.person > 0)) & ~faces.held
-    found = zip(links.first.tolist(), links.second.tolist(), links.by_first.tolist(), links.by_second.tolist(), strict=True)
+    found = zip(
+        links.first.tolist(), links.second.tolist(), links.by_first.tolist(), links.by_second.tolist(), strict=True
+    )
     for i, j, by_i, by_j in found:
         if seeds[i] and seeds[j]:
             groups.link(i, j, by_i, by_j)

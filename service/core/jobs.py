@@ -15,6 +15,7 @@ Serving processes also start a grouping run by themselves once a gallery has
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import multiprocessing
@@ -246,10 +247,7 @@ def run_in_child(settings: Settings, job: JobRecord, worker: str) -> None:
 
 def _die_with_parent() -> None:
     """Linux's PR_SET_PDEATHSIG: SIGKILL this process when its parent dies."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
     if os.getppid() == 1:  # the parent died before the request was made
         os._exit(1)
-

@@ -95,7 +95,9 @@ class Persons:
         """Each face's photo and box."""
         images = self.catalog.images.images_of_faces(gid, face_ids)
         found = self.catalog.images.get_many(gid, sorted(set(images.values())))
-        return {face: Cover(image, face, found[image].face(face).bbox) for face, image in images.items() if image in found}
+        return {
+            face: Cover(image, face, found[image].face(face).bbox) for face, image in images.items() if image in found
+        }
 
     def views(self, gid: int, records: list[PersonRecord]) -> list[Person]:
         """The persons with their covers placed in their photos."""

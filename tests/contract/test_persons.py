@@ -26,9 +26,9 @@ from index.records import (
     NewImage,
     Source,
 )
+from service.harness.synthetic import faces
 from tests.contract.conftest import Storage
 from tests.contract.test_catalog import PACK, gallery_of, new_image
-from tests.synthetic import faces
 
 NOW = "2026-12-07T00:00:00+00:00"
 
@@ -171,7 +171,11 @@ def test_merging_folds_persons_into_one_that_keeps_a_name(storage: Storage) -> N
     other = catalog.person_edits.create(gid, "Other", {}, ids(images[4:5]), NOW)
     merged = catalog.person_edits.merge(gid, unnamed, [named.id, other.id])
     assert (merged.id, merged.name, merged.metadata, merged.faces, merged.edited) == (
-        unnamed, "Named", {"k": 1}, 5, True
+        unnamed,
+        "Named",
+        {"k": 1},
+        5,
+        True,
     )
     assert catalog.persons.get_many(gid, [named.id, other.id]) == {}
     with pytest.raises(UnknownPersonsError) as unknown:
@@ -183,8 +187,12 @@ def test_merging_folds_persons_into_one_that_keeps_a_name(storage: Storage) -> N
 def test_deleting_images_takes_their_faces_out_of_persons(storage: Storage) -> None:
     catalog, _ = storage.open()
     gid = gallery_of(catalog)
-    small = catalog.images.add(gid, NewImage("s.jpg", "image/jpeg", {}, NOW, PACK, [NewFace([0, 0, 20, 20], 0.9, faces(1).vectors[0])]))
-    big = catalog.images.add(gid, NewImage("b.jpg", "image/jpeg", {}, NOW, PACK, [NewFace([0, 0, 90, 90], 0.9, faces(1).vectors[1])]))
+    small = catalog.images.add(
+        gid, NewImage("s.jpg", "image/jpeg", {}, NOW, PACK, [NewFace([0, 0, 20, 20], 0.9, faces(1).vectors[0])])
+    )
+    big = catalog.images.add(
+        gid, NewImage("b.jpg", "image/jpeg", {}, NOW, PACK, [NewFace([0, 0, 90, 90], 0.9, faces(1).vectors[1])])
+    )
     rest = photos(catalog, gid, 2, seed=3)
     person = catalog.person_edits.create(gid, "p", {}, [small.faces[0].id, big.faces[0].id], NOW)
     assert person.cover == big.faces[0].id, "the largest face shows the person"

@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 
 from index.records import DONE, RUNNING, NewFace, NewImage
-from service.core.jobs import GROUP_FACES
 from service.core.config import Settings
 from service.core.errors import Conflict, PersonNotFound
+from service.core.jobs import GROUP_FACES
 from service.core.requests import FacesMove, NewPerson, PersonChange
 from service.core.services import build_services
+from service.harness.synthetic import faces
 from tests.contract.test_persons import consistent
 from tests.live import ROOT
-from tests.synthetic import faces
 
 PER_PHOTO = 10
 LEASE = 3.0
@@ -86,7 +86,7 @@ def test_a_run_killed_mid_commit_loses_no_edit_and_leaves_no_face_in_two_persons
         run.wait()
         assert killed_at is not None, "the run was killed while it committed"
         assert services.catalog.job_records.get(job.id).state == RUNNING, "its worker is gone"
-        assert 0 < services.catalog.grouping.state(gid).placed, "some of the run's commits are in"
+        assert services.catalog.grouping.state(gid).placed > 0, "some of the run's commits are in"
 
         def edits_hold() -> None:
             now = services.catalog.persons.of_faces(gid, list(expected))

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 import requests
 
-from tests.live import API, LiveServer
-from tests.photos import b64, flipped, package_photo, recompressed, scaled
+from service.harness.live import LiveServer
+from service.harness.photos import b64, flipped, package_photo, recompressed, scaled
+from tests.live import API
 from tests.system.test_api import Backend, Client, FlaskBackend, ReplicasBackend, refused
 
 TOM, YAO, GROUP = package_photo("Tom_Hanks_54745.png"), package_photo("yaoming.jpg"), package_photo("t1.jpg")
@@ -56,7 +57,8 @@ def added(api: Client, photo: bytes) -> dict:
 
 def test_a_tour_of_persons(api: Client) -> None:
     toms = [added(api, photo) for photo in (TOM, flipped(TOM), scaled(TOM, 0.8))]
-    yaos = [added(api, photo) for photo in (YAO, flipped(YAO), scaled(YAO, 0.7))]
+    for photo in (YAO, flipped(YAO), scaled(YAO, 0.7)):
+        added(api, photo)
     group = added(api, GROUP)
     assert all(face["person"] is None for image in toms for face in image["faces"]), "no person yet"
     job = grouped(api)
@@ -99,7 +101,9 @@ def test_persons_are_made_moved_split_merged_and_deleted_by_hand(api: Client, ba
     assert (one["name"], one["faces"]) == ("One", 2)
     two = api.ok(api.call("POST", "/persons", json={"name": "Two", "image": {"base64": b64(scaled(TOM, 0.7))}}))
     assert two["faces"] == 1 and two["cover"]["image_id"] not in {group["id"], *[t["id"] for t in toms]}
-    moved = api.ok(api.call("POST", f"/persons/{two['id']}/faces", json={"face_ids": [tom_faces[0]], "from": one["id"]}))
+    moved = api.ok(
+        api.call("POST", f"/persons/{two['id']}/faces", json={"face_ids": [tom_faces[0]], "from": one["id"]})
+    )
     assert moved["faces"] == 2
     again = {"face_ids": [tom_faces[0]], "from": one["id"]}  # a second client that saw it in One
     refused(api.call("POST", f"/persons/{one['id']}/faces", json=again), 18, 409)
@@ -121,7 +125,9 @@ def test_persons_are_made_moved_split_merged_and_deleted_by_hand(api: Client, ba
 def test_forget_deletes_the_faces_and_the_photos_left_without_one(api: Client) -> None:
     group = added(api, GROUP)
     alone = added(api, TOM)
-    person = api.ok(api.call("POST", "/persons", json={"name": "F", "face_ids": [alone["faces"][0]["id"], group["faces"][0]["id"]]}))
+    person = api.ok(
+        api.call("POST", "/persons", json={"name": "F", "face_ids": [alone["faces"][0]["id"], group["faces"][0]["id"]]})
+    )
     answer = api.call("DELETE", f"/persons/{person['id']}", json={"forget": True})
     assert api.ok(answer) is None
     assert sorted(answer.body["deleted_faces"]) == sorted([alone["faces"][0]["id"], group["faces"][0]["id"]])
@@ -189,15 +195,17 @@ def test_one_face_moved_twice_at_once_from_two_clients_exactly_one_wins(tmp_path
             start = make(f"start {round_}", faces[0])["result"]["id"]
             barrier, answers = threading.Barrier(2), {}
 
-            def move(target: int) -> None:
+            def move(target: int, start: int, barrier: threading.Barrier, answers: dict) -> None:
                 session = requests.Session()  # a connection of its own
                 session.auth = ("test-key", "test-secret")
                 barrier.wait()
                 answers[target] = session.post(
-                    f"{server.url}{API}/persons/{target}/faces", json={"face_ids": [faces[0]], "from": start}, timeout=60
+                    f"{server.url}{API}/persons/{target}/faces",
+                    json={"face_ids": [faces[0]], "from": start},
+                    timeout=60,
                 ).json()
 
-            racers = [threading.Thread(target=move, args=(target,)) for target in (left, right)]
+            racers = [threading.Thread(target=move, args=(target, start, barrier, answers)) for target in (left, right)]
             for racer in racers:
                 racer.start()
             for racer in racers:

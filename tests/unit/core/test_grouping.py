@@ -58,7 +58,9 @@ def test_two_faces_of_one_photo_are_never_one_person() -> None:
 
 def test_a_face_joins_a_group_only_with_several_of_its_members() -> None:
     faces = face_set(list(range(1, 7)))
-    found = groups(plan(faces, links(clique([1, 2, 3, 4]) + [(5, 1, 0.8), (6, 1, 0.8), (6, 2, 0.8), (6, 3, 0.8)]), RULES))
+    found = groups(
+        plan(faces, links([*clique([1, 2, 3, 4]), (5, 1, 0.8), (6, 1, 0.8), (6, 2, 0.8), (6, 3, 0.8)]), RULES)
+    )
     assert found == [[1, 2, 3, 4, 6]], "5 is close to one member only"
 
 
@@ -76,7 +78,10 @@ def test_groups_smaller_than_min_faces_wait() -> None:
 
 def test_faces_join_persons_but_not_the_one_a_user_kept_them_out_of() -> None:
     faces = face_set(
-        list(range(1, 9)), person=[7, 7, 7, 0, 0, 8, 8, 0], kept_out=[0, 0, 0, 0, 7, 0, 0, 0], edited={7: True, 8: False}
+        list(range(1, 9)),
+        person=[7, 7, 7, 0, 0, 8, 8, 0],
+        kept_out=[0, 0, 0, 0, 7, 0, 0, 0],
+        edited={7: True, 8: False},
     )
     near = [(f, p, 0.6) for f in (4, 5) for p in (1, 2, 3)] + [(8, 6, 0.6), (8, 7, 0.6)]
     ops = plan(faces, links(clique([1, 2, 3]) + clique([6, 7]) + near), RULES)

@@ -14,9 +14,9 @@ from service.core.errors import Conflict, FaceNotFound, PersonNotFound
 from service.core.requests import FacesMove, NewPerson, Page, PersonChange
 from service.core.services import Services
 from service.core.views import Image
-from tests.live import KEY
-from tests.photos import package_photo
-from tests.synthetic import faces as synthetic
+from service.harness.live import KEY
+from service.harness.photos import package_photo
+from service.harness.synthetic import faces as synthetic
 
 PHOTO = package_photo("Tom_Hanks_54745.png")
 
