@@ -1,6 +1,7 @@
 """A typed Python client of the Face Search API v2, and the ``face-search`` command built on it."""
 
 from .client import (
+    Cover,
     Deleted,
     Face,
     FaceMatches,
@@ -10,11 +11,21 @@ from .client import (
     Image,
     ImageSummary,
     IndexState,
+    Job,
     Page,
+    Person,
+    PersonDeleted,
+    PersonHit,
+    PersonImage,
+    PersonImagePage,
+    PersonPage,
+    PersonRef,
     SearchOptions,
+    StoredFace,
 )
 
 __all__ = [
+    "Cover",
     "Deleted",
     "Face",
     "FaceMatches",
@@ -24,6 +35,15 @@ __all__ = [
     "Image",
     "ImageSummary",
     "IndexState",
+    "Job",
     "Page",
+    "Person",
+    "PersonDeleted",
+    "PersonHit",
+    "PersonImage",
+    "PersonImagePage",
+    "PersonPage",
+    "PersonRef",
     "SearchOptions",
+    "StoredFace",
 ]

@@ -1,4 +1,5 @@
-"""``face-search``: add, search, list, delete and import photos from the command line.
+"""``face-search``: add, search, list, delete and import photos, and name, group, merge, split,
+search and forget persons (``face-search persons ...``), from the command line.
 
 The server and key come from ``--url``, ``--key`` and ``--secret`` or from the environment
 (``FACE_SEARCH_URL``, ``FACE_SEARCH_API_KEY``, ``FACE_SEARCH_API_SECRET``). Answers are
@@ -94,7 +95,9 @@ def import_folder(client: FaceSearchClient, folder: Path, metadata: dict, worker
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="face-search", description="Add, search, list, delete and import photos.")
+    top = argparse.ArgumentParser(
+        prog="face-search", description="Add, search, list, delete and import photos; name and group persons."
+    )
     top.add_argument("--url", default=os.environ.get("FACE_SEARCH_URL", "http://127.0.0.1:8000"))
     top.add_argument("--key", default=os.environ.get("FACE_SEARCH_API_KEY", ""))
     top.add_argument("--secret", default=os.environ.get("FACE_SEARCH_API_SECRET", ""))
@@ -122,7 +125,77 @@ def parser() -> argparse.ArgumentParser:
     bulk.add_argument("--metadata", type=_json_object, default={}, help="a JSON object added to every photo")
     bulk.add_argument("--workers", type=int, default=2, help="requests at once (default 2)")
     bulk.add_argument("--no-recursive", dest="recursive", action="store_false", help="skip sub-folders")
+    persons_parser(commands.add_parser("persons", help="name, group, merge, split, search and forget persons"))
     return top
+
+
+def persons_parser(persons: argparse.ArgumentParser) -> None:
+    actions = persons.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="list persons, named ones first")
+    listing.add_argument("--offset", type=int, default=0)
+    listing.add_argument("--limit", type=int, default=50)
+    actions.add_parser("show", help="one person").add_argument("id", type=int)
+    name = actions.add_parser("name", help="a named person of faces (--faces) or of a photo's largest face (--photo)")
+    name.add_argument("name")
+    which = name.add_mutually_exclusive_group(required=True)
+    which.add_argument("--faces", type=int, nargs="+", help="face ids")
+    which.add_argument("--photo", type=Path, help="a photo file, stored as add stores it")
+    name.add_argument("--metadata", type=_json_object, default=None)
+    rename = actions.add_parser("rename", help="rename a person")
+    rename.add_argument("id", type=int)
+    rename.add_argument("name")
+    photos = actions.add_parser("photos", help="a person's photos, newest first")
+    photos.add_argument("id", type=int)
+    photos.add_argument("--offset", type=int, default=0)
+    photos.add_argument("--limit", type=int, default=50)
+    merge = actions.add_parser("merge", help="fold the other persons into the first")
+    merge.add_argument("id", type=int)
+    merge.add_argument("others", type=int, nargs="+")
+    move = actions.add_parser("move", help="move faces into a person")
+    move.add_argument("id", type=int)
+    move.add_argument("faces", type=int, nargs="+")
+    split = actions.add_parser("split", help="take faces out of a person")
+    split.add_argument("id", type=int)
+    split.add_argument("faces", type=int, nargs="+")
+    delete = actions.add_parser("delete", help="delete a person (its faces stay, in no person)")
+    delete.add_argument("id", type=int)
+    delete.add_argument("--forget", action="store_true", help="delete its faces and the photos left with none")
+    search = actions.add_parser("search", help="the persons a photo's largest face matches")
+    search.add_argument("file", type=Path)
+    search.add_argument("--top-k", type=int, default=None)
+    search.add_argument("--threshold", type=float, default=None)
+    group = actions.add_parser("group", help="start a grouping run of the faces in no person")
+    group.add_argument("--full", action="store_true", help="look at every face, not only the new ones")
+    group.add_argument("--wait", action="store_true", help="wait for the run to end")
+    actions.add_parser("job", help="a job's state").add_argument("id", type=int)
+
+
+def run_persons(args: argparse.Namespace, client: FaceSearchClient) -> Any:
+    """What the persons action answers."""
+    action = args.action
+    if action == "list":
+        return client.list_persons(args.offset, args.limit)
+    if action == "show":
+        return client.get_person(args.id)
+    if action == "name":
+        return client.create_person(args.name, args.faces, args.photo, metadata=args.metadata)
+    if action == "rename":
+        return client.update_person(args.id, name=args.name)
+    if action == "photos":
+        return client.person_images(args.id, args.offset, args.limit)
+    if action == "merge":
+        return client.merge_persons(args.id, args.others)
+    if action == "move":
+        return client.move_faces(args.id, args.faces)
+    if action == "split":
+        return client.take_out_faces(args.id, args.faces)
+    if action == "delete":
+        return client.delete_person(args.id, args.forget)
+    if action == "search":
+        return client.search_persons(args.file, top_k=args.top_k, threshold=args.threshold)
+    if action == "group":
+        return client.group_faces(args.full, args.wait)
+    return client.get_job(args.id)
 
 
 def run(args: argparse.Namespace, client: FaceSearchClient) -> int:
@@ -136,6 +209,8 @@ def run(args: argparse.Namespace, client: FaceSearchClient) -> int:
         _print(client.list_images(args.offset, args.limit))
     elif args.command == "delete":
         _print(client.delete_images(args.ids))
+    elif args.command == "persons":
+        _print(run_persons(args, client))
     elif args.command == "import":
         if not args.folder.is_dir():
             print(f"error: {args.folder} is not a folder", file=sys.stderr)

@@ -11,9 +11,12 @@ checks every one against the server's OpenAPI document.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import os
+import time
+import types
 import typing
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -50,10 +53,23 @@ class FaceSearchError(Exception):
 
 
 @dataclass(frozen=True)
-class Face:
+class PersonRef:
+    """The person a face is in: ``name`` is empty for one a grouping run found and nobody named."""
+
+    id: int
+    name: str
+
+
+@dataclass(frozen=True)
+class StoredFace:
     id: int
     bbox: Box
     score: float
+
+
+@dataclass(frozen=True)
+class Face(StoredFace):
+    person: PersonRef | None
 
 
 @dataclass(frozen=True)
@@ -98,6 +114,7 @@ class Hit(_Stored):
 
     score: float
     bbox: Box
+    person: PersonRef | None
 
 
 @dataclass(frozen=True)
@@ -125,9 +142,91 @@ class IndexState:
     details: dict[str, Any] = field(default_factory=dict, metadata={REST: True})
 
 
+@dataclass(frozen=True)
+class Cover:
+    """A person's face: its photo, its id (``face_thumbnail``) and its box in the photo."""
+
+    image_id: int
+    face_id: int
+    bbox: Box
+
+
+@dataclass(frozen=True)
+class Person:
+    """A person: ``faces`` (each of another photo) and ``images`` are counts; ``name`` is empty
+    for one a grouping run found and nobody named."""
+
+    id: int
+    name: str
+    metadata: dict[str, Any]
+    faces: int
+    images: int
+    cover: Cover | None
+
+
+@dataclass(frozen=True)
+class PersonPage:
+    persons: list[Person] = field(metadata={JSON: "result"})
+    total: int
+    offset: int
+    limit: int
+
+
+@dataclass(frozen=True)
+class PersonImage(ImageSummary):
+    """A photo of a person, and the person's face in it."""
+
+    face: StoredFace
+
+
+@dataclass(frozen=True)
+class PersonImagePage:
+    images: list[PersonImage] = field(metadata={JSON: "result"})
+    total: int
+    offset: int
+    limit: int
+
+
+@dataclass(frozen=True)
+class PersonHit(Person):
+    """A person the query matched: ``score`` is that of its face nearest the query, ``face``."""
+
+    score: float
+    face: Cover
+
+
+@dataclass(frozen=True)
+class PersonDeleted:
+    """What deleting a person removed: with forget, its faces and the photos left with none."""
+
+    faces: list[int] = field(metadata={JSON: "deleted_faces"})
+    images: list[int] = field(metadata={JSON: "deleted_images"})
+
+
+@dataclass(frozen=True)
+class Job:
+    """A background job: ``state`` queued, running, done or failed; ``done`` of ``total`` steps."""
+
+    id: int
+    kind: str
+    state: str
+    done: int
+    total: int
+    error: str | None = None  # a failed job's reason
+
+    @property
+    def ended(self) -> bool:
+        return self.state in ("done", "failed")
+
+
+ANYWHERE = object()  # move_faces: from wherever the faces are
+
+
 def read(kind: Any, data: Any) -> Any:
-    """A JSON value as the client's type ``kind``: a dataclass field by field, a list item by
-    item, a box as a tuple."""
+    """A JSON value as the client's type ``kind``: a dataclass field by field (one with a
+    default may be absent), a list item by item, a box as a tuple, null as None."""
+    if data is None:
+        return None
     if dataclasses.is_dataclass(kind) and isinstance(kind, type):
         hints = typing.get_type_hints(kind)
         fields = dataclasses.fields(kind)
@@ -137,9 +236,12 @@ def read(kind: Any, data: Any) -> Any:
             if f.metadata.get(REST)
             else read(hints[f.name], data[f.metadata.get(JSON, f.name)])
             for f in fields
+            if f.metadata.get(REST) or f.metadata.get(JSON, f.name) in data or f.default is dataclasses.MISSING
         }
         return kind(**values)
     origin = typing.get_origin(kind)
+    if origin is types.UnionType:  # X | None: X
+        return read(next(arg for arg in typing.get_args(kind) if arg is not type(None)), data)
     if origin is list:
         return [read(typing.get_args(kind)[0], item) for item in data]
     if origin is tuple:
@@ -235,6 +337,111 @@ class FaceSearchClient:
             offset += len(page.images)
             if not page.images or offset >= page.total:
                 return
+
+    # -- persons ---------------------------------------------------------------------------
+
+    def list_persons(self, offset: int = 0, limit: int = 50) -> PersonPage:
+        """``GET /persons``: one page of the key's persons, named ones first."""
+        return read(PersonPage, self._call("GET", "/persons", params={"offset": offset, "limit": limit}))
+
+    def create_person(
+        self,
+        name: str,
+        face_ids: Iterable[int] | None = None,
+        photo: Photo | None = None,
+        *,
+        url: str | None = None,
+        metadata: dict | None = None,
+    ) -> Person:
+        """``POST /persons``: a named person of these faces, or of the largest face of a photo
+        (bytes, a path, or ``url=``), which is stored as ``add_image`` stores it."""
+        body: dict[str, Any] = {"name": name}
+        if metadata is not None:
+            body["metadata"] = metadata
+        if face_ids is not None:
+            body["face_ids"] = list(face_ids)
+        elif url is not None:
+            body["image"] = {"url": url}
+        elif photo is not None:
+            body["image"] = {"base64": base64.b64encode(_photo_bytes(photo)).decode()}
+        else:
+            raise ValueError("give face_ids, a photo (bytes or a path) or url=")
+        return read(Person, self._call("POST", "/persons", json=body)["result"])
+
+    def get_person(self, person_id: int) -> Person:
+        """``GET /persons/<id>``."""
+        return read(Person, self._call("GET", f"/persons/{person_id}")["result"])
+
+    def update_person(self, person_id: int, name: str | None = None, metadata: dict | None = None) -> Person:
+        """``PUT /persons/<id>``: rename it, or replace its metadata (what is None stays)."""
+        body = {key: value for key, value in (("name", name), ("metadata", metadata)) if value is not None}
+        return read(Person, self._call("PUT", f"/persons/{person_id}", json=body)["result"])
+
+    def delete_person(self, person_id: int, forget: bool = False) -> PersonDeleted:
+        """``DELETE /persons/<id>``: the person goes and its faces stay, in no person; with
+        ``forget``, its faces are deleted from the gallery and every index, and the photos left
+        with no face are deleted (the request to delete someone's biometric data)."""
+        return read(PersonDeleted, self._call("DELETE", f"/persons/{person_id}", json={"forget": forget}))
+
+    def person_images(self, person_id: int, offset: int = 0, limit: int = 50) -> PersonImagePage:
+        """``GET /persons/<id>/images``: the person's photos, newest first."""
+        query = {"offset": offset, "limit": limit}
+        return read(PersonImagePage, self._call("GET", f"/persons/{person_id}/images", params=query))
+
+    def merge_persons(self, person_id: int, others: Iterable[int]) -> Person:
+        """``POST /persons/<id>/merge``: fold the others into this person."""
+        return read(Person, self._call("POST", f"/persons/{person_id}/merge", json={"ids": list(others)})["result"])
+
+    def move_faces(self, person_id: int, face_ids: Iterable[int], from_person: Any = ANYWHERE) -> Person:
+        """``POST /persons/<id>/faces``: put the faces in this person, from wherever they are;
+        with ``from_person`` (a person's id, or None for no person), only if they are there now
+        (else code 18 and nothing changes: another client moved them first)."""
+        body: dict[str, Any] = {"face_ids": list(face_ids)}
+        if from_person is not ANYWHERE:
+            body["from"] = from_person
+        return read(Person, self._call("POST", f"/persons/{person_id}/faces", json=body)["result"])
+
+    def take_out_faces(self, person_id: int, face_ids: Iterable[int]) -> Person | None:
+        """``DELETE /persons/<id>/faces`` (split): the person as left, None if no face is left."""
+        body = {"face_ids": list(face_ids)}
+        return read(Person, self._call("DELETE", f"/persons/{person_id}/faces", json=body)["result"])
+
+    def search_persons(
+        self,
+        photo: Photo | None = None,
+        *,
+        url: str | None = None,
+        top_k: int | None = None,
+        threshold: float | None = None,
+    ) -> list[PersonHit]:
+        """``POST /persons/search``: the persons the query's largest face matches, best first, by
+        every face of each (the default threshold is calibrated for persons)."""
+        if url is not None:
+            image = {"url": url}
+        elif photo is not None:
+            image = {"base64": base64.b64encode(_photo_bytes(photo)).decode()}
+        else:
+            raise ValueError("give the photo (bytes or a path) or url=")
+        options = {key: value for key, value in (("top_k", top_k), ("threshold", threshold)) if value is not None}
+        return read(list[PersonHit], self._call("POST", "/persons/search", json={"image": image, **options})["result"])
+
+    def group_faces(self, full: bool = False, wait: bool = False, poll_seconds: float = 0.5) -> Job:
+        """``POST /persons/cluster``: start a grouping run (or find the one under way), and with
+        ``wait`` wait for it to end; the job."""
+        started = self._call("POST", "/persons/cluster", json={"full": full})["result"]["job"]
+        job = self.get_job(started)
+        while wait and not job.ended:
+            time.sleep(poll_seconds)
+            job = self.get_job(started)
+        return job
+
+    def get_job(self, job_id: int) -> Job:
+        """``GET /jobs/<id>``: a job's state and progress."""
+        return read(Job, self._call("GET", f"/jobs/{job_id}")["result"])
+
+    def face_thumbnail(self, face_id: int) -> bytes:
+        """``GET /faces/<id>/thumbnail``: a small JPEG of one face."""
+        return self._request("GET", f"/faces/{face_id}/thumbnail").content
 
     # -- plumbing ------------------------------------------------------------------------
 

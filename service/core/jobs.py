@@ -61,6 +61,10 @@ class Job:
     def of(cls, record: JobRecord) -> Job:
         return cls(record.id, record.kind, record.state, record.done, record.total, record.error)
 
+    @property
+    def ended(self) -> bool:
+        return self.state in (DONE, FAILED)
+
 
 class LeaseLost(RuntimeError):
     """Another worker took the job over (this one was taken to be dead): stop."""

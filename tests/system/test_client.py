@@ -14,10 +14,23 @@ from typing import TypeVar
 import pytest
 import requests
 
-from face_search_client import FaceMatches, FaceSearchClient, FaceSearchError, Hit, Image, ImageSummary
+from face_search_client import (
+    FaceMatches,
+    FaceSearchClient,
+    FaceSearchError,
+    Hit,
+    Image,
+    ImageSummary,
+    Job,
+    PersonDeleted,
+    PersonHit,
+    PersonImage,
+    PersonPage,
+    PersonRef,
+)
 from face_search_client.cli import main
 from service.harness.live import KEY, SECRET, LiveServer
-from service.harness.photos import blank, crop, flipped, package_photo
+from service.harness.photos import blank, crop, flipped, package_photo, scaled
 from tests.system.test_api import photo_server  # noqa: F401 - a fixture: photos served on loopback
 
 T = TypeVar("T")
@@ -165,3 +178,72 @@ def test_console_script_is_installed(api: FaceSearchClient) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["total"] == 0
+
+
+def test_persons(api: FaceSearchClient, tmp_path: Path) -> None:
+    """Every persons method, each answer read into its type, against a live server."""
+    tom = package_photo(TOM)
+    toms = [api.add_image(photo) for photo in (tom, flipped(tom), scaled(tom, 0.8))]
+    assert all(image.faces[0].person is None for image in toms)
+    job = api.group_faces(wait=True)
+    assert isinstance(job, Job) and job.state == "done" and job.kind == "group_faces" and job.error is None
+    assert api.get_job(job.id) == job
+    page = api.list_persons()
+    assert isinstance(page, PersonPage) and page.total == 1 and page.persons[0].faces == 3
+    found = page.persons[0]
+    assert found.name == "" and found.cover is not None and found.cover.image_id in {i.id for i in toms}
+    named = api.update_person(found.id, name="Tom", metadata={"role": "actor"})
+    assert (named.name, named.metadata) == ("Tom", {"role": "actor"}) and api.get_person(found.id) == named
+    assert api.get_image(toms[0].id).faces[0].person == PersonRef(found.id, "Tom")
+    assert api.search(tom)[0].person == PersonRef(found.id, "Tom")
+    photos = api.person_images(found.id, limit=2)
+    assert isinstance(photos.images[0], PersonImage) and photos.total == 3
+    assert [p.id for p in photos.images] == [toms[2].id, toms[1].id] and photos.images[0].face.id == toms[2].faces[0].id
+    hits = api.search_persons(tom)
+    assert [h.id for h in hits] == [found.id] and isinstance(hits[0], PersonHit) and hits[0].score > 0.6
+    assert api.face_thumbnail(found.cover.face_id)[:3] == b"\xff\xd8\xff"
+
+    path = tmp_path / "yao.jpg"
+    path.write_bytes(package_photo("yaoming.jpg"))
+    yao = api.create_person("Yao", photo=path)
+    assert (yao.name, yao.faces) == ("Yao", 1)
+    one_face = toms[0].faces[0].id
+    moved = api.move_faces(yao.id, [one_face], from_person=found.id)
+    assert moved.faces == 2
+    with pytest.raises(FaceSearchError) as refused:
+        api.move_faces(found.id, [one_face], from_person=found.id)  # it is in Yao now
+    assert refused.value.status_code == 18 and refused.value.http_status == 409
+    left = api.take_out_faces(yao.id, [one_face])
+    assert left is not None and left.faces == 1
+    merged = api.merge_persons(found.id, [yao.id])
+    assert (merged.name, merged.faces) == ("Tom", 3)
+    with pytest.raises(FaceSearchError) as refused:
+        api.get_person(yao.id)
+    assert refused.value.status_code == 15
+    by_faces = api.create_person("Free", [one_face])
+    assert api.delete_person(by_faces.id) == PersonDeleted([], [])
+    forgot = api.delete_person(found.id, forget=True)
+    assert len(forgot.faces) == 3 and len(forgot.images) == 3
+    assert api.list_persons().total == 0
+
+
+def test_persons_on_the_command_line(api: FaceSearchClient, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    faces = [api.add_image(photo).faces[0].id for photo in (package_photo(TOM), flipped(package_photo(TOM)))]
+    status, job, _ = run_cli(api, "persons", "group", "--wait", capsys=capsys)
+    assert status == 0 and job["state"] == "done"
+    status, made, err = run_cli(api, "persons", "name", "Tom", "--faces", *map(str, faces), capsys=capsys)
+    assert status == 0 and (made["name"], made["faces"]) == ("Tom", 2), err
+    status, page, _ = run_cli(api, "persons", "list", capsys=capsys)
+    assert status == 0 and [p["name"] for p in page["persons"]] == ["Tom"]
+    status, renamed, _ = run_cli(api, "persons", "rename", str(made["id"]), "Thomas", capsys=capsys)
+    assert status == 0 and renamed["name"] == "Thomas"
+    probe = tmp_path / "tom.png"
+    probe.write_bytes(package_photo(TOM))
+    status, hits, _ = run_cli(api, "persons", "search", str(probe), capsys=capsys)
+    assert status == 0 and hits[0]["id"] == made["id"]
+    status, left, _ = run_cli(api, "persons", "split", str(made["id"]), str(faces[0]), capsys=capsys)
+    assert status == 0 and left["faces"] == 1
+    status, _, err = run_cli(api, "persons", "merge", str(made["id"]), str(made["id"]), capsys=capsys)
+    assert status == 1 and "code 7" in err
+    status, forgot, _ = run_cli(api, "persons", "delete", str(made["id"]), "--forget", capsys=capsys)
+    assert status == 0 and forgot == {"faces": [faces[1]], "images": [forgot["images"][0]]}
