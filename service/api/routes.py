@@ -228,7 +228,7 @@ def index_state() -> IndexAnswer:
 @api.operation(
     "GET", "/persons", query=ListQuery, answer=PersonPage, codes=(Code.BAD_REQUEST,), tag="persons",
     summary="List the key's persons, named ones first",
-    description="Named persons first (by name), then the unnamed ones a grouping run found (most faces first).",
+    description="Named persons first (by name), then the unnamed ones a grouping run found (oldest first).",
 )  # fmt: skip
 def list_persons(query: core.Page) -> PersonPage:
     found, total = use_cases().persons.page(g.key, query)

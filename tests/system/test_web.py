@@ -110,15 +110,15 @@ def result_ids(driver) -> list[int]:
     return [int(tile.get_attribute("data-id")) for tile in tiles(driver, "results")]
 
 
-def save_screenshot(driver, scratch: Path) -> Path:
-    """A small PNG for the README: the page as shown, in 256 colours.
+def save_screenshot(driver, scratch: Path, docs: Path = SCREENSHOT) -> Path:
+    """A small PNG for the docs (``docs``): the page as shown, in 256 colours.
 
     Written to docs/ only when missing or asked for (UPDATE_SCREENSHOT=1), so a test run
     does not leave the checkout changed.
     """
     from PIL import Image
 
-    target = SCREENSHOT if os.environ.get("UPDATE_SCREENSHOT") or not SCREENSHOT.exists() else scratch
+    target = docs if os.environ.get("UPDATE_SCREENSHOT") or not docs.exists() else scratch
     shot = Image.open(io.BytesIO(driver.get_screenshot_as_png())).convert("RGB")
     target.parent.mkdir(exist_ok=True)
     shot.quantize(colors=256).save(target, optimize=True)

@@ -18,8 +18,8 @@ from ..paths import API, DOCUMENT
 STATIC = Path(__file__).resolve().parent / "static"
 # relative to the page, so that a proxy may serve the whole service under a prefix of its own
 PLACES = {"{{api}}": API.lstrip("/") + "/", "{{document}}": DOCUMENT.lstrip("/")}
-# own files only; stored photos are the signed links the API answers (same origin), the
-# photo picked for a search is shown through a blob: URL
+# own files only; stored photos are the signed links the API answers (same origin); the
+# photo picked for a search, and face thumbnails (fetched with the key), through blob: URLs
 POLICY = (
     "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
     "object-src 'none'; base-uri 'self'; frame-ancestors 'none'; form-action 'self'"

@@ -13,7 +13,13 @@ const state = {
   page: 0,
   total: 0,
   selected: new Set(),
+  persons: [], // the People view's persons, named first
+  chosen: new Set(), // persons ticked to merge
+  person: null, // the person open in the People view
+  faces: new Map(), // face id -> object URL of its thumbnail (fetched with the key)
 };
+const PERSONS_SHOWN = 500;
+const JOB_POLL_MS = 500;
 
 class ApiError extends Error {
   constructor(code, message, httpStatus) {
@@ -305,6 +311,191 @@ async function saveMetadata(event) {
   }
 }
 
+// -- people ----------------------------------------------------------------------------------
+
+// A face's thumbnail needs the key, which an <img> cannot send: fetched once, kept as an object URL.
+async function faceImage(faceId) {
+  if (!state.faces.has(faceId)) {
+    const response = await fetch(new URL(`faces/${faceId}/thumbnail`, API), { headers: { Authorization: state.auth } });
+    if (!response.ok) throw new ApiError(-1, `face ${faceId}: HTTP ${response.status}`, response.status);
+    state.faces.set(faceId, URL.createObjectURL(await response.blob()));
+  }
+  return state.faces.get(faceId);
+}
+
+function personLabel(person) {
+  return person.name || `Unnamed #${person.id}`;
+}
+
+function updateChosen() {
+  const count = state.chosen.size;
+  $("merge-selected").disabled = count < 2;
+  $("merge-selected").textContent = count >= 2 ? `Merge selected (${count})` : "Merge selected";
+}
+
+function personTile(person) {
+  const tile = element("article", person.name ? "tile person" : "tile person unnamed");
+  tile.dataset.id = person.id;
+  const face = element("img", "face");
+  face.alt = personLabel(person);
+  if (person.cover) faceImage(person.cover.face_id).then((src) => (face.src = src), () => (face.alt += ": no cover"));
+  const open = element("button", "link open");
+  open.type = "button";
+  open.append(face);
+  open.addEventListener("click", () => openPerson(person.id));
+  const meta = element("div", "meta");
+  meta.append(element("div", "name", personLabel(person)));
+  meta.append(element("div", "hint", `${person.images} photo${person.images === 1 ? "" : "s"}`));
+  const label = element("label", "check");
+  const box = element("input");
+  box.type = "checkbox";
+  box.className = "choose";
+  box.checked = state.chosen.has(person.id);
+  box.addEventListener("change", () => {
+    if (box.checked) state.chosen.add(person.id);
+    else state.chosen.delete(person.id);
+    tile.classList.toggle("selected", box.checked);
+    updateChosen();
+  });
+  label.append(box, "select");
+  meta.append(label);
+  tile.append(open, meta);
+  return tile;
+}
+
+async function loadPeople() {
+  try {
+    const answer = await call("GET", "persons", { query: { limit: PERSONS_SHOWN } });
+    state.persons = answer.result;
+    const named = state.persons.filter((p) => p.name).length;
+    const tiles = state.persons.map(personTile);
+    if (named < tiles.length) tiles.splice(named, 0, element("h3", "people-heading", "Not named yet"));
+    $("people-grid").replaceChildren(...tiles);
+    state.chosen = new Set([...state.chosen].filter((id) => state.persons.some((p) => p.id === id)));
+    $("people-count").textContent =
+      `${answer.total} ${answer.total === 1 ? "person" : "people"}, ${named} named` +
+      (answer.total > PERSONS_SHOWN ? ` (the first ${PERSONS_SHOWN} shown)` : "");
+    updateChosen();
+  } catch (error) {
+    say(error.message, true);
+  }
+}
+
+function showPeopleGrid() {
+  state.person = null;
+  $("person-view").hidden = true;
+  $("person-photos").replaceChildren();
+  $("people-grid").replaceChildren(); // drawn afresh below
+  $("people-grid").hidden = false;
+  return loadPeople();
+}
+
+async function groupFaces() {
+  $("group-faces").disabled = true;
+  try {
+    let job = (await call("GET", `jobs/${(await call("POST", "persons/cluster")).result.job}`)).result;
+    while (job.state === "queued" || job.state === "running") {
+      say(`Grouping faces: ${job.done} of ${job.total || "?"} steps…`);
+      await new Promise((resolve) => setTimeout(resolve, JOB_POLL_MS));
+      job = (await call("GET", `jobs/${job.id}`)).result;
+    }
+    await loadPeople();
+    say(job.state === "done" ? "Faces grouped." : `Grouping failed: ${job.error || "unknown error"}`, job.state !== "done");
+  } catch (error) {
+    say(error.message, true);
+  } finally {
+    $("group-faces").disabled = false;
+  }
+}
+
+async function mergeChosen() {
+  // into the first chosen in the list's order: a named person keeps its name
+  const ids = state.persons.map((p) => p.id).filter((id) => state.chosen.has(id));
+  if (ids.length < 2) return;
+  try {
+    const merged = (await call("POST", `persons/${ids[0]}/merge`, { json: { ids: ids.slice(1) } })).result;
+    state.chosen.clear();
+    await loadPeople();
+    say(`Merged ${ids.length} people into ${personLabel(merged)}.`);
+  } catch (error) {
+    say(error.message, true);
+  }
+}
+
+// One photo of the open person: the photo, its face boxed, and what can be done with that face.
+function personPhotoTile(photo, person) {
+  const tile = photoTile(photo, photo.url, { bbox: photo.face.bbox });
+  tile.dataset.face = photo.face.id;
+  const actions = element("div", "face-actions");
+  const target = element("select", "move-to");
+  target.append(new Option("Move face to…", ""));
+  for (const other of state.persons) if (other.id !== person.id) target.append(new Option(personLabel(other), other.id));
+  target.addEventListener("change", () => target.value && moveFace(photo.face.id, person.id, Number(target.value)));
+  const out = element("button", "secondary take-out", "Not this person");
+  out.type = "button";
+  out.addEventListener("click", () => takeOut(photo.face.id, person.id));
+  actions.append(target, out);
+  tile.querySelector(".meta").append(actions);
+  return tile;
+}
+
+async function openPerson(personId) {
+  try {
+    const [person, photos] = await Promise.all([
+      call("GET", `persons/${personId}`),
+      call("GET", `persons/${personId}/images`, { query: { limit: PERSONS_SHOWN } }),
+    ]);
+    state.person = person.result;
+    $("people-grid").hidden = true;
+    $("person-view").hidden = false;
+    $("person-name").value = state.person.name;
+    $("person-count").textContent = `${photos.total} photo${photos.total === 1 ? "" : "s"}, newest first`;
+    $("person-photos").replaceChildren(...photos.result.map((p) => personPhotoTile(p, state.person)));
+  } catch (error) {
+    say(error.message, true);
+    if (error.code === 15) await showPeopleGrid();
+  }
+}
+
+async function renamePerson(event) {
+  event.preventDefault();
+  if (!state.person) return;
+  try {
+    const renamed = (await call("PUT", `persons/${state.person.id}`, { json: { name: $("person-name").value.trim() } })).result;
+    await loadPeople();
+    await openPerson(renamed.id);
+    say(`Saved: ${personLabel(renamed)}.`); // once the page shows it
+  } catch (error) {
+    say(error.message, true);
+  }
+}
+
+// After a face left the open person: the person again, or the grid when it has no face left.
+async function afterFaceLeft(personId, message) {
+  await loadPeople();
+  if (state.persons.some((p) => p.id === personId)) await openPerson(personId);
+  else await showPeopleGrid();
+  say(message); // once the page shows it
+}
+
+async function moveFace(faceId, fromId, toId) {
+  try {
+    const moved = (await call("POST", `persons/${toId}/faces`, { json: { face_ids: [faceId], from: fromId } })).result;
+    await afterFaceLeft(fromId, `Face moved to ${personLabel(moved)}.`);
+  } catch (error) {
+    say(error.message, true);
+  }
+}
+
+async function takeOut(faceId, personId) {
+  try {
+    await call("DELETE", `persons/${personId}/faces`, { json: { face_ids: [faceId] } });
+    await afterFaceLeft(personId, "Face taken out of this person.");
+  } catch (error) {
+    say(error.message, true);
+  }
+}
+
 // -- adding ----------------------------------------------------------------------------------
 
 function addPicked() {
@@ -366,10 +557,11 @@ async function addPhotos(event) {
 
 function showTab() {
   const name = (location.hash || "#search").slice(1);
-  const tab = ["search", "gallery", "add"].includes(name) ? name : "search";
+  const tab = ["search", "gallery", "people", "add"].includes(name) ? name : "search";
   document.querySelectorAll(".tab").forEach((section) => (section.hidden = section.id !== tab));
   document.querySelectorAll("#tabs a").forEach((link) => link.classList.toggle("active", link.dataset.tab === tab));
   if (tab === "gallery") loadGallery();
+  if (tab === "people") showPeopleGrid();
 }
 
 function showApp() {
@@ -385,6 +577,10 @@ function signOut(message = "") {
   state.auth = null;
   $("results").replaceChildren();
   $("gallery-grid").replaceChildren();
+  $("people-grid").replaceChildren();
+  $("person-photos").replaceChildren();
+  state.faces.forEach((src) => URL.revokeObjectURL(src));
+  state.faces.clear();
   document.querySelectorAll(".tab").forEach((section) => (section.hidden = true));
   $("tabs").hidden = true;
   $("who").hidden = true;
@@ -426,6 +622,10 @@ function start() {
   $("next-page").addEventListener("click", () => (state.page += 1, loadGallery()));
   $("edit-form").addEventListener("submit", saveMetadata);
   $("edit-cancel").addEventListener("click", () => $("edit-dialog").close());
+  $("group-faces").addEventListener("click", groupFaces);
+  $("merge-selected").addEventListener("click", mergeChosen);
+  $("person-back").addEventListener("click", showPeopleGrid);
+  $("rename-form").addEventListener("submit", renamePerson);
   const saved = JSON.parse(sessionStorage.getItem(STORAGE_KEY) || "null");
   if (saved) {
     state.auth = saved.auth;
