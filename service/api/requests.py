@@ -157,6 +157,7 @@ FormatType = Annotated[
 Upload = Annotated[bytes, Field(description="The photo file (JPEG, PNG, WebP, BMP, TIFF or GIF).")]
 QueryNumber = BeforeValidator(_whole_number)
 ImageId = Annotated[int, Field(ge=1, le=MAX_ID)]
+Cosine = Annotated[float | None, Field(ge=-1.0, le=1.0, allow_inf_nan=False)]  # a threshold; None: the default
 
 
 @with_config(STRICT)
@@ -331,13 +332,7 @@ class SearchOptions(TypedDict, total=False):
         Described("How many images to return, best first ({top_k}; at most {max_top_k})."),
     ]
     threshold: Annotated[
-        float | None,
-        Field(
-            ge=-1.0,
-            le=1.0,
-            allow_inf_nan=False,
-            description="Least cosine similarity of a match; default: the model pack's calibrated value.",
-        ),
+        Cosine, Field(description="Least cosine similarity of a match; default: the model pack's calibrated value.")
     ]
     face: Annotated[
         Literal["largest", "all"],
@@ -536,13 +531,8 @@ class PersonSearch(TypedDict, total=False):
         int, Field(ge=1), AtMost("max_top_k"), Described("How many persons ({top_k}; at most {max_top_k}).")
     ]
     threshold: Annotated[
-        float | None,
-        Field(
-            ge=-1.0,
-            le=1.0,
-            allow_inf_nan=False,
-            description="Least cosine of a person's nearest face; default: calibrated for the faces in persons.",
-        ),
+        Cosine,
+        Field(description="Least cosine of a person's nearest face; default: calibrated for the faces in persons."),
     ]
 
 

@@ -4,36 +4,29 @@ another person, merge two. Saves ``docs/persons.png`` (the People view) like tes
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from selenium.webdriver.common.by import By  # test_web skips the module without selenium
-from selenium.webdriver.support.ui import Select
 
 from service.harness.live import LiveServer
 from service.harness.photos import b64, flipped, package_photo, scaled
 from tests.live import ROOT
-from tests.system.test_web import (  # noqa: F401 - browser is a fixture, pytestmark skips without chromium
+from tests.system.test_web import (  # noqa: F401 - browser and server are fixtures; pytestmark skips without chromium
     SECRET,
     USER,
+    By,
     all_photos_shown,
     browser,
     pytestmark,
     save_screenshot,
+    server,
     tiles,
     wait,
 )
 
+Select = pytest.importorskip("selenium.webdriver.support.ui").Select
+
 SCREENSHOT = ROOT / "docs" / "persons.png"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    env = {"FACE_SEARCH_API_KEY": USER, "FACE_SEARCH_API_SECRET": SECRET}
-    live = LiveServer(tmp_path_factory.mktemp("web-people"), env).start()
-    yield live
-    live.stop()
 
 
 def people(driver) -> list[tuple[int, str]]:
