@@ -34,17 +34,15 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
+from bench_index import CHUNK, PER_IDENTITY, Population, rebuild  # scripts/, beside this file (run as a file)
+from evaluation import bcubed
 from tqdm import tqdm
 
+from index.lmdb import LmdbCatalog
+from index.records import NewFace, NewImage
+from service.core.config import Settings
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench_index import CHUNK, PER_IDENTITY, Population, rebuild  # noqa: E402 - scripts/, beside this file
-from evaluation import bcubed  # noqa: E402
-
-from index.lmdb import LmdbCatalog  # noqa: E402
-from index.records import NewFace, NewImage  # noqa: E402
-from service.core.config import Settings  # noqa: E402
 
 PER_PHOTO = 10
 MAP_BYTES = 64 << 30
