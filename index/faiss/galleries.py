@@ -52,7 +52,7 @@ from .rebuild import (
     write_base,
     yield_cpu,
 )
-from .vector_index import FLAT, IVF, IndexState, VectorIndex
+from .vector_index import FLAT, IVF, PACKED, IndexState, VectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -347,6 +347,7 @@ class FaissIndexes:
                 seq=state.seq,
                 rebuild_needed=rebuild_reason(state, entry.count, self.settings),
                 second_code=state.refine_bytes,
+                scan_code=state.scan_codes // 2 if state.kind == IVF and state.storage == PACKED else 0,
             )
             return IndexStatus(state.kind, entry.count, rebuilding, entry.generation, committed, details)
 

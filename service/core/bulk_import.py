@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from index.records import KeyRecord
 
 from .errors import writing
-from .images import add_faces
+from .images import add_faces, gallery_pack
 from .metadata import checked_metadata
 from .services import Services
 
@@ -151,7 +151,9 @@ def _import_batch(
         photo = _read(services, key, path, seen, summary)
         if photo is not None:
             photos.append(photo)
-    for photo, faces in zip(photos, services.analyzer.faces_in_many([p.data for p in photos]), strict=True):
+    pack = gallery_pack(services, key)
+    found = services.analyzer.faces_in_many([p.data for p in photos], pack.name)
+    for photo, faces in zip(photos, found, strict=True):
         if faces is None:
             summary.unreadable.append(str(photo.path))
             continue
@@ -162,7 +164,7 @@ def _import_batch(
             continue
         metadata = path_metadata(root, photo.path) if metadata_from_path else {}
         metadata = checked_metadata(metadata, services.settings.limits)
-        add_faces(services, key, photo.data, metadata, faces, source_digest=photo.digest)
+        add_faces(services, key, photo.data, metadata, faces, pack, source_digest=photo.digest)
         summary.added += 1
         summary.faces += len(faces)
 

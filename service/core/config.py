@@ -300,6 +300,12 @@ ENV = (
         whole(0),
     ),
     Env(
+        "FACE_SEARCH_SCAN_BYTES", "index.scan_bytes",
+        "most bytes a face of a pq4 IVF's scan codes (4 bits per 4 dimensions up to this; wider vectors "
+        "get more dimensions per 4 bits)",
+        whole(1),
+    ),
+    Env(
         "FACE_SEARCH_CANDIDATES", "index.candidates",
         "faces a pq4 IVF's scan returns for the second code to rank", whole(1),
     ),

@@ -4,6 +4,10 @@ An add is written in the order that makes a crash harmless: photo file first (at
 then one catalog write with the record, its faces and their change-log entries, and
 only then the acknowledgement. A crash before the commit leaves an orphan file that the
 next start removes; after it, the index catches up from the log.
+
+Faces are embedded in the gallery's pack: the running pack's vectors for a new gallery,
+and for a gallery of a pack the running models also serve (a data directory kept through
+an upgrade), that pack's (``Services.pack_for``).
 """
 
 from __future__ import annotations
@@ -13,10 +17,13 @@ import binascii
 import logging
 import re
 
+import numpy as np
+
 from index.errors import CommitUnknownError, PackMismatchError
 from index.records import ImageRecord, KeyRecord, NewFace, NewImage
 from models.decode import ImageDecodeError, content_type
 from models.faces import Face
+from models.packs import ModelPack
 
 from .errors import ImageNotFound, NoFace, NotAPhoto, PackMismatch, PhotoMissing, StorageUnavailable, writing
 from .fetch import fetch_image
@@ -59,12 +66,23 @@ def photo_data(services: Services, photo: Photo) -> bytes:
     return fetch_image(photo.url, services.settings.fetch)
 
 
-def detect_faces(services: Services, data: bytes, limit: int | None = None) -> list[Face]:
-    """Every face in the photo (the ``limit`` largest), largest first; NotAPhoto for bytes that are not one."""
+def detect_faces(services: Services, data: bytes, limit: int | None = None, pack: str | None = None) -> list[Face]:
+    """Every face in the photo (the ``limit`` largest), largest first, in ``pack``'s vectors (the
+    running pack's by default); NotAPhoto for bytes that are not one."""
     try:
-        return services.analyzer.faces_in_bytes(data, limit)
+        return services.analyzer.faces_in_bytes(data, limit, pack)
     except ImageDecodeError as exc:
         raise NotAPhoto(str(exc)) from exc
+
+
+def gallery_pack(services: Services, key: KeyRecord) -> ModelPack:
+    """The pack the key's gallery is filled and searched with; PackMismatch when the running models cannot."""
+    return services.pack_for(services.catalog.images.gallery(key.gallery).pack)
+
+
+def stored(vector: np.ndarray, pack: ModelPack) -> np.ndarray:
+    """A vector as the catalog keeps it for ``pack`` (float16 halves a 1024-d face)."""
+    return vector.astype(pack.store_as, copy=False)
 
 
 def add_faces(
@@ -73,17 +91,20 @@ def add_faces(
     data: bytes,
     metadata: dict,
     faces: list[Face],
+    pack: ModelPack,
     source_digest: bytes | None = None,
 ) -> ImageRecord:
-    """Store a photo whose faces are already embedded (the bulk importer batches that step,
-    and passes the photo's content hash so a resumed import skips it)."""
+    """Store a photo whose faces are already embedded in ``pack``'s vectors (the bulk importer
+    batches that step, and passes the photo's content hash so a resumed import skips it)."""
     if not faces:
         raise NoFace("no face was found in the image")
-    new_faces = [NewFace(bbox=f.box(), score=round(f.detection.score, 4), embedding=f.embedding) for f in faces]
+    new_faces = [
+        NewFace(bbox=f.box(), score=round(f.detection.score, 4), embedding=stored(f.embedding, pack)) for f in faces
+    ]
     mime = content_type(data) or "application/octet-stream"
     with writing():
         name = services.photos.write(key.gallery, data, mime)
-    image = NewImage(name, mime, metadata, now(), services.pack.name, new_faces, source_digest)
+    image = NewImage(name, mime, metadata, now(), pack.name, new_faces, source_digest)
     try:
         with writing():
             record = services.catalog.images.add(key.gallery, image)
@@ -101,7 +122,8 @@ def add_faces(
 def add_image(services: Services, key: KeyRecord, request: AddImage) -> ImageRecord:
     """Store the photo and index every face in it; nothing is stored when it has no face."""
     data = photo_data(services, request.photo)
-    return add_faces(services, key, data, request.metadata, detect_faces(services, data))
+    pack = gallery_pack(services, key)
+    return add_faces(services, key, data, request.metadata, detect_faces(services, data, pack=pack.name), pack)
 
 
 def list_images(services: Services, key: KeyRecord, request: Page) -> tuple[list[ImageRecord], int]:

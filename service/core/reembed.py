@@ -9,6 +9,12 @@ serves, and accepts faces of, the old pack only.
 Faces keep their ids: each stored face is matched to the new detector's face that
 overlaps it most. A face the new detector does not find again is removed at the swap.
 
+Between a pack and one it serves (buffalo_s_edgeface serves buffalo_s: the same detector,
+and buffalo_s's embedder is its first), a move costs less (``Plan``): towards the larger
+pack only the embedders the gallery lacks run, beside the detector that finds the stored
+faces' landmarks again, and the stored vectors make the rest of each new one; towards the
+smaller pack its part of each stored vector is taken, with no photo read and no model run.
+
 In cluster mode several machines can run the same re-embedding: the gallery's images are
 split into batches that each worker claims with a lease in the catalog (as a bulk import
 does), and whichever worker finds the last batch done swaps, under the gallery's
@@ -23,14 +29,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from index.records import FaceInfo, KeyRecord
+from index.records import FaceInfo, ImageRecord, KeyRecord
 from models.analyzer import FaceAnalyzer
 from models.detector import iou
 from models.faces import Face
-from models.packs import load_pack
+from models.packs import ModelPack, ModelPackError, completed, load_pack, part_of
 
 from .bulk_import import LEASE_SECONDS, claimed_batches
 from .errors import GalleryBusy, NotAPhoto, PhotoMissing, writing
+from .images import stored
 from .services import Services
 
 MIN_OVERLAP = 0.5  # intersection over union for a new detection to be the same face
@@ -82,19 +89,75 @@ def _unstaged(services: Services, key: KeyRecord, pack: str) -> list[int]:
     return [image_id for image_id in services.catalog.images.ids(key.gallery) if image_id not in done]
 
 
-def _stage_batch(
-    services: Services, key: KeyRecord, analyzer: FaceAnalyzer, image_ids: list[int], summary: ReembedSummary
-) -> int:
+@dataclass
+class Plan:
+    """How a gallery's faces get the target pack's vectors.
+
+    ``analyzer`` runs over the stored photos: the target pack's models, or only those of its
+    embedders the gallery lacks when the gallery's pack is one the target serves (``known``:
+    which of the target's embedders the stored vectors are). ``project``: the gallery's pack
+    serves the target, whose vectors are its part ``project`` of the stored ones (widths
+    ``dims``); no model runs.
+    """
+
+    target: ModelPack
+    dim: int
+    analyzer: FaceAnalyzer | None = None
+    known: int | None = None
+    project: int | None = None
+    dims: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, target: ModelPack, gallery_pack: str, threads: int) -> Plan:
+        dims = tuple(int(model.dim or 0) for model in target.embedders)
+        served = target.parts_for(gallery_pack)
+        if served is not None:
+            rest = tuple(i for i in range(len(dims)) if i not in served)
+            return cls(target, sum(dims), FaceAnalyzer(target.restricted(rest), threads), known=served[0], dims=dims)
+        try:
+            source = load_pack(gallery_pack, check=False)
+        except ModelPackError:  # a pack this installation does not know: only its photos can be used
+            source = None
+        part = source.parts_for(target.name) if source is not None else None
+        if source is not None and part is not None:
+            return cls(
+                target, int(target.dim or 0), project=part[0], dims=tuple(int(m.dim or 0) for m in source.embedders)
+            )
+        analyzer = FaceAnalyzer(target, threads)
+        return cls(target, analyzer.dim, analyzer)
+
+    def vectors(self, services: Services, gid: int, records: list[ImageRecord]) -> list[dict[int, np.ndarray]]:
+        """Per image, its faces' new vectors by face id (a face not found again is absent)."""
+        if self.analyzer is None:
+            held = services.catalog.images.vectors(gid, [face.id for record in records for face in record.faces])
+            return [
+                {face.id: part_of(held[face.id], list(self.dims), self.project) for face in r.faces if face.id in held}
+                for r in records
+            ]
+        result = []
+        for record, found in zip(records, self.analyzer.faces_in_many(_photos(services, records)), strict=True):
+            if found is None:
+                raise NotAPhoto(f"the stored photo of image {record.id} ({record.file}) cannot be decoded")
+            matched = match_faces(record.faces, found)
+            if self.known is not None and matched:
+                held = services.catalog.images.vectors(gid, list(matched))
+                matched = {
+                    face_id: completed(vector, list(self.dims), held[face_id], self.known)
+                    for face_id, vector in matched.items()
+                    if face_id in held
+                }
+            result.append(matched)
+        return result
+
+
+def _stage_batch(services: Services, key: KeyRecord, plan: Plan, image_ids: list[int], summary: ReembedSummary) -> int:
     """Re-embed these images (those still stored) and stage their vectors; how many there were."""
-    gid, pack = key.gallery, analyzer.pack_name
+    gid, pack = key.gallery, plan.target
     records = services.catalog.images.get_many(gid, image_ids)
     records = [records[image_id] for image_id in image_ids if image_id in records]
-    for record, found in zip(records, analyzer.faces_in_many(_photos(services, records)), strict=True):
-        if found is None:
-            raise NotAPhoto(f"the stored photo of image {record.id} ({record.file}) cannot be decoded")
-        matched = match_faces(record.faces, found)
+    for record, matched in zip(records, plan.vectors(services, gid, records), strict=True):
         with writing():
-            services.catalog.staging.stage(gid, record.id, pack, matched)
+            services.catalog.staging.stage(gid, record.id, pack.name, {f: stored(v, pack) for f, v in matched.items()})
         summary.images += 1
         summary.faces += len(matched)
         summary.lost += len(record.faces) - len(matched)
@@ -102,18 +165,18 @@ def _stage_batch(
 
 
 def stage(
-    services: Services, key: KeyRecord, analyzer: FaceAnalyzer, batch: int, summary: ReembedSummary, advance: Callable
+    services: Services, key: KeyRecord, plan: Plan, batch: int, summary: ReembedSummary, advance: Callable
 ) -> None:
     """Re-embed every image of the gallery not staged for the pack yet."""
-    todo = _unstaged(services, key, analyzer.pack_name)
+    todo = _unstaged(services, key, plan.target.name)
     for start in range(0, len(todo), batch):
-        advance(_stage_batch(services, key, analyzer, todo[start : start + batch], summary))
+        advance(_stage_batch(services, key, plan, todo[start : start + batch], summary))
 
 
 def stage_claimed(
     services: Services,
     key: KeyRecord,
-    analyzer: FaceAnalyzer,
+    plan: Plan,
     batch: int,
     summary: ReembedSummary,
     advance: Callable,
@@ -121,12 +184,12 @@ def stage_claimed(
 ) -> None:
     """Cluster mode: stage the batches this worker claims until every batch of the job is done."""
     jobs, generation = services.catalog.jobs, services.catalog.images.gallery(key.gallery).index_generation
-    job = f"reembed:{key.gallery}:{analyzer.pack_name}:{generation}"
-    todo = _unstaged(services, key, analyzer.pack_name)
+    job = f"reembed:{key.gallery}:{plan.target.name}:{generation}"
+    todo = _unstaged(services, key, plan.target.name)
     with writing():
         jobs.plan(job, [todo[start : start + batch] for start in range(0, len(todo), batch)])
     for claimed in claimed_batches(jobs, job, lease_seconds):
-        advance(_stage_batch(services, key, analyzer, claimed, summary))
+        advance(_stage_batch(services, key, plan, claimed, summary))
 
 
 def reembed(
@@ -139,20 +202,22 @@ def reembed(
 ) -> ReembedSummary:
     """Re-embed the key's gallery with ``pack_name`` and swap the vectors in atomically."""
     started = time.monotonic()
-    analyzer = FaceAnalyzer(load_pack(pack_name), services.settings.threads_per_model)
-    summary = ReembedSummary(pack=analyzer.pack_name)
-    if services.catalog.images.gallery(key.gallery).pack in (None, analyzer.pack_name):
+    target = load_pack(pack_name)
+    summary = ReembedSummary(pack=target.name)
+    gallery_pack = services.catalog.images.gallery(key.gallery).pack
+    if gallery_pack in (None, target.name):
         return summary  # already in that pack, or empty: any pack may fill it
+    plan = Plan.of(target, gallery_pack, services.settings.threads_per_model)
     cluster = services.settings.storage.cluster
     if cluster:  # several workers stage side by side; the swap is one worker's, the others wait for it
-        stage_claimed(services, key, analyzer, batch, summary, advance, lease_seconds)
+        stage_claimed(services, key, plan, batch, summary, advance, lease_seconds)
     with services.indexes.exclusive(key.gallery, wait=cluster) as held:
         if not held:
             raise GalleryBusy(f"gallery {key.gallery} is being rebuilt or re-embedded by another process")
-        while services.catalog.images.gallery(key.gallery).pack != analyzer.pack_name:
-            stage(services, key, analyzer, batch, summary, advance)
+        while services.catalog.images.gallery(key.gallery).pack != target.name:
+            stage(services, key, plan, batch, summary, advance)
             with writing():
-                if services.indexes.swap(key.gallery, analyzer.pack_name, analyzer.dim):
+                if services.indexes.swap(key.gallery, target.name, plan.dim):
                     break
     summary.seconds = round(time.monotonic() - started, 1)
     return summary

@@ -14,8 +14,8 @@ import numpy as np
 from index.records import ImageRecord, KeyRecord
 from models.faces import Face
 
-from .errors import NoFace, PackMismatch
-from .images import detect_faces, photo_data
+from .errors import NoFace
+from .images import detect_faces, gallery_pack, photo_data
 from .requests import FaceFilter, Search
 from .services import Services
 
@@ -106,9 +106,10 @@ def _admitted(
     return {face.id for image in wanted if image in records for face in records[image].faces if faces.admits(face)}
 
 
-def query_faces(services: Services, data: bytes, limit: int | None = None) -> list[Face]:
-    """The query photo's faces (the ``limit`` largest), largest first; NoFace when there is none."""
-    faces = detect_faces(services, data, limit)
+def query_faces(services: Services, data: bytes, pack: str, limit: int | None = None) -> list[Face]:
+    """The query photo's faces (the ``limit`` largest) in ``pack``'s vectors, largest first;
+    NoFace when there is none."""
+    faces = detect_faces(services, data, limit, pack)
     if not faces:
         raise NoFace("no face was found in the query image")
     return faces
@@ -122,21 +123,25 @@ def search_faces(
     threshold: float | None,
     stored: FaceFilter = NO_FILTER,
 ) -> list[FaceMatches]:
-    """One answer per already detected query face, in the order given."""
+    """One answer per already detected query face (in the gallery's pack's vectors), in the order given."""
     gallery = services.catalog.images.gallery(key.gallery)
-    if gallery.pack is not None and gallery.pack != services.pack.name:
-        raise PackMismatch(f"this gallery was embedded with model pack {gallery.pack!r}")
-    limit = services.threshold_for(gallery.faces) if threshold is None else threshold
+    limit = services.threshold_for(services.pack_for(gallery.pack), gallery.faces) if threshold is None else threshold
     return [FaceMatches(face, best_per_image(services, key, face.embedding, top_k, limit, stored)) for face in faces]
+
+
+def _query(services: Services, key: KeyRecord, request: Search, limit: int | None) -> list[Face]:
+    """The query's faces in the vectors of the gallery's pack (PackMismatch before any model runs)."""
+    pack = gallery_pack(services, key)
+    return query_faces(services, photo_data(services, request.photo), pack.name, limit)
 
 
 def search(services: Services, key: KeyRecord, request: Search) -> list[Match]:
     """Search with the query photo's largest face."""
-    faces = query_faces(services, photo_data(services, request.photo), limit=1)
+    faces = _query(services, key, request, limit=1)
     return search_faces(services, key, faces, request.top_k, request.threshold, request.stored)[0].matches
 
 
 def search_each_face(services: Services, key: KeyRecord, request: Search) -> list[FaceMatches]:
     """Search with every face of the query photo: one answer per face, largest first."""
-    faces = query_faces(services, photo_data(services, request.photo))
+    faces = _query(services, key, request, limit=None)
     return search_faces(services, key, faces, request.top_k, request.threshold, request.stored)

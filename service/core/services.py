@@ -14,11 +14,13 @@ from functools import cached_property
 
 from index.backend import open_backend, open_catalog
 from index.catalog import Catalog
+from index.errors import PackMismatchError
 from index.vectors import VectorIndexes
 from models.analyzer import FaceAnalyzer
 from models.packs import ModelPack, load_pack
 
 from .config import Settings
+from .errors import PackMismatch
 from .keys import KeyRing
 from .photos import PhotoFiles, PhotoStore
 from .threshold import search_threshold
@@ -44,14 +46,26 @@ class Services:
     def models_loaded(self) -> bool:
         return "analyzer" in vars(self)
 
-    def default_threshold(self, gallery: int) -> float:
-        return self.threshold_for(self.catalog.images.gallery(gallery).faces)
+    def pack_for(self, gallery_pack: str | None) -> ModelPack:
+        """The pack whose vectors a gallery holding ``gallery_pack``'s is searched and filled with:
+        that pack when the running models make its vectors (the running pack, or one it serves),
+        the running pack for a gallery that holds none yet; PackMismatch otherwise."""
+        if gallery_pack is None:
+            return self.pack
+        served = self.pack.pack_named(gallery_pack)
+        if served is None:
+            raise PackMismatch(str(PackMismatchError(gallery_pack, self.pack.name)))
+        return served
 
-    def threshold_for(self, faces: int) -> float:
-        """The default for a gallery of ``faces`` faces: the fixed setting, else scaled with its size."""
+    def default_threshold(self, gallery: int) -> float:
+        record = self.catalog.images.gallery(gallery)
+        return self.threshold_for(self.pack_for(record.pack), record.faces)
+
+    def threshold_for(self, pack: ModelPack, faces: int) -> float:
+        """The default for a gallery of ``faces`` faces of ``pack``: the fixed setting, else scaled with its size."""
         if self.settings.threshold is not None:
             return self.settings.threshold
-        return search_threshold(self.pack, faces)
+        return search_threshold(pack, faces)
 
     def close(self) -> None:
         """The vector index first: closing it writes checkpoints that read the catalog."""
