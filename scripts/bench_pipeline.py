@@ -188,7 +188,7 @@ def stage_ms(photos: list[Photo], pack_name: str, threads: int) -> dict[str, flo
                 if not faces:
                     continue
                 started = time.perf_counter()
-                add_faces(services, key, data, {}, faces)
+                add_faces(services, key, data, {}, faces, services.pack)
                 totals["index add"] += _ms(started)
                 started = time.perf_counter()
                 best_per_image(services, key, faces[0].embedding, 5, services.default_threshold(key.gallery))

@@ -98,8 +98,8 @@ def labelled(services: Services, name: str, rows: list[dict[str, str]]) -> dict:
         found += bool(faces)
         chosen = labelled_face(name, data, faces) if faces else None
         if chosen is not None and identity not in enrolled:
-            images.add_faces(services, whole, data, {"identity": identity}, faces)
-            images.add_faces(services, only, data, {"identity": identity}, [chosen])
+            images.add_faces(services, whole, data, {"identity": identity}, faces, services.pack)
+            images.add_faces(services, only, data, {"identity": identity}, [chosen], services.pack)
             enrolled.add(identity)
         else:
             probes.append((identity, faces, chosen))

@@ -35,19 +35,25 @@ import argparse
 import base64
 import csv
 import hashlib
+import io
 import json
 import math
+import random
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import requests
 from evaluation import (  # scripts/evaluation.py, beside this file
+    SPLITS,
     ScoreCounts,
     assign_folds,
+    enrolment_splits,
+    open_set_miss,
     recall_at,
     stranger_rate,
     tar_at,
@@ -57,7 +63,7 @@ from PIL import Image
 
 from models.detector import iou
 from models.faces import Detection, Face
-from models.packs import ModelPack, load_pack
+from models.packs import ModelPack, load_pack, part_of
 from service.core.config import Settings
 from service.core.errors import NotAPhoto
 from service.core.images import add_faces, delete_images, detect_faces
@@ -78,6 +84,13 @@ STRANGER_RATE = 0.01  # a stranger's query comes back empty 99% of the time
 MIN_FACES = 1000  # small galleries keep the 1,000-face threshold (see service/threshold.py)
 TOP_STRANGERS = 1000  # per query, the most similar other people's faces kept for the open-set model
 EXIF_ORIENTATION = 0x0112
+TAR_FARS = (1e-2, 1e-3, 1e-4)
+# Named groups of a set's identities evaluated apart as well (scripts/subsets.json: the East and
+# Southeast Asian people of LFW), each with its own galleries and strangers.
+SUBSETS: dict[str, dict[str, list[str]]] = json.loads((Path(__file__).resolve().parent / "subsets.json").read_text())
+TIGHT = "lfw-tight"
+TIGHT_SIDE = 160
+TIGHT_SPAN = 2.0  # a tight crop's side, in eye-to-mouth distances: the forehead and the chin cut
 
 
 @dataclass
@@ -88,10 +101,37 @@ class DataSet:
     identities: list[str | None]
     expected_faces: list[int | None]
     pairs: list[tuple[int, int, int, bool]] = field(default_factory=list)  # fold, a, b, same
+    photos: list[bytes] | None = None  # a set made in memory (tight crops): never written anywhere
 
     @property
     def labelled(self) -> bool:
         return any(identity is not None for identity in self.identities)
+
+    def photo(self, index: int) -> bytes:
+        return self.photos[index] if self.photos is not None else (self.root / self.paths[index]).read_bytes()
+
+    def size(self, index: int) -> tuple[int, int]:
+        """(width, height) as displayed, read from the header only."""
+        return photo_size(io.BytesIO(self.photo(index)) if self.photos is not None else self.root / self.paths[index])
+
+    def digest(self) -> str:
+        """What the photos are, for a set made in memory (its cache key); '' for files."""
+        if self.photos is None:
+            return ""
+        return hashlib.sha256(b"".join(hashlib.sha256(p).digest() for p in self.photos)).hexdigest()[:16]
+
+    def part(self, name: str, indices: list[int]) -> DataSet:
+        """The photos ``indices`` as a set of their own (pairs kept where both photos are in it)."""
+        where = {old: new for new, old in enumerate(indices)}
+        return DataSet(
+            name=name,
+            root=self.root,
+            paths=[self.paths[i] for i in indices],
+            identities=[self.identities[i] for i in indices],
+            expected_faces=[self.expected_faces[i] for i in indices],
+            pairs=[(f, where[a], where[b], same) for f, a, b, same in self.pairs if a in where and b in where],
+            photos=None if self.photos is None else [self.photos[i] for i in indices],
+        )
 
 
 def load_set(root: Path) -> DataSet:
@@ -129,7 +169,7 @@ def pipeline_fingerprint(pack: ModelPack, max_pixels: int) -> str:
         digest.update(source.read_bytes())
     in_use = [
         pack.detector.sha256,
-        pack.embedder.sha256,
+        [model.sha256 for model in pack.embedders],
         pack.detector_input_size,
         pack.detector_score_threshold,
         asdict(pack.tuning),
@@ -169,7 +209,7 @@ def _faces_from_arrays(arrays: dict[str, np.ndarray]) -> list[list[Face]]:
     return faces
 
 
-def photo_size(path: Path) -> tuple[int, int]:
+def photo_size(path: Path | io.BytesIO) -> tuple[int, int]:
     """(width, height) as displayed, read from the header only."""
     with Image.open(path) as image:
         width, height = image.size
@@ -199,19 +239,27 @@ class Embedded:
         vectors = [self.subject(i).embedding for i in found]
         return found, np.stack(vectors) if vectors else np.zeros((0, 0), np.float32)
 
+    def part(self, indices: list[int]) -> Embedded:
+        return Embedded([self.faces[i] for i in indices], self.ms_per_photo, [self.sizes[i] for i in indices])
+
+    def embedder(self, dims: list[int], part: int) -> Embedded:
+        """The same faces with one embedder's vectors, taken out of the fused ones."""
+        faces = [[Face(f.detection, part_of(f.embedding, dims, part)) for f in photo] for photo in self.faces]
+        return Embedded(faces, self.ms_per_photo, self.sizes)
+
 
 def embed_set(services: Services, data: DataSet, cache_dir: Path) -> Embedded:
     """Every photo's faces through the service's pipeline, cached by the pipeline's fingerprint."""
-    fingerprint = pipeline_fingerprint(services.pack, services.settings.limits.max_pixels)
+    fingerprint = pipeline_fingerprint(services.pack, services.settings.limits.max_pixels) + data.digest()
     cache = cache_dir / f"{data.name}-{services.pack.name}-{fingerprint}.npz"
-    sizes = [photo_size(data.root / path) for path in data.paths]
+    sizes = [data.size(i) for i in range(len(data.paths))]
     if cache.is_file():
         with np.load(cache) as stored:
             return Embedded(_faces_from_arrays(dict(stored)), float(stored["ms_per_photo"]), sizes)
     faces, started = [], time.perf_counter()
-    for i, path in enumerate(data.paths):
+    for i in range(len(data.paths)):
         try:
-            faces.append(detect_faces(services, (data.root / path).read_bytes()))
+            faces.append(detect_faces(services, data.photo(i)))
         except NotAPhoto:
             faces.append([])
         if (i + 1) % 500 == 0:
@@ -310,7 +358,7 @@ def verification_metrics(data: DataSet, embedded: Embedded, pairs: AllPairs) -> 
         "different_pairs": pairs.different.total,
         "same_mean_cosine": float(np.mean(pairs.same)) if len(pairs.same) else float("nan"),
     }
-    for far in (1e-2, 1e-3):
+    for far in TAR_FARS:
         threshold = pairs.different.threshold_at(far)
         result[f"tar_at_far_{far:g}"] = tar_at(pairs.same, threshold)
         result[f"cosine_at_far_{far:g}"] = threshold
@@ -355,8 +403,8 @@ class LocalBackend(Backend):
         faces = self.embedded.faces[index]
         if not faces:
             return None
-        photo = (self.data.root / self.data.paths[index]).read_bytes()
-        return add_faces(self.services, self.key, photo, {"photo": index}, faces).id
+        photo = self.data.photo(index)
+        return add_faces(self.services, self.key, photo, {"photo": index}, faces, self.services.pack).id
 
     def search(self, index: int, top_k: int, threshold: float | None) -> Hits | None:
         subject = self.embedded.subject(index)
@@ -396,7 +444,7 @@ class HttpBackend(Backend):
         return answer
 
     def _photo(self, index: int) -> dict:
-        return {"base64": base64.b64encode((self.data.root / self.data.paths[index]).read_bytes()).decode()}
+        return {"base64": base64.b64encode(self.data.photo(index)).decode()}
 
     def add(self, index: int) -> int | None:
         answer = self._call("POST", "/images", json={"image": self._photo(index), "metadata": {"photo": index}})
@@ -693,6 +741,40 @@ def side_by_side(reports: list[dict], costs: dict[str, dict] | None = None) -> s
     return "\n".join(lines)
 
 
+def models_markdown(reports: list[dict], reference: str, costs: dict[str, dict] | None = None) -> str:
+    """The models alone, every pack and embedder on every set: open-set misses over the same random
+    enrolment splits (and in how many of them each does better and worse than ``reference``), TAR."""
+    lines = [
+        f"| set | pack or embedder | faces found | miss @1% strangers answered ({SPLITS} splits: mean, min-max) "
+        f"| splits better / worse than {reference} | TAR@FAR1e-3 | TAR@FAR1e-4 | ms per face |",
+        "| --- | --- |" + " ---: |" * 6,
+    ]
+    by_set: dict[str, dict[str, dict]] = {}
+    for r in reports:
+        if "models_alone" in r:
+            by_set.setdefault(r["set"], {})[r["pack"]] = r
+    for name in sorted(by_set):
+        base = by_set[name].get(reference, {}).get("models_alone")
+        for label, r in by_set[name].items():
+            alone, v = r["models_alone"], r["verification"]
+            misses = np.array(alone["open_set_misses"])
+            versus = "-"
+            if base is not None and label != reference:
+                other = np.array(base["open_set_misses"])
+                versus = f"{int((misses < other).sum())} / {int((misses > other).sum())}"
+            cost = (costs or {}).get(label.split(":")[0])
+            per_face = "-"
+            if cost:
+                embedders = cost.get("ms_per_face", {})
+                per_face = f"{embedders[label.split(':')[1]]:.1f}" if ":" in label else f"{sum(embedders.values()):.1f}"
+            lines.append(
+                f"| {name} | {label} | {_detected(r['detection'])} "
+                f"| {_pct2(misses.mean())} ({_pct2(misses.min())}-{_pct2(misses.max())}) | {versus} "
+                f"| {_pct2(v['tar_at_far_0.001'])} | {_pct2(v['tar_at_far_0.0001'])} | {per_face} |"
+            )
+    return "\n".join(lines)
+
+
 def calibration_markdown(name: str, result: dict) -> str:
     lines = [
         f"Calibration on {name}: {result['different_pairs']:,} different-person pairs, "
@@ -730,33 +812,116 @@ def calibration_markdown(name: str, result: dict) -> str:
 # -- driver -----------------------------------------------------------------------------
 
 
-def evaluate_set(data: DataSet, pack_name: str, args: argparse.Namespace) -> tuple[dict, dict | None]:
-    """The set's report, and its calibration when asked."""
-    report: dict = {"set": data.name, "pack": pack_name, "via": "local"}
+def models_alone(data: DataSet, embedded: Embedded) -> dict:
+    """Open-set identification by the models alone, over random enrolment splits: the share of the
+    enrolled people's other photos not answered with them first when 1% of strangers are answered."""
+    found = np.array([bool(photo) for photo in embedded.faces])
+    dim = next((len(photo[0].embedding) for photo in embedded.faces if photo), 1)
+    vectors = np.zeros((len(found), dim), np.float32)
+    for i in np.nonzero(found)[0]:
+        vectors[i] = embedded.subject(int(i)).embedding
+    labels = [identity or f"unlabelled-{i}" for i, identity in enumerate(data.identities)]
+    misses = [open_set_miss(vectors, found, labels, split)[0] for split in enrolment_splits(labels)]
+    return {"open_set_misses": misses, "open_set_miss": float(np.mean(misses)), "splits": len(misses)}
+
+
+def measured(data: DataSet, embedded: Embedded, label: str, args: argparse.Namespace) -> tuple[dict, AllPairs | None]:
+    """Detection, verification and the models' open-set figures of one set (or part) for one embedding."""
+    report: dict = {"set": data.name, "pack": label, "via": "local", "ms_per_photo": embedded.ms_per_photo}
     people = {identity for identity in data.identities if identity is not None}
     if people:
         report["people"] = len(people)
+    report["detection"] = detection_metrics(data, embedded.faces)
+    if not data.labelled:
+        return report, None
+    pairs = all_pairs(data, embedded)
+    report["verification"] = verification_metrics(data, embedded, pairs)
+    report["models_alone"] = models_alone(data, embedded)
+    plot(Path(args.out) / f"{data.name}-{label.replace(':', '-')}.png", f"{data.name} / {label}", pairs)
+    return report, pairs
+
+
+def evaluate_embedded(
+    data: DataSet, embedded: Embedded, services: Services, args: argparse.Namespace, calibrate: bool
+) -> tuple[list[dict], dict | None]:
+    """Every figure of one set (or subset) for the running pack, and of each of its embedders alone
+    with ``--parts``; identification through the service for the pack itself."""
+    pack = services.pack
+    report, pairs = measured(data, embedded, pack.name, args)
+    calibrated = None
+    if pairs is not None:
+        if calibrate:
+            calibrated = calibration(pack, data, embedded, pairs)
+        backend = (
+            HttpBackend(args.url, args.key, args.secret, data) if args.url else LocalBackend(services, data, embedded)
+        )
+        report["via"] = backend.name
+        report["identification"] = identification_metrics(data, embedded, backend)
+    reports = [report]
+    if args.parts and len(pack.embedders) > 1:
+        dims = services.analyzer.embedder.dims
+        for part, model in enumerate(pack.embedders):
+            alone = embedded.embedder(dims, part)
+            reports.append(measured(data, alone, f"{pack.name}:{model.path.stem}", args)[0])
+    return reports, calibrated
+
+
+def evaluate_set(
+    data: DataSet, pack_name: str, args: argparse.Namespace
+) -> tuple[list[dict], dict[str, dict], Embedded]:
+    """The reports of the set, of its subsets (``SUBSETS``) and, with ``--parts``, of each embedder
+    alone; the calibrations asked for (by set name); and the set's embedded faces."""
+    reports, calibrations = [], {}
     with tempfile.TemporaryDirectory(prefix="evaluate-") as scratch:
         settings = replace(Settings.from_env().at(Path(scratch)), models=pack_name, threshold=None)
         with build_services(settings) as services:
             embedded = embed_set(services, data, Path(args.out) / "cache")
-            report["ms_per_photo"] = embedded.ms_per_photo
-            report["detection"] = detection_metrics(data, embedded.faces)
-            calibrated = None
-            if data.labelled:
-                pairs = all_pairs(data, embedded)
-                report["verification"] = verification_metrics(data, embedded, pairs)
-                plot(Path(args.out) / f"{data.name}-{pack_name}.png", f"{data.name} / {pack_name}", pairs)
-                if args.calibrate and np.median(pairs.strangers) >= MIN_FACES:  # smaller sets cannot calibrate
-                    calibrated = calibration(services.pack, data, embedded, pairs)
-                backend = (
-                    HttpBackend(args.url, args.key, args.secret, data)
-                    if args.url
-                    else LocalBackend(services, data, embedded)
-                )
-                report["via"] = backend.name
-                report["identification"] = identification_metrics(data, embedded, backend)
-            return report, calibrated
+            people = len(set(data.identities) - {None})
+            # a set too small to compare each query with a thousand strangers cannot calibrate
+            large = args.calibrate and data.labelled and len(data.paths) - len(data.paths) / max(people, 1) >= MIN_FACES
+            made, calibrated = evaluate_embedded(data, embedded, services, args, large)
+            reports += made
+            if calibrated is not None:
+                calibrations[data.name] = calibrated
+            for name, members in SUBSETS.get(data.name, {}).items():
+                chosen = set(members)
+                indices = [i for i, identity in enumerate(data.identities) if identity in chosen]
+                subset = data.part(f"{data.name}:{name}", indices)
+                made, calibrated = evaluate_embedded(subset, embedded.part(indices), services, args, large)
+                reports += made
+                if calibrated is not None:
+                    calibrations[subset.name] = calibrated
+    return reports, calibrations, embedded
+
+
+def tight_set(data: DataSet, embedded: Embedded, people: int, seed: int = 3) -> DataSet:
+    """Tight crops of some of ``data``'s photos, made in memory and never written: for ``people``
+    people with two photos or more (up to four photos each) and half as many with one, a square of
+    ``TIGHT_SPAN`` eye-to-mouth distances centred on the subject's five landmarks, which cuts the
+    forehead and the chin as an ID card's crop often does, at ``TIGHT_SIDE`` pixels, JPEG-encoded."""
+    photos: dict[str, list[int]] = {}
+    for i, identity in enumerate(data.identities):
+        if identity is not None and embedded.subject(i) is not None:
+            photos.setdefault(identity, []).append(i)
+    rng = random.Random(seed)
+    repeat = rng.sample(sorted(p for p, found in photos.items() if len(found) > 1), people)
+    single = rng.sample(sorted(p for p, found in photos.items() if len(found) == 1), people // 2)
+    chosen = [i for person in sorted(repeat + single) for i in photos[person][:4]]
+    tight = data.part(TIGHT, chosen)
+    tight.photos = [tight_crop(data.photo(i), embedded.subject(i).detection.landmarks) for i in chosen]
+    return tight
+
+
+def tight_crop(photo: bytes, landmarks: np.ndarray, span: float = TIGHT_SPAN, side: int = TIGHT_SIDE) -> bytes:
+    """An upright square of ``span`` eye-to-mouth distances centred on five landmarks, at ``side`` pixels."""
+    image = cv2.imdecode(np.frombuffer(photo, np.uint8), cv2.IMREAD_COLOR)
+    eyes, mouth = landmarks[:2].mean(axis=0), landmarks[3:].mean(axis=0)
+    size = span * float(np.linalg.norm(mouth - eyes))
+    left, top = landmarks.mean(axis=0) - size / 2
+    scale = side / size
+    matrix = np.float32([[scale, 0, -left * scale], [0, scale, -top * scale]])
+    crop = cv2.warpAffine(image, matrix, (side, side), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes()
 
 
 def default_sets() -> list[Path]:
@@ -772,6 +937,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "reports" / "evaluation"))
     parser.add_argument("--calibrate", action="store_true", help="print the stranger-rate calibration of each set")
     parser.add_argument("--costs", action="store_true", help="time, memory and bytes per face of each pack")
+    parser.add_argument("--parts", action="store_true", help="also each embedder of a fused pack alone (research)")
+    parser.add_argument(
+        "--tight", type=int, default=0, metavar="PEOPLE",
+        help=f"also {TIGHT}: tight crops of LFW photos of this many people, made in memory",
+    )  # fmt: skip
+    parser.add_argument("--reference", default="buffalo_s", help="the pack others are compared with split by split")
     parser.add_argument("--url", help="measure identification through this running server (loopback or yours)")
     parser.add_argument("--key")
     parser.add_argument("--secret")
@@ -779,18 +950,29 @@ def main(argv: list[str] | None = None) -> int:
     if args.url and not (args.key and args.secret):
         parser.error("--url needs --key and --secret")
     Path(args.out).mkdir(parents=True, exist_ok=True)
+    packs = args.packs.split(",")
+    for pack_name in packs:
+        load_pack(pack_name)  # fail early on a missing pack
     reports, calibrations = [], {}
+    tight_from = None  # the LFW faces of the first pack: where the tight crops are cut
     for root in args.sets or default_sets():
         data = load_set(root)
-        for pack_name in args.packs.split(","):
-            load_pack(pack_name)  # fail early on a missing pack
+        for pack_name in packs:
             print(f"evaluating {data.name} with {pack_name} ({len(data.paths)} photos)", file=sys.stderr)
-            report, calibrated = evaluate_set(data, pack_name, args)
-            reports.append(report)
-            if calibrated is not None:
-                calibrations[f"{data.name}/{pack_name}"] = calibrated
-    costs = pack_costs.measure(args.packs.split(",")) if args.costs else None
-    table = markdown(reports) + "\n\n" + side_by_side(reports, costs)
+            made, calibrated, embedded = evaluate_set(data, pack_name, args)
+            reports += made
+            calibrations.update({f"{name}/{pack_name}": c for name, c in calibrated.items()})
+            if data.name == "lfw" and tight_from is None:
+                tight_from = (data, embedded)
+    if args.tight and tight_from is not None:
+        tight = tight_set(*tight_from, args.tight)
+        for pack_name in packs:
+            print(f"evaluating {tight.name} with {pack_name} ({len(tight.paths)} photos)", file=sys.stderr)
+            reports += evaluate_set(tight, pack_name, args)[0]
+    costs = pack_costs.measure(packs) if args.costs else None
+    table = "\n\n".join(
+        [markdown(reports), side_by_side(reports, costs), models_markdown(reports, args.reference, costs)]
+    )
     if costs:
         table += "\n\n" + pack_costs.markdown(costs)
     print(table)

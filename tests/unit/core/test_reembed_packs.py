@@ -1,4 +1,5 @@
-"""A gallery moved from buffalo_s to yunet_sface and back: nothing lost that a client sees.
+"""A gallery moved from buffalo_s to yunet_sface and back, and to buffalo_s_edgeface and back:
+nothing lost that a client sees.
 
 Real photos of the shared sets, through today's use cases (service.images, service.search,
 service.reembed): one LFW photo per person enrolled plus group photos full of faces, the
@@ -14,14 +15,14 @@ import random
 from collections import defaultdict
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from index.records import KeyRecord
-from models.analyzer import FaceAnalyzer
-from models.packs import load_pack
+from models.packs import load_pack, part_of
 from service.core import images
 from service.core.config import Settings
-from service.core.reembed import ReembedSummary, reembed, stage
+from service.core.reembed import Plan, ReembedSummary, reembed, stage
 from service.core.services import Services, build_services
 from tests.photos import DATASETS
 from tests.usecases import add, find, page
@@ -81,7 +82,7 @@ def test_round_trip_buffalo_s_to_yunet_sface_and_back(settings: Settings) -> Non
         recalls = [_recall(services, key, people)]
 
         staged = ReembedSummary()
-        stage(services, key, FaceAnalyzer(load_pack("yunet_sface")), 8, staged, lambda n: None)
+        stage(services, key, Plan.of(load_pack("yunet_sface"), "buffalo_s", 1), 8, staged, lambda n: None)
         assert services.catalog.images.gallery(key.gallery).pack == "buffalo_s", (
             "staged aside: the old pack still serves"
         )
@@ -110,3 +111,52 @@ def test_round_trip_buffalo_s_to_yunet_sface_and_back(settings: Settings) -> Non
         for image_id, (metadata, face_ids, photo) in view.items():
             assert metadata == before[image_id][0] and photo == before[image_id][2]
             assert set(face_ids) <= set(before[image_id][1]), "faces keep their ids; only lost ones go"
+
+
+def _vectors(services: Services, gid: int) -> dict[int, np.ndarray]:
+    snapshot = services.catalog.log.snapshot(gid)
+    return {int(i): v for i, v in zip(snapshot.ids, snapshot.vectors, strict=True)}
+
+
+@pytest.mark.slow
+def test_round_trip_buffalo_s_to_the_fused_pack_and_back_loses_no_face(settings: Settings) -> None:
+    """buffalo_s -> buffalo_s_edgeface runs EdgeFace and the detector only, keeping each stored
+    buffalo_s vector as the first part of its fused one; back, each face's part is taken with no
+    model run. Nothing is lost either way, and buffalo_s's vectors come back as they were."""
+    people = _lfw_people()
+    groups = DATASETS / "groups" / "images"
+    fused = load_pack("buffalo_s_edgeface")
+    extend, project = Plan.of(fused, "buffalo_s", 1), Plan.of(load_pack("buffalo_s"), "buffalo_s_edgeface", 1)
+    assert [m.path.name for m in extend.analyzer.pack.embedders] == ["edgeface_s_gamma_05.onnx"]
+    assert project.analyzer is None and project.project == 0, "back: the stored vectors' first part, no model"
+    with build_services(replace(settings, models="buffalo_s"), serving=True) as services:
+        key = services.keys.create("mover", "secret").record
+        for who, photos in people.items():
+            add(services, key, photos[0], {"who": who})
+        for name in GROUPS:
+            add(services, key, (groups / name).read_bytes(), {"group": name})
+        before, original = _gallery_view(services, key), _vectors(services, key.gallery)
+        recalls = [_recall(services, key, people)]
+
+    there = _moved(settings, key, "buffalo_s", "buffalo_s_edgeface")
+    with build_services(replace(settings, models="buffalo_s_edgeface"), serving=True) as services:
+        assert services.catalog.images.gallery(key.gallery).dim == 1024
+        recalls.append(_recall(services, key, people))
+        moved = _vectors(services, key.gallery)
+        after_there = _gallery_view(services, key)
+    back = _moved(settings, key, "buffalo_s_edgeface", "buffalo_s")
+    with build_services(replace(settings, models="buffalo_s"), serving=True) as services:
+        assert services.catalog.images.gallery(key.gallery).dim == 512
+        recalls.append(_recall(services, key, people))
+        returned = _vectors(services, key.gallery)
+        after_back = _gallery_view(services, key)
+
+    print(f"recall@1 {recalls}; {len(original)} faces, lost {there.lost} then {back.lost}; "
+          f"{there.seconds} s there, {back.seconds} s back")  # fmt: skip
+    assert there.lost == back.lost == 0 and there.faces == back.faces == len(original)
+    assert after_there == after_back == before, "ids, metadata, photos and face ids all kept"
+    assert min(recalls) >= RECALL_FLOOR, recalls
+    assert moved.keys() == returned.keys() == original.keys()
+    for face, vector in original.items():
+        assert float(part_of(moved[face], [512, 512], 0) @ vector) > 0.9999, "its buffalo_s part is the stored one"
+        np.testing.assert_allclose(returned[face], vector, atol=2e-3)  # float16 on the way

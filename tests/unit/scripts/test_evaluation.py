@@ -15,7 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scripts.evaluation import ScoreCounts, best_threshold, stranger_rate, tenfold_accuracy
+from scripts.evaluation import (
+    ScoreCounts,
+    best_threshold,
+    enrolment_splits,
+    open_set_miss,
+    stranger_rate,
+    tenfold_accuracy,
+)
 from tests.live import ROOT
 from tests.photos import shared_set
 
@@ -26,7 +33,7 @@ import evaluate
 def run(tmp_path: Path, *extra: str) -> dict:
     out = tmp_path / "out"
     assert evaluate.main([str(shared_set("deepface-unit")), "--out", str(out), *extra]) == 0
-    [report] = json.loads((out / "report.json").read_text())["reports"]
+    [report, *_] = json.loads((out / "report.json").read_text())["reports"]
     return report
 
 
@@ -38,8 +45,10 @@ def assert_identification_floors(identification: dict) -> None:
     assert identification["open_set_miss"] <= 0.15
 
 
-def test_harness_reaches_the_measured_floors_on_the_smallest_set(tmp_path: Path) -> None:
-    report = run(tmp_path)
+@pytest.mark.parametrize("pack", ["buffalo_s", "buffalo_s_edgeface"])
+def test_harness_reaches_the_measured_floors_on_the_smallest_set(tmp_path: Path, pack: str) -> None:
+    report = run(tmp_path, "--pack", pack)
+    assert report["pack"] == pack
     assert report["detection"]["with_face"] >= 0.96
     assert 0.96 <= report["detection"]["faces_per_photo"] <= 1.1
     verification = report["verification"]
@@ -48,8 +57,9 @@ def test_harness_reaches_the_measured_floors_on_the_smallest_set(tmp_path: Path)
     assert verification["tar_at_far_0.01"] >= 0.95
     assert verification["same_mean_cosine"] >= 0.6
     assert_identification_floors(report["identification"])
-    assert (tmp_path / "out" / "deepface-unit-buffalo_s.png").stat().st_size > 10_000
-    assert "| deepface-unit | buffalo_s | local |" in (tmp_path / "out" / "report.md").read_text()
+    assert report["models_alone"]["splits"] == 20 and report["models_alone"]["open_set_miss"] <= 0.1
+    assert (tmp_path / "out" / f"deepface-unit-{pack}.png").stat().st_size > 10_000
+    assert f"| deepface-unit | {pack} | local |" in (tmp_path / "out" / "report.md").read_text()
 
 
 def test_ten_fold_accuracy_picks_the_threshold_on_the_other_folds() -> None:
@@ -72,3 +82,22 @@ def test_score_counts_read_thresholds_at_a_false_accept_rate() -> None:
     assert counts.threshold_at(0.01) == pytest.approx(0.49, abs=2e-4)
     assert counts.share_at_or_above(0.49) == pytest.approx(0.01, abs=2e-4)
     assert stranger_rate(np.full(10, 1e-3), 1000) == pytest.approx(1 - (1 - 1e-3) ** 1000)
+
+
+def test_open_set_miss_at_one_percent_strangers_counts_wrong_unanswered_and_faceless_mates() -> None:
+    rng = np.random.default_rng(4)
+    identities = [f"p{i}" for i in range(60) for _ in range(3)] + [f"single{i}" for i in range(40)]
+    centres = {who: rng.standard_normal(64) for who in set(identities)}
+    vectors = np.stack([centres[who] + 0.3 * rng.standard_normal(64) for who in identities]).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    found = np.ones(len(identities), bool)
+    splits = enrolment_splits(identities, splits=5)
+    again = enrolment_splits(identities, splits=5)
+    assert all((a.gallery == b.gallery).all() for a, b in zip(splits, again, strict=True)), "the same for every pack"
+    assert all(len(s.gallery) == 30 and len(s.mates) == 60 and len(s.strangers) == 30 * 3 + 40 for s in splits)
+    assert all(open_set_miss(vectors, found, identities, s)[0] == 0 for s in splits)
+    shuffled = vectors[rng.permutation(len(vectors))]
+    assert np.mean([open_set_miss(shuffled, found, identities, s)[0] for s in splits]) > 0.8
+    split = splits[0]
+    found[split.mates[:6]] = False  # no face found in six of the mates' photos: missed
+    assert open_set_miss(vectors, found, identities, split)[0] == pytest.approx(6 / 60)
