@@ -78,12 +78,13 @@ format: $(STAMP)
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
 
-# Accuracy on every set in ../shared/datasets, every pack side by side (LFW takes ~7 min per
-# pack the first time; faces are cached under reports/evaluation/cache), with each pack's
-# threshold calibration from LFW and its costs (time, memory, bytes per face).
-PACKS ?= buffalo_s,yunet_sface
+# Accuracy on every set in ../shared/datasets, every pack side by side, each embedder of the
+# fused pack alone, the East Asian people of LFW apart and tight crops of LFW (LFW takes ~7 min
+# per pack the first time on an idle machine; faces are cached under reports/evaluation/cache),
+# with each pack's threshold calibration and its costs (time, memory, bytes per face).
+PACKS ?= buffalo_s,yunet_sface,buffalo_s_edgeface
 evaluate: install
-	$(PY) scripts/evaluate.py --pack $(PACKS) --calibrate --costs
+	$(PY) scripts/evaluate.py --pack $(PACKS) --calibrate --costs --parts --tight 400
 
 # Pipeline speed against the models' floor, per server (workers x model threads x request threads).
 bench: install

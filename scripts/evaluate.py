@@ -633,6 +633,49 @@ def calibration(pack: ModelPack, data: DataSet, embedded: Embedded, pairs: AllPa
     }
 
 
+def joint_calibration(pack: ModelPack, whole: AllPairs, whole_rows: dict, group: AllPairs, group_rows: dict) -> dict:
+    """One threshold table for everyone and for a group (the East Asian people of LFW) among
+    themselves: at each gallery size the higher of the two cosines, so that a stranger of either
+    kind comes back empty 99% of the time.
+
+    The group is small, so its own table is measured only for galleries up to about its size;
+    for larger galleries its cosine is the whole set's plus the gap between the two measured at
+    the largest gallery the group can measure (its median strangers per query).
+    """
+    largest = int(np.median(group.strangers))
+    gap = threshold_for(group, largest) - threshold_for(whole, largest)
+    measured = {row["far"]: row["cosine"] for row in group_rows["table"] if not row["extrapolated"]}
+    rows = [
+        {
+            "far": row["far"],
+            "faces": row["faces"],
+            "whole": row["cosine"],
+            "group": measured.get(row["far"], round(row["cosine"] + gap, 4)),
+            "group_measured": row["far"] in measured,
+            "extrapolated": row["extrapolated"],
+        }
+        for row in whole_rows["table"]
+    ]
+    for row in rows:
+        row["cosine"] = max(row["whole"], row["group"])
+    joint = _scaled(pack, rows)
+    galleries = []
+    for faces in GALLERY_SIZES:
+        threshold = search_threshold(joint, faces)
+        galleries.append(
+            {
+                "faces": faces,
+                "threshold": threshold,
+                "whole_stranger_rate": stranger_rate(whole.pair_rates(threshold), faces),
+                "group_stranger_rate": stranger_rate(group.pair_rates(threshold), faces),
+                "whole_miss": whole.missed(threshold),
+                "group_miss": group.missed(threshold),
+            }
+        )
+    return {"gap": round(gap, 4), "gap_faces": largest, "table": rows, "galleries": galleries,
+            "manifest": joint.manifest["calibration"]}  # fmt: skip
+
+
 # -- output -----------------------------------------------------------------------------
 
 
@@ -775,7 +818,38 @@ def models_markdown(reports: list[dict], reference: str, costs: dict[str, dict] 
     return "\n".join(lines)
 
 
+def joint_markdown(name: str, result: dict) -> str:
+    whole, group = name.split("+")
+    lines = [
+        f"Joint calibration {name}: at each gallery size the higher of the two cosines; {group}'s own "
+        f"cosine beyond what it measures is the whole set's plus {result['gap']:.4f} (the gap at "
+        f"{result['gap_faces']} faces).",
+        "",
+        f"| per-pair FAR target | gallery faces | {whole} | {group} | default |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+    ]
+    lines += [
+        f"| {r['far']:g} | {r['faces']:,} | {r['whole']:.4f}{' (extrapolated)' if r['extrapolated'] else ''} "
+        f"| {r['group']:.4f}{'' if r['group_measured'] else ' (whole + gap)'} | {r['cosine']:.4f} |"
+        for r in result["table"]
+    ]
+    lines += [
+        "",
+        f"| gallery faces | default threshold | strangers answered: {whole} | {group} "
+        f"| true matches missed: {whole} | {group} |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    lines += [
+        f"| {g['faces']:,} | {g['threshold']:.4f} | {_pct2(g['whole_stranger_rate'])} "
+        f"| {_pct2(g['group_stranger_rate'])} | {_pct2(g['whole_miss'])} | {_pct2(g['group_miss'])} |"
+        for g in result["galleries"]
+    ]
+    return "\n".join(lines)
+
+
 def calibration_markdown(name: str, result: dict) -> str:
+    if "+" in name.split("/")[0]:
+        return joint_markdown(name.split("/")[0], result)
     lines = [
         f"Calibration on {name}: {result['different_pairs']:,} different-person pairs, "
         f"{result['same_pairs']:,} same-person pairs; each query compared with "
@@ -843,7 +917,7 @@ def measured(data: DataSet, embedded: Embedded, label: str, args: argparse.Names
 
 def evaluate_embedded(
     data: DataSet, embedded: Embedded, services: Services, args: argparse.Namespace, calibrate: bool
-) -> tuple[list[dict], dict | None]:
+) -> tuple[list[dict], dict | None, AllPairs | None]:
     """Every figure of one set (or subset) for the running pack, and of each of its embedders alone
     with ``--parts``; identification through the service for the pack itself."""
     pack = services.pack
@@ -863,7 +937,7 @@ def evaluate_embedded(
         for part, model in enumerate(pack.embedders):
             alone = embedded.embedder(dims, part)
             reports.append(measured(data, alone, f"{pack.name}:{model.path.stem}", args)[0])
-    return reports, calibrated
+    return reports, calibrated, pairs
 
 
 def evaluate_set(
@@ -879,18 +953,21 @@ def evaluate_set(
             people = len(set(data.identities) - {None})
             # a set too small to compare each query with a thousand strangers cannot calibrate
             large = args.calibrate and data.labelled and len(data.paths) - len(data.paths) / max(people, 1) >= MIN_FACES
-            made, calibrated = evaluate_embedded(data, embedded, services, args, large)
+            made, whole, whole_pairs = evaluate_embedded(data, embedded, services, args, large)
             reports += made
-            if calibrated is not None:
-                calibrations[data.name] = calibrated
+            if whole is not None:
+                calibrations[data.name] = whole
             for name, members in SUBSETS.get(data.name, {}).items():
                 chosen = set(members)
                 indices = [i for i, identity in enumerate(data.identities) if identity in chosen]
                 subset = data.part(f"{data.name}:{name}", indices)
-                made, calibrated = evaluate_embedded(subset, embedded.part(indices), services, args, large)
+                made, part, part_pairs = evaluate_embedded(subset, embedded.part(indices), services, args, large)
                 reports += made
-                if calibrated is not None:
-                    calibrations[subset.name] = calibrated
+                if part is not None and whole is not None:
+                    calibrations[subset.name] = part
+                    calibrations[f"{data.name}+{name}"] = joint_calibration(
+                        services.pack, whole_pairs, whole, part_pairs, part
+                    )
     return reports, calibrations, embedded
 
 

@@ -88,7 +88,8 @@ def build_services(settings: Settings, serving: bool = False) -> Services:
     if settings.api_key and settings.api_secret:
         services.keys.ensure(settings.api_key, settings.api_secret)
     if serving:
-        log.info("model pack %s; weights licence: %s", pack.name, pack.licence)
+        served = f" (also serves galleries of {', '.join(pack.packs()[1:])})" if pack.serves else ""
+        log.info("model pack %s%s; weights licence: %s", pack.name, served, pack.licence)
         # in cluster mode every replica and importer writes to the same photo folder: the grace
         # period is what keeps an add in flight on another machine from losing its photo
         services.photos.remove_orphans(catalog.images.files, settings.orphan_grace_seconds)
