@@ -11,9 +11,10 @@ combination is run over:
 - the crop-like shared sets (att-orl, faceapi-bbt, dlib-johns) and yale, as they are;
 - a sample of LFW photos as they are (``--people`` people with two photos or more, up to four
   photos each, and half as many people with one photo, who are only strangers);
-- the same LFW photos cut, in memory only, into tight crops: a square of twice the eye-to-mouth
-  distance around the subject's five landmarks (found on the whole photo with the pack's
-  default settings), which cuts the forehead and the chin, resized to 160 pixels and JPEG-encoded.
+- the same LFW photos cut, in memory only, into tight crops (scripts/evaluate.py ``tight_crop``:
+  a square of twice the eye-to-mouth distance around the subject's five landmarks, found on the
+  whole photo with the pack's default settings, which cuts the forehead and the chin, resized
+  to 160 pixels and JPEG-encoded).
 
 Per set, variant and embedder (each embedder of the pack alone, and the pack's fusion): the
 share of photos with a face, the open-set miss rate at 1% of strangers answered over 20 random
@@ -23,9 +24,7 @@ enrolment splits (scripts/evaluation.py), and how many splits beat the current v
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import random
 import sys
 import time
 from pathlib import Path
@@ -39,30 +38,12 @@ from models.decode import ImageDecodeError
 from models.packs import load_pack, part_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from evaluate import DATASETS, ROOT, load_set, sample, tight_crop
 from evaluation import SPLITS, enrolment_splits, open_set_miss
 
-ROOT = Path(__file__).resolve().parents[1]
-DATASETS = ROOT.parent / "shared" / "datasets"
 CROP_SETS = ("att-orl", "faceapi-bbt", "dlib-johns", "yale")
 BORDERS = {"black": cv2.BORDER_CONSTANT, "edge": cv2.BORDER_REPLICATE, "mirror": cv2.BORDER_REFLECT_101}
 VARIANTS = (("black", "black"), ("edge", "black"), ("black", "edge"), ("edge", "edge"), ("mirror", "mirror"))
-TIGHT_SIDE = 160
-TIGHT_SPAN = 2.0  # the crop's side, in eye-to-mouth distances: forehead and chin cut
-
-
-def rows_of(name: str) -> list[dict[str, str]]:
-    with open(DATASETS / name / "manifest.csv", newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def lfw_sample(people: int, seed: int = 3) -> list[dict[str, str]]:
-    by_person: dict[str, list[dict[str, str]]] = {}
-    for row in rows_of("lfw"):
-        by_person.setdefault(row["identity"], []).append(row)
-    rng = random.Random(seed)
-    repeat = rng.sample(sorted(p for p, rows in by_person.items() if len(rows) > 1), people)
-    single = rng.sample(sorted(p for p, rows in by_person.items() if len(rows) == 1), people // 2)
-    return [row for person in sorted(repeat + single) for row in by_person[person][:4]]
 
 
 def subject(analyzer: FaceAnalyzer, image: np.ndarray):
@@ -71,17 +52,6 @@ def subject(analyzer: FaceAnalyzer, image: np.ndarray):
     centre = np.array(image.shape[1::-1], np.float32) / 2
     return min(found, key=lambda f: float(np.linalg.norm((f.detection.bbox[:2] + f.detection.bbox[2:]) / 2 - centre)),
                default=None)  # fmt: skip
-
-
-def tight_crop(image: np.ndarray, landmarks: np.ndarray, span: float = TIGHT_SPAN, side: int = TIGHT_SIDE) -> bytes:
-    """An axis-aligned square of ``span`` eye-to-mouth distances centred on the five landmarks, at ``side`` pixels."""
-    eyes, mouth = landmarks[:2].mean(axis=0), landmarks[3:].mean(axis=0)
-    size = span * float(np.linalg.norm(mouth - eyes))
-    left, top = landmarks.mean(axis=0) - size / 2
-    scale = side / size
-    matrix = np.float32([[scale, 0, -left * scale], [0, scale, -top * scale]])
-    crop = cv2.warpAffine(image, matrix, (side, side), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
-    return cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes()
 
 
 def embed(analyzer: FaceAnalyzer, photos: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
@@ -110,18 +80,18 @@ def main(argv: list[str] | None = None) -> int:
     names = [Path(m.path).stem for m in pack.embedders]
     sets: dict[str, tuple[list[bytes], list[str]]] = {}
     for name in CROP_SETS:
-        rows = rows_of(name)
-        sets[name] = ([(DATASETS / name / r["path"]).read_bytes() for r in rows], [r["identity"] for r in rows])
-    lfw = lfw_sample(args.people)
-    originals = [(DATASETS / "lfw" / r["path"]).read_bytes() for r in lfw]
-    sets["lfw"] = (originals, [r["identity"] for r in lfw])
+        data = load_set(DATASETS / name)
+        sets[name] = ([data.photo(i) for i in range(len(data.paths))], list(data.identities))
+    lfw = load_set(DATASETS / "lfw")
+    chosen = sample(lfw.identities, args.people)
+    originals = [lfw.photo(i) for i in chosen]
+    sets["lfw"] = (originals, [lfw.identities[i] for i in chosen])
     crops, crop_ids = [], []
-    for data, row in zip(originals, lfw, strict=True):
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        face = subject(analyzer, image)
+    for data, i in zip(originals, chosen, strict=True):
+        face = subject(analyzer, cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))
         if face is not None:  # the crop needs the face's landmarks
-            crops.append(tight_crop(image, face.detection.landmarks))
-            crop_ids.append(row["identity"])
+            crops.append(tight_crop(data, face.detection.landmarks))
+            crop_ids.append(lfw.identities[i])
     sets["lfw-tight"] = (crops, crop_ids)
     results: dict = {"pack": args.pack, "embedders": names, "sets": {}}
     for name, (photos, identities) in sets.items():

