@@ -69,6 +69,7 @@ test-fast: install
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(RUFF_CONFIG) .
 	$(VENV)/bin/ruff format --check $(RUFF_CONFIG) .
+	$(VENV)/bin/mypy
 
 # What lint asks for, applied: imports sorted, code formatted.
 format: $(STAMP)

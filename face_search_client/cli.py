@@ -38,10 +38,14 @@ def _json_object(text: str) -> dict:
     return value
 
 
+def _plain(value: Any) -> Any:
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) and not isinstance(value, type) else value
+
+
 def _print(value: Any) -> None:
-    plain = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+    plain = _plain(value)
     if isinstance(plain, list):
-        plain = [dataclasses.asdict(item) if dataclasses.is_dataclass(item) else item for item in plain]
+        plain = [_plain(item) for item in plain]
     print(json.dumps(plain, indent=2, ensure_ascii=False))
 
 

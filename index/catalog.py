@@ -1,6 +1,7 @@
 """The catalog: the source of truth for keys, galleries, images, embeddings and the change log.
 
-Every backend implements these protocols (``index.lmdb`` today). Each method is one
+Every backend implements these protocols (``index.lmdb`` embedded, ``index.postgres`` in
+cluster mode) and passes ``tests/contract``. Each method is one
 atomic, durable operation: what a caller was told is stored survives a crash of any
 process, and what it was not told is absent as a whole. Galleries are isolated: every
 method that takes a gallery id ``gid`` answers an image of another gallery as absent.
@@ -9,6 +10,10 @@ The change log numbers every face added or removed by the gallery's ``seq``; any
 keeps a vector index in step by replaying what it has not seen (``ChangeLog.since``), and
 a snapshot says which seq its vectors include, so an index built from it can be brought up
 to date the same way.
+
+A vector backend that lives in a server of its own (Milvus) is fed through the catalog's
+outbox instead: ``OutboxCatalog`` is the catalog it needs, a ``Catalog`` that also records
+how far each vector collection has applied the change log.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -24,8 +29,11 @@ from .records import (
     ChangeBatch,
     GalleryRecord,
     ImageRecord,
+    JobBatch,
     KeyRecord,
     NewImage,
+    Pending,
+    Progress,
     Snapshot,
     StagedSnapshot,
 )
@@ -83,7 +91,7 @@ class ImageTable(Protocol):
         """Every image id of the gallery, ascending."""
         ...
 
-    def update_metadata(self, gid: int, image_id: int, metadata: dict) -> ImageRecord | None: ...
+    def update_metadata(self, gid: int, image_id: int, metadata: dict[str, Any]) -> ImageRecord | None: ...
 
     def delete(self, gid: int, image_ids: list[int]) -> list[ImageRecord]:
         """Delete the gallery's images among ``image_ids`` with their faces (logged); returns those deleted."""
@@ -160,20 +168,84 @@ class Staging(Protocol):
         ...
 
 
+class BulkJobs(Protocol):
+    """Bulk work (an import, a re-embedding) split into batches that workers claim.
+
+    A catalog several machines share lets every worker started on the same job take its
+    batches, each under a lease that a killed worker lets run out; an embedded catalog hands
+    every batch of a job to the one process that planned it, and forgets the job once it is
+    done. Either way a batch's work must be idempotent: it may be done twice."""
+
+    @property
+    def shared(self) -> bool:
+        """Workers in other processes (on other machines) may join a job."""
+        ...
+
+    def plan(self, job: str, batches: list[list[Any]]) -> int:
+        """Create the job's batches unless it is under way already (a second worker joins it);
+        its batch count."""
+        ...
+
+    def claim(self, job: str, worker: str, lease_seconds: float) -> JobBatch | None:
+        """The next batch nobody holds (or whose holder's lease ran out), now ``worker``'s;
+        None when every batch is done or held."""
+        ...
+
+    def finish(self, batch: JobBatch, worker: str) -> bool:
+        """Mark the batch done; False when the lease was lost to another worker meanwhile."""
+        ...
+
+    def remaining(self, job: str) -> tuple[int, int]:
+        """(batches not done, batches in all)."""
+        ...
+
+
+class SecretTable(Protocol):
+    """The service's own secrets (the key that signs photo links), shared by every process and
+    replica that opens this catalog, and kept with it (in a backup too)."""
+
+    def get(self, name: str) -> bytes | None: ...
+
+    def setdefault(self, name: str, value: bytes) -> bytes:
+        """Store ``value`` unless a secret of that name is stored; returns the stored one, so
+        every process that does this at once ends up with the same secret."""
+        ...
+
+    def replace(self, name: str, value: bytes) -> None:
+        """Store ``value`` in place of the secret of that name (a rotation)."""
+        ...
+
+
 class Catalog(Protocol):
-    keys: KeyTable
-    images: ImageTable
-    log: ChangeLog
-    staging: Staging
+    # read-only members: a backend's own table classes stand for the protocols
+    @property
+    def keys(self) -> KeyTable: ...
+    @property
+    def images(self) -> ImageTable: ...
+    @property
+    def log(self) -> ChangeLog: ...
+    @property
+    def staging(self) -> Staging: ...
+    @property
+    def jobs(self) -> BulkJobs: ...
+    @property
+    def component(self) -> str:
+        """What readiness checks call this catalog (``lmdb``, ``postgres``)."""
+        ...
+
+    @property
+    def secrets(self) -> SecretTable: ...
 
     def ping(self) -> None:
         """Raise when the catalog cannot answer a read (for readiness checks)."""
         ...
 
     def backup(self, dest: Path) -> set[str]:
-        """Write a consistent copy of the whole catalog, compacted, into the empty folder ``dest``
-        while writes go on; returns the photo file names its images name. (A database server
-        has its own backup tools: a backend of one raises NotImplementedError.)"""
+        """Write a consistent copy of the whole catalog (as one transaction sees it) into the
+        empty folder ``dest`` while writes go on; returns the photo file names its images name.
+        ``index.backend.restore_catalog`` brings it back into an empty catalog of the same kind.
+        What is derived (vector indexes, their progress through the outbox) and what is
+        transient (bulk jobs' leases) is left out."""
         ...
 
     def opener(self) -> Callable[[], Catalog]:
@@ -181,3 +253,63 @@ class Catalog(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class OutboxApply(Protocol):
+    """One transaction holding a gallery's apply lock: read the next changes, apply them to the
+    vector backend, record how far that got; nothing is recorded if the block fails."""
+
+    def next_batch(self, limit: int) -> Pending | None:
+        """The changes after what the gallery's current collection has applied (None: no pack yet)."""
+        ...
+
+    def record(self, collection: str, seq: int) -> None:
+        """The collection holds the gallery's changes up to ``seq``."""
+        ...
+
+
+class Outbox(Protocol):
+    """The change log read as an outbox: how far each vector collection has applied it.
+
+    A write commits its changes with its record (the log is the outbox); a vector backend
+    applies them in seq order, idempotently, under the gallery's apply lock, so two appliers
+    never interleave on a gallery."""
+
+    def progress(self, gid: int, collection: str) -> Progress: ...
+
+    def lagging(self) -> list[tuple[int, int]]:
+        """(gallery, head seq) of every gallery some change of which its collection has not applied."""
+        ...
+
+    def applying(self, gid: int, wait: bool = True) -> AbstractContextManager[OutboxApply | None]:
+        """Hold the gallery's apply lock for one transaction (None at once when it is taken and
+        not ``wait``)."""
+        ...
+
+    def trim_applied(self, older_than_seconds: float) -> int:
+        """Drop changes every collection holding the gallery applied more than a while ago; how many."""
+        ...
+
+    def mark(self, gid: int, collection: str, seq: int) -> None:
+        """The collection holds the gallery as of ``seq`` (it was just filled from a snapshot)."""
+        ...
+
+    def forget(self, gid: int, collection: str) -> None:
+        """The collection no longer holds the gallery (a re-embedding moved it to another)."""
+        ...
+
+    def exclusive(self, gid: int, wait: bool) -> AbstractContextManager[bool]:
+        """Hold the gallery against rebuilds and re-embeddings by any process on any machine;
+        yields False at once if taken and not ``wait``. A holder that dies lets go."""
+        ...
+
+
+class OutboxCatalog(Catalog, Protocol):
+    """A catalog that a vector backend in a server of its own follows through the outbox."""
+
+    @property
+    def outbox(self) -> Outbox: ...
+    @property
+    def namespace(self) -> str:
+        """This catalog's own, so that two catalogs never share a vector collection."""
+        ...

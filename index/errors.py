@@ -21,6 +21,10 @@ class CommitUnknownError(StorageUnavailableError):
     may not be stored, so what it refers to (a photo file) must be kept."""
 
 
+class CatalogNotEmptyError(RuntimeError):
+    """A backup is restored into an empty catalog only; this one holds data."""
+
+
 class KeyExistsError(KeyError):
     """A key of that name exists already."""
 

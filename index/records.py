@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -56,7 +57,7 @@ class ImageRecord:
     gallery: int
     file: str
     content_type: str
-    metadata: dict
+    metadata: dict[str, Any]
     created_at: str
     pack: str
     faces: list[FaceInfo] = field(default_factory=list)
@@ -84,7 +85,7 @@ class NewImage:
 
     file: str
     content_type: str
-    metadata: dict
+    metadata: dict[str, Any]
     created_at: str
     pack: str
     faces: list[NewFace]
@@ -149,3 +150,50 @@ class StagedSnapshot(Snapshot):
     """The re-embedded vectors of every live face, and the images not re-embedded yet."""
 
     missing: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class JobBatch:
+    """One batch of a bulk job (an import's photo names, a re-embedding's image ids), as a
+    worker claimed it."""
+
+    job: str
+    number: int
+    items: list[Any]
+
+
+def collection_key(pack: str, dim: int) -> str:
+    """How the outbox names the vectors of one pack and dimension (a vector backend maps it to its own name)."""
+    return f"{pack}/{dim}"
+
+
+@dataclass(frozen=True)
+class Pending:
+    """The next changes of a gallery's outbox, with what the faces still live look like now."""
+
+    pack: str
+    dim: int
+    changes: list[tuple[int, str, int]]  # (seq, op, face) in seq order
+    live: dict[int, tuple[int, list[float], np.ndarray]]  # face -> (image, box, vector), for the faces still stored
+
+    @property
+    def collection(self) -> str:
+        return collection_key(self.pack, self.dim)
+
+    @property
+    def last(self) -> int:
+        return self.changes[-1][0]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a gallery's vectors in one collection stand against its change log."""
+
+    applied: int  # the last seq applied
+    head: int  # the gallery's last seq
+    oldest_pending_seconds: float  # age of the oldest change not applied yet (0: none)
+    applied_seconds_ago: float | None  # since the last apply committed (None: never)
+
+    @property
+    def pending(self) -> int:
+        return max(0, self.head - self.applied)

@@ -2,14 +2,16 @@
 
 A vector index holds no truth of its own. It follows the catalog's change log, so a
 write made by any process (or before a crash) is searched once ``sync`` has run, and it
-can always be rebuilt from a catalog snapshot. Implementations: ``index.faiss`` (in
-memory, checkpointed to local files). Faces are unit vectors, so scores are cosines.
+can always be rebuilt from a catalog snapshot. Implementations: ``index.faiss`` (embedded:
+in each process's memory, checkpointed to local files) and ``index.milvus`` (cluster mode: a
+Milvus server, fed from the catalog's outbox). Faces are unit vectors, so scores are cosines.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -21,7 +23,7 @@ class IndexSettings:
     """How galleries are indexed; every backend reads the settings that apply to it."""
 
     ivf_threshold: int = 50_000  # vectors at which a gallery moves from exact to IVF
-    nprobe: int = 512  # lists a query scans: see README "Large galleries" for the sweep per size
+    nprobe: int = 512  # lists a query scans: docs/benchmarks/2026-12-04-large-galleries.md sweeps it
     storage: str = "pq4"  # vectors in the IVF lists: 4-bit "pq4" codes (72 B/face), "pq", "sq8" or "flat"
     refine_bytes: int = 128  # bytes a face of a pq4 IVF's second code, ranking its candidates (0: none)
     scan_bytes: int = 64  # at most this many bytes a face of a pq4 IVF's scan codes: 4 bits per 4 dims up to 512-d
@@ -94,8 +96,39 @@ class RebuildResult:
         return self.build_seconds + self.write_seconds
 
 
+SearchObserver = Callable[[float], None]  # told the seconds one gallery query took
+
+
+class SearchObservers:
+    """Who is told how long each search took (metrics): a backend times its searches with
+    ``timed`` and the service adds its observer through ``VectorIndexes.observe_searches``."""
+
+    def __init__(self) -> None:
+        self._observers: list[SearchObserver] = []
+
+    def add(self, observer: SearchObserver) -> None:
+        """Once: a second app over the same index adds the same observer again."""
+        if observer not in self._observers:
+            self._observers.append(observer)
+
+    @contextmanager
+    def timed(self) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            took = time.perf_counter() - started
+            for observer in self._observers:
+                observer(took)
+
+
 class VectorIndexes(Protocol):
     """One index per gallery, kept in step with the catalog."""
+
+    @property
+    def component(self) -> str:
+        """What readiness checks call this vector index (``indexes``, ``milvus``)."""
+        ...
 
     def sync(self, gid: int) -> None:
         """Bring the gallery's index up to the latest committed change (after a write)."""
@@ -104,6 +137,10 @@ class VectorIndexes(Protocol):
     def search(self, gid: int, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, face ids) of the ``k`` nearest faces per query, after catching up with
         every committed change; id -1 pads missing hits."""
+        ...
+
+    def observe_searches(self, observer: SearchObserver) -> None:
+        """Tell ``observer`` how long each search takes from now on (the service's metrics)."""
         ...
 
     def status(self, gid: int) -> IndexStatus: ...

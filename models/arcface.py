@@ -8,6 +8,7 @@ import numpy as np
 
 from . import transforms
 from .base import EmbedderModel
+from .session import fixed
 
 MEAN, STD = 127.5, 127.5
 
@@ -15,7 +16,7 @@ MEAN, STD = 127.5, 127.5
 class ArcFace(EmbedderModel):
     def __init__(self, model: Path | bytes, threads: int = 1) -> None:
         super().__init__(model, threads)
-        self.crop_size = int(self.input_shape[3])
+        self.crop_size = fixed(self.input_shape[3])
 
     def embed(self, crops: list[np.ndarray]) -> np.ndarray:
         side = (self.crop_size, self.crop_size)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .session import OnnxModel
+from .session import OnnxModel, fixed
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class EmbedderModel(OnnxModel, ABC):
 
     @property
     def dim(self) -> int:
-        return int(self.output_shape[-1])
+        return fixed(self.output_shape[-1])
 
     @abstractmethod
     def embed(self, crops: list[np.ndarray]) -> np.ndarray:

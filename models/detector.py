@@ -5,7 +5,7 @@ DetectorModel); what differs per network is tuned per pack (models/packs.py Dete
 
 One pass finds the faces of an ordinary photo, on an input shaped like the photo (no time
 spent on padding) whose longer side is the pack's (640). Three variations run only on the
-photos that need them (see README for what they cost and save):
+photos that need them (what they cost and save: docs/benchmarks/2026-11-25-detection.md):
 
 - Small photos: a 250x250 thumbnail enlarged to 640 costs a full pass for pixels that
   carry nothing new. It is enlarged at most ``small_photo_zoom`` times instead, which

@@ -102,7 +102,7 @@ class ModelPack:
 
     @property
     def licence(self) -> str:
-        """What the weights may be used for, in one line (code and weights differ: see README)."""
+        """What the weights may be used for, in one line (code and weights differ: see docs/models.md)."""
         return self.manifest.get("licence", "unknown: the pack's manifest states no licence")
 
     @property

@@ -10,18 +10,16 @@ ort.set_default_logger_severity(3)  # the models' static batch-1 output shapes w
 def session_options(threads: int) -> ort.SessionOptions:
     """One session per model per process; ``threads`` intra-op threads, no inter-op pool.
 
-    The HTTP server runs requests on several threads that share these sessions. The
-    default (FACE_SEARCH_MODEL_THREADS=2, this machine's cores) lets a lone request use
-    both cores; under load the runs of concurrent requests share them. The pool's threads
-    sleep instead of spinning between runs, so an idle pool never holds a core that
-    another request's run needs: scripts/bench_pipeline.py measured two threads as fast
-    as or faster than one at 1, 2 and 4 clients.
+    The HTTP server runs requests on several threads that share these sessions. ``threads``
+    comes from the settings (``Settings.threads_per_model``): FACE_SEARCH_MODEL_THREADS, by
+    default 0, which gives each worker process the cores divided among the workers (one
+    thread each with a worker per core). The pool's threads sleep instead of spinning
+    between runs, so an idle pool never holds a core that another request's run needs.
 
     No memory arena: inputs are shaped like each photo and batches hold all of a photo's
-    faces, so an arena grows to the largest run ever seen and keeps it. Without it, after
-    a 24-face group photo the process held 42 MB instead of 179 MB above the bare process
-    (buffalo_s; yunet_sface 101 MB instead of 418 MB), at the same time per LFW photo
-    (scripts/pack_costs.py).
+    faces, so an arena grows to the largest run ever seen and keeps it. Without it the
+    process holds a fraction of that after a large group photo, at the same time per photo
+    (scripts/pack_costs.py; docs/benchmarks/2026-12-01-evaluation.md).
     """
     options = ort.SessionOptions()
     options.intra_op_num_threads = max(1, threads)

@@ -50,7 +50,7 @@ class Scrfd(DetectorModel):
 
 def anchor_centres(rows: int, cols: int, stride: int) -> np.ndarray:
     """(rows * cols * anchors, 2) x, y of every anchor, row by row, each cell's anchors together."""
-    centres = (np.stack(np.mgrid[:rows, :cols][::-1], axis=-1).astype(np.float32) * stride).reshape(-1, 2)
+    centres = (np.stack(list(np.mgrid[:rows, :cols][::-1]), axis=-1).astype(np.float32) * stride).reshape(-1, 2)
     return np.repeat(centres, ANCHORS_PER_CELL, axis=0)
 
 

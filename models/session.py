@@ -35,3 +35,10 @@ class OnnxModel:
     def run(self, blob: np.ndarray) -> list[np.ndarray]:
         """Every output, in the graph's order, for one NCHW float32 blob."""
         return self.session.run(self.output_names, {self.input.name: np.ascontiguousarray(blob, np.float32)})
+
+
+def fixed(dim: int | str | None) -> int:
+    """A dimension of a model's input or output that the model fixes (not a symbolic or unknown one)."""
+    if not isinstance(dim, int):
+        raise ValueError(f"the model leaves this dimension open ({dim!r})")
+    return dim

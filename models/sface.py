@@ -3,7 +3,7 @@
 The crop is the 112x112 ArcFace-template alignment (OpenCV's alignCrop uses the same five
 points); the blob is RGB 0-255 with no mean or scale, because the network subtracts
 127.5 and multiplies by 1/128 itself (its first two nodes). Measured on LFW pairs rather
-than taken on trust: see tests/test_pack_yunet_sface.py.
+than taken on trust: see tests/unit/models/test_pack_yunet_sface.py.
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
-"""Back up the data directory of FACE_SEARCH_DATA_DIR while the server keeps serving, or restore one.
+"""Back up the catalog and the photos while the service keeps serving, or restore them.
 
-  python scripts/backup.py DEST             # the catalog (compacted) and every photo it names
-  python scripts/backup.py --restore SRC    # into an empty FACE_SEARCH_DATA_DIR
+  python scripts/backup.py DEST             # the catalog and every photo it names
+  python scripts/backup.py --restore SRC    # into an empty catalog and photo folder
 
-The copy is consistent: every image acknowledged before the backup began is in it, with
-its photo and metadata. Index files are not copied; a server started on a restored
-directory builds them from the catalog. In cluster mode it refuses and says what to run
-instead: PostgreSQL's own pg_dump, and the photo folder (README, "Cluster mode").
+The catalog is the one the settings name: the LMDB of FACE_SEARCH_DATA_DIR, or in cluster
+mode the PostgreSQL database of FACE_SEARCH_CATALOG_URL (with the photos of
+FACE_SEARCH_PHOTO_DIR). The copy is consistent: every image acknowledged before the backup
+began is in it, with its photo and metadata. Vector indexes are not copied; the restore
+builds them from the restored catalog (in cluster mode, Milvus collections of its own).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     with stops("stopped", "interrupted: the folder holds an incomplete backup; delete it and start again"):
         if args.restore:
             summary = restore(args.folder, settings)
-            print(f"restored {summary.images} images and {summary.photos} photos into {settings.storage.data_dir}")
+            print(f"restored {summary.images} images and {summary.photos} photos")
         else:
             summary = backup(settings, args.folder)
             print(

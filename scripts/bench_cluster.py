@@ -176,7 +176,7 @@ def bench_cluster(root: Path, vectors: np.ndarray, queries: np.ndarray, truth: n
         result["memory_mb"] = {
             "postgres": rss(family(postgres.pid)) >> 20,
             "milvus": rss([milvus.pid]) >> 20,
-            "replica": rss(family(servers[0].process.pid)) >> 20,
+            "replica": rss(family(servers[0].pid)) >> 20,
         }
         return result
     finally:
@@ -215,7 +215,7 @@ def bench_embedded(root: Path, vectors: np.ndarray, queries: np.ndarray, truth: 
     try:
         result["whole_search"] = whole_search(server, args.queries)
         result["throughput_one_process_per_s"] = throughput([server], args.seconds)
-        result["memory_mb"] = {"server": rss(family(server.process.pid)) >> 20}
+        result["memory_mb"] = {"server": rss(family(server.pid)) >> 20}
     finally:
         server.stop()
     return result

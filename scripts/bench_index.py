@@ -445,7 +445,7 @@ def workers_memory(data: Path, key: str, workers: int) -> list[dict]:
         body = {"image": {"base64": b64(package_photo("t1.jpg"))}, "face": "all"}
         for _ in range(10 * workers):
             server.call("POST", "/search", key, "bench", json=body)
-        pids = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True).stdout
+        pids = subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True, text=True).stdout
         rows = []
         for pid in pids.split():
             fields = {}
@@ -584,7 +584,7 @@ def many_galleries(count: int, faces: int, args: argparse.Namespace, settings: S
         indexes = FaissIndexes(catalog, data / "indexes", replace(settings.index, memory_bytes=1 << 30), serving=True)
         for gid in tqdm(gids, unit="gallery", desc="first checkpoints"):
             indexes.sync(gid)
-            indexes._checkpoint(gid)
+            indexes.checkpointer.checkpoint(gid)
         indexes.close()
         catalog.close()
     rng = np.random.default_rng(5)
@@ -676,7 +676,7 @@ def previous(path: Path) -> dict:
 
 
 def table(report: dict) -> str:
-    """The README's table: one gallery per size, then many small galleries."""
+    """The report's table (docs/benchmarks/): one gallery per size, then many small galleries."""
     lines = [
         "| faces | storage, lists, nprobe, second code, candidates, exact | resident MiB (B/face) | p50 / p99 ms "
         "| recall@10 | start-up s "

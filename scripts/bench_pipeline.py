@@ -54,8 +54,7 @@ from models.decode import decode_image
 from models.faces import Face
 from models.packs import load_pack
 from service.core.config import Settings
-from service.core.images import add_faces, decode_base64
-from service.core.search import best_per_image
+from service.core.images import decode_base64
 from service.core.services import build_services
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -169,7 +168,7 @@ def stage_ms(photos: list[Photo], pack_name: str, threads: int) -> dict[str, flo
         settings = replace(Settings().at(Path(scratch)), models=pack_name, model_threads=threads)
         with build_services(settings) as services:
             key = services.keys.create().record
-            analyzer = services.analyzer
+            analyzer, searcher = services.analyzer, services.searcher
             for photo in photos[:3]:
                 analyzer.faces_in_bytes(photo.data)
             for photo in photos:
@@ -194,10 +193,10 @@ def stage_ms(photos: list[Photo], pack_name: str, threads: int) -> dict[str, flo
                 if not faces:
                     continue
                 started = time.perf_counter()
-                add_faces(services, key, data, {}, faces, services.pack)
+                services.gallery.store(key, data, {}, faces, services.pack)
                 totals["index add"] += _ms(started)
                 started = time.perf_counter()
-                best_per_image(services, key, faces[0].embedding, 5, services.default_threshold(key.gallery))
+                searcher.best_per_image(key, faces[0].embedding, 5, searcher.default_threshold(key.gallery))
                 totals["index search"] += _ms(started)
     return {stage: total / len(photos) for stage, total in totals.items()}
 

@@ -34,7 +34,8 @@ import numpy as np
 
 from models import transforms, views
 from models.analyzer import FaceAnalyzer
-from models.decode import ImageDecodeError
+from models.decode import ImageDecodeError, decode_image
+from models.faces import Face
 from models.packs import load_pack, part_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -46,7 +47,7 @@ BORDERS = {"black": cv2.BORDER_CONSTANT, "edge": cv2.BORDER_REPLICATE, "mirror":
 VARIANTS = (("black", "black"), ("edge", "black"), ("black", "edge"), ("edge", "edge"), ("mirror", "mirror"))
 
 
-def subject(analyzer: FaceAnalyzer, image: np.ndarray):
+def subject(analyzer: FaceAnalyzer, image: np.ndarray) -> Face | None:
     """The face nearest the photo's centre (the labelled person in LFW-style photos), or None."""
     found = analyzer.faces(image)
     centre = np.array(image.shape[1::-1], np.float32) / 2
@@ -60,8 +61,7 @@ def embed(analyzer: FaceAnalyzer, photos: list[bytes]) -> tuple[np.ndarray, np.n
     found = np.zeros(len(photos), bool)
     for i, data in enumerate(photos):
         try:
-            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-            face = subject(analyzer, image)
+            face = subject(analyzer, decode_image(data))
         except ImageDecodeError:
             face = None
         if face is not None:
@@ -80,18 +80,18 @@ def main(argv: list[str] | None = None) -> int:
     names = [Path(m.path).stem for m in pack.embedders]
     sets: dict[str, tuple[list[bytes], list[str]]] = {}
     for name in CROP_SETS:
-        data = load_set(DATASETS / name)
-        sets[name] = ([data.photo(i) for i in range(len(data.paths))], list(data.identities))
+        labelled = load_set(DATASETS / name)
+        sets[name] = ([labelled.photo(i) for i in range(len(labelled.paths))], [str(p) for p in labelled.identities])
     lfw = load_set(DATASETS / "lfw")
     chosen = sample(lfw.identities, args.people)
     originals = [lfw.photo(i) for i in chosen]
-    sets["lfw"] = (originals, [lfw.identities[i] for i in chosen])
+    sets["lfw"] = (originals, [str(lfw.identities[i]) for i in chosen])
     crops, crop_ids = [], []
-    for data, i in zip(originals, chosen, strict=True):
-        face = subject(analyzer, cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))
+    for photo, i in zip(originals, chosen, strict=True):
+        face = subject(analyzer, decode_image(photo))
         if face is not None:  # the crop needs the face's landmarks
-            crops.append(tight_crop(data, face.detection.landmarks))
-            crop_ids.append(lfw.identities[i])
+            crops.append(tight_crop(photo, face.detection.landmarks))
+            crop_ids.append(str(lfw.identities[i]))
     sets["lfw-tight"] = (crops, crop_ids)
     results: dict = {"pack": args.pack, "embedders": names, "sets": {}}
     for name, (photos, identities) in sets.items():

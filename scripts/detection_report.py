@@ -35,7 +35,6 @@ from index.records import KeyRecord
 from models.analyzer import FaceAnalyzer
 from models.detector import CONFIRM_VIEWS, iou
 from models.faces import Face
-from service.core import images, search
 from service.core.config import Settings
 from service.core.errors import NotAPhoto
 from service.core.services import Services, build_services
@@ -59,7 +58,7 @@ def photo(name: str, row: dict[str, str]) -> bytes:
 
 def faces_of(services: Services, data: bytes) -> list:
     try:
-        return images.detect_faces(services, data)
+        return services.reader.faces_in(data)
     except NotAPhoto:
         return []
 
@@ -68,13 +67,15 @@ def labelled_face(name: str, data: bytes, faces: list[Face]) -> Face:
     """The face a set's label names: in LFW the one nearest the centre (its definition), else the largest."""
     if name != "lfw":
         return faces[0]
-    height, width = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE).shape
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert image is not None, "a photo the pipeline decoded"
+    height, width = image.shape
     centre = np.array([width, height], np.float32) / 2
     return min(faces, key=lambda f: float(np.linalg.norm((f.detection.bbox[:2] + f.detection.bbox[2:]) / 2 - centre)))
 
 
 def top_identity(services: Services, key: KeyRecord, face: Face, threshold: float | None) -> str | None:
-    hits = search.search_faces(services, key, [face], 1, threshold)[0].matches
+    hits = services.searcher.search_faces(key, [face], 1, threshold)[0].matches
     return hits[0].image.metadata["identity"] if hits else None
 
 
@@ -98,12 +99,12 @@ def labelled(services: Services, name: str, rows: list[dict[str, str]]) -> dict:
         found += bool(faces)
         chosen = labelled_face(name, data, faces) if faces else None
         if chosen is not None and identity not in enrolled:
-            images.add_faces(services, whole, data, {"identity": identity}, faces, services.pack)
-            images.add_faces(services, only, data, {"identity": identity}, [chosen], services.pack)
+            services.gallery.store(whole, data, {"identity": identity}, faces, services.pack)
+            services.gallery.store(only, data, {"identity": identity}, [chosen], services.pack)
             enrolled.add(identity)
         else:
             probes.append((identity, faces, chosen))
-    searched = [p for p in probes if p[2] is not None]
+    searched = [(who, faces, chosen) for who, faces, chosen in probes if chosen is not None]
     correct = sum(top_identity(services, only, chosen, -1.0) == who for who, _, chosen in searched)
     photo_correct = sum(top_identity(services, whole, faces[0], -1.0) == who for who, faces, _ in searched)
     at_threshold = sum(top_identity(services, only, chosen, None) == who for who, _, chosen in searched)
@@ -172,6 +173,7 @@ def pasted_faces(baseline: FaceAnalyzer) -> dict[int, list[bytes]]:
     photos: dict[int, list[bytes]] = defaultdict(list)
     for row in manifest("lfw")[:PASTED]:
         source = cv2.imread(str(DATASETS / "lfw" / row["path"]))
+        assert source is not None, row["path"]
         box = baseline.faces(source)[0].detection.bbox
         cx, cy, side = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2, (box[3] - box[1]) * 1.6
         face = source[int(max(0, cy - side / 2)) : int(cy + side / 2), int(max(0, cx - side / 2)) : int(cx + side / 2)]
@@ -202,10 +204,11 @@ class PassRecorder:
     """Wraps the detector's model to note which passes a photo needed (by input size)."""
 
     def __init__(self, model, pack_input: tuple[int, int]) -> None:
-        self.model, self.pack_input, self.sizes = model, pack_input, []
+        self.model, self.pack_input = model, pack_input
+        self.sizes: list[tuple[int, int]] = []
 
     def detect(self, image: np.ndarray, input_size: tuple[int, int], threshold: float):
-        self.sizes.append(tuple(input_size))
+        self.sizes.append((input_size[0], input_size[1]))
         return self.model.detect(image, input_size, threshold)
 
     def passes(self) -> str:
@@ -245,7 +248,7 @@ def cost(services: Services, baseline: FaceAnalyzer, sets: list[str], seed: int)
     """
     analyzer = services.analyzer
     recorder = PassRecorder(analyzer.detector.model, analyzer.detector.input_size)
-    analyzer.detector.model = recorder
+    analyzer.detector.model = recorder  # type: ignore[assignment]  # records the passes, then detects as the model
     totals: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(5))
     try:
         for name in [*sets, "groups", "negatives"]:
@@ -264,7 +267,7 @@ def cost(services: Services, baseline: FaceAnalyzer, sets: list[str], seed: int)
                     min(timed_detection(analyzer, data) for _ in range(2)),
                 ]
     finally:
-        analyzer.detector.model = recorder.model
+        analyzer.detector.model = recorder  # type: ignore[assignment]  # records the passes, then detects as the model.model
     return {
         group: {
             "photos": int(n),

@@ -262,7 +262,8 @@ class Milvus:
         path = self.root / "configs" / "milvus.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-        client, peer = (f"http://{LOOPBACK}:{self.ports[name]}" for name in ("etcd_port", "etcd_peer_port"))
+        ports = self.ports or {}  # chosen by start, before it writes the config
+        client, peer = (f"http://{LOOPBACK}:{ports[name]}" for name in ("etcd_port", "etcd_peer_port"))
         etcd = {
             "listen-client-urls": client,
             "advertise-client-urls": client,

@@ -15,13 +15,13 @@ path,expected_faces) and optionally ``pairs.csv`` (fold,path_a,path_b,same) or
 - open-set search at the service's default threshold: only half the people enrolled;
   the share of stranger probes that get an answer (FPIR) and of enrolled people missed.
 
-Each photo is embedded once, by the service's own pipeline (``detect_faces``), and the
+Each photo is embedded once, by the service's own pipeline (``FaceReader.faces_in``), and the
 faces are cached under the output folder keyed by the pipeline's code, so re-runs and
 the calibration reuse them. With ``--url`` the identification runs through a running
 server instead (the key's gallery must be empty; everything added is deleted at the end);
 verification needs pair scores the API does not return, so it is measured locally only.
 ``--calibrate`` also prints the pack's stranger-rate calibration table from the set's
-different-person pairs (see service/threshold.py) and the open-set rates at 1k-100k faces.
+different-person pairs (see service/core/threshold.py) and the open-set rates at 1k-100k faces.
 
 With several packs, one side-by-side table puts them next to each other on every set.
 ``--costs`` adds what each pack costs on this machine (scripts/pack_costs.py): ms per
@@ -45,6 +45,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -62,14 +63,13 @@ from evaluation import (  # scripts/evaluation.py, beside this file
 )
 from PIL import Image
 
+from models.decode import decode_image
 from models.detector import iou
 from models.faces import Detection, Face
 from models.packs import ModelPack, load_pack, part_of
 from service.core.config import Settings
 from service.core.errors import NotAPhoto
-from service.core.images import add_faces, delete_images, detect_faces
 from service.core.requests import DeleteImages
-from service.core.search import best_per_image
 from service.core.services import Services, build_services
 from service.core.threshold import search_threshold
 
@@ -82,13 +82,13 @@ API = "/api/v2/face_search"
 CALIBRATION_FARS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7)
 GALLERY_SIZES = (1_000, 10_000, 100_000)
 STRANGER_RATE = 0.01  # a stranger's query comes back empty 99% of the time
-MIN_FACES = 1000  # small galleries keep the 1,000-face threshold (see service/threshold.py)
+MIN_FACES = 1000  # small galleries keep the 1,000-face threshold (see service/core/threshold.py)
 TOP_STRANGERS = 1000  # per query, the most similar other people's faces kept for the open-set model
 EXIF_ORIENTATION = 0x0112
 TAR_FARS = (1e-2, 1e-3, 1e-4)
 # Named groups of a set's identities evaluated apart as well (scripts/subsets.json: the East and
 # Southeast Asian people of LFW), each with its own galleries and strangers.
-SUBSETS: dict[str, dict[str, list[str]]] = json.loads((Path(__file__).resolve().parent / "subsets.json").read_text())
+SUBSETS: dict[str, Any] = json.loads((Path(__file__).resolve().parent / "subsets.json").read_text())
 TIGHT = "lfw-tight"
 TIGHT_SIDE = 160
 TIGHT_SPAN = 2.0  # a tight crop's side, in eye-to-mouth distances: the forehead and the chin cut
@@ -234,10 +234,16 @@ class Embedded:
             faces, key=lambda f: float(np.linalg.norm((f.detection.bbox[:2] + f.detection.bbox[2:]) / 2 - centre))
         )
 
+    def found_subject(self, index: int) -> Face:
+        """``subject`` of a photo known to hold a face."""
+        subject = self.subject(index)
+        assert subject is not None, f"photo {index} holds no face"
+        return subject
+
     def subjects(self) -> tuple[np.ndarray, np.ndarray]:
         """(indices of photos with a face, their subjects' embeddings)."""
         found = np.array([i for i, photo in enumerate(self.faces) if photo], np.int64)
-        vectors = [self.subject(i).embedding for i in found]
+        vectors = [self.found_subject(i).embedding for i in found]
         return found, np.stack(vectors) if vectors else np.zeros((0, 0), np.float32)
 
     def part(self, indices: list[int]) -> Embedded:
@@ -260,14 +266,15 @@ def embed_set(services: Services, data: DataSet, cache_dir: Path) -> Embedded:
     faces, started = [], time.perf_counter()
     for i in range(len(data.paths)):
         try:
-            faces.append(detect_faces(services, data.photo(i)))
+            faces.append(services.reader.faces_in(data.photo(i)))
         except NotAPhoto:
             faces.append([])
         if (i + 1) % 500 == 0:
             print(f"  {data.name}: {i + 1}/{len(data.paths)} photos embedded", file=sys.stderr)
     ms = (time.perf_counter() - started) * 1000 / max(len(data.paths), 1)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, ms_per_photo=ms, **_faces_to_arrays(faces, services.analyzer.dim))
+    arrays: dict[str, Any] = {"ms_per_photo": ms, **_faces_to_arrays(faces, services.analyzer.dim)}
+    np.savez(cache, **arrays)
     return Embedded(faces, ms, sizes)
 
 
@@ -290,12 +297,11 @@ def detection_metrics(data: DataSet, faces: list[list[Face]]) -> dict:
 def pair_scores(data: DataSet, embedded: Embedded) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cosine of the subjects' faces per pair; a photo without a face scores -1 (a failure for same pairs)."""
     subjects = [embedded.subject(i) for i in range(len(data.paths))]
-    scores = np.array(
-        [
-            float(subjects[a].embedding @ subjects[b].embedding) if subjects[a] and subjects[b] else -1.0
-            for _, a, b, _ in data.pairs
-        ]
-    )
+
+    def cosine(first: Face | None, second: Face | None) -> float:
+        return float(first.embedding @ second.embedding) if first and second else -1.0
+
+    scores = np.array([cosine(subjects[a], subjects[b]) for _, a, b, _ in data.pairs])
     same = np.array([s for *_, s in data.pairs], bool)
     folds = np.array([f for f, *_ in data.pairs])
     return scores, same, folds
@@ -405,21 +411,22 @@ class LocalBackend(Backend):
         if not faces:
             return None
         photo = self.data.photo(index)
-        return add_faces(self.services, self.key, photo, {"photo": index}, faces, self.services.pack).id
+        return self.services.gallery.store(self.key, photo, {"photo": index}, faces, self.services.pack).id
 
     def search(self, index: int, top_k: int, threshold: float | None) -> Hits | None:
         subject = self.embedded.subject(index)
         if subject is None:
             return None
-        limit = self.services.default_threshold(self.key.gallery) if threshold is None else threshold
-        hits = best_per_image(self.services, self.key, subject.embedding, top_k, limit)
+        searcher = self.services.searcher
+        limit = searcher.default_threshold(self.key.gallery) if threshold is None else threshold
+        hits = searcher.best_per_image(self.key, subject.embedding, top_k, limit)
         return [(hit.image.id, hit.score, hit.bbox) for hit in hits]
 
     def delete(self, image_ids: list[int]) -> None:
-        delete_images(self.services, self.key, DeleteImages(image_ids))
+        self.services.gallery.delete(self.key, DeleteImages(image_ids))
 
     def threshold(self) -> float | None:
-        return self.services.default_threshold(self.key.gallery)
+        return self.services.searcher.default_threshold(self.key.gallery)
 
 
 SUCCESS, NO_FACE = 0, 3  # the API's status_code of a success and of a photo without a face
@@ -472,8 +479,9 @@ def identification_metrics(data: DataSet, embedded: Embedded, backend: Backend) 
     bystander in it (LFW photos often show two people). Such a hit names nobody: it is
     counted apart and skipped, and the next answer decides.
     """
+    identities = [identity or "" for identity in data.identities]  # "": the photos no label names
     people: dict[str, list[int]] = {}
-    for i, identity in enumerate(data.identities):
+    for i, identity in enumerate(identities):
         people.setdefault(identity, []).append(i)
     enrolled: dict[str, int] = {}  # identity -> image id
     owner: dict[int, tuple[str, np.ndarray]] = {}  # image id -> (identity, the subject's box)
@@ -482,7 +490,7 @@ def identification_metrics(data: DataSet, embedded: Embedded, backend: Backend) 
         image_id = backend.add(photo)
         if image_id is not None:
             enrolled[identity] = image_id
-            owner[image_id] = (identity, embedded.subject(photo).detection.bbox)
+            owner[image_id] = (identity, embedded.found_subject(photo).detection.bbox)
     bystander_hits = [0]
 
     def named(answer: Hits | None) -> list[str]:
@@ -497,11 +505,11 @@ def identification_metrics(data: DataSet, embedded: Embedded, backend: Backend) 
         return names
 
     def rank(index: int, names: list[str]) -> int | None:
-        return names.index(data.identities[index]) + 1 if data.identities[index] in names else None
+        return names.index(identities[index]) + 1 if identities[index] in names else None
 
     probes = [i for photos in people.values() for i in photos[1:]]
     ranks = [rank(i, named(backend.search(i, 5, -1.0))) for i in probes]
-    result = {
+    result: dict[str, Any] = {
         "enrolled": len(enrolled),
         "probes": len(probes),
         "recall_at_1": recall_at(ranks, 1),
@@ -894,11 +902,11 @@ def calibration_markdown(name: str, result: dict) -> str:
 def models_alone(data: DataSet, embedded: Embedded) -> dict:
     """Open-set identification by the models alone, over random enrolment splits: the share of the
     enrolled people's other photos not answered with them first when 1% of strangers are answered."""
-    found = np.array([bool(photo) for photo in embedded.faces])
-    dim = next((len(photo[0].embedding) for photo in embedded.faces if photo), 1)
-    vectors = np.zeros((len(found), dim), np.float32)
-    for i in np.nonzero(found)[0]:
-        vectors[i] = embedded.subject(int(i)).embedding
+    indices, subjects = embedded.subjects()
+    found = np.zeros(len(embedded.faces), bool)
+    found[indices] = True
+    vectors = np.zeros((len(found), subjects.shape[1] if len(indices) else 1), np.float32)
+    vectors[indices] = subjects
     labels = [identity or f"unlabelled-{i}" for i, identity in enumerate(data.identities)]
     misses = [open_set_miss(vectors, found, labels, split)[0] for split in enrolment_splits(labels)]
     return {"open_set_misses": misses, "open_set_miss": float(np.mean(misses)), "splits": len(misses)}
@@ -962,17 +970,15 @@ def evaluate_set(
             large = args.calibrate and data.labelled and len(data.paths) - len(data.paths) / max(people, 1) >= MIN_FACES
             made, whole, whole_pairs = evaluate_embedded(data, embedded, services, args, large)
             reports += made
-            if whole is not None:
-                calibrations[data.name] = whole
-            if whole is not None:
-                pairs[data.name] = whole_pairs
+            if whole is not None and whole_pairs is not None:
+                calibrations[data.name], pairs[data.name] = whole, whole_pairs
             for name, group in SUBSETS.get(data.name, {}).items():
                 indices = [i for i, identity in enumerate(data.identities) if identity in set(group["people"])]
                 subset = data.part(f"{data.name}:{name}", indices)
                 subset.identities = [group["same_person"].get(who, who) for who in subset.identities]
                 made, part, part_pairs = evaluate_embedded(subset, embedded.part(indices), services, args, large)
                 reports += made
-                if part is not None:
+                if part is not None and part_pairs is not None:
                     calibrations[subset.name], pairs[subset.name] = part, part_pairs
     return reports, calibrations, pairs, embedded
 
@@ -982,9 +988,10 @@ def tight_set(data: DataSet, embedded: Embedded, people: int, seed: int = 3) -> 
     people with two photos or more (up to four photos each) and half as many with one, a square of
     ``TIGHT_SPAN`` eye-to-mouth distances centred on the subject's five landmarks, which cuts the
     forehead and the chin as an ID card's crop often does, at ``TIGHT_SIDE`` pixels, JPEG-encoded."""
-    chosen = sample(data.identities, people, seed, lambda i: embedded.subject(i) is not None)
+    subjects = {i: face for i in range(len(data.paths)) if (face := embedded.subject(i)) is not None}
+    chosen = sample(data.identities, people, seed, lambda i: i in subjects)
     tight = data.part(TIGHT, chosen)
-    tight.photos = [tight_crop(data.photo(i), embedded.subject(i).detection.landmarks) for i in chosen]
+    tight.photos = [tight_crop(data.photo(i), subjects[i].detection.landmarks) for i in chosen]
     return tight
 
 
@@ -1005,12 +1012,12 @@ def sample(
 
 def tight_crop(photo: bytes, landmarks: np.ndarray, span: float = TIGHT_SPAN, side: int = TIGHT_SIDE) -> bytes:
     """An upright square of ``span`` eye-to-mouth distances centred on five landmarks, at ``side`` pixels."""
-    image = cv2.imdecode(np.frombuffer(photo, np.uint8), cv2.IMREAD_COLOR)
+    image = decode_image(photo)
     eyes, mouth = landmarks[:2].mean(axis=0), landmarks[3:].mean(axis=0)
     size = span * float(np.linalg.norm(mouth - eyes))
     left, top = landmarks.mean(axis=0) - size / 2
     scale = side / size
-    matrix = np.float32([[scale, 0, -left * scale], [0, scale, -top * scale]])
+    matrix = np.array([[scale, 0, -left * scale], [0, scale, -top * scale]], np.float32)
     crop = cv2.warpAffine(image, matrix, (side, side), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
     return cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes()
 

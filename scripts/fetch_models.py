@@ -80,10 +80,11 @@ def fetch(name: str, source: Path | None, packs_dir: Path = PACKS_DIR) -> Path:
     if source is not None:
         target.mkdir(parents=True, exist_ok=True)
         for role in ("detector", "embedder"):
-            found = next(source.rglob(spec[role]), None)
-            if found is None:
-                raise FetchError(f"{spec[role]} not found under {source}")
-            (target / spec[role]).write_bytes(found.read_bytes())
+            file = spec[role]
+            found = next(source.rglob(file), None) if file else None
+            if file is None or found is None:
+                raise FetchError(f"{file} not found under {source}")
+            (target / file).write_bytes(found.read_bytes())
         return write_manifest(name, target, spec)
     archive = download(RELEASE_URL.format(name=name))
     digest = hashlib.sha256(archive).hexdigest()

@@ -24,7 +24,7 @@ from pathlib import Path
 from stops import stops
 from tqdm import tqdm
 
-from service.core.bulk_import import LEASE_SECONDS, import_folder, photo_files
+from service.core.bulk_import import LEASE_SECONDS, photo_files
 from service.core.config import Settings
 from service.core.services import build_services
 
@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     with stops("stopped", RESUME), build_services(Settings.from_env()) as services:
         key = services.keys.named(args.key)
         with tqdm(total=len(photo_files(args.folder)), unit="photo") as bar:
-            summary = import_folder(
-                services, key, args.folder, args.metadata_from_path, args.batch, bar.update, args.lease_seconds
+            summary = services.importer.run(
+                key, args.folder, args.metadata_from_path, args.batch, bar.update, args.lease_seconds
             )
     print(summary.line())
     for path in summary.unreadable:

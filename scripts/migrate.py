@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     storage = settings.storage
-    if not storage.cluster:
+    if storage.catalog_url is None or storage.milvus_uri is None:
         parser.error("set FACE_SEARCH_CATALOG_URL and FACE_SEARCH_MILVUS_URI to the cluster to copy into")
     if not (args.source / "lmdb").is_dir():
         parser.error(f"{args.source} holds no embedded data directory (no lmdb/ folder)")
@@ -105,10 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         if clashes:
             print(f"the cluster's catalog holds other keys ({', '.join(clashes[:5])}): migrate into an empty one")
             return 1
-        used = dict((record.name, count) for record, count in source.keys.all())
-        for name, count in used.items():
-            key = source.keys.get(name)
-            target.importer.put_key(key, count, source.images.gallery(key.gallery))
+        for record, count in source.keys.all():
+            target.importer.put_key(record, count, source.images.gallery(record.gallery))
         for gid in sorted(theirs):
             copy_gallery(source, target, gid, photos, args.batch)
         target.importer.finish()

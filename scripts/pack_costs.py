@@ -32,16 +32,17 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import cast
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from index.faiss import FaissIndexes  # noqa: E402
+from index.lmdb import LmdbCatalog  # noqa: E402
 from models.analyzer import FaceAnalyzer  # noqa: E402
 from models.packs import load_pack  # noqa: E402
-from service.core import images  # noqa: E402
 from service.core.config import Settings  # noqa: E402
 from service.core.errors import ServiceError  # noqa: E402
-from service.core.reembed import reembed  # noqa: E402
 from service.core.requests import AddImage, Photo  # noqa: E402
 from service.core.services import build_services  # noqa: E402
 
@@ -142,14 +143,16 @@ def bytes_per_face(pack_name: str, photos: list[bytes]) -> dict[str, float]:
             key = services.keys.create().record
             for data in photos:
                 try:
-                    images.add_image(services, key, AddImage(Photo(data)))
+                    services.adder.add(key, AddImage(Photo(data)))
                 except ServiceError:
                     continue  # no face: nothing stored
             faces = services.catalog.images.gallery(key.gallery).faces
-            services.indexes.save_all()
-            files = services.indexes.files
-            index_bytes = (files.directory / files.pointer(key.gallery, 0).file).stat().st_size
-            env = services.catalog.env  # the LMDB environment: this measures its pages
+            indexes = cast(FaissIndexes, services.indexes)  # an embedded data directory: FAISS over LMDB
+            indexes.save_all()
+            pointer = indexes.files.pointer(key.gallery, 0)
+            assert pointer is not None, "the checkpoint just written"
+            index_bytes = (indexes.files.directory / pointer.file).stat().st_size
+            env = cast(LmdbCatalog, services.catalog).env  # the LMDB environment: this measures its pages
             with env.reading() as txn:
                 table = txn.stat(env.db["faces"])
             pages = table["branch_pages"] + table["leaf_pages"] + table["overflow_pages"]
@@ -176,12 +179,12 @@ def reembed_costs(moves: list[tuple[str, str]], photos: list[bytes]) -> list[dic
                 key = services.keys.create().record
                 for data in photos:
                     try:
-                        images.add_image(services, key, AddImage(Photo(data)))
+                        services.adder.add(key, AddImage(Photo(data)))
                     except ServiceError:
                         continue
                 faces = services.catalog.images.gallery(key.gallery).faces
                 started = time.perf_counter()
-                summary = reembed(services, key, target)
+                summary = services.reembedding.run(key, target)
                 seconds = time.perf_counter() - started
         result.append({"from": source, "to": target, "faces": faces, "lost": summary.lost, "threads": threads,
                        "ms_per_face": 1000 * seconds / max(faces, 1)})  # fmt: skip

@@ -1,4 +1,4 @@
-"""Rebuild galleries' indexes from LMDB while the service keeps serving them.
+"""Rebuild galleries' indexes from the catalog while the service keeps serving them.
 
   python scripts/rebuild_index.py --key K            # one key's gallery
   python scripts/rebuild_index.py --all [--if-needed]
@@ -25,7 +25,6 @@ from stops import EXIT_BUSY
 
 from service.core.config import Settings
 from service.core.errors import UnknownKey
-from service.core.maintenance import rebuild_indexes
 from service.core.services import build_services
 
 
@@ -44,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
         settings = replace(settings, index=replace(settings.index, rebuild_threads=args.threads))
     services = build_services(settings)
     try:
-        outcomes = rebuild_indexes(services, args.key, args.if_needed, args.wait, lambda line: print(line, flush=True))
+        outcomes = services.maintenance.rebuild_indexes(
+            args.key, args.if_needed, args.wait, lambda line: print(line, flush=True)
+        )
     except UnknownKey as exc:
         print(exc, file=sys.stderr)
         return 1

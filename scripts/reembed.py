@@ -26,7 +26,6 @@ from stops import stops
 from tqdm import tqdm
 
 from service.core.config import Settings
-from service.core.reembed import reembed
 from service.core.services import build_services
 
 RESUME = "interrupted, nothing swapped: run the same command again to resume"
@@ -43,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         key = services.keys.named(args.key, active=False)
         total = services.catalog.images.gallery(key.gallery).images
         with tqdm(total=total, unit="photo") as bar:
-            summary = reembed(services, key, args.pack, args.batch, bar.update)
+            summary = services.reembedding.run(key, args.pack, args.batch, bar.update)
         serves = services.pack.pack_named(summary.pack) is not None
     then = (
         f"the service's pack {services.pack.name} serves it"

@@ -32,6 +32,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import requests
@@ -86,7 +87,7 @@ def _client(url: str, ledger: Ledger, seed: int, deadline: float) -> None:
         try:
             if action == "add":
                 metadata = {"client": seed, "v": 0}
-                body = {"image": {"base64": rng.choice(PHOTOS), "metadata": metadata}}
+                body: dict[str, Any] = {"image": {"base64": rng.choice(PHOTOS), "metadata": metadata}}
                 answer = session.post(url + API + "/images", json=body, timeout=60)
                 if answer.status_code == 200:
                     ledger.live[answer.json()["result"]["id"]] = metadata
@@ -118,7 +119,7 @@ def _client(url: str, ledger: Ledger, seed: int, deadline: float) -> None:
 
 
 def _workers(server: LiveServer) -> list[int]:
-    found = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True).stdout
+    found = subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True, text=True).stdout
     return [int(pid) for pid in found.split()]
 
 
@@ -137,8 +138,14 @@ def _check(data_dir: Path, ledgers: list[Ledger], keys: dict[str, str]) -> dict:
     catalog = LmdbCatalog(data_dir / "lmdb")
     try:
         lost = resurrected = 0
+
+        def gallery_of(name: str) -> int:
+            record = catalog.keys.get(name)
+            assert record is not None, f"the soak made key {name}"
+            return record.gallery
+
         for ledger in ledgers:
-            gid = catalog.keys.get(ledger.key[0]).gallery
+            gid = gallery_of(ledger.key[0])
             stored = {record.id: record for record in catalog.images.page(gid, 0, 1_000_000)[0]}
             for image_id, metadata in ledger.live.items():
                 if image_id not in ledger.doubtful and (
@@ -151,8 +158,8 @@ def _check(data_dir: Path, ledgers: list[Ledger], keys: dict[str, str]) -> dict:
         files = catalog.images.files()
         on_disk = {p.relative_to(data_dir / "photos").as_posix() for p in (data_dir / "photos").glob("*/*")}
         indexes = FaissIndexes(catalog, data_dir / "indexes", IndexSettings())
-        verified = {name: indexes.verify(catalog.keys.get(name).gallery) for name in keys}
-        imported = catalog.images.gallery(catalog.keys.get("importer").gallery).images
+        verified = {name: indexes.verify(gallery_of(name)) for name in keys}
+        imported = catalog.images.gallery(gallery_of("importer")).images
     finally:
         catalog.close()
     return {
@@ -218,8 +225,12 @@ def main(argv: list[str] | None = None) -> int:
             thread.join(120)
     finally:
         for process in (importer, rebuild):
-            if process is not None and process.poll() is None:
-                process.wait(timeout=600) if process is rebuild else process.kill()
+            if process is None or process.poll() is not None:
+                continue
+            if process is importer:
+                process.kill()
+            else:
+                process.wait(timeout=600)
         server.stop()
     checked = _check(data_dir, ledgers, keys)
     latencies = [(s, d) for ledger in ledgers for s, d in ledger.latencies]

@@ -40,7 +40,9 @@ def b64(data: bytes) -> str:
 
 
 def decode(data: bytes) -> np.ndarray:
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None, "a test photo decodes"
+    return image
 
 
 def encode(image: np.ndarray, ext: str = ".jpg", quality: int = 90) -> bytes:

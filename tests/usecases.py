@@ -5,14 +5,16 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from index.records import ImageRecord, KeyRecord
-from service.core import images, search
 from service.core.requests import AddImage, DeleteImages, FaceFilter, Page, Photo, Search
 from service.core.search import NO_FILTER, Match
 from service.core.services import Services
+from service.core.views import Image
 
 
 def add(services: Services, key: KeyRecord, data: bytes, metadata: dict | None = None) -> ImageRecord:
-    return images.add_image(services, key, AddImage(Photo(data), metadata or {}))
+    """The image as ``POST /images`` adds it, and as the catalog then holds it (its photo file's name too)."""
+    added = services.adder.add(key, AddImage(Photo(data), metadata or {}))
+    return services.catalog.images.get(key.gallery, added.id)
 
 
 def find(
@@ -23,15 +25,15 @@ def find(
     threshold: float | None = None,
     stored: FaceFilter = NO_FILTER,
 ) -> list[Match]:
-    return search.search(services, key, Search(Photo(data), top_k, threshold, "largest", stored))
+    return services.searcher.search(key, Search(Photo(data), top_k, threshold, "largest", stored))
 
 
 def delete(services: Services, key: KeyRecord, ids: list[int]) -> list[int]:
-    return images.delete_images(services, key, DeleteImages(ids))
+    return services.gallery.delete(key, DeleteImages(ids))
 
 
-def page(services: Services, key: KeyRecord, offset: int = 0, limit: int = 50) -> tuple[list[ImageRecord], int]:
-    return images.list_images(services, key, Page(offset, limit))
+def page(services: Services, key: KeyRecord, offset: int = 0, limit: int = 50) -> tuple[list[Image], int]:
+    return services.gallery.page(key, Page(offset, limit))
 
 
 def index_state(services: Services, gid: int) -> dict:

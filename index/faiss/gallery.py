@@ -178,7 +178,7 @@ class GalleryIndex:
         return twin
 
 
-FEWEST_CANDIDATES = 1600  # what a million faces need for recall@10 0.999 (README, "Large galleries")
+FEWEST_CANDIDATES = 1600  # what a million faces need: docs/benchmarks/2026-12-02-second-code.md (1M sweep)
 CANDIDATES_AT = 10_000_000  # the gallery size ``IndexSettings.candidates`` is set for
 
 
@@ -186,8 +186,9 @@ def candidates_for(count: int, settings: IndexSettings) -> int:
     """How many faces the scan of a base of ``count`` returns for the second code to rank.
 
     With the lists capped, a query's scan reads a share of the gallery, so the strangers that
-    crowd a person's true neighbours grow with its size: 6,400 candidates at ten million faces
-    hold as many of them as 1,600 do at a million (measured), and fewer cost less to rank."""
+    crowd a person's true neighbours grow with its size, and the candidates with them: as many
+    at ten million faces reach the recall that fewer reach at a million, and fewer cost less to
+    rank (the sweeps: docs/benchmarks/2026-12-02-second-code.md)."""
     scaled = settings.candidates * count // CANDIDATES_AT
     return min(settings.candidates, max(FEWEST_CANDIDATES, scaled))
 

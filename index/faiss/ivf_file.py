@@ -70,8 +70,8 @@ def write_ivf(path: Path, layout: IvfLayout, sizes: np.ndarray, lists: Lists) ->
 
     The file is made durable ``DURABLE_EVERY`` bytes at a time, not once at the end: under
     ext4's ordered journal an add's commit fsync waits for the dirty pages of every file in the
-    journal's transaction, and a 700 MB base file (10M faces) left dirty held adds for ten
-    seconds (p99, measured) while a checkpoint wrote it.
+    journal's transaction, so a large base file left dirty until the end would hold every add
+    for as long as it takes to write out.
     """
     sizes = np.ascontiguousarray(sizes, dtype=np.uint64)
     header = layout.header_for(int(sizes.sum()))

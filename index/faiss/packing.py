@@ -4,9 +4,10 @@ and how the next base file of a checkpoint takes it over instead of packing a co
 A checkpoint's base file holds the faces of the one in use, but for those removed and with
 those added since, in lists of the same quantiser: the copy in use needs only those changes,
 and each face's label moved to its row in the next codes file. Packing the new file afresh
-held both copies at once, 1.08 GB more at ten million faces (measured), for as long as packing
-took. So the changes are prepared beside the searches (the copy in use is read-only), and
-applied in one step while no search runs on it (``Carry.apply``).
+held both copies at once, for as long as packing took (what that cost at ten million faces:
+docs/benchmarks/2026-12-04-large-galleries.md). So the changes are prepared beside the searches
+(the copy in use is read-only), and applied in one step while no search runs on it
+(``Carry.apply``).
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """A second, finer code per face that ranks a compressed IVF's candidates before the exact re-rank.
 
 At ten million faces the IVF's 64-byte codes rank too many lookalike strangers above a person's
-true neighbours: recall@10 only reached 0.96 with 800 candidates, each re-scored with a float
-vector read from a catalog larger than the page cache, and 0.99 would need thousands of such
-reads. So the scan returns thousands of candidates (cheap with fast-scan codes), a product
-quantiser of ``code_bytes`` bytes per face over the raw vector (128: one byte per four
-dimensions, twice the IVF's) ranks them, and only the best hundred are read and scored exactly.
-Measured before it was built (``scripts/bench_refine.py``, removed since): at 10M, nprobe 512 and 6,400
-candidates reach 0.992 where the IVF alone gave 0.970.
+true neighbours: a high recall would need thousands of candidates re-scored with float vectors
+read from a catalog larger than the page cache. So the scan returns thousands of candidates
+(cheap with fast-scan codes), a product quantiser of ``code_bytes`` bytes per face over the raw
+vector (128: one byte per four dimensions, twice the IVF's) ranks them, and only the best
+hundred are read and scored exactly. It was measured before it was built, by a prototype
+(``scripts/bench_refine.py``, removed since), and since in the service: the reports are
+docs/benchmarks/2026-12-02-second-code-prototype.md and its successors.
 
 A codes file sits beside each IVF base file and is immutable like it: the trained quantiser,
 then every face id in ascending order, then the codes in the same order. Every process maps it
@@ -48,9 +48,9 @@ def train(sample: np.ndarray, code_bytes: int) -> faiss.IndexPQ:
     """A quantiser of ``code_bytes`` 8-bit sub-codes trained on ``sample``.
 
     Its k-means are many and tiny (4 dimensions, 256 centroids each): this FAISS build assigns
-    fewer than ``distance_compute_blas_threshold`` (128,000) points without BLAS, 26 s for
-    10,240 points where BLAS takes 2, and a second thread only adds overhead (65,536 points: 24
-    s on two threads, 11 on one; measured). So training lowers both for the moment."""
+    fewer than ``distance_compute_blas_threshold`` points without BLAS, many times slower than
+    with it, and for such small problems a second thread only adds overhead (measured:
+    docs/benchmarks/2026-12-02-second-code.md). So training lowers both for the moment."""
     coder = faiss.IndexPQ(sample.shape[1], code_bytes, 8, faiss.METRIC_INNER_PRODUCT)
     coder.pq.cp.niter = TRAIN_ITERATIONS
     coder.pq.cp.max_points_per_centroid = TRAIN_POINTS_PER_CENTROID
@@ -121,8 +121,8 @@ class RefineCodes:
         return position
 
     def rows_of_every(self, ids: np.ndarray) -> np.ndarray:
-        """The rows of ``ids``, which must be every face of the file in any order. One sort, where
-        a binary search per face took 11 s at ten million (measured: 1.7 s)."""
+        """The rows of ``ids``, which must be every face of the file in any order: one sort, far
+        cheaper than a binary search per face at ten million faces."""
         order = np.argsort(ids, kind="stable")  # an IVF's lists are each in order: a merge of runs
         if not np.array_equal(ids[order], self.ids):
             raise ValueError("the codes file does not hold the same faces as its IVF")

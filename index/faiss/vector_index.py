@@ -89,9 +89,9 @@ def nlist_for(count: int) -> int:
 
     More lists would need either a scan of more centroids for every vector a rebuild assigns
     (its cost grows as faces x lists) or an approximate graph of the centroids, which at three
-    million faces put vectors in lists their queries did not probe (recall@10 0.975 measured
-    with 6,928 lists). Past the cap the lists grow instead, and a query scans nprobe / 4096 of
-    the gallery's codes.
+    million faces put vectors in lists their queries did not probe and lost recall (measured:
+    docs/benchmarks/2026-12-01-large-galleries.md). Past the cap the lists grow instead, and a
+    query scans nprobe / 4096 of the gallery's codes.
     """
     return max(1, min(int(4 * math.sqrt(count)), count // 39, MAX_LISTS))
 
@@ -223,7 +223,7 @@ class VectorIndex:
     def set_nprobe(self, nprobe: int) -> None:
         """The setting wins over the value saved with the index: changing it needs no rebuild.
         It is capped at the number of lists: FAISS's fast-scan search asked for more lists than
-        there are answered from lists that do not exist (a third of the answers right, measured)."""
+        there are answers from lists that do not exist, mostly wrongly."""
         nprobe = min(nprobe, self.state.nlist) if self.state.nlist else nprobe
         if self.state.kind == IVF:
             self.index.nprobe = nprobe
@@ -235,13 +235,14 @@ class VectorIndex:
         """The index searches run on. FAISS's fast-scan kernels read 4-bit codes packed in
         blocks of 32 faces, a layout of their own, so a ``pq4`` IVF's lists are packed once, into
         memory (the lists' size again: 72 B/face with the ids), while the lists stay mapped in the
-        file's layout, which checkpoints stream from. Scanning them unpacked costs 35 times more
-        (141 ms against 4 ms for 312,000 codes, measured).
+        file's layout, which checkpoints stream from. Scanning them unpacked costs many times
+        more.
 
         With a second code, the packed copy labels each face by its row in the codes file rather
         than by its id: ranking thousands of candidates then reads their codes by index, where
-        finding each id in the file's ten million cost more than scoring them (6.4 ms of 12 at
-        10M, measured). Its searches answer rows (``labels``), which the codes map back to ids."""
+        finding each id among a large file's ids cost more than scoring them (measured:
+        docs/benchmarks/2026-12-02-second-code.md). Its searches answer rows (``labels``), which
+        the codes map back to ids."""
         if self.state.kind != IVF or self.state.storage != PACKED:
             return self.index
         if self.packed is None:
@@ -356,8 +357,8 @@ class VectorIndex:
 
         A flat index is scanned whole by every search, so its file is read through once before
         its first search (not at start-up, which opens every gallery): the scan's page faults
-        read a cold 20 MB file (10,000 faces) at about 95 MB/s, 210 ms for the first search,
-        where one sequential read takes 40 ms (measured on this disk). An IVF's lists are read
+        read a cold file a page at a time, several times slower than one sequential read
+        (measured: docs/benchmarks/2026-12-01-large-galleries.md). An IVF's lists are read
         as queries probe them, but for a ``pq4`` IVF's, packed by whoever makes it the gallery's
         index (see ``searched`` and ``carry``), not by its first search. The second code
         (``codes``) is read through here, at start-up: a search looks up thousands of codes

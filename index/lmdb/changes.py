@@ -55,8 +55,8 @@ class LmdbChangeLog:
     def trim(self, gid: int, upto: int) -> None:
         """A write transaction per ``TRIM_BATCH`` changes, with a pause between them in which a
         waiting writer takes its turn (a lock just released goes back to the thread that held it
-        otherwise): the first checkpoint after a bulk load of three million faces trimmed them in
-        one transaction and held every add for 3.3 s; 300,000 held them 347 ms."""
+        otherwise): one transaction for the whole trim after a bulk load held every add for
+        seconds (measured: docs/benchmarks/2026-12-01-large-galleries.md)."""
         while (
             self.env.write(lambda txn: self.env.clear(txn, "changes", u64(gid), last=pair(gid, upto), limit=TRIM_BATCH))
             == TRIM_BATCH

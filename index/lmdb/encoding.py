@@ -98,7 +98,7 @@ def _face_parts(raw: bytes | memoryview) -> tuple[bytes, np.ndarray]:
 
 def decode_vector(raw: bytes | memoryview) -> np.ndarray:
     """A face's vector alone, its JSON header left unparsed: re-ranking and a rebuild's scan read
-    nothing else, and parsing the header cost more than the rest of the read (measured)."""
+    nothing else, and parsing the header cost more than the rest of the read."""
     return _face_parts(raw)[1]
 
 

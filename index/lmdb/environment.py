@@ -28,12 +28,12 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 # Reads in flight when many rows are read by key. A search re-scores a hundred faces read at
-# random from a catalog far larger than the page cache (40 GB at ten million faces): one page
-# read at a time, 100 took 15.9 ms on this machine's disk, eight at a time 6.1 ms (README,
-# "Large galleries"). py-lmdb lets go of the GIL while it looks a key up and touches its pages.
-# Handing the reads out costs about a millisecond per hundred keys when their pages are cached,
-# and a page read from the disk saves about 0.1 ms spread: so reads are spread while recent ones
-# took a page from the disk (a major page fault) for more than one key in ten.
+# random from a catalog that may be far larger than the page cache; a disk serves several reads
+# at once faster than the same reads one after another, and py-lmdb lets go of the GIL while it
+# looks a key up and touches its pages. Handing the reads out to threads costs more than it
+# saves when their pages are cached, so reads are spread only while recent ones took a page from
+# the disk (a major page fault) for more than one key in ten (the measurements behind these
+# constants: docs/benchmarks/2026-12-04-large-galleries.md).
 READERS = 8
 SPREAD_FROM = 32  # fewer keys are read by the calling thread: handing them out costs more than it saves
 COLD = 0.1  # disk reads per key of recent reads by key above which they are spread
@@ -65,8 +65,8 @@ class Environment:
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
         # No read-ahead on the map: a search reads a few hundred faces at random, and each page fault
-        # would pull in read_ahead_kb around it (8 MB on this machine's disk: 1 GB/s of reads, 0.6 s
-        # per query at 10M faces, against 8 ms without). Scans lose little: the rebuild they feed is
+        # would pull in the disk's read_ahead_kb around it, many times the page it wanted (measured:
+        # docs/benchmarks/2026-12-01-large-galleries.md). Scans lose little: the rebuild they feed is
         # bound by its CPU.
         self.env = lmdb.open(
             str(path), map_size=map_size, max_dbs=len(DATABASES), max_readers=512, sync=True, readahead=False

@@ -146,7 +146,7 @@ class LmdbImages:
     def face_ids(self, gid: int) -> np.ndarray:
         """Every live face id of the gallery, ascending, read from its image records: walking even
         the keys of the faces table reads their vectors too (py-lmdb touches each value's pages
-        before it hands over the key: all 40 GB at ten million faces, most of an hour)."""
+        before it hands over the key), the whole catalog at ten million faces."""
 
         def walk(txn: lmdb.Transaction) -> np.ndarray:
             table = self.env.db["images"]

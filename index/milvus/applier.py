@@ -15,8 +15,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from ..catalog import OutboxCatalog
 from ..errors import StorageUnavailableError
-from ..postgres import PostgresCatalog
 from .collection import Collection, face_row
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ KEEP_APPLIED_SECONDS = 3600.0  # applied changes stay this long (a re-embedding 
 
 
 class Applier:
-    def __init__(self, catalog: PostgresCatalog, collection: Callable[[str, int], Collection]) -> None:
+    def __init__(self, catalog: OutboxCatalog, collection: Callable[[str, int], Collection]) -> None:
         self.catalog = catalog
         self.collection = collection
         self._stop = threading.Event()
@@ -39,10 +39,10 @@ class Applier:
         """Apply the gallery's outbox to the end; False when another applier holds it (not ``wait``)."""
         outbox = self.catalog.outbox
         while True:
-            with outbox.applying(gid, wait) as cursor:
-                if cursor is None:
+            with outbox.applying(gid, wait) as applying:
+                if applying is None:
                     return False
-                batch = outbox.next_batch(cursor, gid, BATCH)
+                batch = applying.next_batch(BATCH)
                 if batch is None or not batch.changes:
                     return True
                 final = {face: op for _, op, face in batch.changes}
@@ -52,7 +52,7 @@ class Applier:
                     if op == "+" and face in batch.live
                 ]
                 self.collection(batch.pack, batch.dim).write(sorted(final), rows)
-                outbox.record(cursor, gid, batch.collection, batch.last)
+                applying.record(batch.collection, batch.last)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="outbox-applier", daemon=True)

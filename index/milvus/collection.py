@@ -87,8 +87,10 @@ class Collection:
         if deleted:
             self.call(lambda client: client.delete(self.name, ids=deleted, timeout=BULK_SECONDS))
         for start in range(0, len(rows), INSERT_ROWS):
-            chunk = rows[start : start + INSERT_ROWS]
-            self.call(lambda client, chunk=chunk: client.insert(self.name, chunk, timeout=BULK_SECONDS))
+            self._insert(rows[start : start + INSERT_ROWS])
+
+    def _insert(self, rows: list[dict[str, Any]]) -> None:
+        self.call(lambda client: client.insert(self.name, rows, timeout=BULK_SECONDS))
 
     def drop_gallery(self, gid: int) -> None:
         self.call(lambda client: client.delete(self.name, filter=f"gallery == {gid}", timeout=BULK_SECONDS))
@@ -128,15 +130,17 @@ class Collection:
         """Which of ``face_ids`` the gallery's partition holds."""
         held: set[int] = set()
         for start in range(0, len(face_ids), MAX_TOP_K):
-            chunk = face_ids[start : start + MAX_TOP_K]
-            found = self.call(
-                lambda client, chunk=chunk: client.query(
-                    self.name, filter=f"gallery == {gid} and id in {chunk}", output_fields=["id"],
-                    consistency_level="Strong", limit=len(chunk), timeout=CALL_SECONDS,
-                )
-            )  # fmt: skip
-            held |= {int(row["id"]) for row in found}
+            held |= self._present(gid, face_ids[start : start + MAX_TOP_K])
         return held
+
+    def _present(self, gid: int, face_ids: list[int]) -> set[int]:
+        found = self.call(
+            lambda client: client.query(
+                self.name, filter=f"gallery == {gid} and id in {face_ids}", output_fields=["id"],
+                consistency_level="Strong", limit=len(face_ids), timeout=CALL_SECONDS,
+            )
+        )  # fmt: skip
+        return {int(row["id"]) for row in found}
 
     def compact(self, timeout: float) -> str:
         """Flush and compact the collection, waiting up to ``timeout`` seconds; its final state."""

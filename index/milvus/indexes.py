@@ -1,4 +1,5 @@
-"""``index.vectors.VectorIndexes`` over Milvus, kept in step with the PostgreSQL catalog's outbox.
+"""``index.vectors.VectorIndexes`` over Milvus, kept in step with the catalog's outbox
+(``index.catalog.OutboxCatalog``: PostgreSQL's).
 
 Every write commits to PostgreSQL (record, faces and change-log rows together) and is
 acknowledged then; ``sync`` applies the gallery's outbox to Milvus right away when it can,
@@ -7,9 +8,9 @@ down, a writer killed between commit and apply, a script's writes).
 
 What a search sees: it first applies any change of the gallery still in the outbox, so a
 change committed anywhere is searched. Milvus makes a write visible to searches a moment
-after taking it, so a search runs at ``Strong`` consistency (about 200 ms slower) while the
-gallery's last change was applied less than ``STRONG_SECONDS`` ago, and at ``Bounded``
-(no wait) otherwise. A hit of a face deleted meanwhile can still come back from Milvus; the
+after taking it, so a search runs at ``Strong`` consistency (which waits for Milvus to catch
+up) while the gallery's last change was applied less than ``STRONG_SECONDS`` ago, and at
+``Bounded`` (no wait) otherwise. A hit of a face deleted meanwhile can still come back from Milvus; the
 use case maps every hit through the catalog (``images_of_faces``), which drops it.
 """
 
@@ -22,11 +23,10 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from ..catalog import OutboxCatalog
 from ..errors import IndexBusyError, StagingIncompleteError
-from ..postgres import PostgresCatalog
-from ..postgres.outbox import Progress, collection_key
-from ..records import GalleryRecord
-from ..vectors import IndexDetails, IndexSettings, IndexStatus, RebuildResult
+from ..records import GalleryRecord, Progress, collection_key
+from ..vectors import IndexDetails, IndexSettings, IndexStatus, RebuildResult, SearchObserver, SearchObservers
 from .applier import Applier
 from .client import Milvus
 from .collection import HNSW, MIN_EF, Collection, collection_name, face_row
@@ -43,12 +43,17 @@ DOWN_SECONDS = 30.0  # after a failure, writes of a serving replica leave Milvus
 
 
 class MilvusIndexes:
-    def __init__(self, catalog: PostgresCatalog, uri: str, settings: IndexSettings, serving: bool = False) -> None:
+    """``index.vectors.VectorIndexes`` over a Milvus server."""
+
+    component = "milvus"
+
+    def __init__(self, catalog: OutboxCatalog, uri: str, settings: IndexSettings, serving: bool = False) -> None:
         """``serving``: this process answers searches, so it also runs the background applier."""
         self.catalog = catalog
         self.settings = settings
         self.serving = serving
         self.milvus = Milvus(uri)
+        self.observers = SearchObservers()
         self._collections: dict[tuple[str, int], Collection] = {}
         self.applier = Applier(catalog, self.collection)
 
@@ -59,6 +64,11 @@ class MilvusIndexes:
                 self.milvus, collection_name(self.catalog.namespace, pack, dim), dim
             )
         return found
+
+    def _collection_of(self, gallery: GalleryRecord) -> Collection:
+        """The collection of the gallery's pack: one it holds, or held, a face of."""
+        assert gallery.pack is not None and gallery.dim is not None
+        return self.collection(gallery.pack, gallery.dim)
 
     def _caught_up(self, gid: int) -> tuple[GalleryRecord, Progress | None]:
         """The gallery and its progress after applying whatever its outbox holds."""
@@ -83,26 +93,33 @@ class MilvusIndexes:
         except OSError as exc:  # StorageUnavailableError: left to the background applier
             log.warning("gallery %d: change not applied to Milvus yet: %s", gid, exc)
 
+    def observe_searches(self, observer: SearchObserver) -> None:
+        self.observers.add(observer)
+
     def search(self, gid: int, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        gallery, progress = self._caught_up(gid)
-        if progress is None or not gallery.faces:
-            empty = np.zeros((len(queries), 0))
-            return empty.astype(np.float32), empty.astype(np.int64)
-        return self.collection(gallery.pack, gallery.dim).search(gid, queries, k, strong=_recent(progress))
+        with self.observers.timed():
+            gallery, progress = self._caught_up(gid)
+            if progress is None or not gallery.faces:
+                empty = np.zeros((len(queries), 0))
+                return empty.astype(np.float32), empty.astype(np.int64)
+            return self._collection_of(gallery).search(gid, queries, k, strong=_recent(progress))
 
     def status(self, gid: int) -> IndexStatus:
         """The gallery in Milvus; ``pending`` is the outbox lag as found, before this catches up."""
         found = self.catalog.images.gallery(gid)
-        lag = self.catalog.outbox.progress(gid, collection_key(found.pack, found.dim)) if found.pack else None
+        lag = None
+        if found.pack is not None and found.dim is not None:
+            lag = self.catalog.outbox.progress(gid, collection_key(found.pack, found.dim))
         gallery, progress = self._caught_up(gid)
         generation = gallery.index_generation  # every replica searches the one collection: nothing to adopt
         if progress is None or lag is None:
             return IndexStatus(
                 KIND, vectors=0, rebuilding=False, generation=generation, committed_generation=generation
             )
-        vectors = self.collection(gallery.pack, gallery.dim).count(gid, strong=_recent(progress))
+        collection = self._collection_of(gallery)
+        vectors = collection.count(gid, strong=_recent(progress))
         details = IndexDetails(
-            dim=gallery.dim,
+            dim=collection.dim,
             lists=0,
             nprobe=MIN_EF,
             storage=f"hnsw M={HNSW['M']}",
@@ -121,7 +138,7 @@ class MilvusIndexes:
         live = self.catalog.log.snapshot(gid).ids.tolist()
         if progress is None:
             return not live
-        held = self.collection(gallery.pack, gallery.dim)
+        held = self._collection_of(gallery)
         return held.count(gid) == len(live) and held.present(gid, live) == set(live)
 
     def ready(self) -> bool:
@@ -137,7 +154,7 @@ class MilvusIndexes:
             return None
         if self.catalog.outbox.progress(gid, collection_key(gallery.pack, gallery.dim)).pending:
             return None  # the applier is still on its way: counts cannot be compared yet
-        held = self.collection(gallery.pack, gallery.dim).count(gid)
+        held = self._collection_of(gallery).count(gid)
         return None if held == gallery.faces else f"Milvus holds {held} of the gallery's {gallery.faces} faces"
 
     def rebuild(self, gid: int, wait: bool = False, progress: Callable[[str], None] = log.info) -> RebuildResult | None:
@@ -151,7 +168,7 @@ class MilvusIndexes:
             gallery, state = self._caught_up(gid)
             if state is None:
                 return None
-            collection = self.collection(gallery.pack, gallery.dim)
+            collection = self._collection_of(gallery)
             if collection.count(gid) != gallery.faces:
                 progress(f"gallery {gid}: Milvus lacks faces of the catalog: refilling {collection.name}")
                 state = self._refill(gid, collection)
@@ -180,9 +197,11 @@ class MilvusIndexes:
             collection.drop_gallery(gid)
             for ids, vectors in batches:
                 collection.write([], _rows(gid, placed, ids, vectors))
+        assert gallery.pack is not None and gallery.dim is not None  # it held the faces just written
         key = collection_key(gallery.pack, gallery.dim)
-        with self.catalog.outbox.applying(gid) as cursor:
-            self.catalog.outbox.record(cursor, gid, key, gallery.seq)
+        with self.catalog.outbox.applying(gid) as applying:  # waits for an applier's batch in flight
+            assert applying is not None  # a waiting apply lock is always taken
+            applying.record(key, gallery.seq)
         self.applier.apply(gid)
         return self.catalog.outbox.progress(gid, key)
 

@@ -3,9 +3,10 @@
 Any number of processes on any number of machines open the same catalog; each method is
 one transaction, so what a caller was told is stored survives a crash of any of them or
 of the server, and what it was not told is absent as a whole. The schema is created and
-migrated by whoever opens it first (``schema``). Beyond the ``Catalog`` protocol it keeps
-what a cluster needs: the outbox position of the vector backend and advisory locks
-(``outbox``), the leases of bulk jobs (``jobs``), and copying a deployment in (``importer``).
+migrated by whoever opens it first (``schema``). It is an ``index.catalog.OutboxCatalog``:
+it also keeps how far the vector backend applied the change log, and the advisory locks
+that hold a gallery (``outbox``). Beyond the protocols it copies a deployment in
+(``importer``, for scripts/migrate.py).
 """
 
 from __future__ import annotations
@@ -14,19 +15,23 @@ import functools
 from collections.abc import Callable
 from pathlib import Path
 
+from .backup import backup_database
 from .changes import PostgresChangeLog
-from .database import Database
+from .database import Database, one
 from .images import PostgresImages
 from .importer import Importer
 from .jobs import Jobs
 from .keys import PostgresKeys
 from .outbox import Outbox
 from .schema import migrate
+from .secrets import PostgresSecrets
 from .staging import PostgresStaging
 
 
 class PostgresCatalog:
-    """``index.catalog.Catalog`` over PostgreSQL; one per process, shared by its threads."""
+    """``index.catalog.OutboxCatalog`` over PostgreSQL; one per process, shared by its threads."""
+
+    component = "postgres"
 
     def __init__(self, url: str, max_connections: int = 8) -> None:
         self.url = url
@@ -36,20 +41,19 @@ class PostgresCatalog:
         self.images = PostgresImages(self.db)
         self.log = PostgresChangeLog(self.db)
         self.staging = PostgresStaging(self.db)
+        self.secrets = PostgresSecrets(self.db)
         self.outbox = Outbox(self.db)
         self.jobs = Jobs(self.db)
         self.importer = Importer(self.db)
         with self.db.transaction() as cursor:
-            (self.namespace,) = cursor.execute("SELECT value FROM catalog_meta WHERE name = 'namespace'").fetchone()
+            (self.namespace,) = one(cursor.execute("SELECT value FROM catalog_meta WHERE name = 'namespace'"))
 
     def ping(self) -> None:
         with self.db.transaction() as cursor:
             cursor.execute("SELECT 1")
 
     def backup(self, dest: Path) -> set[str]:
-        """Not here: PostgreSQL's own tools copy a live database consistently, and a dump made
-        by the server's version of them restores on any later server (README, "Cluster mode")."""
-        raise NotImplementedError("a PostgreSQL catalog is backed up with pg_dump (README, 'Cluster mode')")
+        return backup_database(self.db, dest)
 
     def opener(self) -> Callable[[], PostgresCatalog]:
         return functools.partial(PostgresCatalog, self.url)

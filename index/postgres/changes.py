@@ -3,7 +3,7 @@ consistent snapshots of a gallery's vectors."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 
 import numpy as np
@@ -13,7 +13,7 @@ from ..catalog import Batch
 from ..errors import GenerationConflictError
 from ..records import Change, ChangeBatch, GalleryRecord, Snapshot
 from . import rows
-from .database import Database
+from .database import Database, one
 from .images import face_vectors, locked_gallery, store_gallery
 
 SNAPSHOT_ROWS = 20_000  # vectors fetched per round trip while reading a whole gallery
@@ -25,7 +25,7 @@ class PostgresChangeLog:
 
     def since(self, gid: int, seq: int) -> ChangeBatch:
         with self.db.transaction(snapshot=True) as cursor:
-            (first,) = cursor.execute("SELECT min(seq) FROM changes WHERE gallery = %s", (gid,)).fetchone()
+            (first,) = one(cursor.execute("SELECT min(seq) FROM changes WHERE gallery = %s", (gid,)))
             found = cursor.execute(
                 "SELECT seq, op, face FROM changes WHERE gallery = %s AND seq > %s ORDER BY seq", (gid, seq)
             ).fetchall()
@@ -36,11 +36,13 @@ class PostgresChangeLog:
 
     def counts(self, gid: int, seq: int) -> tuple[int, int]:
         with self.db.transaction() as cursor:
-            adds, removes = cursor.execute(
-                "SELECT count(*) FILTER (WHERE op = '+'), count(*) FILTER (WHERE op = '-') FROM changes "
-                "WHERE gallery = %s AND seq > %s",
-                (gid, seq),
-            ).fetchone()
+            adds, removes = one(
+                cursor.execute(
+                    "SELECT count(*) FILTER (WHERE op = '+'), count(*) FILTER (WHERE op = '-') FROM changes "
+                    "WHERE gallery = %s AND seq > %s",
+                    (gid, seq),
+                )
+            )
         return adds, removes
 
     def trim(self, gid: int, upto: int) -> None:
@@ -76,7 +78,7 @@ class PostgresChangeLog:
         return gallery
 
 
-def _batches(connection: psycopg.Connection, gid: int, dim: int, batch: int) -> Iterator[Batch]:
+def _batches(connection: psycopg.Connection, gid: int, dim: int, batch: int) -> Generator[Batch, None, None]:
     with connection.cursor("scan") as cursor:  # server side: at most one batch in memory
         cursor.execute("SELECT id, vector FROM faces WHERE gallery = %s ORDER BY id", (gid,))
         while found := cursor.fetchmany(batch):

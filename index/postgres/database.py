@@ -101,5 +101,14 @@ class Database:
         self.pool.close()
 
 
+def one(cursor: psycopg.Cursor[TupleRow]) -> TupleRow:
+    """The row of a statement that always answers one (an aggregate, a lock function, a
+    RETURNING of what it just wrote)."""
+    found = cursor.fetchone()
+    if found is None:
+        raise RuntimeError("a statement that always answers a row answered none")
+    return found
+
+
 def _first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

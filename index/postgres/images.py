@@ -15,7 +15,7 @@ from psycopg.types.json import Json
 from ..errors import CommitUnknownError, PackMismatchError, StorageUnavailableError
 from ..records import ADD, REMOVE, FaceInfo, GalleryRecord, ImageRecord, NewImage
 from . import rows
-from .database import Database
+from .database import Database, one
 
 
 def locked_gallery(cursor: psycopg.Cursor, gid: int) -> GalleryRecord:
@@ -108,7 +108,7 @@ class PostgresImages:
         if gallery.pack is not None and (gallery.pack, gallery.dim) != (image.pack, dim):
             raise PackMismatchError(gallery.pack, image.pack)
         gallery.pack, gallery.dim = image.pack, dim
-        (image_id,) = cursor.execute("SELECT nextval('image_ids')").fetchone()
+        (image_id,) = one(cursor.execute("SELECT nextval('image_ids')"))
         face_ids = [
             row[0]
             for row in cursor.execute(

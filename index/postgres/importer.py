@@ -16,6 +16,7 @@ from ..records import ADD, GalleryRecord, ImageRecord, KeyRecord
 from . import rows
 from .database import Database
 from .images import locked_gallery, log_changes, store_gallery
+from .schema import advance_sequences
 
 
 class Importer:
@@ -66,5 +67,4 @@ class Importer:
 
     def finish(self) -> None:
         with self.db.transaction() as cursor:
-            for sequence, table in (("image_ids", "images"), ("face_ids", "faces"), ("galleries_id_seq", "galleries")):
-                cursor.execute(f"SELECT setval('{sequence}', greatest((SELECT max(id) FROM {table}), 1))")
+            advance_sequences(cursor)

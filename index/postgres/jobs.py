@@ -8,29 +8,27 @@ idempotent (an import skips photos already stored), so a batch done twice costs 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any
 
 from psycopg.types.json import Json
 
-from .database import Database
-
-
-@dataclass(frozen=True)
-class Batch:
-    job: str
-    number: int
-    items: list
+from ..records import JobBatch
+from .database import Database, one
 
 
 class Jobs:
+    """``index.catalog.BulkJobs`` shared by every worker on every machine."""
+
+    shared = True
+
     def __init__(self, database: Database) -> None:
         self.db = database
 
-    def plan(self, job: str, batches: list[list]) -> int:
+    def plan(self, job: str, batches: list[list[Any]]) -> int:
         """Create the job's batches unless it exists (a second worker joins it); its batch count."""
         with self.db.transaction() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (job,))
-            (count,) = cursor.execute("SELECT count(*) FROM job_batches WHERE job = %s", (job,)).fetchone()
+            (count,) = one(cursor.execute("SELECT count(*) FROM job_batches WHERE job = %s", (job,)))
             if count:
                 return count
             cursor.executemany(
@@ -39,7 +37,7 @@ class Jobs:
             )
         return len(batches)
 
-    def claim(self, job: str, worker: str, lease_seconds: float) -> Batch | None:
+    def claim(self, job: str, worker: str, lease_seconds: float) -> JobBatch | None:
         """The next batch nobody holds (or whose holder's lease ran out), now leased to ``worker``."""
         with self.db.transaction() as cursor:
             found = cursor.execute(
@@ -54,9 +52,9 @@ class Jobs:
                 "WHERE job = %s AND batch = %s",
                 (worker, lease_seconds, job, found[0]),
             )
-        return Batch(job, found[0], found[1])
+        return JobBatch(job, found[0], found[1])
 
-    def finish(self, batch: Batch, worker: str) -> bool:
+    def finish(self, batch: JobBatch, worker: str) -> bool:
         """Mark the batch done; False when the lease was lost to another worker meanwhile."""
         with self.db.transaction() as cursor:
             done = cursor.execute(
@@ -69,7 +67,9 @@ class Jobs:
     def remaining(self, job: str) -> tuple[int, int]:
         """(batches not done, batches in all)."""
         with self.db.transaction() as cursor:
-            left, total = cursor.execute(
-                "SELECT count(*) FILTER (WHERE NOT done), count(*) FROM job_batches WHERE job = %s", (job,)
-            ).fetchone()
+            left, total = one(
+                cursor.execute(
+                    "SELECT count(*) FILTER (WHERE NOT done), count(*) FROM job_batches WHERE job = %s", (job,)
+                )
+            )
         return left, total

@@ -10,7 +10,7 @@ import psycopg
 from ..errors import KeyExistsError
 from ..records import KeyRecord
 from . import rows
-from .database import Database
+from .database import Database, one
 
 
 class PostgresKeys:
@@ -25,7 +25,7 @@ class PostgresKeys:
     def create(self, name: str, secret_hash: str, quota: int | None, created_at: str) -> KeyRecord:
         try:
             with self.db.transaction() as cursor:
-                (gallery,) = cursor.execute("INSERT INTO galleries (key) VALUES (%s) RETURNING id", (name,)).fetchone()
+                (gallery,) = one(cursor.execute("INSERT INTO galleries (key) VALUES (%s) RETURNING id", (name,)))
                 cursor.execute(
                     "INSERT INTO keys (name, gallery, secret_hash, quota, created_at) VALUES (%s, %s, %s, %s, %s)",
                     (name, gallery, secret_hash, quota, created_at),

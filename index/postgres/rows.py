@@ -30,8 +30,10 @@ def key(row: tuple) -> KeyRecord:
 
 
 def image(row: tuple) -> ImageRecord:
-    *head, faces = row
-    return ImageRecord(*head, [FaceInfo(**face) for face in faces])
+    image_id, gallery_id, file, content_type, metadata, created_at, pack, faces = row
+    return ImageRecord(
+        image_id, gallery_id, file, content_type, metadata, created_at, pack, [FaceInfo(**face) for face in faces]
+    )
 
 
 def faces_json(faces: list[FaceInfo]) -> Json:

@@ -8,7 +8,11 @@ edited once released: a change to the schema is a new entry at the end.
 
 from __future__ import annotations
 
-from .database import Database
+from collections.abc import Mapping
+
+import psycopg
+
+from .database import Database, one
 
 MIGRATION_LOCK = 0x46530001  # pg advisory lock key: "FS", 1
 MIGRATIONS: tuple[str, ...] = (
@@ -114,7 +118,7 @@ def migrate(database: Database) -> int:
             "CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY, applied_at timestamptz)"
         )
         cursor.execute("SELECT coalesce(max(version), 0) FROM schema_version")
-        (version,) = cursor.fetchone()
+        (version,) = one(cursor)
         if version > len(MIGRATIONS):
             raise RuntimeError(
                 f"the catalog's schema is version {version}, newer than this service knows ({len(MIGRATIONS)}): "
@@ -124,3 +128,16 @@ def migrate(database: Database) -> int:
             cursor.execute(statements)
             cursor.execute("INSERT INTO schema_version VALUES (%s, now())", (number,))
         return len(MIGRATIONS)
+
+
+ID_SEQUENCES = {"image_ids": "images", "face_ids": "faces", "galleries_id_seq": "galleries"}
+
+
+def advance_sequences(cursor: psycopg.Cursor, floor: Mapping[str, int] | None = None) -> None:
+    """Move each id sequence past every id its table holds, and to ``floor``'s value at least
+    (where a copied catalog's sequence stood): ids are never given out twice."""
+    for sequence, table in ID_SEQUENCES.items():
+        cursor.execute(
+            f"SELECT setval('{sequence}', greatest((SELECT max(id) FROM {table}), %s, 1))",
+            ((floor or {}).get(sequence, 1),),
+        )

@@ -7,7 +7,7 @@ import numpy as np
 from ..errors import GenerationConflictError, StagingIncompleteError
 from ..records import GalleryRecord, StagedSnapshot
 from . import rows
-from .database import Database
+from .database import Database, one
 from .images import image_ids, locked_gallery, remove_faces, store_gallery
 
 
@@ -64,9 +64,11 @@ class PostgresStaging:
             gallery = locked_gallery(cursor, gid)
             if gallery.index_generation != generation:
                 raise GenerationConflictError(f"gallery {gid} is at index generation {gallery.index_generation}")
-            (late,) = cursor.execute(
-                "SELECT count(*) FROM changes WHERE gallery = %s AND seq > %s AND op = '+'", (gid, since_seq)
-            ).fetchone()
+            (late,) = one(
+                cursor.execute(
+                    "SELECT count(*) FROM changes WHERE gallery = %s AND seq > %s AND op = '+'", (gid, since_seq)
+                )
+            )
             if late:
                 raise StagingIncompleteError(f"faces were added to gallery {gid} during the re-embedding")
             ids = image_ids(cursor, gid)

@@ -5,22 +5,23 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response
+from flask import Response
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ..core.config import Settings
-from ..core.errors import ServiceError, StorageUnavailable, StorageUnavailableError
+from ..core.errors import ServiceError, StorageDown, StorageUnavailable
 from ..core.services import Services, build_services
+from ..core.throttle import Throttles
 from . import metrics, request_log
+from .context import FaceSearchApp
 from .drain import DrainUnreadBody
 from .envelope import failure
 from .errors import ApiError, Code, refusal
 from .health import health
 from .openapi import docs
 from .requests import request_types
-from .routes import api
-from .throttle import Throttles
+from .routes import api, v1
 from .web import web
 
 log = logging.getLogger(__name__)
@@ -28,23 +29,26 @@ log = logging.getLogger(__name__)
 _HTTP_CODES = {RequestEntityTooLarge: Code.TOO_LARGE, NotFound: Code.NO_ROUTE, MethodNotAllowed: Code.NO_ROUTE}
 
 
-def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
+def create_app(settings: Settings | None = None, services: Services | None = None) -> FaceSearchApp:
     settings = settings or Settings.from_env()
-    app = Flask(__name__)
+    app = FaceSearchApp(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.limits.max_body_bytes
-    app.json.sort_keys = False
-    app.extensions["face_search"] = services or build_services(settings, serving=True)
-    app.extensions["face_search.requests"] = request_types(settings.limits)
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # the default provider has it
+    services = services or build_services(settings, serving=True)
+    app.settings = settings
+    app.use_cases = services.use_cases
+    app.shutdown = services.close
+    app.request_types = request_types(settings.limits)
     server = settings.server
     throttles = settings.storage.data_dir / "run" / "throttle"  # shared by this server's workers
-    app.extensions["face_search.throttles"] = Throttles.shared(throttles, server.rate_limit, server.rate_burst)
-    app.wsgi_app = DrainUnreadBody(app.wsgi_app)
+    app.throttles = Throttles.shared(throttles, server.rate_limit, server.rate_burst)
+    app.wsgi_app = DrainUnreadBody(app.wsgi_app)  # type: ignore[method-assign]  # Flask's way to wrap it
     if server.proxy_hops:
         hops = server.proxy_hops
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
-    for blueprint in (api, docs, health, web):
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+    for blueprint in (api, v1, docs, health, web):
         app.register_blueprint(blueprint)
-    metrics.install(app, app.extensions["face_search"])
+    metrics.install(app, app.use_cases)
     request_log.install(app)
 
     @app.errorhandler(ApiError)
@@ -55,8 +59,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     def service_error(error: ServiceError) -> Response:
         return failure(refusal(error))
 
-    @app.errorhandler(StorageUnavailableError)
-    def storage_unavailable(error: StorageUnavailableError) -> Response:
+    @app.errorhandler(StorageDown)
+    def storage_unavailable(error: StorageDown) -> Response:
         """A read that met a component down (a write's is already a ServiceError): code 12, 503."""
         return failure(refusal(StorageUnavailable(f"{error}; retry once it is back")))
 

@@ -8,27 +8,22 @@ from __future__ import annotations
 import math
 import time
 
-from flask import current_app, g, request
+from flask import g, request
 
 from ..core.errors import BadCredentials
-from ..core.services import Services
+from .context import app, use_cases
 from .errors import ApiError, Code
-from .throttle import Throttles
-
-
-def services() -> Services:
-    return current_app.extensions["face_search"]
 
 
 def authenticate() -> None:
-    throttles: Throttles = current_app.extensions["face_search.throttles"]
+    throttles = app().throttles
     auth = request.authorization
     address = request.remote_addr or "unknown"
     pause = throttles.logins.delay(address)
     if pause:
         time.sleep(pause)
     try:
-        key = services().keys.authenticate(auth.username if auth else None, auth.password if auth else None)
+        key = use_cases().keys.authenticate(auth.username if auth else None, auth.password if auth else None)
     except BadCredentials:
         throttles.logins.failed(address)
         raise
@@ -37,5 +32,5 @@ def authenticate() -> None:
     if wait:
         retry = str(max(1, math.ceil(wait)))
         raise ApiError(Code.OUT_OF_REQUESTS, "rate limit exceeded; retry later", headers={"Retry-After": retry})
-    services().keys.charge(key)
+    use_cases().keys.charge(key)
     g.key = key

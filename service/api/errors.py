@@ -28,6 +28,7 @@ class Code(IntEnum):
     NO_ROUTE = 11
     STORAGE_ERROR = 12
     INTERNAL = 13
+    BAD_LINK = 14
 
 
 MESSAGES = {
@@ -45,6 +46,7 @@ MESSAGES = {
     Code.NO_ROUTE: "No such endpoint",
     Code.STORAGE_ERROR: "Storage unavailable",
     Code.INTERNAL: "Internal error",
+    Code.BAD_LINK: "Link expired or invalid",
 }
 
 HTTP_STATUS = {
@@ -62,7 +64,44 @@ HTTP_STATUS = {
     Code.NO_ROUTE: 404,
     Code.STORAGE_ERROR: 507,
     Code.INTERNAL: 500,
+    Code.BAD_LINK: 403,
 }
+
+
+# When each code is answered: the last column of the codes table (``codes_table``), which the
+# OpenAPI document and docs/api.md show.
+WHEN = {
+    Code.SUCCESS: "",
+    Code.NO_CONTENT: "image or base64 missing or empty, invalid base64, bytes that are not a decodable "
+    "JPEG/PNG/WebP/BMP/TIFF/GIF, a photo of more than `FACE_SEARCH_MAX_PIXELS`",
+    Code.URL_UNAVAILABLE: "the image URL cannot be fetched, is refused by the address guard, is not an image, "
+    "is too large or redirects too often",
+    Code.NO_FACE: "no face found in the image",
+    Code.OUT_OF_REQUESTS: "the key's request quota is used up, or its rate limit (then with `Retry-After`)",
+    Code.BAD_CREDENTIALS: "missing, unknown, wrong or revoked credentials",
+    Code.BAD_FORMAT_TYPE: "unknown `format_type`, or one that differs from what was sent; the image sent two ways "
+    "(base64 and url)",
+    Code.BAD_REQUEST: "body not JSON or not an object, wrong field types (booleans are not numbers), bad "
+    "`offset`/`limit`/`top_k`/`threshold`/`ids`, metadata rules, a malformed photo link; a request the HTTP "
+    "server cannot read (a malformed request line or header, `Content-Type` headers that disagree: 400; a request "
+    "line or header block over the server's limits: 414, 431)",
+    Code.NOT_FOUND: "unknown image id, or another key's; or the image's photo file is missing from the data "
+    "directory (`GET /images/<id>/file`)",
+    Code.TOO_LARGE: "request body over `FACE_SEARCH_MAX_BODY_BYTES`",
+    Code.PACK_MISMATCH: "the gallery's faces come from another model pack than the one running",
+    Code.NO_ROUTE: "unknown path (404) or method (405)",
+    Code.STORAGE_ERROR: "507: the data directory cannot be written (disk full), nothing was stored; 503: storage "
+    "cannot be reached or read right now (a stored photo that cannot be read; in cluster mode PostgreSQL or Milvus)",
+    Code.INTERNAL: "a bug, logged with its traceback",
+    Code.BAD_LINK: "a signed photo link that expired, was altered, names another image, or was signed before the "
+    "link secret was rotated (docs/vendor-api.md)",
+}
+
+
+def codes_table() -> str:
+    """The table of codes as Markdown: code, message, HTTP status, when."""
+    rows = [f"| {int(c)} | {MESSAGES[c]} | {HTTP_STATUS[c]} | {WHEN[c]} |" for c in Code]
+    return "\n".join(["| code | message | HTTP | when |", "| ---: | --- | ---: | --- |", *rows])
 
 
 # Statuses a code is also answered with: 405 for a known path with another method; 503 when
@@ -94,6 +133,7 @@ DOMAIN: dict[type[core.ServiceError], tuple[Code, int | None]] = {
     core.ImageNotFound: (Code.NOT_FOUND, None),
     core.PhotoMissing: (Code.NOT_FOUND, None),
     core.PackMismatch: (Code.PACK_MISMATCH, None),
+    core.LinkRefused: (Code.BAD_LINK, None),
     core.StorageFull: (Code.STORAGE_ERROR, None),
     core.StorageUnavailable: (Code.STORAGE_ERROR, 503),
 }

@@ -20,7 +20,8 @@ _METRICS = _settings.storage.data_dir / "run" / "metrics"
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_METRICS)
 bind = f"{_server.host}:{_server.port}"
 workers = _settings.worker_count
-worker_class = "gthread"
+# gthread, with the server's own refusals in the API's envelope (service/api/server.py)
+worker_class = "service.api.server.EnvelopeWorker"
 threads = _server.threads
 timeout = 120
 graceful_timeout = 30
@@ -45,10 +46,9 @@ logconfig_dict = {
 
 
 def worker_exit(server, worker):  # checkpoint the indexes on a clean shutdown
-    app = getattr(worker, "wsgi", None)
-    services = getattr(app, "extensions", {}).get("face_search") if app is not None else None
-    if services is not None:
-        services.close()
+    shutdown = getattr(getattr(worker, "wsgi", None), "shutdown", None)
+    if shutdown is not None:
+        shutdown()
 
 
 def on_starting(server):  # the counts of an earlier run are not this one's

@@ -1,9 +1,10 @@
 """Prometheus metrics at ``/metrics``.
 
-Request counts and latencies are recorded per request by service/request_log.py. The
-time spent in detection, embedding and index search is measured by timing the methods
-that do that work on the service's own model and index objects (``instrument``), so every
-caller counts (the API, the bulk importer) and models/ and index/ stay free of metrics.
+Request counts and latencies are recorded per request by service/api/request_log.py. The time spent
+in detection and embedding is measured by timing the methods that do that work on the
+service's own model objects (``instrument``), and index searches by the hook every vector
+index offers (``VectorIndexes.observe_searches``), so every caller counts (the API, the bulk
+importer) and models/ and index/ stay free of metrics.
 Gallery sizes, index kinds and rebuilds are read from the catalog and the indexes when scraped.
 
 Under gunicorn the server runs several worker processes, and a scrape reaches one of them:
@@ -22,12 +23,13 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..core.services import Services
+from ..core.services import UseCases
+from .context import FaceSearchApp, app
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -80,18 +82,19 @@ def _timed(owner: Any, name: str, step: str) -> None:
     setattr(owner, name, timed)
 
 
-def instrument(services: Services) -> None:
-    """Time detection, embedding and index search on these services' objects."""
-    _timed(services.analyzer.detector, "detect", "detection")
-    _timed(services.analyzer.embedder, "embed_crops", "embedding")
-    _timed(services.indexes, "search", "index_search")
+def instrument(use_cases: UseCases) -> None:
+    """Time detection and embedding on the models' objects, and index searches."""
+    analyzer = use_cases.reader.analyzer()
+    _timed(analyzer.detector, "detect", "detection")
+    _timed(analyzer.embedder, "embed_crops", "embedding")
+    use_cases.maintenance.observe_searches(STEPS.labels("index_search").observe)
 
 
 class GalleryCollector(Collector):
     """Gallery sizes and index state, read when scraped (labelled by gallery id, not key name)."""
 
-    def __init__(self, services: Services) -> None:
-        self.services = services
+    def __init__(self, use_cases: UseCases) -> None:
+        self.use_cases = use_cases
 
     def collect(self) -> Iterator[Metric]:
         labels = ["gallery"]
@@ -115,20 +118,20 @@ class GalleryCollector(Collector):
             "face_search_outbox_lag_seconds", "Age of the oldest change not in the vector index yet.", labels=labels
         )
         pack = GaugeMetricFamily("face_search_model_pack_info", "The model pack in use.", labels=["pack"])
-        pack.add_metric([self.services.pack.name], 1)
-        keys.add_metric([], len(self.services.catalog.keys.all()))
-        for gid, gallery in sorted(self.services.catalog.images.galleries().items()):
-            label = [str(gid)]
+        pack.add_metric([self.use_cases.pack.name], 1)
+        overview = self.use_cases.maintenance.overview()
+        keys.add_metric([], overview.keys)
+        for gallery in overview.galleries:
+            label = [str(gallery.gallery)]
             images.add_metric(label, gallery.images)
             faces.add_metric(label, gallery.faces)
-            try:
-                state = self.services.indexes.status(gid)
-            except OSError:  # the vector server is down: the scrape still reports the catalog's side
+            state = gallery.index
+            if state is None:  # the vector server is down: the scrape still reports the catalog's side
                 continue
             vectors.add_metric(label, state.vectors)
-            kind.add_metric([str(gid), state.kind], 1)
+            kind.add_metric([str(gallery.gallery), state.kind], 1)
             rebuilding.add_metric(label, int(state.rebuilding))
-            rebuilds.add_metric(label, gallery.index_generation)
+            rebuilds.add_metric(label, gallery.rebuilds)
             pending.add_metric(label, state.pending)
             pending_age.add_metric(label, state.pending_seconds)
         yield from (pack, keys, images, faces, vectors, kind, rebuilding, rebuilds, pending, pending_age)
@@ -137,13 +140,12 @@ class GalleryCollector(Collector):
 metrics = Blueprint("metrics", __name__)
 
 
-def install(app: Any, services: Services) -> None:
-    """Time the services' costly steps and give the app its /metrics endpoint."""
-    instrument(services)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(GalleryCollector(services))
-    app.extensions["face_search.metrics"] = registry
-    app.register_blueprint(metrics)
+def install(flask_app: FaceSearchApp, use_cases: UseCases) -> None:
+    """Time the costly steps and give the app its /metrics endpoint."""
+    instrument(use_cases)
+    flask_app.registry = CollectorRegistry(auto_describe=False)
+    flask_app.registry.register(GalleryCollector(use_cases))
+    flask_app.register_blueprint(metrics)
 
 
 def _requests_registry() -> CollectorRegistry:
@@ -157,5 +159,4 @@ def _requests_registry() -> CollectorRegistry:
 
 @metrics.get("/metrics")
 def scrape() -> Response:
-    own: CollectorRegistry = current_app.extensions["face_search.metrics"]
-    return Response(generate_latest(_requests_registry()) + generate_latest(own), content_type=CONTENT_TYPE)
+    return Response(generate_latest(_requests_registry()) + generate_latest(app().registry), content_type=CONTENT_TYPE)

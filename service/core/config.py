@@ -2,9 +2,9 @@
 
 The defaults are the dataclass defaults below; ``ENV`` names the variable that sets each
 one, how its text is read and what it means. ``Settings.from_env`` applies them, the
-README's settings table is ``settings_table()`` (a test keeps the two equal), and the
-API's request types, its OpenAPI document and gunicorn's configuration all read the same
-``Settings`` object.
+settings table of docs/operations.md is ``settings_table()`` (tests/unit/test_docs.py keeps
+the two equal), and the API's request types, its OpenAPI document and gunicorn's
+configuration all read the same ``Settings`` object.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from index.vectors import STORAGES, IndexSettings
 from models.decode import DEFAULT_MAX_PIXELS
 from models.packs import ModelPack
 
-from .fetch import FetchSettings, parse_networks
+from .fetch import FetchSettings, Network, parse_networks
 from .photos import ORPHAN_GRACE_SECONDS
 
 
@@ -57,6 +57,14 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    """What the answers carry for the vendor's existing clients (docs/vendor-api.md)."""
+
+    code_aliases: bool = True  # the code and message also under the names other vendor docs use
+    link_seconds: int = 3600  # how long a signed photo link works without credentials
+
+
+@dataclass(frozen=True)
 class DetectionSettings:
     """Overrides of the pack's detector tuning (models/packs.py); None keeps the pack's value."""
 
@@ -80,7 +88,7 @@ class DetectionSettings:
 @dataclass(frozen=True)
 class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
-    models: str = "buffalo_s"
+    models: str = "buffalo_s_edgeface"
     model_threads: int = 0  # intra-op threads per model run (models/runtime.py); 0: see threads_per_model
     threshold: float | None = None  # None: the pack's calibrated default, scaled with the gallery
     api_key: str | None = None
@@ -88,6 +96,7 @@ class Settings:
     orphan_grace_seconds: float = ORPHAN_GRACE_SECONDS
     limits: Limits = field(default_factory=Limits)
     server: ServerSettings = field(default_factory=ServerSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
     index: IndexSettings = field(default_factory=IndexSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)
     detection: DetectionSettings = field(default_factory=DetectionSettings)
@@ -100,9 +109,9 @@ class Settings:
     @property
     def threads_per_model(self) -> int:
         """``model_threads``, or else the cores divided among the workers (at least one). With one
-        worker per core each runs its models on one thread: four clients adding photos got 1.79x
-        the single-thread floor's photos/s, against 1.51x with two threads in each worker
-        (``make bench``), since two workers of two threads fight over two cores."""
+        worker per core each runs its models on one thread: more threads per worker would make the
+        workers fight over the same cores, and concurrent adds lost what the second worker gained
+        (``make bench``: docs/benchmarks/2026-12-01-pipeline-speed.md)."""
         return self.model_threads or max(1, (os.cpu_count() or 1) // self.worker_count)
 
     @property
@@ -129,8 +138,8 @@ class Settings:
             except ValueError as exc:
                 raise SystemExit(f"setting {entry.name}={raw!r} {exc}") from None
             settings = _replaced(settings, entry.path.split("."), value)
-        if (settings.storage.catalog_url is None) != (settings.storage.milvus_uri is None):
-            raise SystemExit("cluster mode needs both FACE_SEARCH_CATALOG_URL and FACE_SEARCH_MILVUS_URI")
+        if (problem := settings.storage.problem()) is not None:
+            raise SystemExit(problem)
         return settings
 
 
@@ -180,16 +189,19 @@ def choice(*options: str) -> Callable[[str], str]:
     return parse
 
 
-def switch(raw: str) -> bool | None:
+def boolean(raw: str) -> bool:
     value = raw.lower()
-    if value == "default":
-        return None
     if value not in ("0", "1", "true", "false", "on", "off"):
         raise ValueError("must be 1 or 0")
     return value in ("1", "true", "on")
 
 
-def networks(raw: str) -> tuple:
+def switch(raw: str) -> bool | None:
+    """On, off, or ``default``: None, what the model pack says."""
+    return None if raw.lower() == "default" else boolean(raw)
+
+
+def networks(raw: str) -> tuple[Network, ...]:
     try:
         return parse_networks(raw)
     except ValueError as exc:
@@ -277,6 +289,15 @@ ENV = (
     Env("FACE_SEARCH_MAX_PAGE", "limits.max_page", "largest `limit` of a listing", whole(1)),
     Env("FACE_SEARCH_RATE_LIMIT", "server.rate_limit", "requests a second per key (0: off)", number(0.0)),
     Env("FACE_SEARCH_RATE_BURST", "server.rate_burst", "burst above the rate", whole(1)),
+    Env(
+        "FACE_SEARCH_CODE_ALIASES", "api.code_aliases",
+        "every answer also carries its code and message under the names of the vendor's other docs "
+        "(docs/vendor-api.md; 0: `status_code` and `message` only)", boolean, "1",
+    ),
+    Env(
+        "FACE_SEARCH_LINK_SECONDS", "api.link_seconds",
+        "how long the signed `url` and `thumbnail_url` of a photo work without credentials", whole(1),
+    ),
     Env("FACE_SEARCH_PROXY_HOPS", "server.proxy_hops", "trusted reverse proxies for client addresses", whole(0)),
     Env(
         "FACE_SEARCH_URL_ALLOW_NETWORKS", "fetch.allow_networks",
@@ -349,6 +370,6 @@ ENV = (
 
 
 def settings_table() -> str:
-    """The README's table of settings, made from ``ENV``."""
+    """The table of settings in docs/operations.md, made from ``ENV``."""
     rows = [f"| `{e.name}` [{e.default()}] | {e.meaning} |" for e in ENV]
     return "\n".join(["| variable [default] | meaning |", "| --- | --- |", *rows])

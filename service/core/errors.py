@@ -13,6 +13,10 @@ from contextlib import contextmanager
 
 from index.errors import StorageUnavailableError
 
+# A read that meets a storage component down raises the storage's own error (reads are not
+# wrapped one by one, as writes are by ``writing``); the HTTP layer answers it as StorageUnavailable.
+StorageDown = StorageUnavailableError
+
 log = logging.getLogger(__name__)
 
 
@@ -50,6 +54,11 @@ class InvalidRequest(ServiceError):
 
 class ImageNotFound(ServiceError):
     """No image with that id in the key's gallery (another key's image is as good as absent)."""
+
+
+class LinkRefused(ServiceError):
+    """A signed photo link that has expired, was altered, names another image, or was signed
+    with a secret that has since been rotated."""
 
 
 class PhotoMissing(ServiceError):

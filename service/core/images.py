@@ -7,7 +7,7 @@ next start removes; after it, the index catches up from the log.
 
 Faces are embedded in the gallery's pack: the running pack's vectors for a new gallery,
 and for a gallery of a pack the running models also serve (a data directory kept through
-an upgrade), that pack's (``Services.pack_for``).
+an upgrade), that pack's (``FaceReader.pack_for``).
 """
 
 from __future__ import annotations
@@ -16,30 +16,39 @@ import base64
 import binascii
 import logging
 import re
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
+from index.catalog import ImageTable
 from index.errors import CommitUnknownError, PackMismatchError
 from index.records import ImageRecord, KeyRecord, NewFace, NewImage
-from models.decode import ImageDecodeError, content_type
+from index.vectors import VectorIndexes
+from models.analyzer import FaceAnalyzer
+from models.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, content_type, thumbnail
 from models.faces import Face
 from models.packs import ModelPack
 
 from .errors import ImageNotFound, NoFace, NotAPhoto, PackMismatch, PhotoMissing, StorageUnavailable, writing
-from .fetch import fetch_image
+from .fetch import FetchSettings, fetch_image
 from .keys import now
+from .photos import PhotoStore
 from .requests import AddImage, DeleteImages, MetadataUpdate, Page, Photo
-from .services import Services
+from .views import Image
 
 log = logging.getLogger(__name__)
 
+# A thumbnail is for pages that list many photos: at most this many pixels on its longer side.
+THUMBNAIL_SIDE = 256
+THUMBNAIL_QUALITY = 80
 _DATA_URL = re.compile(r"^data:[\w/+.-]*(;[\w=.-]+)*;base64,", re.IGNORECASE)
 _WHITESPACE = re.compile(r"\s+")
 
 
 def decode_base64(text: str) -> bytes:
     """Standard or URL-safe base64, with or without a data: prefix, line breaks or padding."""
-    try:  # plain standard base64, what clients send: skip the cleaning passes (20-30 ms per MB)
+    try:  # plain standard base64, what clients send: skip the cleaning passes, which cost far more
         if decoded := base64.b64decode(text, validate=True):
             return decoded
     except (binascii.Error, ValueError):
@@ -55,117 +64,176 @@ def decode_base64(text: str) -> bytes:
         raise NotAPhoto("image.base64 is not valid base64") from None
 
 
-def photo_data(services: Services, photo: Photo) -> bytes:
-    """The photo's bytes: as sent, decoded from base64, or downloaded through the address guard."""
-    if photo.data is not None:
-        return photo.data
-    if photo.base64 is not None:
-        return decode_base64(photo.base64)
-    if photo.url is None:
-        raise NotAPhoto("the body has no image")
-    return fetch_image(photo.url, services.settings.fetch)
-
-
-def detect_faces(services: Services, data: bytes, limit: int | None = None, pack: str | None = None) -> list[Face]:
-    """Every face in the photo (the ``limit`` largest), largest first, in ``pack``'s vectors (the
-    running pack's by default); NotAPhoto for bytes that are not one."""
-    try:
-        return services.analyzer.faces_in_bytes(data, limit, pack)
-    except ImageDecodeError as exc:
-        raise NotAPhoto(str(exc)) from exc
-
-
-def gallery_pack(services: Services, key: KeyRecord) -> ModelPack:
-    """The pack the key's gallery is filled and searched with; PackMismatch when the running models cannot."""
-    return services.pack_for(services.catalog.images.gallery(key.gallery).pack)
-
-
 def stored(vector: np.ndarray, pack: ModelPack) -> np.ndarray:
     """A vector as the catalog keeps it for ``pack`` (float16 halves a 1024-d face)."""
     return vector.astype(pack.store_as, copy=False)
 
 
-def add_faces(
-    services: Services,
-    key: KeyRecord,
-    data: bytes,
-    metadata: dict,
-    faces: list[Face],
-    pack: ModelPack,
-    source_digest: bytes | None = None,
-) -> ImageRecord:
-    """Store a photo whose faces are already embedded in ``pack``'s vectors (the bulk importer
-    batches that step, and passes the photo's content hash so a resumed import skips it)."""
-    if not faces:
-        raise NoFace("no face was found in the image")
-    new_faces = [
-        NewFace(bbox=f.box(), score=round(f.detection.score, 4), embedding=stored(f.embedding, pack)) for f in faces
-    ]
-    mime = content_type(data) or "application/octet-stream"
-    with writing():
-        name = services.photos.write(key.gallery, data, mime)
-    image = NewImage(name, mime, metadata, now(), pack.name, new_faces, source_digest)
-    try:
+class FaceReader:
+    """Photos to faces: the bytes a request sent (as they are, decoded from base64, or
+    downloaded through the address guard) and the faces the pack's models find in them, in
+    the vectors of the running pack or of a pack it serves. The models are loaded on first use
+    (``analyzer``), so key management never pays for them."""
+
+    def __init__(self, pack: ModelPack, analyzer: Callable[[], FaceAnalyzer], fetch: FetchSettings) -> None:
+        self.pack, self.analyzer, self.fetch = pack, analyzer, fetch
+
+    def pack_for(self, gallery_pack: str | None) -> ModelPack:
+        """The pack whose vectors a gallery holding ``gallery_pack``'s is searched and filled with:
+        that pack when the running models make its vectors (the running pack, or one it serves),
+        the running pack for a gallery that holds none yet; PackMismatch otherwise, before any
+        model runs."""
+        if gallery_pack is None:
+            return self.pack
+        served = self.pack.pack_named(gallery_pack)
+        if served is None:
+            raise PackMismatch(str(PackMismatchError(gallery_pack, self.pack.name)))
+        return served
+
+    def photo_data(self, photo: Photo) -> bytes:
+        if photo.data is not None:
+            return photo.data
+        if photo.base64 is not None:
+            return decode_base64(photo.base64)
+        if photo.url is None:
+            raise NotAPhoto("the body has no image")
+        return fetch_image(photo.url, self.fetch)
+
+    def faces_in(self, data: bytes, limit: int | None = None, pack: str | None = None) -> list[Face]:
+        """Every face in the photo (the ``limit`` largest), largest first, in ``pack``'s vectors (the
+        running pack's by default); NotAPhoto for bytes that are not one."""
+        try:
+            return self.analyzer().faces_in_bytes(data, limit, pack)
+        except ImageDecodeError as exc:
+            raise NotAPhoto(str(exc)) from exc
+
+    def faces_in_many(self, photos: Sequence[bytes], pack: str | None = None) -> list[list[Face] | None]:
+        """``faces_in`` of several photos in one model call (None for one that is not a photo)."""
+        return self.analyzer().faces_in_many(photos, pack)
+
+
+class Gallery:
+    """A key's images: stored with their photo and faces, read, listed, updated and deleted,
+    with the vector index kept in step."""
+
+    def __init__(
+        self, images: ImageTable, indexes: VectorIndexes, photos: PhotoStore, max_pixels: int = DEFAULT_MAX_PIXELS
+    ) -> None:
+        self.images, self.indexes, self.photos = images, indexes, photos
+        self.max_pixels = max_pixels  # of a stored photo a thumbnail is made from
+
+    def store(
+        self,
+        key: KeyRecord,
+        data: bytes,
+        metadata: dict[str, Any],
+        faces: list[Face],
+        pack: ModelPack,
+        source_digest: bytes | None = None,
+    ) -> Image:
+        """Store a photo whose faces are already embedded in ``pack``'s vectors (the bulk importer
+        batches that step, and passes the photo's content hash so a resumed import skips it)."""
+        if not faces:
+            raise NoFace("no face was found in the image")
+        new_faces = [
+            NewFace(bbox=f.box(), score=round(f.detection.score, 4), embedding=stored(f.embedding, pack)) for f in faces
+        ]
+        mime = content_type(data) or "application/octet-stream"
         with writing():
-            record = services.catalog.images.add(key.gallery, image)
-    except PackMismatchError as exc:
-        services.photos.delete(name)
-        raise PackMismatch(str(exc)) from exc
-    except BaseException as exc:
-        if not isinstance(exc.__cause__, CommitUnknownError):  # else it may be stored, and need its photo
-            services.photos.delete(name)
-        raise
-    services.indexes.sync(key.gallery)
-    return record
+            name = self.photos.write(key.gallery, data, mime)
+        image = NewImage(name, mime, metadata, now(), pack.name, new_faces, source_digest)
+        try:
+            with writing():
+                record = self.images.add(key.gallery, image)
+        except PackMismatchError as exc:
+            self.photos.delete(name)
+            raise PackMismatch(str(exc)) from exc
+        except BaseException as exc:
+            if not isinstance(exc.__cause__, CommitUnknownError):  # else it may be stored, and need its photo
+                self.photos.delete(name)
+            raise
+        self.indexes.sync(key.gallery)
+        return Image.of(record)
+
+    def page(self, key: KeyRecord, request: Page) -> tuple[list[Image], int]:
+        records, total = self.images.page(key.gallery, request.offset, request.limit)
+        return [Image.of(record) for record in records], total
+
+    def _record(self, gallery: int, image_id: int) -> ImageRecord:
+        record = self.images.get(gallery, image_id)
+        if record is None:
+            raise ImageNotFound(f"no image with id {image_id}")
+        return record
+
+    def get(self, key: KeyRecord, image_id: int) -> Image:
+        return Image.of(self._record(key.gallery, image_id))
+
+    def _photo(self, record: ImageRecord) -> bytes:
+        """The stored photo's bytes; a record whose file is gone is PhotoMissing."""
+        try:
+            return self.photos.read(record.file)
+        except FileNotFoundError as exc:
+            log.error("image %d: photo file %s is missing", record.id, record.file)
+            raise PhotoMissing(f"the photo file of image {record.id} is missing from the photo store") from exc
+        except OSError as exc:
+            log.error("image %d: photo file %s cannot be read: %s", record.id, record.file, exc)
+            raise StorageUnavailable(f"the photo of image {record.id} cannot be read ({exc.strerror or exc})") from exc
+
+    def photo(self, gallery: int, image_id: int) -> tuple[bytes, str]:
+        """The gallery's stored photo and its content type (a key's, or a signed link's gallery)."""
+        record = self._record(gallery, image_id)
+        return self._photo(record), record.content_type
+
+    def thumbnail(self, gallery: int, image_id: int) -> bytes:
+        """The photo's thumbnail (a JPEG), made on its first request and kept beside the photo.
+
+        Made on demand rather than when the photo is added, so adding costs nothing more and
+        images stored before thumbnails existed get theirs the same way. A thumbnail that
+        cannot be kept (disk full) is served all the same and made again next time.
+        """
+        record = self._record(gallery, image_id)
+        try:
+            return self.photos.read_thumbnail(record.file)
+        except FileNotFoundError:
+            pass
+        try:
+            data = thumbnail(self._photo(record), THUMBNAIL_SIDE, THUMBNAIL_QUALITY, self.max_pixels)
+        except ImageDecodeError as exc:  # it was decoded when it was added: the file changed since
+            raise StorageUnavailable(f"the photo of image {record.id} cannot be decoded any more ({exc})") from exc
+        try:
+            self.photos.write_thumbnail(record.file, data)
+        except OSError as exc:
+            log.warning("image %d: its thumbnail could not be kept: %s", record.id, exc)
+        return data
+
+    def update_metadata(self, key: KeyRecord, request: MetadataUpdate) -> Image:
+        with writing():
+            record = self.images.update_metadata(key.gallery, request.image_id, request.metadata)
+        if record is None:
+            raise ImageNotFound(f"no image with id {request.image_id}")
+        return Image.of(record)
+
+    def delete(self, key: KeyRecord, request: DeleteImages) -> list[int]:
+        """Delete the key's images among the ids; ids of other keys or unknown are ignored.
+
+        The index is brought up to date before returning, so no later answer shows them.
+        """
+        with writing():
+            deleted = self.images.delete(key.gallery, request.ids)
+        self.indexes.sync(key.gallery)
+        for record in deleted:
+            self.photos.delete(record.file)
+        return [record.id for record in deleted]
 
 
-def add_image(services: Services, key: KeyRecord, request: AddImage) -> ImageRecord:
-    """Store the photo and index every face in it; nothing is stored when it has no face."""
-    data = photo_data(services, request.photo)
-    pack = gallery_pack(services, key)
-    return add_faces(services, key, data, request.metadata, detect_faces(services, data, pack=pack.name), pack)
+class ImageAdder:
+    """``POST /images``: store the photo and index every face in it; nothing is stored when it
+    has no face."""
 
+    def __init__(self, reader: FaceReader, gallery: Gallery) -> None:
+        self.reader, self.gallery = reader, gallery
 
-def list_images(services: Services, key: KeyRecord, request: Page) -> tuple[list[ImageRecord], int]:
-    return services.catalog.images.page(key.gallery, request.offset, request.limit)
-
-
-def get_image(services: Services, key: KeyRecord, image_id: int) -> ImageRecord:
-    record = services.catalog.images.get(key.gallery, image_id)
-    if record is None:
-        raise ImageNotFound(f"no image with id {image_id}")
-    return record
-
-
-def photo_bytes(services: Services, key: KeyRecord, image_id: int) -> tuple[bytes, str]:
-    """The stored photo and its content type; a record whose file is gone is PhotoMissing."""
-    record = get_image(services, key, image_id)
-    try:
-        return services.photos.read(record.file), record.content_type
-    except FileNotFoundError as exc:
-        log.error("image %d: photo file %s is missing", image_id, record.file)
-        raise PhotoMissing(f"the photo file of image {image_id} is missing from the photo store") from exc
-    except OSError as exc:
-        log.error("image %d: photo file %s cannot be read: %s", image_id, record.file, exc)
-        raise StorageUnavailable(f"the photo of image {image_id} cannot be read ({exc.strerror or exc})") from exc
-
-
-def update_metadata(services: Services, key: KeyRecord, request: MetadataUpdate) -> ImageRecord:
-    with writing():
-        record = services.catalog.images.update_metadata(key.gallery, request.image_id, request.metadata)
-    if record is None:
-        raise ImageNotFound(f"no image with id {request.image_id}")
-    return record
-
-
-def delete_images(services: Services, key: KeyRecord, request: DeleteImages) -> list[int]:
-    """Delete the key's images among the ids; ids of other keys or unknown are ignored.
-
-    The index is brought up to date before returning, so no later answer shows them.
-    """
-    with writing():
-        deleted = services.catalog.images.delete(key.gallery, request.ids)
-    services.indexes.sync(key.gallery)
-    for record in deleted:
-        services.photos.delete(record.file)
-    return [record.id for record in deleted]
+    def add(self, key: KeyRecord, request: AddImage) -> Image:
+        data = self.reader.photo_data(request.photo)
+        pack = self.reader.pack_for(self.gallery.images.gallery(key.gallery).pack)
+        return self.gallery.store(key, data, request.metadata, self.reader.faces_in(data, pack=pack.name), pack)

@@ -83,7 +83,7 @@ class KeyRing:
                 return
             except KeyExistsError:
                 record = self.keys.get(name)
-        if not check_secret(secret, record.secret_hash) or record.revoked:
+        if record is None or not check_secret(secret, record.secret_hash) or record.revoked:
             hashed = hash_secret(secret)
 
             def restore(key: KeyRecord) -> None:
@@ -115,7 +115,7 @@ class KeyRing:
     def authenticate(self, name: str | None, secret: str | None) -> KeyRecord:
         """The key's record if the pair is right and the key is not revoked."""
         record = self.keys.get(name) if name and secret is not None else None
-        if record is None or record.revoked or not self._verify(record, secret):
+        if record is None or secret is None or record.revoked or not self._verify(record, secret):
             raise BadCredentials()
         return record
 

@@ -22,7 +22,7 @@ def depth(value: Any) -> int:
     return deepest
 
 
-def checked_metadata(value: dict, limits: Limits) -> dict:
+def checked_metadata(value: dict[str, Any], limits: Limits) -> dict[str, Any]:
     """``value`` when it is within the size and nesting limits and uses no reserved key."""
     if depth(value) > limits.max_metadata_depth:
         raise InvalidRequest(f"metadata nests deeper than {limits.max_metadata_depth} levels")

@@ -6,7 +6,7 @@ The HTTP layer builds these from a validated request body; a script builds them 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from index.records import FaceInfo
 
@@ -41,7 +41,7 @@ class FaceFilter:
 @dataclass(frozen=True)
 class AddImage:
     photo: Photo
-    metadata: dict = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class Page:
 @dataclass(frozen=True)
 class MetadataUpdate:
     image_id: int
-    metadata: dict
+    metadata: dict[str, Any]
 
 
 @dataclass(frozen=True)

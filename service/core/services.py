@@ -1,7 +1,9 @@
-"""The parts a use case needs, built once per process from the settings.
+"""The composition root: the parts of a process, built once from the settings, and each use
+case built from the two or three of them it uses.
 
 The Flask app and the command-line scripts both build one of these, so a script adds a
-photo through exactly the same code as ``POST /images``.
+photo through exactly the same code as ``POST /images``. The HTTP layer sees only
+``UseCases``; the parts themselves are for the scripts and the tests.
 """
 
 from __future__ import annotations
@@ -14,18 +16,37 @@ from functools import cached_property
 
 from index.backend import open_backend, open_catalog
 from index.catalog import Catalog
-from index.errors import PackMismatchError
 from index.vectors import VectorIndexes
 from models.analyzer import FaceAnalyzer
 from models.packs import ModelPack, load_pack
 
+from .bulk_import import BulkImport
 from .config import Settings
-from .errors import PackMismatch
+from .images import FaceReader, Gallery, ImageAdder
 from .keys import KeyRing
+from .links import PhotoLinks
+from .maintenance import Maintenance
 from .photos import PhotoFiles, PhotoStore
-from .threshold import search_threshold
+from .readiness import Readiness
+from .reembed import Reembedding
+from .search import Searcher, Thresholds
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UseCases:
+    """What the HTTP layer calls."""
+
+    keys: KeyRing
+    reader: FaceReader
+    gallery: Gallery
+    adder: ImageAdder
+    searcher: Searcher
+    maintenance: Maintenance
+    readiness: Readiness
+    pack: ModelPack  # named with its weights' licence by /healthz
+    links: PhotoLinks
 
 
 @dataclass
@@ -46,26 +67,56 @@ class Services:
     def models_loaded(self) -> bool:
         return "analyzer" in vars(self)
 
-    def pack_for(self, gallery_pack: str | None) -> ModelPack:
-        """The pack whose vectors a gallery holding ``gallery_pack``'s is searched and filled with:
-        that pack when the running models make its vectors (the running pack, or one it serves),
-        the running pack for a gallery that holds none yet; PackMismatch otherwise."""
-        if gallery_pack is None:
-            return self.pack
-        served = self.pack.pack_named(gallery_pack)
-        if served is None:
-            raise PackMismatch(str(PackMismatchError(gallery_pack, self.pack.name)))
-        return served
+    @cached_property
+    def reader(self) -> FaceReader:
+        return FaceReader(self.pack, lambda: self.analyzer, self.settings.fetch)
 
-    def default_threshold(self, gallery: int) -> float:
-        record = self.catalog.images.gallery(gallery)
-        return self.threshold_for(self.pack_for(record.pack), record.faces)
+    @cached_property
+    def gallery(self) -> Gallery:
+        return Gallery(self.catalog.images, self.indexes, self.photos, self.settings.limits.max_pixels)
 
-    def threshold_for(self, pack: ModelPack, faces: int) -> float:
-        """The default for a gallery of ``faces`` faces of ``pack``: the fixed setting, else scaled with its size."""
-        if self.settings.threshold is not None:
-            return self.settings.threshold
-        return search_threshold(pack, faces)
+    @cached_property
+    def adder(self) -> ImageAdder:
+        return ImageAdder(self.reader, self.gallery)
+
+    @cached_property
+    def searcher(self) -> Searcher:
+        thresholds = Thresholds(self.settings.threshold)
+        return Searcher(self.reader, self.catalog.images, self.indexes, thresholds)
+
+    @cached_property
+    def maintenance(self) -> Maintenance:
+        return Maintenance(self.catalog, self.indexes)
+
+    @cached_property
+    def importer(self) -> BulkImport:
+        return BulkImport(self.catalog, self.reader, self.gallery, self.settings.limits)
+
+    @cached_property
+    def reembedding(self) -> Reembedding:
+        return Reembedding(self.catalog, self.indexes, self.photos, self.settings.threads_per_model)
+
+    @cached_property
+    def readiness(self) -> Readiness:
+        return Readiness(self.catalog, self.indexes, lambda: self.models_loaded)
+
+    @cached_property
+    def links(self) -> PhotoLinks:
+        return PhotoLinks(self.catalog.secrets, self.settings.api.link_seconds)
+
+    @cached_property
+    def use_cases(self) -> UseCases:
+        return UseCases(
+            self.keys,
+            self.reader,
+            self.gallery,
+            self.adder,
+            self.searcher,
+            self.maintenance,
+            self.readiness,
+            self.pack,
+            self.links,
+        )
 
     def close(self) -> None:
         """The vector index first: closing it writes checkpoints that read the catalog."""
@@ -99,10 +150,10 @@ def build_services(settings: Settings, serving: bool = False) -> Services:
 
 
 @contextmanager
-def key_ring(settings: Settings) -> Iterator[KeyRing]:
-    """Keys alone, for key management: neither models nor vectors are loaded."""
+def catalog_alone(settings: Settings) -> Iterator[Catalog]:
+    """The catalog alone, for key and secret management: neither models nor vectors are loaded."""
     catalog = open_catalog(settings.storage)
     try:
-        yield KeyRing(catalog.keys)
+        yield catalog
     finally:
         catalog.close()

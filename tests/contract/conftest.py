@@ -24,7 +24,7 @@ class Storage:
     """One kind of backend over one place to keep its data."""
 
     def __init__(self, kind: str, root: Path, engines: Engines | None = None) -> None:
-        self.kind = kind
+        self.kind, self.engines = kind, engines
         self.storage = StorageSettings(data_dir=root / "data")
         if engines is not None:
             self.storage = replace(self.storage, catalog_url=engines.new_database(), milvus_uri=engines.milvus.uri)
@@ -49,6 +49,10 @@ class Storage:
     def restart(self, **index: object) -> tuple[Catalog, VectorIndexes]:
         self.close()
         return self.open(**index)
+
+    def another(self, root: Path) -> Storage:
+        """Fresh, empty storage of the same kind (another deployment's)."""
+        return Storage(self.kind, root, self.engines)
 
 
 @pytest.fixture(params=KINDS)

@@ -6,8 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from index.backend import restore_catalog
 from index.catalog import Catalog
-from index.errors import GenerationConflictError, KeyExistsError, PackMismatchError, StagingIncompleteError
+from index.errors import (
+    CatalogNotEmptyError,
+    GenerationConflictError,
+    KeyExistsError,
+    PackMismatchError,
+    StagingIncompleteError,
+)
 from index.records import ImageRecord, NewFace, NewImage
 from tests.contract.conftest import Storage
 from tests.synthetic import faces
@@ -265,6 +272,20 @@ def test_everything_survives_a_restart(storage: Storage) -> None:
     assert catalog.images.add(key.gallery, new_image(vectors[4:5])).id > gone.id, "ids are never reused"
 
 
+def test_a_secret_is_made_once_shared_by_every_handle_and_replaced(storage: Storage) -> None:
+    catalog, _ = storage.open()
+    # another replica's handle on the same catalog (LMDB allows one handle per process)
+    other = catalog if storage.kind == "embedded" else storage.open(serving=False)[0]
+    assert catalog.secrets.get("links") is None
+    assert catalog.secrets.setdefault("links", b"\x00first") == b"\x00first"
+    assert other.secrets.setdefault("links", b"second") == b"\x00first", "the secret stored first is kept"
+    assert other.secrets.get("links") == b"\x00first" and other.secrets.get("other") is None
+    other.secrets.replace("links", b"rotated\xff")
+    assert catalog.secrets.get("links") == b"rotated\xff", "a rotation is seen at once by every handle"
+    catalog, _ = storage.restart()
+    assert catalog.secrets.get("links") == b"rotated\xff"
+
+
 def test_a_closed_catalog_fails_its_readiness_ping(storage: Storage) -> None:
     catalog, _ = storage.open()
     catalog.ping()
@@ -278,15 +299,32 @@ def test_a_backup_copy_holds_what_was_committed_when_it_began(storage: Storage, 
     gid = gallery_of(catalog)
     kept = catalog.images.add(gid, new_image(faces(1).vectors[:2], "kept.jpg"))
     (tmp_path / "copy").mkdir()
-    try:
-        names = catalog.backup(tmp_path / "copy")
-    except NotImplementedError:
-        pytest.skip(f"{storage.kind} catalogs are backed up with their database's own tools")
-    catalog.images.add(gid, new_image(faces(1).vectors[2:3], "later.jpg"))
+    names = catalog.backup(tmp_path / "copy")
+    later = catalog.images.add(gid, new_image(faces(1).vectors[2:3], "later.jpg"))
     assert names == {"kept.jpg"}
-    copied = type(catalog)(tmp_path / "copy")  # an embedded catalog opens from its folder
+    elsewhere = storage.another(tmp_path / "restored")
+    restore_catalog(elsewhere.storage, tmp_path / "copy")
     try:
+        copied, _ = elsewhere.open()
         assert copied.images.page(gid, 0, 10) == ([kept], 1)
         assert copied.keys.get("k") == catalog.keys.get("k")
+        snapshot = copied.log.snapshot(gid)
+        assert snapshot.ids.tolist() == [face.id for face in kept.faces]
+        np.testing.assert_array_equal(snapshot.vectors, faces(1).vectors[:2])
+        again = copied.images.add(gid, new_image(faces(1).vectors[3:4], "again.jpg"))
+        assert again.id > kept.id and min(f.id for f in again.faces) > max(f.id for f in kept.faces), "no id reused"
+        assert catalog.images.get(gid, later.id) is not None, "the original goes on as it was"
     finally:
-        copied.close()
+        elsewhere.close()
+
+
+def test_a_backup_is_restored_into_an_empty_catalog_only(storage: Storage, tmp_path) -> None:
+    catalog, _ = storage.open()
+    gallery_of(catalog)
+    (tmp_path / "copy").mkdir()
+    catalog.backup(tmp_path / "copy")
+    with pytest.raises(CatalogNotEmptyError):
+        restore_catalog(storage.storage, tmp_path / "copy")
+    assert [key.name for key, _ in catalog.keys.all()] == ["k"], "nothing was written"
+    with pytest.raises(ValueError):
+        restore_catalog(storage.another(tmp_path / "other").storage, tmp_path)  # not a backup

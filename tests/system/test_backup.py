@@ -1,6 +1,7 @@
 """scripts/backup.py under write load, restored into a new data directory: a server started on
 it serves every image acknowledged before the backup began, with its photo, metadata and
-search results, and names no photo it does not have."""
+search results, and names no photo it does not have. In cluster mode, the same script over a
+PostgreSQL catalog and the shared photo folder."""
 
 from __future__ import annotations
 
@@ -12,9 +13,14 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
+from service.core.config import Settings
+from service.core.services import build_services
+from tests.cluster import Engines
 from tests.live import ROOT, LiveServer
 from tests.photos import b64, flipped, package_photo, scaled
+from tests.usecases import add, find, page
 
 PHOTOS = [
     package_photo("Tom_Hanks_54745.png"),
@@ -32,22 +38,40 @@ def _run(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> subpr
     )
 
 
-def _script(data_dir: Path, *args: str) -> str:
-    done = _run(data_dir, *args)
+def _script(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    done = _run(data_dir, *args, env=env)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
 
-def test_in_cluster_mode_the_script_refuses_and_names_the_database_tools(tmp_path: Path) -> None:
-    """Refused before anything is opened or written, so no server needs to run."""
-    cluster = {
-        "FACE_SEARCH_CATALOG_URL": "postgresql://nobody@127.0.0.1:9/none",
-        "FACE_SEARCH_MILVUS_URI": "http://127.0.0.1:9",
-    }
-    for args in ([str(tmp_path / "backup")], ["--restore", str(tmp_path)]):
-        done = _run(tmp_path / "data", *args, env=cluster)
-        assert done.returncode == 1 and "pg_dump" in done.stderr and "Cluster mode" in done.stderr, done.stderr
-    assert sorted(tmp_path.iterdir()) == [], "nothing written"
+@pytest.mark.cluster
+def test_a_cluster_backup_restores_into_another_database_with_its_own_vectors(engines: Engines, tmp_path: Path) -> None:
+    """The catalog (one PostgreSQL snapshot) and the photos; Milvus is filled from the restored
+    catalog, in collections of its own."""
+    source = engines.env(engines.new_database(), tmp_path / "photos")
+    with build_services(Settings.from_env({**source, "FACE_SEARCH_DATA_DIR": str(tmp_path / "a")})) as services:
+        key = services.keys.create("k", "s").record
+        added = {add(services, key, photo, {"n": n}).id: photo for n, photo in enumerate(PHOTOS[:3])}
+        namespace = services.catalog.namespace
+    printed = _script(tmp_path / "a", str(tmp_path / "backup"), env=source)
+    assert "backed up 3 images and 3 photos" in printed, printed
+
+    target = engines.env(engines.new_database(), tmp_path / "restored-photos")
+    _script(tmp_path / "b", "--restore", str(tmp_path / "backup"), env=target)
+    with build_services(Settings.from_env({**target, "FACE_SEARCH_DATA_DIR": str(tmp_path / "b")})) as restored:
+        assert restored.catalog.namespace != namespace, "the old deployment's collections are left alone"
+        key = restored.keys.named("k")
+        listed, total = page(restored, key)
+        assert total == 3 and {record.id: record.metadata["n"] for record in listed} == {
+            image_id: n for n, image_id in enumerate(added)
+        }
+        for record in listed:
+            assert restored.gallery.photo(key.gallery, record.id)[0] == added[record.id]
+        assert restored.indexes.verify(key.gallery), "Milvus holds exactly the restored faces"
+        for image_id, photo in added.items():
+            assert image_id in [hit.image.id for hit in find(restored, key, photo, threshold=0.9)]
+    again = _run(tmp_path / "b", "--restore", str(tmp_path / "backup"), env=target)
+    assert again.returncode == 1 and "not empty" in again.stderr, again.stderr
 
 
 @pytest.mark.slow
@@ -75,6 +99,7 @@ def test_a_backup_under_write_load_restores_everything_acknowledged_before_it(tm
         for photo in range(5):
             write_one = server.call("POST", "/images", json={"image": {"base64": b64(PHOTOS[photo])}})
             acknowledged[write_one.json()["result"]["id"]] = (time.monotonic(), photo, {})
+        thumbnail = requests.get(write_one.json()["result"]["thumbnail_url"], timeout=60).content  # made and kept
         # One instant for both threads, so no image the writer may delete counts as before it.
         began = time.monotonic() + 1.0
         writer = threading.Thread(target=write, args=(began,))
@@ -91,6 +116,8 @@ def test_a_backup_under_write_load_restores_everything_acknowledged_before_it(tm
 
     restored = tmp_path / "restored"
     _script(restored, "--restore", str(tmp_path / "backup"))
+    kept = [path.read_bytes() for path in (restored / "photos").glob("*/*.thumb.jpg")]
+    assert kept == [thumbnail], "the thumbnail made before the backup is in it, beside its photo"
     again = LiveServer(restored).start()
     try:
         listed = {item["id"]: item for item in again.call("GET", "/images?limit=1000").json()["result"]}

@@ -16,7 +16,6 @@ from index.milvus import MilvusIndexes
 from index.postgres import PostgresCatalog
 from index.vectors import IndexSettings
 from service.core.config import Settings
-from service.core.reembed import reembed
 from service.core.services import build_services
 from tests.cluster import Engines
 from tests.live import ROOT
@@ -88,12 +87,12 @@ def test_a_fused_pack_cluster_serves_buffalo_s_galleries_then_moves_them(engines
         ]
         assert fused.indexes.verify(key.gallery) and fused.indexes.verify(new.gallery), "each in its pack's collection"
         faces = fused.catalog.images.gallery(key.gallery).faces
-        there = reembed(fused, key, "buffalo_s_edgeface")
+        there = fused.reembedding.run(key, "buffalo_s_edgeface")
         assert (there.faces, there.lost) == (faces, 0)
         assert fused.catalog.images.gallery(key.gallery).pack == "buffalo_s_edgeface"
         assert fused.indexes.verify(key.gallery)
         assert answers(fused, key)[0][0] == before[0][0], "the fused pack finds Tom first too"
-        back = reembed(fused, key, "buffalo_s")
+        back = fused.reembedding.run(key, "buffalo_s")
         assert (back.faces, back.lost) == (faces, 0)
     with build_services(replace(settings, models="buffalo_s"), serving=True) as old:
         assert old.indexes.verify(key.gallery)

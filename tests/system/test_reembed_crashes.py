@@ -34,12 +34,12 @@ KILL_POINTS = {
         "staging.LmdbStaging.stage = stage\n"
     ),
     "between the new generation and the swap": (
-        "from index.faiss import galleries\n"
-        "real = galleries.write_base\n"
+        "from index.faiss import maintenance\n"
+        "real = maintenance.write_base\n"
         "def write_base(*args):\n"
         "    real(*args)\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
-        "galleries.write_base = write_base\n"
+        "maintenance.write_base = write_base\n"
     ),
     "right after the swap": (
         "from index.lmdb import staging\n"

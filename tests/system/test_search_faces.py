@@ -1,6 +1,6 @@
 """Searching with every face of the query, and filtering stored faces by size and score.
 
-Runs on the Flask client and on a real server, with the backends of tests/test_api.py.
+Runs on the Flask client and on a real server, with the backends of tests/system/test_api.py.
 """
 
 from __future__ import annotations

@@ -1,7 +1,10 @@
-"""The folders read like the architecture: who may import whom (see the README's architecture).
+"""The folders read like the architecture: who may import whom (docs/architecture.md).
 
 Checked twice: statically, over every import statement of every module, and at run time,
-by importing the use cases in a fresh interpreter and looking at what got loaded.
+by importing the use cases in a fresh interpreter and looking at what got loaded. The
+storage seam is checked the same way: the use cases and the HTTP layer see storage only
+through the protocols, each backend sees the others only through them, and nothing above
+the seam asks which backend is behind it.
 """
 
 from __future__ import annotations
@@ -15,15 +18,29 @@ import pytest
 
 from tests.live import ROOT
 
+STORAGE_LIBRARIES = ("lmdb", "faiss", "psycopg", "psycopg_pool", "pymilvus")
 # a layer, and the top-level names its modules must never import
 FORBIDDEN = {
-    "models": ("index", "service", "scripts", "flask", "werkzeug", "pydantic", "lmdb", "faiss"),
+    "models": ("index", "service", "scripts", "flask", "werkzeug", "pydantic", *STORAGE_LIBRARIES),
     "index": ("models", "service", "scripts", "flask", "werkzeug", "pydantic", "cv2"),
-    "service/core": ("service.api", "scripts", "flask", "werkzeug", "pydantic"),
-    "service/api": ("scripts",),
+    "service/core": ("service.api", "scripts", "flask", "werkzeug", "pydantic", *STORAGE_LIBRARIES),
+    "service/api": ("scripts", "index", *STORAGE_LIBRARIES),
     "scripts": ("service.api",),
 }
 WEB_FRAMEWORKS = ("flask", "werkzeug", "pydantic")
+# what of index/ the use cases may use: the protocols, the values that cross the seam, the factory
+SEAM = ("index.backend", "index.catalog", "index.vectors", "index.records", "index.errors")
+# each backend's package, and the modules of index/ all of them may share
+BACKENDS = ("index/lmdb", "index/postgres", "index/faiss", "index/milvus")
+SHARED = ("index.catalog", "index.vectors", "index.records", "index.errors", "index.locks")
+# attributes that say which backend is behind the seam, which nothing above it may ask
+BACKEND_QUESTIONS = ("cluster", "catalog_url", "milvus_uri")
+
+
+def modules(folder: str) -> list[Path]:
+    found = sorted((ROOT / folder).rglob("*.py"))
+    assert found, folder
+    return found
 
 
 def imported_names(path: Path) -> set[str]:
@@ -40,18 +57,57 @@ def imported_names(path: Path) -> set[str]:
     return names
 
 
+def under(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == prefix or name.startswith(prefix + ".") for prefix in prefixes)
+
+
 @pytest.mark.parametrize("layer", sorted(FORBIDDEN))
 def test_no_module_imports_what_its_layer_may_not(layer: str) -> None:
-    modules = sorted((ROOT / layer).rglob("*.py"))
-    assert modules, layer
     broken = {
         f"{path.relative_to(ROOT)}: {name}"
-        for path in modules
+        for path in modules(layer)
         for name in imported_names(path)
-        for forbidden in FORBIDDEN[layer]
-        if name == forbidden or name.startswith(forbidden + ".")
+        if under(name, FORBIDDEN[layer])
     }
     assert not broken, sorted(broken)
+
+
+def test_the_use_cases_see_storage_only_through_the_seam() -> None:
+    broken = {
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in modules("service/core")
+        for name in imported_names(path)
+        if under(name, ("index",)) and not under(name, SEAM)
+    }
+    assert not broken, sorted(broken)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_backend_sees_the_others_only_through_the_protocols(backend: str) -> None:
+    """The vector backends depend on the catalog protocols, never on a catalog backend (and the
+    other way round); only index/backend.py, the factory, names the backends."""
+    own = backend.replace("/", ".")
+    broken = {
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in modules(backend)
+        for name in imported_names(path)
+        if under(name, ("index",)) and not under(name, (own, *SHARED))
+    }
+    assert not broken, sorted(broken)
+
+
+@pytest.mark.parametrize("layer", ["service/core", "service/api"])
+def test_nothing_above_the_seam_asks_which_backend_is_behind_it(layer: str) -> None:
+    """Use cases and the HTTP layer behave the same on every backend: what differs is a
+    protocol member's business (bulk jobs, backups, readiness checks). The settings check
+    their own consistency (``StorageSettings.problem``)."""
+    asked = {
+        f"{path.relative_to(ROOT)}:{node.lineno}: .{node.attr}"
+        for path in modules(layer)
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Attribute) and node.attr in BACKEND_QUESTIONS
+    }
+    assert not asked, sorted(asked)
 
 
 def test_loading_every_use_case_loads_no_web_framework() -> None:

@@ -1,7 +1,7 @@
 """/healthz and /readyz: open to probes without a key, and not ready once the data is closed.
 
 A live server's probes are also called, and their answers checked against the document, by
-the schemathesis run in tests/test_openapi.py."""
+the schemathesis run in tests/system/test_schemathesis.py."""
 
 from __future__ import annotations
 

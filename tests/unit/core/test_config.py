@@ -6,12 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from service.core.config import ENV, Settings, settings_table
-from tests.live import ROOT
-
-
-def test_the_readme_shows_every_setting_with_its_default() -> None:
-    assert settings_table() in (ROOT / "README.md").read_text(), "paste settings_table() into README.md"
+from service.core.config import ENV, Settings
 
 
 def test_unset_variables_keep_the_defaults_and_set_ones_are_read() -> None:

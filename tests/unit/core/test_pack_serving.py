@@ -15,7 +15,6 @@ from service.api.errors import Code, refusal
 from service.core.config import Settings
 from service.core.errors import PackMismatch
 from service.core.requests import Photo, Search
-from service.core.search import search_each_face
 from service.core.services import Services, build_services
 from tests.photos import flipped, package_photo
 from tests.usecases import add, find
@@ -35,9 +34,9 @@ def _answers(services: Services, key: KeyRecord) -> dict:
         for name, probe in PROBES.items()
         for threshold in (-1.0, None)
     }
-    each = search_each_face(services, key, Search(Photo(package_photo("t1.jpg")), 3, None, "all"))
+    each = services.searcher.search_each_face(key, Search(Photo(package_photo("t1.jpg")), 3, None, "all"))
     found["t1, every face"] = [[(m.image.id, m.score) for m in answer.matches] for answer in each]
-    return {"answers": found, "threshold": services.default_threshold(key.gallery)}
+    return {"answers": found, "threshold": services.searcher.default_threshold(key.gallery)}
 
 
 @pytest.mark.slow

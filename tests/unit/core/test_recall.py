@@ -17,7 +17,7 @@ from tests.usecases import add, find
 
 PACKS = ("buffalo_s", "buffalo_s_edgeface")
 
-# Floors a little under what both packs measured: recall@1 1.000 on each (docs/accuracy.md).
+# Floors a little under what both packs measured on each set: recall@1 1.000 (docs/accuracy.md).
 FLOORS = {"faceapi-bbt": 0.97, "dlib-johns": 0.97, "att-orl": 0.98, "yale": 0.98}
 
 

@@ -13,7 +13,7 @@ from models.packs import PACKS_DIR, load_pack
 from service.api.errors import Code, refusal
 from service.core.config import Settings
 from service.core.errors import PackMismatch
-from service.core.reembed import Plan, ReembedSummary, reembed, stage
+from service.core.reembed import Plan, ReembedSummary
 from service.core.services import build_services
 from tests.photos import flipped, package_photo
 from tests.usecases import add, find, index_state
@@ -48,7 +48,7 @@ def test_reembedding_serves_the_old_vectors_until_the_swap(settings: Settings, t
 
     plan = Plan.of(load_pack(str(new_pack)), "buffalo_s", 1)
     summary = ReembedSummary()
-    stage(server, key, plan, 4, summary, lambda n: None)
+    server.reembedding.stage(key, plan, 4, summary, lambda n: None)
     assert (summary.images, summary.faces, summary.lost) == (2, 7, 0)
     assert _vectors(server, key.gallery).keys() == old.keys(), "staged aside, the serving vectors untouched"
     assert server.catalog.images.gallery(key.gallery).pack == "buffalo_s"
@@ -58,7 +58,7 @@ def test_reembedding_serves_the_old_vectors_until_the_swap(settings: Settings, t
     swapped = server.indexes.swap(key.gallery, plan.target.name, plan.dim)
     assert not swapped, "refused: the new photo is not re-embedded"
     assert server.catalog.images.gallery(key.gallery).pack == "buffalo_s"
-    summary = reembed(server, key, str(new_pack))  # resumes: only the late photo is left to embed
+    summary = server.reembedding.run(key, str(new_pack))  # resumes: only the late photo is left to embed
     assert summary.images == 1 and summary.pack == "buffalo_s_next"
 
     gallery = server.catalog.images.gallery(key.gallery)

@@ -20,17 +20,16 @@ import pytest
 
 from index.records import KeyRecord
 from models.packs import load_pack, part_of
-from service.core import images
 from service.core.config import Settings
-from service.core.reembed import Plan, ReembedSummary, reembed, stage
+from service.core.reembed import Plan, ReembedSummary
 from service.core.services import Services, build_services
 from tests.photos import DATASETS
 from tests.usecases import add, find, page
 
 PEOPLE = 30
 GROUPS = ("dlib_bald_guys.jpg", "insightface_t1.jpg", "faceapi_bbt1.jpg", "dlib_2008_002079.jpg")
-RECALL_FLOOR = 0.95  # buffalo_s and yunet_sface both measure 98-99.5% recall@1 on LFW (README)
-LOST_FLOOR = 0.03  # share of stored faces a move may lose (measured: see the README)
+RECALL_FLOOR = 0.95  # both packs' recall@1 on LFW: docs/benchmarks/2026-12-01-evaluation.md
+LOST_FLOOR = 0.03  # share of stored faces a move may lose (docs/models.md, switching packs)
 
 
 def _lfw_people() -> dict[str, list[bytes]]:
@@ -58,13 +57,13 @@ def _gallery_view(services: Services, key: KeyRecord) -> dict[int, tuple[dict, l
     """What a client sees of each image: metadata, face ids and the stored photo."""
     records, _ = page(services, key, 0, 1000)
     return {
-        r.id: (r.metadata, [face.id for face in r.faces], images.photo_bytes(services, key, r.id)[0]) for r in records
+        r.id: (r.metadata, [face.id for face in r.faces], services.gallery.photo(key.gallery, r.id)[0]) for r in records
     }
 
 
 def _moved(settings: Settings, key: KeyRecord, old: str, new: str) -> ReembedSummary:
     with build_services(replace(settings, models=old), serving=True) as services:
-        return reembed(services, key, new)
+        return services.reembedding.run(key, new)
 
 
 def _vectors(services: Services, gid: int) -> dict[int, np.ndarray]:
@@ -114,7 +113,8 @@ def _round_trip(
         key = _filled(services, people)
         before = _seen(services, key, people)
         if staged_first:
-            stage(services, key, Plan.of(load_pack(via), "buffalo_s", 1), 8, ReembedSummary(), lambda n: None)
+            plan = Plan.of(load_pack(via), "buffalo_s", 1)
+            services.reembedding.stage(key, plan, 8, ReembedSummary(), lambda n: None)
             assert services.catalog.images.gallery(key.gallery).pack == "buffalo_s", "staged aside: buffalo_s serves"
             assert _recall(services, key, people) == before.recall
     there = _moved(settings, key, "buffalo_s", via)  # resumes from what was staged

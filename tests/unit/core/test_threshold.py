@@ -48,11 +48,11 @@ def test_a_pack_without_calibration_uses_its_fixed_threshold() -> None:
 
 def test_the_service_uses_the_gallery_size_unless_the_operator_fixed_a_threshold(services: Services) -> None:
     key = services.catalog.keys.get(KEY)
-    empty = services.default_threshold(key.gallery)
+    empty = services.searcher.default_threshold(key.gallery)
     assert empty == search_threshold(services.pack, 0)
     assert math.isfinite(empty) and 0.2 < empty < 0.6
     fixed = replace(services, settings=replace(services.settings, threshold=0.55))
-    assert fixed.default_threshold(key.gallery) == 0.55
+    assert fixed.searcher.default_threshold(key.gallery) == 0.55
 
 
 def test_the_gallery_face_count_reaches_the_policy(services: Services) -> None:
@@ -61,7 +61,7 @@ def test_the_gallery_face_count_reaches_the_policy(services: Services) -> None:
         services, pack=replace(services.pack, manifest={**services.pack.manifest, "calibration": calibration})
     )
     key = services.catalog.keys.get(KEY)
-    before = scaled.default_threshold(key.gallery)
+    before = scaled.searcher.default_threshold(key.gallery)
     add(scaled, key, package_photo("t1.jpg"))
     assert services.catalog.images.gallery(key.gallery).faces == 6
-    assert scaled.default_threshold(key.gallery) == search_threshold(scaled.pack, 6) > before
+    assert scaled.searcher.default_threshold(key.gallery) == search_threshold(scaled.pack, 6) > before

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from index.faiss import FaissIndexes
+from index.faiss.cache import GalleryCache
 from index.faiss.rebuild import rebuild_reason
 from index.faiss.vector_index import FLAT, IndexState, VectorIndex
 from index.lmdb import LmdbCatalog
@@ -142,7 +143,7 @@ def test_a_gallery_evicted_and_loaded_again_answers_the_same_with_the_changes_ma
 
 def test_a_cold_small_gallery_is_read_through_before_its_first_scan_not_at_start_up(tmp_path: Path) -> None:
     """A flat file's pages faulted in one at a time by the scan made the first search on a gallery
-    not touched for a while take 210 ms for 10,000 faces; read through first, 40 ms."""
+    not touched for a while several times slower than one sequential read of the file first."""
     data = faces(2_000, per_identity=5, seed=3)  # 10,000 faces, a 20 MB file
     saved = VectorIndex.build(512, np.arange(len(data.vectors), dtype=np.int64), data.vectors, IndexSettings())
     assert saved.state.kind == FLAT
@@ -210,17 +211,17 @@ def test_changes_made_while_a_checkpoint_runs_are_in_the_next_answer(catalog, mo
     from index.faiss import gallery as gallery_module
     from index.faiss.files import IndexFiles
 
-    loaders, real_load = [], FaissIndexes._load
+    loaders, real_load = [], GalleryCache.load
 
-    def load(self: FaissIndexes, gid: int):
+    def load(self: GalleryCache, gid: int):
         loaders.append(threading.current_thread())
         return real_load(self, gid)
 
-    monkeypatch.setattr(FaissIndexes, "_load", load)
+    monkeypatch.setattr(GalleryCache, "load", load)
     owner, name = {
         "writing the base file": (gallery_module.GalleryIndex, "fold"),
         "publishing the new base file": (IndexFiles, "remove_unused"),
-        "mapping the new base file": (FaissIndexes, "_load"),
+        "mapping the new base file": (GalleryCache, "load"),
     }[paused_in]
     with checkpoint_paused_in(monkeypatch, indexes, owner, name):
         answers_changes_without_waiting(catalog, indexes, gid)
@@ -251,7 +252,7 @@ def test_a_checkpoint_that_fails_to_publish_leaves_the_gallery_loadable(catalog,
     with pytest.raises(OSError):
         indexes.save_all()
     monkeypatch.setattr(IndexFiles, "write_pointer", real)
-    assert not indexes._loading_lock(gid).locked(), "the failed checkpoint let go of the gallery"
+    assert not indexes.cache.loading_lock(gid).locked(), "the failed checkpoint let go of the gallery"
     assert indexes.save_all() == 1
     assert indexes.verify(gid)
     indexes.close()

@@ -301,7 +301,7 @@ def test_a_checkpoint_carries_the_packed_copy_over_in_every_process_instead_of_p
     assert reader.search(gid, queries[:1], 10)[1].size
     copies = {}
     for indexes in (writer, reader):
-        entry = indexes._entries[gid]
+        entry = indexes.cache.held(gid)
         copies[indexes] = (entry, entry.base.packed)
     assert copies[writer][1] is not None, "packed at start-up, before the first search"
     added, gone = changed(catalog, gid, seed=60)
@@ -309,7 +309,7 @@ def test_a_checkpoint_carries_the_packed_copy_over_in_every_process_instead_of_p
     assert writer.save_all() == 1
     assert_changes_answered(reader, gid, added, gone)  # the reader switches to the writer's checkpoint
     for indexes, (entry, packed) in copies.items():
-        now = indexes._entries[gid]
+        now = indexes.cache.held(gid)
         assert now is not entry and entry.retired and entry.base.packed is None
         assert now.base.packed is packed, "the same copy, changed: never a second one"
         assert not now.overlay.removed and not now.overlay.added_count, "the base holds every change"

@@ -22,7 +22,8 @@ from tests.photos import crop, decode, encode, manifest_rows, package_photo, sha
 
 MARGINS = (1.1, 1.3, 2.0)
 # Per set: people and photos per person sent to the server (None: all).
-# The report measures >= 99% on every full set (README); a few dozen probes allow one miss.
+# The report measures >= 99% on every full set (docs/benchmarks/2026-11-25-detection.md); a few
+# dozen probes allow one miss.
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from models.faces import Detection, Face
+from models.packs import load_pack
 from scripts.evaluation import (
     ScoreCounts,
     best_threshold,
@@ -101,3 +103,39 @@ def test_open_set_miss_at_one_percent_strangers_counts_wrong_unanswered_and_face
     split = splits[0]
     found[split.mates[:6]] = False  # no face found in six of the mates' photos: missed
     assert open_set_miss(vectors, found, identities, split)[0] == pytest.approx(6 / 60)
+
+
+def _faces_of(vectors: np.ndarray) -> evaluate.Embedded:
+    detection = Detection(np.array([0, 0, 10, 10], np.float32), np.zeros((5, 2), np.float32), 0.9)
+    return evaluate.Embedded([[Face(detection, v)] for v in vectors], 0.0, [(10, 10)] * len(vectors))
+
+
+def test_one_default_table_takes_the_higher_cosine_of_everyone_and_of_a_group_of_lookalikes() -> None:
+    """A group whose strangers resemble each other more than the whole set's do (as LFW's East Asian
+    people among themselves) raises the default where it measures, and by its gap beyond."""
+    rng = np.random.default_rng(5)
+    people, per = 1500, 2
+    centres = rng.standard_normal((people, 32)) + np.where(np.arange(people)[:, None] < 300, 2.0, 0.0)  # a group
+    vectors = np.repeat(centres, per, axis=0) + 0.6 * rng.standard_normal((people * per, 32))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    identities = [f"p{i // per}" for i in range(people * per)]
+    data = evaluate.DataSet("synthetic", Path("."), [f"{i}.jpg" for i in range(len(identities))], identities,
+                            [None] * len(identities))  # fmt: skip
+    embedded = _faces_of(vectors)
+    pack = load_pack("buffalo_s", check=False)
+    whole = evaluate.all_pairs(data, embedded)
+    indices = list(range(300 * per))
+    group_data, group_faces = data.part("synthetic:group", indices), embedded.part(indices)
+    group = evaluate.all_pairs(group_data, group_faces)
+    calibrated = {
+        name: evaluate.calibration(pack, d, e, p)
+        for name, d, e, p in (("whole", data, embedded, whole), ("group", group_data, group_faces, group))
+    }
+    joint = evaluate.joint_calibration(pack, (whole, calibrated["whole"]), {"group": (group, calibrated["group"])})
+    rows = {row["faces"]: row for row in joint["table"]}
+    assert all(row["cosine"] == max(row["whole"], row["group"]["cosine"]) for row in rows.values())
+    assert rows[10]["group"]["measured"] and rows[10]["cosine"] > rows[10]["whole"], "the group's strangers look alike"
+    beyond = rows[10_000]
+    assert not beyond["group"]["measured"]
+    assert beyond["group"]["cosine"] == pytest.approx(beyond["whole"] + joint["gaps"]["group"]["gap"], abs=1e-4)
+    assert joint["manifest"]["far_cosine"] == [[row["far"], row["cosine"]] for row in joint["table"]]

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from service.api.throttle import FailedLogins, MemoryState, RateLimiter, SharedState
+from index.lmdb.run_state import LmdbRunState
+from service.core.throttle import FailedLogins, MemoryState, RateLimiter
 from tests.live import ROOT
 
 
@@ -22,7 +23,7 @@ class Clock:
 
 @pytest.fixture(params=["memory", "shared"])
 def state(request: pytest.FixtureRequest, tmp_path: Path):
-    return MemoryState() if request.param == "memory" else SharedState(tmp_path / "throttle")
+    return MemoryState() if request.param == "memory" else LmdbRunState(tmp_path / "throttle", FailedLogins.PREFIX)
 
 
 def test_token_bucket_allows_bursts_then_the_rate(state) -> None:
@@ -59,11 +60,12 @@ def test_failed_logins_slow_down_per_address_and_reset(state) -> None:
 def test_processes_sharing_the_folder_share_the_buckets(tmp_path: Path) -> None:
     """Another process stands for another worker of the same server."""
     folder = tmp_path / "throttle"
-    here = RateLimiter(0.001, 3, SharedState(folder))
+    here = RateLimiter(0.001, 3, LmdbRunState(folder, FailedLogins.PREFIX))
     assert [here.acquire("k"), here.acquire("k")] == [0, 0]
     program = (
-        "import sys; from pathlib import Path; from service.api.throttle import RateLimiter, SharedState\n"
-        "there = RateLimiter(0.001, 3, SharedState(Path(sys.argv[1])))\n"
+        "import sys; from pathlib import Path; from index.lmdb.run_state import LmdbRunState\n"
+        "from service.core.throttle import FailedLogins, RateLimiter\n"
+        "there = RateLimiter(0.001, 3, LmdbRunState(Path(sys.argv[1]), FailedLogins.PREFIX))\n"
         "print(there.acquire('k') == 0, there.acquire('k') > 0, there.acquire('other') == 0)"
     )
     done = subprocess.run([sys.executable, "-c", program, str(folder)], cwd=ROOT, capture_output=True, text=True)
@@ -72,7 +74,7 @@ def test_processes_sharing_the_folder_share_the_buckets(tmp_path: Path) -> None:
 
 
 def test_a_spray_of_addresses_is_forgotten_not_kept(tmp_path: Path) -> None:
-    state = SharedState(tmp_path / "throttle", max_keys=50)
+    state = LmdbRunState(tmp_path / "throttle", FailedLogins.PREFIX, max_keys=50)
     logins = FailedLogins(state)
     for n in range(200):
         logins.failed(f"10.0.{n // 250}.{n % 250}")

@@ -1,31 +1,30 @@
 """Per-key request rate limits and per-address slow-down of failed logins.
 
 They protect the CPU (a search costs tens of milliseconds, a secret check an scrypt run),
-not an account. Their state is shared by every worker process of one server: a small LMDB
-file under the data directory (``SharedState``), written without fsync because losing it in
-a crash is harmless, so a key's limit is the same whether its requests land on one worker
-or on several. The durable, per-key request quota is in the catalog (service/core/keys.py).
+not an account. Their state (``State``) is shared by every worker process of one server
+(``index.backend.open_run_state``: not kept through a crash, where losing it is harmless),
+so a key's limit is the same whether its requests land on one worker or on several. The
+durable, per-key request quota is in the catalog (``keys``).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-import lmdb
+from index.backend import open_run_state
 
-Change = Callable[[Any], tuple[Any, Any]]  # stored value (None if absent) -> (new value, result)
+R = TypeVar("R")
+Change = Callable[[Any], tuple[Any, R]]  # stored value (None if absent) -> (new value, result)
 
 
 class State(Protocol):
-    def update(self, key: str, change: Change) -> Any:
+    def update(self, key: str, change: Change[R]) -> R:
         """Apply ``change`` to the value under ``key`` atomically (a new value of None deletes
         it); returns the change's result."""
         ...
@@ -38,7 +37,7 @@ class MemoryState:
         self._values: dict[str, Any] = {}
         self._lock = threading.Lock()
 
-    def update(self, key: str, change: Change) -> Any:
+    def update(self, key: str, change: Change[R]) -> R:
         with self._lock:
             value, result = change(self._values.get(key))
             if value is None:
@@ -46,44 +45,6 @@ class MemoryState:
             else:
                 self._values[key] = value
             return result
-
-
-class SharedState:
-    """The state of every process that opens the same folder, in one LMDB environment.
-
-    At most ``max_keys`` entries are kept: past that (a spray of client addresses), the
-    oldest half of the login records is dropped, which only forgets failures.
-    """
-
-    def __init__(self, folder: Path, max_keys: int = 100_000) -> None:
-        self.env = _environment(folder.resolve())
-        self.max_keys = max_keys
-
-    def update(self, key: str, change: Change) -> Any:
-        with self.env.begin(write=True) as txn:
-            raw = txn.get(key.encode())
-            value, result = change(None if raw is None else json.loads(raw))
-            if value is None:
-                txn.delete(key.encode())
-            else:
-                txn.put(key.encode(), json.dumps(value).encode())
-            if txn.stat()["entries"] > self.max_keys:
-                self._forget_logins(txn)
-            return result
-
-    def _forget_logins(self, txn: lmdb.Transaction) -> None:
-        cursor = txn.cursor()
-        if cursor.set_range(FailedLogins.PREFIX.encode()):
-            for _ in range(self.max_keys // 2):
-                if not cursor.key().startswith(FailedLogins.PREFIX.encode()) or not cursor.delete():
-                    break
-
-
-@cache
-def _environment(folder: Path) -> lmdb.Environment:
-    """One handle per folder and process (LMDB refuses a second), kept for the process's life."""
-    folder.mkdir(parents=True, exist_ok=True)
-    return lmdb.open(str(folder), map_size=256 << 20, sync=False, metasync=False, max_readers=512)
 
 
 class RateLimiter:
@@ -162,5 +123,5 @@ class Throttles:
     @classmethod
     def shared(cls, folder: Path, rate: float, burst: int) -> Throttles:
         """The throttles of one server, shared by its worker processes through ``folder``."""
-        state = SharedState(folder)
+        state = open_run_state(folder, forgettable=FailedLogins.PREFIX)
         return cls(RateLimiter(rate, burst, state), FailedLogins(state))
