@@ -55,7 +55,7 @@ from evaluation import (  # scripts/evaluation.py, beside this file
     ScoreCounts,
     assign_folds,
     enrolment_splits,
-    open_set_miss,
+    open_set_missed,
     recall_at,
     stranger_rate,
     tar_at,
@@ -817,6 +817,8 @@ def models_markdown(reports: list[dict], reference: str, costs: dict[str, dict] 
             if cost:
                 embedders = cost.get("ms_per_face", {})
                 per_face = f"{embedders[label.split(':')[1]]:.1f}" if ":" in label else f"{sum(embedders.values()):.1f}"
+            if "missed_by_every_embedder" in alone:
+                versus += f"; every embedder misses {_pct2(alone['missed_by_every_embedder'])}"
             lines.append(
                 f"| {name} | {label} | {_detected(r['detection'])} "
                 f"| {_pct2(misses.mean())} ({_pct2(misses.min())}-{_pct2(misses.max())}) | {versus} "
@@ -908,8 +910,9 @@ def models_alone(data: DataSet, embedded: Embedded) -> dict:
     vectors = np.zeros((len(found), subjects.shape[1] if len(indices) else 1), np.float32)
     vectors[indices] = subjects
     labels = [identity or f"unlabelled-{i}" for i, identity in enumerate(data.identities)]
-    misses = [open_set_miss(vectors, found, labels, split)[0] for split in enrolment_splits(labels)]
-    return {"open_set_misses": misses, "open_set_miss": float(np.mean(misses)), "splits": len(misses)}
+    missed = [open_set_missed(vectors, found, labels, split)[0] for split in enrolment_splits(labels)]
+    misses = [float(m.mean()) if len(m) else float("nan") for m in missed]
+    return {"open_set_misses": misses, "open_set_miss": float(np.mean(misses)), "splits": len(misses), "missed": missed}
 
 
 def measured(data: DataSet, embedded: Embedded, label: str, args: argparse.Namespace) -> tuple[dict, AllPairs | None]:
@@ -950,6 +953,13 @@ def evaluate_embedded(
         for part, model in enumerate(pack.embedders):
             alone = embedded.embedder(dims, part)
             reports.append(measured(data, alone, f"{pack.name}:{model.path.stem}", args)[0])
+        if "models_alone" in report:  # the misses no embedder avoids: what no fusion of them can recover
+            every = [
+                np.logical_and.reduce(m) for m in zip(*(r["models_alone"]["missed"] for r in reports), strict=True)
+            ]
+            report["models_alone"]["missed_by_every_embedder"] = float(np.mean([m.mean() for m in every]))
+    for r in reports:
+        r.get("models_alone", {}).pop("missed", None)  # the masks, not for the report
     return reports, calibrated, pairs
 
 

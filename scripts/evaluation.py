@@ -158,7 +158,15 @@ def enrolment_splits(identities: list[str], splits: int = SPLITS, seed: int = 0)
 def open_set_miss(vectors: np.ndarray, found: np.ndarray, identities: list[str], split: Split,
                   fpir: float = OPEN_SET_FPIR) -> tuple[float, float]:  # fmt: skip
     """(miss, threshold): the share of the enrolled people's other photos not answered with
-    them first, at the threshold that answers ``fpir`` of the strangers' photos.
+    them first, at the threshold that answers ``fpir`` of the strangers' photos."""
+    missed, threshold = open_set_missed(vectors, found, identities, split, fpir)
+    return float(missed.mean()) if len(missed) else float("nan"), threshold
+
+
+def open_set_missed(vectors: np.ndarray, found: np.ndarray, identities: list[str], split: Split,
+                    fpir: float = OPEN_SET_FPIR) -> tuple[np.ndarray, float]:  # fmt: skip
+    """(missed, threshold): for each of the split's mates whether it was not answered with its
+    person first, at the threshold that answers ``fpir`` of the strangers' photos.
 
     ``vectors`` holds one unit row per photo (its subject's face); ``found`` says which photos
     have one: a photo without a face is a missed mate and an unanswered stranger, and a
@@ -183,5 +191,4 @@ def open_set_miss(vectors: np.ndarray, found: np.ndarray, identities: list[str],
     allowed = int(np.floor(fpir * len(ordered)))
     threshold = float(np.nextafter(ordered[allowed], np.float32(np.inf))) if allowed < len(ordered) else -1.0
     mate_scores, names = best(split.mates)
-    answered_right = (mate_scores >= threshold) & (names == labels[split.mates])
-    return float(1 - np.mean(answered_right)) if len(split.mates) else float("nan"), threshold
+    return ~((mate_scores >= threshold) & (names == labels[split.mates])), threshold
