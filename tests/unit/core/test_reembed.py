@@ -38,6 +38,7 @@ def _vectors(services, gid: int) -> dict[int, np.ndarray]:
 
 @pytest.mark.slow
 def test_reembedding_serves_the_old_vectors_until_the_swap(settings: Settings, tmp_path: Path) -> None:
+    settings = replace(settings, models="buffalo_s")  # the new pack below is buffalo_s's weights renamed
     new_pack = _pack_named(tmp_path, "buffalo_s_next")
     server = build_services(settings, serving=True)
     key = server.keys.create("k", "s").record
