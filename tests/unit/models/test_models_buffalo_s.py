@@ -18,7 +18,7 @@ from insightface.utils import face_align
 from models.analyzer import FaceAnalyzer
 from models.base import RawDetections
 from models.detector import FaceDetector
-from tests.photos import DATASETS, crop, package_photo, scaled
+from service.harness.photos import DATASETS, crop, package_photo, scaled
 
 PACK = "buffalo_s"  # the pack fixture loads it (conftest.py)
 TOLERANCE = 1e-5

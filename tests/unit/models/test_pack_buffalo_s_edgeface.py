@@ -20,8 +20,9 @@ from models import packs as packs_module
 from models import transforms
 from models.analyzer import FaceAnalyzer
 from models.packs import FETCHED_DIR, PACKS_DIR, ModelPackError, load_pack, part_of, sha256_of
-from scripts import install_weights
-from tests.photos import centred_crop, decode, lfw_pairs, package_photo
+from service.commands import install_weights
+from service.harness.photos import decode, package_photo
+from tests.photos import centred_crop, lfw_pairs
 
 PACK = "buffalo_s_edgeface"  # the pack and analyzer fixtures load it (conftest.py)
 EDGEFACE = "edgeface_s_gamma_05.onnx"

