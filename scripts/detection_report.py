@@ -38,8 +38,8 @@ from models.faces import Face
 from service.core.config import Settings
 from service.core.errors import NotAPhoto
 from service.core.services import Services, build_services
+from service.harness.photos import DATASETS
 
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 LABELLED = ("lfw", "att-orl", "yale", "faceapi-bbt", "dlib-johns", "deepface-unit", "fr-examples")
 COST_SAMPLE = 40  # photos per set timed (LFW: five times as many)
 TINY_SIDES = (48, 64, 80, 96, 128)  # face heights, pixels
@@ -99,8 +99,8 @@ def labelled(services: Services, name: str, rows: list[dict[str, str]]) -> dict:
         found += bool(faces)
         chosen = labelled_face(name, data, faces) if faces else None
         if chosen is not None and identity not in enrolled:
-            services.gallery.store(whole, data, {"identity": identity}, faces, services.pack.name)
-            services.gallery.store(only, data, {"identity": identity}, [chosen], services.pack.name)
+            services.gallery.store(whole, data, {"identity": identity}, faces, services.pack)
+            services.gallery.store(only, data, {"identity": identity}, [chosen], services.pack)
             enrolled.add(identity)
         else:
             probes.append((identity, faces, chosen))

@@ -38,7 +38,7 @@ def _stored(services: Services, data: Any, embedded: Any) -> tuple[Any, list[lis
             faces.append([])
             continue
         photo = (data.root / data.paths[index]).read_bytes()
-        image = services.gallery.store(key, photo, {"photo": index}, found, services.pack.name)
+        image = services.gallery.store(key, photo, {"photo": index}, found, services.pack)
         faces.append([face.id for face in image.faces])
     return key, faces
 
@@ -102,7 +102,7 @@ def _search_with(
         face_ids = []
         for index in photos[identity][:count]:
             photo = (data.root / data.paths[index]).read_bytes()
-            image = services.gallery.store(key, photo, {}, embedded.faces[index], services.pack.name)
+            image = services.gallery.store(key, photo, {}, embedded.faces[index], services.pack)
             face_ids.append(image.faces[_subject_index(embedded, index)].id)
         person = services.catalog.person_edits.create(gid, identity, {}, face_ids, "evaluation")
         person_of[person.id] = identity

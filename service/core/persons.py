@@ -27,7 +27,7 @@ from .images import FaceReader, Gallery, ImageAdder
 from .keys import now
 from .photos import PhotoStore
 from .requests import AddImage, FacesMove, NewPerson, Page, PersonChange, PersonSearch
-from .search import Hits, Thresholds, nearest_groups, same_pack
+from .search import Hits, Thresholds, nearest_groups
 from .views import Cover, Image, Person, PersonRef
 
 log = logging.getLogger(__name__)
@@ -223,7 +223,8 @@ class PersonSearcher:
 
     def default_threshold(self, gid: int) -> float:
         """Calibrated as a search's, for the faces a stranger's query can match: those in persons."""
-        return self.thresholds.for_faces(self.catalog.grouping.state(gid).placed)
+        pack = self.reader.pack_for(self.catalog.images.gallery(gid).pack)
+        return self.thresholds.for_faces(pack, self.catalog.grouping.state(gid).placed)
 
     def nearest(self, gid: int, query: np.ndarray, top_k: int, threshold: float) -> list[tuple[int, float, int]]:
         """(person id, score, the person's face nearest the query), best first."""
@@ -238,10 +239,10 @@ class PersonSearcher:
 
     def search(self, key: KeyRecord, request: PersonSearch) -> list[PersonMatch]:
         gid = key.gallery
-        faces = self.reader.faces_in(self.reader.photo_data(request.photo), limit=1)
+        pack = self.reader.pack_for(self.catalog.images.gallery(gid).pack)  # PackMismatch before any model runs
+        faces = self.reader.faces_in(self.reader.photo_data(request.photo), limit=1, pack=pack.name)
         if not faces:
             raise NoFace("no face was found in the query image")
-        same_pack(self.catalog.images.gallery(gid), self.reader.pack)
         limit = self.default_threshold(gid) if request.threshold is None else request.threshold
         ranked = self.nearest(gid, faces[0].embedding, request.top_k, limit)
         records = self.catalog.persons.get_many(gid, [person for person, _, _ in ranked])

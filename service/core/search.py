@@ -13,12 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from index.catalog import ImageTable
-from index.records import GalleryRecord, ImageRecord, KeyRecord
+from index.records import ImageRecord, KeyRecord
 from index.vectors import VectorIndexes
 from models.faces import Face
 from models.packs import ModelPack
 
-from .errors import NoFace, PackMismatch
+from .errors import NoFace
 from .images import FaceReader, Names
 from .requests import FaceFilter, Search
 from .threshold import search_threshold
@@ -46,12 +46,6 @@ class FaceMatches:
 
     face: Face
     matches: list[Match]
-
-
-def same_pack(gallery: GalleryRecord, pack: str) -> None:
-    """PackMismatch unless the gallery's faces are embedded with ``pack`` (or it has none)."""
-    if gallery.pack is not None and gallery.pack != pack:
-        raise PackMismatch(f"this gallery was embedded with model pack {gallery.pack!r}")
 
 
 Hits = list[tuple[float, int]]  # (cosine, face id), best first
@@ -86,14 +80,14 @@ def nearest_groups(
 
 
 class Thresholds:
-    """The default search threshold of a gallery: the fixed setting, else the pack's, scaled
+    """The default search threshold of a gallery: the fixed setting, else its pack's, scaled
     with the gallery's size (``threshold``)."""
 
-    def __init__(self, pack: ModelPack, fixed: float | None) -> None:
-        self.pack, self.fixed = pack, fixed
+    def __init__(self, fixed: float | None) -> None:
+        self.fixed = fixed
 
-    def for_faces(self, faces: int) -> float:
-        return self.fixed if self.fixed is not None else search_threshold(self.pack, faces)
+    def for_faces(self, pack: ModelPack, faces: int) -> float:
+        return self.fixed if self.fixed is not None else search_threshold(pack, faces)
 
 
 class Searcher:
@@ -111,7 +105,8 @@ class Searcher:
         self.names = names
 
     def default_threshold(self, gallery: int) -> float:
-        return self.thresholds.for_faces(self.images.gallery(gallery).faces)
+        record = self.images.gallery(gallery)
+        return self.thresholds.for_faces(self.reader.pack_for(record.pack), record.faces)
 
     def best_per_image(
         self, key: KeyRecord, query: np.ndarray, top_k: int, threshold: float, faces: FaceFilter = NO_FILTER
@@ -147,9 +142,10 @@ class Searcher:
         records.update(self.images.get_many(key.gallery, sorted(wanted - records.keys())))
         return {face.id for image in wanted if image in records for face in records[image].faces if faces.admits(face)}
 
-    def query_faces(self, data: bytes, limit: int | None = None) -> list[Face]:
-        """The query photo's faces (the ``limit`` largest), largest first; NoFace when there is none."""
-        faces = self.reader.faces_in(data, limit)
+    def query_faces(self, data: bytes, limit: int | None = None, pack: str | None = None) -> list[Face]:
+        """The query photo's faces (the ``limit`` largest) in ``pack``'s vectors (the running
+        pack's by default), largest first; NoFace when there is none."""
+        faces = self.reader.faces_in(data, limit, pack)
         if not faces:
             raise NoFace("no face was found in the query image")
         return faces
@@ -157,18 +153,23 @@ class Searcher:
     def search_faces(
         self, key: KeyRecord, faces: list[Face], top_k: int, threshold: float | None, stored: FaceFilter = NO_FILTER
     ) -> list[FaceMatches]:
-        """One answer per already detected query face, in the order given."""
+        """One answer per already detected query face (in the gallery's pack's vectors), in the order given."""
         gallery = self.images.gallery(key.gallery)
-        same_pack(gallery, self.reader.pack)
-        limit = self.thresholds.for_faces(gallery.faces) if threshold is None else threshold
+        pack = self.reader.pack_for(gallery.pack)
+        limit = self.thresholds.for_faces(pack, gallery.faces) if threshold is None else threshold
         return [FaceMatches(face, self.best_per_image(key, face.embedding, top_k, limit, stored)) for face in faces]
+
+    def _query(self, key: KeyRecord, request: Search, limit: int | None) -> list[Face]:
+        """The query's faces in the vectors of the gallery's pack (PackMismatch before any model runs)."""
+        pack = self.reader.pack_for(self.images.gallery(key.gallery).pack)
+        return self.query_faces(self.reader.photo_data(request.photo), limit, pack.name)
 
     def search(self, key: KeyRecord, request: Search) -> list[Match]:
         """Search with the query photo's largest face."""
-        faces = self.query_faces(self.reader.photo_data(request.photo), limit=1)
+        faces = self._query(key, request, limit=1)
         return self.search_faces(key, faces, request.top_k, request.threshold, request.stored)[0].matches
 
     def search_each_face(self, key: KeyRecord, request: Search) -> list[FaceMatches]:
         """Search with every face of the query photo: one answer per face, largest first."""
-        faces = self.query_faces(self.reader.photo_data(request.photo))
+        faces = self._query(key, request, limit=None)
         return self.search_faces(key, faces, request.top_k, request.threshold, request.stored)

@@ -6,10 +6,14 @@ lookalike groups, ``tests.synthetic``), so that who is who is known and no model
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from models.faces import Detection, Face
+from service.core.config import Settings
 from service.core.errors import Conflict, FaceNotFound, PersonNotFound
 from service.core.requests import FacesMove, NewPerson, Page, PersonChange
 from service.core.services import Services
@@ -28,7 +32,13 @@ def face(vector: np.ndarray, x: float = 0.0, size: float = 80.0, score: float = 
 
 def store(services: Services, key, vectors: list[np.ndarray]) -> Image:
     """A photo with a face for each vector, side by side."""
-    return services.gallery.store(key, PHOTO, {}, [face(v, 100.0 * n) for n, v in enumerate(vectors)], "buffalo_s")
+    return services.gallery.store(key, PHOTO, {}, [face(v, 100.0 * n) for n, v in enumerate(vectors)], services.pack)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """The synthetic faces are shaped as buffalo_s's (512-d, its calibration links them)."""
+    return replace(Settings().at(tmp_path / "data"), models="buffalo_s")
 
 
 @pytest.fixture
