@@ -114,9 +114,13 @@ def _ms(started: float) -> float:
 # -- 1. the floor -------------------------------------------------------------------------
 
 
-def floor_ms(photos: list[Photo], pack_name: str, start: Barrier | None = None) -> list[float]:
+def floor_ms(
+    photos: list[Photo], pack_name: str, start: Barrier | None = None, cpu: list[float] | None = None
+) -> list[float]:
     """Per photo: detector + alignment + embedder as insightface runs them, one thread, pixels
-    ready; with ``start``, the measured photos begin when every party has warmed up."""
+    ready; with ``start``, the measured photos begin when every party has warmed up; ``cpu``
+    gets the CPU milliseconds of each photo (what a machine shared with other work inflates less
+    than the time)."""
     pack = load_pack(pack_name)
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
@@ -133,13 +137,15 @@ def floor_ms(photos: list[Photo], pack_name: str, start: Barrier | None = None) 
         for n, image in enumerate(images[:3] + images):  # the first runs warm the sessions up
             if n == 3 and start is not None:
                 start.wait()
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             _, landmarks = detector.detect(image, input_size=(pack.detector_input_size,) * 2)
             crops = [face_align.norm_crop(image, points) for points in landmarks]
             for embedder, kind in embedders if crops else ():
                 for batch in [[crop] for crop in crops] if kind == "edgeface" else [crops]:  # its graph takes one
                     embedder.get_feat(batch)
             times.append(_ms(started))
+            if cpu is not None and n >= 3:
+                cpu.append((time.process_time() - cpu_started) * 1000)
     return times[3:]
 
 
@@ -430,12 +436,15 @@ TARGETS = {
 }
 
 
-def server_table(config: str, floor_mean: float, floors: float, loads: dict[str, list[Phase]]) -> dict[str, float]:
+def server_table(
+    config: str, floor_mean: float, floor_cpu: float, floors: float, loads: dict[str, list[Phase]]
+) -> dict[str, float]:
     """Print the table of one server against the floors measured just before it; the figures."""
     adds, searches = loads["POST /images"], loads["POST /search"]
     one, four, search = adds[0].load, adds[-1].load, searches[0].load
     figures = {
         "floor, 1 thread, ms/photo": floor_mean,
+        "floor, 1 thread, CPU ms/photo": floor_cpu,
         "2 floors side by side, x floor photos/s": floors,
         "1 client adding, x floor time": statistics.fmean(one.latencies) / floor_mean,
         "4 clients adding, x floor photos/s": four.per_second * floor_mean / 1000,
@@ -443,14 +452,19 @@ def server_table(config: str, floor_mean: float, floors: float, loads: dict[str,
         "4 clients adding, slowest / median": four.worst_to_median,
         "4 clients adding, median / floor time": statistics.median(four.latencies) / floor_mean,
         "1 client searching, x floor time": statistics.fmean(search.latencies) / floor_mean,
-        "server CPU per added photo (4 clients), x floor": adds[-1].server_cpu
+        "server CPU per added photo, 1 client, x floor CPU": adds[0].server_cpu * 1000 / len(one.latencies) / floor_cpu,
+        "server CPU per added photo, 4 clients, x floor CPU": adds[-1].server_cpu
         * 1000
         / len(four.latencies)
-        / floor_mean,
-        "client CPU per added photo (4 clients), x floor": adds[-1].client_cpu
+        / floor_cpu,
+        "client CPU per added photo, 4 clients, x floor CPU": adds[-1].client_cpu
         * 1000
         / len(four.latencies)
-        / floor_mean,
+        / floor_cpu,
+        "server CPU per search, 1 client, x floor CPU": searches[0].server_cpu
+        * 1000
+        / len(search.latencies)
+        / floor_cpu,
     }
     print(f"### server {config} (workers x model threads x request threads)\n")
     print("| what | figure | target |")
@@ -478,11 +492,11 @@ def server_table(config: str, floor_mean: float, floors: float, loads: dict[str,
                 f"| {run.client_cpu * 1000 / n:.1f} | {load.errors} |"
             )
     print()
-    profile_table(loads, floor_mean)
+    profile_table(loads, floor_mean, floor_cpu)
     return figures
 
 
-def profile_table(loads: dict[str, list[Phase]], floor_mean: float) -> None:
+def profile_table(loads: dict[str, list[Phase]], floor_mean: float, floor_cpu: float) -> None:
     """Where the workers' CPU went per photo, for the sampled loads."""
     sampled = [
         (f"{endpoint}, {run.load.clients} client(s)", run)
@@ -508,7 +522,7 @@ def profile_table(loads: dict[str, list[Phase]], floor_mean: float) -> None:
         print(f"| {name} | " + " | ".join(cells) + " |")
     totals = [sum((run.profile or {}).values()) * 1000 / len(run.load.latencies) for _, run in sampled]
     print("| all sampled | " + " | ".join(f"{t:.2f}" for t in totals) + " |")
-    print(f"\n(floor: {floor_mean:.1f} ms/photo)\n")
+    print(f"\n(floor: {floor_mean:.1f} ms/photo, {floor_cpu:.1f} CPU ms/photo)\n")
 
 
 def bench_pack(photos: list[Photo], pack: str, configs: str, stages: bool, profile_to: Path | None) -> dict:
@@ -527,10 +541,11 @@ def bench_pack(photos: list[Photo], pack: str, configs: str, stages: bool, profi
     for config in configs.split(","):
         workers, model_threads, server_threads = (int(v) for v in config.split("x"))
         # The floors again, just before this server runs: other work on the machine drifts.
-        floor_mean = statistics.fmean(floor_ms(photos, pack))
+        cpu: list[float] = []
+        floor_mean = statistics.fmean(floor_ms(photos, pack, cpu=cpu))
         floors = floors_side_by_side(photos, pack, 2) * floor_mean / 1000
         loads = server_loads(photos, pack, workers, model_threads, server_threads, profile_to)
-        figures = server_table(config, floor_mean, floors, loads)
+        figures = server_table(config, floor_mean, statistics.fmean(cpu), floors, loads)
         report["servers"][config] = {
             "figures": figures,
             **{endpoint: [run.summary() for run in runs] for endpoint, runs in loads.items()},
