@@ -424,6 +424,33 @@ def server_loads(
     return {"HTTP alone": [refused], "POST /images": adds, "POST /search": searches}
 
 
+def fsyncs_per_request(photos: list[Photo], pack: str, clients: int = 4) -> dict[str, float]:
+    """fsync and fdatasync calls of a default server (2 x 1 x 4) per added photo and per search
+    at ``clients`` clients, traced by strace over every process of the server: what group commit
+    shares, a count that other work on the machine does not move."""
+    bodies = [p.body for p in photos]
+    with tempfile.TemporaryDirectory(prefix="bench-fsyncs-") as scratch:
+        trace = Path(scratch) / "strace.txt"
+        tracer = ("strace", "-f", "-qq", "-ttt", "-e", "trace=fsync,fdatasync", "-o", str(trace))
+        env = {"FACE_SEARCH_MODELS": pack, "FACE_SEARCH_RATE_LIMIT": "0"}
+        server = LiveServer(Path(scratch) / "data", env, wrap=tracer).start(timeout=180)
+        phases = []
+        try:
+            drive(server.url, "/search", bodies[:4], 1)  # warm up: the models and the key's first count
+            for what, path in (("per added photo", "/images"), ("per search", "/search")):
+                began = time.time()
+                load = drive(server.url, path, bodies, clients)
+                phases.append((what, began, time.time(), len(load.latencies)))
+        finally:  # strace passes no signal on: stop gunicorn itself
+            master = subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True, text=True).stdout
+            for pid in master.split():
+                os.kill(int(pid), signal.SIGTERM)
+            if server.process is not None:
+                server.process.wait(timeout=60)
+        times = [float(line.split()[1]) for line in trace.read_text().splitlines() if "sync(" in line]
+    return {what: sum(began <= t <= ended for t in times) / n for what, began, ended, n in phases}
+
+
 # -- report ---------------------------------------------------------------------------------
 
 
@@ -538,7 +565,7 @@ def bench_pack(photos: list[Photo], pack: str, configs: str, stages: bool, profi
     if stages:
         report["stages"] = stage_table(photos, pack, floor_mean)
     report["servers"] = {}
-    for config in configs.split(","):
+    for config in filter(None, configs.split(",")):
         workers, model_threads, server_threads = (int(v) for v in config.split("x"))
         # The floors again, just before this server runs: other work on the machine drifts.
         cpu: list[float] = []
@@ -578,6 +605,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--stages", action="store_true", help="also time the stages in this process")
     parser.add_argument("--profile", action="store_true", help="sample the workers with py-spy (adds, searches)")
+    parser.add_argument("--fsyncs", action="store_true", help="count fsyncs per request at 4 clients (strace)")
     parser.add_argument("--out", default=str(ROOT / "reports" / "bench"))
     args = parser.parse_args(argv)
     photos = photo_mix(args.lfw, args.large)
@@ -588,11 +616,12 @@ def main(argv: list[str] | None = None) -> int:
     profile_to = out / "profiles" if args.profile else None
     if profile_to is not None:
         profile_to.mkdir(exist_ok=True)
-    report = {
-        "packs": {
-            pack: bench_pack(photos, pack, args.configs, args.stages, profile_to) for pack in args.pack.split(",")
-        }
-    }
+    packs = args.pack.split(",")
+    report: dict = {"packs": {pack: bench_pack(photos, pack, args.configs, args.stages, profile_to) for pack in packs}}
+    if args.fsyncs:
+        report["fsyncs"] = fsyncs_per_request(photos, packs[0])
+        print(f"fsync + fdatasync calls at 4 clients, default server, {packs[0]}: ", end="")
+        print("; ".join(f"{what}: {count:.2f}" for what, count in report["fsyncs"].items()))
     (out / "bench.json").write_text(json.dumps(report, indent=2, default=str))
     print(f"\nwrote {out / 'bench.json'}", file=sys.stderr)
     return 0
