@@ -289,30 +289,39 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / ticks
 
 
-# Where a sampled stack's time goes, the first of these whose pattern one of its frames holds
-# (innermost first within each): the models, then the storage a request makes durable, then
-# the handling of its bytes, then the HTTP server and framework.
-CATEGORIES = (
+# Where a sampled stack's time goes: first the calls whose whole subtree is one thing (the
+# models, the storage a request makes durable), wherever they are in the stack; else the
+# innermost frame that names a category (the handling of the bytes, the HTTP server, waiting).
+WRAPPERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("models (onnxruntime run)", ("run (onnxruntime/",)),
-    ("request count (quota)", ("count_request (", "charge (")),
+    ("request count (quota commit)", ("count_request (", "charge (")),
     ("throttles", ("core/throttle.py", "run_state.py")),
     ("photo file write + fsync", ("core/photos.py",)),
     ("catalog commit (LMDB)", ("lmdb/environment.py",)),
     ("vector index", ("index/faiss/",)),
+)
+INNERMOST: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("photo decode", ("models/decode.py", "imdecode")),
-    ("alignment, crops, pre/post-processing", ("models/",)),
+    ("model input/output (resize, blob, anchors, NMS, alignment)", ("models/",)),
     ("base64", ("b64decode", "b64encode", "base64.py")),
     ("JSON", ("json/", "get_json", "render.py", "jsonify")),
-    ("auth, API layer", ("service/api/", "service/core/")),
+    ("waiting for a connection (epoll)", ("selectors.py",)),
     ("HTTP server, framework", ("gunicorn/", "flask/", "werkzeug/", "socket", "http/")),
+    ("API layer, use cases", ("service/api/", "service/core/", "index/")),
 )
+CATEGORIES = WRAPPERS + INNERMOST
+OTHER = "other (interpreter, threads, GC)"
 
 
 def categorize(stack: str) -> str:
-    for name, patterns in CATEGORIES:
+    for name, patterns in WRAPPERS:
         if any(pattern in stack for pattern in patterns):
             return name
-    return "other (interpreter, threads, GC)"
+    for frame in reversed(stack.split(";")):
+        for name, patterns in INNERMOST:
+            if any(pattern in frame for pattern in patterns):
+                return name
+    return OTHER
 
 
 class Profile:
@@ -533,7 +542,7 @@ def profile_table(loads: dict[str, list[Phase]], floor_mean: float, floor_cpu: f
     ]
     if not sampled:
         return
-    names = [name for name, _ in CATEGORIES] + ["other (interpreter, threads, GC)"]
+    names = [name for name, _ in CATEGORIES] + [OTHER]
     # py-spy counts a thread busy while it runs or waits for a core (not for a lock or I/O):
     # on a loaded machine these milliseconds exceed the CPU the workers used; the shares hold.
     print("Workers' busy thread time per photo by py-spy samples, ms (and share):\n")
