@@ -38,7 +38,7 @@ run: install
 # own (its workers' throttles and metrics, as on separate machines). Ctrl-C stops the replicas;
 # `make cluster-stop` stops the two servers.
 cluster: install
-	$(PY) scripts/cluster_services.py start --dir $(CLUSTER_DIR)
+	$(VENV)/bin/face-search-cluster-services start --dir $(CLUSTER_DIR)
 	set -a; . $(CLUSTER_DIR)/env.sh; set +a; \
 	for port in 8000 8001; do \
 	  PORT=$$port FACE_SEARCH_DATA_DIR=$(CLUSTER_DIR)/replica-$$port \
@@ -46,7 +46,7 @@ cluster: install
 	done; wait
 
 cluster-stop: $(STAMP)
-	$(PY) scripts/cluster_services.py stop --dir $(CLUSTER_DIR)
+	$(VENV)/bin/face-search-cluster-services stop --dir $(CLUSTER_DIR)
 
 test: install system-tools
 	$(PY) -m pytest

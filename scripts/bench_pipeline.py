@@ -59,15 +59,14 @@ from models.analyzer import enlarged
 from models.decode import decode_image
 from models.faces import Face
 from models.packs import load_pack
+from service.api.paths import API
 from service.core.config import Settings
 from service.core.images import decode_base64
 from service.core.services import build_services
+from service.harness.live import KEY, SECRET, LiveServer
+from service.harness.photos import DATASETS
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the test helpers are not installed: the live server is started as the tests do
-from tests.live import API, KEY, SECRET, LiveServer  # noqa: E402
-
-DATASETS = ROOT.parent / "shared" / "datasets"
 CLIENTS = (1, 2, 4)
 
 

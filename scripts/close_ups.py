@@ -32,15 +32,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+# run as a script, its own folder is searched first: evaluate.py and evaluation.py stand beside it
+from evaluate import DATASETS, ROOT, load_set, sample, tight_crop
+from evaluation import SPLITS, enrolment_splits, open_set_miss
+
 from models import transforms, views
 from models.analyzer import FaceAnalyzer
 from models.decode import ImageDecodeError, decode_image
 from models.faces import Face
 from models.packs import load_pack, part_of
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from evaluate import DATASETS, ROOT, load_set, sample, tight_crop
-from evaluation import SPLITS, enrolment_splits, open_set_miss
 
 CROP_SETS = ("att-orl", "faceapi-bbt", "dlib-johns", "yale")
 BORDERS = {"black": cv2.BORDER_CONSTANT, "edge": cv2.BORDER_REPLICATE, "mirror": cv2.BORDER_REFLECT_101}

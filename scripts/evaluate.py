@@ -1063,25 +1063,27 @@ def main(argv: list[str] | None = None) -> int:
         load_pack(pack_name)  # fail early on a missing pack
     reports, calibrations = [], {}
     pairs: dict[str, dict[str, AllPairs]] = {pack_name: {} for pack_name in packs}
-    tight_from = None  # the LFW faces of the first pack: where the tight crops are cut
-    for root in args.sets or default_sets():
-        data = load_set(root)
+
+    def with_every_pack(data: DataSet) -> Embedded:
+        """Evaluates ``data`` with each pack in turn; the first pack's faces."""
+        faces = []
         for pack_name in packs:
             print(f"evaluating {data.name} with {pack_name} ({len(data.paths)} photos)", file=sys.stderr)
             made, calibrated, measured_pairs, embedded = evaluate_set(data, pack_name, args)
-            reports += made
+            reports.extend(made)
             calibrations.update({f"{name}/{pack_name}": c for name, c in calibrated.items()})
             pairs[pack_name].update(measured_pairs)
-            if data.name == "lfw" and tight_from is None:
-                tight_from = (data, embedded)
+            faces.append(embedded)
+        return faces[0]
+
+    tight_from = None  # the LFW faces of the first pack: where the tight crops are cut
+    for root in args.sets or default_sets():
+        data = load_set(root)
+        embedded = with_every_pack(data)
+        if data.name == "lfw":
+            tight_from = (data, embedded)
     if args.tight and tight_from is not None:
-        tight = tight_set(*tight_from, args.tight)
-        for pack_name in packs:
-            print(f"evaluating {tight.name} with {pack_name} ({len(tight.paths)} photos)", file=sys.stderr)
-            made, calibrated, measured_pairs, _ = evaluate_set(tight, pack_name, args)
-            reports += made
-            calibrations.update({f"{name}/{pack_name}": c for name, c in calibrated.items()})
-            pairs[pack_name].update(measured_pairs)
+        with_every_pack(tight_set(*tight_from, args.tight))
     for pack_name in packs:  # one default for LFW, its East Asian people and tight crops alike
         found = pairs[pack_name]
         groups = [name for name in found if name != "lfw" and name.startswith("lfw")]

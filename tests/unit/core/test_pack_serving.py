@@ -11,12 +11,12 @@ import pytest
 
 from index.lmdb.encoding import pair
 from index.records import KeyRecord
-from service.api.errors import Code, refusal
+from service.api.errors import Code, answer_to
 from service.core.config import Settings
 from service.core.errors import PackMismatch
 from service.core.requests import Photo, Search
 from service.core.services import Services, build_services
-from tests.photos import flipped, package_photo
+from service.harness.photos import flipped, package_photo
 from tests.usecases import add, find
 
 FUSED = "buffalo_s_edgeface"
@@ -84,12 +84,12 @@ def test_a_gallery_the_running_models_cannot_serve_answers_code_10(settings: Set
         for attempt in (lambda: find(fused, yunet, PROBES["tom"]), lambda: add(fused, yunet, package_photo("t1.jpg"))):
             with pytest.raises(PackMismatch) as refused:
                 attempt()
-            assert refusal(refused.value).code == Code.PACK_MISMATCH and "yunet_sface" in str(refused.value)
+            assert answer_to(refused.value).code == Code.PACK_MISMATCH and "yunet_sface" in str(refused.value)
         assert fused.catalog.images.gallery(yunet.gallery).images == 1, "the refused add stored nothing"
     with _with(settings, "buffalo_s") as older:
         for attempt in (lambda: find(older, fused_key, PROBES["tom"]), lambda: add(older, fused_key, PROBES["yao"])):
             with pytest.raises(PackMismatch) as refused:
                 attempt()
-            assert refusal(refused.value).code == Code.PACK_MISMATCH and "reembed" in str(refused.value)
+            assert answer_to(refused.value).code == Code.PACK_MISMATCH and "reembed" in str(refused.value)
         vectors = older.catalog.log.snapshot(fused_key.gallery).vectors
         assert vectors.shape[1] == 1024 and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-3)

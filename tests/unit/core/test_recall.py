@@ -12,7 +12,7 @@ import pytest
 
 from service.core.config import Settings
 from service.core.services import Services, build_services
-from tests.photos import DATASETS
+from service.harness.photos import DATASETS
 from tests.usecases import add, find
 
 PACKS = ("buffalo_s", "buffalo_s_edgeface")

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from models.packs import PACKS_DIR, load_pack
-from service.api.errors import Code, refusal
+from service.api.errors import Code, answer_to
 from service.core.config import Settings
 from service.core.errors import PackMismatch
 from service.core.reembed import Plan, ReembedSummary
 from service.core.services import build_services
-from tests.photos import flipped, package_photo
+from service.harness.photos import flipped, package_photo
 from tests.usecases import add, find, index_state
 
 TOM = "Tom_Hanks_54745.png"
@@ -38,6 +38,7 @@ def _vectors(services, gid: int) -> dict[int, np.ndarray]:
 
 @pytest.mark.slow
 def test_reembedding_serves_the_old_vectors_until_the_swap(settings: Settings, tmp_path: Path) -> None:
+    settings = replace(settings, models="buffalo_s")  # the new pack below is buffalo_s's weights renamed
     new_pack = _pack_named(tmp_path, "buffalo_s_next")
     server = build_services(settings, serving=True)
     key = server.keys.create("k", "s").record
@@ -72,7 +73,7 @@ def test_reembedding_serves_the_old_vectors_until_the_swap(settings: Settings, t
     )
     with pytest.raises(PackMismatch) as refused:
         find(server, key, probe, top_k=1)
-    assert refusal(refused.value).code == Code.PACK_MISMATCH, "a server still on the old pack refuses to mix"
+    assert answer_to(refused.value).code == Code.PACK_MISMATCH, "a server still on the old pack refuses to mix"
     server.close()
 
     with build_services(replace(settings, models=str(new_pack)), serving=True) as renewed:

