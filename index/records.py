@@ -13,8 +13,13 @@ from typing import Any
 
 import numpy as np
 
+from .filters import DEFAULT_COLLECTION
+
 ADD = b"+"
 REMOVE = b"-"
+# An image's metadata or collection changed: logged for each of its faces by a catalog whose
+# vector backend holds them beside the vectors (``OutboxCatalog``); the faces themselves stay.
+UPDATE = b"~"
 
 
 @dataclass
@@ -61,6 +66,7 @@ class ImageRecord:
     created_at: str
     pack: str
     faces: list[FaceInfo] = field(default_factory=list)
+    collection: str = DEFAULT_COLLECTION  # records written before collections existed are in the default one
 
     def face(self, face_id: int) -> FaceInfo:
         return next(face for face in self.faces if face.id == face_id)
@@ -90,6 +96,7 @@ class NewImage:
     pack: str
     faces: list[NewFace]
     source_digest: bytes | None = None
+    collection: str = DEFAULT_COLLECTION
 
 
 @dataclass(frozen=True)
@@ -197,3 +204,94 @@ class Progress:
     @property
     def pending(self) -> int:
         return max(0, self.head - self.applied)
+
+
+@dataclass(frozen=True)
+class CollectionCount:
+    """One collection of a gallery: how many images and faces it holds."""
+
+    images: int
+    faces: int
+
+
+CHUNK_BITS = 16  # an id set is kept in chunks of 2**16 consecutive ids
+CHUNK_BYTES = (1 << CHUNK_BITS) // 8
+_EMPTY_CHUNK = np.zeros(CHUNK_BYTES, np.uint8)
+
+
+class IdSet:
+    """A set of image or face ids as bitmaps of 65,536 consecutive ids each (the chunks that hold
+    none are left out): cheap to intersect, join and count at millions of ids, and to ask about
+    millions of ids at once (``contains``). Bit ``i`` of a chunk is bit ``i % 8`` of byte ``i // 8``."""
+
+    def __init__(self, chunks: dict[int, np.ndarray] | None = None) -> None:
+        self.chunks = {number: bits for number, bits in (chunks or {}).items() if bits.any()}
+        self._count: int | None = None
+
+    @classmethod
+    def of(cls, ids: np.ndarray | list[int]) -> IdSet:
+        ids = np.unique(np.asarray(ids, np.int64))
+        chunks: dict[int, np.ndarray] = {}
+        if len(ids):
+            numbers = ids >> CHUNK_BITS
+            starts = np.flatnonzero(np.r_[True, numbers[1:] != numbers[:-1]])
+            for start, stop in zip(starts, np.r_[starts[1:], len(ids)], strict=True):
+                mask = np.zeros(1 << CHUNK_BITS, bool)
+                mask[ids[start:stop] & ((1 << CHUNK_BITS) - 1)] = True
+                chunks[int(numbers[start])] = np.packbits(mask, bitorder="little")
+        return cls(chunks)
+
+    @property
+    def count(self) -> int:
+        if self._count is None:
+            self._count = int(sum(int(np.bitwise_count(bits).sum()) for bits in self.chunks.values()))
+        return self._count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __bool__(self) -> bool:
+        return bool(self.chunks)
+
+    def ids(self) -> np.ndarray:
+        """Every id, ascending."""
+        parts = [
+            np.flatnonzero(np.unpackbits(self.chunks[number], bitorder="little")) + (number << CHUNK_BITS)
+            for number in sorted(self.chunks)
+        ]
+        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+    def contains(self, ids: np.ndarray) -> np.ndarray:
+        """Whether each of ``ids`` is in the set, as one gather over a table of the chunks."""
+        ids = np.asarray(ids, np.int64)
+        if not self.chunks or not len(ids):
+            return np.zeros(len(ids), bool)
+        numbers = np.array(sorted(self.chunks), np.int64)
+        table = np.stack([*(self.chunks[int(n)] for n in numbers), _EMPTY_CHUNK])
+        position = np.searchsorted(numbers, ids >> CHUNK_BITS)
+        held = (position < len(numbers)) & (numbers[np.minimum(position, len(numbers) - 1)] == ids >> CHUNK_BITS)
+        row = np.where(held, position, len(numbers))
+        low = ids & ((1 << CHUNK_BITS) - 1)
+        return ((table[row, low >> 3] >> (low & 7).astype(np.uint8)) & 1).astype(bool)
+
+    def __and__(self, other: IdSet) -> IdSet:
+        return IdSet({n: bits & other.chunks[n] for n, bits in self.chunks.items() if n in other.chunks})
+
+    def __or__(self, other: IdSet) -> IdSet:
+        joined = dict(self.chunks)
+        for n, bits in other.chunks.items():
+            joined[n] = joined[n] | bits if n in joined else bits
+        return IdSet(joined)
+
+    def __sub__(self, other: IdSet) -> IdSet:
+        return IdSet({n: bits & ~other.chunks[n] if n in other.chunks else bits for n, bits in self.chunks.items()})
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, IdSet) and self.chunks.keys() == other.chunks.keys() and all(
+            np.array_equal(bits, other.chunks[n]) for n, bits in self.chunks.items()
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"IdSet({self.count} ids)"

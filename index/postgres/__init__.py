@@ -25,6 +25,7 @@ from .keys import PostgresKeys
 from .outbox import Outbox
 from .schema import migrate
 from .staging import PostgresStaging
+from .values import PostgresMetadataIndex
 
 
 class PostgresCatalog:
@@ -38,6 +39,7 @@ class PostgresCatalog:
         migrate(self.db)
         self.keys = PostgresKeys(self.db)
         self.images = PostgresImages(self.db)
+        self.metadata = PostgresMetadataIndex(self.db)
         self.log = PostgresChangeLog(self.db)
         self.staging = PostgresStaging(self.db)
         self.outbox = Outbox(self.db)

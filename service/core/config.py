@@ -35,6 +35,10 @@ class Limits:
     max_ids: int = 1000
     max_top_k: int = 1000
     max_page: int = 1000
+    max_filter_bytes: int = 16 * 1024  # a filter as compact UTF-8 JSON
+    max_filter_depth: int = 6  # nesting of $and / $or
+    max_filter_terms: int = 256  # conditions of a filter, each value of an $in / $nin list counted
+    max_collection_chars: int = 100  # a collection's name
     top_k: int = 10  # a search's default
     page: int = 50  # a listing's default
 
@@ -275,6 +279,13 @@ ENV = (
     Env("FACE_SEARCH_MAX_IDS", "limits.max_ids", "ids per bulk delete", whole(1)),
     Env("FACE_SEARCH_MAX_TOP_K", "limits.max_top_k", "largest `top_k` of a search", whole(1)),
     Env("FACE_SEARCH_MAX_PAGE", "limits.max_page", "largest `limit` of a listing", whole(1)),
+    Env("FACE_SEARCH_MAX_FILTER_BYTES", "limits.max_filter_bytes", "a search or listing filter as compact JSON", whole(2)),
+    Env("FACE_SEARCH_MAX_FILTER_DEPTH", "limits.max_filter_depth", "nesting of `$and` / `$or` in a filter", whole(1)),
+    Env(
+        "FACE_SEARCH_MAX_FILTER_TERMS", "limits.max_filter_terms",
+        "conditions in a filter, each value of an `$in` / `$nin` list counted", whole(1),
+    ),
+    Env("FACE_SEARCH_MAX_COLLECTION_CHARS", "limits.max_collection_chars", "characters of a collection's name", whole(1)),
     Env("FACE_SEARCH_RATE_LIMIT", "server.rate_limit", "requests a second per key (0: off)", number(0.0)),
     Env("FACE_SEARCH_RATE_BURST", "server.rate_burst", "burst above the rate", whole(1)),
     Env("FACE_SEARCH_PROXY_HOPS", "server.proxy_hops", "trusted reverse proxies for client addresses", whole(0)),
