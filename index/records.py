@@ -175,13 +175,29 @@ def collection_key(pack: str, dim: int) -> str:
 
 
 @dataclass(frozen=True)
+class Placed:
+    """A live face as a vector backend holds it beside its vector: its image, its box, and what
+    a scope reads of its image (metadata, collection, creation time)."""
+
+    image: int
+    bbox: list[float]
+    metadata: dict[str, Any]
+    collection: str
+    created_at: str
+
+    @classmethod
+    def of(cls, record: ImageRecord, face: FaceInfo) -> Placed:
+        return cls(record.id, face.bbox, record.metadata, record.collection, record.created_at)
+
+
+@dataclass(frozen=True)
 class Pending:
     """The next changes of a gallery's outbox, with what the faces still live look like now."""
 
     pack: str
     dim: int
     changes: list[tuple[int, str, int]]  # (seq, op, face) in seq order
-    live: dict[int, tuple[int, list[float], np.ndarray]]  # face -> (image, box, vector), for the faces still stored
+    live: dict[int, tuple[Placed, np.ndarray]]  # face -> (where it is, its vector), for the faces still stored
 
     @property
     def collection(self) -> str:
