@@ -42,10 +42,13 @@ class Face:
 
 @dataclass(frozen=True)
 class _Stored:
-    """What every answer about a stored image carries."""
+    """What every answer about a stored image carries. ``url`` and ``thumbnail_url`` (a small
+    JPEG) are signed links: they work without credentials until they expire (an hour by
+    default), so a page can put them in ``<img>`` tags."""
 
     id: int
     url: str
+    thumbnail_url: str
     metadata: dict[str, Any]
 
 
@@ -67,7 +70,7 @@ class Image(_Stored):
     @classmethod
     def from_json(cls, data: dict) -> Image:
         faces = [Face(f["id"], tuple(f["bbox"]), f["score"]) for f in data["faces"]]
-        return cls(data["id"], data["url"], data["metadata"], faces, data["created_at"])
+        return cls(data["id"], data["url"], data["thumbnail_url"], data["metadata"], faces, data["created_at"])
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,7 @@ class Hit(_Stored):
 
     @classmethod
     def from_json(cls, data: dict) -> Hit:
-        return cls(data["id"], data["url"], data["metadata"], data["score"], tuple(data["bbox"]))
+        return cls(data["id"], data["url"], data["thumbnail_url"], data["metadata"], data["score"], tuple(data["bbox"]))
 
 
 @dataclass(frozen=True)

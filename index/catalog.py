@@ -246,6 +246,22 @@ class BulkJobs(Protocol):
         ...
 
 
+class SecretTable(Protocol):
+    """The service's own secrets (the key that signs photo links), shared by every process and
+    replica that opens this catalog, and kept with it (in a backup too)."""
+
+    def get(self, name: str) -> bytes | None: ...
+
+    def setdefault(self, name: str, value: bytes) -> bytes:
+        """Store ``value`` unless a secret of that name is stored; returns the stored one, so
+        every process that does this at once ends up with the same secret."""
+        ...
+
+    def replace(self, name: str, value: bytes) -> None:
+        """Store ``value`` in place of the secret of that name (a rotation)."""
+        ...
+
+
 class Catalog(Protocol):
     # read-only members: a backend's own table classes stand for the protocols
     @property
@@ -264,6 +280,9 @@ class Catalog(Protocol):
     def component(self) -> str:
         """What readiness checks call this catalog (``lmdb``, ``postgres``)."""
         ...
+
+    @property
+    def secrets(self) -> SecretTable: ...
 
     def ping(self) -> None:
         """Raise when the catalog cannot answer a read (for readiness checks)."""

@@ -89,3 +89,18 @@ def decode_reduced(data: bytes, factor: int) -> np.ndarray:
     if image is None or image.size == 0:
         raise ImageDecodeError("the image could not be decoded (corrupt or truncated file)")
     return image
+
+
+def thumbnail(data: bytes, side: int, quality: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
+    """A JPEG of the photo, upright, whose longer side is at most ``side`` pixels. A large JPEG
+    is decoded already reduced (see ``decode_reduced``), then shrunk by area averaging."""
+    image = decode_reduced(data, reduction_for(data, checked_size(data, max_pixels), side))
+    height, width = image.shape[:2]
+    scale = side / max(height, width)
+    if scale < 1:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    encoded, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not encoded:
+        raise ImageDecodeError("the thumbnail could not be encoded")
+    return jpeg.tobytes()

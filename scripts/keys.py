@@ -1,22 +1,29 @@
-"""Manage API keys in the catalog the settings name (FACE_SEARCH_DATA_DIR, or in cluster mode
-the PostgreSQL of FACE_SEARCH_CATALOG_URL).
+"""Manage API keys, and the secret photo links are signed with, in the catalog the settings name
+(FACE_SEARCH_DATA_DIR, or in cluster mode the PostgreSQL of FACE_SEARCH_CATALOG_URL).
 
-Changes take effect on a running server at once: it reads keys from the catalog on every request.
+Changes take effect on a running server at once: it reads keys and the link secret from the
+catalog on every request.
 
   python scripts/keys.py create [--key K] [--secret S] [--quota N]
   python scripts/keys.py list
   python scripts/keys.py revoke --key K
   python scripts/keys.py set-quota --key K (--quota N | --unlimited) [--reset-usage]
+  python scripts/keys.py rotate-link-secret     # every signed photo link made before stops working
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from service.core.config import Settings
 from service.core.keys import KeyRing
-from service.core.services import key_ring
+from service.core.links import PhotoLinks
+from service.core.services import catalog_alone
+
+if TYPE_CHECKING:
+    from index.catalog import Catalog
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,15 +42,23 @@ def main(argv: list[str] | None = None) -> int:
     limit.add_argument("--quota", type=int)
     limit.add_argument("--unlimited", action="store_true")
     quota.add_argument("--reset-usage", action="store_true", help="also set the key's request count to 0")
+    commands.add_parser(
+        "rotate-link-secret", help="sign photo links with a new secret: every earlier link stops working"
+    )
     args = parser.parse_args(argv)
 
-    with key_ring(Settings.from_env()) as ring:
-        return _run(parser, args, ring)
+    settings = Settings.from_env()
+    with catalog_alone(settings) as catalog:
+        return _run(parser, args, catalog, settings)
 
 
-def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, ring: KeyRing) -> int:
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, catalog: Catalog, settings: Settings) -> int:
+    ring = KeyRing(catalog.keys)
     try:
-        if args.command == "create":
+        if args.command == "rotate-link-secret":
+            PhotoLinks(catalog.secrets, settings.api.link_seconds).rotate()
+            print("photo links are signed with a new secret: every link made before is refused")
+        elif args.command == "create":
             if args.quota is not None and args.quota < 0:
                 parser.error("--quota must be 0 or more")
             made = ring.create(args.key, args.secret, args.quota)

@@ -13,6 +13,7 @@ from .environment import Environment
 from .images import LmdbImages
 from .jobs import LocalJobs
 from .keys import LmdbKeys
+from .secrets import LmdbSecrets
 from .staging import LmdbStaging
 
 
@@ -31,6 +32,7 @@ class LmdbCatalog:
         self.log = LmdbChangeLog(self.env)
         self.staging = LmdbStaging(self.env, self.images, self.log, attributes)
         self.jobs = LocalJobs()
+        self.secrets = LmdbSecrets(self.env)
 
     def ping(self) -> None:
         self.env.read(lambda txn: txn.id())

@@ -24,6 +24,7 @@ from .jobs import Jobs
 from .keys import PostgresKeys
 from .outbox import Outbox
 from .schema import migrate
+from .secrets import PostgresSecrets
 from .staging import PostgresStaging
 from .values import PostgresMetadataIndex
 
@@ -42,6 +43,7 @@ class PostgresCatalog:
         self.metadata = PostgresMetadataIndex(self.db)
         self.log = PostgresChangeLog(self.db)
         self.staging = PostgresStaging(self.db)
+        self.secrets = PostgresSecrets(self.db)
         self.outbox = Outbox(self.db)
         self.jobs = Jobs(self.db)
         self.importer = Importer(self.db)

@@ -21,7 +21,7 @@ from .errors import ApiError, Code, refusal
 from .health import health
 from .openapi import docs
 from .requests import request_types
-from .routes import api
+from .routes import api, v1
 from .web import web
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     if server.proxy_hops:
         hops = server.proxy_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
-    for blueprint in (api, docs, health, web):
+    for blueprint in (api, v1, docs, health, web):
         app.register_blueprint(blueprint)
     metrics.install(app, app.use_cases)
     request_log.install(app)

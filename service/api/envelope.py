@@ -1,4 +1,12 @@
-"""Every answer, success or refusal, in the ``{result, status_code, message}`` envelope."""
+"""Every answer, success or refusal, in the ``{result, status_code, message}`` envelope.
+
+The code and message are also sent under the names of the vendor's other documentation
+(``CODE_FIELDS``), which deployed clients read instead: a client that reads a field the
+answer lacks takes a refusal for a success in some languages (PHP compares null == 0).
+``FACE_SEARCH_CODE_ALIASES=0`` keeps the API's own pair only. The OpenAPI schemas of the
+answers (service/api/responses.py) and the HTTP server's own refusals
+(service/api/server.py) are made from the same names.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +14,30 @@ from typing import Any
 
 from flask import Response, jsonify
 
+from .context import app
 from .errors import MESSAGES, ApiError, Code
+
+# The names of the code and of the message: the API's own pair first, then the others.
+CODE_FIELDS = (("status_code", "message"), ("errorCode", "error_message"), ("invalidCode", "invalidMessage"))
+
+
+def envelope(result: Any, code: int, message: str, aliases: bool = True, **extra: Any) -> dict[str, Any]:
+    """An answer's JSON object: the result, its code and message under each name, then ``extra``."""
+    pairs = CODE_FIELDS if aliases else CODE_FIELDS[:1]
+    named = {name: value for pair in pairs for name, value in zip(pair, (code, message), strict=True)}
+    return {"result": result, **named, **extra}
+
+
+def _aliases() -> bool:
+    return app().settings.api.code_aliases
 
 
 def success(result: Any, **extra: Any) -> Response:
-    return jsonify({"result": result, "status_code": int(Code.SUCCESS), "message": MESSAGES[Code.SUCCESS], **extra})
+    return jsonify(envelope(result, int(Code.SUCCESS), MESSAGES[Code.SUCCESS], _aliases(), **extra))
 
 
 def failure(error: ApiError) -> Response:
-    response = jsonify({"result": None, "status_code": int(error.code), "message": error.message})
+    response = jsonify(envelope(None, int(error.code), error.message, _aliases()))
     response.status_code = error.http_status
     response.headers.update(error.headers)
     return response

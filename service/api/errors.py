@@ -28,6 +28,7 @@ class Code(IntEnum):
     NO_ROUTE = 11
     STORAGE_ERROR = 12
     INTERNAL = 13
+    BAD_LINK = 14
 
 
 MESSAGES = {
@@ -45,6 +46,7 @@ MESSAGES = {
     Code.NO_ROUTE: "No such endpoint",
     Code.STORAGE_ERROR: "Storage unavailable",
     Code.INTERNAL: "Internal error",
+    Code.BAD_LINK: "Link expired or invalid",
 }
 
 HTTP_STATUS = {
@@ -62,6 +64,7 @@ HTTP_STATUS = {
     Code.NO_ROUTE: 404,
     Code.STORAGE_ERROR: 507,
     Code.INTERNAL: 500,
+    Code.BAD_LINK: 403,
 }
 
 
@@ -79,7 +82,9 @@ WHEN = {
     Code.BAD_FORMAT_TYPE: "unknown `format_type`, or one that differs from what was sent; the image sent two ways "
     "(base64 and url)",
     Code.BAD_REQUEST: "body not JSON or not an object, wrong field types (booleans are not numbers), bad "
-    "`offset`/`limit`/`top_k`/`threshold`/`ids`, metadata rules",
+    "`offset`/`limit`/`top_k`/`threshold`/`ids`, metadata rules, a malformed photo link; a request the HTTP "
+    "server cannot read (a malformed request line or header, `Content-Type` headers that disagree: 400; a request "
+    "line or header block over the server's limits: 414, 431)",
     Code.NOT_FOUND: "unknown image id, or another key's; or the image's photo file is missing from the data "
     "directory (`GET /images/<id>/file`)",
     Code.TOO_LARGE: "request body over `FACE_SEARCH_MAX_BODY_BYTES`",
@@ -88,6 +93,8 @@ WHEN = {
     Code.STORAGE_ERROR: "507: the data directory cannot be written (disk full), nothing was stored; 503: storage "
     "cannot be reached or read right now (a stored photo that cannot be read; in cluster mode PostgreSQL or Milvus)",
     Code.INTERNAL: "a bug, logged with its traceback",
+    Code.BAD_LINK: "a signed photo link that expired, was altered, names another image, or was signed before the "
+    "link secret was rotated (docs/vendor-api.md)",
 }
 
 
@@ -126,6 +133,7 @@ DOMAIN: dict[type[core.ServiceError], tuple[Code, int | None]] = {
     core.ImageNotFound: (Code.NOT_FOUND, None),
     core.PhotoMissing: (Code.NOT_FOUND, None),
     core.PackMismatch: (Code.PACK_MISMATCH, None),
+    core.LinkRefused: (Code.BAD_LINK, None),
     core.StorageFull: (Code.STORAGE_ERROR, None),
     core.StorageUnavailable: (Code.STORAGE_ERROR, 503),
 }

@@ -20,7 +20,8 @@ _METRICS = _settings.storage.data_dir / "run" / "metrics"
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_METRICS)
 bind = f"{_server.host}:{_server.port}"
 workers = _settings.worker_count
-worker_class = "gthread"
+# gthread, with the server's own refusals in the API's envelope (service/api/server.py)
+worker_class = "service.api.server.EnvelopeWorker"
 threads = _server.threads
 timeout = 120
 graceful_timeout = 30

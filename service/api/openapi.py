@@ -11,7 +11,7 @@ it is. ``/docs`` serves Swagger UI from the swagger-ui-py wheel: no CDN, no buil
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache, reduce
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -23,11 +23,12 @@ from pydantic import TypeAdapter
 from ..core.config import DEFAULT_LIMITS, Limits
 from . import responses as s
 from .context import app
+from .envelope import CODE_FIELDS
 from .errors import ALSO_HTTP, HTTP_STATUS, MESSAGES, Code, codes_table
 from .requests import MAX_ID, RequestTypes, request_types
+from .routes import API, V1, V1_ROUTES
 from .web import STATIC
 
-API = "/api/v2/face_search"
 DOCUMENT_PATH = "/api/v2/openapi.json"
 _REF = "#/components/schemas/{model}"
 
@@ -35,6 +36,12 @@ _REF = "#/components/schemas/{model}"
 _ALWAYS = (Code.BAD_CREDENTIALS, Code.OUT_OF_REQUESTS, Code.STORAGE_ERROR, Code.INTERNAL)
 _PHOTO = (Code.NO_CONTENT, Code.URL_UNAVAILABLE, Code.NO_FACE, Code.BAD_FORMAT_TYPE, Code.BAD_REQUEST, Code.TOO_LARGE)
 _BY_ID = (Code.NOT_FOUND, Code.NO_ROUTE)
+_LINKED = (
+    "Served to the key's owner (Basic auth), or to anyone holding the signed link an answer gave (its `gallery`, "
+    "`expires` and `signature`), without credentials until it expires; an expired, altered or foreign link is "
+    "code 14 (403). Through a link the answer may be cached until the link expires and embedded by any site "
+    "(`Cross-Origin-Resource-Policy: cross-origin`)."
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,7 @@ class Operation:
     query: str | None = None
     tag: str = "images"
     secured: bool = True
+    linked: bool = False  # a signed link opens it too (service/core/links.py)
     description: str = ""
 
 
@@ -82,7 +90,13 @@ OPERATIONS = (
     ),
     Operation(
         "get", f"{API}/images/{{image_id}}/file", "api.photo", "The stored photo's bytes (an image's url)", "image/*",
-        _BY_ID,
+        (*_BY_ID, Code.BAD_REQUEST, Code.BAD_LINK), query="link_query", linked=True, description=_LINKED,
+    ),
+    Operation(
+        "get", f"{API}/images/{{image_id}}/thumbnail", "api.thumbnail",
+        "A small JPEG of the stored photo (an image's thumbnail_url)", "image/jpeg",
+        (*_BY_ID, Code.BAD_REQUEST, Code.BAD_LINK), query="link_query", linked=True,
+        description=_LINKED + " Made on the first request and kept beside the photo.",
     ),
     Operation(
         "post", f"{API}/search", "api.search_images", "Search the gallery with a photo", s.SearchAnswer,
@@ -104,6 +118,31 @@ OPERATIONS = (
         "get", DOCUMENT_PATH, "docs.document_json", "This document", dict, tag="operations", secured=False
     ),
 )  # fmt: skip
+
+
+def _v1_operations() -> tuple[Operation, ...]:
+    """The vendor's v1 paths (routes.V1_ROUTES), each documented as the v2 operation whose view
+    serves it; edit_metadata, which takes the image's id in the body, as its own."""
+    served = {op.endpoint: op for op in OPERATIONS}
+    edit = Operation(
+        "post",
+        "",
+        "",
+        "Replace an image's metadata, the image named by image_id in the body",
+        s.ImageAnswer,
+        (Code.NOT_FOUND, Code.BAD_REQUEST, Code.TOO_LARGE),
+        ("edit_metadata",),
+    )
+    return tuple(
+        replace(
+            served.get(f"api.{view.__name__}", edit), method=method.lower(), path=V1 + path,
+            endpoint=f"v1.{view.__name__}", tag="v1",
+        )
+        for method, path, view in V1_ROUTES
+    )  # fmt: skip
+
+
+OPERATIONS += _v1_operations()
 
 # -- the document ---------------------------------------------------------------------------
 
@@ -205,6 +244,8 @@ def _operation(op: Operation, operation_id: str, parts: _Components, types: Requ
         spec["description"] = op.description
     if not op.secured:
         spec["security"] = []
+    elif op.linked:
+        spec["security"] = [{"basicAuth": []}, {"photoLink": []}]
     if parameters := _parameters(op, types):
         spec["parameters"] = parameters
     if op.body:
@@ -226,12 +267,17 @@ def document(limits: Limits = DEFAULT_LIMITS) -> dict:
     paths: dict[str, dict] = {}
     shared = {op.endpoint for op in OPERATIONS if sum(o.endpoint == op.endpoint for o in OPERATIONS) > 1}
     for op in OPERATIONS:
-        name = op.endpoint.split(".")[-1] + (f"_{op.method}" if op.endpoint in shared else "")
+        blueprint, view = op.endpoint.split(".")
+        name = (f"v1_{view}" if blueprint == "v1" else view) + (f"_{op.method}" if op.endpoint in shared else "")
         paths.setdefault(op.path, {})[op.method] = _operation(op, name, parts, types)
+    (code, message), *others = CODE_FIELDS
     description = (
         "A self-hosted face search service compatible with the Face Search API v2. Every API answer is the "
-        "envelope `{result, status_code, message}`; authenticate with HTTP Basic `api_key:api_secret`. "
-        "Each key owns its own gallery.\n\n" + codes_table()
+        f"envelope `{{result, {code}, {message}}}`, and carries the same code and message as "
+        + " and ".join(f"`{a}`/`{b}`" for a, b in others)
+        + " too, the names of the vendor's other docs (FACE_SEARCH_CODE_ALIASES=0 leaves them out). "
+        "Authenticate with HTTP Basic `api_key:api_secret`; each key owns its own gallery. The vendor's v1 "
+        f"paths under `{V1}` serve the same operations.\n\n" + codes_table()
     )
     return {
         "openapi": "3.1.0",
@@ -239,11 +285,20 @@ def document(limits: Limits = DEFAULT_LIMITS) -> dict:
         "tags": [
             {"name": "images", "description": "The key's gallery: add, list, search, update, delete."},
             {"name": "operations", "description": "Index state, health, metrics, this document."},
+            {"name": "v1", "description": "The vendor's earlier paths, for deployed clients: the same operations."},
         ],
         "security": [{"basicAuth": []}],
         "paths": paths,
         "components": {
-            "securitySchemes": {"basicAuth": {"type": "http", "scheme": "basic"}},
+            "securitySchemes": {
+                "basicAuth": {"type": "http", "scheme": "basic"},
+                "photoLink": {
+                    "type": "apiKey",
+                    "in": "query",
+                    "name": "signature",
+                    "description": "A signed link from an answer's url or thumbnail_url, with its gallery and expires.",
+                },
+            },
             "headers": {
                 "X-Request-ID": {
                     "description": "The request's id, as in the server's log line (echoed when the client sent one).",

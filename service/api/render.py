@@ -4,22 +4,42 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from flask import url_for
+from flask import g, url_for
 
 from ..core.maintenance import IndexStatus
 from ..core.search import FaceMatches, Match
 from ..core.views import Image
+from .context import use_cases
+from .requests import MAX_ID
+
+# An image's links: the field that carries each, the endpoint serving it and the rendition it names.
+LINKS = {"url": ("api.photo", "file"), "thumbnail_url": ("api.thumbnail", "thumbnail")}
 
 
-def photo_url(image_id: int) -> str:
-    return url_for("api.photo", image_id=image_id, _external=True)
+def links(image: Image) -> dict[str, str]:
+    """The signed links of one of the key's images: each works without credentials until it
+    expires (service/core/links.py); its owner may also load the same address with the key."""
+    if "signer" not in g:  # once per answer: one secret read, every link expiring alike
+        g.signer = use_cases().links.signer()
+        # each endpoint's address is built once, around a placeholder id: url_for for every
+        # link of a page would cost more than signing them
+        g.addresses = {
+            endpoint: url_for(endpoint, image_id=MAX_ID, _external=True).rpartition(str(MAX_ID))[::2]
+            for endpoint, _ in LINKS.values()
+        }
+    signed = {}
+    for field, (endpoint, rendition) in LINKS.items():
+        link, signature = g.signer.sign(g.key.gallery, image.id, rendition)
+        before, after = g.addresses[endpoint]
+        signed[field] = f"{before}{image.id}{after}?gallery={link.gallery}&expires={link.expires}&signature={signature}"
+    return signed
 
 
 def image_summary(record: Image) -> dict:
     """An image as listed: its faces as a count."""
     return {
         "id": record.id,
-        "url": photo_url(record.id),
+        **links(record),
         "metadata": record.metadata,
         "faces": len(record.faces),
         "created_at": record.created_at,
@@ -35,7 +55,7 @@ def image_detail(record: Image) -> dict:
 def match(found: Match) -> dict:
     return {
         "id": found.image.id,
-        "url": photo_url(found.image.id),
+        **links(found.image),
         "metadata": found.image.metadata,
         "score": found.score,
         "bbox": found.bbox,

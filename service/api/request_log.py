@@ -34,7 +34,7 @@ def _started() -> None:
 def api_code(response: Response) -> str:
     """The envelope's status_code as text: "0" for any success, "" for answers without an envelope."""
     if response.status_code < 400:
-        return "0" if request.blueprint == "api" else ""
+        return "0" if request.blueprint in ("api", "v1") else ""
     body = response.get_json(silent=True) if response.is_json else None
     return str(body["status_code"]) if isinstance(body, dict) and "status_code" in body else ""
 

@@ -103,8 +103,10 @@ class RequestTypes:
     add_image: Definition
     delete_images: Definition
     update_metadata: Definition
+    edit_metadata: Definition  # the v1 form of update_metadata, with the image's id in the body
     search: Definition
     list_query: Definition
+    link_query: Definition  # a signed photo link's query string
     add_image_upload: Any  # the multipart forms, for the document (they are parsed as the JSON bodies)
     search_upload: Any
 
@@ -223,6 +225,20 @@ def request_types(limits: Limits = DEFAULT_LIMITS) -> RequestTypes:
             int, Field(ge=1, le=limits.max_page, description=f"Images to return (default {limits.page})."), QueryNumber
         ]
 
+    @with_config(STRICT)
+    class EditMetadata(TypedDict):
+        """The image's new metadata, replacing the old; the image is named in the body."""
+
+        image_id: Annotated[int, Field(ge=1, le=MAX_ID, description="The image whose metadata is replaced.")]
+        metadata: Metadata | None
+
+    class LinkQuery(TypedDict):
+        """A signed link's query string, as the image's `url` and `thumbnail_url` carry it."""
+
+        gallery: Annotated[int, Field(ge=1, le=MAX_ID, description="The image's gallery."), QueryNumber]
+        expires: Annotated[int, Field(ge=0, le=MAX_ID, description="Unix seconds the link works until."), QueryNumber]
+        signature: Annotated[str, Field(description="HMAC-SHA256 of the rest, base64url.")]
+
     class AddImageUpload(TypedDict, total=False):
         """The multipart/form-data form of adding a photo: fields other than the file are JSON."""
 
@@ -245,10 +261,14 @@ def request_types(limits: Limits = DEFAULT_LIMITS) -> RequestTypes:
         add_image=Definition(AddImage, add_image),
         delete_images=Definition(DeleteImages, lambda body: core.DeleteImages(body["ids"])),
         update_metadata=Definition(MetadataUpdate, lambda body: body["metadata"] or {}),
+        edit_metadata=Definition(
+            EditMetadata, lambda body: core.MetadataUpdate(body["image_id"], body["metadata"] or {})
+        ),
         search=Definition(Search, lambda body: _options(body, photo_of(body), limits)),
         list_query=Definition(
             ListQuery, lambda query: core.Page(query.get("offset", 0), query.get("limit", limits.page))
         ),
+        link_query=Definition(LinkQuery, lambda query: query),
         add_image_upload=AddImageUpload,
         search_upload=SearchUpload,
     )

@@ -11,17 +11,28 @@ from typing import Annotated, Any, Literal, NotRequired
 from pydantic import Field
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
+from ..core.images import THUMBNAIL_SIDE
+from .envelope import CODE_FIELDS
 from .errors import Code
 
 Box = Annotated[list[float], Field(min_length=4, max_length=4, description="x1, y1, x2, y2 in the photo's pixels.")]
 Score = Annotated[float, Field(ge=-1.0, le=1.0)]
+ErrorCode = Annotated[int, Field(ge=1, le=max(Code), description="The error code; see the table above.")]
 
 
-class Answer(TypedDict):
-    """The envelope of a success: ``result`` is added by each answer."""
+def _code_fields(code: Any) -> dict[str, Any]:
+    """The code and message fields of an answer, from ``CODE_FIELDS``: the API's own pair, then
+    the same values under the vendor's other names (absent with FACE_SEARCH_CODE_ALIASES=0)."""
+    (code_name, message_name), *others = CODE_FIELDS
+    fields: dict[str, Any] = {code_name: code, message_name: str}
+    for other_code, other_message in others:
+        fields[other_code] = NotRequired[Annotated[code, Field(description=f"The same as {code_name}.")]]
+        fields[other_message] = NotRequired[Annotated[str, Field(description=f"The same as {message_name}.")]]
+    return fields
 
-    status_code: Literal[0]
-    message: str
+
+Answer = TypedDict("Answer", _code_fields(Literal[0]))  # type: ignore[misc]
+Answer.__doc__ = "The envelope of a success: ``result`` is added by each answer."
 
 
 class FaceOut(TypedDict):
@@ -30,9 +41,25 @@ class FaceOut(TypedDict):
     score: Annotated[float, Field(description="Detection score.")]
 
 
+Url = Annotated[
+    str,
+    Field(
+        description="A signed link to the stored photo: it works without credentials until it expires "
+        "(FACE_SEARCH_LINK_SECONDS), for this image only; its owner may also load it with the key."
+    ),
+]
+ThumbnailUrl = Annotated[
+    str,
+    Field(
+        description=f"A signed link, as url, to a JPEG of the photo at most {THUMBNAIL_SIDE} pixels on its longer side."
+    ),
+]
+
+
 class ImageSummary(TypedDict):
     id: int
-    url: Annotated[str, Field(description="Where the stored photo is served to its owner.")]
+    url: Url
+    thumbnail_url: ThumbnailUrl
     metadata: dict[str, Any]
     faces: Annotated[int, Field(description="How many faces are indexed.")]
     created_at: Annotated[str, Field(description="ISO 8601, UTC.")]
@@ -40,7 +67,8 @@ class ImageSummary(TypedDict):
 
 class ImageDetail(TypedDict):
     id: int
-    url: str
+    url: Url
+    thumbnail_url: ThumbnailUrl
     metadata: dict[str, Any]
     faces: list[FaceOut]
     created_at: str
@@ -48,7 +76,8 @@ class ImageDetail(TypedDict):
 
 class Hit(TypedDict):
     id: int
-    url: str
+    url: Url
+    thumbnail_url: ThumbnailUrl
     metadata: dict[str, Any]
     score: Annotated[Score, Field(description="Cosine similarity of the best-matching face in this image.")]
     bbox: Annotated[Box, Field(description="The best-matching face in the stored image.")]
@@ -95,12 +124,8 @@ class IndexAnswer(Answer):
     result: IndexState
 
 
-class Refusal(TypedDict):
-    """The envelope of every refusal."""
-
-    result: None
-    status_code: Annotated[int, Field(ge=1, le=max(Code), description="The error code; see the table above.")]
-    message: str
+Refusal = TypedDict("Refusal", {"result": None, **_code_fields(ErrorCode)})  # type: ignore[misc]
+Refusal.__doc__ = "The envelope of every refusal."
 
 
 class Health(TypedDict):

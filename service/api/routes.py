@@ -1,30 +1,67 @@
-"""The Face Search API v2 endpoints: parse into the typed request, call the use case, render."""
+"""The API's endpoints: parse into the typed request, call the use case, render.
+
+Two families of paths reach the same views: the Face Search API v2 (``api``), and the
+vendor's earlier v1 paths (``v1``, ``V1_ROUTES``) that deployed clients still call, with
+the same envelope, credentials, throttles and metrics (docs/vendor-api.md).
+"""
 
 from __future__ import annotations
 
 import json
+import time
 
 from flask import Blueprint, Response, g, request
 
+from ..core.links import Link
 from ..core.requests import MetadataUpdate
 from .auth import authenticate
 from .context import app, use_cases
 from .envelope import success
 from .errors import ApiError, Code
-from .render import face_matches, image_detail, image_summary, match, status
+from .render import LINKS, face_matches, image_detail, image_summary, match, status
 from .requests import MAX_ID, RequestTypes, form_body
 
-api = Blueprint("api", __name__, url_prefix="/api/v2/face_search")
-api.before_request(authenticate)
+API = "/api/v2/face_search"
+V1 = "/backend/api/v1/request/face_search"
+
+api = Blueprint("api", __name__, url_prefix=API)
+v1 = Blueprint("v1", __name__, url_prefix=V1)
 IMAGE = f"/images/<int(max={MAX_ID}):image_id>"
+LINKED = {endpoint: rendition for endpoint, rendition in LINKS.values()}  # what a signed link opens
 
 
 def types() -> RequestTypes:
     return app().request_types
 
 
+def admit() -> None:
+    """A photo's signed link lets whoever holds it have that photo (or its thumbnail) without
+    a key; every other request, and one that carries credentials, is the key owner's."""
+    rendition = LINKED.get(request.endpoint or "")
+    query = types().link_query
+    if rendition is not None and not query.schema.__required_keys__.isdisjoint(request.args):
+        sent = query.parse(request.args)  # malformed: code 7, whoever asks
+        if "Authorization" not in request.headers:
+            image_id = (request.view_args or {})["image_id"]
+            g.link = Link(sent["gallery"], image_id, rendition, sent["expires"])
+            use_cases().links.verify(g.link, sent["signature"])
+            return
+    authenticate()
+
+
+api.before_request(admit)
+v1.before_request(authenticate)
+
+
+def gallery() -> int:
+    """The gallery this request may read: the key's, or the one its signed link names."""
+    link: Link | None = g.get("link")
+    return link.gallery if link is not None else g.key.gallery
+
+
 def body() -> dict:
-    """The request as a dict: a JSON object, or a multipart upload in the same shape."""
+    """The request as a dict: a JSON object (whatever the Content-Type says, or without one,
+    as the vendor's demos post it), or a multipart upload in the same shape."""
     if request.mimetype == "multipart/form-data":
         return form_body(request.form, request.files)
     raw = request.get_data(cache=True)
@@ -70,16 +107,39 @@ def get_image(image_id: int) -> Response:
 @api.route(IMAGE, methods=["PUT", "POST"])
 def update_image(image_id: int) -> Response:
     metadata = types().update_metadata.parse(body())
-    update = MetadataUpdate(image_id, metadata)
+    return _update(MetadataUpdate(image_id, metadata))
+
+
+def edit_metadata() -> Response:
+    """v1: the image's id in the body."""
+    return _update(types().edit_metadata.parse(body()))
+
+
+def _update(update: MetadataUpdate) -> Response:
     return success(image_detail(use_cases().gallery.update_metadata(g.key, update)))
 
 
 @api.get(f"{IMAGE}/file")
 def photo(image_id: int) -> Response:
-    data, mime = use_cases().gallery.photo(g.key, image_id)
+    return _picture(*use_cases().gallery.photo(gallery(), image_id))
+
+
+@api.get(f"{IMAGE}/thumbnail")
+def thumbnail(image_id: int) -> Response:
+    return _picture(use_cases().gallery.thumbnail(gallery(), image_id), "image/jpeg")
+
+
+def _picture(data: bytes, mime: str) -> Response:
+    """A photo's bytes. Through a signed link: cached no longer than the link works, and
+    embeddable by other sites' pages (``Cross-Origin-Resource-Policy``), which is its purpose."""
     response = Response(data, mimetype=mime)
-    response.headers["Cache-Control"] = "private, max-age=3600"
     response.headers["X-Content-Type-Options"] = "nosniff"
+    link: Link | None = g.get("link")
+    if link is not None:
+        response.headers["Cache-Control"] = f"private, max-age={max(0, link.expires - int(time.time()))}"
+        response.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
+    else:
+        response.headers["Cache-Control"] = "private, max-age=3600"
     return response
 
 
@@ -94,3 +154,15 @@ def search_images() -> Response:
 @api.get("/index")
 def index_state() -> Response:
     return success(status(use_cases().maintenance.index_status(g.key)))
+
+
+# The vendor's v1 paths: (method, path, the view that serves it).
+V1_ROUTES = (
+    ("GET", "/get_all_images", list_images),
+    ("POST", "/search", search_images),
+    ("POST", "/add", add_image),
+    ("POST", "/edit_metadata", edit_metadata),
+    ("POST", "/delete", delete_images),
+)
+for _method, _path, _view in V1_ROUTES:
+    v1.add_url_rule(_path, view_func=_view, methods=[_method])

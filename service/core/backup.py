@@ -13,6 +13,7 @@ the restored catalog, which are its own and never the old deployment's).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -29,7 +30,7 @@ from .config import Settings
 from .errors import InvalidRequest, writing
 from .keys import now
 from .maintenance import Maintenance
-from .photos import PhotoFiles
+from .photos import THUMBNAIL_SUFFIX, PhotoFiles
 
 log = logging.getLogger(__name__)
 
@@ -77,16 +78,19 @@ def backup(settings: Settings, dest: Path) -> BackupSummary:
 
 
 def _copy_photos(names: set[str], sources: list[Path], into: Path) -> tuple[int, set[str]]:
-    """Each named photo from the first source holding it; the names none holds."""
+    """Each named photo from the first source holding it, with its thumbnail where one was
+    made (else it is made again on its first request); the names none holds."""
     copied, missing = 0, set()
     for name in sorted(names):
-        source = next((folder / name for folder in sources if (folder / name).is_file()), None)
+        source = next((folder for folder in sources if (folder / name).is_file()), None)
         if source is None:
             missing.add(name)
             continue
         (into / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, into / name)
+        shutil.copy2(source / name, into / name)
         copied += 1
+        with contextlib.suppress(FileNotFoundError):
+            shutil.copy2(source / (name + THUMBNAIL_SUFFIX), into / (name + THUMBNAIL_SUFFIX))
     return copied, missing
 
 

@@ -61,6 +61,14 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    """What the answers carry for the vendor's existing clients (docs/vendor-api.md)."""
+
+    code_aliases: bool = True  # the code and message also under the names other vendor docs use
+    link_seconds: int = 3600  # how long a signed photo link works without credentials
+
+
+@dataclass(frozen=True)
 class DetectionSettings:
     """Overrides of the pack's detector tuning (models/packs.py); None keeps the pack's value."""
 
@@ -92,6 +100,7 @@ class Settings:
     orphan_grace_seconds: float = ORPHAN_GRACE_SECONDS
     limits: Limits = field(default_factory=Limits)
     server: ServerSettings = field(default_factory=ServerSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
     index: IndexSettings = field(default_factory=IndexSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)
     detection: DetectionSettings = field(default_factory=DetectionSettings)
@@ -184,13 +193,16 @@ def choice(*options: str) -> Callable[[str], str]:
     return parse
 
 
-def switch(raw: str) -> bool | None:
+def boolean(raw: str) -> bool:
     value = raw.lower()
-    if value == "default":
-        return None
     if value not in ("0", "1", "true", "false", "on", "off"):
         raise ValueError("must be 1 or 0")
     return value in ("1", "true", "on")
+
+
+def switch(raw: str) -> bool | None:
+    """On, off, or ``default``: None, what the model pack says."""
+    return None if raw.lower() == "default" else boolean(raw)
 
 
 def networks(raw: str) -> tuple[Network, ...]:
@@ -288,6 +300,15 @@ ENV = (
     Env("FACE_SEARCH_MAX_COLLECTION_CHARS", "limits.max_collection_chars", "characters of a collection's name", whole(1)),
     Env("FACE_SEARCH_RATE_LIMIT", "server.rate_limit", "requests a second per key (0: off)", number(0.0)),
     Env("FACE_SEARCH_RATE_BURST", "server.rate_burst", "burst above the rate", whole(1)),
+    Env(
+        "FACE_SEARCH_CODE_ALIASES", "api.code_aliases",
+        "every answer also carries its code and message under the names of the vendor's other docs "
+        "(docs/vendor-api.md; 0: `status_code` and `message` only)", boolean, "1",
+    ),
+    Env(
+        "FACE_SEARCH_LINK_SECONDS", "api.link_seconds",
+        "how long the signed `url` and `thumbnail_url` of a photo work without credentials", whole(1),
+    ),
     Env("FACE_SEARCH_PROXY_HOPS", "server.proxy_hops", "trusted reverse proxies for client addresses", whole(0)),
     Env(
         "FACE_SEARCH_URL_ALLOW_NETWORKS", "fetch.allow_networks",

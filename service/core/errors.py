@@ -56,6 +56,11 @@ class ImageNotFound(ServiceError):
     """No image with that id in the key's gallery (another key's image is as good as absent)."""
 
 
+class LinkRefused(ServiceError):
+    """A signed photo link that has expired, was altered, names another image, or was signed
+    with a secret that has since been rotated."""
+
+
 class PhotoMissing(ServiceError):
     """The image exists but its photo file is gone from the photo store."""
 

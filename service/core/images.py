@@ -20,7 +20,7 @@ from index.errors import CommitUnknownError, PackMismatchError
 from index.records import ImageRecord, KeyRecord, NewFace, NewImage
 from index.vectors import VectorIndexes
 from models.analyzer import FaceAnalyzer
-from models.decode import ImageDecodeError, content_type
+from models.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, content_type, thumbnail
 from models.faces import Face
 
 from .errors import ImageNotFound, NoFace, NotAPhoto, PackMismatch, PhotoMissing, StorageUnavailable, writing
@@ -32,6 +32,9 @@ from .views import Image
 
 log = logging.getLogger(__name__)
 
+# A thumbnail is for pages that list many photos: at most this many pixels on its longer side.
+THUMBNAIL_SIDE = 256
+THUMBNAIL_QUALITY = 80
 _DATA_URL = re.compile(r"^data:[\w/+.-]*(;[\w=.-]+)*;base64,", re.IGNORECASE)
 _WHITESPACE = re.compile(r"\s+")
 
@@ -87,8 +90,11 @@ class Gallery:
     """A key's images: stored with their photo and faces, read, listed, updated and deleted,
     with the vector index kept in step."""
 
-    def __init__(self, images: ImageTable, indexes: VectorIndexes, photos: PhotoStore) -> None:
+    def __init__(
+        self, images: ImageTable, indexes: VectorIndexes, photos: PhotoStore, max_pixels: int = DEFAULT_MAX_PIXELS
+    ) -> None:
         self.images, self.indexes, self.photos = images, indexes, photos
+        self.max_pixels = max_pixels  # of a stored photo a thumbnail is made from
 
     def store(
         self,
@@ -125,26 +131,52 @@ class Gallery:
         records, total = self.images.page(key.gallery, request.offset, request.limit)
         return [Image.of(record) for record in records], total
 
-    def _record(self, key: KeyRecord, image_id: int) -> ImageRecord:
-        record = self.images.get(key.gallery, image_id)
+    def _record(self, gallery: int, image_id: int) -> ImageRecord:
+        record = self.images.get(gallery, image_id)
         if record is None:
             raise ImageNotFound(f"no image with id {image_id}")
         return record
 
     def get(self, key: KeyRecord, image_id: int) -> Image:
-        return Image.of(self._record(key, image_id))
+        return Image.of(self._record(key.gallery, image_id))
 
-    def photo(self, key: KeyRecord, image_id: int) -> tuple[bytes, str]:
-        """The stored photo and its content type; a record whose file is gone is PhotoMissing."""
-        record = self._record(key, image_id)
+    def _photo(self, record: ImageRecord) -> bytes:
+        """The stored photo's bytes; a record whose file is gone is PhotoMissing."""
         try:
-            return self.photos.read(record.file), record.content_type
+            return self.photos.read(record.file)
         except FileNotFoundError as exc:
-            log.error("image %d: photo file %s is missing", image_id, record.file)
-            raise PhotoMissing(f"the photo file of image {image_id} is missing from the photo store") from exc
+            log.error("image %d: photo file %s is missing", record.id, record.file)
+            raise PhotoMissing(f"the photo file of image {record.id} is missing from the photo store") from exc
         except OSError as exc:
-            log.error("image %d: photo file %s cannot be read: %s", image_id, record.file, exc)
-            raise StorageUnavailable(f"the photo of image {image_id} cannot be read ({exc.strerror or exc})") from exc
+            log.error("image %d: photo file %s cannot be read: %s", record.id, record.file, exc)
+            raise StorageUnavailable(f"the photo of image {record.id} cannot be read ({exc.strerror or exc})") from exc
+
+    def photo(self, gallery: int, image_id: int) -> tuple[bytes, str]:
+        """The gallery's stored photo and its content type (a key's, or a signed link's gallery)."""
+        record = self._record(gallery, image_id)
+        return self._photo(record), record.content_type
+
+    def thumbnail(self, gallery: int, image_id: int) -> bytes:
+        """The photo's thumbnail (a JPEG), made on its first request and kept beside the photo.
+
+        Made on demand rather than when the photo is added, so adding costs nothing more and
+        images stored before thumbnails existed get theirs the same way. A thumbnail that
+        cannot be kept (disk full) is served all the same and made again next time.
+        """
+        record = self._record(gallery, image_id)
+        try:
+            return self.photos.read_thumbnail(record.file)
+        except FileNotFoundError:
+            pass
+        try:
+            data = thumbnail(self._photo(record), THUMBNAIL_SIDE, THUMBNAIL_QUALITY, self.max_pixels)
+        except ImageDecodeError as exc:  # it was decoded when it was added: the file changed since
+            raise StorageUnavailable(f"the photo of image {record.id} cannot be decoded any more ({exc})") from exc
+        try:
+            self.photos.write_thumbnail(record.file, data)
+        except OSError as exc:
+            log.warning("image %d: its thumbnail could not be kept: %s", record.id, exc)
+        return data
 
     def update_metadata(self, key: KeyRecord, request: MetadataUpdate) -> Image:
         with writing():

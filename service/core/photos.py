@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 # may be about to commit the record of a younger one.
 ORPHAN_GRACE_SECONDS = 3600.0
 
+# A photo's thumbnail is kept beside it under the photo's name and this suffix: it is live
+# while its photo is, goes when the photo is deleted, and is pinned and backed up with it.
+THUMBNAIL_SUFFIX = ".thumb.jpg"
+
 EXTENSIONS = {
     "image/jpeg": "jpg",
     "image/png": "png",
@@ -45,13 +49,21 @@ class PhotoStore(Protocol):
         ...
 
     def delete(self, name: str) -> None:
-        """Remove the photo; a missing one is not an error."""
+        """Remove the photo and its thumbnail; a missing one is not an error."""
+        ...
+
+    def read_thumbnail(self, name: str) -> bytes:
+        """The thumbnail kept for the photo ``name``; FileNotFoundError when none was made yet."""
+        ...
+
+    def write_thumbnail(self, name: str, data: bytes) -> None:
+        """Keep ``data`` as the thumbnail of the photo ``name``, durably (OSError when it cannot)."""
         ...
 
     def remove_orphans(self, live: Callable[[], set[str]], grace: float = ORPHAN_GRACE_SECONDS) -> int:
         """Delete photos older than ``grace`` seconds that no image record names (``live()``
         gives the names, read after the photos were listed): left by a crash between photo
-        and record."""
+        and record; and thumbnails whose photo is gone."""
         ...
 
     def pin(self, into: Path) -> int:
@@ -79,26 +91,21 @@ class PhotoFiles:
             folder.mkdir(exist_ok=True)
             _fsync_directory(self.root)
         name = f"{gallery}/{secrets.token_hex(12)}.{EXTENSIONS[content_type]}"
-        final = self.root / name
-        tmp = final.with_name(f".{final.name}.tmp")
-        try:
-            with open(tmp, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        _fsync_directory(folder)
+        _write_durably(self.root / name, data)
         return name
 
     def read(self, name: str) -> bytes:
         return (self.root / name).read_bytes()
 
     def delete(self, name: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            (self.root / name).unlink()
+        for path in (self.root / name, self.root / (name + THUMBNAIL_SUFFIX)):
+            path.unlink(missing_ok=True)
+
+    def read_thumbnail(self, name: str) -> bytes:
+        return (self.root / (name + THUMBNAIL_SUFFIX)).read_bytes()
+
+    def write_thumbnail(self, name: str, data: bytes) -> None:
+        _write_durably(self.root / (name + THUMBNAIL_SUFFIX), data)
 
     def remove_orphans(self, live: Callable[[], set[str]], grace: float = ORPHAN_GRACE_SECONDS) -> int:
         """Delete old files no image record points to (photos and temp files of killed writes).
@@ -115,7 +122,7 @@ class PhotoFiles:
         names = live()
         removed = 0
         for path in old:
-            if path.relative_to(self.root).as_posix() not in names:
+            if path.relative_to(self.root).as_posix().removesuffix(THUMBNAIL_SUFFIX) not in names:
                 path.unlink(missing_ok=True)
                 removed += 1
         if removed:
@@ -138,6 +145,23 @@ class PhotoFiles:
                     shutil.copy2(path, target)
                 pinned += 1
         return pinned
+
+
+def _write_durably(final: Path, data: bytes) -> None:
+    """Write with fsync before rename, then fsync the directory, so both the bytes and the
+    name survive a power cut. The temporary name is unique: two requests making the same
+    thumbnail at once each rename a whole file into place."""
+    tmp = final.with_name(f".{final.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_directory(final.parent)
 
 
 def _fsync_directory(folder: Path) -> None:

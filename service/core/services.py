@@ -24,6 +24,7 @@ from .bulk_import import BulkImport
 from .config import Settings
 from .images import FaceReader, Gallery, ImageAdder
 from .keys import KeyRing
+from .links import PhotoLinks
 from .maintenance import Maintenance
 from .photos import PhotoFiles, PhotoStore
 from .readiness import Readiness
@@ -45,6 +46,7 @@ class UseCases:
     maintenance: Maintenance
     readiness: Readiness
     pack: ModelPack  # named with its weights' licence by /healthz
+    links: PhotoLinks
 
 
 @dataclass
@@ -71,7 +73,7 @@ class Services:
 
     @cached_property
     def gallery(self) -> Gallery:
-        return Gallery(self.catalog.images, self.indexes, self.photos)
+        return Gallery(self.catalog.images, self.indexes, self.photos, self.settings.limits.max_pixels)
 
     @cached_property
     def adder(self) -> ImageAdder:
@@ -99,9 +101,21 @@ class Services:
         return Readiness(self.catalog, self.indexes, lambda: self.models_loaded)
 
     @cached_property
+    def links(self) -> PhotoLinks:
+        return PhotoLinks(self.catalog.secrets, self.settings.api.link_seconds)
+
+    @cached_property
     def use_cases(self) -> UseCases:
         return UseCases(
-            self.keys, self.reader, self.gallery, self.adder, self.searcher, self.maintenance, self.readiness, self.pack
+            self.keys,
+            self.reader,
+            self.gallery,
+            self.adder,
+            self.searcher,
+            self.maintenance,
+            self.readiness,
+            self.pack,
+            self.links,
         )
 
     def close(self) -> None:
@@ -135,10 +149,10 @@ def build_services(settings: Settings, serving: bool = False) -> Services:
 
 
 @contextmanager
-def key_ring(settings: Settings) -> Iterator[KeyRing]:
-    """Keys alone, for key management: neither models nor vectors are loaded."""
+def catalog_alone(settings: Settings) -> Iterator[Catalog]:
+    """The catalog alone, for key and secret management: neither models nor vectors are loaded."""
     catalog = open_catalog(settings.storage)
     try:
-        yield KeyRing(catalog.keys)
+        yield catalog
     finally:
         catalog.close()

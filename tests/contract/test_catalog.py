@@ -272,6 +272,20 @@ def test_everything_survives_a_restart(storage: Storage) -> None:
     assert catalog.images.add(key.gallery, new_image(vectors[4:5])).id > gone.id, "ids are never reused"
 
 
+def test_a_secret_is_made_once_shared_by_every_handle_and_replaced(storage: Storage) -> None:
+    catalog, _ = storage.open()
+    # another replica's handle on the same catalog (LMDB allows one handle per process)
+    other = catalog if storage.kind == "embedded" else storage.open(serving=False)[0]
+    assert catalog.secrets.get("links") is None
+    assert catalog.secrets.setdefault("links", b"\x00first") == b"\x00first"
+    assert other.secrets.setdefault("links", b"second") == b"\x00first", "the secret stored first is kept"
+    assert other.secrets.get("links") == b"\x00first" and other.secrets.get("other") is None
+    other.secrets.replace("links", b"rotated\xff")
+    assert catalog.secrets.get("links") == b"rotated\xff", "a rotation is seen at once by every handle"
+    catalog, _ = storage.restart()
+    assert catalog.secrets.get("links") == b"rotated\xff"
+
+
 def test_a_closed_catalog_fails_its_readiness_ping(storage: Storage) -> None:
     catalog, _ = storage.open()
     catalog.ping()

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from service.core.config import Settings
 from service.core.services import build_services
@@ -65,7 +66,7 @@ def test_a_cluster_backup_restores_into_another_database_with_its_own_vectors(en
             image_id: n for n, image_id in enumerate(added)
         }
         for record in listed:
-            assert restored.gallery.photo(key, record.id)[0] == added[record.id]
+            assert restored.gallery.photo(key.gallery, record.id)[0] == added[record.id]
         assert restored.indexes.verify(key.gallery), "Milvus holds exactly the restored faces"
         for image_id, photo in added.items():
             assert image_id in [hit.image.id for hit in find(restored, key, photo, threshold=0.9)]
@@ -98,6 +99,7 @@ def test_a_backup_under_write_load_restores_everything_acknowledged_before_it(tm
         for photo in range(5):
             write_one = server.call("POST", "/images", json={"image": {"base64": b64(PHOTOS[photo])}})
             acknowledged[write_one.json()["result"]["id"]] = (time.monotonic(), photo, {})
+        thumbnail = requests.get(write_one.json()["result"]["thumbnail_url"], timeout=60).content  # made and kept
         # One instant for both threads, so no image the writer may delete counts as before it.
         began = time.monotonic() + 1.0
         writer = threading.Thread(target=write, args=(began,))
@@ -114,6 +116,8 @@ def test_a_backup_under_write_load_restores_everything_acknowledged_before_it(tm
 
     restored = tmp_path / "restored"
     _script(restored, "--restore", str(tmp_path / "backup"))
+    kept = [path.read_bytes() for path in (restored / "photos").glob("*/*.thumb.jpg")]
+    assert kept == [thumbnail], "the thumbnail made before the backup is in it, beside its photo"
     again = LiveServer(restored).start()
     try:
         listed = {item["id"]: item for item in again.call("GET", "/images?limit=1000").json()["result"]}

@@ -4,6 +4,8 @@ folder, all real processes, and real SIGKILLs of each component while a client s
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,9 +17,9 @@ import requests
 
 from index.postgres import PostgresCatalog
 from scripts.engines import Milvus, Postgres
-from service.core.photos import ORPHAN_GRACE_SECONDS
+from service.core.photos import ORPHAN_GRACE_SECONDS, THUMBNAIL_SUFFIX
 from tests.cluster import Engines, Replicas
-from tests.live import LiveServer
+from tests.live import ROOT, LiveServer
 from tests.photos import b64
 from tests.system.test_crash import PHOTOS
 
@@ -91,6 +93,26 @@ def test_keys_are_isolated_and_quotas_counted_across_replicas(replicas: Replicas
     assert codes == [0, 0, 0, 4], "three requests in all, whichever replica answered them"
 
 
+def test_a_link_made_by_one_replica_works_on_the_other_until_the_secret_is_rotated(replicas: Replicas) -> None:
+    """The link secret is the cluster's (in PostgreSQL), not a replica's: a page may load a photo
+    from whichever replica the load balancer picks, and one rotation reaches them all."""
+    one, other = replicas.servers
+    auth = _key(replicas)
+    added = _add(one, auth, 2).json()["result"]
+    assert requests.get(added["url"].replace(one.url, other.url), timeout=30).content == PHOTOS[2]
+    thumbnail = requests.get(added["thumbnail_url"].replace(one.url, other.url), timeout=30)
+    assert thumbnail.status_code == 200 and thumbnail.headers["Content-Type"] == "image/jpeg"
+    done = subprocess.run(
+        [sys.executable, "scripts/keys.py", "rotate-link-secret"], cwd=ROOT, env=one.env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    for server in (one, other):
+        refused = requests.get(added["url"].replace(one.url, server.url), timeout=30)
+        assert refused.status_code == 403 and refused.json()["status_code"] == 14
+    fresh = other.call("GET", f"/images/{added['id']}", *auth).json()["result"]["url"]
+    assert requests.get(fresh.replace(other.url, one.url), timeout=30).content == PHOTOS[2]
+
+
 @contextmanager
 def _restarted(server: Milvus | Postgres) -> Iterator[None]:
     """The block kills the server; it is started again (same ports, same data) when the block ends."""
@@ -159,8 +181,10 @@ def _no_orphan_photos(replicas: Replicas) -> None:
         files = catalog.images.files()
     finally:
         catalog.close()
+    # a thumbnail is its photo's: live while the photo has a record
     on_disk = {p.relative_to(replicas.photo_dir).as_posix() for p in replicas.photo_dir.glob("*/*")}
-    assert on_disk == files, f"photos without a record: {sorted(on_disk - files)}"
+    photos = {name.removesuffix(THUMBNAIL_SUFFIX) for name in on_disk}
+    assert photos == files, f"photos without a record: {sorted(photos - files)}"
 
 
 def _refused_fast_with_code_12(refused: list) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.live import ROOT, LiveServer
 from tests.photos import b64, crop, flipped, package_photo, recompressed, scaled
@@ -92,6 +93,18 @@ def search(driver, probe: Path) -> None:
     wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results .face-box")) == len(tiles(d, "results")))
 
 
+def signed_photos(driver, grid: str, rendition: str) -> list[str]:
+    """The grid's photos, each loaded by its <img> tag from a signed link of that rendition
+    (no fetch with the key); their addresses."""
+    sources = driver.execute_script(f"return [...document.querySelectorAll('#{grid} img')].map(i => i.currentSrc)")
+    assert sources and all(f"/{rendition}?" in src and "signature=" in src for src in sources), sources
+    loaded = driver.execute_script(
+        "return performance.getEntriesByType('resource').filter(e => e.initiatorType === 'img').map(e => e.name)"
+    )
+    assert set(sources) <= set(loaded), "each photo is loaded by its img tag"
+    return sources
+
+
 def result_ids(driver) -> list[int]:
     return [int(tile.get_attribute("data-id")) for tile in tiles(driver, "results")]
 
@@ -164,6 +177,8 @@ def test_sign_in_add_search_edit_page_delete(server: LiveServer, browser, tmp_pa
     assert abs(shown - face["bbox"][0] / driver.execute_script("return arguments[0].naturalWidth", photo)) < 0.02
     assert 0 < box.size["width"] < photo.size["width"] / 3, "one face of six is boxed"
     assert save_screenshot(driver, tmp_path / "screenshot.png").stat().st_size > 10_000
+    shown = [requests.get(link, timeout=30).content for link in signed_photos(driver, "results", "file")]
+    assert shown == [photos["team.jpg"], photos["team-small.jpg"]], "the links work without the key"
     driver.set_window_size(1000, 720)
 
     # the photo of one person found first
@@ -178,6 +193,8 @@ def test_sign_in_add_search_edit_page_delete(server: LiveServer, browser, tmp_pa
     # edit metadata from the gallery
     driver.find_element(By.CSS_SELECTOR, "a[data-tab=gallery]").click()
     wait(driver, lambda d: len(tiles(d, "gallery-grid")) == len(photos))
+    wait(driver, lambda d: all_photos_shown(d, "gallery-grid"))
+    assert len(signed_photos(driver, "gallery-grid", "thumbnail")) == len(photos)
     yao = driver.find_element(By.CSS_SELECTOR, f"#gallery-grid .tile[data-id='{ids['yao.jpg']}']")
     yao.find_element(By.CSS_SELECTOR, "button.edit").click()
     editor = driver.find_element(By.ID, "edit-metadata")

@@ -12,7 +12,8 @@ from pathlib import Path
 from flask import Blueprint, Response, send_from_directory
 
 STATIC = Path(__file__).resolve().parent / "static"
-# own files only; photos are fetched with the key and shown through blob: URLs
+# own files only; stored photos are the signed links the API answers (same origin), the
+# photo picked for a search is shown through a blob: URL
 POLICY = (
     "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
     "object-src 'none'; base-uri 'self'; frame-ancestors 'none'; form-action 'self'"

@@ -11,12 +11,13 @@ import pytest
 import schemathesis
 
 from service.api.app import create_app
+from service.api.envelope import CODE_FIELDS
 from service.api.errors import ALSO_HTTP, HTTP_STATUS, MESSAGES, Code
 from service.api.openapi import DOCUMENT_PATH, OPERATIONS, document
 from service.api.requests import request_types
 from service.core.config import Settings
 from service.core.services import build_services
-from tests.live import API, KEY, SECRET, basic
+from tests.live import API, KEY, ROOT, SECRET, basic
 
 NOT_API = {"web.index", "web.static", "docs.page", "docs.asset"}  # pages and their files
 
@@ -46,6 +47,16 @@ def test_every_code_is_documented_with_its_http_status() -> None:
                     seen.add(number)
     assert seen == {int(code) for code in Code} - {0}
     assert doc["components"]["securitySchemes"]["basicAuth"] == {"type": "http", "scheme": "basic"}
+
+
+def test_the_code_and_message_are_documented_under_every_name() -> None:
+    doc, guide = document(), (ROOT / "docs" / "vendor-api.md").read_text()
+    answers = ("Refusal", "ImageAnswer", "ImagePage", "SearchAnswer", "DeleteAnswer", "IndexAnswer")
+    for code, message in CODE_FIELDS:
+        for answer in answers:
+            assert {code, message} <= set(doc["components"]["schemas"][answer]["properties"]), (answer, code)
+        assert code in doc["info"]["description"] and message in doc["info"]["description"]
+        assert f"`{code}`/`{message}`" in guide
 
 
 def test_the_document_is_valid_openapi_3_1() -> None:

@@ -74,7 +74,7 @@ def test_each_format_is_read_and_its_face_found(services, key, variant: str) -> 
     data = VARIANTS[variant](_pil(original))
     record = add(services, key, data, {"variant": variant})
     assert len(record.faces) == 1
-    served, mime = services.gallery.photo(key, record.id)
+    served, mime = services.gallery.photo(key.gallery, record.id)
     assert served == data and mime.startswith("image/")
     hits = find(services, key, data, top_k=2)
     assert {hit.image.id for hit in hits} == {reference.id, record.id}

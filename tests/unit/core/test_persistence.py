@@ -67,7 +67,9 @@ def test_old_orphan_photo_files_are_removed_at_start_and_young_ones_kept(setting
         assert reopened.photos.path(young).exists(), "its record may be about to commit"
         faces = [NewFace([0.0, 0.0, 9.0, 9.0], 0.9, np.ones(512, np.float32) / np.sqrt(512))]
         late = reopened.catalog.images.add(key.gallery, NewImage(young, "image/jpeg", {}, "now", "buffalo_s", faces))
-        assert reopened.gallery.photo(key, late.id)[0] == package_photo(T1), "the other process's add has its photo"
+        assert reopened.gallery.photo(key.gallery, late.id)[0] == package_photo(T1), (
+            "the other process's add has its photo"
+        )
 
 
 def _renamed_pack(tmp_path: Path, name: str) -> Path:

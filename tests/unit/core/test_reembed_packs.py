@@ -55,7 +55,9 @@ def _recall(services: Services, key: KeyRecord, people: dict[str, list[bytes]]) 
 def _gallery_view(services: Services, key: KeyRecord) -> dict[int, tuple[dict, list[int], bytes]]:
     """What a client sees of each image: metadata, face ids and the stored photo."""
     records, _ = page(services, key, 0, 1000)
-    return {r.id: (r.metadata, [face.id for face in r.faces], services.gallery.photo(key, r.id)[0]) for r in records}
+    return {
+        r.id: (r.metadata, [face.id for face in r.faces], services.gallery.photo(key.gallery, r.id)[0]) for r in records
+    }
 
 
 def _moved(settings: Settings, key: KeyRecord, old: str, new: str) -> ReembedSummary:

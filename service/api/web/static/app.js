@@ -13,7 +13,6 @@ const state = {
   page: 0,
   total: 0,
   selected: new Set(),
-  objectUrls: { results: [], gallery: [] }, // blob: URLs to release when a view is redrawn
 };
 
 class ApiError extends Error {
@@ -80,20 +79,6 @@ function uploadPhoto(file, metadata, onProgress) {
   });
 }
 
-// A stored photo needs the key, so it is fetched and shown through a blob: URL.
-async function showPhoto(img, url, view) {
-  const response = await fetch(url, { headers: { Authorization: state.auth } });
-  if (!response.ok) throw new ApiError(-1, `photo unavailable (HTTP ${response.status})`, response.status);
-  const objectUrl = URL.createObjectURL(await response.blob());
-  state.objectUrls[view].push(objectUrl);
-  img.src = objectUrl;
-}
-
-function releasePhotos(view) {
-  state.objectUrls[view].forEach((url) => URL.revokeObjectURL(url));
-  state.objectUrls[view] = [];
-}
-
 // -- small helpers -----------------------------------------------------------------------
 
 function say(message, isError = false) {
@@ -123,13 +108,16 @@ function parseMetadata(text) {
   return value;
 }
 
-// A tile: the photo (with the matched face boxed when ``bbox`` is given) and its details.
-function photoTile(image, view, { score, bbox } = {}) {
+// A tile: the photo (with the matched face boxed when ``bbox`` is given) and its details. The
+// photo is the signed link the API gave (the photo's, whose size the box is measured in, or its
+// thumbnail's), which the browser loads like any image, without the key.
+function photoTile(image, src, { score, bbox } = {}) {
   const tile = element("article", "tile");
   tile.dataset.id = image.id;
   const photo = element("div", "photo");
   const img = element("img");
   img.alt = `image ${image.id}`;
+  img.addEventListener("error", () => (img.alt = `image ${image.id}: photo unavailable`));
   photo.append(img);
   if (bbox) {
     img.addEventListener("load", () => {
@@ -143,7 +131,7 @@ function photoTile(image, view, { score, bbox } = {}) {
       photo.append(box);
     });
   }
-  showPhoto(img, image.url, view).catch((error) => (img.alt = error.message));
+  img.src = src;
   const meta = element("div", "meta");
   const first = element("div", "row");
   first.append(element("span", "", `id ${image.id}`));
@@ -195,9 +183,8 @@ async function runSearch(event) {
   $("search-summary").textContent = "Searching…";
   try {
     const hits = (await call("POST", "search", { form })).result;
-    releasePhotos("results");
     const grid = $("results");
-    grid.replaceChildren(...hits.map((hit) => photoTile(hit, "results", { score: hit.score, bbox: hit.bbox })));
+    grid.replaceChildren(...hits.map((hit) => photoTile(hit, hit.url, { score: hit.score, bbox: hit.bbox })));
     $("search-summary").textContent = hits.length
       ? `${hits.length} matching photo${hits.length === 1 ? "" : "s"}, best first; the matched face is boxed.`
       : "No photo in the gallery matches this face.";
@@ -220,7 +207,7 @@ function updateSelection() {
 }
 
 function galleryTile(image) {
-  const tile = photoTile(image, "gallery");
+  const tile = photoTile(image, image.thumbnail_url);
   const actions = element("div", "actions");
   const label = element("label", "check");
   const box = element("input");
@@ -252,7 +239,6 @@ async function loadGallery() {
       state.page = pages - 1;
       return loadGallery();
     }
-    releasePhotos("gallery");
     $("gallery-grid").replaceChildren(...answer.result.map(galleryTile));
     $("gallery-count").textContent = `${answer.total} photo${answer.total === 1 ? "" : "s"} in your gallery`;
     $("page-label").textContent = `Page ${state.page + 1} of ${pages}`;
@@ -397,8 +383,8 @@ function showApp() {
 function signOut(message = "") {
   sessionStorage.removeItem(STORAGE_KEY);
   state.auth = null;
-  releasePhotos("results");
-  releasePhotos("gallery");
+  $("results").replaceChildren();
+  $("gallery-grid").replaceChildren();
   document.querySelectorAll(".tab").forEach((section) => (section.hidden = true));
   $("tabs").hidden = true;
   $("who").hidden = true;
