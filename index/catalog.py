@@ -163,9 +163,10 @@ class MetadataIndex(Protocol):
         metadata keys; the paths whose index must now be built over its images (``build``)."""
         ...
 
-    def build(self, gid: int, path: str) -> None:
-        """Index ``path`` over every image of the gallery (resumable: a build stopped half-way
-        goes on from where it got to); writes meanwhile are indexed too."""
+    def build(self, gid: int, path: str, batches: int | None = None) -> bool:
+        """Index ``path`` over the gallery's images, a batch per write, ``batches`` of them at most
+        (None: to the end); True once every image is indexed. Resumable: a build stopped
+        half-way goes on from where it got to, and writes meanwhile are indexed too."""
         ...
 
 

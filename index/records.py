@@ -251,7 +251,9 @@ def _runs(ascending: np.ndarray) -> list[tuple[int, int, int]]:
     if high - low > len(ascending):  # ids spread thinly: one pass is cheaper
         numbers = ascending >> CHUNK_BITS
         starts = np.flatnonzero(np.r_[True, numbers[1:] != numbers[:-1]])
-        return list(zip(numbers[starts].tolist(), starts.tolist(), np.r_[starts[1:], len(ascending)].tolist(), strict=True))
+        return list(
+            zip(numbers[starts].tolist(), starts.tolist(), np.r_[starts[1:], len(ascending)].tolist(), strict=True)
+        )
     numbers = np.arange(low, high + 2, dtype=np.int64)
     bounds = np.searchsorted(ascending, numbers << CHUNK_BITS)
     return [
@@ -345,8 +347,10 @@ class IdSet:
         return IdSet({n: bits & ~other.chunks[n] if n in other.chunks else bits for n, bits in self.chunks.items()})
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, IdSet) and self.chunks.keys() == other.chunks.keys() and all(
-            np.array_equal(bits, other.chunks[n]) for n, bits in self.chunks.items()
+        return (
+            isinstance(other, IdSet)
+            and self.chunks.keys() == other.chunks.keys()
+            and all(np.array_equal(bits, other.chunks[n]) for n, bits in self.chunks.items())
         )
 
     __hash__ = None  # type: ignore[assignment]

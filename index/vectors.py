@@ -134,9 +134,7 @@ class VectorIndexes(Protocol):
         """Bring the gallery's index up to the latest committed change (after a write)."""
         ...
 
-    def search(
-        self, gid: int, queries: np.ndarray, k: int, scope: Scope = EVERYTHING
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, gid: int, queries: np.ndarray, k: int, scope: Scope = EVERYTHING) -> tuple[np.ndarray, np.ndarray]:
         """(scores, face ids) of the ``k`` nearest faces per query, after catching up with
         every committed change; id -1 pads missing hits. With a ``scope``, the ``k`` nearest
         among the faces of the images in it, at the recall of an exact search over those faces:

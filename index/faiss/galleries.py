@@ -141,9 +141,7 @@ class FaissIndexes:
     def observe_searches(self, observer: SearchObserver) -> None:
         self.observers.add(observer)
 
-    def search(
-        self, gid: int, queries: np.ndarray, k: int, scope: Scope = EVERYTHING
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, gid: int, queries: np.ndarray, k: int, scope: Scope = EVERYTHING) -> tuple[np.ndarray, np.ndarray]:
         """(scores, face ids) per query, after catching up with every committed change; a
         compressed index's candidates are scored with the exact vectors from the catalog. A
         scope is resolved by the catalog's metadata index into the faces it allows, which every

@@ -120,8 +120,8 @@ class GalleryIndex:
           passes (all the lists at the extreme), so that it meets as many allowed faces as an
           unfiltered scan meets faces;
         - a base with a second code: the codes of the allowed faces ranked directly (a scan of
-          their rows alone) when that reads fewer bytes than that wider IVF scan would, else the
-          IVF scan with the allowed rows as its selector (and the direct ranking after all if
+          their rows alone) when that costs less than that wider IVF scan (``DIRECT_COST``), else
+          the IVF scan with the allowed rows as its selector (and the direct ranking after all if
           the scan found fewer than ``k``); either way the best ``settings.rerank`` are scored
           exactly;
         - any other base: its search with the allowed faces as selector;
@@ -217,6 +217,11 @@ class GalleryIndex:
         return twin
 
 
+# What ranking one face's second code directly costs (gathering its 128 bytes, 8-bit lookups),
+# in faces of a pq4 IVF scan (4-bit codes, 32 at a time in registers): a filter that leaves
+# fewer than 1/DIRECT_COST of the faces the wider scan would read is ranked directly
+# (docs/benchmarks/2026-12-07-filtered-search.md).
+DIRECT_COST = 10
 FEWEST_CANDIDATES = 1600  # what a million faces need: docs/benchmarks/2026-12-02-second-code.md (1M sweep)
 CANDIDATES_AT = 10_000_000  # the gallery size ``IndexSettings.candidates`` is set for
 
@@ -243,13 +248,13 @@ def _ranked_within(
     wider: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A second-code base's nearest allowed faces (``bits``: its allowed rows): a scan of those
-    rows' codes, or the IVF scan with them as selector over ``wider`` lists, whichever reads
-    fewer bytes (see ``GalleryIndex.within``)."""
+    rows' codes, or the IVF scan with them as selector over ``wider`` lists, whichever costs
+    less (see ``GalleryIndex.within``)."""
     assert base.codes is not None
     keep = max(k, settings.rerank)
     count = int(np.bitwise_count(bits).sum())
-    scanned = wider / max(base.state.nlist, 1) * base.count * base.index.code_size
-    if count * base.codes.code_bytes > scanned:
+    scanned = wider / max(base.state.nlist, 1) * base.count  # faces the wider IVF scan reads
+    if count * DIRECT_COST > scanned:
         ids = base.shortlist(queries, keep, candidates_for(base.count, settings), selector, wider)
         found = _rescored(queries, ids, exact)
         if np.all((found[1] >= 0).sum(axis=1) >= min(k, count)):

@@ -63,9 +63,7 @@ class Overlay:
             self._exclusion = (faiss.IDSelectorNot(batch), batch)  # the batch must outlive the Not
         return self._exclusion[0]
 
-    def search(
-        self, queries: np.ndarray, k: int, allowed: IdSet | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int, allowed: IdSet | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest faces added here (among the ``allowed`` only, if given)."""
         if allowed is not None and self._added_ids:
             ids = faiss.vector_to_array(self.added.id_map).astype(np.int64)

@@ -111,7 +111,7 @@ def decode_string(raw: bytes) -> str:
 def value_bytes(path: str, sort: str, value: object) -> bytes:
     """A stored scalar's typed value as key bytes (``typed`` says what it compares as)."""
     if sort == NUMBER:
-        return NUM_TAG + encode_number(float(value))  # type: ignore[arg-type]
+        return NUM_TAG + encode_number(float(value))
     if sort == STRING:
         encoded = encode_string(str(value))
         if len(encoded) <= KEY_ROOM - len(path.encode()) - 1 - 1 - _CHUNK.size:
@@ -144,14 +144,13 @@ def entries_of(record: ImageRecord, paths: Iterable[str]) -> set[Entry]:
 
 
 def load_chunk(raw: bytes | None) -> np.ndarray:
-    bits = np.zeros(CHUNK_BYTES, np.uint8)
     if raw is None:
-        return bits
+        return np.zeros(CHUNK_BYTES, np.uint8)
     if len(raw) == CHUNK_BYTES:
         return np.frombuffer(raw, np.uint8).copy()
-    offsets = np.frombuffer(raw, "<u2")
-    np.bitwise_or.at(bits, offsets >> 3, (1 << (offsets & 7)).astype(np.uint8))
-    return bits
+    mask = np.zeros(1 << CHUNK_BITS, bool)
+    mask[np.frombuffer(raw, "<u2")] = True
+    return np.packbits(mask, bitorder="little")
 
 
 def store_chunk(bits: np.ndarray) -> bytes | None:
@@ -217,10 +216,12 @@ class Attributes:
 
         return self.env.write(register)
 
-    def build(self, gid: int, path: str, batch: int = BUILD_BATCH) -> None:
-        """Index ``path`` over the gallery's images, a batch per write transaction (see the module)."""
-        done = False
-        while not done:
+    def build(self, gid: int, path: str, batches: int | None = None, batch: int = BUILD_BATCH) -> bool:
+        """Index ``path`` over the gallery's images, a batch per write transaction (see the module),
+        ``batches`` at most; whether it is done."""
+        done, steps = False, 0
+        while not done and (batches is None or steps < batches):
+            steps += 1
 
             def step(txn: lmdb.Transaction) -> bool:
                 state = self.registry(txn, gid).get(path, -1)
@@ -241,6 +242,7 @@ class Attributes:
                 return True
 
             done = self.env.write(step)
+        return done
 
     # -- keeping postings in step with writes --------------------------------------------------
 
@@ -313,7 +315,12 @@ class Attributes:
         }
 
     def select(
-        self, txn: lmdb.Transaction, gid: int, expr: Expr, level: bytes, records: Callable[[IdSet], Iterator[ImageRecord]]
+        self,
+        txn: lmdb.Transaction,
+        gid: int,
+        expr: Expr,
+        level: bytes,
+        records: Callable[[IdSet], Iterator[ImageRecord]],
     ) -> IdSet:
         """The ids (of ``level``) of the images that pass ``expr``, and of their faces; what the
         postings cannot answer is checked on the images' metadata (``records`` reads them)."""
@@ -406,7 +413,7 @@ class _Resolver:
         sure, maybe = IdSet(), IdSet()
         tag = NUM_TAG if sort == NUMBER else STR_TAG
         upward = op in (GT, GTE)  # a walk up from the bound; a walk down stops at it
-        bound = encode_number(float(operand)) if sort == NUMBER else encode_string(str(operand))[:-2]  # type: ignore[arg-type]
+        bound = encode_number(float(operand)) if sort == NUMBER else encode_string(str(operand))[:-2]
         for value, payload in self.values(path, tag, bound if upward else b""):
             stored = decode_number(payload) if tag == NUM_TAG else decode_string(payload)
             if satisfies(op, stored, operand):
@@ -444,10 +451,12 @@ class LmdbMetadataIndex:
         self.env, self.attributes = env, attributes
 
     def keys(self, gid: int) -> dict[str, bool]:
-        return {path: upto is None for path, upto in self.env.read(lambda txn: self.attributes.registry(txn, gid)).items()}
+        return {
+            path: upto is None for path, upto in self.env.read(lambda txn: self.attributes.registry(txn, gid)).items()
+        }
 
     def start(self, gid: int, paths: Iterable[str], most: int) -> list[str]:
         return self.attributes.register(gid, paths, most)
 
-    def build(self, gid: int, path: str) -> None:
-        self.attributes.build(gid, path)
+    def build(self, gid: int, path: str, batches: int | None = None) -> bool:
+        return self.attributes.build(gid, path, batches)

@@ -125,7 +125,7 @@ def _expr(expr: Expr) -> str:
         joiner = " and " if isinstance(expr, AllOf) else " or "
         return "(" + joiner.join(_expr(term) for term in expr.terms) + ")"
     if isinstance(expr, Exists):
-        present = f'(exists meta["t"])' if expr.path == CREATED else f'(exists meta["e{tag(expr.path)}"])'
+        present = '(exists meta["t"])' if expr.path == CREATED else f'(exists meta["e{tag(expr.path)}"])'
         if expr.path == COLLECTION:
             present = "(id > 0)"
         return present if expr.present else f"(not {present})"

@@ -98,9 +98,7 @@ class MilvusIndexes:
     def observe_searches(self, observer: SearchObserver) -> None:
         self.observers.add(observer)
 
-    def search(
-        self, gid: int, queries: np.ndarray, k: int, scope: Scope = EVERYTHING
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, gid: int, queries: np.ndarray, k: int, scope: Scope = EVERYTHING) -> tuple[np.ndarray, np.ndarray]:
         """A scope is a boolean expression Milvus applies inside its search (``expression.py``),
         on the values each row holds as of the last change the search applied first."""
         with self.observers.timed():
@@ -179,6 +177,7 @@ class MilvusIndexes:
             if state is None:
                 return None
             collection = self._collection_of(gallery)
+            assert gallery.pack is not None and gallery.dim is not None  # it has a collection
             if collection.count(gid) != gallery.faces or self._older(gallery.pack, gallery.dim).exists():
                 progress(f"gallery {gid}: Milvus lacks faces of the catalog: refilling {collection.name}")
                 state = self._refill(gid, collection)

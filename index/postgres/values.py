@@ -57,7 +57,7 @@ FALSE: Sql = ("false", [])
 
 def value_rows(gid: int, record: ImageRecord, paths: Iterable[str]) -> list[tuple]:
     """The ``image_values`` rows of one image for ``paths``."""
-    found = set()
+    found: set[tuple[str, str, float | None, bytes | None]] = set()
     for path in paths:
         present, values = resolve(record.metadata, path)
         if not present:
@@ -115,18 +115,22 @@ class PostgresMetadataIndex:
                     continue
                 own += 1
                 upto = None if images == 0 else 0
-                cursor.execute("INSERT INTO filter_keys (gallery, path, built_upto) VALUES (%s, %s, %s)", (gid, path, upto))
+                cursor.execute(
+                    "INSERT INTO filter_keys (gallery, path, built_upto) VALUES (%s, %s, %s)", (gid, path, upto)
+                )
                 if upto is not None:
                     started.append(path)
             return started
 
-    def build(self, gid: int, path: str) -> None:
-        while True:
+    def build(self, gid: int, path: str, batches: int | None = None) -> bool:
+        steps = 0
+        while batches is None or steps < batches:
+            steps += 1
             with self.db.transaction() as cursor:
                 _lock(cursor, gid)
                 state = registry(cursor, gid)
                 if path not in state or state[path] is None:
-                    return
+                    return True
                 found = cursor.execute(
                     f"SELECT {IMAGE} FROM images WHERE gallery = %s AND id > %s ORDER BY id LIMIT %s",
                     (gid, state[path], BUILD_BATCH),
@@ -138,7 +142,8 @@ class PostgresMetadataIndex:
                     "UPDATE filter_keys SET built_upto = %s WHERE gallery = %s AND path = %s", (upto, gid, path)
                 )
             if upto is None:
-                return
+                return True
+        return False
 
 
 def _lock(cursor: psycopg.Cursor, gid: int) -> int:
@@ -181,7 +186,7 @@ class Compiler:
             exact = self._values(expr)
         return exact, exact
 
-    def _column(self, column: str, expr: Expr) -> Sql:
+    def _column(self, column: str, expr: Compare | Exists) -> Sql:
         if isinstance(expr, Exists):
             return (f"({column} IS NOT NULL)", [])
         return (f"coalesce({column} {SQL_OPS[expr.op]} %s, false)", [expr.value])

@@ -261,9 +261,7 @@ def request_types(limits: Limits = DEFAULT_LIMITS) -> RequestTypes:
         add_image=Definition(AddImage, add_image),
         delete_images=Definition(DeleteImages, lambda body: core.DeleteImages(body["ids"])),
         update_metadata=Definition(MetadataUpdate, lambda body: body["metadata"] or {}),
-        edit_metadata=Definition(
-            EditMetadata, lambda body: core.MetadataUpdate(body["image_id"], body["metadata"] or {})
-        ),
+        edit_metadata=Definition(EditMetadata, lambda body: core.ImageUpdate(body["image_id"], body["metadata"] or {})),
         search=Definition(Search, lambda body: _options(body, photo_of(body), limits)),
         list_query=Definition(
             ListQuery, lambda query: core.Page(query.get("offset", 0), query.get("limit", limits.page))

@@ -13,7 +13,7 @@ import time
 from flask import Blueprint, Response, g, request
 
 from ..core.links import Link
-from ..core.requests import MetadataUpdate
+from ..core.requests import ImageUpdate
 from .auth import authenticate
 from .context import app, use_cases
 from .envelope import success
@@ -107,7 +107,7 @@ def get_image(image_id: int) -> Response:
 @api.route(IMAGE, methods=["PUT", "POST"])
 def update_image(image_id: int) -> Response:
     metadata = types().update_metadata.parse(body())
-    return _update(MetadataUpdate(image_id, metadata))
+    return _update(ImageUpdate(image_id, metadata))
 
 
 def edit_metadata() -> Response:
@@ -115,8 +115,8 @@ def edit_metadata() -> Response:
     return _update(types().edit_metadata.parse(body()))
 
 
-def _update(update: MetadataUpdate) -> Response:
-    return success(image_detail(use_cases().gallery.update_metadata(g.key, update)))
+def _update(update: ImageUpdate) -> Response:
+    return success(image_detail(use_cases().gallery.update(g.key, update)))
 
 
 @api.get(f"{IMAGE}/file")

@@ -47,6 +47,14 @@ DEFAULT_LIMITS = Limits()
 
 
 @dataclass(frozen=True)
+class FilterSettings:
+    """Which metadata keys each gallery indexes for filters (besides any key a filter uses)."""
+
+    keys: tuple[str, ...] = ()  # indexed in every gallery from the start of a serving process
+    most: int = 32  # metadata keys one gallery indexes at most; filters on others read the metadata
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     """How gunicorn serves the app, and what it protects the CPU with."""
 
@@ -104,6 +112,7 @@ class Settings:
     index: IndexSettings = field(default_factory=IndexSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)
     detection: DetectionSettings = field(default_factory=DetectionSettings)
+    filters: FilterSettings = field(default_factory=FilterSettings)
 
     @property
     def worker_count(self) -> int:
@@ -216,6 +225,14 @@ def text(raw: str) -> str:
     return raw
 
 
+def names(raw: str) -> tuple[str, ...]:
+    """Comma-separated names (metadata keys, dotted for nested ones)."""
+    found = tuple(name.strip() for name in raw.split(",") if name.strip())
+    if any(name.startswith("$") or ".." in name or name.startswith(".") or name.endswith(".") for name in found):
+        raise ValueError("must be metadata keys separated by commas (dots reach nested keys)")
+    return found
+
+
 @dataclass(frozen=True)
 class Env:
     name: str
@@ -291,13 +308,30 @@ ENV = (
     Env("FACE_SEARCH_MAX_IDS", "limits.max_ids", "ids per bulk delete", whole(1)),
     Env("FACE_SEARCH_MAX_TOP_K", "limits.max_top_k", "largest `top_k` of a search", whole(1)),
     Env("FACE_SEARCH_MAX_PAGE", "limits.max_page", "largest `limit` of a listing", whole(1)),
-    Env("FACE_SEARCH_MAX_FILTER_BYTES", "limits.max_filter_bytes", "a search or listing filter as compact JSON", whole(2)),
-    Env("FACE_SEARCH_MAX_FILTER_DEPTH", "limits.max_filter_depth", "nesting of `$and` / `$or` in a filter", whole(1)),
+    Env(
+        "FACE_SEARCH_MAX_FILTER_BYTES", "limits.max_filter_bytes", "a search or listing filter as compact JSON",
+        whole(2),
+    ),
+    Env(
+        "FACE_SEARCH_MAX_FILTER_DEPTH", "limits.max_filter_depth", "nesting of `$and` / `$or` in a filter", whole(1)
+    ),
     Env(
         "FACE_SEARCH_MAX_FILTER_TERMS", "limits.max_filter_terms",
         "conditions in a filter, each value of an `$in` / `$nin` list counted", whole(1),
     ),
-    Env("FACE_SEARCH_MAX_COLLECTION_CHARS", "limits.max_collection_chars", "characters of a collection's name", whole(1)),
+    Env(
+        "FACE_SEARCH_MAX_COLLECTION_CHARS", "limits.max_collection_chars", "characters of a collection's name",
+        whole(1),
+    ),
+    Env(
+        "FACE_SEARCH_FILTER_KEYS", "filters.keys",
+        "metadata keys indexed for filters in every gallery from start-up (any other key is indexed once a filter "
+        "uses it)", names, "none",
+    ),
+    Env(
+        "FACE_SEARCH_MAX_FILTER_KEYS", "filters.most",
+        "metadata keys one gallery indexes at most; filters on others read the metadata of the images", whole(0),
+    ),
     Env("FACE_SEARCH_RATE_LIMIT", "server.rate_limit", "requests a second per key (0: off)", number(0.0)),
     Env("FACE_SEARCH_RATE_BURST", "server.rate_burst", "burst above the rate", whole(1)),
     Env(

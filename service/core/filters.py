@@ -12,12 +12,15 @@ condition means is written once, in ``index.filters``.
 from __future__ import annotations
 
 import json
+import logging
 import math
+import threading
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from index.catalog import MetadataIndex
 from index.filters import (
     EQ,
     GT,
@@ -27,17 +30,21 @@ from index.filters import (
     LTE,
     NE,
     NIN,
+    RESERVED,
     AllOf,
     AnyOf,
     Compare,
     Exists,
     Expr,
     Scope,
+    paths,
 )
 
-from .config import Limits
+from .config import FilterSettings, Limits
 from .errors import InvalidRequest
 from .metadata import depth
+
+log = logging.getLogger(__name__)
 
 MAX_PATH_BYTES = 120  # a key (its dotted path) as UTF-8: what the catalog's index keys have room for
 OPERATORS = {"$eq": EQ, "$ne": NE, "$gt": GT, "$gte": GTE, "$lt": LT, "$lte": LTE, "$in": IN, "$nin": NIN}
@@ -233,7 +240,9 @@ def collection_names(value: Any, limits: Limits, where: str = "collection") -> t
         if not value:
             raise InvalidRequest(f"{where}: an empty list; name at least one collection")
         if len(value) > limits.max_filter_terms:
-            raise InvalidRequest(f"{where}: at most {limits.max_filter_terms} collections (FACE_SEARCH_MAX_FILTER_TERMS)")
+            raise InvalidRequest(
+                f"{where}: at most {limits.max_filter_terms} collections (FACE_SEARCH_MAX_FILTER_TERMS)"
+            )
         return tuple(dict.fromkeys(collection_name(item, limits, f"{where}[{n}]") for n, item in enumerate(value)))
     return (collection_name(value, limits, where),)
 
@@ -259,10 +268,11 @@ def scope_of(request: Mapping[str, Any], limits: Limits) -> Scope:
     collections = request.get("collection")
     where = request.get("filter")
     after, before = request.get("created_after"), request.get("created_before")
+    expr: Expr | None = None
     if isinstance(where, str):
         expr = parse_filter_text(where, limits)
-    else:
-        expr = parse_filter(where, limits) if where is not None else None
+    elif where is not None:
+        expr = parse_filter(where, limits)
     scope = Scope(
         collections=collection_names(collections, limits) if collections is not None else None,
         where=expr,
@@ -270,3 +280,82 @@ def scope_of(request: Mapping[str, Any], limits: Limits) -> Scope:
         created_before=moment(before, "created_before") if before is not None else None,
     )
     return scope
+
+
+class FilterKeys:
+    """The metadata keys a gallery's filters use, indexed on first use, in the background.
+
+    A filter on a key the gallery does not index yet is answered all the same, by reading the
+    metadata of the images the rest of the scope leaves (``index.catalog.ImageTable.select``);
+    meanwhile one thread of this process indexes the key over the gallery's images a batch at
+    a time (``MetadataIndex.build``, resumable, so a key another process began, or left half
+    done when it stopped, is taken up again). The keys of ``FilterSettings.keys``, and the
+    collections and creation times of galleries stored before those were indexed, are
+    indexed the same way from the start of a serving process (``index_galleries``).
+    """
+
+    def __init__(self, metadata: MetadataIndex, settings: FilterSettings) -> None:
+        self.metadata, self.settings = metadata, settings
+        self._queue: dict[tuple[int, str], None] = {}  # what this process builds, in order
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._stop = False
+        self._thread: threading.Thread | None = None
+
+    def used(self, gid: int, scope: Scope) -> None:
+        """A scope is about to be resolved: index the keys it reads that the gallery does not."""
+        if not scope.everything:
+            self._want(gid, (*RESERVED, *paths(scope.where)))
+
+    def index_galleries(self, galleries: Iterable[int]) -> None:
+        """The reserved paths and the configured keys of every gallery (a serving process's start)."""
+        for gid in galleries:
+            self._want(gid, (*RESERVED, *self.settings.keys))
+
+    def _want(self, gid: int, wanted: Iterable[str]) -> None:
+        wanted = list(dict.fromkeys(wanted))
+        state = self.metadata.keys(gid)
+        if any(path not in state for path in wanted):
+            self.metadata.start(gid, [path for path in wanted if path not in state], self.settings.most)
+            state = self.metadata.keys(gid)
+        building = [path for path in wanted if state.get(path) is False]
+        if building:
+            with self._lock:
+                for path in building:
+                    self._queue.setdefault((gid, path))
+                if self._thread is None and not self._stop:
+                    self._thread = threading.Thread(target=self._run, name="filter-keys", daemon=True)
+                    self._thread.start()
+                self._wake.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._queue and not self._stop:
+                    self._wake.wait()
+                if self._stop:
+                    return
+                gid, path = next(iter(self._queue))
+            try:
+                done = self.metadata.build(gid, path, batches=1)
+            except Exception:  # a storage error or a deleted gallery: tried again on next use
+                log.exception("indexing %r of gallery %d failed", path, gid)
+                done = True
+            with self._lock:
+                if done:
+                    self._queue.pop((gid, path), None)
+                    self._wake.notify_all()
+
+    def wait(self, timeout: float = 60.0) -> bool:
+        """Until nothing is being indexed by this process (for tests and scripts); False on timeout."""
+        with self._lock:
+            return self._wake.wait_for(lambda: not self._queue or self._stop, timeout)
+
+    def close(self) -> None:
+        """Stop between two batches; what is left goes on from there next time."""
+        with self._lock:
+            self._stop = True
+            self._wake.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join()

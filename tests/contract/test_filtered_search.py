@@ -29,13 +29,15 @@ def load(catalog: Catalog, gid: int, data: Faces, batch: int = 250) -> list[Imag
     images = []
     count = len(data.vectors) // PER_IMAGE
     for n in range(count):
-        vectors = data.vectors[n :: count][:PER_IMAGE]
+        vectors = data.vectors[n::count][:PER_IMAGE]
         year = 2020 + n % 5
         metadata = {"group": n % 10, "even": n % 2 == 0, "year": str(year) if n % 3 == 0 else year, "n": n}
         new_faces = [NewFace([0.0, 0.0, 8.0, 8.0], 0.9, v) for v in vectors]
         images.append(NewImage(f"{n}.jpg", "image/jpeg", metadata, "2026-12-01T00:00:00+00:00", PACK, new_faces,
                                collection=f"event-{n % 5}"))  # fmt: skip
-    return [r for start in range(0, len(images), batch) for r in catalog.images.add_many(gid, images[start : start + batch])]
+    return [
+        r for start in range(0, len(images), batch) for r in catalog.images.add_many(gid, images[start : start + batch])
+    ]
 
 
 def exact_within(catalog: Catalog, gid: int, scope: Scope, queries: np.ndarray, k: int = K) -> list[list[int]]:
@@ -128,8 +130,10 @@ def test_adds_updates_and_deletes_are_in_the_next_filtered_search(storage: Stora
     }, "an image that now passes is found"
     catalog.images.update(gid, records[3].id, {"vip": False})
     catalog.images.delete(gid, [records[8].id])
-    [late] = catalog.images.add_many(gid, [NewImage("late.jpg", "image/jpeg", {"vip": True}, "2026-12-02T00:00:00+00:00",
-                                                    PACK, [NewFace([0.0, 0.0, 8.0, 8.0], 0.9, data.queries[0])])])  # fmt: skip
+    late_face = NewFace([0.0, 0.0, 8.0, 8.0], 0.9, data.queries[0])
+    [late] = catalog.images.add_many(
+        gid, [NewImage("late.jpg", "image/jpeg", {"vip": True}, "2026-12-02T00:00:00+00:00", PACK, [late_face])]
+    )
     assert inside(catalog, vectors, gid, vip, data.queries[:2]) == [[late.faces[0].id]] * 2
     moved = Scope(collections=("moved",))
     catalog.images.update(gid, records[5].id, collection="moved")

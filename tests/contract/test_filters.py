@@ -110,7 +110,7 @@ def test_a_filter_selects_what_the_reference_evaluator_selects(storage: Storage,
     gid = gallery_of(catalog)
     stored(catalog, gid, METADATA)
     if index_keys:
-        indexed(catalog, gid, KEYS + ["missing"])
+        indexed(catalog, gid, [*KEYS, "missing"])
     for raw in FILTERS:
         scope = Scope(where=parse_filter(raw, LIMITS))
         assert answered(catalog, gid, scope) == expected(catalog, gid, scope), raw
@@ -130,8 +130,8 @@ def test_collections_hold_each_image_once_and_answer_apart(storage: Storage) -> 
     }  # fmt: skip
     assert [r.collection for r in records] == names and catalog.images.get(gid, records[0].id).collection == "wedding"
     both = Scope(collections=("wedding", "gala"))
-    assert answered(catalog, gid, both)[0] == [r.id for r, name in zip(records, names, strict=True) if name != "Ünïcode ☃"
-                                              and name != DEFAULT_COLLECTION]  # fmt: skip
+    in_both = [r.id for r, name in zip(records, names, strict=True) if name in ("wedding", "gala")]
+    assert answered(catalog, gid, both)[0] == in_both
     assert answered(catalog, gid, Scope(collections=("nothing",))) == ([], [])
     mixed = Scope(collections=("wedding",), where=parse_filter({"status": "active"}, LIMITS))
     assert answered(catalog, gid, mixed) == expected(catalog, gid, mixed) and answered(catalog, gid, mixed)[0]
@@ -191,10 +191,17 @@ def test_creation_time_windows(storage: Storage) -> None:
     records = stored(catalog, gid, [{}] * len(times), created=times)
     day = 86400.0
     start = created_seconds(times[0])
-    for after, before in [(start, start + day), (start + 1, None), (None, start + day + 0.5), (start + 0.5 * day, start + 400 * day)]:
+    for after, before in [
+        (start, start + day),
+        (start + 1, None),
+        (None, start + day + 0.5),
+        (start + 0.5 * day, start + 400 * day),
+    ]:
         scope = Scope(created_after=after, created_before=before)
         assert answered(catalog, gid, scope) == expected(catalog, gid, scope), (after, before)
-    assert answered(catalog, gid, Scope(created_after=start, created_before=start + day))[0] == [r.id for r in records[:2]]
+    assert answered(catalog, gid, Scope(created_after=start, created_before=start + day))[0] == [
+        r.id for r in records[:2]
+    ]
 
 
 def test_every_filter_keeps_to_its_gallery(storage: Storage) -> None:

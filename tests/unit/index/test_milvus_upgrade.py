@@ -4,7 +4,6 @@ the first serving replica, and dropped: every face is searchable again, filters 
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from index.filters import Scope
