@@ -162,11 +162,53 @@ def store_chunk(bits: np.ndarray) -> bytes | None:
     return np.flatnonzero(np.unpackbits(bits, bitorder="little")).astype("<u2").tobytes()
 
 
-def _by_chunk(ids: Iterable[int]) -> dict[int, list[int]]:
-    chunks: dict[int, list[int]] = {}
-    for one in ids:
-        chunks.setdefault(one >> CHUNK_BITS, []).append(one & ((1 << CHUNK_BITS) - 1))
-    return chunks
+class _Delta:
+    """The postings and counts one write changes, gathered so that each posting chunk and each
+    count is read and written once per write, however many images change it."""
+
+    def __init__(self, gid: int) -> None:
+        self.gid = gid
+        self.bits: dict[bytes, tuple[list[int], list[int]]] = {}  # chunk key -> (offsets set, offsets cleared)
+        self.counts: dict[bytes, list[int]] = {}  # count key -> [images, faces] to add
+
+    def entries(self, record: ImageRecord, entries: set[Entry], sign: int) -> None:
+        faces = [face.id for face in record.faces]
+        for path, value in entries:
+            self.ids(IMAGES, path, value, [record.id], sign > 0)
+            self.ids(FACES, path, value, faces, sign > 0)
+            self.count(path, value, sign, sign * len(faces))
+
+    def ids(self, level: bytes, path: str, value: bytes, ids: list[int], on: bool) -> None:
+        prefix = u64(self.gid) + level + path.encode() + b"\x00" + value
+        for one in ids:
+            key = prefix + _CHUNK.pack(one >> CHUNK_BITS)
+            self.bits.setdefault(key, ([], []))[0 if on else 1].append(one & ((1 << CHUNK_BITS) - 1))
+
+    def count(self, path: str, value: bytes, images: int, faces: int) -> None:
+        totals = self.counts.setdefault(u64(self.gid) + path.encode() + b"\x00" + value, [0, 0])
+        totals[0] += images
+        totals[1] += faces
+
+    def apply(self, txn: lmdb.Transaction, env: Environment) -> None:
+        postings, counts = env.db["postings"], env.db["value_counts"]
+        for key, (on, off) in self.bits.items():
+            mask = np.unpackbits(load_chunk(txn.get(key, db=postings)), bitorder="little").view(bool)
+            mask[off] = False
+            mask[on] = True
+            stored = store_chunk(np.packbits(mask, bitorder="little"))
+            if stored is None:
+                txn.delete(key, db=postings)
+            else:
+                txn.put(key, stored, db=postings)
+        for key, (images, faces) in self.counts.items():
+            raw = txn.get(key, db=counts)
+            had = _COUNTS.unpack(raw) if raw is not None else (0, 0)
+            now = (had[0] + images, had[1] + faces)
+            if now[0] <= 0:
+                txn.delete(key, db=counts)
+            else:
+                txn.put(key, _COUNTS.pack(*now), db=counts)
+        self.bits, self.counts = {}, {}
 
 
 class Attributes:
@@ -228,16 +270,17 @@ class Attributes:
                 if state is None or state == -1:
                     return True  # ready, or no longer registered
                 upto = int(state)
-                last = upto
-                walked = 0
+                last, walked, delta = upto, 0, _Delta(gid)
                 for key, _ in self.env.walk(txn, "gallery_images", u64(gid), start=u64(gid) + u64(upto + 1)):
                     image_id = second_of(key)
                     record = decode_image(txn.get(u64(image_id), db=self.env.db["images"]))
-                    self._apply(txn, gid, record, entries_of(record, [path]), +1)
+                    delta.entries(record, entries_of(record, [path]), +1)
                     last, walked = image_id, walked + 1
                     if walked == batch:
+                        delta.apply(txn, self.env)
                         txn.put(u64(gid) + path.encode(), BUILDING + u64(last), db=self.env.db["filter_keys"])
                         return False
+                delta.apply(txn, self.env)
                 txn.put(u64(gid) + path.encode(), READY, db=self.env.db["filter_keys"])
                 return True
 
@@ -246,60 +289,33 @@ class Attributes:
 
     # -- keeping postings in step with writes --------------------------------------------------
 
-    def added(self, txn: lmdb.Transaction, gid: int, record: ImageRecord) -> None:
-        self._apply(txn, gid, record, entries_of(record, self.maintained(txn, gid, record.id)), +1)
+    def added(self, txn: lmdb.Transaction, gid: int, records: list[ImageRecord]) -> None:
+        """New images: a bulk write's images change each posting chunk once, not once per image."""
+        delta = _Delta(gid)
+        for record in records:
+            delta.entries(record, entries_of(record, self.maintained(txn, gid, record.id)), +1)
+        delta.apply(txn, self.env)
 
     def removed(self, txn: lmdb.Transaction, gid: int, record: ImageRecord) -> None:
-        self._apply(txn, gid, record, entries_of(record, self.maintained(txn, gid, record.id)), -1)
+        delta = _Delta(gid)
+        delta.entries(record, entries_of(record, self.maintained(txn, gid, record.id)), -1)
+        delta.apply(txn, self.env)
 
     def changed(self, txn: lmdb.Transaction, gid: int, before: ImageRecord, after: ImageRecord) -> None:
         paths = self.maintained(txn, gid, before.id)
         old, new = entries_of(before, paths), entries_of(after, paths)
-        self._apply(txn, gid, before, old - new, -1)
-        self._apply(txn, gid, after, new - old, +1)
+        delta = _Delta(gid)
+        delta.entries(before, old - new, -1)
+        delta.entries(after, new - old, +1)
+        delta.apply(txn, self.env)
 
     def faces_dropped(self, txn: lmdb.Transaction, gid: int, record: ImageRecord, face_ids: list[int]) -> None:
         """Faces of ``record`` removed while the image stays (a re-embedding that lost them)."""
+        delta = _Delta(gid)
         for path, value in entries_of(record, self.maintained(txn, gid, record.id)):
-            self._posting(txn, gid, FACES, path, value, face_ids, False)
-            self._count(txn, gid, path, value, 0, -len(face_ids))
-
-    def _apply(self, txn: lmdb.Transaction, gid: int, record: ImageRecord, entries: set[Entry], sign: int) -> None:
-        faces = [face.id for face in record.faces]
-        for path, value in entries:
-            self._posting(txn, gid, IMAGES, path, value, [record.id], sign > 0)
-            self._posting(txn, gid, FACES, path, value, faces, sign > 0)
-            self._count(txn, gid, path, value, sign, sign * len(faces))
-
-    def _posting(
-        self, txn: lmdb.Transaction, gid: int, level: bytes, path: str, value: bytes, ids: list[int], on: bool
-    ) -> None:
-        table = self.env.db["postings"]
-        prefix = u64(gid) + level + path.encode() + b"\x00" + value
-        for number, offsets in _by_chunk(ids).items():
-            key = prefix + _CHUNK.pack(number)
-            bits = load_chunk(txn.get(key, db=table))
-            for offset in offsets:
-                if on:
-                    bits[offset >> 3] |= 1 << (offset & 7)
-                else:
-                    bits[offset >> 3] &= ~(1 << (offset & 7)) & 0xFF
-            stored = store_chunk(bits)
-            if stored is None:
-                txn.delete(key, db=table)
-            else:
-                txn.put(key, stored, db=table)
-
-    def _count(self, txn: lmdb.Transaction, gid: int, path: str, value: bytes, images: int, faces: int) -> None:
-        table = self.env.db["value_counts"]
-        key = u64(gid) + path.encode() + b"\x00" + value
-        raw = txn.get(key, db=table)
-        had = _COUNTS.unpack(raw) if raw is not None else (0, 0)
-        now = (had[0] + images, had[1] + faces)
-        if now[0] <= 0:
-            txn.delete(key, db=table)
-        else:
-            txn.put(key, _COUNTS.pack(*now), db=table)
+            delta.ids(FACES, path, value, face_ids, False)
+            delta.count(path, value, 0, -len(face_ids))
+        delta.apply(txn, self.env)
 
     # -- reading -----------------------------------------------------------------------------
 

@@ -50,6 +50,7 @@ class LmdbImages:
         def add(txn: lmdb.Transaction) -> list[ImageRecord]:
             gallery = self.env.gallery(txn, gid)
             records = [self._insert(txn, gid, gallery, image) for image in images]
+            self.attributes.added(txn, gid, records)
             self.env.put_gallery(txn, gid, gallery)
             return records
 
@@ -74,7 +75,6 @@ class LmdbImages:
         )  # fmt: skip
         txn.put(u64(image_id), encode(record), db=self.env.db["images"])
         txn.put(pair(gid, image_id), b"", db=self.env.db["gallery_images"])
-        self.attributes.added(txn, gid, record)
         gallery.images += 1
         gallery.faces += len(image.faces)
         if image.source_digest is not None:

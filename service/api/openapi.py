@@ -83,10 +83,24 @@ OPERATIONS = (
     Operation("get", f"{API}/images/{{image_id}}", "api.get_image", "Read one image", s.ImageAnswer, _BY_ID),
     *(
         Operation(
-            method, f"{API}/images/{{image_id}}", "api.update_image", "Replace an image's metadata", s.ImageAnswer,
+            method, f"{API}/images/{{image_id}}", "api.update_image",
+            "Replace an image's metadata, move it to another collection, or both", s.ImageAnswer,
             (*_BY_ID, Code.BAD_REQUEST, Code.TOO_LARGE), ("update_metadata",),
         )
         for method in ("put", "post")
+    ),
+    Operation(
+        "get", f"{API}/collections", "api.list_collections", "The key's collections with their images and faces",
+        s.CollectionsAnswer,
+        description="Every collection of the key's gallery that holds an image, by name; images added without a "
+        "collection are in `default`.",
+    ),
+    Operation(
+        "delete", f"{API}/collections/{{name}}", "api.delete_collection", "Delete a collection and its images",
+        s.CollectionDeleteAnswer, (Code.BAD_REQUEST,),
+        description="Deletes every image of the collection with its faces, vectors and files, a batch at a time, "
+        "then compacts the index; `deleted` counts the images (0: no such collection). Interrupted, it leaves "
+        "the rest of the collection: call it again.",
     ),
     Operation(
         "get", f"{API}/images/{{image_id}}/file", "api.photo", "The stored photo's bytes (an image's url)", "image/*",
@@ -103,7 +117,8 @@ OPERATIONS = (
         (*_PHOTO, Code.PACK_MISMATCH), ("search",), "search_upload",
         description="Detects the faces of the query photo and answers the key's images holding a matching face, "
         "best first, one entry per image, with the score and box of that image's best-matching face. "
-        "No face in the query: code 3. Empty gallery or no match: an empty list.",
+        "`collection`, `filter`, `created_after` and `created_before` narrow it to some of the images, inside "
+        "the index (docs/filters.md). No face in the query: code 3. Empty gallery or no match: an empty list.",
     ),
     Operation("get", f"{API}/index", "api.index_state", "The gallery's vector index", s.IndexAnswer, tag="operations"),
     Operation("get", "/healthz", "health.healthz", "The process is up", s.Health, tag="operations", secured=False),
@@ -226,6 +241,9 @@ def _parameters(op: Operation, types: RequestTypes) -> list[dict]:
     if "{image_id}" in op.path:
         schema = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
         parameters.append({"name": "image_id", "in": "path", "required": True, "schema": schema})
+    if "{name}" in op.path:
+        schema = TypeAdapter(_schema_of(types, "collection_path")).json_schema(mode="validation")
+        parameters.append({"name": "name", "in": "path", "required": True, "schema": schema})
     if op.query is not None:
         query: dict[str, Any] = TypeAdapter(_schema_of(types, op.query)).json_schema(mode="validation")
         for name, field in query["properties"].items():

@@ -8,7 +8,7 @@ from flask import g, url_for
 
 from ..core.maintenance import IndexStatus
 from ..core.search import FaceMatches, Match
-from ..core.views import Image
+from ..core.views import Collection, Image
 from .context import use_cases
 from .requests import MAX_ID
 
@@ -35,6 +35,13 @@ def links(image: Image) -> dict[str, str]:
     return signed
 
 
+def collection_of(image: Image) -> dict:
+    """The image's collection, as a field of its answers; none for the default collection, so
+    that a client that never names one sees the answers it saw before collections existed."""
+    name = image.named_collection
+    return {} if name is None else {"collection": name}
+
+
 def image_summary(record: Image) -> dict:
     """An image as listed: its faces as a count."""
     return {
@@ -43,6 +50,7 @@ def image_summary(record: Image) -> dict:
         "metadata": record.metadata,
         "faces": len(record.faces),
         "created_at": record.created_at,
+        **collection_of(record),
     }
 
 
@@ -59,7 +67,12 @@ def match(found: Match) -> dict:
         "metadata": found.image.metadata,
         "score": found.score,
         "bbox": found.bbox,
+        **collection_of(found.image),
     }
+
+
+def collection(found: Collection) -> dict:
+    return {"name": found.name, "images": found.images, "faces": found.faces}
 
 
 def face_matches(answer: FaceMatches) -> dict:

@@ -18,13 +18,23 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Annotated, Any, Literal, Required
 
-from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, with_config
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+    with_config,
+)
 from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
 from ..core import requests as core
 from ..core.config import DEFAULT_LIMITS, Limits
 from ..core.errors import InvalidRequest
+from ..core.filters import collection_name, scope_of
 from ..core.metadata import RESERVED_KEYS, checked_metadata
 from .errors import ApiError, Code
 
@@ -71,8 +81,9 @@ def _whole_number(value: Any) -> Any:
 def _options(body: dict, photo: core.Photo, limits: Limits) -> core.Search:
     stored = core.FaceFilter(body.get("min_face_size") or 0.0, body.get("min_det_score") or 0.0)
     return core.Search(
-        photo, body.get("top_k", limits.top_k), body.get("threshold"), body.get("face", "largest"), stored
-    )
+        photo, body.get("top_k", limits.top_k), body.get("threshold"), body.get("face", "largest"), stored,
+        scope_of(body, limits),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -88,10 +99,10 @@ class Definition:
         checked: Any = Annotated[self.schema, AfterValidator(self.to_request)]  # a type made at run time
         object.__setattr__(self, "adapter", TypeAdapter(checked))
 
-    def parse(self, data: Mapping[str, Any]) -> Any:
+    def parse(self, data: Mapping[str, Any] | str) -> Any:
         """``data`` as the use case's request; the refusal's code and message when it does not fit."""
         try:
-            return self.adapter.validate_python(dict(data))
+            return self.adapter.validate_python(dict(data) if isinstance(data, Mapping) else data)
         except ValidationError as exc:
             raise _problem(exc) from None
 
@@ -102,10 +113,11 @@ class RequestTypes:
 
     add_image: Definition
     delete_images: Definition
-    update_metadata: Definition
+    update_metadata: Definition  # an image's new metadata, its collection, or both
     edit_metadata: Definition  # the v1 form of update_metadata, with the image's id in the body
     search: Definition
     list_query: Definition
+    collection_path: Definition  # a collection's name in a path (DELETE /collections/<name>)
     link_query: Definition  # a signed photo link's query string
     add_image_upload: Any  # the multipart forms, for the document (they are parsed as the JSON bodies)
     search_upload: Any
@@ -140,6 +152,66 @@ def request_types(limits: Limits = DEFAULT_LIMITS) -> RequestTypes:
     ]
     Upload = Annotated[bytes, Field(description="The photo file (JPEG, PNG, WebP, BMP, TIFF or GIF).")]
     QueryNumber = BeforeValidator(_whole_number)
+    # Collections, filters and times are read by service/core/filters.py, whose messages name the
+    # problem (a list where an object is needed, an unknown operator...): the schemas below are
+    # what the document shows, and the values reach that reader as they were sent.
+    CollectionName = Annotated[
+        Any,
+        WithJsonSchema(
+            {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": limits.max_collection_chars,
+                "description": f"A collection's name: 1 to {limits.max_collection_chars} characters "
+                "(FACE_SEARCH_MAX_COLLECTION_CHARS), no control characters. Without one, the default collection.",
+                "examples": ["wedding-2024-06-01"],
+            }
+        ),
+    ]
+    Collections = Annotated[
+        Any,
+        WithJsonSchema(
+            {
+                "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}],
+                "description": "Only images in this collection, or in any of these (docs/filters.md).",
+                "examples": ["wedding-2024-06-01", ["gala", "wedding-2024-06-01"]],
+            }
+        ),
+    ]
+    FilterObject = Annotated[
+        Any,
+        WithJsonSchema(
+            {
+                "type": "object",
+                "description": "Only images whose metadata passes the filter, in the syntax of Pinecone and Chroma: "
+                "$eq $ne $in $nin $gt $gte $lt $lte $exists, $and / $or over lists of such objects, dotted keys "
+                f"for nested metadata (docs/filters.md). At most {limits.max_filter_bytes} bytes as JSON, "
+                f"{limits.max_filter_depth} levels of $and / $or, {limits.max_filter_terms} conditions and listed "
+                "values; a malformed filter is code 7, its message naming the problem.",
+                "examples": [{"status": "active", "year": {"$gte": 2021}}],
+            }
+        ),
+    ]
+    Moment = Annotated[
+        Any,
+        WithJsonSchema(
+            {
+                "type": "string",
+                "description": "An ISO 8601 date or time (UTC unless it names a zone); created_after is inclusive, "
+                "created_before exclusive.",
+                "examples": ["2024-06-01T00:00:00Z"],
+            }
+        ),
+    ]
+
+    @with_config(STRICT)
+    class Narrowing(TypedDict, total=False):
+        """What narrows a search or a listing; without any of it, the whole gallery."""
+
+        collection: Collections
+        filter: FilterObject
+        created_after: Moment
+        created_before: Moment
 
     @with_config(STRICT)
     class ImageInput(TypedDict, total=False):
@@ -162,6 +234,7 @@ def request_types(limits: Limits = DEFAULT_LIMITS) -> RequestTypes:
         format_type: FormatType
         image: Annotated[ImageInput | None, Field(description="Required: without it the answer is code 1.")]
         metadata: Annotated[Metadata | None, Field(description="Metadata may also be sent beside the image.")]
+        collection: CollectionName
 
     @with_config(STRICT)
     class DeleteImages(TypedDict):
@@ -205,25 +278,40 @@ def request_types(limits: Limits = DEFAULT_LIMITS) -> RequestTypes:
         ]
 
     @with_config(STRICT)
-    class Search(SearchOptions, total=False):
+    class Search(SearchOptions, Narrowing, total=False):
         """A query photo and how to search with it."""
 
         format_type: FormatType
         image: Annotated[ImageInput | None, Field(description="Required: without it the answer is code 1.")]
 
     @with_config(STRICT)
-    class MetadataUpdate(TypedDict):
-        """The image's new metadata, replacing the old."""
+    class MetadataUpdate(TypedDict, total=False):
+        """The image's new metadata, replacing the old, its new collection, or both (one at least)."""
 
         metadata: Metadata | None
+        collection: CollectionName  # the image moves to it
 
     class ListQuery(TypedDict, total=False):
-        """Query strings are text: read as whole numbers (digits only)."""
+        """Query strings are text: offset and limit are whole numbers (digits only), the filter is
+        URL-encoded JSON; ``collection`` may be given more than once."""
 
         offset: Annotated[int, Field(ge=0, le=MAX_ID, description="Images to skip."), QueryNumber]
         limit: Annotated[
             int, Field(ge=1, le=limits.max_page, description=f"Images to return (default {limits.page})."), QueryNumber
         ]
+        collection: Collections
+        filter: Annotated[
+            Any,
+            WithJsonSchema(
+                {
+                    "type": "string",
+                    "description": "The filter as URL-encoded JSON (docs/filters.md).",
+                    "examples": ['{"status": "active"}'],
+                }
+            ),
+        ]
+        created_after: Moment
+        created_before: Moment
 
     @with_config(STRICT)
     class EditMetadata(TypedDict):
@@ -245,8 +333,9 @@ def request_types(limits: Limits = DEFAULT_LIMITS) -> RequestTypes:
         image: Required[Upload]
         metadata: Metadata | None
         format_type: FormatType
+        collection: CollectionName
 
-    class SearchUpload(SearchOptions, total=False):
+    class SearchUpload(SearchOptions, Narrowing, total=False):
         """The multipart/form-data form of a search: fields other than the file are JSON."""
 
         image: Required[Upload]
@@ -255,17 +344,28 @@ def request_types(limits: Limits = DEFAULT_LIMITS) -> RequestTypes:
     def add_image(body: dict) -> core.AddImage:
         image = body.get("image") or {}
         inner = image.get("metadata")
-        return core.AddImage(photo_of(body), (inner if inner is not None else body.get("metadata")) or {})
+        metadata = (inner if inner is not None else body.get("metadata")) or {}
+        if "collection" in body:
+            return core.AddImage(photo_of(body), metadata, collection_name(body["collection"], limits))
+        return core.AddImage(photo_of(body), metadata)
+
+    def update(body: dict) -> tuple[dict[str, Any] | None, str | None]:
+        if "metadata" not in body and "collection" not in body:
+            raise ValueError("give the image's new metadata, its new collection, or both")
+        collection = collection_name(body["collection"], limits) if "collection" in body else None
+        return (body["metadata"] or {}) if "metadata" in body else None, collection
+
+    def page(query: dict) -> core.Page:
+        return core.Page(query.get("offset", 0), query.get("limit", limits.page), scope_of(query, limits))
 
     return RequestTypes(
         add_image=Definition(AddImage, add_image),
         delete_images=Definition(DeleteImages, lambda body: core.DeleteImages(body["ids"])),
-        update_metadata=Definition(MetadataUpdate, lambda body: body["metadata"] or {}),
+        update_metadata=Definition(MetadataUpdate, update),
         edit_metadata=Definition(EditMetadata, lambda body: core.ImageUpdate(body["image_id"], body["metadata"] or {})),
         search=Definition(Search, lambda body: _options(body, photo_of(body), limits)),
-        list_query=Definition(
-            ListQuery, lambda query: core.Page(query.get("offset", 0), query.get("limit", limits.page))
-        ),
+        list_query=Definition(ListQuery, page),
+        collection_path=Definition(CollectionName, lambda name: core.DeleteCollection(collection_name(name, limits))),
         link_query=Definition(LinkQuery, lambda query: query),
         add_image_upload=AddImageUpload,
         search_upload=SearchUpload,

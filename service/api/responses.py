@@ -56,6 +56,9 @@ ThumbnailUrl = Annotated[
 ]
 
 
+InCollection = Annotated[str, Field(description="The image's collection; absent for the default one.")]
+
+
 class ImageSummary(TypedDict):
     id: int
     url: Url
@@ -63,6 +66,7 @@ class ImageSummary(TypedDict):
     metadata: dict[str, Any]
     faces: Annotated[int, Field(description="How many faces are indexed.")]
     created_at: Annotated[str, Field(description="ISO 8601, UTC.")]
+    collection: NotRequired[InCollection]
 
 
 class ImageDetail(TypedDict):
@@ -72,6 +76,7 @@ class ImageDetail(TypedDict):
     metadata: dict[str, Any]
     faces: list[FaceOut]
     created_at: str
+    collection: NotRequired[InCollection]
 
 
 class Hit(TypedDict):
@@ -81,6 +86,7 @@ class Hit(TypedDict):
     metadata: dict[str, Any]
     score: Annotated[Score, Field(description="Cosine similarity of the best-matching face in this image.")]
     bbox: Annotated[Box, Field(description="The best-matching face in the stored image.")]
+    collection: NotRequired[InCollection]
 
 
 class FaceHits(TypedDict):
@@ -118,6 +124,21 @@ class DeleteAnswer(Answer):
     result: None
     deleted: int
     deleted_ids: list[int]
+
+
+class CollectionOut(TypedDict):
+    name: str
+    images: int
+    faces: int
+
+
+class CollectionsAnswer(Answer):
+    result: list[CollectionOut]
+
+
+class CollectionDeleteAnswer(Answer):
+    result: None
+    deleted: Annotated[int, Field(description="The images deleted.")]
 
 
 class IndexAnswer(Answer):

@@ -18,7 +18,7 @@ from .auth import authenticate
 from .context import app, use_cases
 from .envelope import success
 from .errors import ApiError, Code
-from .render import LINKS, face_matches, image_detail, image_summary, match, status
+from .render import LINKS, collection, face_matches, image_detail, image_summary, match, status
 from .requests import MAX_ID, RequestTypes, form_body
 
 API = "/api/v2/face_search"
@@ -76,9 +76,21 @@ def body() -> dict:
 
 @api.get("/images")
 def list_images() -> Response:
-    page = types().list_query.parse(request.args)
+    query = {name: values if len(values) > 1 else values[0] for name, values in request.args.lists()}
+    page = types().list_query.parse(query)
     records, total = use_cases().gallery.page(g.key, page)
     return success([image_summary(r) for r in records], total=total, offset=page.offset, limit=page.limit)
+
+
+@api.get("/collections")
+def list_collections() -> Response:
+    return success([collection(found) for found in use_cases().gallery.collections(g.key)])
+
+
+@api.delete("/collections/<path:name>")
+def delete_collection(name: str) -> Response:
+    deleted = use_cases().gallery.delete_collection(g.key, types().collection_path.parse(name))
+    return success(None, deleted=deleted)
 
 
 @api.post("/images")
@@ -106,8 +118,8 @@ def get_image(image_id: int) -> Response:
 
 @api.route(IMAGE, methods=["PUT", "POST"])
 def update_image(image_id: int) -> Response:
-    metadata = types().update_metadata.parse(body())
-    return _update(ImageUpdate(image_id, metadata))
+    metadata, collection_name = types().update_metadata.parse(body())
+    return _update(ImageUpdate(image_id, metadata, collection_name))
 
 
 def edit_metadata() -> Response:

@@ -36,6 +36,12 @@ class Image:
     def face(self, face_id: int) -> StoredFace:
         return next(face for face in self.faces if face.id == face_id)
 
+    @property
+    def named_collection(self) -> str | None:
+        """The image's collection, None for the default one: an answer about an image outside
+        any named collection stays as it was before collections existed."""
+        return None if self.collection == DEFAULT_COLLECTION else self.collection
+
 
 @dataclass(frozen=True)
 class Collection:
