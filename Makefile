@@ -32,7 +32,7 @@ run: $(STAMP)
 # own (its workers' throttles and metrics, as on separate machines). Ctrl-C stops the replicas;
 # `make cluster-stop` stops the two servers.
 cluster: $(STAMP)
-	$(PY) scripts/cluster_services.py start --dir $(CLUSTER_DIR)
+	$(VENV)/bin/face-search-cluster-services start --dir $(CLUSTER_DIR)
 	set -a; . $(CLUSTER_DIR)/env.sh; set +a; \
 	for port in 8000 8001; do \
 	  PORT=$$port FACE_SEARCH_DATA_DIR=$(CLUSTER_DIR)/replica-$$port \
@@ -40,7 +40,7 @@ cluster: $(STAMP)
 	done; wait
 
 cluster-stop: $(STAMP)
-	$(PY) scripts/cluster_services.py stop --dir $(CLUSTER_DIR)
+	$(VENV)/bin/face-search-cluster-services stop --dir $(CLUSTER_DIR)
 
 test: $(STAMP) system-tools
 	$(PY) -m pytest

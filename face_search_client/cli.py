@@ -20,11 +20,9 @@ from typing import Any
 
 from tqdm import tqdm
 
-from .client import FaceSearchClient, FaceSearchError, Image
+from .client import NO_FACE, OUT_OF_REQUESTS, FaceSearchClient, FaceSearchError, Image
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
-NO_FACE = 3
-OUT_OF_REQUESTS = 4
 RATE_LIMIT_RETRIES = 5
 
 

@@ -3,12 +3,18 @@
 Photos given as bytes or paths are sent as multipart/form-data (no base64 inflation);
 photos given by URL are sent as JSON for the server to download. Every refusal raises
 ``FaceSearchError`` carrying the API's ``status_code`` and ``message``.
+
+Each answer is read into the dataclass below of the same shape, field by field (a field
+whose JSON name differs says so in its metadata); tests/unit/api/test_client_contract.py
+checks every one against the server's OpenAPI document.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import typing
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +22,19 @@ from typing import Any, TypedDict, Unpack
 
 import requests
 
-API = "/api/v2/face_search"
+from service.api.paths import API  # the one place the base path is written: it imports nothing
+
 Photo = bytes | str | os.PathLike
 Box = tuple[float, float, float, float]
+
+# the codes this client acts on (the server's table: docs/api.md)
+NO_FACE = 3
+OUT_OF_REQUESTS = 4
+
+
+# A field's metadata: {JSON: name} reads it from the answer's field of that name; {REST: True}
+# holds the answer's fields that the others do not name.
+JSON, REST = "json", "rest"
 
 
 class FaceSearchError(Exception):
@@ -67,15 +83,10 @@ class Image(_Stored):
     faces: list[Face]
     created_at: str
 
-    @classmethod
-    def from_json(cls, data: dict) -> Image:
-        faces = [Face(f["id"], tuple(f["bbox"]), f["score"]) for f in data["faces"]]
-        return cls(data["id"], data["url"], data["thumbnail_url"], data["metadata"], faces, data["created_at"])
-
 
 @dataclass(frozen=True)
 class Page:
-    images: list[ImageSummary]
+    images: list[ImageSummary] = field(metadata={JSON: "result"})
     total: int
     offset: int
     limit: int
@@ -88,10 +99,6 @@ class Hit(_Stored):
     score: float
     bbox: Box
 
-    @classmethod
-    def from_json(cls, data: dict) -> Hit:
-        return cls(data["id"], data["url"], data["thumbnail_url"], data["metadata"], data["score"], tuple(data["bbox"]))
-
 
 @dataclass(frozen=True)
 class FaceMatches:
@@ -99,20 +106,45 @@ class FaceMatches:
 
     bbox: Box
     score: float
-    hits: list[Hit]
+    hits: list[Hit] = field(metadata={JSON: "results"})
 
 
 @dataclass(frozen=True)
 class Deleted:
-    count: int
-    ids: list[int]
+    count: int = field(metadata={JSON: "deleted"})
+    ids: list[int] = field(metadata={JSON: "deleted_ids"})
 
 
 @dataclass(frozen=True)
 class IndexState:
+    """The gallery's index: its kind and size, and the rest of what GET /index tells (what it is
+    made of, its generation) in ``details``."""
+
     kind: str
     vectors: int
-    details: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict, metadata={REST: True})
+
+
+def read(kind: Any, data: Any) -> Any:
+    """A JSON value as the client's type ``kind``: a dataclass field by field, a list item by
+    item, a box as a tuple."""
+    if dataclasses.is_dataclass(kind) and isinstance(kind, type):
+        hints = typing.get_type_hints(kind)
+        fields = dataclasses.fields(kind)
+        named = {f.metadata.get(JSON, f.name) for f in fields}
+        values = {
+            f.name: {k: v for k, v in data.items() if k not in named}
+            if f.metadata.get(REST)
+            else read(hints[f.name], data[f.metadata.get(JSON, f.name)])
+            for f in fields
+        }
+        return kind(**values)
+    origin = typing.get_origin(kind)
+    if origin is list:
+        return [read(typing.get_args(kind)[0], item) for item in data]
+    if origin is tuple:
+        return tuple(data)
+    return data
 
 
 def _photo_bytes(photo: Photo) -> bytes:
@@ -153,9 +185,7 @@ class FaceSearchClient:
 
     def list_images(self, offset: int = 0, limit: int = 50) -> Page:
         """``GET /images``: one page of the key's images, oldest first."""
-        answer = self._call("GET", "/images", params={"offset": offset, "limit": limit})
-        images = [ImageSummary(**{k: item[k] for k in ImageSummary.__dataclass_fields__}) for item in answer["result"]]
-        return Page(images, answer["total"], answer["offset"], answer["limit"])
+        return read(Page, self._call("GET", "/images", params={"offset": offset, "limit": limit}))
 
     def add_image(self, photo: Photo | None = None, metadata: dict | None = None, *, url: str | None = None) -> Image:
         """``POST /images``: store a photo (bytes, a path, or ``url=`` for the server to fetch)
@@ -164,22 +194,21 @@ class FaceSearchClient:
             body: dict[str, Any] = {"image": {"url": url}}
             if metadata is not None:
                 body["image"]["metadata"] = metadata
-            return Image.from_json(self._call("POST", "/images", json=body)["result"])
+            return read(Image, self._call("POST", "/images", json=body)["result"])
         fields = {} if metadata is None else {"metadata": metadata}
-        return Image.from_json(self._upload("/images", photo, fields)["result"])
+        return read(Image, self._upload("/images", photo, fields)["result"])
 
     def get_image(self, image_id: int) -> Image:
         """``GET /images/<id>``."""
-        return Image.from_json(self._call("GET", f"/images/{image_id}")["result"])
+        return read(Image, self._call("GET", f"/images/{image_id}")["result"])
 
     def update_metadata(self, image_id: int, metadata: dict) -> Image:
         """``PUT /images/<id>``: replace the image's metadata."""
-        return Image.from_json(self._call("PUT", f"/images/{image_id}", json={"metadata": metadata})["result"])
+        return read(Image, self._call("PUT", f"/images/{image_id}", json={"metadata": metadata})["result"])
 
     def delete_images(self, ids: Iterable[int]) -> Deleted:
         """``DELETE /images``: ids that are unknown or another key's are skipped."""
-        answer = self._call("DELETE", "/images", json={"ids": list(ids)})
-        return Deleted(answer["deleted"], answer["deleted_ids"])
+        return read(Deleted, self._call("DELETE", "/images", json={"ids": list(ids)}))
 
     def photo(self, image_id: int) -> bytes:
         """``GET /images/<id>/file``: the stored photo's bytes."""
@@ -187,19 +216,15 @@ class FaceSearchClient:
 
     def search(self, photo: Photo | None = None, **options: Unpack[SearchOptions]) -> list[Hit]:
         """``POST /search`` with the query's largest face: matching images, best first."""
-        return [Hit.from_json(hit) for hit in self._search(photo, options, "largest")]
+        return read(list[Hit], self._search(photo, options, "largest"))
 
     def search_all_faces(self, photo: Photo | None = None, **options: Unpack[SearchOptions]) -> list[FaceMatches]:
         """``POST /search`` with ``face: "all"``: one answer per face of the query, largest first."""
-        return [
-            FaceMatches(tuple(face["bbox"]), face["score"], [Hit.from_json(hit) for hit in face["results"]])
-            for face in self._search(photo, options, "all")
-        ]
+        return read(list[FaceMatches], self._search(photo, options, "all"))
 
     def index_state(self) -> IndexState:
         """``GET /index``: the gallery's vector index."""
-        state = dict(self._call("GET", "/index")["result"])
-        return IndexState(state.pop("kind"), state.pop("vectors"), state)
+        return read(IndexState, self._call("GET", "/index")["result"])
 
     def iter_images(self, page_size: int = 1000) -> Iterator[ImageSummary]:
         """Every image of the key, page after page."""

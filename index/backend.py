@@ -70,15 +70,25 @@ def open_backend(
     processes only write and read. Close the index before the catalog."""
     if (problem := storage.problem()) is not None:
         raise ValueError(problem)
-    if storage.catalog_url is not None and storage.milvus_uri is not None:
-        from .milvus import MilvusIndexes
-
-        outbox_catalog = _cluster_catalog(storage.catalog_url)
-        return outbox_catalog, MilvusIndexes(outbox_catalog, storage.milvus_uri, settings, serving=serving)
+    if storage.cluster:
+        return open_cluster(storage, settings, serving)
     from .faiss import FaissIndexes
 
     catalog = open_catalog(storage)
     return catalog, FaissIndexes(catalog, storage.index_dir, settings, serving=serving)
+
+
+def open_cluster(
+    storage: StorageSettings, settings: IndexSettings, serving: bool = False
+) -> tuple[OutboxCatalog, VectorIndexes]:
+    """A cluster's catalog and vector index (what a migration copies into); ValueError when
+    ``storage`` does not name a cluster."""
+    if storage.catalog_url is None or storage.milvus_uri is None:
+        raise ValueError("set FACE_SEARCH_CATALOG_URL and FACE_SEARCH_MILVUS_URI to the cluster")
+    from .milvus import MilvusIndexes
+
+    catalog = _cluster_catalog(storage.catalog_url)
+    return catalog, MilvusIndexes(catalog, storage.milvus_uri, settings, serving=serving)
 
 
 def restore_catalog(storage: StorageSettings, src: Path) -> None:

@@ -353,6 +353,27 @@ class Outbox(Protocol):
         ...
 
 
+class CatalogImport(Protocol):
+    """Records copied in from another catalog with their ids kept (a migration into cluster
+    mode): clients know their images by id, and photo files are named by gallery."""
+
+    def present(self, gid: int) -> set[int]:
+        """The images of the gallery copied already."""
+        ...
+
+    def put_key(self, key: KeyRecord, used: int, gallery: GalleryRecord) -> None:
+        """The key, its request count and its gallery (an existing key's fields are replaced)."""
+        ...
+
+    def put_images(self, gid: int, records: list[ImageRecord], vectors: dict[int, np.ndarray]) -> None:
+        """The images with their faces' embeddings and change-log entries, in one transaction."""
+        ...
+
+    def finish(self) -> None:
+        """Move the id sequences past everything copied."""
+        ...
+
+
 class OutboxCatalog(Catalog, Protocol):
     """A catalog that a vector backend in a server of its own follows through the outbox."""
 
@@ -362,3 +383,6 @@ class OutboxCatalog(Catalog, Protocol):
     def namespace(self) -> str:
         """This catalog's own, so that two catalogs never share a vector collection."""
         ...
+
+    @property
+    def importer(self) -> CatalogImport: ...

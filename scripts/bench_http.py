@@ -40,8 +40,9 @@ from pathlib import Path
 
 import requests
 
+from service.api.paths import API
+
 ROOT = Path(__file__).resolve().parents[1]
-API = "/api/v2/face_search"
 KEY, SECRET = "bench", "bench-secret"
 
 

@@ -1,50 +1,11 @@
-"""Re-embed a key's gallery with another model pack and swap the new vectors in at once.
+"""Re-embed a key's gallery with another model pack.
 
-  python scripts/reembed.py --key K --pack NAME_OR_DIR [--batch 16]
-
-Runs the new pack over the gallery's stored photos and keeps the vectors aside until
-all are done; then one transaction switches the gallery's vectors, pack and index.
-Until then the gallery keeps serving the old pack's vectors. Resumable: run the same
-command again after an interruption. Afterwards restart the service with
-FACE_SEARCH_MODELS set to the new pack: it refuses to mix packs in a gallery.
-
-In cluster mode the same command can run on several machines at once: they share the
-gallery's photos batch by batch through leases in the catalog, and one of them swaps.
+The ``face-search-reembed`` command (service/commands/reembed.py), run from the repository.
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
 
-from stops import stops
-from tqdm import tqdm
-
-from service.core.config import Settings
-from service.core.services import build_services
-
-RESUME = "interrupted, nothing swapped: run the same command again to resume"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--key", required=True)
-    parser.add_argument("--pack", required=True, help="model pack name or directory")
-    parser.add_argument("--batch", type=int, default=16, help="photos whose faces are embedded together")
-    args = parser.parse_args(argv)
-
-    with stops("stopped, nothing swapped", RESUME), build_services(Settings.from_env()) as services:
-        key = services.keys.named(args.key, active=False)
-        total = services.catalog.images.gallery(key.gallery).images
-        with tqdm(total=total, unit="photo") as bar:
-            summary = services.reembedding.run(key, args.pack, args.batch, bar.update)
-    print(
-        f"gallery of {args.key} now in pack {summary.pack}: {summary.images} photos, {summary.faces} faces "
-        f"re-embedded, {summary.lost} not found again, {summary.seconds}s; "
-        f"restart the service with FACE_SEARCH_MODELS={args.pack}"
-    )
-    return 0
-
+from service.commands.reembed import main
 
 if __name__ == "__main__":
     sys.exit(main())

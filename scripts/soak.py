@@ -2,8 +2,8 @@
 
   python scripts/soak.py [--minutes 10] [--clients 8] [--workers 2] [--kill-every 30] [--out reports/soak]
 
-A gunicorn server (``--workers`` processes) on loopback serves ``--clients`` API clients that
-add, search, update and delete; beside them ``scripts/import_folder.py`` adds a folder of
+A gunicorn server (``--workers`` processes) on loopback serves ``--clients`` API clients
+(face_search_client) that add, search, update and delete; beside them ``scripts/import_folder.py`` adds a folder of
 LFW photos to another key and ``scripts/rebuild_index.py --all`` runs again and again; every
 ``--kill-every`` seconds a random worker is SIGKILLed (gunicorn starts another). Each client
 keeps a ledger of what it was told. At the end the server is stopped and the data directory
@@ -32,29 +32,23 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import requests
+
+from face_search_client import FaceSearchClient, FaceSearchError
+from index.faiss import FaissIndexes
+from index.lmdb import LmdbCatalog
+from index.vectors import IndexSettings
+from service.harness.live import LiveServer
+from service.harness.photos import DATASETS, flipped, package_photo, scaled
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from index.faiss import FaissIndexes  # noqa: E402
-from index.lmdb import LmdbCatalog  # noqa: E402
-from index.vectors import IndexSettings  # noqa: E402
-from tests.live import API, LiveServer  # noqa: E402
-from tests.photos import DATASETS, b64, flipped, package_photo, scaled  # noqa: E402
-
 PHOTOS = [
-    b64(photo)
-    for photo in (
-        package_photo("Tom_Hanks_54745.png"),
-        flipped(package_photo("Tom_Hanks_54745.png")),
-        package_photo("yaoming.jpg"),
-        scaled(package_photo("yaoming.jpg"), 0.7),
-        package_photo("t1.jpg"),
-    )
+    package_photo("Tom_Hanks_54745.png"),
+    flipped(package_photo("Tom_Hanks_54745.png")),
+    package_photo("yaoming.jpg"),
+    scaled(package_photo("yaoming.jpg"), 0.7),
+    package_photo("t1.jpg"),
 ]
 AFTER_KILL = 5.0  # seconds after a kill whose requests count as "during the kills"
 
@@ -76,46 +70,38 @@ class Ledger:
 
 def _client(url: str, ledger: Ledger, seed: int, deadline: float) -> None:
     rng = random.Random(seed)
-    session = requests.Session()
-    session.auth = ledger.key
+    client = FaceSearchClient(url, *ledger.key, timeout=60)
     while time.monotonic() < deadline:
         action = rng.choice(["add", "add", "search", "search", "update", "delete"])
         mine = sorted(set(ledger.live) - ledger.doubtful)
         if action in ("update", "delete") and not mine:
             action = "add"
+        image_id = rng.choice(mine) if action in ("update", "delete") else 0
         started = time.monotonic()
         try:
             if action == "add":
                 metadata = {"client": seed, "v": 0}
-                body: dict[str, Any] = {"image": {"base64": rng.choice(PHOTOS), "metadata": metadata}}
-                answer = session.post(url + API + "/images", json=body, timeout=60)
-                if answer.status_code == 200:
-                    ledger.live[answer.json()["result"]["id"]] = metadata
+                ledger.live[client.add_image(rng.choice(PHOTOS), metadata).id] = metadata
             elif action == "search":
-                body = {"image": {"base64": rng.choice(PHOTOS)}, "top_k": 1000, "threshold": -1}
-                answer = session.post(url + API + "/search", json=body, timeout=60)
-                if answer.status_code == 200:
-                    ledger.searches.append((started, {hit["id"] for hit in answer.json()["result"]}))
+                hits = client.search(rng.choice(PHOTOS), top_k=1000, threshold=-1)
+                ledger.searches.append((started, {hit.id for hit in hits}))
             elif action == "update":
-                image_id = rng.choice(mine)
                 metadata = {"client": seed, "v": ledger.live[image_id]["v"] + 1}
-                answer = session.put(url + API + f"/images/{image_id}", json={"metadata": metadata}, timeout=60)
-                if answer.status_code == 200:
-                    ledger.live[image_id] = metadata
+                client.update_metadata(image_id, metadata)
+                ledger.live[image_id] = metadata
             else:
-                image_id = rng.choice(mine)
-                answer = session.delete(url + API + "/images", json={"ids": [image_id]}, timeout=60)
-                if answer.status_code == 200:
-                    del ledger.live[image_id]
-                    ledger.deleted[image_id] = time.monotonic()
-        except requests.RequestException:  # the worker was killed under this request
-            ledger.cut_off += 1
-            if action in ("update", "delete"):
-                ledger.doubtful.add(image_id)
-            continue
+                client.delete_images([image_id])
+                del ledger.live[image_id]
+                ledger.deleted[image_id] = time.monotonic()
+            ledger.acknowledged += 1
+        except FaceSearchError as refused:
+            if not refused.http_status:  # no answer: the worker was killed under this request
+                ledger.cut_off += 1
+                if action in ("update", "delete"):
+                    ledger.doubtful.add(image_id)
+                continue
+            ledger.server_errors += refused.http_status >= 500
         ledger.latencies.append((started, time.monotonic() - started))
-        ledger.acknowledged += answer.status_code == 200
-        ledger.server_errors += answer.status_code >= 500
 
 
 def _workers(server: LiveServer) -> list[int]:

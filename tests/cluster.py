@@ -11,13 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-import psycopg
 import pytest
 
 from index.postgres import PostgresCatalog
-from scripts.engines import Milvus, Postgres
 from service.core.keys import KeyRing
-from tests.live import LiveServer
+from service.harness.engines import Milvus, Postgres
+from service.harness.live import LiveServer
 
 T = TypeVar("T")
 
@@ -29,10 +28,7 @@ class Engines:
 
     def new_database(self) -> str:
         """The URL of a new, empty database on the server: a catalog of its own."""
-        name = "t_" + secrets.token_hex(6)
-        with psycopg.connect(self.postgres.url, autocommit=True) as connection:
-            connection.execute(f"CREATE DATABASE {name}")
-        return self.postgres.url.rsplit("/", 1)[0] + "/" + name
+        return self.postgres.database("t_" + secrets.token_hex(6))
 
     def env(self, catalog_url: str, photo_dir: Path) -> dict[str, str]:
         """The settings of a replica of the cluster that keeps its catalog at ``catalog_url``."""

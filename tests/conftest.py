@@ -10,8 +10,9 @@ import pytest
 from service.api.app import create_app
 from service.core.config import Settings
 from service.core.services import Services, build_services
+from service.harness.live import KEY, SECRET
 from tests.cluster import engines  # noqa: F401 - the session's PostgreSQL and Milvus, for the cluster tests
-from tests.live import KEY, OTHER_KEY, OTHER_SECRET, SECRET
+from tests.live import OTHER_KEY, OTHER_SECRET
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The Flask application factory: settings, services, blueprints, and one place where every
+"""The Flask application factory: settings, services, blueprints, and the one place where every
 error becomes the envelope."""
 
 from __future__ import annotations
@@ -6,27 +6,22 @@ from __future__ import annotations
 import logging
 
 from flask import Response
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ..core.config import Settings
-from ..core.errors import ServiceError, StorageDown, StorageUnavailable
 from ..core.services import Services, build_services
 from ..core.throttle import Throttles
 from . import metrics, request_log
 from .context import FaceSearchApp
 from .drain import DrainUnreadBody
 from .envelope import failure
-from .errors import ApiError, Code, refusal
+from .errors import Code, answer_to
 from .health import health
 from .openapi import docs
-from .requests import request_types
 from .routes import api, v1
 from .web import web
 
 log = logging.getLogger(__name__)
-
-_HTTP_CODES = {RequestEntityTooLarge: Code.TOO_LARGE, NotFound: Code.NO_ROUTE, MethodNotAllowed: Code.NO_ROUTE}
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FaceSearchApp:
@@ -38,7 +33,6 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.settings = settings
     app.use_cases = services.use_cases
     app.shutdown = services.close
-    app.request_types = request_types(settings.limits)
     server = settings.server
     throttles = settings.storage.data_dir / "run" / "throttle"  # shared by this server's workers
     app.throttles = Throttles.shared(throttles, server.rate_limit, server.rate_burst)
@@ -51,28 +45,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     metrics.install(app, app.use_cases)
     request_log.install(app)
 
-    @app.errorhandler(ApiError)
-    def api_error(error: ApiError) -> Response:
-        return failure(error)
-
-    @app.errorhandler(ServiceError)
-    def service_error(error: ServiceError) -> Response:
-        return failure(refusal(error))
-
-    @app.errorhandler(StorageDown)
-    def storage_unavailable(error: StorageDown) -> Response:
-        """A read that met a component down (a write's is already a ServiceError): code 12, 503."""
-        return failure(refusal(StorageUnavailable(f"{error}; retry once it is back")))
-
-    @app.errorhandler(HTTPException)
-    def http_error(error: HTTPException) -> Response:
-        code = _HTTP_CODES.get(type(error), Code.BAD_REQUEST)
-        allow = {"Allow": ", ".join(error.valid_methods or ())} if isinstance(error, MethodNotAllowed) else {}
-        return failure(ApiError(code, error.description, error.code, headers=allow))
-
     @app.errorhandler(Exception)
-    def unexpected(error: Exception) -> Response:
-        log.exception("unhandled error")
-        return failure(ApiError(Code.INTERNAL))
+    def refused(error: Exception) -> Response:
+        """Every error, as the code its record in service/api/errors.py gives it."""
+        answer = answer_to(error)
+        if answer.code is Code.INTERNAL:
+            log.exception("unhandled error")
+        return failure(answer)
 
     return app

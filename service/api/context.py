@@ -1,5 +1,5 @@
-"""The application object and typed access to what it holds, for the blueprints: the use
-cases, the request types and the throttles, as attributes, not string keys."""
+"""The application object and typed access to what it holds, for the blueprints: the
+settings, the use cases and the throttles, as attributes, not string keys."""
 
 from __future__ import annotations
 
@@ -12,13 +12,11 @@ from prometheus_client import CollectorRegistry
 from ..core.config import Settings
 from ..core.services import UseCases
 from ..core.throttle import Throttles
-from .requests import RequestTypes
 
 
 class FaceSearchApp(Flask):
     settings: Settings
     use_cases: UseCases
-    request_types: RequestTypes
     throttles: Throttles
     registry: CollectorRegistry  # the app's own metrics: gallery sizes and index state
     shutdown: Callable[[], None]  # closes the storage (checkpoints written), at a worker's clean exit

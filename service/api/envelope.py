@@ -10,12 +10,13 @@ answers (service/api/responses.py) and the HTTP server's own refusals
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Response, jsonify
 
 from .context import app
-from .errors import MESSAGES, ApiError, Code
+from .errors import CODES, ApiError, Code
 
 # The names of the code and of the message: the API's own pair first, then the others.
 CODE_FIELDS = (("status_code", "message"), ("errorCode", "error_message"), ("invalidCode", "invalidMessage"))
@@ -32,8 +33,11 @@ def _aliases() -> bool:
     return app().settings.api.code_aliases
 
 
-def success(result: Any, **extra: Any) -> Response:
-    return jsonify(envelope(result, int(Code.SUCCESS), MESSAGES[Code.SUCCESS], _aliases(), **extra))
+def success(answer: Mapping[str, Any]) -> Response:
+    """A success: ``answer`` is one of service/api/responses.py's answers, its ``result`` and
+    the fields beside it, which follow the code and message."""
+    extra = {name: value for name, value in answer.items() if name != "result"}
+    return jsonify(envelope(answer["result"], int(Code.SUCCESS), CODES[Code.SUCCESS].message, _aliases(), **extra))
 
 
 def failure(error: ApiError) -> Response:

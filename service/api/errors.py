@@ -1,14 +1,26 @@
-"""The API's numbered error codes, and the one table that maps the use cases' errors to them.
+"""The API's numbered codes, one record each: its message, HTTP status, when it is answered,
+and the errors answered with it.
 
 Codes 0-6 are the documented Face Search API v2 table; 7 and up are this service's own.
+Everything else about a code is derived from its record here: the answer to an error
+(``answer_to``: the app's one error handler, the gunicorn worker's refusals), the OpenAPI
+document's statuses and descriptions, and the codes table of docs/api.md (``codes_table``,
+checked by tests/unit/test_docs.py). A new code is a member of ``Code`` and its record in
+``RECORDS``; tests/unit/api/test_errors.py fails while one lacks the other, or while an
+error a use case raises is answered by no record.
+
 The use cases raise ``service.core.errors`` types; the HTTP layer's own refusals (a body
-that is not JSON, a rate limit, an unknown route) are ``ApiError``s. ``refusal`` turns
-either into the code, message, HTTP status and headers of the answer.
+that is not JSON, a rate limit) are ``ApiError``s, and werkzeug's (an unknown route, a body
+over the size limit) are its ``HTTPException``s, answered with their own HTTP status.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import IntEnum
+
+from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from ..core import errors as core
 
@@ -31,82 +43,76 @@ class Code(IntEnum):
     BAD_LINK = 14
 
 
-MESSAGES = {
-    Code.SUCCESS: "Success",
-    Code.NO_CONTENT: "The photo does not contain content",
-    Code.URL_UNAVAILABLE: "Url is unavailable",
-    Code.NO_FACE: "Incorrect image format",
-    Code.OUT_OF_REQUESTS: "Out of requests",
-    Code.BAD_CREDENTIALS: "Incorrect Api_key or api_secret",
-    Code.BAD_FORMAT_TYPE: "Incorrect format type",
-    Code.BAD_REQUEST: "Malformed request",
-    Code.NOT_FOUND: "Image not found",
-    Code.TOO_LARGE: "Payload too large",
-    Code.PACK_MISMATCH: "Gallery embedded with another model pack",
-    Code.NO_ROUTE: "No such endpoint",
-    Code.STORAGE_ERROR: "Storage unavailable",
-    Code.INTERNAL: "Internal error",
-    Code.BAD_LINK: "Link expired or invalid",
-}
+@dataclass(frozen=True)
+class CodeRecord:
+    """One code: ``answers`` are the error types answered with it (a subclass follows its
+    nearest listed base), ``statuses`` the HTTP status of those answered with another
+    than ``http`` (a werkzeug ``HTTPException`` keeps its own), ``when`` the docs' words."""
 
-HTTP_STATUS = {
-    Code.SUCCESS: 200,
-    Code.NO_CONTENT: 400,
-    Code.URL_UNAVAILABLE: 400,
-    Code.NO_FACE: 400,
-    Code.OUT_OF_REQUESTS: 429,
-    Code.BAD_CREDENTIALS: 401,
-    Code.BAD_FORMAT_TYPE: 400,
-    Code.BAD_REQUEST: 400,
-    Code.NOT_FOUND: 404,
-    Code.TOO_LARGE: 413,
-    Code.PACK_MISMATCH: 409,
-    Code.NO_ROUTE: 404,
-    Code.STORAGE_ERROR: 507,
-    Code.INTERNAL: 500,
-    Code.BAD_LINK: 403,
-}
+    code: Code
+    message: str
+    http: int
+    answers: tuple[type[Exception], ...] = ()
+    statuses: Mapping[type[Exception], int] = field(default_factory=dict)
+    when: str = ""
+
+    def http_statuses(self) -> list[int]:
+        """Every status this code is answered with, its own first."""
+        return [self.http, *sorted(set(self.statuses.values()) - {self.http})]
 
 
-# When each code is answered: the last column of the codes table (``codes_table``), which the
-# OpenAPI document and docs/api.md show.
-WHEN = {
-    Code.SUCCESS: "",
-    Code.NO_CONTENT: "image or base64 missing or empty, invalid base64, bytes that are not a decodable "
-    "JPEG/PNG/WebP/BMP/TIFF/GIF, a photo of more than `FACE_SEARCH_MAX_PIXELS`",
-    Code.URL_UNAVAILABLE: "the image URL cannot be fetched, is refused by the address guard, is not an image, "
-    "is too large or redirects too often",
-    Code.NO_FACE: "no face found in the image",
-    Code.OUT_OF_REQUESTS: "the key's request quota is used up, or its rate limit (then with `Retry-After`)",
-    Code.BAD_CREDENTIALS: "missing, unknown, wrong or revoked credentials",
-    Code.BAD_FORMAT_TYPE: "unknown `format_type`, or one that differs from what was sent; the image sent two ways "
-    "(base64 and url)",
-    Code.BAD_REQUEST: "body not JSON or not an object, wrong field types (booleans are not numbers), bad "
-    "`offset`/`limit`/`top_k`/`threshold`/`ids`, metadata rules, a malformed photo link; a request the HTTP "
-    "server cannot read (a malformed request line or header, `Content-Type` headers that disagree: 400; a request "
-    "line or header block over the server's limits: 414, 431)",
-    Code.NOT_FOUND: "unknown image id, or another key's; or the image's photo file is missing from the data "
-    "directory (`GET /images/<id>/file`)",
-    Code.TOO_LARGE: "request body over `FACE_SEARCH_MAX_BODY_BYTES`",
-    Code.PACK_MISMATCH: "the gallery's faces come from another model pack than the one running",
-    Code.NO_ROUTE: "unknown path (404) or method (405)",
-    Code.STORAGE_ERROR: "507: the data directory cannot be written (disk full), nothing was stored; 503: storage "
-    "cannot be reached or read right now (a stored photo that cannot be read; in cluster mode PostgreSQL or Milvus)",
-    Code.INTERNAL: "a bug, logged with its traceback",
-    Code.BAD_LINK: "a signed photo link that expired, was altered, names another image, or was signed before the "
-    "link secret was rotated (docs/vendor-api.md)",
-}
+RECORDS = (
+    CodeRecord(Code.SUCCESS, "Success", 200),
+    CodeRecord(Code.NO_CONTENT, "The photo does not contain content", 400, (core.NotAPhoto,),
+               when="image or base64 missing or empty, invalid base64, bytes that are not a decodable "
+               "JPEG/PNG/WebP/BMP/TIFF/GIF, a photo of more than `FACE_SEARCH_MAX_PIXELS`"),
+    CodeRecord(Code.URL_UNAVAILABLE, "Url is unavailable", 400, (core.UrlUnavailable,),
+               when="the image URL cannot be fetched, is refused by the address guard, is not an image, is too "
+               "large or redirects too often"),
+    CodeRecord(Code.NO_FACE, "Incorrect image format", 400, (core.NoFace,), when="no face found in the image"),
+    CodeRecord(Code.OUT_OF_REQUESTS, "Out of requests", 429, (core.QuotaExceeded,),
+               when="the key's request quota is used up, or its rate limit (then with `Retry-After`)"),
+    CodeRecord(Code.BAD_CREDENTIALS, "Incorrect Api_key or api_secret", 401, (core.BadCredentials,),
+               when="missing, unknown, wrong or revoked credentials"),
+    # raised by the HTTP layer's own reading of a photo (service/api/requests.py)
+    CodeRecord(Code.BAD_FORMAT_TYPE, "Incorrect format type", 400,
+               when="unknown `format_type`, or one that differs from what was sent; the image sent two ways "
+               "(base64 and url)"),
+    # werkzeug's refusals other than those below keep their status (a body the server cannot read: 400)
+    CodeRecord(Code.BAD_REQUEST, "Malformed request", 400, (core.InvalidRequest, HTTPException),
+               when="body not JSON or not an object, wrong field types (booleans are not numbers), bad "
+               "`offset`/`limit`/`top_k`/`threshold`/`ids`, metadata rules, a malformed photo link; a request the "
+               "HTTP server cannot read (a malformed request line or header, `Content-Type` headers that disagree: "
+               "400; a request line or header block over the server's limits: 414, 431)"),
+    CodeRecord(Code.NOT_FOUND, "Image not found", 404, (core.ImageNotFound, core.PhotoMissing),
+               when="unknown image id, or another key's; or the image's photo file is missing from the data "
+               "directory (`GET /images/<id>/file`)"),
+    CodeRecord(Code.TOO_LARGE, "Payload too large", 413, (RequestEntityTooLarge,),
+               when="request body over `FACE_SEARCH_MAX_BODY_BYTES`"),
+    CodeRecord(Code.PACK_MISMATCH, "Gallery embedded with another model pack", 409, (core.PackMismatch,),
+               when="the gallery's faces come from another model pack than the one running"),
+    CodeRecord(Code.NO_ROUTE, "No such endpoint", 404, (NotFound, MethodNotAllowed), {MethodNotAllowed: 405},
+               when="unknown path (404) or method (405)"),
+    CodeRecord(Code.STORAGE_ERROR, "Storage unavailable", 507, (core.StorageFull, core.StorageUnavailable),
+               {core.StorageUnavailable: 503},
+               when="507: the data directory cannot be written (disk full), nothing was stored; 503: storage "
+               "cannot be reached or read right now (a stored photo that cannot be read; in cluster mode "
+               "PostgreSQL or Milvus)"),
+    # anything no other record answers is a bug
+    CodeRecord(Code.INTERNAL, "Internal error", 500, (InternalServerError, Exception),
+               when="a bug, logged with its traceback"),
+    CodeRecord(Code.BAD_LINK, "Link expired or invalid", 403, (core.LinkRefused,),
+               when="a signed photo link that expired, was altered, names another image, or was signed before the "
+               "link secret was rotated (docs/vendor-api.md)"),
+)  # fmt: skip
+CODES: Mapping[Code, CodeRecord] = {record.code: record for record in RECORDS}
+_ANSWERED = {kind: record for record in RECORDS for kind in record.answers}
 
 
 def codes_table() -> str:
     """The table of codes as Markdown: code, message, HTTP status, when."""
-    rows = [f"| {int(c)} | {MESSAGES[c]} | {HTTP_STATUS[c]} | {WHEN[c]} |" for c in Code]
+    rows = [f"| {int(r.code)} | {r.message} | {r.http} | {r.when} |" for r in RECORDS]
     return "\n".join(["| code | message | HTTP | when |", "| ---: | --- | ---: | --- |", *rows])
-
-
-# Statuses a code is also answered with: 405 for a known path with another method; 503 when
-# storage cannot be reached or read (507 is a write the disk could not take).
-ALSO_HTTP = {Code.NO_ROUTE: 405, Code.STORAGE_ERROR: 503}
 
 
 class ApiError(Exception):
@@ -117,29 +123,28 @@ class ApiError(Exception):
     ) -> None:
         self.code = code
         self.headers = headers or {}
-        self.message = MESSAGES[code] if not detail else f"{MESSAGES[code]}: {detail}"
-        self.http_status = http_status or HTTP_STATUS[code]
+        self.message = CODES[code].message if not detail else f"{CODES[code].message}: {detail}"
+        self.http_status = http_status or CODES[code].http
         super().__init__(self.message)
 
 
-# Every error a use case raises, with its code and, where it differs from the code's, HTTP status.
-DOMAIN: dict[type[core.ServiceError], tuple[Code, int | None]] = {
-    core.NotAPhoto: (Code.NO_CONTENT, None),
-    core.UrlUnavailable: (Code.URL_UNAVAILABLE, None),
-    core.NoFace: (Code.NO_FACE, None),
-    core.QuotaExceeded: (Code.OUT_OF_REQUESTS, None),
-    core.BadCredentials: (Code.BAD_CREDENTIALS, None),
-    core.InvalidRequest: (Code.BAD_REQUEST, None),
-    core.ImageNotFound: (Code.NOT_FOUND, None),
-    core.PhotoMissing: (Code.NOT_FOUND, None),
-    core.PackMismatch: (Code.PACK_MISMATCH, None),
-    core.LinkRefused: (Code.BAD_LINK, None),
-    core.StorageFull: (Code.STORAGE_ERROR, None),
-    core.StorageUnavailable: (Code.STORAGE_ERROR, 503),
-}
+def record_of(kind: type[BaseException]) -> CodeRecord:
+    """The record answering errors of this type: its own, or its nearest listed base's."""
+    return next(_ANSWERED[base] for base in kind.__mro__ if base in _ANSWERED)
 
 
-def refusal(error: core.ServiceError) -> ApiError:
-    """The answer to a use case's error (a type missing from ``DOMAIN`` is a bug: code 13)."""
-    code, status = DOMAIN.get(type(error), (Code.INTERNAL, None))
-    return ApiError(code, str(error), status)
+def answer_to(error: Exception) -> ApiError:
+    """The refusal answering ``error``: an ApiError as it is; a use case's error with its detail;
+    werkzeug's with its description and status; anything else, a bug, with no detail."""
+    if isinstance(error, ApiError):
+        return error
+    if isinstance(error, core.StorageDown):  # a read that met a component down (a write's is a ServiceError)
+        error = core.StorageUnavailable(f"{error}; retry once it is back")
+    record = record_of(type(error))
+    if isinstance(error, HTTPException):
+        allow = {"Allow": ", ".join(error.valid_methods or ())} if isinstance(error, MethodNotAllowed) else {}
+        return ApiError(record.code, error.description, error.code, headers=allow)
+    if record.code is Code.INTERNAL and not isinstance(error, core.ServiceError):
+        return ApiError(Code.INTERNAL)
+    status = next((record.statuses[base] for base in type(error).__mro__ if base in record.statuses), None)
+    return ApiError(record.code, str(error), status)

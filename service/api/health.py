@@ -10,20 +10,25 @@ and neither reveals more than that.
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Response, jsonify
 
 from .context import use_cases
+from .operations import Routes
+from .responses import Health
 
-health = Blueprint("health", __name__)
+health = Routes("health", __name__, tag="operations", secured=False, enveloped=False)
 
 
-@health.get("/healthz")
+@health.operation("GET", "/healthz", answer=Health, summary="The process is up")
 def healthz() -> Response:
     pack = use_cases().pack
     return jsonify({"status": "ok", "pack": pack.name, "licence": pack.licence})
 
 
-@health.get("/readyz")
+@health.operation(
+    "GET", "/readyz", answer=Health, also={503: "Not ready: see checks"},
+    summary="Models loaded, storage answering, indexes loaded (503 otherwise)",
+)  # fmt: skip
 def readyz() -> Response:
     checks = use_cases().readiness.checks()
     ready = all(checks.values())

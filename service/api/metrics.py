@@ -23,13 +23,14 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from flask import Blueprint, Response
+from flask import Response
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ..core.services import UseCases
 from .context import FaceSearchApp, app
+from .operations import Routes
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -137,7 +138,7 @@ class GalleryCollector(Collector):
         yield from (pack, keys, images, faces, vectors, kind, rebuilding, rebuilds, pending, pending_age)
 
 
-metrics = Blueprint("metrics", __name__)
+metrics = Routes("metrics", __name__, tag="operations", secured=False, enveloped=False)
 
 
 def install(flask_app: FaceSearchApp, use_cases: UseCases) -> None:
@@ -157,6 +158,6 @@ def _requests_registry() -> CollectorRegistry:
     return registry
 
 
-@metrics.get("/metrics")
+@metrics.operation("GET", "/metrics", answer="text/plain", summary="Prometheus metrics")
 def scrape() -> Response:
     return Response(generate_latest(_requests_registry()) + generate_latest(app().registry), content_type=CONTENT_TYPE)

@@ -1,46 +1,80 @@
-"""The API's endpoints: parse into the typed request, call the use case, render.
+"""The API's endpoints, each declared once (service/api/operations.py): read the typed
+request, call the use case, return the answer.
 
 Two families of paths reach the same views: the Face Search API v2 (``api``), and the
-vendor's earlier v1 paths (``v1``, ``V1_ROUTES``) that deployed clients still call, with
-the same envelope, credentials, throttles and metrics (docs/vendor-api.md).
+vendor's earlier v1 paths (``v1``: each v2 operation's ``alias``) that deployed clients
+still call, with the same envelope, credentials, throttles and metrics (docs/vendor-api.md).
 """
 
 from __future__ import annotations
 
-import json
 import time
+from typing import Any
 
-from flask import Blueprint, Response, g, request
+from flask import Response, g, request
 
+from ..core import requests as core
+from ..core.filters import collection_name
 from ..core.links import Link
-from ..core.requests import ImageUpdate
 from .auth import authenticate
 from .context import app, use_cases
-from .envelope import success
-from .errors import ApiError, Code
-from .render import LINKS, collection, face_matches, image_detail, image_summary, match, status
-from .requests import MAX_ID, RequestTypes, form_body
+from .errors import Code
+from .operations import Routes
+from .paths import API, V1
+from .requests import (
+    ADD_OR_DELETE,
+    MAX_ID,
+    AddImageUpload,
+    CollectionName,
+    DeleteImages,
+    EditMetadata,
+    ImageId,
+    LinkQuery,
+    ListQuery,
+    MetadataUpdate,
+    Search,
+    SearchUpload,
+    read,
+)
+from .responses import (
+    LINKS,
+    CollectionDeleteAnswer,
+    CollectionsAnswer,
+    DeleteAnswer,
+    ImageAnswer,
+    ImagePage,
+    IndexAnswer,
+    SearchAnswer,
+    collection,
+    face_hits,
+    gallery_index,
+    hit,
+    image_detail,
+    image_summary,
+)
 
-API = "/api/v2/face_search"
-V1 = "/backend/api/v1/request/face_search"
-
-api = Blueprint("api", __name__, url_prefix=API)
-v1 = Blueprint("v1", __name__, url_prefix=V1)
+v1 = Routes("v1", __name__, V1, tag="v1")
+api = Routes("api", __name__, API, tag="images", aliases=v1)
 IMAGE = f"/images/<int(max={MAX_ID}):image_id>"
 LINKED = {endpoint: rendition for endpoint, rendition in LINKS.values()}  # what a signed link opens
 
-
-def types() -> RequestTypes:
-    return app().request_types
+# the codes of a request that sends a photo, and of one that names an image
+PHOTO = (Code.NO_CONTENT, Code.URL_UNAVAILABLE, Code.NO_FACE, Code.BAD_FORMAT_TYPE, Code.BAD_REQUEST, Code.TOO_LARGE)
+BY_ID = (Code.NOT_FOUND, Code.NO_ROUTE)
+LINK_OPENS = (
+    "Served to the key's owner (Basic auth), or to anyone holding the signed link an answer gave (its `gallery`, "
+    "`expires` and `signature`), without credentials until it expires; an expired, altered or foreign link is "
+    "code 14 (403). Through a link the answer may be cached until the link expires and embedded by any site "
+    "(`Cross-Origin-Resource-Policy: cross-origin`)."
+)
 
 
 def admit() -> None:
     """A photo's signed link lets whoever holds it have that photo (or its thumbnail) without
     a key; every other request, and one that carries credentials, is the key owner's."""
     rendition = LINKED.get(request.endpoint or "")
-    query = types().link_query
-    if rendition is not None and not query.schema.__required_keys__.isdisjoint(request.args):
-        sent = query.parse(request.args)  # malformed: code 7, whoever asks
+    if rendition is not None and not LinkQuery.__required_keys__.isdisjoint(request.args):
+        sent = read(LinkQuery, request.args, app().settings.limits)  # malformed: code 7, whoever asks
         if "Authorization" not in request.headers:
             image_id = (request.view_args or {})["image_id"]
             g.link = Link(sent["gallery"], image_id, rendition, sent["expires"])
@@ -59,89 +93,105 @@ def gallery() -> int:
     return link.gallery if link is not None else g.key.gallery
 
 
-def body() -> dict:
-    """The request as a dict: a JSON object (whatever the Content-Type says, or without one,
-    as the vendor's demos post it), or a multipart upload in the same shape."""
-    if request.mimetype == "multipart/form-data":
-        return form_body(request.form, request.files)
-    raw = request.get_data(cache=True)
-    try:
-        parsed = json.loads(raw) if raw else None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(Code.BAD_REQUEST, "the body is not valid JSON") from exc
-    if not isinstance(parsed, dict):
-        raise ApiError(Code.BAD_REQUEST, "the body must be a JSON object")
-    return parsed
+@api.operation(
+    "GET", "/images", query=ListQuery, answer=ImagePage, codes=(Code.BAD_REQUEST,),
+    summary="List the key's images, oldest first", alias="GET /get_all_images",
+)  # fmt: skip
+def list_images(query: core.Page) -> ImagePage:
+    images, total = use_cases().gallery.page(g.key, query)
+    return ImagePage(result=[image_summary(i) for i in images], total=total, offset=query.offset, limit=query.limit)
 
 
-@api.get("/images")
-def list_images() -> Response:
-    query = {name: values if len(values) > 1 else values[0] for name, values in request.args.lists()}
-    page = types().list_query.parse(query)
-    records, total = use_cases().gallery.page(g.key, page)
-    return success([image_summary(r) for r in records], total=total, offset=page.offset, limit=page.limit)
+@api.operation(
+    "GET", "/collections", answer=CollectionsAnswer, summary="The key's collections with their images and faces",
+    description="Every collection of the key's gallery that holds an image, by name; images added without a "
+    "collection are in `default`.",
+)  # fmt: skip
+def list_collections() -> CollectionsAnswer:
+    return CollectionsAnswer(result=[collection(found) for found in use_cases().gallery.collections(g.key)])
 
 
-@api.get("/collections")
-def list_collections() -> Response:
-    return success([collection(found) for found in use_cases().gallery.collections(g.key)])
+@api.operation(
+    "DELETE", "/collections/<path:name>", answer=CollectionDeleteAnswer, codes=(Code.BAD_REQUEST,),
+    summary="Delete a collection and its images",
+    description="Deletes every image of the collection with its faces, vectors and files, a batch at a time, then "
+    "compacts the index; `deleted` counts the images (0: no such collection). Interrupted, it leaves the rest of "
+    "the collection: call it again.",
+)  # fmt: skip
+def delete_collection(name: CollectionName) -> CollectionDeleteAnswer:
+    request = core.DeleteCollection(collection_name(name, app().settings.limits))
+    return CollectionDeleteAnswer(result=None, deleted=use_cases().gallery.delete_collection(g.key, request))
 
 
-@api.delete("/collections/<path:name>")
-def delete_collection(name: str) -> Response:
-    deleted = use_cases().gallery.delete_collection(g.key, types().collection_path.parse(name))
-    return success(None, deleted=deleted)
+@api.operation(
+    "POST", "/images", body=ADD_OR_DELETE, upload=AddImageUpload, answer=ImageAnswer | DeleteAnswer,
+    codes=(*PHOTO, Code.PACK_MISMATCH), summary="Add a photo (or, with ids, delete images)", alias="POST /add",
+    description="Stores the photo and indexes every face in it, so a group photo is found by each of its people. "
+    "No face: code 3 and nothing is stored. A body with `ids` and no `image` deletes those images, as the "
+    "documented demos send it.",
+)  # fmt: skip
+def add_image(body: core.AddImage | core.DeleteImages) -> ImageAnswer | DeleteAnswer:
+    if isinstance(body, core.DeleteImages):
+        return delete_images(body)
+    return ImageAnswer(result=image_detail(use_cases().adder.add(g.key, body)))
 
 
-@api.post("/images")
-def add_image() -> Response:
-    data = body()
-    if "ids" in data and "image" not in data:
-        return _delete(data)  # the documented demos send the bulk delete as POST /images
-    return success(image_detail(use_cases().adder.add(g.key, types().add_image.parse(data))))
+@api.operation(
+    "DELETE", "/images", body=DeleteImages, answer=DeleteAnswer, codes=(Code.BAD_REQUEST, Code.TOO_LARGE),
+    summary="Delete images by id", alias="POST /delete",
+    description="Deletes the images with their faces, vectors, files and metadata; ids that are unknown or belong "
+    "to another key are skipped. No later list or search shows them.",
+)  # fmt: skip
+def delete_images(body: core.DeleteImages) -> DeleteAnswer:
+    deleted = use_cases().gallery.delete(g.key, body)
+    return DeleteAnswer(result=None, deleted=len(deleted), deleted_ids=deleted)
 
 
-@api.delete("/images")
-def delete_images() -> Response:
-    return _delete(body())
+@api.operation("GET", IMAGE, answer=ImageAnswer, codes=BY_ID, summary="Read one image")
+def get_image(image_id: ImageId) -> ImageAnswer:
+    return ImageAnswer(result=image_detail(use_cases().gallery.get(g.key, image_id)))
 
 
-def _delete(data: dict) -> Response:
-    deleted = use_cases().gallery.delete(g.key, types().delete_images.parse(data))
-    return success(None, deleted=len(deleted), deleted_ids=deleted)
+@api.operation(
+    ("PUT", "POST"), IMAGE, body=MetadataUpdate, answer=ImageAnswer, codes=(*BY_ID, Code.BAD_REQUEST, Code.TOO_LARGE),
+    summary="Replace an image's metadata, move it to another collection, or both",
+)  # fmt: skip
+def update_image(image_id: ImageId, body: tuple[dict[str, Any] | None, str | None]) -> ImageAnswer:
+    metadata, moved_to = body
+    return update(core.ImageUpdate(image_id, metadata, moved_to))
 
 
-@api.get(IMAGE)
-def get_image(image_id: int) -> Response:
-    return success(image_detail(use_cases().gallery.get(g.key, image_id)))
+@v1.operation(
+    "POST", "/edit_metadata", body=EditMetadata, answer=ImageAnswer,
+    codes=(Code.NOT_FOUND, Code.BAD_REQUEST, Code.TOO_LARGE),
+    summary="Replace an image's metadata, the image named by image_id in the body",
+)  # fmt: skip
+def edit_metadata(body: core.ImageUpdate) -> ImageAnswer:
+    return update(body)
 
 
-@api.route(IMAGE, methods=["PUT", "POST"])
-def update_image(image_id: int) -> Response:
-    metadata, collection_name = types().update_metadata.parse(body())
-    return _update(ImageUpdate(image_id, metadata, collection_name))
+def update(change: core.ImageUpdate) -> ImageAnswer:
+    return ImageAnswer(result=image_detail(use_cases().gallery.update(g.key, change)))
 
 
-def edit_metadata() -> Response:
-    """v1: the image's id in the body."""
-    return _update(types().edit_metadata.parse(body()))
+@api.operation(
+    "GET", f"{IMAGE}/file", answer="image/*", codes=(*BY_ID, Code.BAD_REQUEST, Code.BAD_LINK), linked=True,
+    summary="The stored photo's bytes (an image's url)", description=LINK_OPENS,
+)  # fmt: skip
+def photo(image_id: ImageId) -> Response:
+    return picture(*use_cases().gallery.photo(gallery(), image_id))
 
 
-def _update(update: ImageUpdate) -> Response:
-    return success(image_detail(use_cases().gallery.update(g.key, update)))
+@api.operation(
+    "GET", f"{IMAGE}/thumbnail", answer="image/jpeg", codes=(*BY_ID, Code.BAD_REQUEST, Code.BAD_LINK),
+    linked=True, summary="A small JPEG of the stored photo (an image's thumbnail_url)",
+    description=LINK_OPENS + " Made on the first request and kept beside the photo.",
+)  # fmt: skip
+def thumbnail(image_id: ImageId) -> Response:
+    return picture(use_cases().gallery.thumbnail(gallery(), image_id), "image/jpeg")
 
 
-@api.get(f"{IMAGE}/file")
-def photo(image_id: int) -> Response:
-    return _picture(*use_cases().gallery.photo(gallery(), image_id))
-
-
-@api.get(f"{IMAGE}/thumbnail")
-def thumbnail(image_id: int) -> Response:
-    return _picture(use_cases().gallery.thumbnail(gallery(), image_id), "image/jpeg")
-
-
-def _picture(data: bytes, mime: str) -> Response:
+def picture(data: bytes, mime: str) -> Response:
     """A photo's bytes. Through a signed link: cached no longer than the link works, and
     embeddable by other sites' pages (``Cross-Origin-Resource-Policy``), which is its purpose."""
     response = Response(data, mimetype=mime)
@@ -155,26 +205,21 @@ def _picture(data: bytes, mime: str) -> Response:
     return response
 
 
-@api.post("/search")
-def search_images() -> Response:
-    query = types().search.parse(body())
-    if query.face == "all":
-        return success([face_matches(a) for a in use_cases().searcher.search_each_face(g.key, query)])
-    return success([match(m) for m in use_cases().searcher.search(g.key, query)])
+@api.operation(
+    "POST", "/search", body=Search, upload=SearchUpload, answer=SearchAnswer, codes=(*PHOTO, Code.PACK_MISMATCH),
+    summary="Search the gallery with a photo", alias="POST /search",
+    description="Detects the faces of the query photo and answers the key's images holding a matching face, best "
+    "first, one entry per image, with the score and box of that image's best-matching face. `collection`, `filter`, "
+    "`created_after` and `created_before` narrow it to some of the images, inside the index (docs/filters.md). No "
+    "face in the query: code 3. Empty gallery or no match: an empty list.",
+)  # fmt: skip
+def search_images(body: core.Search) -> SearchAnswer:
+    searcher = use_cases().searcher
+    if body.face == "all":
+        return SearchAnswer(result=[face_hits(a) for a in searcher.search_each_face(g.key, body)])
+    return SearchAnswer(result=[hit(m) for m in searcher.search(g.key, body)])
 
 
-@api.get("/index")
-def index_state() -> Response:
-    return success(status(use_cases().maintenance.index_status(g.key)))
-
-
-# The vendor's v1 paths: (method, path, the view that serves it).
-V1_ROUTES = (
-    ("GET", "/get_all_images", list_images),
-    ("POST", "/search", search_images),
-    ("POST", "/add", add_image),
-    ("POST", "/edit_metadata", edit_metadata),
-    ("POST", "/delete", delete_images),
-)
-for _method, _path, _view in V1_ROUTES:
-    v1.add_url_rule(_path, view_func=_view, methods=[_method])
+@api.operation("GET", "/index", answer=IndexAnswer, tag="operations", summary="The gallery's vector index")
+def index_state() -> IndexAnswer:
+    return IndexAnswer(result=gallery_index(use_cases().maintenance.index_status(g.key)))

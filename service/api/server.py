@@ -4,8 +4,9 @@ gunicorn refuses a request it cannot read (a malformed request line or header, a
 line or header block over its limits, a broken chunked body) before the app sees it, and
 writes an HTML page. A client of this API reads JSON whatever happens, so this worker lets
 gunicorn decide, log and count the refusal as always, and only rewrites the page it would
-send as the envelope: code 7 and gunicorn's HTTP status (400, 414, 431, ...), or code 13
-for the server's own fault (500), with gunicorn's description in the message.
+send as the envelope: gunicorn's HTTP status, with the code the app answers that status
+with (service/api/errors.py: code 7 for 400, 414, 431, ..., code 13 for the server's own
+fault, 500), and gunicorn's description in the message.
 
 gunicorn also refuses any second Content-Type header (RFC 9110 5.3: the field takes one
 value), while a common PHP HTTP library sends the app's and its own. Two that say the same
@@ -34,11 +35,12 @@ from gunicorn.http.message import Request
 from gunicorn.http.parser import RequestParser
 from gunicorn.util import write_nonblock
 from gunicorn.workers.gthread import ThreadWorker
+from werkzeug.exceptions import InternalServerError, default_exceptions
 from werkzeug.http import dump_options_header, parse_options_header
 
 from ..core.config import Settings
 from .envelope import envelope
-from .errors import MESSAGES, Code
+from .errors import record_of
 
 CONTENT_TYPE = "CONTENT-TYPE"
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] (\d{3}) ([^\r\n]*)")
@@ -114,9 +116,9 @@ def refusal(page: bytes, aliases: bool) -> bytes:
     status, reason = (int(line.group(1)), line.group(2).decode("latin-1")) if line else (500, "Internal Server Error")
     text = _PAGE_TEXT.search(page)
     detail = html.unescape(text.group(1).decode("latin-1")) if text else ""
-    code = Code.INTERNAL if status >= 500 and status != 501 else Code.BAD_REQUEST
-    message = f"{MESSAGES[code]}: the HTTP server refused the request ({reason})" + (f": {detail}" if detail else "")
-    body = json.dumps(envelope(None, int(code), message, aliases), separators=(",", ":")).encode()
+    record = record_of(default_exceptions.get(status, InternalServerError))  # the code the app would answer
+    message = f"{record.message}: the HTTP server refused the request ({reason})" + (f": {detail}" if detail else "")
+    body = json.dumps(envelope(None, int(record.code), message, aliases), separators=(",", ":")).encode()
     head = (
         f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\nX-Request-ID: {uuid.uuid4().hex}\r\n\r\n"

@@ -1,6 +1,9 @@
 """What each use case is asked: typed values, already checked against the API's rules.
 
-The HTTP layer builds these from a validated request body; a script builds them directly.
+The HTTP layer builds these from a validated request body (service/api/requests.py, which
+fills in what the request left out from the configured ``Limits``); a script builds them
+directly. A default that is a setting (a search's ``top_k``, a page's size) is not repeated
+here: the caller says it.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ class AddImage:
 @dataclass(frozen=True)
 class Search:
     photo: Photo
-    top_k: int = 10
+    top_k: int
     threshold: float | None = None  # None: the gallery's calibrated default
     face: QueryFaces = "largest"
     stored: FaceFilter = FaceFilter()
@@ -58,8 +61,8 @@ class Search:
 
 @dataclass(frozen=True)
 class Page:
-    offset: int = 0
-    limit: int = 50
+    offset: int
+    limit: int
     scope: Scope = EVERYTHING
 
 

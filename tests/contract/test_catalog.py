@@ -16,8 +16,8 @@ from index.errors import (
     StagingIncompleteError,
 )
 from index.records import ImageRecord, NewFace, NewImage
+from service.harness.synthetic import faces
 from tests.contract.conftest import Storage
-from tests.synthetic import faces
 
 PACK = "buffalo_s"
 

@@ -15,7 +15,7 @@ from service.core.config import Limits
 from service.core.filters import parse_filter
 from tests.contract.conftest import Storage
 from tests.contract.test_catalog import PACK, gallery_of
-from tests.synthetic import Faces, exact_top, faces
+from service.harness.synthetic import Faces, exact_top, faces
 
 K = 10
 LIMITS = Limits()

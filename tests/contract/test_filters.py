@@ -19,7 +19,7 @@ from service.core.config import Limits
 from service.core.filters import parse_filter
 from tests.contract.conftest import Storage
 from tests.contract.test_catalog import PACK, gallery_of
-from tests.synthetic import faces
+from service.harness.synthetic import faces
 
 LIMITS = Limits()
 KEYS = ["status", "year", "tags", "customer.city", "score", "flag", "note"]

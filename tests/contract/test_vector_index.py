@@ -11,9 +11,9 @@ from index.catalog import Catalog
 from index.errors import IndexBusyError
 from index.records import ImageRecord
 from index.vectors import IndexStatus
+from service.harness.synthetic import Faces, exact_top, faces
 from tests.contract.conftest import Storage
 from tests.contract.test_catalog import gallery_of, new_image
-from tests.synthetic import Faces, exact_top, faces
 
 K = 10
 

@@ -23,10 +23,11 @@ from service.core.config import Settings
 from service.core.fetch import parse_networks
 from service.core.keys import KeyRing
 from service.core.services import build_services
+from service.harness.live import LiveServer
+from service.harness.photos import b64, blank, crop, flipped, package_photo, recompressed, scaled
 from tests import loopback
 from tests.cluster import Engines, Replicas
-from tests.live import API, LiveServer, basic, code_of
-from tests.photos import b64, blank, crop, flipped, package_photo, recompressed, scaled
+from tests.live import API, basic, code_of
 
 T = TypeVar("T")
 T1 = "t1.jpg"  # six people

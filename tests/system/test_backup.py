@@ -17,9 +17,10 @@ import requests
 
 from service.core.config import Settings
 from service.core.services import build_services
+from service.harness.live import LiveServer
+from service.harness.photos import b64, flipped, package_photo, scaled
 from tests.cluster import Engines
-from tests.live import ROOT, LiveServer
-from tests.photos import b64, flipped, package_photo, scaled
+from tests.live import ROOT
 from tests.usecases import add, find, page
 
 PHOTOS = [

@@ -16,8 +16,8 @@ import requests
 
 from face_search_client import FaceMatches, FaceSearchClient, FaceSearchError, Hit, Image, ImageSummary
 from face_search_client.cli import main
-from tests.live import KEY, SECRET, LiveServer
-from tests.photos import blank, crop, flipped, package_photo
+from service.harness.live import KEY, SECRET, LiveServer
+from service.harness.photos import blank, crop, flipped, package_photo
 from tests.system.test_api import photo_server  # noqa: F401 - a fixture: photos served on loopback
 
 T = TypeVar("T")

@@ -16,11 +16,12 @@ import pytest
 import requests
 
 from index.postgres import PostgresCatalog
-from scripts.engines import Milvus, Postgres
 from service.core.photos import ORPHAN_GRACE_SECONDS, THUMBNAIL_SUFFIX
+from service.harness.engines import Milvus, Postgres
+from service.harness.live import LiveServer
+from service.harness.photos import b64
 from tests.cluster import Engines, Replicas
-from tests.live import ROOT, LiveServer
-from tests.photos import b64
+from tests.live import ROOT
 from tests.system.test_crash import PHOTOS
 
 pytestmark = pytest.mark.cluster

@@ -14,8 +14,8 @@ import pytest
 from index.faiss import FaissIndexes
 from index.lmdb import LmdbCatalog
 from index.vectors import IndexSettings
-from tests.live import KEY, LiveServer
-from tests.photos import b64, flipped, package_photo, scaled
+from service.harness.live import KEY, LiveServer
+from service.harness.photos import b64, flipped, package_photo, scaled
 
 PHOTOS = [
     b64(p)

@@ -13,8 +13,8 @@ import requests
 from index.faiss import FaissIndexes
 from index.lmdb import LmdbCatalog
 from index.vectors import IndexSettings
-from tests.live import KEY, LiveServer
-from tests.photos import b64, flipped, package_photo, recompressed, scaled
+from service.harness.live import KEY, LiveServer
+from service.harness.photos import b64, flipped, package_photo, recompressed, scaled
 
 PHOTOS = [
     package_photo("Tom_Hanks_54745.png"),

@@ -23,8 +23,9 @@ import pytest
 
 from service.core.config import Settings
 from service.core.services import build_services
-from tests.live import KEY, ROOT, SECRET, LiveServer
-from tests.photos import b64, flipped, package_photo
+from service.harness.live import KEY, SECRET, LiveServer
+from service.harness.photos import b64, flipped, package_photo
+from tests.live import ROOT
 from tests.usecases import add, find, page
 
 BASELINE = "0e1d677"  # main just before the layers were redesigned

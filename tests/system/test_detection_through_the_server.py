@@ -8,8 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.live import LiveServer
-from tests.photos import b64, manifest_rows, shared_set
+from service.harness.live import LiveServer
+from service.harness.photos import b64
+from tests.photos import manifest_rows, shared_set
 
 SHARED_SETS = ("lfw", "att-orl", "yale", "faceapi-bbt", "dlib-johns", "deepface-unit", "fr-examples")
 SUBSETS = {"lfw": (40, 3), "att-orl": (10, 3), "yale": (10, 3), "dlib-johns": (5, 6)}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.live import KEY, SECRET, LiveServer
+from service.harness.live import KEY, SECRET, LiveServer
 from tests.unit.scripts.test_evaluation import assert_identification_floors, run
 
 

@@ -16,7 +16,7 @@ import pytest
 from index.filters import Facts, created_seconds, matches
 from service.core.config import Limits
 from service.core.filters import scope_of
-from tests.photos import b64, flipped, package_photo, recompressed, scaled
+from service.harness.photos import b64, flipped, package_photo, recompressed, scaled
 from tests.system.test_api import Backend, Client, FlaskBackend, ReplicasBackend, refused
 
 T1, TOM, YAO = "t1.jpg", "Tom_Hanks_54745.png", "yaoming.jpg"

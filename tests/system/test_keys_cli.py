@@ -9,7 +9,8 @@ from pathlib import Path
 
 import requests
 
-from tests.live import API, ROOT, LiveServer
+from service.harness.live import LiveServer
+from tests.live import API, ROOT
 
 
 def keys(data_dir: Path, *args: str) -> subprocess.CompletedProcess:

@@ -11,11 +11,12 @@ import pytest
 
 from service.core.config import Settings
 from service.core.services import build_services
+from service.harness.live import KEY, SECRET, LiveServer
+from service.harness.photos import b64, flipped, package_photo, scaled
+from service.harness.synthetic import faces
 from tests.cluster import Engines
 from tests.contract.test_catalog import new_image
-from tests.live import KEY, ROOT, SECRET, LiveServer
-from tests.photos import b64, flipped, package_photo, scaled
-from tests.synthetic import faces
+from tests.live import ROOT
 from tests.usecases import add, find
 
 pytestmark = pytest.mark.cluster

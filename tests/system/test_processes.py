@@ -17,9 +17,11 @@ from pathlib import Path
 import pytest
 import requests
 
+from service.harness.live import LiveServer
+from service.harness.photos import b64, package_photo
 from tests import loopback
-from tests.live import API, ROOT, LiveServer, basic
-from tests.photos import b64, package_photo, shared_set
+from tests.live import API, ROOT, basic
+from tests.photos import shared_set
 
 TOM = "Tom_Hanks_54745.png"
 

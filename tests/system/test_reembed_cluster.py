@@ -15,9 +15,9 @@ from index.postgres import PostgresCatalog
 from index.vectors import IndexSettings
 from service.core.config import Settings
 from service.core.services import build_services
+from service.harness.photos import flipped, package_photo, recompressed, scaled
 from tests.cluster import Engines
 from tests.live import ROOT
-from tests.photos import flipped, package_photo, recompressed, scaled
 from tests.unit.core.test_reembed import _pack_named
 from tests.usecases import add
 

@@ -1,5 +1,6 @@
-"""scripts/reembed.py killed by SIGKILL at the points that matter, then run again: afterwards every
-face has exactly one vector, from one pack, and the gallery answers in the new pack."""
+"""The re-embedding command (scripts/reembed.py) killed by SIGKILL at the points that matter,
+then run again: afterwards every face has exactly one vector, from one pack, and the gallery
+answers in the new pack."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ import pytest
 from index.lmdb.encoding import decode_face, pair
 from service.core.config import Settings
 from service.core.services import build_services
+from service.harness.photos import flipped, package_photo
 from tests.live import ROOT
-from tests.photos import flipped, package_photo
 from tests.unit.core.test_reembed import _pack_named
 from tests.usecases import add, find
 
@@ -50,10 +51,7 @@ KILL_POINTS = {
         "staging.LmdbStaging.swap = swap\n"
     ),
 }
-RUN = (
-    "import os, signal, sys\n{patch}"
-    "sys.path.insert(0, 'scripts')\nimport reembed\nsys.exit(reembed.main(sys.argv[1:]))\n"
-)
+RUN = "import os, signal, sys\n{patch}from service.commands.reembed import main\nsys.exit(main(sys.argv[1:]))\n"
 
 
 def _reembed(data_dir: Path, pack: Path, patch: str = "") -> subprocess.CompletedProcess:

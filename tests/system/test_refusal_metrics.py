@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.live import LiveServer
+from service.harness.live import LiveServer
 from tests.prometheus import samples, value
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.live import LiveServer
-from tests.photos import b64, flipped, package_photo
+from service.harness.live import LiveServer
+from service.harness.photos import b64, flipped, package_photo
 
 TOM = "Tom_Hanks_54745.png"
 T1 = "t1.jpg"

@@ -19,9 +19,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from service.api.openapi import DOCUMENT_PATH, OPERATIONS
-from tests.live import KEY, SECRET, LiveServer
-from tests.photos import b64, package_photo
+from service.api.openapi import operations
+from service.api.paths import DOCUMENT as DOCUMENT_PATH
+from service.harness.live import KEY, SECRET, LiveServer
+from service.harness.photos import b64, package_photo
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +60,9 @@ def keep_on_loopback(body: object) -> None:
 
 GENERATED = [
     (f"{op.method.upper()} {op.path}", mode)
-    for op in OPERATIONS
+    for op in operations()
     for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
-    if mode == GenerationMode.POSITIVE or op.body or op.query is not None or "{" in op.path
+    if mode == GenerationMode.POSITIVE or op.body is not None or op.query is not None or op.linked or "{" in op.path
 ]
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.photos import crop, package_photo, scaled
+from service.harness.photos import crop, package_photo, scaled
 from tests.system import test_api
 from tests.system.test_api import Client, refused
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.live import KEY, LiveServer
-from tests.photos import b64, package_photo
+from service.harness.live import KEY, LiveServer
+from service.harness.photos import b64, package_photo
 
 PHOTO = b64(package_photo("Tom_Hanks_54745.png"))
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.live import SECRET, LiveServer
-from tests.photos import b64, package_photo
+from service.harness.live import SECRET, LiveServer
+from service.harness.photos import b64, package_photo
 
 
 @pytest.mark.slow

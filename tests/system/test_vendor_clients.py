@@ -26,8 +26,9 @@ from service.api.app import create_app
 from service.api.server import refusal
 from service.core.config import Settings
 from service.core.services import build_services
-from tests.live import API, CODE_PAIRS, KEY, ROOT, SECRET, LiveServer, RawAnswer, basic, code_of, raw_http
-from tests.photos import b64, blank, flipped, package_photo
+from service.harness.live import KEY, SECRET, LiveServer
+from service.harness.photos import b64, blank, flipped, package_photo
+from tests.live import API, CODE_PAIRS, ROOT, RawAnswer, basic, code_of, raw_http
 from tests.prometheus import samples, value
 
 V1 = "/backend/api/v1/request/face_search"

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.live import ROOT, LiveServer
-from tests.photos import b64, crop, flipped, package_photo, recompressed, scaled
+from service.harness.live import LiveServer
+from service.harness.photos import b64, crop, flipped, package_photo, recompressed, scaled
+from tests.live import ROOT
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = [

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.live import LiveServer
-from tests.photos import b64, package_photo
+from service.harness.live import LiveServer
+from service.harness.photos import b64, package_photo
 
 CALL = re.compile(r"^\d+ +(\w+)\((.*)\) += -?\d+")
 FD = re.compile(r"^\d+<([^>]*)>")  # strace -y writes a descriptor with its path

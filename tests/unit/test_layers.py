@@ -10,6 +10,7 @@ the seam asks which backend is behind it.
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,12 +21,19 @@ from tests.live import ROOT
 
 STORAGE_LIBRARIES = ("lmdb", "faiss", "psycopg", "psycopg_pool", "pymilvus")
 # a layer, and the top-level names its modules must never import
+OUTER = ("service.commands", "service.harness", "tests", "scripts")  # what nothing of the service proper imports
 FORBIDDEN = {
-    "models": ("index", "service", "scripts", "flask", "werkzeug", "pydantic", *STORAGE_LIBRARIES),
-    "index": ("models", "service", "scripts", "flask", "werkzeug", "pydantic", "cv2"),
-    "service/core": ("service.api", "scripts", "flask", "werkzeug", "pydantic", *STORAGE_LIBRARIES),
-    "service/api": ("scripts", "index", *STORAGE_LIBRARIES),
-    "scripts": ("service.api",),
+    "models": ("index", "service", "scripts", "tests", "flask", "werkzeug", "pydantic", *STORAGE_LIBRARIES),
+    "index": ("models", "service", "scripts", "tests", "flask", "werkzeug", "pydantic", "cv2"),
+    "service/core": ("service.api", *OUTER, "flask", "werkzeug", "pydantic", *STORAGE_LIBRARIES),
+    "service/api": ("index", *OUTER, *STORAGE_LIBRARIES),
+    # the operator's commands are a layer over the use cases; the harness drives the whole service
+    "service/commands": ("service.api", "index", "tests", "scripts", *STORAGE_LIBRARIES),
+    "service/harness": ("service.commands", "tests", "scripts"),
+    # scripts reach shared helpers through service.harness, never through the tests; and the tests
+    # run a script as a command (its file, or its console script), never by importing its insides
+    "scripts": ("service.api", "tests"),
+    "tests": ("scripts",),
 }
 WEB_FRAMEWORKS = ("flask", "werkzeug", "pydantic")
 # what of index/ the use cases may use: the protocols, the values that cross the seam, the factory
@@ -72,6 +80,24 @@ def test_no_module_imports_what_its_layer_may_not(layer: str) -> None:
     assert not broken, sorted(broken)
 
 
+# a change to the module search path, in code or in a program a test or script runs
+SYS_PATH_EDIT = re.compile(r"sys\.path\.(?:insert|append|extend|remove)\b|sys\.path\s*(?:\+?=|\[)")
+
+
+def test_nothing_edits_the_module_search_path() -> None:
+    """Every module is reached through the installed packages (make install), never by adding
+    a folder to ``sys.path``."""
+    edits = {
+        f"{path.relative_to(ROOT)}:{number}"
+        for folder in ("service", "index", "models", "scripts", "tests", "face_search_client")
+        for path in modules(folder)
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if SYS_PATH_EDIT.search(line) and path != Path(__file__)
+    }
+    assert not edits, sorted(edits)
+    assert SYS_PATH_EDIT.search("sys.path.insert(0, 'scripts')") and SYS_PATH_EDIT.search("sys.path[:0] = [x]")
+
+
 def test_the_use_cases_see_storage_only_through_the_seam() -> None:
     broken = {
         f"{path.relative_to(ROOT)}: {name}"
@@ -96,7 +122,7 @@ def test_a_backend_sees_the_others_only_through_the_protocols(backend: str) -> N
     assert not broken, sorted(broken)
 
 
-@pytest.mark.parametrize("layer", ["service/core", "service/api"])
+@pytest.mark.parametrize("layer", ["service/core", "service/api", "service/commands"])
 def test_nothing_above_the_seam_asks_which_backend_is_behind_it(layer: str) -> None:
     """Use cases and the HTTP layer behave the same on every backend: what differs is a
     protocol member's business (bulk jobs, backups, readiness checks). The settings check
@@ -119,3 +145,16 @@ def test_loading_every_use_case_loads_no_web_framework() -> None:
     )
     done = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_the_client_reads_of_the_service_only_where_the_api_lives() -> None:
+    """face_search_client is what a user's program calls the service with: of the service it
+    reads the API's paths alone (service/api/paths.py), which import nothing."""
+    broken = {
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in modules("face_search_client")
+        for name in imported_names(path)
+        if under(name, ("service", "index", "models", "scripts")) and not under(name, ("service.api.paths",))
+    }
+    assert not broken, sorted(broken)
+    assert not imported_names(ROOT / "service" / "api" / "paths.py")

@@ -1,17 +1,25 @@
-"""Every error a use case raises has its code and HTTP status in one table, and a read that
-fails is told apart from a write that found the disk full."""
+"""Every code has one record, every error a use case raises is answered by one of them with
+its HTTP status, and a read that fails is told apart from a write that found the disk full."""
 
 from __future__ import annotations
 
 import inspect
 
-from service.api.errors import DOMAIN, HTTP_STATUS, Code, refusal
+from werkzeug.exceptions import InternalServerError, MethodNotAllowed, NotFound, RequestEntityTooLarge
+
+from service.api.errors import CODES, RECORDS, Code, answer_to, record_of
 from service.core import errors
 from service.core.services import Services
-from tests.live import API, KEY, basic
-from tests.photos import b64, package_photo
+from service.harness.live import KEY
+from service.harness.photos import b64, package_photo
+from tests.live import API, basic
 
 SCRIPTS_ONLY = {errors.UnknownKey, errors.GalleryBusy}  # raised to the command-line scripts alone
+
+
+def test_every_code_has_one_record() -> None:
+    assert [record.code for record in RECORDS] == list(Code) == list(CODES)
+    assert len({record.message for record in RECORDS}) == len(RECORDS)
 
 
 def test_every_use_case_error_has_its_code() -> None:
@@ -20,12 +28,26 @@ def test_every_use_case_error_has_its_code() -> None:
         for _, kind in inspect.getmembers(errors, inspect.isclass)
         if issubclass(kind, errors.ServiceError) and kind is not errors.ServiceError
     }
-    assert raised - SCRIPTS_ONLY == set(DOMAIN)
-    for kind, (code, status) in DOMAIN.items():
-        answer = refusal(kind("why"))
-        assert answer.code == code and answer.http_status == (status or HTTP_STATUS[code])
+    domain = {kind: record for record in RECORDS for kind in record.answers if issubclass(kind, errors.ServiceError)}
+    assert raised - SCRIPTS_ONLY == set(domain)
+    for kind, record in domain.items():
+        answer = answer_to(kind("why"))
+        assert answer.code == record.code and answer.http_status == record.statuses.get(kind, record.http)
         assert answer.message.endswith(": why")
-    assert refusal(errors.BadCredentials()).message == "Incorrect Api_key or api_secret"
+    assert answer_to(errors.BadCredentials()).message == "Incorrect Api_key or api_secret"
+    assert answer_to(errors.StorageUnavailable("down")).http_status == 503
+    for unanswered in SCRIPTS_ONLY:  # a use case's error no record answers is a bug
+        assert answer_to(unanswered("why")).code == Code.INTERNAL
+
+
+def test_the_http_layers_own_errors_have_their_codes() -> None:
+    assert record_of(NotFound).code == record_of(MethodNotAllowed).code == Code.NO_ROUTE
+    assert record_of(RequestEntityTooLarge).code == Code.TOO_LARGE
+    assert record_of(InternalServerError).code == record_of(KeyError).code == Code.INTERNAL
+    assert answer_to(KeyError("a secret")).message == "Internal error", "a bug's detail is not shown"
+    refused = answer_to(MethodNotAllowed(["GET"]))
+    assert (refused.code, refused.http_status, refused.headers) == (Code.NO_ROUTE, 405, {"Allow": "GET"})
+    assert sorted(CODES[Code.NO_ROUTE].http_statuses()) == [404, 405]
 
 
 def _added(client) -> dict:

@@ -17,8 +17,9 @@ from service.api.app import create_app
 from service.api.errors import Code
 from service.core.config import Settings
 from service.core.services import build_services
-from tests.live import API, KEY, SECRET, basic
-from tests.photos import b64, blank, package_photo
+from service.harness.live import KEY, SECRET
+from service.harness.photos import b64, blank, package_photo
+from tests.live import API, basic
 
 CODES = {int(code) for code in Code}
 FACE = b64(package_photo("Tom_Hanks_54745.png"))  # requests that reach the models and the index

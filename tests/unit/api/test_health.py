@@ -10,8 +10,8 @@ from pathlib import Path
 from service.api.app import create_app
 from service.core.config import Settings
 from service.core.services import build_services
+from service.harness.photos import b64, package_photo
 from tests.live import API, basic
-from tests.photos import b64, package_photo
 
 
 def test_ready_with_a_loaded_gallery_and_no_key_needed(client) -> None:

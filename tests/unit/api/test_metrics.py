@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.live import API, KEY, SECRET, basic
-from tests.photos import b64, blank, package_photo
+from service.harness.live import KEY, SECRET
+from service.harness.photos import b64, blank, package_photo
+from tests.live import API, basic
 from tests.prometheus import samples, value
 
 TOM = "Tom_Hanks_54745.png"

@@ -10,14 +10,16 @@ from dataclasses import replace
 import pytest
 import schemathesis
 
+from service.api import requests
 from service.api.app import create_app
 from service.api.envelope import CODE_FIELDS
-from service.api.errors import ALSO_HTTP, HTTP_STATUS, MESSAGES, Code
-from service.api.openapi import DOCUMENT_PATH, OPERATIONS, document
-from service.api.requests import request_types
+from service.api.errors import CODES, Code
+from service.api.openapi import document, operations
+from service.api.paths import DOCUMENT as DOCUMENT_PATH
 from service.core.config import Settings
 from service.core.services import build_services
-from tests.live import API, KEY, ROOT, SECRET, basic
+from service.harness.live import KEY, SECRET
+from tests.live import API, ROOT, basic
 
 NOT_API = {"web.index", "web.static", "docs.page", "docs.asset"}  # pages and their files
 
@@ -37,13 +39,13 @@ def test_every_route_is_documented_and_nothing_else(client) -> None:
 def test_every_code_is_documented_with_its_http_status() -> None:
     doc = document()
     for code in Code:
-        assert f"| {int(code)} | {MESSAGES[code]} | {HTTP_STATUS[code]} |" in doc["info"]["description"]
+        assert f"| {int(code)} | {CODES[code].message} | {CODES[code].http} |" in doc["info"]["description"]
     seen = set()
     for item in doc["paths"].values():
         for operation in item.values():
             for status, answer in operation["responses"].items():
                 for number in map(int, re.findall(r"code (\d+)", answer["description"])):
-                    assert status in (str(HTTP_STATUS[Code(number)]), str(ALSO_HTTP.get(Code(number))))
+                    assert int(status) in CODES[Code(number)].http_statuses()
                     seen.add(number)
     assert seen == {int(code) for code in Code} - {0}
     assert doc["components"]["securitySchemes"]["basicAuth"] == {"type": "http", "scheme": "basic"}
@@ -63,15 +65,15 @@ def test_the_document_is_valid_openapi_3_1() -> None:
     loaded = schemathesis.openapi.from_dict(document())
     loaded.validate()
     assert document()["openapi"] == "3.1.0"
-    assert len(list(loaded.get_all_operations())) == len(OPERATIONS)
+    assert len(list(loaded.get_all_operations())) == len(operations())
 
 
-@pytest.mark.parametrize("name", ["search", "add_image", "update_metadata", "delete_images"])
+@pytest.mark.parametrize("name", ["Search", "AddImage", "MetadataUpdate", "DeleteImages", "EditMetadata"])
 def test_the_document_holds_the_schemas_that_validate_requests(name: str) -> None:
-    definition = getattr(request_types(), name)
-    generated = definition.adapter.json_schema(ref_template="#/components/schemas/{model}")
+    model = getattr(requests, name)
+    generated = requests.adapter(model).json_schema(ref_template="#/components/schemas/{model}")
     generated.pop("$defs", None)
-    documented = copy.deepcopy(document()["components"]["schemas"][definition.schema.__name__])
+    documented = copy.deepcopy(document()["components"]["schemas"][model.__name__])
     assert documented == generated
 
 

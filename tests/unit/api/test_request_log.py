@@ -8,8 +8,9 @@ import logging
 
 import pytest
 
-from tests.live import API, KEY, SECRET, basic
-from tests.photos import b64, package_photo
+from service.harness.live import KEY, SECRET
+from service.harness.photos import b64, package_photo
+from tests.live import API, basic
 
 PHOTO = b64(package_photo("Tom_Hanks_54745.png"))
 

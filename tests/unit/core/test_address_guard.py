@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from service.api.errors import Code, refusal
+from service.api.errors import Code, answer_to
 from service.core.errors import UrlUnavailable
 from service.core.fetch import allowed, parse_networks, vetted_address
 
@@ -38,5 +38,5 @@ def test_only_public_addresses_pass_the_guard_without_an_allow_list(address: str
 def test_a_name_is_judged_by_every_address_it_resolves_to_without_connecting() -> None:
     with pytest.raises(UrlUnavailable) as refused:
         vetted_address("localhost", 80, ())
-    assert refusal(refused.value).code == Code.URL_UNAVAILABLE and "non-public" in refusal(refused.value).message
+    assert answer_to(refused.value).code == Code.URL_UNAVAILABLE and "non-public" in answer_to(refused.value).message
     assert vetted_address("localhost", 80, parse_networks("127.0.0.0/8, ::1/128")).is_loopback

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from service.api.errors import Code, refusal
+from service.api.errors import Code, answer_to
 from service.core.config import Settings
 from service.core.errors import StorageFull
 from service.core.services import build_services
-from tests.photos import package_photo, recompressed
+from service.harness.photos import package_photo, recompressed
 from tests.usecases import add, find, page
 
 SIZE = "4m"
@@ -56,7 +56,7 @@ def test_disk_full_is_a_clear_error_and_loses_nothing(small_disk: Path) -> None:
                 refused = exc
                 break
         assert refused is not None, "the disk filled up"
-        assert refusal(refused).code == Code.STORAGE_ERROR and refusal(refused).http_status == 507
+        assert answer_to(refused).code == Code.STORAGE_ERROR and answer_to(refused).http_status == 507
         listed, total = page(services, key, 0, 100)
         assert [r.id for r in listed] == [r.id for r in stored] and total == len(stored)
         for record in stored:

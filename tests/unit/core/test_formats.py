@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.api.errors import Code, refusal
+from service.api.errors import Code, answer_to
 from service.core.errors import NoFace, NotAPhoto
-from tests.photos import package_photo
+from service.harness.photos import package_photo
 from tests.usecases import add, find
 
 FACE = "yaoming.jpg"
@@ -117,7 +117,7 @@ def _truncated_jpeg() -> bytes:
 def test_what_is_not_a_photo_is_code_1_with_a_reason(services, key, data: bytes, reason: str) -> None:
     with pytest.raises(NotAPhoto) as refused:
         add(services, key, data)
-    answer = refusal(refused.value)
+    answer = answer_to(refused.value)
     assert answer.code == Code.NO_CONTENT and reason in answer.message
     assert services.catalog.images.gallery(key.gallery).images == 0
 
@@ -126,7 +126,7 @@ def test_a_truncated_jpeg_is_never_an_internal_error(services, key) -> None:
     try:
         record = add(services, key, _truncated_jpeg())
     except (NotAPhoto, NoFace) as refused:
-        assert refusal(refused).code in (Code.NO_CONTENT, Code.NO_FACE)
+        assert answer_to(refused).code in (Code.NO_CONTENT, Code.NO_FACE)
     else:
         assert record.faces, "stored only with a face"
 
@@ -137,5 +137,5 @@ def test_a_decompression_bomb_is_refused_before_decoding(services, key, fmt: str
     assert len(bomb) < 2_000_000, "small on the wire"
     with pytest.raises(NotAPhoto) as refused:
         add(services, key, bomb)
-    answer = refusal(refused.value)
+    answer = answer_to(refused.value)
     assert answer.code == Code.NO_CONTENT and "12000x9000" in answer.message

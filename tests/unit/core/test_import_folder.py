@@ -16,8 +16,9 @@ import pytest
 from index.lmdb import LmdbCatalog
 from service.core.config import Settings
 from service.core.services import build_services
+from service.harness.photos import blank
 from tests.live import ROOT
-from tests.photos import blank, shared_set
+from tests.photos import shared_set
 from tests.usecases import find
 
 PEOPLE = 12  # LFW people, two photos each

@@ -14,11 +14,11 @@ import pytest
 
 from index.records import NewFace, NewImage
 from models.packs import PACKS_DIR
-from service.api.errors import Code, refusal
+from service.api.errors import Code, answer_to
 from service.core.config import Settings
 from service.core.errors import PackMismatch
 from service.core.services import build_services
-from tests.photos import package_photo
+from service.harness.photos import package_photo
 from tests.usecases import add, delete, find
 
 TOM = "Tom_Hanks_54745.png"
@@ -89,10 +89,10 @@ def test_a_gallery_refuses_faces_of_another_pack(settings: Settings, tmp_path: P
     with build_services(other_pack, serving=True) as other:
         with pytest.raises(PackMismatch) as added:
             add(other, key, package_photo(T1))
-        assert refusal(added.value).code == Code.PACK_MISMATCH and "reembed" in refusal(added.value).message
+        assert answer_to(added.value).code == Code.PACK_MISMATCH and "reembed" in answer_to(added.value).message
         with pytest.raises(PackMismatch) as searched:
             find(other, key, package_photo(TOM), top_k=5)
-        assert refusal(searched.value).code == Code.PACK_MISMATCH
+        assert answer_to(searched.value).code == Code.PACK_MISMATCH
         assert other.catalog.images.gallery(key.gallery).images == 1, "the refused add stored nothing"
         assert other.photos.remove_orphans(other.catalog.images.files, grace=0) == 0, "and left no file behind"
 

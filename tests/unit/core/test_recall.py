@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import pytest
 
-from tests.photos import DATASETS
+from service.harness.photos import DATASETS
 from tests.usecases import add, find
 
 # Floors a little under what this pipeline measured on each set (docs/benchmarks/2026-11-25-evaluation.md).

@@ -11,12 +11,12 @@ import pytest
 
 from models.analyzer import FaceAnalyzer
 from models.packs import PACKS_DIR, load_pack
-from service.api.errors import Code, refusal
+from service.api.errors import Code, answer_to
 from service.core.config import Settings
 from service.core.errors import PackMismatch
 from service.core.reembed import ReembedSummary
 from service.core.services import build_services
-from tests.photos import flipped, package_photo
+from service.harness.photos import flipped, package_photo
 from tests.usecases import add, find, index_state
 
 TOM = "Tom_Hanks_54745.png"
@@ -73,7 +73,7 @@ def test_reembedding_serves_the_old_vectors_until_the_swap(settings: Settings, t
     )
     with pytest.raises(PackMismatch) as refused:
         find(server, key, probe, top_k=1)
-    assert refusal(refused.value).code == Code.PACK_MISMATCH, "a server still on the old pack refuses to mix"
+    assert answer_to(refused.value).code == Code.PACK_MISMATCH, "a server still on the old pack refuses to mix"
     server.close()
 
     with build_services(replace(settings, models=str(new_pack)), serving=True) as renewed:

@@ -22,7 +22,7 @@ from models.packs import load_pack
 from service.core.config import Settings
 from service.core.reembed import ReembedSummary
 from service.core.services import Services, build_services
-from tests.photos import DATASETS
+from service.harness.photos import DATASETS
 from tests.usecases import add, find, page
 
 PEOPLE = 30

@@ -10,8 +10,8 @@ import pytest
 from models.packs import load_pack
 from service.core.services import Services
 from service.core.threshold import cosine_at_far, search_threshold
-from tests.live import KEY
-from tests.photos import package_photo
+from service.harness.live import KEY
+from service.harness.photos import package_photo
 from tests.usecases import add
 
 TABLE = [[1e-3, 0.2], [1e-5, 0.3], [1e-7, 0.5]]

@@ -12,7 +12,7 @@ from PIL import Image
 
 from models.decode import thumbnail
 from service.core.photos import THUMBNAIL_SUFFIX, PhotoFiles
-from tests.photos import package_photo, scaled
+from service.harness.photos import package_photo, scaled
 from tests.unit.core.test_formats import VARIANTS, _pil, _save
 
 SIDE = 256

@@ -12,9 +12,9 @@ import pytest
 from index.milvus import MilvusIndexes
 from index.postgres import PostgresCatalog
 from index.vectors import IndexSettings
+from service.harness.synthetic import faces
 from tests.cluster import Engines
 from tests.contract.test_catalog import gallery_of, new_image
-from tests.synthetic import faces
 
 pytestmark = pytest.mark.cluster
 

@@ -20,9 +20,9 @@ from index.faiss.vector_index import IndexState, VectorIndex
 from index.records import ImageRecord, KeyRecord, NewFace, NewImage
 from service.core.config import Settings
 from service.core.services import Services, build_services
+from service.harness.photos import flipped, package_photo
+from service.harness.synthetic import faces
 from tests.live import ROOT
-from tests.photos import flipped, package_photo
-from tests.synthetic import faces
 from tests.usecases import add, delete, find, index_state
 
 TOM = "Tom_Hanks_54745.png"

@@ -11,7 +11,7 @@ import pytest
 
 from index.faiss.vector_index import IVF, VectorIndex
 from index.vectors import IndexSettings
-from tests.synthetic import faces
+from service.harness.synthetic import faces
 
 DATA = faces(400, per_identity=5, group=8, dim=128)  # 2,000 SFace-sized faces: an IVF of 51 lists
 IDS = np.arange(10_000, 10_000 + len(DATA.vectors), dtype=np.int64)

@@ -24,8 +24,8 @@ from index.faiss.vector_index import FLAT, IndexState, VectorIndex
 from index.lmdb import LmdbCatalog
 from index.records import NewFace, NewImage
 from index.vectors import IndexSettings
+from service.harness.synthetic import exact_top, faces
 from tests.live import ROOT
-from tests.synthetic import exact_top, faces
 
 SIZE = 100_000  # faces in the compressed gallery: what fits the suite's time budget
 

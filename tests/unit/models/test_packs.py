@@ -14,10 +14,10 @@ import pytest
 
 from models.analyzer import FaceAnalyzer
 from models.packs import PACKS_DIR, ModelPackError, load_pack, sha256_of
-from scripts import fetch_models
+from service.commands import fetch_models
+from service.harness.live import free_port
+from service.harness.photos import decode, package_photo
 from tests import loopback
-from tests.live import free_port
-from tests.photos import decode, package_photo
 
 PINNED = {
     "w600k_mbf.onnx": "9cc6e4a75f0e2bf0b1aed94578f144d15175f357bdc05e815e5c4a02b319eb4f",

@@ -1,7 +1,7 @@
 // The Face Search web page: the public API, called with the signed-in key (HTTP Basic).
 "use strict";
 
-const API = new URL("api/v2/face_search/", document.baseURI);
+const API = new URL(document.documentElement.dataset.api, document.baseURI); // the server fills it in
 const PAGE_SIZE = 24;
 const STORAGE_KEY = "face-search-auth";
 const UPLOADS_AT_ONCE = 2;

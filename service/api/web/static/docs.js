@@ -2,7 +2,7 @@
 "use strict";
 
 window.ui = SwaggerUIBundle({
-  url: new URL("api/v2/openapi.json", document.baseURI).href,
+  url: new URL(document.documentElement.dataset.document, document.baseURI).href, // the server fills it in
   dom_id: "#swagger-ui",
   deepLinking: true,
   tryItOutEnabled: false,

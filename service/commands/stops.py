@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from models.packs import ModelPackError
-from service.core.errors import GalleryBusy, ServiceError
+
+from ..core.errors import GalleryBusy, ServiceError
 
 EXIT_BUSY = 3  # another process is rebuilding or re-embedding the gallery
 EXIT_INTERRUPTED = 130

