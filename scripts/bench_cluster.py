@@ -28,9 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-import requests
 from bench_index import fill_store, gallery, latencies, recall
-from engines import Milvus, Postgres
 
 from index.errors import StorageUnavailableError
 from index.faiss import FaissIndexes
@@ -38,11 +36,11 @@ from index.lmdb import LmdbCatalog
 from index.milvus import MilvusIndexes
 from index.postgres import PostgresCatalog
 from index.vectors import IndexSettings
+from service.harness.engines import Milvus, Postgres
+from service.harness.live import LiveServer
+from service.harness.photos import package_photo
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from tests.live import LiveServer  # noqa: E402 - the test suite's gunicorn runner, reused for replicas
-from tests.photos import b64, package_photo  # noqa: E402
 
 KEY, SECRET = "bench", "bench-secret"
 
@@ -86,31 +84,26 @@ def vector_step(indexes, gid: int, queries: np.ndarray, truth: np.ndarray) -> di
 
 
 def whole_search(server: LiveServer, count: int) -> dict:
-    body = {"image": {"base64": b64(package_photo("Tom_Hanks_54745.png"))}, "top_k": 10}
+    client, photo = server.client(KEY, SECRET), package_photo("Tom_Hanks_54745.png")
     times = []
     for _ in range(count):
         started = time.perf_counter()
-        answer = server.call("POST", "/search", KEY, SECRET, json=body)
+        client.search(photo, top_k=10)  # a refusal raises
         times.append(time.perf_counter() - started)
-        assert answer.status_code == 200, answer.text
     return {"p50_ms": round(np.percentile(times, 50) * 1e3, 1), "p99_ms": round(np.percentile(times, 99) * 1e3, 1)}
 
 
 def throughput(servers: list[LiveServer], seconds: float, clients: int = 4) -> float:
     """POST /search answered per second by ``clients`` clients spread over the servers."""
-    body = {"image": {"base64": b64(package_photo("Tom_Hanks_54745.png"))}, "top_k": 10}
+    photo = package_photo("Tom_Hanks_54745.png")
     done = [0] * clients
     stop = time.monotonic() + seconds
 
     def run(n: int) -> None:
-        server = servers[n % len(servers)]
-        with requests.Session() as session:
-            while time.monotonic() < stop:
-                answer = session.post(
-                    server.url + "/api/v2/face_search/search", json=body, auth=(KEY, SECRET), timeout=60
-                )
-                assert answer.status_code == 200, answer.text
-                done[n] += 1
+        client = servers[n % len(servers)].client(KEY, SECRET)  # one kept-alive session per client thread
+        while time.monotonic() < stop:
+            client.search(photo, top_k=10)
+            done[n] += 1
 
     threads = [threading.Thread(target=run, args=(n,)) for n in range(clients)]
     for thread in threads:

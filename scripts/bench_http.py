@@ -14,8 +14,10 @@ of its own holding the same ten photos:
 ``envelope`` is the cost of everything this tree changed on those requests (signed links,
 the code's other names). Each kind of request goes to each server in turn, ``--rounds``
 times, for ``--seconds`` each, from ``--clients`` threads on kept-alive connections; the
-requests are written byte for byte, so every side gets exactly the same bytes. It prints a
-table and writes the figures as JSON.
+requests are written byte for byte, so every side gets exactly the same bytes (which is why
+the measured requests go through a socket of their own, not face_search_client, which seeds
+the photos and lists the thumbnails' links; a link is loaded as a browser would, without
+credentials). It prints a table and writes the figures as JSON.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ from pathlib import Path
 
 import requests
 
+from face_search_client import FaceSearchClient, FaceSearchError
+from face_search_client.client import NO_FACE
 from service.api.paths import API
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,12 +110,16 @@ def start(side: Side, root: Path) -> None:
     raise RuntimeError(f"{side.name}: the server did not start")
 
 
+def client(side: Side) -> FaceSearchClient:
+    return FaceSearchClient(f"http://127.0.0.1:{side.port}", KEY, SECRET)
+
+
 def seed(side: Side, photos: list[bytes], count: int) -> None:
-    url = f"http://127.0.0.1:{side.port}{API}/images"
     for n in range(count):
-        body = {"image": {"base64": base64.b64encode(photos[n % len(photos)]).decode(), "metadata": {"n": n}}}
-        answer = requests.post(url, json=body, auth=(KEY, SECRET), timeout=120).json()
-        assert answer["status_code"] in (0, 3), answer
+        try:
+            client(side).add_image(photos[n % len(photos)], {"n": n})
+        except FaceSearchError as refused:
+            assert refused.status_code == NO_FACE, refused
 
 
 def stop(side: Side) -> None:
@@ -187,8 +195,7 @@ def load(port: int, request: bytes, seconds: float, clients: int) -> list[float]
 def thumbnails(side: Side) -> dict[str, list[float]]:
     """Seconds to answer each stored image's thumbnail_url: the first time (made and kept),
     then again (read)."""
-    url = f"http://127.0.0.1:{side.port}{API}/images?limit=1000"
-    links = [item["thumbnail_url"] for item in requests.get(url, auth=(KEY, SECRET), timeout=120).json()["result"]]
+    links = [image.thumbnail_url for image in client(side).list_images(limit=1000).images]
     timed: dict[str, list[float]] = {"made": [], "kept": []}
     for kind in timed:
         for link in links:

@@ -440,19 +440,19 @@ if filters:
         out["filters"][name]["exact_times"] = exact_times
 
 if len(gids) == 1 and not filters:  # the re-rank's reads from a catalog out of the page cache, as at ten million faces
-    from index.lmdb import environment
-    gid, cold, path = gids[0], environment.COLD, data / "lmdb" / "data.mdb"
+    from index.lmdb.environment import READERS
+    gid, adaptive, path = gids[0], catalog.env.spread_above, data / "lmdb" / "data.mdb"
     reads = {cache: {side: [] for side in SIDES} for cache in CACHES}
     for cache in CACHES:
         for _ in range(2):  # each side twice, in turn; the adaptive one starts from what the spread one left
-            for side, threshold in zip(SIDES, (float("inf"), 0.0, cold)):
-                environment.COLD = threshold
+            for side, threshold in zip(SIDES, (float("inf"), 0.0, adaptive)):
+                catalog.env.spread_above = threshold  # this handle's, not the module's
                 if cache == "cold":
                     unmap(path)
                     drop_from_page_cache(path)
                 reads[cache][side] += timed(gid, queries[:200])[0].tolist()
-    environment.COLD = cold
-    out["catalog_reads"] = {"readers": environment.READERS, **reads}
+    catalog.env.spread_above = adaptive
+    out["catalog_reads"] = {"readers": READERS, **reads}
 
 if checkpoint:
     gid = gids[0]

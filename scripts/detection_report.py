@@ -38,8 +38,8 @@ from models.faces import Face
 from service.core.config import Settings
 from service.core.errors import NotAPhoto
 from service.core.services import Services, build_services
+from service.harness.photos import DATASETS
 
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 LABELLED = ("lfw", "att-orl", "yale", "faceapi-bbt", "dlib-johns", "deepface-unit", "fr-examples")
 COST_SAMPLE = 40  # photos per set timed (LFW: five times as many)
 TINY_SIDES = (48, 64, 80, 96, 128)  # face heights, pixels

@@ -80,6 +80,7 @@ class Environment:
         self._writer = threading.Lock()  # this process's writes queue here, not inside LMDB's own lock
         self._readers = ThreadPoolExecutor(READERS, thread_name_prefix="catalog-read")  # threads start on first use
         self._cold = 1.0  # disk reads per key of recent reads by key: taken as cold until measured
+        self.spread_above = COLD  # this handle's threshold (a benchmark compares never, always, and this)
 
     @property
     def map_size(self) -> int:
@@ -105,7 +106,7 @@ class Environment:
         at once. The parts may see different commits: for callers that read rows by key and can
         take each row as of any recent commit."""
         before = disk_reads()
-        if len(keys) < SPREAD_FROM or self._cold < COLD:
+        if len(keys) < SPREAD_FROM or self._cold < self.spread_above:
             found = self.read(lambda txn: fn(txn, keys))
         else:
             size = -(-len(keys) // READERS)

@@ -59,3 +59,12 @@ def test_changes_reach_a_running_server_at_once(tmp_path: Path) -> None:
         assert status("test-key", "test-secret") == 0
     finally:
         server.stop()
+
+
+def test_the_console_script_is_the_same_command(tmp_path: Path) -> None:
+    """Installed as face-search-keys (service/commands/keys.py), scripts/keys.py runs the same."""
+    env = {**os.environ, "FACE_SEARCH_DATA_DIR": str(tmp_path)}
+    installed = str(Path(sys.executable).parent / "face-search-keys")
+    made = subprocess.run([installed, "create", "--key", "carol"], env=env, capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0 and fields(made.stdout)["key"] == "carol", made.stderr
+    assert "carol" in keys(tmp_path, "list").stdout

@@ -35,6 +35,18 @@ FORBIDDEN = {
     "scripts": ("service.api", "tests"),
     "tests": ("scripts",),
 }
+# what a layer may import of a name it is forbidden: the scripts, like the client, read the API's paths
+ALLOWED = {"scripts": ("service.api.paths",)}
+# Files left as they are until issue 31 rewrites them (the evaluation, the pipeline and index
+# benchmarks, the pack costs): they still reach the test helpers through a ``sys.path`` edit,
+# and the evaluation's unit test imports the script's scoring. Nothing may join this list.
+WAITING = {
+    "scripts/bench_index.py",
+    "scripts/bench_pipeline.py",
+    "scripts/evaluate.py",
+    "scripts/pack_costs.py",
+    "tests/unit/scripts/test_evaluation.py",
+}
 WEB_FRAMEWORKS = ("flask", "werkzeug", "pydantic")
 # what of index/ the use cases may use: the protocols, the values that cross the seam, the factory
 SEAM = ("index.backend", "index.catalog", "index.vectors", "index.records", "index.errors")
@@ -74,8 +86,9 @@ def test_no_module_imports_what_its_layer_may_not(layer: str) -> None:
     broken = {
         f"{path.relative_to(ROOT)}: {name}"
         for path in modules(layer)
+        if str(path.relative_to(ROOT)) not in WAITING
         for name in imported_names(path)
-        if under(name, FORBIDDEN[layer])
+        if under(name, FORBIDDEN[layer]) and not under(name, ALLOWED.get(layer, ()))
     }
     assert not broken, sorted(broken)
 
@@ -91,6 +104,7 @@ def test_nothing_edits_the_module_search_path() -> None:
         f"{path.relative_to(ROOT)}:{number}"
         for folder in ("service", "index", "models", "scripts", "tests", "face_search_client")
         for path in modules(folder)
+        if str(path.relative_to(ROOT)) not in WAITING
         for number, line in enumerate(path.read_text().splitlines(), 1)
         if SYS_PATH_EDIT.search(line) and path != Path(__file__)
     }
