@@ -541,8 +541,8 @@ def serve(
 def workers_memory(data: Path, key: str, workers: int) -> list[dict]:
     """Each worker's memory in a real server (``workers`` processes) after searches on the gallery:
     resident, and proportional (PSS, a shared page split among the processes that map it)."""
-    from tests.live import LiveServer
-    from tests.photos import b64, package_photo
+    from service.harness.live import LiveServer
+    from service.harness.photos import b64, package_photo
 
     env = {"FACE_SEARCH_WORKERS": str(workers), "FACE_SEARCH_API_KEY": key, "FACE_SEARCH_API_SECRET": "bench",
            "FACE_SEARCH_RATE_LIMIT": "0", "FACE_SEARCH_INDEX_SAVE_SECONDS": "0"}  # fmt: skip

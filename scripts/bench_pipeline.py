@@ -57,7 +57,7 @@ from service.core.services import build_services
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the test helpers are not installed: the live server is started as the tests do
-from tests.live import API, KEY, SECRET, LiveServer  # noqa: E402
+from service.harness.live import API, KEY, SECRET, LiveServer  # noqa: E402
 
 DATASETS = ROOT.parent / "shared" / "datasets"
 CLIENTS = (1, 2, 4)

@@ -192,7 +192,8 @@ class _Delta:
     def apply(self, txn: lmdb.Transaction, env: Environment) -> None:
         postings, counts = env.db["postings"], env.db["value_counts"]
         for key, (on, off) in self.bits.items():
-            mask = np.unpackbits(load_chunk(txn.get(key, db=postings)), bitorder="little").view(bool)
+            chunk: np.ndarray = load_chunk(txn.get(key, db=postings))
+            mask = np.unpackbits(chunk, bitorder="little").view(bool)
             mask[off] = False
             mask[on] = True
             stored = store_chunk(np.packbits(mask, bitorder="little"))

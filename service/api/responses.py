@@ -164,7 +164,9 @@ class Hit(_Stored):
 
 def hit(found: Match) -> Hit:
     image = found.image
-    return in_collection(Hit(id=image.id, **links(image), metadata=image.metadata, score=found.score, bbox=found.bbox), image)
+    return in_collection(
+        Hit(id=image.id, **links(image), metadata=image.metadata, score=found.score, bbox=found.bbox), image
+    )
 
 
 class FaceHits(TypedDict):

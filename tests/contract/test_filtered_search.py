@@ -13,9 +13,9 @@ from index.filters import Scope
 from index.records import ImageRecord, NewFace, NewImage
 from service.core.config import Limits
 from service.core.filters import parse_filter
+from service.harness.synthetic import Faces, exact_top, faces
 from tests.contract.conftest import Storage
 from tests.contract.test_catalog import PACK, gallery_of
-from service.harness.synthetic import Faces, exact_top, faces
 
 K = 10
 LIMITS = Limits()

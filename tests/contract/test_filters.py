@@ -17,9 +17,9 @@ from index.filters import DEFAULT_COLLECTION, Facts, Scope, created_seconds, mat
 from index.records import CollectionCount, ImageRecord, NewFace, NewImage
 from service.core.config import Limits
 from service.core.filters import parse_filter
+from service.harness.synthetic import faces
 from tests.contract.conftest import Storage
 from tests.contract.test_catalog import PACK, gallery_of
-from service.harness.synthetic import faces
 
 LIMITS = Limits()
 KEYS = ["status", "year", "tags", "customer.city", "score", "flag", "note"]

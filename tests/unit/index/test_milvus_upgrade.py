@@ -14,9 +14,9 @@ from index.records import collection_key
 from index.vectors import IndexSettings
 from service.core.config import Limits
 from service.core.filters import parse_filter
+from service.harness.synthetic import exact_top, faces
 from tests.cluster import Engines
 from tests.contract.test_catalog import gallery_of, new_image
-from service.harness.synthetic import exact_top, faces
 
 pytestmark = pytest.mark.cluster
 
