@@ -219,8 +219,8 @@ class GalleryIndex:
 
 # What ranking one face's second code directly costs (gathering its 128 bytes, 8-bit lookups),
 # in faces of a pq4 IVF scan (4-bit codes, 32 at a time in registers): a filter that leaves
-# fewer than 1/DIRECT_COST of the faces the wider scan would read is ranked directly
-# (docs/benchmarks/2026-12-07-filtered-search.md).
+# fewer than 1/DIRECT_COST of the faces the wider scan would read is ranked directly (the
+# filters run of docs/benchmarks/2026-12-07-filters.md measures both sides of it).
 DIRECT_COST = 10
 FEWEST_CANDIDATES = 1600  # what a million faces need: docs/benchmarks/2026-12-02-second-code.md (1M sweep)
 CANDIDATES_AT = 10_000_000  # the gallery size ``IndexSettings.candidates`` is set for
