@@ -112,7 +112,7 @@ def list_collections() -> CollectionsAnswer:
 
 
 @api.operation(
-    "DELETE", "/collections/<path:name>", answer=CollectionDeleteAnswer, codes=(Code.BAD_REQUEST,),
+    "DELETE", "/collections/<path:name>", answer=CollectionDeleteAnswer, codes=(Code.BAD_REQUEST, Code.NO_ROUTE),
     summary="Delete a collection and its images",
     description="Deletes every image of the collection with its faces, vectors and files, a batch at a time, then "
     "compacts the index; `deleted` counts the images (0: no such collection). Interrupted, it leaves the rest of "
