@@ -236,6 +236,9 @@ def test_every_malformed_filter_is_code_7_naming_the_problem(api: Client, raw: A
     refused(search, 7, 400)
     assert problem in search.body["message"], search.body["message"]
     listing = api.call("GET", f"/images?filter={quote(raw if isinstance(raw, str) else body)}")
+    if listing.status == 414:  # longer than the HTTP server's request line (gunicorn's): refused before it is read
+        refused(listing, 7, 414)
+        return
     refused(listing, 7, 400)
     assert problem in listing.body["message"], listing.body["message"]
 
@@ -274,7 +277,8 @@ def test_hostile_metadata_neither_fails_nor_leaks(api: Client) -> None:
     for n, value in enumerate(hostile):
         found = api.ok(api.search(package_photo(TOM), threshold=-1.0, top_k=50, filter={"v": value}))
         assert [hit["id"] for hit in found] == [added[n]["id"]], value
-        assert api.ok(api.call("GET", "/images?filter=" + quote(json.dumps({"v": {"$gte": value}}))))
+        # a listing's filter travels in the URL, which the HTTP server bounds (gunicorn: 4094 bytes)
+        assert api.ok(api.call("GET", "/images?filter=" + quote(json.dumps({"v": {"$gte": value[:1000]}}))))
     numeric = api.ok(api.search(package_photo(TOM), threshold=-1.0, top_k=50, filter={"v": {"$gte": 2021}}))
     assert [hit["id"] for hit in numeric] == [added[5]["id"]], '"2021" stored as a string is 2021 to a number'
 
