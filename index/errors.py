@@ -36,7 +36,8 @@ class PackMismatchError(ValueError):
         self.gallery_pack, self.pack = gallery_pack, pack
         super().__init__(
             f"this gallery was embedded with model pack {gallery_pack!r} but the service runs "
-            f"{pack!r}; embeddings of different packs cannot be compared: run the service with "
+            f"{pack!r}, whose models do not make that pack's vectors; embeddings of different packs "
+            "cannot be compared: run the service with "
             f"FACE_SEARCH_MODELS={gallery_pack}, or re-embed the gallery with scripts/reembed.py"
         )
 

@@ -28,6 +28,7 @@ class IndexSettings:
     nprobe: int = 512  # lists a query scans: docs/benchmarks/2026-12-04-large-galleries.md sweeps it
     storage: str = "pq4"  # vectors in the IVF lists: 4-bit "pq4" codes (72 B/face), "pq", "sq8" or "flat"
     refine_bytes: int = 128  # bytes a face of a pq4 IVF's second code, ranking its candidates (0: none)
+    scan_bytes: int = 64  # at most this many bytes a face of a pq4 IVF's scan codes: 4 bits per 4 dims up to 512-d
     candidates: int = 6400  # faces a pq4 IVF's scan returns for the second code to rank
     rebuild_churn: float = 0.5  # share of an IVF changed since training that calls for a rebuild
     compact_fraction: float = 0.2  # a delete removing more than this share of a gallery compacts it
@@ -56,6 +57,7 @@ class IndexDetails:
     seq: int
     rebuild_needed: str | None
     second_code: int = 0  # bytes a face of the code that ranks a compressed IVF's candidates
+    scan_code: int = 0  # bytes a face of a pq4 IVF's codes that its scan reads
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,9 @@ longer side still covers what the detector uses (its input, or its larger input 
 large photos: ``FaceDetector.working_side``); faces are aligned on those pixels when
 every face still spans at least the embedder's crop size, and on a full decode
 otherwise. Boxes and landmarks are always returned in the photo's own coordinates.
+
+Embeddings are the running pack's, or (``pack``) those of a pack it serves, for which only
+that pack's embedder runs.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from .decode import DEFAULT_MAX_PIXELS, ImageDecodeError, checked_size, decode_i
 from .detector import FaceDetector
 from .embedder import FaceEmbedder
 from .faces import Detection, Face
-from .packs import ModelPack
+from .packs import ModelPack, ModelPackError
 
 
 class FaceAnalyzer:
@@ -40,14 +43,27 @@ class FaceAnalyzer:
     def dim(self) -> int:
         return self.embedder.dim
 
-    def faces(self, image: np.ndarray) -> list[Face]:
-        """Every face in a BGR photo, largest first, each embedded."""
-        return self._embed([Frame(image, self.detector.detect(image), 1)])[0]
+    def dim_for(self, pack: str | None) -> int:
+        """The width of ``pack``'s vectors (None: the running pack's)."""
+        return self.embedder.dim_of(self.parts(pack))
 
-    def _embed(self, frames: list[Frame]) -> list[list[Face]]:
+    def parts(self, pack: str | None) -> tuple[int, ...] | None:
+        """The embedders that make ``pack``'s vectors (None: all of them, the running pack's)."""
+        if pack is None or pack == self.pack.name:
+            return None
+        parts = self.pack.parts_for(pack)
+        if parts is None:
+            raise ModelPackError(f"model pack {self.pack.name!r} cannot make the vectors of pack {pack!r}")
+        return parts
+
+    def faces(self, image: np.ndarray, pack: str | None = None) -> list[Face]:
+        """Every face in a BGR photo, largest first, each embedded (in ``pack``'s vectors if given)."""
+        return self._embed([Frame(image, self.detector.detect(image), 1)], pack)[0]
+
+    def _embed(self, frames: list[Frame], pack: str | None = None) -> list[list[Face]]:
         """Align every frame's faces and embed them all in one model call; boxes in each photo's frame."""
         crops = [self.embedder.align(frame.image, d.landmarks) for frame in frames for d in frame.detections]
-        vectors = iter(self.embedder.embed_crops(crops))
+        vectors = iter(self.embedder.embed_crops(crops, self.parts(pack)))
         return [[Face(enlarged(d, frame.factor), next(vectors)) for d in frame.detections] for frame in frames]
 
     def decode(self, data: bytes) -> tuple[np.ndarray, int]:
@@ -68,12 +84,13 @@ class FaceAnalyzer:
         detections = self.detector.detect(image, factor)[:limit]
         return Frame(*self.alignment_frame(data, image, detections, factor))
 
-    def faces_in_bytes(self, data: bytes, limit: int | None = None) -> list[Face]:
+    def faces_in_bytes(self, data: bytes, limit: int | None = None, pack: str | None = None) -> list[Face]:
         """Every face in an encoded photo (the ``limit`` largest), decoding large JPEGs at
-        reduced size. Faces past the limit are neither aligned nor embedded."""
-        return self._embed([self._detect(data, limit)])[0]
+        reduced size, embedded in ``pack``'s vectors if given. Faces past the limit are neither
+        aligned nor embedded."""
+        return self._embed([self._detect(data, limit)], pack)[0]
 
-    def faces_in_many(self, photos: Sequence[bytes]) -> list[list[Face] | None]:
+    def faces_in_many(self, photos: Sequence[bytes], pack: str | None = None) -> list[list[Face] | None]:
         """``faces_in_bytes`` of several photos with one embedder call for all their faces
         (what makes a bulk import affordable); None for bytes that are not a photo."""
         frames: list[Frame | None] = []
@@ -82,7 +99,7 @@ class FaceAnalyzer:
                 frames.append(self._detect(data))
             except ImageDecodeError:
                 frames.append(None)
-        embedded = iter(self._embed([frame for frame in frames if frame is not None]))
+        embedded = iter(self._embed([frame for frame in frames if frame is not None], pack))
         return [None if frame is None else next(embedded) for frame in frames]
 
 

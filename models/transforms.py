@@ -17,6 +17,8 @@ ARCFACE_TEMPLATE = np.array(
     dtype=np.float32,
 )
 TEMPLATE_SIDE = 112
+# What the alignment warp fills beyond the photo's edges (a tight crop's cut forehead and chin).
+ALIGN_BORDER = cv2.BORDER_CONSTANT
 
 
 def letterboxed(image: np.ndarray, input_size: tuple[int, int]) -> tuple[np.ndarray, float]:
@@ -47,7 +49,8 @@ def alignment_matrix(landmarks: np.ndarray, side: int) -> np.ndarray:
 
 def aligned(image: np.ndarray, landmarks: np.ndarray, side: int) -> np.ndarray:
     """The face warped onto the template: a ``side`` x ``side`` BGR crop, black beyond the photo."""
-    return cv2.warpAffine(image, alignment_matrix(landmarks, side), (side, side), borderValue=0.0)
+    matrix = alignment_matrix(landmarks, side)
+    return cv2.warpAffine(image, matrix, (side, side), borderMode=ALIGN_BORDER, borderValue=0.0)
 
 
 def blob(images: list[np.ndarray], size: tuple[int, int], mean: float, std: float, rgb: bool) -> np.ndarray:

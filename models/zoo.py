@@ -1,7 +1,7 @@
 """Which class runs each of a pack's networks, and what it is given to open.
 
 A pack's manifest names its detector (``scrfd``, ``yunet``) and embedder (``arcface``,
-``sface``) models. Weights shipped block-quantised are converted to float32 in memory
+``sface``, ``edgeface``) models. Weights shipped block-quantised are converted to float32 in memory
 first, and the converted model is held to its own pinned SHA-256: a different ``onnx``
 release that serialised the conversion differently would be caught here, at start-up,
 rather than as embeddings that no longer match the gallery's.
@@ -15,13 +15,14 @@ from pathlib import Path
 from .arcface import ArcFace
 from .base import DetectorModel, EmbedderModel
 from .dequantize import float32_model
+from .edgeface import EdgeFace
 from .packs import ModelFile, ModelPackError
 from .scrfd import Scrfd
 from .sface import SFace
 from .yunet import YuNet
 
 DETECTORS: dict[str, type[DetectorModel]] = {"scrfd": Scrfd, "yunet": YuNet}
-EMBEDDERS: dict[str, type[EmbedderModel]] = {"arcface": ArcFace, "sface": SFace}
+EMBEDDERS: dict[str, type[EmbedderModel]] = {"arcface": ArcFace, "sface": SFace, "edgeface": EdgeFace}
 
 
 def network(weights: ModelFile) -> Path | bytes:
@@ -49,4 +50,7 @@ def detector_model(weights: ModelFile, threads: int = 1) -> DetectorModel:
 
 
 def embedder_model(weights: ModelFile, threads: int = 1) -> EmbedderModel:
-    return _chosen(EMBEDDERS, weights)(network(weights), threads)
+    model = _chosen(EMBEDDERS, weights)(network(weights), threads)
+    if weights.dim is not None and model.dim != weights.dim:
+        raise ModelPackError(f"{weights.path} embeds {model.dim}-d vectors; the pack's manifest says {weights.dim}")
+    return model

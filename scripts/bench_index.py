@@ -3,7 +3,7 @@
   python scripts/bench_index.py --service-default --sizes 1000000,3000000,10000000 [--data DIR]
   python scripts/bench_index.py --galleries 1000 --faces-per-gallery 10000 [--data DIR]
   python scripts/bench_index.py --filters --sizes 1000000 [--data DIR]
-  options: --queries 500  --rebuild-while-serving  --out reports/bench_index
+  options: --pack buffalo_s_edgeface  --queries 500  --rebuild-while-serving  --out reports/bench_index
 
 Synthetic faces shaped like real embeddings (512-d): identities of five faces each, at cosine
 0.6-0.8 to their centre; identities in lookalike groups of 20 (centre at cosine 0.65-0.75 to
@@ -12,6 +12,16 @@ nearest strangers sit at about 0.3 as with buffalo_s (uniform random vectors wou
 equally far from each other, and any index would rank them trivially). They are generated a
 chunk at a time, from a seed, straight into a real catalog (LMDB) on disk: ten million
 faces are never held in memory, and a run stopped half-way goes on from what is stored.
+
+``--pack`` a pack of several embedders (buffalo_s_edgeface) makes faces shaped like its fused
+vectors: one such 512-d part per embedder, over the same identities and lookalike groups,
+each unit and scaled by 1/sqrt(n), stored as the pack stores them (float16). The two
+embedders of a real pair of models agree in part on who looks like whom: each further part
+is a random rotation of the first part's face mixed with a face of its own (``PART_MIX``),
+so that over pairs of strangers its cosines correlate with the first part's as the two
+embedders' do on LFW (0.64). Recall is counted against exact search over the vectors
+as generated (float32), so what storing them as float16 costs is in it; the recall of exact
+search over the stored vectors is reported apart.
 
 Then, through ``index/``'s own code and the service's default settings: the rebuild a
 server would run (timed); a fresh serving process that opens the index (start-up time),
@@ -62,10 +72,15 @@ from index.faiss.gallery import candidates_for  # noqa: E402
 from index.filters import DEFAULT_COLLECTION, Facts, created_seconds, matches  # noqa: E402
 from index.lmdb import LmdbCatalog  # noqa: E402
 from index.records import NewFace, NewImage  # noqa: E402
+from models.packs import ModelPack, fused, load_pack  # noqa: E402
 from service.core.config import Limits, Settings  # noqa: E402
 from service.core.filters import scope_of  # noqa: E402
 
 DIM = 512
+# The share of a further part's synthetic face taken from the first part's (the rest is a face of its
+# own): chosen so that over pairs of strangers its cosines correlate with the first part's as much as
+# buffalo_s_edgeface's two embedders' do on LFW's different-person pairs (docs/accuracy.md).
+PART_MIX = 0.555
 PER_IDENTITY = 5
 GROUP = 20  # identities per lookalike group
 LATENT = 32  # dimensions the group centres vary along
@@ -113,15 +128,21 @@ def around(centres: np.ndarray, low: float, high: float, rng: np.random.Generato
 
 
 class Population:
-    """``size`` faces of ``size / 5`` identities, any chunk of them regenerated from the seed alone."""
+    """``size`` faces of ``size / 5`` identities, any chunk of them regenerated from the seed alone.
 
-    def __init__(self, size: int, seed: int) -> None:
-        self.size, self.seed = size, seed
+    ``stream`` draws another embedder's vectors of the same people: the same identities in the
+    same lookalike groups, every random draw its own (stream 0 draws what this always drew)."""
+
+    def __init__(self, size: int, seed: int, dim: int = DIM, stream: int = 0) -> None:
+        self.size, self.seed, self.dim, self.stream = size, seed, dim, stream
         self.identities = max(1, size // PER_IDENTITY)
-        rng = np.random.default_rng([seed, 0])
-        basis = np.linalg.qr(rng.standard_normal((DIM, LATENT)))[0].T.astype(np.float32)
+        rng = self.rng(0)
+        basis = np.linalg.qr(rng.standard_normal((dim, LATENT)))[0].T.astype(np.float32)
         groups = max(1, self.identities // GROUP)
         self.groups = unit(rng.standard_normal((groups, LATENT), dtype=np.float32) @ basis)
+
+    def rng(self, *key: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, *key] if not self.stream else [self.seed, 100 + self.stream, *key])
 
     def centres(self, first: int, count: int) -> np.ndarray:
         """The centres of identities ``first`` .. ``first + count``, chunk by chunk from the seed."""
@@ -129,7 +150,7 @@ class Population:
         while identity < first + count:
             block = identity // (CHUNK // PER_IDENTITY)
             start = block * (CHUNK // PER_IDENTITY)
-            rng = np.random.default_rng([self.seed, 1, block])
+            rng = self.rng(1, block)
             rows = np.arange(start, min(start + CHUNK // PER_IDENTITY, self.identities))
             made = around(self.groups[rows % len(self.groups)], 0.65, 0.75, rng)
             take = made[identity - start : min(first + count, rows[-1] + 1) - start]
@@ -142,11 +163,10 @@ class Population:
         start, stop = number * CHUNK, min(self.size, (number + 1) * CHUNK)
         identities = np.arange(start, stop) // PER_IDENTITY
         centres = self.centres(int(identities[0]), int(identities[-1]) - int(identities[0]) + 1)
-        rng = np.random.default_rng([self.seed, 2, number])
-        return around(centres[identities - identities[0]], 0.6, 0.8, rng)
+        return around(centres[identities - identities[0]], 0.6, 0.8, self.rng(2, number))
 
     def queries(self, count: int) -> np.ndarray:
-        """Unseen faces of enrolled identities."""
+        """Unseen faces of enrolled identities (the same identities in every stream)."""
         rng = np.random.default_rng([self.seed, 3])
         chosen = np.sort(rng.choice(self.identities, size=min(count, self.identities), replace=False))
         block = CHUNK // PER_IDENTITY  # identities made at a time: each block once, not once per query
@@ -154,11 +174,39 @@ class Population:
             self.centres(first, min(block, self.identities - first))[chosen[chosen // block == first // block] - first]
             for first in np.unique(chosen // block) * block
         ]
-        return around(np.concatenate(centres), 0.6, 0.8, rng)
+        return around(np.concatenate(centres), 0.6, 0.8, rng if not self.stream else self.rng(3))
 
 
-def fill(catalog: LmdbCatalog, gid: int, population: Population, label: str) -> None:
-    """Store the population's faces, going on from what an earlier, stopped run stored."""
+class Faces:
+    """The synthetic faces a pack stores: one ``Population`` stream per embedder, fused as the pack
+    fuses them; each further embedder's part mixes a random rotation of the first part's face in,
+    so that the parts agree on lookalikes as much as real embedders do (``PART_MIX``)."""
+
+    def __init__(self, size: int, seed: int, pack: ModelPack) -> None:
+        dims = [int(model.dim or DIM) for model in pack.embedders]
+        self.size, self.dim = size, sum(dims)
+        self.parts = [Population(size, seed, dim, stream) for stream, dim in enumerate(dims)]
+        rng = np.random.default_rng([seed, 99])
+        self.rotations = [
+            np.linalg.qr(rng.standard_normal((dims[0], dims[0])))[0][:, :dim].astype(np.float32) for dim in dims[1:]
+        ]
+
+    def _fused(self, first: np.ndarray, others: list[np.ndarray]) -> np.ndarray:
+        share, own = np.float32(np.sqrt(PART_MIX)), np.float32(np.sqrt(1 - PART_MIX))
+        mixed = [unit(share * (first @ r) + own * o) for r, o in zip(self.rotations, others, strict=True)]
+        return fused([first, *mixed])
+
+    def chunk(self, number: int) -> np.ndarray:
+        first, *others = (part.chunk(number) for part in self.parts)
+        return self._fused(first, others)
+
+    def queries(self, count: int) -> np.ndarray:
+        first, *others = (part.queries(count) for part in self.parts)
+        return self._fused(first, others)
+
+
+def fill(catalog: LmdbCatalog, gid: int, population: Faces, label: str, pack: ModelPack) -> None:
+    """Store the population's faces as ``pack`` stores them, going on from what an earlier, stopped run stored."""
     have = catalog.images.gallery(gid).faces
     if have % PER_IMAGE and have < population.size:
         raise SystemExit(f"{label}: {have} faces stored, not whole images: remove --data and start again")
@@ -167,9 +215,10 @@ def fill(catalog: LmdbCatalog, gid: int, population: Population, label: str) -> 
             vectors = population.chunk(number)
             # an image is one transaction, so a stopped run stored whole images: go on after the last one
             first = max(0, have - number * CHUNK)
+            stored = vectors.astype(pack.store_as)
             for start in range(first, len(vectors), PER_IMAGE):
-                faces = [NewFace([0.0, 0.0, 100.0, 100.0], 0.9, v) for v in vectors[start : start + PER_IMAGE]]
-                catalog.images.add(gid, NewImage("bench.jpg", "image/jpeg", {}, "bench", "buffalo_s", faces))
+                faces = [NewFace([0.0, 0.0, 100.0, 100.0], 0.9, v) for v in stored[start : start + PER_IMAGE]]
+                catalog.images.add(gid, NewImage("bench.jpg", "image/jpeg", {}, "bench", pack.name, faces))
             bar.update(len(vectors) - first)
 
 
@@ -202,14 +251,14 @@ class Photos:
     ``shade`` 0..99 (never indexed); the first photos in ``COLLECTIONS`` of 100 to 100,000
     photos, the rest in the default one; creation times spread over 2026 in photo order."""
 
-    def __init__(self, population: Population) -> None:
-        self.population = population
+    def __init__(self, population: Faces, seed: int) -> None:
+        self.population, self.seed = population, seed
         self.count = population.size // FACES_PER_PHOTO
 
     def chunk(self, number: int) -> tuple[np.ndarray, list[tuple[dict, str, str]]]:
         """The faces of chunk ``number`` in photo order, and each photo's (metadata, collection,
         created_at)."""
-        rng = np.random.default_rng([self.population.seed, 4, number])
+        rng = np.random.default_rng([self.seed, 4, number])
         vectors = self.population.chunk(number)
         vectors = vectors[rng.permutation(len(vectors))]
         count = len(vectors) // FACES_PER_PHOTO
@@ -237,7 +286,7 @@ class Photos:
         return DEFAULT_COLLECTION
 
 
-def fill_photos(catalog: Catalog, gid: int, photos: Photos, label: str) -> None:
+def fill_photos(catalog: Catalog, gid: int, photos: Photos, label: str, pack: ModelPack) -> None:
     """Store the photos, ``PHOTOS_PER_WRITE`` to a write, going on from what a stopped run stored;
     the keys of ``INDEXED_KEYS`` are indexed from the start (as ``FACE_SEARCH_FILTER_KEYS`` does)."""
     catalog.metadata.start(gid, INDEXED_KEYS, len(INDEXED_KEYS))
@@ -246,9 +295,10 @@ def fill_photos(catalog: Catalog, gid: int, photos: Photos, label: str) -> None:
     with tqdm(total=photos.count, initial=have, unit="photo", desc=f"storing {label}") as bar:
         for number in range(have // chunk_photos, -(-photos.population.size // CHUNK)):
             vectors, drawn = photos.chunk(number)
+            vectors = vectors.astype(pack.store_as)
             for start in range(max(0, have - number * chunk_photos), len(drawn), PHOTOS_PER_WRITE):
                 batch = [
-                    NewImage("bench.jpg", "image/jpeg", metadata, created, "buffalo_s",
+                    NewImage("bench.jpg", "image/jpeg", metadata, created, pack.name,
                              [NewFace([0.0, 0.0, 100.0, 100.0], 0.9, v)
                               for v in vectors[FACES_PER_PHOTO * j : FACES_PER_PHOTO * (j + 1)]],
                              collection=collection)
@@ -286,14 +336,25 @@ def filtered_truth(photos: Photos, queries: np.ndarray, cache: Path, k: int = 10
     return found
 
 
-def truth(catalog: LmdbCatalog, gid: int, queries: np.ndarray, cache: Path, k: int = 10) -> np.ndarray:
-    """The exact top-k face ids per query, over every stored vector, a batch at a time (cached)."""
+def truth(
+    catalog: LmdbCatalog, gid: int, queries: np.ndarray, cache: Path, population: Faces | None = None, k: int = 10
+) -> np.ndarray:
+    """The exact top-k face ids per query, over every stored vector, a batch at a time (cached); with
+    ``population``, over the vectors as it generated them (float32) rather than as stored, the
+    stored ones checked to be those, rounded."""
     if cache.is_file():
         return np.load(cache)
     best_scores = np.full((len(queries), k), -np.inf, np.float32)
     best_ids = np.full((len(queries), k), -1, np.int64)
     with catalog.log.scan(gid, CHUNK) as (gallery, batches):
-        for ids, vectors in tqdm(batches, total=-(-gallery.faces // CHUNK), unit="batch", desc="exact search"):
+        for number, (ids, vectors) in enumerate(
+            tqdm(batches, total=-(-gallery.faces // CHUNK), unit="batch", desc="exact search")
+        ):
+            if population is not None and number * CHUNK < population.size:  # faces a checkpoint test added: as stored
+                made = population.chunk(number)
+                if len(made) > len(vectors) or np.abs(made - vectors[: len(made)]).max() > 1e-3:
+                    raise SystemExit(f"the stored faces of batch {number} are not those the seed makes")
+                vectors = np.concatenate([made, vectors[len(made) :]])
             scores = queries @ vectors.T
             top = np.argpartition(-scores, min(k, scores.shape[1] - 1), axis=1)[:, :k]
             merged_scores = np.concatenate([best_scores, np.take_along_axis(scores, top, 1)], axis=1)
@@ -347,6 +408,8 @@ def status():
 
 data, gids, queries = Path(sys.argv[2]), json.loads(sys.argv[3]), np.load(sys.argv[4])
 grid, checkpoint = json.loads(sys.argv[5]), sys.argv[6] == "1"
+pack, store_as = json.loads(sys.argv[9])  # the faces the checkpoint's adds store: the pack's name and dtype
+dim = queries.shape[-1]
 settings = Settings.from_env().at(data)
 faiss.omp_set_num_threads(1)
 base = status()
@@ -358,6 +421,7 @@ opened = time.monotonic() - started
 out = {"startup_s": round(opened, 2), "after_open": {k: v - base[k] for k, v in status().items()}}
 details = indexes.status(gids[0]).details
 out["lists"], out["refine_bytes"] = (details.lists, details.second_code) if details else (0, 0)
+out["scan_bytes"] = details.scan_code if details else 0
 
 def timed(gid, rows, k=10):
     times, found = [], []
@@ -369,7 +433,7 @@ def timed(gid, rows, k=10):
 
 touched = [g for g in catalog.images.galleries() if g not in gids]
 for gid in touched:  # every other gallery first: the measured ones have not been touched for a while
-    indexes.search(gid, queries.reshape(-1, 512)[:1], 10)
+    indexes.search(gid, queries.reshape(-1, dim)[:1], 10)
 out["measured_loaded_before"] = sum(g in indexes.loaded() for g in gids)
 def cold(gid):  # not touched for a while: its files have left the page cache too
     for path in (data / "indexes").glob(f"gallery-{gid}.*.*"):
@@ -401,7 +465,7 @@ if grid:
     out["grid"] = points
     indexes.tune(nprobe=settings.index.nprobe, candidates=settings.index.candidates)
 
-filters = json.loads(Path(sys.argv[9]).read_text()) if len(sys.argv) > 9 and sys.argv[9] else None
+filters = json.loads(Path(sys.argv[10]).read_text()) if len(sys.argv) > 10 and sys.argv[10] else None
 if filters:
     from service.core.config import Limits
     from service.core.filters import scope_of
@@ -458,11 +522,11 @@ if checkpoint:
     gid = gids[0]
     rng = np.random.default_rng(7)
     def add(n):
-        vectors = rng.standard_normal((n, 512)).astype(np.float32)
+        vectors = rng.standard_normal((n, dim)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        faces = [NewFace([0.0, 0.0, 100.0, 100.0], 0.9, v) for v in vectors]
+        faces = [NewFace([0.0, 0.0, 100.0, 100.0], 0.9, v) for v in vectors.astype(store_as)]
         t = time.perf_counter()
-        catalog.images.add(gid, NewImage("bench.jpg", "image/jpeg", {}, "bench", "buffalo_s", faces))
+        catalog.images.add(gid, NewImage("bench.jpg", "image/jpeg", {}, "bench", pack, faces))
         indexes.sync(gid)
         return (time.perf_counter() - t) * 1000
     for _ in range(100):
@@ -488,7 +552,7 @@ if checkpoint:
         "search_before_ms": before_search.tolist(), "search_during_ms": during_search,
     }
 
-if len(sys.argv) > 7 and sys.argv[7] == "1":  # search while scripts/rebuild_index.py runs beside
+if sys.argv[7] == "1":  # search while scripts/rebuild_index.py runs beside
     import subprocess
     gid = gids[0]
     env = {**os.environ, "FACE_SEARCH_DATA_DIR": str(data)}
@@ -520,6 +584,7 @@ def serve(
     grid: dict | None,
     checkpoint: bool,
     rebuild_key: str | None,
+    pack: ModelPack,
     filters: dict | None = None,
 ) -> dict:
     """The measurements of a fresh serving process (its own memory, nothing inherited from this one)."""
@@ -530,7 +595,7 @@ def serve(
         spec.write_text(json.dumps(filters))
     command = [sys.executable, "-c", SERVE, str(ROOT), str(data), json.dumps(gids), str(path), json.dumps(grid or {}),
                "1" if checkpoint else "0", "1" if rebuild_key else "0", json.dumps(rebuild_key),
-               str(spec) if filters else ""]  # fmt: skip
+               json.dumps([pack.name, pack.store_as]), str(spec) if filters else ""]  # fmt: skip
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     line = next((line for line in done.stdout.splitlines() if line.startswith("RESULT ")), None)
     if line is None:
@@ -573,27 +638,48 @@ def percentiles(times: list[float]) -> dict:
     return {"p50_ms": round(float(np.percentile(times, 50)), 2), "p99_ms": round(float(np.percentile(times, 99)), 2)}
 
 
-def one_gallery(size: int, args: argparse.Namespace, settings: Settings) -> dict:
-    data = args.data / f"n{size}"
+def data_dir(args: argparse.Namespace, name: str, pack: ModelPack) -> Path:
+    """Where a run keeps its catalog and index: buffalo_s's as it always did, another pack's apart."""
+    return args.data / (name if pack.name == "buffalo_s" else f"{name}-{pack.name}")
+
+
+def one_gallery(size: int, args: argparse.Namespace, settings: Settings, pack: ModelPack) -> dict:
+    data = data_dir(args, f"n{size}", pack)
     catalog = LmdbCatalog(data / "lmdb", 64 << 30)
     key = f"bench-{size}"
     record = catalog.keys.get(key) or catalog.keys.create(key, "unused", None, "bench")
-    population = Population(size, seed=size)
-    fill(catalog, record.gallery, population, f"{size:,} faces")
+    population = Faces(size, size, pack)
+    fill(catalog, record.gallery, population, f"{size:,} faces", pack)
     queries = population.queries(args.queries)
     exact = truth(catalog, record.gallery, queries, data / f"truth-{args.queries}.npy")
+    generated = (
+        truth(catalog, record.gallery, queries, data / f"truth-float32-{args.queries}.npy", population)
+        if pack.store_as != "float32"
+        else exact
+    )
     lmdb_bytes = (data / "lmdb" / "data.mdb").stat().st_size
     catalog.close()
     built = rebuild(data, key, settings) if not (data / "indexes").exists() else {"rebuild_s": None}
     grid = {"nprobe": [256, 384, 512, 768], "candidates": [1600, 3200, 6400, 12800]} if args.grid else None
     served = serve(
-        data, [record.gallery], queries, grid, checkpoint=True, rebuild_key=key if args.rebuild_while_serving else None
+        data,
+        [record.gallery],
+        queries,
+        grid,
+        checkpoint=True,
+        rebuild_key=key if args.rebuild_while_serving else None,
+        pack=pack,
     )
     gallery = served["galleries"][0]
     resident = served["after_queries"]["Index"]
     result = {
         "size": size,
+        "pack": pack.name,
+        "dim": population.dim,
+        "stored_as": pack.store_as,
+        "exact_stored_recall@10": recall(exact, generated),  # exact search over the stored vectors
         "storage": settings.index.storage,
+        "scan_bytes": served["scan_bytes"],
         "lists": served["lists"],
         "nprobe": settings.index.nprobe,
         "refine_bytes": served["refine_bytes"],
@@ -610,12 +696,12 @@ def one_gallery(size: int, args: argparse.Namespace, settings: Settings) -> dict
         "bytes_per_face": round(resident / size, 1),
         **percentiles(gallery["times"]),
         "first_search_ms": round(gallery["first_ms"], 2),
-        "recall@10": recall(np.array(gallery["found"]), exact),
+        "recall@10": recall(np.array(gallery["found"]), generated),
     }
     if grid:
         result["grid"] = [
             {"nprobe": p["nprobe"], "candidates": p["candidates"], **percentiles(p["times"]),
-             "recall@10": recall(np.array(p["found"]), exact[:200])}
+             "recall@10": recall(np.array(p["found"]), generated[:200])}
             for p in served["grid"]
         ]  # fmt: skip
     # the same 200 queries, each side (SIDES) from a cold and a warm catalog
@@ -661,14 +747,14 @@ def metadata_index_bytes(catalog: LmdbCatalog) -> int:
     return catalog.env.read(size)
 
 
-def filtered(size: int, args: argparse.Namespace, settings: Settings) -> dict:
+def filtered(size: int, args: argparse.Namespace, settings: Settings, pack: ModelPack) -> dict:
     """Filters mode (see the module): one gallery of ``size`` faces in photos with metadata."""
-    data = args.data / f"f{size}"
+    data = data_dir(args, f"f{size}", pack)
     catalog = LmdbCatalog(data / "lmdb", 64 << 30)
     key = f"filters-{size}"
     record = catalog.keys.get(key) or catalog.keys.create(key, "unused", None, "bench")
-    photos = Photos(Population(size, seed=size))
-    fill_photos(catalog, record.gallery, photos, f"{size:,} faces in photos")
+    photos = Photos(Faces(size, size, pack), seed=size)
+    fill_photos(catalog, record.gallery, photos, f"{size:,} faces in photos", pack)
     if catalog.images.face_ids(record.gallery)[-1] != size:
         raise SystemExit(f"{data}: faces are not numbered 1..{size}: remove it and start again")
     queries = photos.population.queries(args.queries)
@@ -677,7 +763,7 @@ def filtered(size: int, args: argparse.Namespace, settings: Settings) -> dict:
     lmdb_bytes = (data / "lmdb" / "data.mdb").stat().st_size
     catalog.close()
     built = rebuild(data, key, settings) if not (data / "indexes").exists() else {"rebuild_s": None}
-    served = serve(data, [record.gallery], queries, None, checkpoint=False, rebuild_key=None, filters=FILTERS)
+    served = serve(data, [record.gallery], queries, None, checkpoint=False, rebuild_key=None, pack=pack, filters=FILTERS)
     unfiltered = percentiles(served["unfiltered"]["times"])
     rows = {}
     for name, got in served["filters"].items():
@@ -741,8 +827,8 @@ def filtered_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def many_galleries(count: int, faces: int, args: argparse.Namespace, settings: Settings) -> dict:
-    data = args.data / f"g{count}x{faces}"
+def many_galleries(count: int, faces: int, args: argparse.Namespace, settings: Settings, pack: ModelPack) -> dict:
+    data = data_dir(args, f"g{count}x{faces}", pack)
     catalog = LmdbCatalog(data / "lmdb", 64 << 30)
     gids = []
     for number in tqdm(range(count), unit="gallery", desc=f"storing {count} x {faces:,}"):
@@ -750,10 +836,10 @@ def many_galleries(count: int, faces: int, args: argparse.Namespace, settings: S
         record = catalog.keys.get(key) or catalog.keys.create(key, "unused", None, "bench")
         have = catalog.images.gallery(record.gallery).faces  # a stopped run stored whole images
         if have < faces:
-            vectors = Population(faces, seed=10_000 + number).chunk(0)  # a gallery is one chunk at most
+            vectors = Faces(faces, 10_000 + number, pack).chunk(0).astype(pack.store_as)  # one chunk at most
             for start in range(have, faces, PER_IMAGE):
                 batch = [NewFace([0.0, 0.0, 100.0, 100.0], 0.9, v) for v in vectors[start : start + PER_IMAGE]]
-                catalog.images.add(record.gallery, NewImage("bench.jpg", "image/jpeg", {}, "bench", "buffalo_s", batch))
+                catalog.images.add(record.gallery, NewImage("bench.jpg", "image/jpeg", {}, "bench", pack.name, batch))
         gids.append(record.gallery)
     lmdb_bytes = (data / "lmdb" / "data.mdb").stat().st_size
     catalog.close()
@@ -767,11 +853,12 @@ def many_galleries(count: int, faces: int, args: argparse.Namespace, settings: S
         catalog.close()
     rng = np.random.default_rng(5)
     sample = sorted(rng.choice(gids, size=min(50, len(gids)), replace=False).tolist())
-    queries = np.stack([Population(faces, seed=10_000 + gids.index(g)).queries(30) for g in sample])
-    served = serve(data, sample, queries, None, checkpoint=False, rebuild_key=None)
+    queries = np.stack([Faces(faces, 10_000 + gids.index(g), pack).queries(30) for g in sample])
+    served = serve(data, sample, queries, None, checkpoint=False, rebuild_key=None, pack=pack)
     first = [g["first_ms"] for g in served["galleries"]]
     warm = [t for g in served["galleries"] for t in g["times"]]
     return {
+        "pack": pack.name,
         "galleries": count,
         "faces_per_gallery": faces,
         "lmdb_bytes": lmdb_bytes,
@@ -787,6 +874,9 @@ def many_galleries(count: int, faces: int, args: argparse.Namespace, settings: S
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--service-default", action="store_true", help="one gallery per size, the service's settings")
+    parser.add_argument(
+        "--pack", default="buffalo_s", help="faces shaped like this pack's vectors, stored as it stores them"
+    )
     parser.add_argument("--sizes", default="1000000,3000000,10000000")
     parser.add_argument("--galleries", type=int, help="many galleries of --faces-per-gallery faces")
     parser.add_argument("--faces-per-gallery", type=int, default=10_000)
@@ -799,23 +889,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench_index")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
+    pack = load_pack(args.pack, check=False)  # its manifest: dims and stored type, no model is run
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = previous(args.out.with_suffix(".json"))
     report.update(cores=os.cpu_count(), index_settings=asdict(settings.index))
     if args.filters:
         for size in (int(s) for s in args.sizes.split(",")):
-            row = filtered(size, args, settings)
+            row = filtered(size, args, settings, pack)
             runs = [r for r in report.setdefault("filtered", []) if r["size"] != size] + [row]
             report["filtered"] = sorted(runs, key=lambda r: r["size"])
             args.out.with_suffix(".json").write_text(json.dumps(report, indent=1))
         print(filtered_table(report))
         return 0
     if args.galleries:
-        report["galleries"] = many_galleries(args.galleries, args.faces_per_gallery, args, settings)
+        report["galleries"] = many_galleries(args.galleries, args.faces_per_gallery, args, settings, pack)
     else:
         for size in (int(s) for s in args.sizes.split(",")):
-            row = one_gallery(size, args, settings)
-            report["sizes"] = sorted([r for r in report["sizes"] if r["size"] != size] + [row], key=lambda r: r["size"])
+            row = one_gallery(size, args, settings, pack)
+            kept = [r for r in report["sizes"] if (r["size"], row_pack(r)) != (size, pack.name)]
+            report["sizes"] = sorted([*kept, row], key=lambda r: (row_pack(r), r["size"]))
             args.out.with_suffix(".json").write_text(json.dumps(report, indent=1))
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=1))
     print(table(report))
@@ -830,7 +922,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{row['size']} faces, catalog {cache}, p50 / p99 ms ({reads['readers']} readers): {sides}")
     for row in report["sizes"]:  # the last lines, as the issue asks
         print(
-            f"{row['size']} faces: resident {row['resident_bytes'] / 2**20:.0f} MiB "
+            f"{row['size']} faces ({row_pack(row)}): resident {row['resident_bytes'] / 2**20:.0f} MiB "
             f"({row['bytes_per_face']:.0f} B/face), p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, "
             f"recall@10 {row['recall@10']}"
         )
@@ -841,6 +933,11 @@ def main(argv: list[str] | None = None) -> int:
             f"warm p50 {line['warm_search']['p50_ms']} ms, start-up {line['startup_s']} s"
         )
     return 0
+
+
+def row_pack(row: dict) -> str:
+    """The pack a report's row measured (rows of runs before packs were named: buffalo_s)."""
+    return row.get("pack", "buffalo_s")
 
 
 def previous(path: Path) -> dict:
@@ -861,8 +958,9 @@ def table(report: dict) -> str:
     ]
     for r in report["sizes"]:
         point = r["checkpoint"]
+        faces = f"{r['size']:,}" if row_pack(r) == "buffalo_s" else f"{r['size']:,} ({row_pack(r)}, {r['dim']}-d)"
         lines.append(
-            f"| {r['size']:,} | {r['storage']}, {r.get('lists', '-')}, {r['nprobe']}, {refine(r)}, {r['rerank']} "
+            f"| {faces} | {r['storage']}, {r.get('lists', '-')}, {r['nprobe']}, {refine(r)}, {r['rerank']} "
             f"| {r['resident_bytes'] / 2**20:,.0f} ({r['bytes_per_face']:.0f}) | {r['p50_ms']} / {r['p99_ms']} "
             f"| {r['recall@10']} | {r['startup_s']} | {r['rebuild_s'] or '-'} "
             f"| {point['fold_s']} ({point['adds_during']['p99_ms']} / {point['adds_before']['p99_ms']}) "
@@ -883,9 +981,11 @@ def table(report: dict) -> str:
 
 
 def refine(row: dict) -> str:
-    """The second code and its candidates, as the table shows them (rows before it: none)."""
+    """The scan codes' bytes where not 64, then the second code and its candidates, as the table shows
+    them (rows before it: none)."""
     code = row.get("refine_bytes", 0)
-    return f"PQ{code}x8, {row['candidates']}" if code else "-, -"
+    scan = f"scan {row['scan_bytes']} B, " if row.get("scan_bytes", 64) not in (0, 64) else ""
+    return scan + (f"PQ{code}x8, {row['candidates']}" if code else "-, -")
 
 
 def plot(report: dict, path: Path) -> None:

@@ -7,7 +7,8 @@ large photos of deepface-unit and fr-examples), in one run so their ratios hold 
 on a machine shared with other work:
 
 1. the floor: SCRFD and ArcFace alone, onnxruntime with one intra-op thread, on photos
-   decoded beforehand, called as the insightface models are used without any service;
+   decoded beforehand, called as the insightface models are used without any service (a
+   pack of several embedders runs each, EdgeFace one face at a time as its graph requires);
 2. the service's stages in this process (base64 decode, image decode, detection,
    alignment, embedding, index add, index search), with one and two model threads;
 3. a real gunicorn server on loopback: latency and throughput of POST /images and
@@ -20,7 +21,8 @@ the photos per second the cores give the models alone, the ceiling of that serve
 
 It prints the ratios to the floor and the targets: an added photo at one client within
 1.3x the floor's time, four clients at 1.9x the floor's photos per second or more (both
-cores at work), and no request slower than 4x the median.
+cores at work), and no request slower than 4x the median. ``--pack A,B`` measures each
+pack in turn in the same run (``make bench`` compares buffalo_s with buffalo_s_edgeface).
 """
 
 from __future__ import annotations
@@ -51,15 +53,14 @@ from models.analyzer import enlarged
 from models.decode import decode_image
 from models.faces import Face
 from models.packs import load_pack
+from service.api.paths import API
 from service.core.config import Settings
 from service.core.images import decode_base64
 from service.core.services import build_services
+from service.harness.live import KEY, SECRET, LiveServer
+from service.harness.photos import DATASETS
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the test helpers are not installed: the live server is started as the tests do
-from service.harness.live import API, KEY, SECRET, LiveServer  # noqa: E402
-
-DATASETS = ROOT.parent / "shared" / "datasets"
 CLIENTS = (1, 2, 4)
 
 
@@ -111,7 +112,10 @@ def floor_ms(photos: list[Photo], pack_name: str, start: Barrier | None = None) 
     options.intra_op_num_threads = 1
     detector = get_model(str(pack.detector.path), providers=["CPUExecutionProvider"], sess_options=options)
     detector.prepare(-1, input_size=(pack.detector_input_size,) * 2, det_thresh=pack.detector_score_threshold)
-    embedder = get_model(str(pack.embedder.path), providers=["CPUExecutionProvider"], sess_options=options)
+    embedders = [
+        (get_model(str(model.path), providers=["CPUExecutionProvider"], sess_options=options), model.model)
+        for model in pack.embedders
+    ]
     images = [decode_image(p.data) for p in photos]
     times = []
     with warnings.catch_warnings():
@@ -122,8 +126,9 @@ def floor_ms(photos: list[Photo], pack_name: str, start: Barrier | None = None) 
             started = time.perf_counter()
             _, landmarks = detector.detect(image, input_size=(pack.detector_input_size,) * 2)
             crops = [face_align.norm_crop(image, points) for points in landmarks]
-            if crops:
-                embedder.get_feat(crops)
+            for embedder, kind in embedders if crops else ():
+                for batch in [[crop] for crop in crops] if kind == "edgeface" else [crops]:  # its graph takes one
+                    embedder.get_feat(batch)
             times.append(_ms(started))
     return times[3:]
 
@@ -187,7 +192,7 @@ def stage_ms(photos: list[Photo], pack_name: str, threads: int) -> dict[str, flo
                 if not faces:
                     continue
                 started = time.perf_counter()
-                services.gallery.store(key, data, {}, faces, services.pack.name)
+                services.gallery.store(key, data, {}, faces, services.pack)
                 totals["index add"] += _ms(started)
                 started = time.perf_counter()
                 searcher.best_per_image(key, faces[0].embedding, 5, searcher.default_threshold(key.gallery))
@@ -252,10 +257,13 @@ def drive(url: str, path: str, bodies: list[str], clients: int, accepted: tuple[
     return Load(clients, latencies, time.perf_counter() - started, errors[0])
 
 
-def server_loads(photos: list[Photo], workers: int, model_threads: int, server_threads: int) -> dict[str, list[Load]]:
+def server_loads(
+    photos: list[Photo], pack: str, workers: int, model_threads: int, server_threads: int
+) -> dict[str, list[Load]]:
     bodies = [p.body for p in photos]
     with tempfile.TemporaryDirectory(prefix="bench-server-") as scratch:
         env = {
+            "FACE_SEARCH_MODELS": pack,
             "FACE_SEARCH_WORKERS": str(workers),
             "FACE_SEARCH_MODEL_THREADS": str(model_threads),
             "FACE_SEARCH_THREADS": str(server_threads),
@@ -275,30 +283,18 @@ def server_loads(photos: list[Photo], workers: int, model_threads: int, server_t
 # -- report ---------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lfw", type=int, default=120, help="LFW photos in the mix (plus 56 large photos)")
-    parser.add_argument("--pack", default="buffalo_s")
-    parser.add_argument(
-        "--configs",
-        default="2x1x4",
-        help="server configurations WORKERSxMODEL_THREADSxSERVER_THREADS, comma-separated",
-    )
-    parser.add_argument("--out", default=str(ROOT / "reports" / "bench"))
-    args = parser.parse_args(argv)
-    photos = photo_mix(args.lfw)
-    large = sum(not p.name.startswith("lfw/") for p in photos)
-    print(f"{len(photos)} photos: {len(photos) - large} LFW 250x250, {large} large (300-4100 px)\n")
-
-    floor = floor_ms(photos, args.pack)
+def bench_pack(photos: list[Photo], pack: str, configs: str) -> dict:
+    """The floor, the stages and each server configuration of one pack."""
+    print(f"## {pack}\n")
+    floor = floor_ms(photos, pack)
     floor_mean = statistics.fmean(floor)
-    report: dict = {"photos": len(photos), "floor_ms": floor_mean, "floor_per_second": 1000 / floor_mean}
+    report: dict = {"pack": pack, "photos": len(photos), "floor_ms": floor_mean, "floor_per_second": 1000 / floor_mean}
     print(
         f"floor (detector + embedder alone, 1 thread): {floor_mean:.1f} ms per photo, "
         f"{1000 / floor_mean:.1f} photos/s\n"
     )
 
-    stages = {threads: stage_ms(photos, args.pack, threads) for threads in (1, 2)}
+    stages = {threads: stage_ms(photos, pack, threads) for threads in (1, 2)}
     report["stages"] = stages
     print("| stage | ms/photo, 1 model thread | ms/photo, 2 model threads |")
     print("| --- | ---: | ---: |")
@@ -315,12 +311,12 @@ def main(argv: list[str] | None = None) -> int:
         "| p99 ms | max/median | mean ms / floor ms | errors |"
     )
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for config in args.configs.split(","):
+    for config in configs.split(","):
         workers, model_threads, server_threads = (int(v) for v in config.split("x"))
         # The floor again, just before this server runs: other work on the machine drifts.
-        floor_mean = statistics.fmean(floor_ms(photos, args.pack))
-        ceiling = floors_side_by_side(photos, args.pack, workers) * floor_mean / 1000 if workers > 1 else 1.0
-        loads = server_loads(photos, workers, model_threads, server_threads)
+        floor_mean = statistics.fmean(floor_ms(photos, pack))
+        ceiling = floors_side_by_side(photos, pack, workers) * floor_mean / 1000 if workers > 1 else 1.0
+        loads = server_loads(photos, pack, workers, model_threads, server_threads)
         report["servers"][config] = {
             "floor_ms": floor_mean,
             "floors_side_by_side_x_floor": ceiling,
@@ -360,6 +356,24 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  floor just before: {floor_mean:.1f} ms/photo; " + "; ".join(f"{k}: {v:.2f}" for k, v in checks.items())
         )
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lfw", type=int, default=120, help="LFW photos in the mix (plus 56 large photos)")
+    parser.add_argument("--pack", default="buffalo_s", help="comma-separated model packs, measured in turn")
+    parser.add_argument(
+        "--configs",
+        default="2x1x4",
+        help="server configurations WORKERSxMODEL_THREADSxSERVER_THREADS, comma-separated",
+    )
+    parser.add_argument("--out", default=str(ROOT / "reports" / "bench"))
+    args = parser.parse_args(argv)
+    photos = photo_mix(args.lfw)
+    large = sum(not p.name.startswith("lfw/") for p in photos)
+    print(f"{len(photos)} photos: {len(photos) - large} LFW 250x250, {large} large (300-4100 px)\n")
+    report = {"packs": {pack: bench_pack(photos, pack, args.configs) for pack in args.pack.split(",")}}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(report, indent=2, default=str))

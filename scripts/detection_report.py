@@ -99,8 +99,8 @@ def labelled(services: Services, name: str, rows: list[dict[str, str]]) -> dict:
         found += bool(faces)
         chosen = labelled_face(name, data, faces) if faces else None
         if chosen is not None and identity not in enrolled:
-            services.gallery.store(whole, data, {"identity": identity}, faces, services.pack.name)
-            services.gallery.store(only, data, {"identity": identity}, [chosen], services.pack.name)
+            services.gallery.store(whole, data, {"identity": identity}, faces, services.pack)
+            services.gallery.store(only, data, {"identity": identity}, [chosen], services.pack)
             enrolled.add(identity)
         else:
             probes.append((identity, faces, chosen))

@@ -35,20 +35,27 @@ import argparse
 import base64
 import csv
 import hashlib
+import io
 import json
 import math
+import random
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import requests
 from evaluation import (  # scripts/evaluation.py, beside this file
+    SPLITS,
     ScoreCounts,
     assign_folds,
+    enrolment_splits,
+    open_set_missed,
     recall_at,
     stranger_rate,
     tar_at,
@@ -56,9 +63,10 @@ from evaluation import (  # scripts/evaluation.py, beside this file
 )
 from PIL import Image
 
+from models.decode import decode_image
 from models.detector import iou
 from models.faces import Detection, Face
-from models.packs import ModelPack, load_pack
+from models.packs import ModelPack, load_pack, part_of
 from service.core.config import Settings
 from service.core.errors import NotAPhoto
 from service.core.requests import DeleteImages
@@ -77,6 +85,13 @@ STRANGER_RATE = 0.01  # a stranger's query comes back empty 99% of the time
 MIN_FACES = 1000  # small galleries keep the 1,000-face threshold (see service/core/threshold.py)
 TOP_STRANGERS = 1000  # per query, the most similar other people's faces kept for the open-set model
 EXIF_ORIENTATION = 0x0112
+TAR_FARS = (1e-2, 1e-3, 1e-4)
+# Named groups of a set's identities evaluated apart as well (scripts/subsets.json: the East and
+# Southeast Asian people of LFW), each with its own galleries and strangers.
+SUBSETS: dict[str, Any] = json.loads((Path(__file__).resolve().parent / "subsets.json").read_text())
+TIGHT = "lfw-tight"
+TIGHT_SIDE = 160
+TIGHT_SPAN = 2.0  # a tight crop's side, in eye-to-mouth distances: the forehead and the chin cut
 
 
 @dataclass
@@ -87,10 +102,37 @@ class DataSet:
     identities: list[str | None]
     expected_faces: list[int | None]
     pairs: list[tuple[int, int, int, bool]] = field(default_factory=list)  # fold, a, b, same
+    photos: list[bytes] | None = None  # a set made in memory (tight crops): never written anywhere
 
     @property
     def labelled(self) -> bool:
         return any(identity is not None for identity in self.identities)
+
+    def photo(self, index: int) -> bytes:
+        return self.photos[index] if self.photos is not None else (self.root / self.paths[index]).read_bytes()
+
+    def size(self, index: int) -> tuple[int, int]:
+        """(width, height) as displayed, read from the header only."""
+        return photo_size(io.BytesIO(self.photo(index)) if self.photos is not None else self.root / self.paths[index])
+
+    def digest(self) -> str:
+        """What the photos are, for a set made in memory (its cache key); '' for files."""
+        if self.photos is None:
+            return ""
+        return hashlib.sha256(b"".join(hashlib.sha256(p).digest() for p in self.photos)).hexdigest()[:16]
+
+    def part(self, name: str, indices: list[int]) -> DataSet:
+        """The photos ``indices`` as a set of their own (pairs kept where both photos are in it)."""
+        where = {old: new for new, old in enumerate(indices)}
+        return DataSet(
+            name=name,
+            root=self.root,
+            paths=[self.paths[i] for i in indices],
+            identities=[self.identities[i] for i in indices],
+            expected_faces=[self.expected_faces[i] for i in indices],
+            pairs=[(f, where[a], where[b], same) for f, a, b, same in self.pairs if a in where and b in where],
+            photos=None if self.photos is None else [self.photos[i] for i in indices],
+        )
 
 
 def load_set(root: Path) -> DataSet:
@@ -128,7 +170,7 @@ def pipeline_fingerprint(pack: ModelPack, max_pixels: int) -> str:
         digest.update(source.read_bytes())
     in_use = [
         pack.detector.sha256,
-        pack.embedder.sha256,
+        [model.sha256 for model in pack.embedders],
         pack.detector_input_size,
         pack.detector_score_threshold,
         asdict(pack.tuning),
@@ -168,7 +210,7 @@ def _faces_from_arrays(arrays: dict[str, np.ndarray]) -> list[list[Face]]:
     return faces
 
 
-def photo_size(path: Path) -> tuple[int, int]:
+def photo_size(path: Path | io.BytesIO) -> tuple[int, int]:
     """(width, height) as displayed, read from the header only."""
     with Image.open(path) as image:
         width, height = image.size
@@ -204,19 +246,27 @@ class Embedded:
         vectors = [self.found_subject(i).embedding for i in found]
         return found, np.stack(vectors) if vectors else np.zeros((0, 0), np.float32)
 
+    def part(self, indices: list[int]) -> Embedded:
+        return Embedded([self.faces[i] for i in indices], self.ms_per_photo, [self.sizes[i] for i in indices])
+
+    def embedder(self, dims: list[int], part: int) -> Embedded:
+        """The same faces with one embedder's vectors, taken out of the fused ones."""
+        faces = [[Face(f.detection, part_of(f.embedding, dims, part)) for f in photo] for photo in self.faces]
+        return Embedded(faces, self.ms_per_photo, self.sizes)
+
 
 def embed_set(services: Services, data: DataSet, cache_dir: Path) -> Embedded:
     """Every photo's faces through the service's pipeline, cached by the pipeline's fingerprint."""
-    fingerprint = pipeline_fingerprint(services.pack, services.settings.limits.max_pixels)
+    fingerprint = pipeline_fingerprint(services.pack, services.settings.limits.max_pixels) + data.digest()
     cache = cache_dir / f"{data.name}-{services.pack.name}-{fingerprint}.npz"
-    sizes = [photo_size(data.root / path) for path in data.paths]
+    sizes = [data.size(i) for i in range(len(data.paths))]
     if cache.is_file():
         with np.load(cache) as stored:
             return Embedded(_faces_from_arrays(dict(stored)), float(stored["ms_per_photo"]), sizes)
     faces, started = [], time.perf_counter()
-    for i, path in enumerate(data.paths):
+    for i in range(len(data.paths)):
         try:
-            faces.append(services.reader.faces_in((data.root / path).read_bytes()))
+            faces.append(services.reader.faces_in(data.photo(i)))
         except NotAPhoto:
             faces.append([])
         if (i + 1) % 500 == 0:
@@ -315,7 +365,7 @@ def verification_metrics(data: DataSet, embedded: Embedded, pairs: AllPairs) -> 
         "different_pairs": pairs.different.total,
         "same_mean_cosine": float(np.mean(pairs.same)) if len(pairs.same) else float("nan"),
     }
-    for far in (1e-2, 1e-3):
+    for far in TAR_FARS:
         threshold = pairs.different.threshold_at(far)
         result[f"tar_at_far_{far:g}"] = tar_at(pairs.same, threshold)
         result[f"cosine_at_far_{far:g}"] = threshold
@@ -360,8 +410,8 @@ class LocalBackend(Backend):
         faces = self.embedded.faces[index]
         if not faces:
             return None
-        photo = (self.data.root / self.data.paths[index]).read_bytes()
-        return self.services.gallery.store(self.key, photo, {"photo": index}, faces, self.services.pack.name).id
+        photo = self.data.photo(index)
+        return self.services.gallery.store(self.key, photo, {"photo": index}, faces, self.services.pack).id
 
     def search(self, index: int, top_k: int, threshold: float | None) -> Hits | None:
         subject = self.embedded.subject(index)
@@ -402,7 +452,7 @@ class HttpBackend(Backend):
         return answer
 
     def _photo(self, index: int) -> dict:
-        return {"base64": base64.b64encode((self.data.root / self.data.paths[index]).read_bytes()).decode()}
+        return {"base64": base64.b64encode(self.data.photo(index)).decode()}
 
     def add(self, index: int) -> int | None:
         answer = self._call("POST", "/images", json={"image": self._photo(index), "metadata": {"photo": index}})
@@ -592,6 +642,47 @@ def calibration(pack: ModelPack, data: DataSet, embedded: Embedded, pairs: AllPa
     }
 
 
+def joint_calibration(pack: ModelPack, whole: tuple[AllPairs, dict], groups: dict[str, tuple[AllPairs, dict]]) -> dict:
+    """One threshold table for everyone and for each group (the East Asian people of LFW among
+    themselves, tight crops of LFW photos): at each gallery size the highest of their cosines, so
+    that a stranger of any of them comes back empty 99% of the time.
+
+    A group smaller than the whole set measures its own cosine only for galleries up to about its
+    size (``far_table``); for larger galleries its cosine is the whole set's plus the gap between
+    the two measured at the largest gallery the group measures directly (its median strangers per
+    query).
+    """
+    whole_pairs, whole_rows = whole
+    gaps = {}
+    for name, (group, _) in groups.items():
+        largest = int(np.median(group.strangers))
+        gaps[name] = {"gap": round(threshold_for(group, largest) - threshold_for(whole_pairs, largest), 4),
+                      "faces": largest}  # fmt: skip
+    rows = []
+    for row in whole_rows["table"]:
+        joint = {"far": row["far"], "faces": row["faces"], "whole": row["cosine"], "extrapolated": row["extrapolated"]}
+        for name, (_, calibrated) in groups.items():
+            measured = {r["far"]: r["cosine"] for r in calibrated["table"] if not r["extrapolated"]}
+            own = measured.get(row["far"], round(row["cosine"] + gaps[name]["gap"], 4))
+            joint[name] = {"cosine": own, "measured": row["far"] in measured}
+        joint["cosine"] = max([row["cosine"]] + [joint[name]["cosine"] for name in groups])
+        rows.append(joint)
+    scaled = _scaled(pack, rows)
+    galleries = []
+    for faces in GALLERY_SIZES:
+        threshold = search_threshold(scaled, faces)
+        every = {"whole": whole_pairs} | {name: group for name, (group, _) in groups.items()}
+        galleries.append(
+            {
+                "faces": faces,
+                "threshold": threshold,
+                "stranger_rate": {n: stranger_rate(p.pair_rates(threshold), faces) for n, p in every.items()},
+                "miss": {n: p.missed(threshold) for n, p in every.items()},
+            }
+        )
+    return {"gaps": gaps, "table": rows, "galleries": galleries, "manifest": scaled.manifest["calibration"]}
+
+
 # -- output -----------------------------------------------------------------------------
 
 
@@ -700,7 +791,80 @@ def side_by_side(reports: list[dict], costs: dict[str, dict] | None = None) -> s
     return "\n".join(lines)
 
 
+def models_markdown(reports: list[dict], reference: str, costs: dict[str, dict] | None = None) -> str:
+    """The models alone, every pack and embedder on every set: open-set misses over the same random
+    enrolment splits (and in how many of them each does better and worse than ``reference``), TAR."""
+    lines = [
+        f"| set | pack or embedder | faces found | miss @1% strangers answered ({SPLITS} splits: mean, min-max) "
+        f"| splits better / worse than {reference} | TAR@FAR1e-3 | TAR@FAR1e-4 | ms per face |",
+        "| --- | --- |" + " ---: |" * 6,
+    ]
+    by_set: dict[str, dict[str, dict]] = {}
+    for r in reports:
+        if "models_alone" in r:
+            by_set.setdefault(r["set"], {})[r["pack"]] = r
+    for name in sorted(by_set):
+        base = by_set[name].get(reference, {}).get("models_alone")
+        for label, r in by_set[name].items():
+            alone, v = r["models_alone"], r["verification"]
+            misses = np.array(alone["open_set_misses"])
+            versus = "-"
+            if base is not None and label != reference:
+                other = np.array(base["open_set_misses"])
+                versus = f"{int((misses < other).sum())} / {int((misses > other).sum())}"
+            cost = (costs or {}).get(label.split(":")[0])
+            per_face = "-"
+            if cost:
+                embedders = cost.get("ms_per_face", {})
+                per_face = f"{embedders[label.split(':')[1]]:.1f}" if ":" in label else f"{sum(embedders.values()):.1f}"
+            if "missed_by_every_embedder" in alone:
+                versus += f"; every embedder misses {_pct2(alone['missed_by_every_embedder'])}"
+            lines.append(
+                f"| {name} | {label} | {_detected(r['detection'])} "
+                f"| {_pct2(misses.mean())} ({_pct2(misses.min())}-{_pct2(misses.max())}) | {versus} "
+                f"| {_pct2(v['tar_at_far_0.001'])} | {_pct2(v['tar_at_far_0.0001'])} | {per_face} |"
+            )
+    return "\n".join(lines)
+
+
+def joint_markdown(name: str, result: dict) -> str:
+    whole, *groups = name.split("+")
+    gaps = "; ".join(f"{g}: {result['gaps'][g]['gap']:+.4f} at {result['gaps'][g]['faces']} faces" for g in groups)
+    lines = [
+        f"Joint calibration of {name}: at each gallery size the highest cosine; a group's own cosine beyond "
+        f"what it measures is {whole}'s plus the gap measured at the largest gallery it measures ({gaps}).",
+        "",
+        f"| per-pair FAR target | gallery faces | {whole} | " + " | ".join(groups) + " | default |",
+        "| ---: | ---: | ---: |" + " ---: |" * (len(groups) + 1),
+    ]
+    for r in result["table"]:
+        own = [f"{r[g]['cosine']:.4f}{'' if r[g]['measured'] else ' (+ gap)'}" for g in groups]
+        whole_cell = f"{r['whole']:.4f}{' (extrapolated)' if r['extrapolated'] else ''}"
+        lines.append(f"| {r['far']:g} | {r['faces']:,} | {whole_cell} | " + " | ".join(own) + f" | {r['cosine']:.4f} |")
+    names = ["whole", *groups]
+    lines += [
+        "",
+        "| gallery faces | default threshold | strangers answered: "
+        + " / ".join([whole, *groups])
+        + " | true matches missed: "
+        + " / ".join([whole, *groups])
+        + " |",
+        "| ---: | ---: | ---: | ---: |",
+    ]
+    lines += [
+        f"| {g['faces']:,} | {g['threshold']:.4f} | "
+        + " / ".join(_pct2(g["stranger_rate"][n]) for n in names)
+        + " | "
+        + " / ".join(_pct2(g["miss"][n]) for n in names)
+        + " |"
+        for g in result["galleries"]
+    ]
+    return "\n".join(lines)
+
+
 def calibration_markdown(name: str, result: dict) -> str:
+    if "+" in name.split("/")[0]:
+        return joint_markdown(name.split("/")[0], result)
     lines = [
         f"Calibration on {name}: {result['different_pairs']:,} different-person pairs, "
         f"{result['same_pairs']:,} same-person pairs; each query compared with "
@@ -737,33 +901,135 @@ def calibration_markdown(name: str, result: dict) -> str:
 # -- driver -----------------------------------------------------------------------------
 
 
-def evaluate_set(data: DataSet, pack_name: str, args: argparse.Namespace) -> tuple[dict, dict | None]:
-    """The set's report, and its calibration when asked."""
-    report: dict = {"set": data.name, "pack": pack_name, "via": "local"}
+def models_alone(data: DataSet, embedded: Embedded) -> dict:
+    """Open-set identification by the models alone, over random enrolment splits: the share of the
+    enrolled people's other photos not answered with them first when 1% of strangers are answered."""
+    indices, subjects = embedded.subjects()
+    found = np.zeros(len(embedded.faces), bool)
+    found[indices] = True
+    vectors = np.zeros((len(found), subjects.shape[1] if len(indices) else 1), np.float32)
+    vectors[indices] = subjects
+    labels = [identity or f"unlabelled-{i}" for i, identity in enumerate(data.identities)]
+    missed = [open_set_missed(vectors, found, labels, split)[0] for split in enrolment_splits(labels)]
+    misses = [float(m.mean()) if len(m) else float("nan") for m in missed]
+    return {"open_set_misses": misses, "open_set_miss": float(np.mean(misses)), "splits": len(misses), "missed": missed}
+
+
+def measured(data: DataSet, embedded: Embedded, label: str, args: argparse.Namespace) -> tuple[dict, AllPairs | None]:
+    """Detection, verification and the models' open-set figures of one set (or part) for one embedding."""
+    report: dict = {"set": data.name, "pack": label, "via": "local", "ms_per_photo": embedded.ms_per_photo}
     people = {identity for identity in data.identities if identity is not None}
     if people:
         report["people"] = len(people)
+    report["detection"] = detection_metrics(data, embedded.faces)
+    if not data.labelled:
+        return report, None
+    pairs = all_pairs(data, embedded)
+    report["verification"] = verification_metrics(data, embedded, pairs)
+    report["models_alone"] = models_alone(data, embedded)
+    plot(Path(args.out) / f"{data.name}-{label.replace(':', '-')}.png", f"{data.name} / {label}", pairs)
+    return report, pairs
+
+
+def evaluate_embedded(
+    data: DataSet, embedded: Embedded, services: Services, args: argparse.Namespace, calibrate: bool
+) -> tuple[list[dict], dict | None, AllPairs | None]:
+    """Every figure of one set (or subset) for the running pack, and of each of its embedders alone
+    with ``--parts``; identification through the service for the pack itself."""
+    pack = services.pack
+    report, pairs = measured(data, embedded, pack.name, args)
+    calibrated = None
+    if pairs is not None:
+        if calibrate:
+            calibrated = calibration(pack, data, embedded, pairs)
+        backend = (
+            HttpBackend(args.url, args.key, args.secret, data) if args.url else LocalBackend(services, data, embedded)
+        )
+        report["via"] = backend.name
+        report["identification"] = identification_metrics(data, embedded, backend)
+    reports = [report]
+    if args.parts and len(pack.embedders) > 1:
+        dims = services.analyzer.embedder.dims
+        for part, model in enumerate(pack.embedders):
+            alone = embedded.embedder(dims, part)
+            reports.append(measured(data, alone, f"{pack.name}:{model.path.stem}", args)[0])
+        if "models_alone" in report:  # the misses no embedder avoids: what no fusion of them can recover
+            every = [
+                np.logical_and.reduce(m) for m in zip(*(r["models_alone"]["missed"] for r in reports), strict=True)
+            ]
+            report["models_alone"]["missed_by_every_embedder"] = float(np.mean([m.mean() for m in every]))
+    for r in reports:
+        r.get("models_alone", {}).pop("missed", None)  # the masks, not for the report
+    return reports, calibrated, pairs
+
+
+def evaluate_set(
+    data: DataSet, pack_name: str, args: argparse.Namespace
+) -> tuple[list[dict], dict[str, dict], dict[str, AllPairs], Embedded]:
+    """The reports of the set, of its subsets (``SUBSETS``) and, with ``--parts``, of each embedder
+    alone; the calibrations asked for and their pairs (by set name); and the set's embedded faces."""
+    reports: list[dict] = []
+    calibrations: dict[str, dict] = {}
+    pairs: dict[str, AllPairs] = {}
     with tempfile.TemporaryDirectory(prefix="evaluate-") as scratch:
         settings = replace(Settings.from_env().at(Path(scratch)), models=pack_name, threshold=None)
         with build_services(settings) as services:
             embedded = embed_set(services, data, Path(args.out) / "cache")
-            report["ms_per_photo"] = embedded.ms_per_photo
-            report["detection"] = detection_metrics(data, embedded.faces)
-            calibrated = None
-            if data.labelled:
-                pairs = all_pairs(data, embedded)
-                report["verification"] = verification_metrics(data, embedded, pairs)
-                plot(Path(args.out) / f"{data.name}-{pack_name}.png", f"{data.name} / {pack_name}", pairs)
-                if args.calibrate and np.median(pairs.strangers) >= MIN_FACES:  # smaller sets cannot calibrate
-                    calibrated = calibration(services.pack, data, embedded, pairs)
-                backend = (
-                    HttpBackend(args.url, args.key, args.secret, data)
-                    if args.url
-                    else LocalBackend(services, data, embedded)
-                )
-                report["via"] = backend.name
-                report["identification"] = identification_metrics(data, embedded, backend)
-            return report, calibrated
+            people = len(set(data.identities) - {None})
+            # a set too small to compare each query with a thousand strangers cannot calibrate
+            large = args.calibrate and data.labelled and len(data.paths) - len(data.paths) / max(people, 1) >= MIN_FACES
+            made, whole, whole_pairs = evaluate_embedded(data, embedded, services, args, large)
+            reports += made
+            if whole is not None and whole_pairs is not None:
+                calibrations[data.name], pairs[data.name] = whole, whole_pairs
+            for name, group in SUBSETS.get(data.name, {}).items():
+                indices = [i for i, identity in enumerate(data.identities) if identity in set(group["people"])]
+                subset = data.part(f"{data.name}:{name}", indices)
+                subset.identities = [group["same_person"].get(who, who) for who in subset.identities]
+                made, part, part_pairs = evaluate_embedded(subset, embedded.part(indices), services, args, large)
+                reports += made
+                if part is not None and part_pairs is not None:
+                    calibrations[subset.name], pairs[subset.name] = part, part_pairs
+    return reports, calibrations, pairs, embedded
+
+
+def tight_set(data: DataSet, embedded: Embedded, people: int, seed: int = 3) -> DataSet:
+    """Tight crops of some of ``data``'s photos, made in memory and never written: for ``people``
+    people with two photos or more (up to four photos each) and half as many with one, a square of
+    ``TIGHT_SPAN`` eye-to-mouth distances centred on the subject's five landmarks, which cuts the
+    forehead and the chin as an ID card's crop often does, at ``TIGHT_SIDE`` pixels, JPEG-encoded."""
+    subjects = {i: face for i in range(len(data.paths)) if (face := embedded.subject(i)) is not None}
+    chosen = sample(data.identities, people, seed, lambda i: i in subjects)
+    tight = data.part(TIGHT, chosen)
+    tight.photos = [tight_crop(data.photo(i), subjects[i].detection.landmarks) for i in chosen]
+    return tight
+
+
+def sample(
+    identities: list[str | None], people: int, seed: int = 3, usable: Callable[[int], bool] = lambda i: True
+) -> list[int]:
+    """Photos of ``people`` people with two ``usable`` photos or more (up to four each) and of half as
+    many with one, in the set's order of people."""
+    photos: dict[str, list[int]] = {}
+    for i, identity in enumerate(identities):
+        if identity is not None and usable(i):
+            photos.setdefault(identity, []).append(i)
+    rng = random.Random(seed)
+    repeat = rng.sample(sorted(p for p, found in photos.items() if len(found) > 1), people)
+    single = rng.sample(sorted(p for p, found in photos.items() if len(found) == 1), people // 2)
+    return [i for person in sorted(repeat + single) for i in photos[person][:4]]
+
+
+def tight_crop(photo: bytes, landmarks: np.ndarray, span: float = TIGHT_SPAN, side: int = TIGHT_SIDE) -> bytes:
+    """An upright square of ``span`` eye-to-mouth distances centred on five landmarks, at ``side`` pixels."""
+    image = decode_image(photo)
+    eyes, mouth = landmarks[:2].mean(axis=0), landmarks[3:].mean(axis=0)
+    size = span * float(np.linalg.norm(mouth - eyes))
+    left, top = landmarks.mean(axis=0) - size / 2
+    scale = side / size
+    matrix = np.array([[scale, 0, -left * scale], [0, scale, -top * scale]], np.float32)
+    crop = cv2.warpAffine(image, matrix, (side, side), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes()
 
 
 def default_sets() -> list[Path]:
@@ -779,6 +1045,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "reports" / "evaluation"))
     parser.add_argument("--calibrate", action="store_true", help="print the stranger-rate calibration of each set")
     parser.add_argument("--costs", action="store_true", help="time, memory and bytes per face of each pack")
+    parser.add_argument("--parts", action="store_true", help="also each embedder of a fused pack alone (research)")
+    parser.add_argument(
+        "--tight", type=int, default=0, metavar="PEOPLE",
+        help=f"also {TIGHT}: tight crops of LFW photos of this many people, made in memory",
+    )  # fmt: skip
+    parser.add_argument("--reference", default="buffalo_s", help="the pack others are compared with split by split")
     parser.add_argument("--url", help="measure identification through this running server (loopback or yours)")
     parser.add_argument("--key")
     parser.add_argument("--secret")
@@ -786,18 +1058,46 @@ def main(argv: list[str] | None = None) -> int:
     if args.url and not (args.key and args.secret):
         parser.error("--url needs --key and --secret")
     Path(args.out).mkdir(parents=True, exist_ok=True)
+    packs = args.packs.split(",")
+    for pack_name in packs:
+        load_pack(pack_name)  # fail early on a missing pack
     reports, calibrations = [], {}
+    pairs: dict[str, dict[str, AllPairs]] = {pack_name: {} for pack_name in packs}
+
+    def with_every_pack(data: DataSet) -> Embedded:
+        """Evaluates ``data`` with each pack in turn; the first pack's faces."""
+        faces = []
+        for pack_name in packs:
+            print(f"evaluating {data.name} with {pack_name} ({len(data.paths)} photos)", file=sys.stderr)
+            made, calibrated, measured_pairs, embedded = evaluate_set(data, pack_name, args)
+            reports.extend(made)
+            calibrations.update({f"{name}/{pack_name}": c for name, c in calibrated.items()})
+            pairs[pack_name].update(measured_pairs)
+            faces.append(embedded)
+        return faces[0]
+
+    tight_from = None  # the LFW faces of the first pack: where the tight crops are cut
     for root in args.sets or default_sets():
         data = load_set(root)
-        for pack_name in args.packs.split(","):
-            load_pack(pack_name)  # fail early on a missing pack
-            print(f"evaluating {data.name} with {pack_name} ({len(data.paths)} photos)", file=sys.stderr)
-            report, calibrated = evaluate_set(data, pack_name, args)
-            reports.append(report)
-            if calibrated is not None:
-                calibrations[f"{data.name}/{pack_name}"] = calibrated
-    costs = pack_costs.measure(args.packs.split(",")) if args.costs else None
-    table = markdown(reports) + "\n\n" + side_by_side(reports, costs)
+        embedded = with_every_pack(data)
+        if data.name == "lfw":
+            tight_from = (data, embedded)
+    if args.tight and tight_from is not None:
+        with_every_pack(tight_set(*tight_from, args.tight))
+    for pack_name in packs:  # one default for LFW, its East Asian people and tight crops alike
+        found = pairs[pack_name]
+        groups = [name for name in found if name != "lfw" and name.startswith("lfw")]
+        if "lfw" in found and groups:
+            joint = joint_calibration(
+                load_pack(pack_name),
+                (found["lfw"], calibrations[f"lfw/{pack_name}"]),
+                {name: (found[name], calibrations[f"{name}/{pack_name}"]) for name in groups},
+            )
+            calibrations["+".join(["lfw", *groups]) + f"/{pack_name}"] = joint
+    costs = pack_costs.measure(packs) if args.costs else None
+    table = "\n\n".join(
+        [markdown(reports), side_by_side(reports, costs), models_markdown(reports, args.reference, costs)]
+    )
     if costs:
         table += "\n\n" + pack_costs.markdown(costs)
     print(table)

@@ -114,3 +114,81 @@ def stranger_rate(pair_rates: np.ndarray, gallery_faces: int) -> float:
     """
     rates = np.clip(np.asarray(pair_rates, np.float64), 0, 1)
     return float(np.mean(-np.expm1(gallery_faces * np.log1p(-np.minimum(rates, 1 - 1e-15)))))
+
+
+# -- open-set identification of the models alone, over random enrolment splits ------------------
+
+SPLITS = 20
+OPEN_SET_FPIR = 0.01  # the share of strangers answered at which misses are compared
+
+
+@dataclass(frozen=True)
+class Split:
+    """One random enrolment: half of the people with two photos or more, one photo each."""
+
+    gallery: np.ndarray  # photo indices enrolled, one per enrolled person
+    mates: np.ndarray  # the enrolled people's other photos
+    strangers: np.ndarray  # every photo of the people not enrolled
+
+
+def enrolment_splits(identities: list[str], splits: int = SPLITS, seed: int = 0) -> list[Split]:
+    """The same splits for every pack on a set (they depend on the labels and the seed alone), so
+    packs are compared split by split."""
+    photos: dict[str, list[int]] = {}
+    for index, identity in enumerate(identities):
+        photos.setdefault(identity, []).append(index)
+    repeat = sorted(identity for identity, indices in photos.items() if len(indices) > 1)
+    made = []
+    for number in range(splits):
+        rng = np.random.default_rng([seed, number])
+        enrolled = set(rng.choice(repeat, size=len(repeat) // 2, replace=False).tolist()) if repeat else set()
+        gallery, mates, strangers = [], [], []
+        for identity in sorted(photos):
+            indices = photos[identity]
+            if identity in enrolled:
+                chosen = int(rng.integers(len(indices)))
+                gallery.append(indices[chosen])
+                mates += indices[:chosen] + indices[chosen + 1 :]
+            else:
+                strangers += indices
+        made.append(Split(np.array(gallery, np.int64), np.array(mates, np.int64), np.array(strangers, np.int64)))
+    return made
+
+
+def open_set_miss(vectors: np.ndarray, found: np.ndarray, identities: list[str], split: Split,
+                  fpir: float = OPEN_SET_FPIR) -> tuple[float, float]:  # fmt: skip
+    """(miss, threshold): the share of the enrolled people's other photos not answered with
+    them first, at the threshold that answers ``fpir`` of the strangers' photos."""
+    missed, threshold = open_set_missed(vectors, found, identities, split, fpir)
+    return float(missed.mean()) if len(missed) else float("nan"), threshold
+
+
+def open_set_missed(vectors: np.ndarray, found: np.ndarray, identities: list[str], split: Split,
+                    fpir: float = OPEN_SET_FPIR) -> tuple[np.ndarray, float]:  # fmt: skip
+    """(missed, threshold): for each of the split's mates whether it was not answered with its
+    person first, at the threshold that answers ``fpir`` of the strangers' photos.
+
+    ``vectors`` holds one unit row per photo (its subject's face); ``found`` says which photos
+    have one: a photo without a face is a missed mate and an unanswered stranger, and a
+    person whose enrolled photo has none cannot be found.
+    """
+    labels = np.asarray(identities)
+    gallery = split.gallery[found[split.gallery]]
+
+    def best(probes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        scores = np.full(len(probes), -np.inf, np.float32)
+        names = np.full(len(probes), "", dtype=object)
+        seen = probes[found[probes]]
+        if len(seen) and len(gallery):
+            sims = vectors[seen] @ vectors[gallery].T
+            top = np.argmax(sims, axis=1)
+            scores[found[probes]] = sims[np.arange(len(seen)), top]
+            names[found[probes]] = labels[gallery][top]
+        return scores, names
+
+    stranger_scores, _ = best(split.strangers)
+    ordered = np.sort(stranger_scores)[::-1]
+    allowed = int(np.floor(fpir * len(ordered)))
+    threshold = float(np.nextafter(ordered[allowed], np.float32(np.inf))) if allowed < len(ordered) else -1.0
+    mate_scores, names = best(split.mates)
+    return ~((mate_scores >= threshold) & (names == labels[split.mates])), threshold

@@ -1,16 +1,20 @@
-"""What a model pack costs on this machine: time per photo, memory, bytes per stored face.
+"""What a model pack costs on this machine: time per photo and per face, memory, bytes per stored face.
 
-  python scripts/pack_costs.py [--pack buffalo_s,yunet_sface] [--photos 300]
+  python scripts/pack_costs.py [--pack buffalo_s,yunet_sface,buffalo_s_edgeface] [--photos 300] [--reembed]
 
 Timings on a shared machine are noisy, so the packs are timed in turn within one run,
 each warmed up first, over the same LFW photos (250x250), and each pack's best round
-is kept: the ratio between packs is what to read. Memory is measured in a fresh
+is kept: the ratio between packs is what to read. A photo is timed as an add embeds it
+(every face) and as a search does (its largest face only); each embedder is timed per
+aligned face on one thread, one face per run. Memory is measured in a fresh
 process per pack, so one pack's allocations do not hide the other's: what the models
 hold once loaded and run on a small and a large photo, and the peak (which includes
 converting quantised weights at load), less the process before. Bytes per face: the
 same photos added through the service's add use case to a fresh data directory per
 pack, then the LMDB pages of the faces table and of the whole environment, and the
-size of the saved FAISS index, divided by the faces.
+size of the saved FAISS index, divided by the faces. ``--reembed``: what moving a gallery of
+those photos between packs costs per face, through ``service.core.reembed`` (buffalo_s to
+buffalo_s_edgeface runs EdgeFace and the detector only; back, no model at all).
 Also used by ``scripts/evaluate.py --costs``.
 """
 
@@ -56,20 +60,53 @@ def lfw_photos(count: int, seed: int = 7) -> list[bytes]:
     return [(LFW / path).read_bytes() for path in paths[:count]]
 
 
-def ms_per_photo(pack_names: list[str], photos: list[bytes], threads: int) -> dict[str, float]:
-    """Whole pipeline (decode, detect, align, embed) per photo, each pack's best of ``ROUNDS`` rounds taken in turn."""
+def ms_per_photo(
+    pack_names: list[str], photos: list[bytes], threads: int, limit: int | None = None
+) -> dict[str, float]:
+    """Whole pipeline (decode, detect, align, embed) per photo, each pack's best of ``ROUNDS`` rounds
+    taken in turn; ``limit`` 1: as a search embeds its query (the largest face only)."""
     analyzers = {name: FaceAnalyzer(load_pack(name), threads) for name in pack_names}
     for analyzer in analyzers.values():
         for data in photos[:WARM_UP]:
-            analyzer.faces_in_bytes(data)
+            analyzer.faces_in_bytes(data, limit)
     best = dict.fromkeys(pack_names, float("inf"))
     for _ in range(ROUNDS):
         for name, analyzer in analyzers.items():
             started = time.perf_counter()
             for data in photos:
-                analyzer.faces_in_bytes(data)
+                analyzer.faces_in_bytes(data, limit)
             best[name] = min(best[name], (time.perf_counter() - started) * 1000 / len(photos))
     return best
+
+
+def ms_per_face(pack_names: list[str], photos: list[bytes]) -> dict[str, dict[str, float]]:
+    """Each embedder of each pack per aligned face, one thread, one face per run, best of ``ROUNDS``."""
+    analyzers = {name: FaceAnalyzer(load_pack(name), 1) for name in pack_names}
+    result: dict[str, dict[str, float]] = {}
+    for name, analyzer in analyzers.items():
+        crops = [analyzer.embedder.align(*frame) for frame in _aligned_frames(analyzer, photos)]
+        result[name] = {}
+        for weights, model in zip(analyzer.pack.embedders, analyzer.embedder.models, strict=True):
+            for crop in crops[:WARM_UP]:
+                model.embed([crop])
+            rounds = []
+            for _ in range(ROUNDS):
+                started = time.perf_counter()
+                for crop in crops:
+                    model.embed([crop])
+                rounds.append((time.perf_counter() - started) * 1000 / len(crops))
+            result[name][weights.path.stem] = min(rounds)
+    return result
+
+
+def _aligned_frames(analyzer: FaceAnalyzer, photos: list[bytes]) -> list[tuple]:
+    """(pixels, landmarks) of every face of the photos, to align on."""
+    frames = []
+    for data in photos:
+        image, factor = analyzer.decode(data)
+        frame, detections, _ = analyzer.alignment_frame(data, image, analyzer.detector.detect(image, factor), factor)
+        frames += [(frame, d.landmarks) for d in detections]
+    return frames
 
 
 def _status_kb(field: str) -> int:
@@ -130,15 +167,50 @@ def bytes_per_face(pack_name: str, photos: list[bytes]) -> dict[str, float]:
             }
 
 
+def reembed_costs(moves: list[tuple[str, str]], photos: list[bytes]) -> list[dict]:
+    """Seconds per face of re-embedding a gallery of ``photos`` from one pack to another, each move
+    on a gallery filled afresh with its source pack."""
+    threads = Settings.from_env().threads_per_model
+    result = []
+    for source, target in moves:
+        with tempfile.TemporaryDirectory(prefix="pack-costs-") as scratch:
+            settings = replace(Settings.from_env().at(Path(scratch)), models=source)
+            with build_services(settings) as services:
+                key = services.keys.create().record
+                for data in photos:
+                    try:
+                        services.adder.add(key, AddImage(Photo(data)))
+                    except ServiceError:
+                        continue
+                faces = services.catalog.images.gallery(key.gallery).faces
+                started = time.perf_counter()
+                summary = services.reembedding.run(key, target)
+                seconds = time.perf_counter() - started
+        result.append({"from": source, "to": target, "faces": faces, "lost": summary.lost, "threads": threads,
+                       "ms_per_face": 1000 * seconds / max(faces, 1)})  # fmt: skip
+    return result
+
+
+REEMBED_MOVES = [
+    ("buffalo_s", "buffalo_s_edgeface"),
+    ("buffalo_s_edgeface", "buffalo_s"),
+    ("yunet_sface", "buffalo_s_edgeface"),
+]
+
+
 def measure(pack_names: list[str], count: int = 300) -> dict[str, dict]:
     """Every cost of every pack, on the same ``count`` LFW photos."""
     threads = Settings.from_env().threads_per_model
     photos = lfw_photos(count)
     speed = ms_per_photo(pack_names, photos, threads)
+    search = ms_per_photo(pack_names, photos, threads, limit=1)
+    faces = ms_per_face(pack_names, photos)
     probe = [photos[0], LARGE_PHOTO.read_bytes()] if LARGE_PHOTO.is_file() else photos[:1]
     return {
         name: {
             "ms_per_250px_photo": speed[name],
+            "ms_per_250px_search": search[name],
+            "ms_per_face": faces[name],
             "memory": model_memory(name, threads, probe),
             "storage": bytes_per_face(name, photos),
         }
@@ -148,17 +220,26 @@ def measure(pack_names: list[str], count: int = 300) -> dict[str, dict]:
 
 def markdown(costs: dict[str, dict]) -> str:
     lines = [
-        "| pack | ms per 250x250 photo | models' memory (in use / peak) | dim | index bytes/face "
+        "| pack | ms per 250x250 photo: add / search | ms per face, 1 thread (each embedder) "
+        "| models' memory (in use / peak) | dim | index bytes/face "
         "| LMDB faces table bytes/face | overflow pages/face | LMDB environment bytes/face |",
-        "| --- |" + " ---: |" * 7,
+        "| --- |" + " ---: |" * 8,
     ]
     for name, cost in costs.items():
         memory, storage = cost["memory"], cost["storage"]
+        per_face = " + ".join(f"{ms:.1f}" for ms in cost["ms_per_face"].values())
         lines.append(
-            f"| {name} | {cost['ms_per_250px_photo']:.1f} | {memory['loaded_mb']:.0f} / {memory['peak_mb']:.0f} MB "
+            f"| {name} | {cost['ms_per_250px_photo']:.1f} / {cost['ms_per_250px_search']:.1f} | {per_face} "
+            f"| {memory['loaded_mb']:.0f} / {memory['peak_mb']:.0f} MB "
             f"| {storage['dim']} | {storage['index']:.0f} | {storage['lmdb_faces_table']:.0f} "
             f"| {storage['lmdb_overflow_pages_per_face']:.2f} | {storage['lmdb_environment']:.0f} |"
         )
+    return "\n".join(lines)
+
+
+def reembed_markdown(moves: list[dict]) -> str:
+    lines = ["| re-embedding | faces | faces lost | ms per face |", "| --- | ---: | ---: | ---: |"]
+    lines += [f"| {m['from']} -> {m['to']} | {m['faces']} | {m['lost']} | {m['ms_per_face']:.1f} |" for m in moves]
     return "\n".join(lines)
 
 
@@ -166,7 +247,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pack", default="buffalo_s,yunet_sface", help="comma-separated model packs")
     parser.add_argument("--photos", type=int, default=300, help="LFW photos timed and stored")
+    parser.add_argument("--reembed", action="store_true", help="only the cost per face of moving a gallery")
     args = parser.parse_args(argv)
+    if args.reembed:
+        moves = reembed_costs(REEMBED_MOVES, lfw_photos(args.photos))
+        print(reembed_markdown(moves))
+        print(json.dumps(moves, indent=2))
+        return 0
     costs = measure(args.pack.split(","), args.photos)
     print(markdown(costs))
     print(json.dumps(costs, indent=2))

@@ -61,7 +61,7 @@ from .gallery import GalleryIndex
 from .maintenance import Maintenance
 from .rebuild import rebuild_reason
 from .scheduler import RebuildScheduler
-from .vector_index import FLAT, IVF
+from .vector_index import FLAT, IVF, PACKED
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +178,7 @@ class FaissIndexes:
                 seq=state.seq,
                 rebuild_needed=rebuild_reason(state, entry.count, self.settings),
                 second_code=state.refine_bytes,
+                scan_code=state.scan_codes // 2 if state.kind == IVF and state.storage == PACKED else 0,
             )
             return IndexStatus(state.kind, entry.count, rebuilding, entry.generation, committed, details)
 

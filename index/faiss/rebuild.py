@@ -30,7 +30,17 @@ from ..errors import IndexBusyError
 from ..records import GalleryRecord
 from ..vectors import IndexSettings, RebuildResult
 from .files import IndexFiles, Pointer
-from .vector_index import FLAT, IVF, IndexState, VectorIndex, codes_path, refine_bytes_for, training_size
+from .vector_index import (
+    FLAT,
+    IVF,
+    PACKED,
+    IndexState,
+    VectorIndex,
+    codes_path,
+    refine_bytes_for,
+    scan_codes,
+    training_size,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +66,8 @@ def rebuild_reason(state: IndexState | None, faces: int, settings: IndexSettings
         return f"vectors are stored as {state.storage}, the setting says {settings.storage}"
     if state.kind == IVF and state.refine_bytes != (wanted := refine_bytes_for(state.trained_on, state.dim, settings)):
         return f"the second code has {state.refine_bytes} bytes a face, the setting says {wanted}"
+    if state.kind == IVF and state.storage == PACKED and state.scan_codes != (codes := scan_codes(state.dim, settings)):
+        return f"the scan codes have {state.scan_codes // 2} bytes a face, the setting says {codes // 2}"
     return None
 
 

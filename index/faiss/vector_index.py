@@ -5,7 +5,9 @@ and costs O(n) a query; past a size threshold the gallery moves to an IVF index 
 on its own vectors, whose number of lists grows with the gallery (about 4 * sqrt(n)).
 IVF lists hold the vectors as float32 (``flat``), as 8-bit scalar codes (``sq8``), as
 product-quantisation codes of one byte per 8 dimensions (``pq``) or of four bits per 4
-dimensions (``pq4``, the same 64 bytes for 512-d, scanned with FAISS's fast-scan kernels);
+dimensions (``pq4``, the same 64 bytes for 512-d, scanned with FAISS's fast-scan kernels;
+wider vectors keep ``scan_bytes``, so a fused 1024-d face is scanned as fast as a 512-d one,
+with four bits per 8 dimensions);
 compressed codes only choose candidates, which are then scored with the exact vectors
 (``compressed``). A compressed IVF of a large gallery also has a finer second code per face
 (``refine``), which ranks thousands of candidates so that only a hundred are scored exactly.
@@ -68,6 +70,11 @@ class IndexState:
         """Bytes per face of the second code the IVF was built with (0: none)."""
         return int(self.extra.get("refine_bytes", 0))
 
+    @property
+    def scan_codes(self) -> int:
+        """Sub-vectors of a ``pq4`` IVF's scan codes (indexes saved before this was kept: one per 4 dims)."""
+        return int(self.extra.get("scan_codes", self.dim // 4))
+
     def churn(self) -> float:
         """How much of an IVF has changed since it was trained, as a share of its training set."""
         if not self.trained_on:
@@ -110,6 +117,13 @@ def refine_bytes_for(count: int, dim: int, settings: IndexSettings) -> int:
     return code_bytes if training_size(count, settings.storage) >= refine.MIN_TRAINING else 0
 
 
+def scan_codes(dim: int, settings: IndexSettings) -> int:
+    """Sub-vectors of a ``pq4`` IVF's codes (half a byte each): one per 4 dimensions, but no more
+    than ``scan_bytes`` a face, which the scan's time follows (the bytes it reads per query)."""
+    wanted = min(dim // 4, 2 * settings.scan_bytes)
+    return wanted if wanted and dim % wanted == 0 else dim // 4
+
+
 def training_sample(vectors: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
     """A random subset of ``size`` vectors (all of them when there are fewer)."""
     if len(vectors) <= size:
@@ -118,8 +132,9 @@ def training_sample(vectors: np.ndarray, size: int, seed: int = 0) -> np.ndarray
     return np.ascontiguousarray(vectors[chosen], dtype=np.float32)
 
 
-def _ivf(dim: int, nlist: int, storage: str) -> faiss.IndexIVF:
-    """An untrained IVF whose coarse quantizer scans every centroid (exact)."""
+def _ivf(dim: int, nlist: int, storage: str, subvectors: int) -> faiss.IndexIVF:
+    """An untrained IVF whose coarse quantizer scans every centroid (exact); ``subvectors`` of a
+    ``pq4`` IVF's codes."""
     quantizer = faiss.IndexFlatIP(dim)
     if storage == "sq8":
         return faiss.IndexIVFScalarQuantizer(
@@ -128,7 +143,7 @@ def _ivf(dim: int, nlist: int, storage: str) -> faiss.IndexIVF:
     if storage == "pq":
         return faiss.IndexIVFPQ(quantizer, dim, nlist, dim // 8, 8, faiss.METRIC_INNER_PRODUCT)
     if storage == "pq4":
-        return faiss.IndexIVFPQ(quantizer, dim, nlist, dim // 4, 4, faiss.METRIC_INNER_PRODUCT)
+        return faiss.IndexIVFPQ(quantizer, dim, nlist, subvectors, 4, faiss.METRIC_INNER_PRODUCT)
     return faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
 
 
@@ -180,7 +195,7 @@ class VectorIndex:
     def trained(cls, dim: int, sample: np.ndarray, count: int, settings: IndexSettings) -> VectorIndex:
         """An empty IVF for ``count`` vectors whose lists are k-means centroids of ``sample``."""
         nlist = nlist_for(count)
-        index = _ivf(dim, nlist, settings.storage)
+        index = _ivf(dim, nlist, settings.storage, scan_codes(dim, settings))
         index.cp.niter = TRAIN_ITERATIONS
         if settings.storage in PQ:  # codebooks: as many points per centroid as a list gets
             index.pq.cp.niter = TRAIN_ITERATIONS
@@ -189,6 +204,8 @@ class VectorIndex:
         index.nprobe = settings.nprobe  # before the layout is taken: the base file's header holds it
         state = IndexState(kind=IVF, dim=dim, nlist=nlist, nprobe=settings.nprobe, trained_on=count)
         state.extra["storage"] = settings.storage
+        if settings.storage == PACKED:
+            state.extra["scan_codes"] = index.pq.M
         built = cls(index, state, IvfLayout.of(index))
         code_bytes = refine_bytes_for(count, dim, settings)
         if code_bytes:

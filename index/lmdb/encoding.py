@@ -2,7 +2,10 @@
 
 Integers in keys are 8-byte big-endian so LMDB's byte order is numeric order: listing a
 gallery, scanning its faces or replaying its change log is one cursor walk. Records are
-compact JSON; a face is a small JSON header followed by its float32 vector.
+compact JSON; a face is a small JSON header followed by its vector, float32 or (when the top
+bit of the header's length is set) float16: what the writer gave. Records written before
+float16 existed have that bit clear, so they read as they always did. Vectors always read
+back as float32.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from ..records import FaceInfo, GalleryRecord, ImageRecord, KeyRecord
 
 _U64 = struct.Struct(">Q")
 _FACE_HEADER = struct.Struct(">H")
+_FLOAT16 = 0x8000  # set in a face header's length: the vector is float16
 _CHANGE = struct.Struct(">cQ")
 
 
@@ -74,14 +78,21 @@ class FaceVector:
 
 
 def encode_face(image_id: int, pack: str, vector: np.ndarray) -> bytes:
+    """A face's record; a float16 vector is kept as float16 (half the bytes), any other as float32."""
     header = dumps({"image": image_id, "pack": pack, "dim": int(vector.shape[0])})
-    return _FACE_HEADER.pack(len(header)) + header + np.asarray(vector, dtype="<f4").tobytes()
+    half = np.asarray(vector).dtype == np.float16
+    flag = _FLOAT16 if half else 0
+    body = np.asarray(vector, dtype="<f2" if half else "<f4").tobytes()
+    return _FACE_HEADER.pack(len(header) | flag) + header + body
 
 
 def _face_parts(raw: bytes | memoryview) -> tuple[bytes, np.ndarray]:
-    """A stored face split into its JSON header (not parsed) and its vector."""
+    """A stored face split into its JSON header (not parsed) and its vector, as float32."""
     raw = bytes(raw)
     (length,) = _FACE_HEADER.unpack_from(raw)
+    if length & _FLOAT16:
+        length &= ~_FLOAT16
+        return raw[2 : 2 + length], np.frombuffer(raw, dtype="<f2", offset=2 + length).astype(np.float32)
     return raw[2 : 2 + length], np.frombuffer(raw, dtype="<f4", offset=2 + length)
 
 

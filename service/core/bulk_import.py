@@ -144,7 +144,9 @@ class BulkImport:
             photo = self._read(key, path, seen, summary)
             if photo is not None:
                 photos.append(photo)
-        for photo, faces in zip(photos, self.reader.faces_in_many([p.data for p in photos]), strict=True):
+        pack = self.reader.pack_for(self.catalog.images.gallery(key.gallery).pack)
+        found = self.reader.faces_in_many([p.data for p in photos], pack.name)
+        for photo, faces in zip(photos, found, strict=True):
             if faces is None:
                 summary.unreadable.append(str(photo.path))
                 continue
@@ -155,7 +157,7 @@ class BulkImport:
                 continue
             metadata = path_metadata(root, photo.path) if metadata_from_path else {}
             metadata = checked_metadata(metadata, self.limits)
-            self.gallery.store(key, photo.data, metadata, faces, self.reader.pack, source_digest=photo.digest)
+            self.gallery.store(key, photo.data, metadata, faces, pack, source_digest=photo.digest)
             summary.added += 1
             summary.faces += len(faces)
 

@@ -100,7 +100,7 @@ class DetectionSettings:
 @dataclass(frozen=True)
 class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
-    models: str = "buffalo_s"
+    models: str = "buffalo_s_edgeface"
     model_threads: int = 0  # intra-op threads per model run (models/runtime.py); 0: see threads_per_model
     threshold: float | None = None  # None: the pack's calibrated default, scaled with the gallery
     api_key: str | None = None
@@ -364,6 +364,12 @@ ENV = (
         "bytes a face of a pq4 IVF's second code, which ranks the scan's candidates "
         "(a divisor of the embedding size; 0: none)",
         whole(0),
+    ),
+    Env(
+        "FACE_SEARCH_SCAN_BYTES", "index.scan_bytes",
+        "most bytes a face of a pq4 IVF's scan codes (4 bits per 4 dimensions up to this; wider vectors "
+        "get more dimensions per 4 bits)",
+        whole(1),
     ),
     Env(
         "FACE_SEARCH_CANDIDATES", "index.candidates",

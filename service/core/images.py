@@ -4,6 +4,10 @@ An add is written in the order that makes a crash harmless: photo file first (at
 then one catalog write with the record, its faces and their change-log entries, and
 only then the acknowledgement. A crash before the commit leaves an orphan file that the
 next start removes; after it, the index catches up from the log.
+
+Faces are embedded in the gallery's pack: the running pack's vectors for a new gallery,
+and for a gallery of a pack the running models also serve (a data directory kept through
+an upgrade), that pack's (``FaceReader.pack_for``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 from index.catalog import ImageTable
 from index.errors import CommitUnknownError, PackMismatchError
 from index.filters import DEFAULT_COLLECTION
@@ -23,6 +29,7 @@ from index.vectors import VectorIndexes
 from models.analyzer import FaceAnalyzer
 from models.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, content_type, thumbnail
 from models.faces import Face
+from models.packs import ModelPack
 
 from .errors import ImageNotFound, NoFace, NotAPhoto, PackMismatch, PhotoMissing, StorageUnavailable, writing
 from .fetch import FetchSettings, fetch_image
@@ -59,13 +66,31 @@ def decode_base64(text: str) -> bytes:
         raise NotAPhoto("image.base64 is not valid base64") from None
 
 
+def stored(vector: np.ndarray, pack: ModelPack) -> np.ndarray:
+    """A vector as the catalog keeps it for ``pack`` (float16 halves a 1024-d face)."""
+    return vector.astype(pack.store_as, copy=False)
+
+
 class FaceReader:
     """Photos to faces: the bytes a request sent (as they are, decoded from base64, or
-    downloaded through the address guard) and the faces the pack's models find in them. The
-    models are loaded on first use (``analyzer``), so key management never pays for them."""
+    downloaded through the address guard) and the faces the pack's models find in them, in
+    the vectors of the running pack or of a pack it serves. The models are loaded on first use
+    (``analyzer``), so key management never pays for them."""
 
-    def __init__(self, pack: str, analyzer: Callable[[], FaceAnalyzer], fetch: FetchSettings) -> None:
+    def __init__(self, pack: ModelPack, analyzer: Callable[[], FaceAnalyzer], fetch: FetchSettings) -> None:
         self.pack, self.analyzer, self.fetch = pack, analyzer, fetch
+
+    def pack_for(self, gallery_pack: str | None) -> ModelPack:
+        """The pack whose vectors a gallery holding ``gallery_pack``'s is searched and filled with:
+        that pack when the running models make its vectors (the running pack, or one it serves),
+        the running pack for a gallery that holds none yet; PackMismatch otherwise, before any
+        model runs."""
+        if gallery_pack is None:
+            return self.pack
+        served = self.pack.pack_named(gallery_pack)
+        if served is None:
+            raise PackMismatch(str(PackMismatchError(gallery_pack, self.pack.name)))
+        return served
 
     def photo_data(self, photo: Photo) -> bytes:
         if photo.data is not None:
@@ -76,16 +101,17 @@ class FaceReader:
             raise NotAPhoto("the body has no image")
         return fetch_image(photo.url, self.fetch)
 
-    def faces_in(self, data: bytes, limit: int | None = None) -> list[Face]:
-        """Every face in the photo (the ``limit`` largest), largest first; NotAPhoto for bytes that are not one."""
+    def faces_in(self, data: bytes, limit: int | None = None, pack: str | None = None) -> list[Face]:
+        """Every face in the photo (the ``limit`` largest), largest first, in ``pack``'s vectors (the
+        running pack's by default); NotAPhoto for bytes that are not one."""
         try:
-            return self.analyzer().faces_in_bytes(data, limit)
+            return self.analyzer().faces_in_bytes(data, limit, pack)
         except ImageDecodeError as exc:
             raise NotAPhoto(str(exc)) from exc
 
-    def faces_in_many(self, photos: Sequence[bytes]) -> list[list[Face] | None]:
+    def faces_in_many(self, photos: Sequence[bytes], pack: str | None = None) -> list[list[Face] | None]:
         """``faces_in`` of several photos in one model call (None for one that is not a photo)."""
-        return self.analyzer().faces_in_many(photos)
+        return self.analyzer().faces_in_many(photos, pack)
 
 
 DELETE_BATCH = 500  # images of a collection deleted per catalog write
@@ -113,19 +139,21 @@ class Gallery:
         data: bytes,
         metadata: dict[str, Any],
         faces: list[Face],
-        pack: str,
+        pack: ModelPack,
         source_digest: bytes | None = None,
         collection: str = DEFAULT_COLLECTION,
     ) -> Image:
-        """Store a photo whose faces ``pack`` already embedded (the bulk importer batches that
-        step, and passes the photo's content hash so a resumed import skips it)."""
+        """Store a photo whose faces are already embedded in ``pack``'s vectors (the bulk importer
+        batches that step, and passes the photo's content hash so a resumed import skips it)."""
         if not faces:
             raise NoFace("no face was found in the image")
-        new_faces = [NewFace(bbox=f.box(), score=round(f.detection.score, 4), embedding=f.embedding) for f in faces]
+        new_faces = [
+            NewFace(bbox=f.box(), score=round(f.detection.score, 4), embedding=stored(f.embedding, pack)) for f in faces
+        ]
         mime = content_type(data) or "application/octet-stream"
         with writing():
             name = self.photos.write(key.gallery, data, mime)
-        image = NewImage(name, mime, metadata, now(), pack, new_faces, source_digest, collection)
+        image = NewImage(name, mime, metadata, now(), pack.name, new_faces, source_digest, collection)
         try:
             with writing():
                 record = self.images.add(key.gallery, image)
@@ -247,5 +275,6 @@ class ImageAdder:
 
     def add(self, key: KeyRecord, request: AddImage) -> Image:
         data = self.reader.photo_data(request.photo)
-        faces = self.reader.faces_in(data)
-        return self.gallery.store(key, data, request.metadata, faces, self.reader.pack, collection=request.collection)
+        pack = self.reader.pack_for(self.gallery.images.gallery(key.gallery).pack)
+        faces = self.reader.faces_in(data, pack=pack.name)
+        return self.gallery.store(key, data, request.metadata, faces, pack, collection=request.collection)

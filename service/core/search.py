@@ -18,7 +18,7 @@ from index.vectors import VectorIndexes
 from models.faces import Face
 from models.packs import ModelPack
 
-from .errors import NoFace, PackMismatch
+from .errors import NoFace
 from .filters import FilterKeys
 from .images import FaceReader
 from .requests import FaceFilter, Search
@@ -50,14 +50,14 @@ class FaceMatches:
 
 
 class Thresholds:
-    """The default search threshold of a gallery: the fixed setting, else the pack's, scaled
+    """The default search threshold of a gallery: the fixed setting, else its pack's, scaled
     with the gallery's size (``threshold``)."""
 
-    def __init__(self, pack: ModelPack, fixed: float | None) -> None:
-        self.pack, self.fixed = pack, fixed
+    def __init__(self, fixed: float | None) -> None:
+        self.fixed = fixed
 
-    def for_faces(self, faces: int) -> float:
-        return self.fixed if self.fixed is not None else search_threshold(self.pack, faces)
+    def for_faces(self, pack: ModelPack, faces: int) -> float:
+        return self.fixed if self.fixed is not None else search_threshold(pack, faces)
 
 
 class Searcher:
@@ -71,7 +71,8 @@ class Searcher:
         self.keys = keys
 
     def default_threshold(self, gallery: int) -> float:
-        return self.thresholds.for_faces(self.images.gallery(gallery).faces)
+        record = self.images.gallery(gallery)
+        return self.thresholds.for_faces(self.reader.pack_for(record.pack), record.faces)
 
     def best_per_image(
         self,
@@ -141,9 +142,10 @@ class Searcher:
         ]  # fmt: skip
         return {face.id for record in passed for face in record.faces if faces.admits(face)}
 
-    def query_faces(self, data: bytes, limit: int | None = None) -> list[Face]:
-        """The query photo's faces (the ``limit`` largest), largest first; NoFace when there is none."""
-        faces = self.reader.faces_in(data, limit)
+    def query_faces(self, data: bytes, limit: int | None = None, pack: str | None = None) -> list[Face]:
+        """The query photo's faces (the ``limit`` largest) in ``pack``'s vectors (the running
+        pack's by default), largest first; NoFace when there is none."""
+        faces = self.reader.faces_in(data, limit, pack)
         if not faces:
             raise NoFace("no face was found in the query image")
         return faces
@@ -157,22 +159,26 @@ class Searcher:
         stored: FaceFilter = NO_FILTER,
         scope: Scope = EVERYTHING,
     ) -> list[FaceMatches]:
-        """One answer per already detected query face, in the order given."""
+        """One answer per already detected query face (in the gallery's pack's vectors), in the order given."""
         gallery = self.images.gallery(key.gallery)
-        if gallery.pack is not None and gallery.pack != self.reader.pack:
-            raise PackMismatch(f"this gallery was embedded with model pack {gallery.pack!r}")
-        limit = self.thresholds.for_faces(gallery.faces) if threshold is None else threshold
+        pack = self.reader.pack_for(gallery.pack)
+        limit = self.thresholds.for_faces(pack, gallery.faces) if threshold is None else threshold
         self.keys.used(key.gallery, scope)
         return [
             FaceMatches(face, self.best_per_image(key, face.embedding, top_k, limit, stored, scope)) for face in faces
         ]
 
+    def _query(self, key: KeyRecord, request: Search, limit: int | None) -> list[Face]:
+        """The query's faces in the vectors of the gallery's pack (PackMismatch before any model runs)."""
+        pack = self.reader.pack_for(self.images.gallery(key.gallery).pack)
+        return self.query_faces(self.reader.photo_data(request.photo), limit, pack.name)
+
     def search(self, key: KeyRecord, request: Search) -> list[Match]:
         """Search with the query photo's largest face."""
-        faces = self.query_faces(self.reader.photo_data(request.photo), limit=1)
+        faces = self._query(key, request, limit=1)
         return self.search_faces(key, faces, request.top_k, request.threshold, request.stored, request.scope)[0].matches
 
     def search_each_face(self, key: KeyRecord, request: Search) -> list[FaceMatches]:
         """Search with every face of the query photo: one answer per face, largest first."""
-        faces = self.query_faces(self.reader.photo_data(request.photo))
+        faces = self._query(key, request, limit=None)
         return self.search_faces(key, faces, request.top_k, request.threshold, request.stored, request.scope)

@@ -70,7 +70,7 @@ class Services:
 
     @cached_property
     def reader(self) -> FaceReader:
-        return FaceReader(self.pack.name, lambda: self.analyzer, self.settings.fetch)
+        return FaceReader(self.pack, lambda: self.analyzer, self.settings.fetch)
 
     @cached_property
     def filter_keys(self) -> FilterKeys:
@@ -88,7 +88,7 @@ class Services:
 
     @cached_property
     def searcher(self) -> Searcher:
-        thresholds = Thresholds(self.pack, self.settings.threshold)
+        thresholds = Thresholds(self.settings.threshold)
         return Searcher(self.reader, self.catalog.images, self.indexes, thresholds, self.filter_keys)
 
     @cached_property
@@ -149,7 +149,8 @@ def build_services(settings: Settings, serving: bool = False) -> Services:
     if settings.api_key and settings.api_secret:
         services.keys.ensure(settings.api_key, settings.api_secret)
     if serving:
-        log.info("model pack %s; weights licence: %s", pack.name, pack.licence)
+        served = f" (also serves galleries of {', '.join(pack.packs()[1:])})" if pack.serves else ""
+        log.info("model pack %s%s; weights licence: %s", pack.name, served, pack.licence)
         # in cluster mode every replica and importer writes to the same photo folder: the grace
         # period is what keeps an add in flight on another machine from losing its photo
         services.photos.remove_orphans(catalog.images.files, settings.orphan_grace_seconds)

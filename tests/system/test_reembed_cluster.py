@@ -1,4 +1,5 @@
-"""scripts/reembed.py in cluster mode: two workers share a gallery's re-embedding, one swaps."""
+"""scripts/reembed.py in cluster mode: two workers share a gallery's re-embedding, one swaps; and the
+upgrade to buffalo_s_edgeface, served and moved pack by pack in Milvus's collections."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ from service.harness.photos import flipped, package_photo, recompressed, scaled
 from tests.cluster import Engines
 from tests.live import ROOT
 from tests.unit.core.test_reembed import _pack_named
-from tests.usecases import add
+from tests.usecases import add, find
 
 pytestmark = pytest.mark.cluster
 
@@ -56,3 +58,42 @@ def test_two_workers_reembed_one_gallery(engines: Engines, tmp_path: Path) -> No
     finally:
         indexes.close()
         catalog.close()
+
+
+def test_a_fused_pack_cluster_serves_buffalo_s_galleries_then_moves_them(engines: Engines, tmp_path: Path) -> None:
+    """The upgrade in cluster mode: a buffalo_s gallery keeps answering from buffalo_s's collection
+    on replicas running buffalo_s_edgeface, new galleries fill the fused pack's (1024-d), and
+    service.core.reembed moves the old gallery over (EdgeFace only) and back (no model)."""
+    env = engines.env(engines.new_database(), tmp_path / "photos")
+    settings = Settings.from_env({**env, "FACE_SEARCH_DATA_DIR": str(tmp_path / "data")})
+    probe = flipped(package_photo("Tom_Hanks_54745.png"))
+
+    def answers(services, key) -> list:
+        return [(hit.image.id, hit.score) for hit in find(services, key, probe, 5, -1.0)]
+
+    with build_services(replace(settings, models="buffalo_s"), serving=True) as old:
+        key = old.keys.create("kept", "s").record
+        for name in ("Tom_Hanks_54745.png", "t1.jpg"):
+            add(old, key, package_photo(name))
+        before = answers(old, key)
+    with build_services(replace(settings, models="buffalo_s_edgeface"), serving=True) as fused:
+        assert answers(fused, key) == before
+        add(fused, key, package_photo("yaoming.jpg"))
+        new = fused.keys.create("new", "s").record
+        add(fused, new, package_photo("t1.jpg"))
+        assert [(g.pack, g.dim) for g in (fused.catalog.images.gallery(k.gallery) for k in (key, new))] == [
+            ("buffalo_s", 512),
+            ("buffalo_s_edgeface", 1024),
+        ]
+        assert fused.indexes.verify(key.gallery) and fused.indexes.verify(new.gallery), "each in its pack's collection"
+        faces = fused.catalog.images.gallery(key.gallery).faces
+        there = fused.reembedding.run(key, "buffalo_s_edgeface")
+        assert (there.faces, there.lost) == (faces, 0)
+        assert fused.catalog.images.gallery(key.gallery).pack == "buffalo_s_edgeface"
+        assert fused.indexes.verify(key.gallery)
+        assert answers(fused, key)[0][0] == before[0][0], "the fused pack finds Tom first too"
+        back = fused.reembedding.run(key, "buffalo_s")
+        assert (back.faces, back.lost) == (faces, 0)
+    with build_services(replace(settings, models="buffalo_s"), serving=True) as old:
+        assert old.indexes.verify(key.gallery)
+        assert answers(old, key)[0][0] == before[0][0], "back in buffalo_s, Tom first again"

@@ -19,8 +19,9 @@ def test_ready_with_a_loaded_gallery_and_no_key_needed(client) -> None:
     assert client.post(API + "/images", json=photo, headers=basic()).status_code == 200
     assert client.get("/healthz").get_json() == {
         "status": "ok",
-        "pack": "buffalo_s",
-        "licence": "InsightFace pretrained models: non-commercial research use only",
+        "pack": "buffalo_s_edgeface",
+        "licence": "InsightFace pretrained models: non-commercial research use only; EdgeFace: CC BY-NC-SA 4.0 "
+        "(non-commercial)",
     }
     ready = client.get("/readyz")
     assert ready.status_code == 200

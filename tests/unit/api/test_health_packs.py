@@ -29,5 +29,6 @@ def test_a_serving_process_logs_the_packs_licence_in_one_line(tmp_path: Path, ca
     with caplog.at_level(logging.INFO, logger="service.core.services"), build_services(settings, serving=True):
         pass
     [line] = [r.getMessage() for r in caplog.records if "licence" in r.getMessage()]
-    assert line.startswith("model pack buffalo_s; ") and "\n" not in line
-    assert line.endswith("weights licence: InsightFace pretrained models: non-commercial research use only")
+    assert line.startswith("model pack buffalo_s_edgeface (also serves galleries of buffalo_s); ") and "\n" not in line
+    assert line.endswith("weights licence: InsightFace pretrained models: non-commercial research use only; EdgeFace: "
+                         "CC BY-NC-SA 4.0 (non-commercial)")  # fmt: skip

@@ -65,8 +65,9 @@ def test_old_orphan_photo_files_are_removed_at_start_and_young_ones_kept(setting
         assert not reopened.photos.path(orphan).exists()
         assert reopened.photos.path(kept.file).exists()
         assert reopened.photos.path(young).exists(), "its record may be about to commit"
-        faces = [NewFace([0.0, 0.0, 9.0, 9.0], 0.9, np.ones(512, np.float32) / np.sqrt(512))]
-        late = reopened.catalog.images.add(key.gallery, NewImage(young, "image/jpeg", {}, "now", "buffalo_s", faces))
+        gallery = reopened.catalog.images.gallery(key.gallery)
+        faces = [NewFace([0.0, 0.0, 9.0, 9.0], 0.9, np.ones(gallery.dim, np.float32) / np.sqrt(gallery.dim))]
+        late = reopened.catalog.images.add(key.gallery, NewImage(young, "image/jpeg", {}, "now", gallery.pack, faces))
         assert reopened.gallery.photo(key.gallery, late.id)[0] == package_photo(T1), (
             "the other process's add has its photo"
         )
@@ -103,5 +104,5 @@ def test_every_face_is_stored_with_its_pack_and_dimension(services) -> None:
     snapshot = services.catalog.log.snapshot(key.gallery)
     gallery, ids, vectors = snapshot.gallery, snapshot.ids, snapshot.vectors
     assert sorted(ids.tolist()) == sorted(face.id for face in record.faces)
-    assert (gallery.pack, gallery.dim) == ("buffalo_s", 512)
-    assert vectors.shape == (len(record.faces), 512)
+    assert (gallery.pack, gallery.dim) == ("buffalo_s_edgeface", 1024), "the default pack's fused vectors"
+    assert vectors.shape == (len(record.faces), 1024)

@@ -9,12 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.analyzer import FaceAnalyzer
 from models.packs import PACKS_DIR, load_pack
 from service.api.errors import Code, answer_to
 from service.core.config import Settings
 from service.core.errors import PackMismatch
-from service.core.reembed import ReembedSummary
+from service.core.reembed import Plan, ReembedSummary
 from service.core.services import build_services
 from service.harness.photos import flipped, package_photo
 from tests.usecases import add, find, index_state
@@ -39,6 +38,7 @@ def _vectors(services, gid: int) -> dict[int, np.ndarray]:
 
 @pytest.mark.slow
 def test_reembedding_serves_the_old_vectors_until_the_swap(settings: Settings, tmp_path: Path) -> None:
+    settings = replace(settings, models="buffalo_s")  # the new pack below is buffalo_s's weights renamed
     new_pack = _pack_named(tmp_path, "buffalo_s_next")
     server = build_services(settings, serving=True)
     key = server.keys.create("k", "s").record
@@ -47,16 +47,16 @@ def test_reembedding_serves_the_old_vectors_until_the_swap(settings: Settings, t
     old = _vectors(server, key.gallery)
     probe = flipped(package_photo(TOM))
 
-    analyzer = FaceAnalyzer(load_pack(str(new_pack)))
+    plan = Plan.of(load_pack(str(new_pack)), "buffalo_s", 1)
     summary = ReembedSummary()
-    server.reembedding.stage(key, analyzer, 4, summary, lambda n: None)
+    server.reembedding.stage(key, plan, 4, summary, lambda n: None)
     assert (summary.images, summary.faces, summary.lost) == (2, 7, 0)
     assert _vectors(server, key.gallery).keys() == old.keys(), "staged aside, the serving vectors untouched"
     assert server.catalog.images.gallery(key.gallery).pack == "buffalo_s"
     assert [hit.image.id for hit in find(server, key, probe, top_k=1)] == [tom.id]
 
     late = add(server, key, package_photo("yaoming.jpg"), {"who": "added while staging"})
-    swapped = server.indexes.swap(key.gallery, analyzer.pack_name, analyzer.dim)
+    swapped = server.indexes.swap(key.gallery, plan.target.name, plan.dim)
     assert not swapped, "refused: the new photo is not re-embedded"
     assert server.catalog.images.gallery(key.gallery).pack == "buffalo_s"
     summary = server.reembedding.run(key, str(new_pack))  # resumes: only the late photo is left to embed

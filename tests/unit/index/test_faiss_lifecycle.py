@@ -45,7 +45,8 @@ def fill(services: Services, key: KeyRecord, vectors: np.ndarray, per_image: int
 
 @pytest.fixture
 def ivf_settings(tmp_path: Path) -> Settings:
-    settings = Settings().at(tmp_path / "data")
+    """A low IVF threshold, and buffalo_s: its photos' 512-d faces are stored beside synthetic ones."""
+    settings = replace(Settings().at(tmp_path / "data"), models="buffalo_s")
     return replace(settings, index=replace(settings.index, ivf_threshold=1000, nprobe=8))
 
 

@@ -20,6 +20,7 @@ import pytest
 
 from index.faiss import FaissIndexes
 from index.faiss.cache import GalleryCache
+from index.faiss.rebuild import rebuild_reason
 from index.faiss.vector_index import FLAT, IndexState, VectorIndex
 from index.lmdb import LmdbCatalog
 from index.records import NewFace, NewImage
@@ -315,3 +316,22 @@ def test_a_checkpoint_killed_half_way_leaves_the_previous_one_usable(catalog, tm
     assert after.save_all() == 1 and not list(folder.glob("*.tmp.*")), "the next checkpoint cleans up"
     after.close()
     reopened.close()
+
+
+def test_wide_vectors_keep_the_scan_codes_at_64_bytes_and_a_changed_setting_asks_for_a_rebuild() -> None:
+    """A fused pack's 1024-d faces are scanned from 64-byte codes, as 512-d ones are (four bits per
+    eight dimensions instead of four): the scan's time follows the bytes it reads."""
+    settings = IndexSettings(ivf_threshold=1000, nprobe=8)
+    built = {}
+    for dim, subvectors in ((512, 128), (1024, 128), (128, 32)):
+        data = faces(400, per_identity=5, group=20, dim=dim, seed=3)
+        built[dim] = VectorIndex.build(dim, np.arange(len(data.vectors)), data.vectors, settings)
+        assert built[dim].state.kind == "ivf" and built[dim].index.pq.M == built[dim].state.scan_codes == subvectors
+        assert rebuild_reason(built[dim].state, built[dim].count, settings) is None
+    wider = replace(settings, scan_bytes=128)
+    reason = rebuild_reason(built[1024].state, built[1024].count, wider)
+    assert reason == "the scan codes have 64 bytes a face, the setting says 128"
+    assert rebuild_reason(built[512].state, built[512].count, wider) is None, "512-d codes are 4 bits per 4 dims"
+    assert rebuild_reason(IndexState(kind="ivf", dim=512, extra={"storage": "pq4"}), 2000, settings) is None, (
+        "an index saved before scan codes were recorded has the 4-bit codes of 4 dimensions it was built with"
+    )

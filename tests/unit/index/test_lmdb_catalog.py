@@ -1,7 +1,9 @@
-"""The LMDB catalog grows its map when full, and trims a long change log without holding writers."""
+"""The LMDB catalog grows its map when full, trims a long change log without holding writers, and
+keeps float16 faces in half the pages while reading every face it ever wrote."""
 
 from __future__ import annotations
 
+import struct
 import threading
 import time
 from pathlib import Path
@@ -9,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from index.lmdb import LmdbCatalog
+from index.lmdb.encoding import decode_face, decode_vector, dumps, encode_face, pair
 from index.records import NewFace, NewImage
 
 
@@ -122,3 +125,49 @@ def test_reads_whose_pages_are_cached_stay_in_the_calling_thread(tmp_path: Path)
         assert threading.get_ident() not in read()
     finally:
         catalog.close()
+
+
+def test_float16_faces_take_half_the_pages_and_read_back_as_float32(tmp_path: Path) -> None:
+    """A fused pack's 1024-d face kept as float16 is one 4 KiB overflow page, as a 512-d float32 face
+    is; as float32 it would be two. Whatever the writer gave, the catalog answers float32."""
+    catalog = LmdbCatalog(tmp_path / "lmdb", 1 << 30)
+    rng = np.random.default_rng(2)
+    vectors = rng.standard_normal((50, 1024)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    galleries = {}
+    for dtype in ("float16", "float32"):
+        gid = catalog.keys.create(dtype, "h", None, "now").gallery
+        faces = [NewFace([0, 0, 1, 1], 0.9, v) for v in vectors.astype(dtype)]
+        record = catalog.images.add(gid, NewImage("x.jpg", "image/jpeg", {}, "now", "fused", faces))
+        galleries[dtype] = (gid, [face.id for face in record.faces])
+    env = catalog.env
+    with env.reading() as txn:
+        sizes = {
+            dtype: [len(txn.get(pair(gid, face), db=env.db["faces"])) for face in ids]
+            for dtype, (gid, ids) in galleries.items()
+        }
+    assert max(sizes["float16"]) < 4096 - 16 < min(sizes["float32"]), "one page as float16, two as float32"
+    for dtype, (gid, ids) in galleries.items():
+        expected = vectors.astype(dtype).astype(np.float32)
+        snapshot = catalog.log.snapshot(gid)
+        assert snapshot.vectors.dtype == np.float32 and (snapshot.gallery.pack, snapshot.gallery.dim) == ("fused", 1024)
+        np.testing.assert_array_equal(snapshot.vectors[np.argsort(snapshot.ids)], expected)
+        read = catalog.images.vectors(gid, ids[:5])
+        np.testing.assert_array_equal(np.stack([read[face] for face in ids[:5]]), expected[:5])
+        changes = catalog.log.since(gid, 0)
+        assert changes.vectors[ids[7]].dtype == np.float32
+        np.testing.assert_array_equal(changes.vectors[ids[7]], expected[7])
+    catalog.close()
+
+
+def test_a_face_written_before_float16_existed_reads_as_it_always_did() -> None:
+    vector = np.linspace(-1, 1, 512, dtype=np.float32)
+    header = dumps({"image": 7, "pack": "buffalo_s", "dim": 512})
+    old = struct.pack(">H", len(header)) + header + vector.astype("<f4").tobytes()  # the format before float16
+    assert encode_face(7, "buffalo_s", vector) == old, "a float32 face is written as it always was"
+    face = decode_face(old)
+    assert (face.image, face.pack, face.dim) == (7, "buffalo_s", 512)
+    np.testing.assert_array_equal(face.vector, vector)
+    np.testing.assert_array_equal(
+        decode_vector(encode_face(7, "p", vector.astype(np.float16))), vector.astype(np.float16)
+    )

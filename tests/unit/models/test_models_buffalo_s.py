@@ -12,16 +12,15 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import pytest
 from insightface.model_zoo import get_model
 from insightface.utils import face_align
 
 from models.analyzer import FaceAnalyzer
 from models.base import RawDetections
 from models.detector import FaceDetector
-from models.packs import load_pack
 from service.harness.photos import DATASETS, crop, package_photo, scaled
 
+PACK = "buffalo_s"  # the pack fixture loads it (conftest.py)
 TOLERANCE = 1e-5
 
 
@@ -49,11 +48,6 @@ def _photos(analyzer: FaceAnalyzer) -> list[bytes]:
     if folder.is_dir():
         photos += [path.read_bytes() for path in sorted(folder.iterdir())[:3]]
     return photos
-
-
-@pytest.fixture(scope="module")
-def pack():
-    return load_pack("buffalo_s")
 
 
 def test_detections_and_embeddings_equal_insightfaces(pack) -> None:

