@@ -763,7 +763,9 @@ def filtered(size: int, args: argparse.Namespace, settings: Settings, pack: Mode
     lmdb_bytes = (data / "lmdb" / "data.mdb").stat().st_size
     catalog.close()
     built = rebuild(data, key, settings) if not (data / "indexes").exists() else {"rebuild_s": None}
-    served = serve(data, [record.gallery], queries, None, checkpoint=False, rebuild_key=None, pack=pack, filters=FILTERS)
+    served = serve(
+        data, [record.gallery], queries, None, checkpoint=False, rebuild_key=None, pack=pack, filters=FILTERS
+    )
     unfiltered = percentiles(served["unfiltered"]["times"])
     rows = {}
     for name, got in served["filters"].items():
