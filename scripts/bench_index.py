@@ -494,7 +494,7 @@ if filters:
     out["filters_memory"] = {k: v - before[k] for k, v in status().items()}
     for name, fields in filters.items():  # after the memory: each reads every allowed vector
         allowed, exact_times = catalog.images.select(gid, scope_of(fields, Limits())), []
-        for row in queries[: (3 if allowed.count > 100_000 else 20)]:
+        for row in queries[: (3 if allowed.count > 100_000 else 20) if allowed.count else 0]:  # none: no exact side
             t = time.perf_counter()
             chosen = allowed.ids().tolist()
             vectors = catalog.images.vectors(gid, chosen)
@@ -776,7 +776,7 @@ def filtered(size: int, args: argparse.Namespace, settings: Settings, pack: Mode
             "select_ms": round(got["select_ms"], 2),
             **percentiles(got["times"]),
             "recall@10": recall_of(got["found"], truth_rows),
-            "exact": percentiles(got["exact_times"]),
+            "exact": percentiles(got["exact_times"]) if got["exact_times"] else {"p50_ms": None, "p99_ms": None},
             "naive10_recall@10": recall_of(got["naive10"], exact[name]),
             "naive1000_recall@10": recall_of(got["naive1000"], exact[name][:50]),
             "naive10_short": round(float(np.mean([len(r) < min(10, got["faces"]) for r in got["naive10"]])), 4),
