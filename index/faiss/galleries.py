@@ -51,6 +51,7 @@ import faiss
 import numpy as np
 
 from ..catalog import Catalog
+from ..filters import EVERYTHING, Scope
 from ..records import GalleryRecord
 from ..vectors import IndexDetails, IndexSettings, IndexStatus, RebuildResult, SearchObserver, SearchObservers
 from .cache import GalleryCache
@@ -140,19 +141,22 @@ class FaissIndexes:
     def observe_searches(self, observer: SearchObserver) -> None:
         self.observers.add(observer)
 
-    def search(self, gid: int, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, gid: int, queries: np.ndarray, k: int, scope: Scope = EVERYTHING) -> tuple[np.ndarray, np.ndarray]:
         """(scores, face ids) per query, after catching up with every committed change; a
-        compressed index's candidates are scored with the exact vectors from the catalog."""
+        compressed index's candidates are scored with the exact vectors from the catalog. A
+        scope is resolved by the catalog's metadata index into the faces it allows, which every
+        stage of the search keeps to (``GalleryIndex.within``)."""
         with self.observers.timed():
             while True:  # again if the index was retired while this search waited for it (``switch``)
                 entry = self._current(gid)
                 if entry is None or entry.count == 0:
                     empty = np.zeros((len(queries), 0))
                     return empty.astype(np.float32), empty.astype(np.int64)
+                allowed = None if scope.everything else self.catalog.images.select(gid, scope)
                 with entry.lock.read():
                     if not entry.retired:
                         return entry.search(
-                            queries, k, self.settings, lambda ids: self.catalog.images.vectors(gid, ids)
+                            queries, k, self.settings, lambda ids: self.catalog.images.vectors(gid, ids), allowed
                         )
 
     def status(self, gid: int) -> IndexStatus:

@@ -29,6 +29,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from ..records import IdSet
 from ..vectors import IndexSettings
 from . import packing, refine
 from .ivf_file import IvfLayout, ids_by_list, lists_codes, lists_ids, write_ivf
@@ -43,6 +44,7 @@ PACKED = "pq4"  # the lists searched from a packed copy (``searched``), the only
 TRAIN_PER_LIST = 40  # k-means sample per list: FAISS asks for >= 39; more costs time, not recall
 PQ_TRAINING = 256 * 40  # PQ codebooks of 256 centroids each want as many points as a list does
 TRAIN_ITERATIONS = 10  # k-means rounds (FAISS defaults to 25; the centroids barely move after 10)
+SELECTOR_BITMAP_BYTES = 64 << 20  # a filter's selector over face ids as a bitmap up to this size, else a list
 
 
 @dataclass
@@ -269,13 +271,15 @@ class VectorIndex:
 
         return apply
 
-    def shortlist(self, queries: np.ndarray, keep: int, scanned: int, exclude: faiss.IDSelector | None) -> np.ndarray:
+    def shortlist(
+        self, queries: np.ndarray, keep: int, scanned: int, exclude: faiss.IDSelector | None, nprobe: int | None = None
+    ) -> np.ndarray:
         """The face ids of each query's ``keep`` best candidates of a compressed IVF, -1 padded,
         for exact scoring: the scan's own best, or with a second code, the best by that code of
         the ``scanned`` the scan returns (as rows, see ``searched``)."""
         if self.codes is None:
-            return self.search(queries, keep, exclude)[1]
-        _, rows = self.search(queries, max(keep, scanned), exclude)
+            return self.search(queries, keep, exclude, nprobe)[1]
+        _, rows = self.search(queries, max(keep, scanned), exclude, nprobe)
         return self.codes.ranked(queries, rows, keep)
 
     def labels(self, ids: np.ndarray) -> np.ndarray:
@@ -296,21 +300,36 @@ class VectorIndex:
             self.state.added_since_training += len(ids)
             self.packed = None
 
+    def selector(self, allowed: IdSet) -> tuple[faiss.IDSelector, object]:
+        """A selector of the ``allowed`` faces by what this index's searches call them
+        (``labels``), and what must outlive it: a bitmap over the codes file's rows (one pass over
+        its ids, ascending), else over face ids (the set's own chunks laid end to end), or for ids
+        too large for that, the list of them."""
+        if self.codes is not None:
+            bits = np.packbits(allowed.contains(self.codes.ids), bitorder="little")
+            return faiss.IDSelectorBitmap(self.codes.count, faiss.swig_ptr(bits)), bits
+        laid = allowed.bitmap(SELECTOR_BITMAP_BYTES)
+        if laid is None:
+            ids = allowed.ids()
+            return faiss.IDSelectorBatch(ids), ids
+        return faiss.IDSelectorBitmap(len(laid) * 8, faiss.swig_ptr(laid)), laid
+
     def search(
-        self, queries: np.ndarray, k: int, exclude: faiss.IDSelector | None = None
+        self, queries: np.ndarray, k: int, exclude: faiss.IDSelector | None = None, nprobe: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids) of the ``k`` nearest faces per query, leaving out the ids ``exclude``
-        selects; id -1 pads missing hits."""
+        selects (despite its name: only those it selects are searched); id -1 pads missing hits.
+        ``nprobe``: lists to scan instead of the index's own."""
         k = max(1, min(k, self.count))
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if self.unread is not None:
             path, self.unread = self.unread, None
             read_through(path)
         index = self.searched()
-        if exclude is None:
+        if exclude is None and nprobe is None:
             return index.search(queries, k)
         if self.state.kind == IVF:
-            params = faiss.SearchParametersIVF(sel=exclude, nprobe=self.index.nprobe)
+            params = faiss.SearchParametersIVF(sel=exclude, nprobe=min(nprobe or self.index.nprobe, self.index.nlist))
         else:
             params = faiss.SearchParameters(sel=exclude)
         return index.search(queries, k, params=params)

@@ -61,6 +61,10 @@ DATABASES = (
     "imported",  # (gallery, content hash) -> image id (0: no face), for resumable bulk imports
     "staged",  # (gallery, face) -> a re-embedded face waiting for the swap
     "staged_images",  # (gallery, image) -> {"pack", "faces"}: which faces were re-embedded
+    # the metadata index (attributes.py): ids holding a value at a path, counts per value, indexed paths
+    "postings",
+    "value_counts",
+    "filter_keys",
 )
 
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import GenerationConflictError, StagingIncompleteError
 from ..records import GalleryRecord, StagedSnapshot
+from .attributes import Attributes
 from .changes import LmdbChangeLog
 from .encoding import decode_face, decode_image, decode_vector, dumps, encode, encode_face, pair, second_of, u64
 from .environment import Environment
@@ -16,8 +17,8 @@ from .images import LmdbImages
 
 
 class LmdbStaging:
-    def __init__(self, env: Environment, images: LmdbImages, log: LmdbChangeLog) -> None:
-        self.env, self.images, self.log = env, images, log
+    def __init__(self, env: Environment, images: LmdbImages, log: LmdbChangeLog, attributes: Attributes) -> None:
+        self.env, self.images, self.log, self.attributes = env, images, log, attributes
 
     def _staged_pack(self, txn: lmdb.Transaction, gid: int, image_id: int) -> str | None:
         entry = txn.get(pair(gid, image_id), db=self.env.db["staged_images"])
@@ -75,14 +76,17 @@ class LmdbStaging:
                 if self._staged_pack(txn, gid, image_id) != pack:
                     raise StagingIncompleteError(f"image {image_id} of gallery {gid} is not re-embedded")
                 record = decode_image(txn.get(u64(image_id), db=self.env.db["images"]))
-                kept = []
+                kept, lost = [], []
                 for face in record.faces:
                     raw = self._staged_face(txn, gid, face.id, pack)
                     if raw is None:
                         self.env.remove_face(txn, gid, gallery, face.id)
+                        lost.append(face.id)
                     else:
                         txn.put(pair(gid, face.id), raw, db=self.env.db["faces"])
                         kept.append(face)
+                if lost:
+                    self.attributes.faces_dropped(txn, gid, record, lost)
                 record.faces, record.pack = kept, pack
                 txn.put(u64(image_id), encode(record), db=self.env.db["images"])
             for table in ("staged", "staged_images"):

@@ -26,6 +26,7 @@ from .outbox import Outbox
 from .schema import migrate
 from .secrets import PostgresSecrets
 from .staging import PostgresStaging
+from .values import PostgresMetadataIndex
 
 
 class PostgresCatalog:
@@ -39,6 +40,7 @@ class PostgresCatalog:
         migrate(self.db)
         self.keys = PostgresKeys(self.db)
         self.images = PostgresImages(self.db)
+        self.metadata = PostgresMetadataIndex(self.db)
         self.log = PostgresChangeLog(self.db)
         self.staging = PostgresStaging(self.db)
         self.secrets = PostgresSecrets(self.db)

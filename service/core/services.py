@@ -22,6 +22,7 @@ from models.packs import ModelPack, load_pack
 
 from .bulk_import import BulkImport
 from .config import Settings
+from .filters import FilterKeys
 from .images import FaceReader, Gallery, ImageAdder
 from .keys import KeyRing
 from .links import PhotoLinks
@@ -72,8 +73,14 @@ class Services:
         return FaceReader(self.pack, lambda: self.analyzer, self.settings.fetch)
 
     @cached_property
+    def filter_keys(self) -> FilterKeys:
+        return FilterKeys(self.catalog.metadata, self.settings.filters)
+
+    @cached_property
     def gallery(self) -> Gallery:
-        return Gallery(self.catalog.images, self.indexes, self.photos, self.settings.limits.max_pixels)
+        return Gallery(
+            self.catalog.images, self.indexes, self.photos, self.filter_keys, self.settings.limits.max_pixels
+        )
 
     @cached_property
     def adder(self) -> ImageAdder:
@@ -82,7 +89,7 @@ class Services:
     @cached_property
     def searcher(self) -> Searcher:
         thresholds = Thresholds(self.settings.threshold)
-        return Searcher(self.reader, self.catalog.images, self.indexes, thresholds)
+        return Searcher(self.reader, self.catalog.images, self.indexes, thresholds, self.filter_keys)
 
     @cached_property
     def maintenance(self) -> Maintenance:
@@ -119,7 +126,10 @@ class Services:
         )
 
     def close(self) -> None:
-        """The vector index first: closing it writes checkpoints that read the catalog."""
+        """The key indexer first (it writes to the catalog), then the vector index: closing it
+        writes checkpoints that read the catalog."""
+        if "filter_keys" in vars(self):
+            self.filter_keys.close()
         self.indexes.close()
         self.catalog.close()
 
@@ -145,6 +155,7 @@ def build_services(settings: Settings, serving: bool = False) -> Services:
         # period is what keeps an add in flight on another machine from losing its photo
         services.photos.remove_orphans(catalog.images.files, settings.orphan_grace_seconds)
         indexes.open_all()
+        services.filter_keys.index_galleries(catalog.images.galleries())
         services.analyzer  # noqa: B018 - load the models before the first request, not during it
     return services
 
