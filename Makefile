@@ -87,6 +87,9 @@ PACKS ?= buffalo_s,yunet_sface,buffalo_s_edgeface
 evaluate: install
 	$(PY) scripts/evaluate.py --pack $(PACKS) --calibrate --costs --parts --tight 400
 
-# Pipeline speed against the models' floor, per server (workers x model threads x request threads).
+# Pipeline speed against the models' floor (the default server, workers x model threads x request
+# threads), where the workers' CPU goes (py-spy), and the issue-30 targets; JSON in reports/bench.
+BENCH_PACKS ?= buffalo_s_edgeface
+BENCH_CONFIGS ?= 2x1x4
 bench: install
-	$(PY) scripts/bench_pipeline.py --configs 2x1x4,2x2x4,1x2x4
+	$(PY) scripts/bench_pipeline.py --pack $(BENCH_PACKS) --configs $(BENCH_CONFIGS) --profile

@@ -18,21 +18,24 @@ how far each vector collection has applied the change log.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from .filters import EVERYTHING, Scope
 from .records import (
     Applied,
     ChangeBatch,
+    CollectionCount,
     FaceAssignment,
     Forgotten,
     GalleryRecord,
     GroupingState,
     GroupOp,
+    IdSet,
     ImageRecord,
     JobBatch,
     JobRecord,
@@ -88,19 +91,42 @@ class ImageTable(Protocol):
         embeddings."""
         ...
 
+    def add_many(self, gid: int, images: list[NewImage]) -> list[ImageRecord]:
+        """``add`` of several images in one atomic write (all or none; for bulk loads)."""
+        ...
+
     def get(self, gid: int, image_id: int) -> ImageRecord | None: ...
 
     def get_many(self, gid: int, image_ids: list[int]) -> dict[int, ImageRecord]: ...
 
-    def page(self, gid: int, offset: int, limit: int) -> tuple[list[ImageRecord], int]:
-        """One page of the gallery in ascending id order, and the gallery's total."""
+    def page(self, gid: int, offset: int, limit: int, scope: Scope = EVERYTHING) -> tuple[list[ImageRecord], int]:
+        """One page of the gallery's images in ``scope``, in ascending id order, and how many
+        images the scope holds."""
         ...
 
     def ids(self, gid: int) -> list[int]:
         """Every image id of the gallery, ascending."""
         ...
 
-    def update_metadata(self, gid: int, image_id: int, metadata: dict[str, Any]) -> ImageRecord | None: ...
+    def update(
+        self, gid: int, image_id: int, metadata: dict[str, Any] | None = None, collection: str | None = None
+    ) -> ImageRecord | None:
+        """Replace the image's metadata, move it to another collection, or both (None: unchanged)."""
+        ...
+
+    def collections(self, gid: int) -> dict[str, CollectionCount]:
+        """The gallery's collections that hold an image, by name."""
+        ...
+
+    def delete_collection(self, gid: int, name: str, limit: int) -> list[ImageRecord]:
+        """Delete up to ``limit`` images of the collection in one write (as ``delete``); returns
+        those deleted, none once the collection is empty."""
+        ...
+
+    def select(self, gid: int, scope: Scope) -> IdSet:
+        """The live faces of the gallery's images in ``scope``: from the metadata index where it
+        answers, from the images' metadata where it does not (a key not indexed yet)."""
+        ...
 
     def delete(self, gid: int, image_ids: list[int]) -> list[ImageRecord]:
         """Delete the gallery's images among ``image_ids`` with their faces (logged), taking the
@@ -130,6 +156,27 @@ class ImageTable(Protocol):
 
     def mark_imported(self, gid: int, digest: bytes) -> None:
         """Remember a photo a bulk import found no face in, so a resumed import skips it."""
+        ...
+
+
+class MetadataIndex(Protocol):
+    """Which metadata keys of a gallery are indexed for filters (its collections and creation
+    times always are, once built). Filtering on any other key works too, by reading the
+    metadata of every image the rest of the filter leaves."""
+
+    def keys(self, gid: int) -> dict[str, bool]:
+        """Each indexed path of the gallery, and whether its index is complete (else being built)."""
+        ...
+
+    def start(self, gid: int, paths: Iterable[str], most: int) -> list[str]:
+        """Index ``paths`` the gallery does not index yet, while it indexes at most ``most``
+        metadata keys; the paths whose index must now be built over its images (``build``)."""
+        ...
+
+    def build(self, gid: int, path: str, batches: int | None = None) -> bool:
+        """Index ``path`` over the gallery's images, a batch per write, ``batches`` of them at most
+        (None: to the end); True once every image is indexed. Resumable: a build stopped
+        half-way goes on from where it got to, and writes meanwhile are indexed too."""
         ...
 
 
@@ -351,6 +398,8 @@ class Catalog(Protocol):
     def keys(self) -> KeyTable: ...
     @property
     def images(self) -> ImageTable: ...
+    @property
+    def metadata(self) -> MetadataIndex: ...
     @property
     def log(self) -> ChangeLog: ...
     @property

@@ -13,8 +13,13 @@ from typing import Any
 
 import numpy as np
 
+from .filters import DEFAULT_COLLECTION
+
 ADD = b"+"
 REMOVE = b"-"
+# An image's metadata or collection changed: logged for each of its faces by a catalog whose
+# vector backend holds them beside the vectors (``OutboxCatalog``); the faces themselves stay.
+UPDATE = b"~"
 
 
 @dataclass
@@ -61,6 +66,7 @@ class ImageRecord:
     created_at: str
     pack: str
     faces: list[FaceInfo] = field(default_factory=list)
+    collection: str = DEFAULT_COLLECTION  # records written before collections existed are in the default one
 
     def face(self, face_id: int) -> FaceInfo:
         return next(face for face in self.faces if face.id == face_id)
@@ -93,6 +99,7 @@ class NewImage:
     pack: str
     faces: list[NewFace]
     source_digest: bytes | None = None
+    collection: str = DEFAULT_COLLECTION
 
 
 @dataclass(frozen=True)
@@ -171,13 +178,29 @@ def collection_key(pack: str, dim: int) -> str:
 
 
 @dataclass(frozen=True)
+class Placed:
+    """A live face as a vector backend holds it beside its vector: its image, its box, and what
+    a scope reads of its image (metadata, collection, creation time)."""
+
+    image: int
+    bbox: list[float]
+    metadata: dict[str, Any]
+    collection: str
+    created_at: str
+
+    @classmethod
+    def of(cls, record: ImageRecord, face: FaceInfo) -> Placed:
+        return cls(record.id, face.bbox, record.metadata, record.collection, record.created_at)
+
+
+@dataclass(frozen=True)
 class Pending:
     """The next changes of a gallery's outbox, with what the faces still live look like now."""
 
     pack: str
     dim: int
     changes: list[tuple[int, str, int]]  # (seq, op, face) in seq order
-    live: dict[int, tuple[int, list[float], np.ndarray]]  # face -> (image, box, vector), for the faces still stored
+    live: dict[int, tuple[Placed, np.ndarray]]  # face -> (where it is, its vector), for the faces still stored
 
     @property
     def collection(self) -> str:
@@ -200,6 +223,143 @@ class Progress:
     @property
     def pending(self) -> int:
         return max(0, self.head - self.applied)
+
+
+@dataclass(frozen=True)
+class CollectionCount:
+    """One collection of a gallery: how many images and faces it holds."""
+
+    images: int
+    faces: int
+
+
+CHUNK_BITS = 16  # an id set is kept in chunks of 2**16 consecutive ids
+CHUNK_BYTES = (1 << CHUNK_BITS) // 8
+_LOW = (1 << CHUNK_BITS) - 1
+
+
+def ascending_unique(ids: np.ndarray) -> np.ndarray:
+    """The distinct ids in ascending order (numpy's own ``unique`` hashes, many times slower on
+    the sorted ids this mostly meets)."""
+    ids = ids if np.all(ids[1:] >= ids[:-1]) else np.sort(ids)
+    return ids[np.r_[True, ids[1:] != ids[:-1]]] if len(ids) else ids
+
+
+def _runs(ascending: np.ndarray) -> list[tuple[int, int, int]]:
+    """(chunk number, start, stop) of each run of ids in the same chunk, in ascending ids: found
+    by a binary search per chunk, not a pass over the ids."""
+    if not len(ascending):
+        return []
+    low, high = int(ascending[0]) >> CHUNK_BITS, int(ascending[-1]) >> CHUNK_BITS
+    if high - low > len(ascending):  # ids spread thinly: one pass is cheaper
+        numbers = ascending >> CHUNK_BITS
+        starts = np.flatnonzero(np.r_[True, numbers[1:] != numbers[:-1]])
+        return list(
+            zip(numbers[starts].tolist(), starts.tolist(), np.r_[starts[1:], len(ascending)].tolist(), strict=True)
+        )
+    numbers = np.arange(low, high + 2, dtype=np.int64)
+    bounds = np.searchsorted(ascending, numbers << CHUNK_BITS)
+    return [
+        (number, start, stop)
+        for number, start, stop in zip(numbers[:-1].tolist(), bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
+        if stop > start
+    ]
+
+
+class IdSet:
+    """A set of image or face ids as bitmaps of 65,536 consecutive ids each (the chunks that hold
+    none are left out): cheap to intersect, join and count at millions of ids, and to ask about
+    millions of ids at once (``contains``). Bit ``i`` of a chunk is bit ``i % 8`` of byte ``i // 8``."""
+
+    def __init__(self, chunks: dict[int, np.ndarray] | None = None) -> None:
+        self.chunks = {number: bits for number, bits in (chunks or {}).items() if bits.any()}
+        self._count: int | None = None
+
+    @classmethod
+    def of(cls, ids: np.ndarray | list[int]) -> IdSet:
+        ids = ascending_unique(np.asarray(ids, np.int64))
+        chunks: dict[int, np.ndarray] = {}
+        for number, start, stop in _runs(ids):
+            mask = np.zeros(1 << CHUNK_BITS, bool)
+            mask[ids[start:stop] & _LOW] = True
+            chunks[number] = np.packbits(mask, bitorder="little")
+        return cls(chunks)
+
+    @property
+    def count(self) -> int:
+        if self._count is None:
+            self._count = int(sum(int(np.bitwise_count(bits).sum()) for bits in self.chunks.values()))
+        return self._count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __bool__(self) -> bool:
+        return bool(self.chunks)
+
+    def ids(self) -> np.ndarray:
+        """Every id, ascending."""
+        parts = [
+            np.flatnonzero(np.unpackbits(self.chunks[number], bitorder="little")) + (number << CHUNK_BITS)
+            for number in sorted(self.chunks)
+        ]
+        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+    def bitmap(self, most_bytes: int) -> np.ndarray | None:
+        """The set as one bitmap over ids 0 .. its largest, its chunks laid end to end (FAISS's
+        ``IDSelectorBitmap`` layout); None when that would take more than ``most_bytes``."""
+        if not self.chunks:
+            return np.zeros(0, np.uint8)
+        last = max(self.chunks)
+        if (last + 1) * CHUNK_BYTES > most_bytes:
+            return None
+        bits = np.zeros((last + 1) * CHUNK_BYTES, np.uint8)
+        for number, chunk in self.chunks.items():
+            bits[number * CHUNK_BYTES : (number + 1) * CHUNK_BYTES] = chunk
+        return bits
+
+    def contains(self, ids: np.ndarray) -> np.ndarray:
+        """Whether each of ``ids`` is in the set; fastest for ids in ascending order (a base
+        file's), which are taken a chunk at a time."""
+        ids = np.asarray(ids, np.int64)
+        found = np.zeros(len(ids), bool)
+        if not self.chunks or not len(ids):
+            return found
+        order = None if np.all(ids[1:] >= ids[:-1]) else np.argsort(ids, kind="stable")
+        ascending = ids if order is None else ids[order]
+        held = np.zeros(len(ids), bool)
+        for number, start, stop in _runs(ascending):
+            if number in self.chunks:
+                bits = np.unpackbits(self.chunks[number], bitorder="little").view(bool)
+                held[start:stop] = bits[ascending[start:stop] & _LOW]
+        if order is None:
+            return held
+        found[order] = held
+        return found
+
+    def __and__(self, other: IdSet) -> IdSet:
+        return IdSet({n: bits & other.chunks[n] for n, bits in self.chunks.items() if n in other.chunks})
+
+    def __or__(self, other: IdSet) -> IdSet:
+        joined = dict(self.chunks)
+        for n, bits in other.chunks.items():
+            joined[n] = joined[n] | bits if n in joined else bits
+        return IdSet(joined)
+
+    def __sub__(self, other: IdSet) -> IdSet:
+        return IdSet({n: bits & ~other.chunks[n] if n in other.chunks else bits for n, bits in self.chunks.items()})
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, IdSet)
+            and self.chunks.keys() == other.chunks.keys()
+            and all(np.array_equal(bits, other.chunks[n]) for n, bits in self.chunks.items())
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"IdSet({self.count} ids)"
 
 
 # -- persons ------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ from typing import Protocol
 
 import numpy as np
 
+from .filters import EVERYTHING, Scope
+
 
 @dataclass(frozen=True)
 class IndexSettings:
@@ -138,9 +140,14 @@ class VectorIndexes(Protocol):
         """Bring the gallery's index up to the latest committed change (after a write)."""
         ...
 
-    def search(self, gid: int, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, gid: int, queries: np.ndarray, k: int, scope: Scope = EVERYTHING) -> tuple[np.ndarray, np.ndarray]:
         """(scores, face ids) of the ``k`` nearest faces per query, after catching up with
-        every committed change; id -1 pads missing hits."""
+        every committed change; id -1 pads missing hits. With a ``scope``, the ``k`` nearest
+        among the faces of the images in it, at the recall of an exact search over those faces:
+        the scope is applied inside the search, not to its answer. A backend that cannot tell
+        exactly (a vector server's copy of the metadata lagging the catalog) may answer a face
+        outside the scope, never leave out one inside it: the caller checks each hit against the
+        catalog."""
         ...
 
     def neighbours(self, gid: int, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -7,6 +7,8 @@ one session whose input follows the view's shape, rather than one session per sh
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from . import transforms
@@ -28,16 +30,15 @@ class Scrfd(DetectorModel):
         levels = len(STRIDES)
         scores, boxes, points = [], [], []
         for level, stride in enumerate(STRIDES):
-            centres = anchor_centres(canvas.shape[0] // stride, canvas.shape[1] // stride, stride)
             level_scores = outputs[level]
             kept = np.where(level_scores >= threshold)[0]
-            distances = outputs[level + levels] * stride
-            offsets = outputs[level + 2 * levels] * stride
+            # Only the anchors above the threshold are decoded: a few of the thousands there are.
+            centres = anchor_centres(canvas.shape[0] // stride, canvas.shape[1] // stride, stride)[kept]
+            distances = outputs[level + levels][kept] * stride
+            offsets = outputs[level + 2 * levels][kept] * stride
             scores.append(level_scores[kept])
-            boxes.append(
-                np.stack([*(centres.T - distances[:, :2].T), *(centres.T + distances[:, 2:].T)], axis=-1)[kept]
-            )
-            points.append((np.tile(centres, 5) + offsets).reshape(-1, 5, 2)[kept])
+            boxes.append(np.stack([*(centres.T - distances[:, :2].T), *(centres.T + distances[:, 2:].T)], axis=-1))
+            points.append((np.tile(centres, 5) + offsets).reshape(-1, 5, 2))
         score = np.vstack(scores).ravel()
         order = np.argsort(-score, kind="stable")
         candidates = np.hstack([np.vstack(boxes) / scale, score[:, None]]).astype(np.float32, copy=False)[order]
@@ -48,10 +49,14 @@ class Scrfd(DetectorModel):
         )
 
 
+@functools.lru_cache(maxsize=64)
 def anchor_centres(rows: int, cols: int, stride: int) -> np.ndarray:
-    """(rows * cols * anchors, 2) x, y of every anchor, row by row, each cell's anchors together."""
+    """(rows * cols * anchors, 2) x, y of every anchor, row by row, each cell's anchors together;
+    made once per grid (every photo of one input size shares it) and read-only."""
     centres = (np.stack(list(np.mgrid[:rows, :cols][::-1]), axis=-1).astype(np.float32) * stride).reshape(-1, 2)
-    return np.repeat(centres, ANCHORS_PER_CELL, axis=0)
+    centres = np.repeat(centres, ANCHORS_PER_CELL, axis=0)
+    centres.flags.writeable = False
+    return centres
 
 
 def suppressed(detections: np.ndarray) -> list[int]:

@@ -2,6 +2,7 @@
 
   python scripts/bench_index.py --service-default --sizes 1000000,3000000,10000000 [--data DIR]
   python scripts/bench_index.py --galleries 1000 --faces-per-gallery 10000 [--data DIR]
+  python scripts/bench_index.py --filters --sizes 1000000 [--data DIR]
   options: --pack buffalo_s_edgeface  --queries 500  --rebuild-while-serving  --out reports/bench_index
 
 Synthetic faces shaped like real embeddings (512-d): identities of five faces each, at cosine
@@ -33,6 +34,15 @@ process keeps searching. Search-time settings (nprobe, re-rank candidates) are s
 to show where the defaults sit. Galleries mode builds many small galleries and measures
 resident memory, the first search on a gallery not touched for a while, and warm searches.
 
+Filters mode stores the same faces as photos of two people each (``Photos``), with metadata
+drawn so that each filter of ``FILTERS`` keeps a known share of the faces (50% to 0.01%),
+collections of 100 to 100,000 photos and creation times over a year, the keys indexed from
+the start but one; then, in the serving process, for each filter: recall@10 of the filtered
+search against exact search over the filtered faces, its p50/p99 beside the unfiltered
+search's on the same gallery, an exact search over the filtered faces (their vectors read
+from the catalog) timed too, and what filtering the unfiltered answer afterwards (the naive
+way, top 10 and top 1,000) finds; and the catalog's bytes per face for the metadata index.
+
 Writes ``<out>.json`` and ``<out>.png``; ends with a line per size:
 ``N faces: resident X MiB (Y B/face), p50 Z ms, p99 W ms, recall@10 R``.
 """
@@ -46,7 +56,9 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -54,12 +66,15 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from index.catalog import Catalog  # noqa: E402
 from index.faiss import FaissIndexes  # noqa: E402
 from index.faiss.gallery import candidates_for  # noqa: E402
+from index.filters import DEFAULT_COLLECTION, Facts, created_seconds, matches  # noqa: E402
 from index.lmdb import LmdbCatalog  # noqa: E402
 from index.records import NewFace, NewImage  # noqa: E402
 from models.packs import ModelPack, fused, load_pack  # noqa: E402
-from service.core.config import Settings  # noqa: E402
+from service.core.config import Limits, Settings  # noqa: E402
+from service.core.filters import scope_of  # noqa: E402
 
 DIM = 512
 # The share of a further part's synthetic face taken from the first part's (the rest is a face of its
@@ -207,6 +222,120 @@ def fill(catalog: LmdbCatalog, gid: int, population: Faces, label: str, pack: Mo
             bar.update(len(vectors) - first)
 
 
+FACES_PER_PHOTO = 2
+PHOTOS_PER_WRITE = 2000
+COLLECTIONS = (("c100", 100), ("c1k", 1_000), ("c10k", 10_000), ("c100k", 100_000))  # photos, from the first on
+YEAR_START = datetime(2026, 1, 1, tzinfo=UTC)
+INDEXED_KEYS = ("status", "tier", "region", "customer")  # "shade" is left to be read from the metadata
+# Each filter: the request's scope fields, and (in the name) the share of the faces it keeps.
+FILTERS: dict[str, dict[str, Any]] = {
+    "status active (50%)": {"filter": {"status": "active"}},
+    "active, tier < 50 (25%)": {"filter": {"status": "active", "tier": {"$lt": 50}}},
+    "tier < 5 (5%)": {"filter": {"tier": {"$lt": 5}}},
+    "region r007 (0.5%)": {"filter": {"region": "r007"}},
+    "customer 42 (0.01%)": {"filter": {"customer": 42}},
+    "collection of 100 photos": {"collection": "c100"},
+    "collection of 1,000 photos": {"collection": "c1k"},
+    "collection of 10,000 photos": {"collection": "c10k"},
+    "collection of 100,000 photos": {"collection": "c100k"},
+    "created in the last 18 days (5%)": {"created_after": "2026-12-14T00:00:00+00:00"},
+    "shade < 5, not indexed (5%)": {"filter": {"shade": {"$lt": 5}}},
+}
+UNINDEXED_QUERIES = 5  # a filter on a key not indexed reads every photo's metadata: a few queries only
+
+
+class Photos:
+    """A population's faces as photos of ``FACES_PER_PHOTO`` faces of different people (a chunk's
+    faces shuffled, then paired), each photo with metadata drawn from the seed: ``status`` active
+    or closed (half each), ``tier`` 0..99, ``region`` one of 200, ``customer`` one of 10,000,
+    ``shade`` 0..99 (never indexed); the first photos in ``COLLECTIONS`` of 100 to 100,000
+    photos, the rest in the default one; creation times spread over 2026 in photo order."""
+
+    def __init__(self, population: Faces, seed: int) -> None:
+        self.population, self.seed = population, seed
+        self.count = population.size // FACES_PER_PHOTO
+
+    def chunk(self, number: int) -> tuple[np.ndarray, list[tuple[dict, str, str]]]:
+        """The faces of chunk ``number`` in photo order, and each photo's (metadata, collection,
+        created_at)."""
+        rng = np.random.default_rng([self.seed, 4, number])
+        vectors = self.population.chunk(number)
+        vectors = vectors[rng.permutation(len(vectors))]
+        count = len(vectors) // FACES_PER_PHOTO
+        first = number * CHUNK // FACES_PER_PHOTO
+        active, tier, region = rng.random(count) < 0.5, rng.integers(100, size=count), rng.integers(200, size=count)
+        customer, shade = rng.integers(10_000, size=count), rng.integers(100, size=count)
+        photos = []
+        for j in range(count):
+            number_ = first + j
+            metadata = {
+                "status": "active" if active[j] else "closed", "tier": int(tier[j]), "region": f"r{region[j]:03d}",
+                "customer": int(customer[j]), "shade": int(shade[j]),
+            }  # fmt: skip
+            moment = YEAR_START + timedelta(days=number_ * 365 // self.count, seconds=number_ % 86_400)
+            photos.append((metadata, self.collection(number_), moment.isoformat()))
+        return vectors[: count * FACES_PER_PHOTO], photos
+
+    @staticmethod
+    def collection(number: int) -> str:
+        start = 0
+        for name, size in COLLECTIONS:
+            if number < start + size:
+                return name
+            start += size
+        return DEFAULT_COLLECTION
+
+
+def fill_photos(catalog: Catalog, gid: int, photos: Photos, label: str, pack: ModelPack) -> None:
+    """Store the photos, ``PHOTOS_PER_WRITE`` to a write, going on from what a stopped run stored;
+    the keys of ``INDEXED_KEYS`` are indexed from the start (as ``FACE_SEARCH_FILTER_KEYS`` does)."""
+    catalog.metadata.start(gid, INDEXED_KEYS, len(INDEXED_KEYS))
+    have = catalog.images.gallery(gid).images
+    chunk_photos = CHUNK // FACES_PER_PHOTO
+    with tqdm(total=photos.count, initial=have, unit="photo", desc=f"storing {label}") as bar:
+        for number in range(have // chunk_photos, -(-photos.population.size // CHUNK)):
+            vectors, drawn = photos.chunk(number)
+            vectors = vectors.astype(pack.store_as)
+            for start in range(max(0, have - number * chunk_photos), len(drawn), PHOTOS_PER_WRITE):
+                batch = [
+                    NewImage("bench.jpg", "image/jpeg", metadata, created, pack.name,
+                             [NewFace([0.0, 0.0, 100.0, 100.0], 0.9, v)
+                              for v in vectors[FACES_PER_PHOTO * j : FACES_PER_PHOTO * (j + 1)]],
+                             collection=collection)
+                    for j, (metadata, collection, created) in enumerate(drawn[start : start + PHOTOS_PER_WRITE], start)
+                ]  # fmt: skip
+                catalog.images.add_many(gid, batch)
+                bar.update(len(batch))
+
+
+def filtered_truth(photos: Photos, queries: np.ndarray, cache: Path, k: int = 10) -> dict[str, np.ndarray]:
+    """For each filter, the exact top-k face ids per query among the faces it keeps, from the
+    generator alone (one pass over its chunks): face ids are 1.. in the order stored."""
+    if cache.is_file():
+        return dict(np.load(cache))
+    scopes = {name: scope_of(fields, Limits()).expr() for name, fields in FILTERS.items()}
+    best = {name: (np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64))
+            for name in FILTERS}  # fmt: skip
+    for number in tqdm(range(-(-photos.population.size // CHUNK)), unit="chunk", desc="exact search, filtered"):
+        vectors, drawn = photos.chunk(number)
+        ids = number * CHUNK + 1 + np.arange(len(vectors))
+        scores = queries @ vectors.T
+        for name, expr in scopes.items():
+            passed = np.array([matches(expr, Facts(m, c, created_seconds(t))) for m, c, t in drawn], bool)
+            kept = np.flatnonzero(np.repeat(passed, FACES_PER_PHOTO))
+            if not len(kept):
+                continue
+            part = scores[:, kept]
+            top = np.argsort(-part, axis=1)[:, :k]
+            merged_scores = np.concatenate([best[name][0], np.take_along_axis(part, top, 1)], axis=1)
+            merged_ids = np.concatenate([best[name][1], ids[kept][top]], axis=1)
+            order = np.argsort(-merged_scores, axis=1)[:, :k]
+            best[name] = (np.take_along_axis(merged_scores, order, 1), np.take_along_axis(merged_ids, order, 1))
+    found = {name: ids for name, (_, ids) in best.items()}
+    np.savez(cache, **found)  # type: ignore[arg-type]
+    return found
+
+
 def truth(
     catalog: LmdbCatalog, gid: int, queries: np.ndarray, cache: Path, population: Faces | None = None, k: int = 10
 ) -> np.ndarray:
@@ -336,7 +465,45 @@ if grid:
     out["grid"] = points
     indexes.tune(nprobe=settings.index.nprobe, candidates=settings.index.candidates)
 
-if len(gids) == 1:  # the re-rank's reads from a catalog out of the page cache, as at ten million faces
+filters = json.loads(Path(sys.argv[10]).read_text()) if len(sys.argv) > 10 and sys.argv[10] else None
+if filters:
+    from service.core.config import Limits
+    from service.core.filters import scope_of
+    gid, before = gids[0], status()
+    unfiltered_times, unfiltered_found = timed(gid, queries)
+    wide = [indexes.search(gid, row[None, :], 1000)[1][0].tolist() for row in queries[:50]]
+    out["unfiltered"] = {"times": unfiltered_times.tolist()}
+    out["filters"] = {}
+    for name, fields in filters.items():
+        scope = scope_of(fields, Limits())
+        t = time.perf_counter()
+        allowed = catalog.images.select(gid, scope)
+        selected_ms = (time.perf_counter() - t) * 1000
+        count = allowed.count
+        rows = queries[:5] if "not indexed" in name else queries
+        times, found = [], []
+        for row in rows:
+            t = time.perf_counter()
+            found.append(indexes.search(gid, row[None, :], 10, scope)[1][0].tolist())
+            times.append((time.perf_counter() - t) * 1000)
+        kept = lambda ids: [int(i) for i in ids if i >= 0 and allowed.contains(np.array([i]))[0]][:10]
+        out["filters"][name] = {
+            "faces": count, "select_ms": selected_ms, "times": times, "found": found,
+            "naive10": [kept(f) for f in unfiltered_found.tolist()], "naive1000": [kept(f) for f in wide],
+        }
+    out["filters_memory"] = {k: v - before[k] for k, v in status().items()}
+    for name, fields in filters.items():  # after the memory: each reads every allowed vector
+        allowed, exact_times = catalog.images.select(gid, scope_of(fields, Limits())), []
+        for row in queries[: (3 if allowed.count > 100_000 else 20) if allowed.count else 0]:  # none: no exact side
+            t = time.perf_counter()
+            chosen = allowed.ids().tolist()
+            vectors = catalog.images.vectors(gid, chosen)
+            matrix = np.stack([vectors[i] for i in chosen])
+            np.argsort(-(matrix @ row))[:10]
+            exact_times.append((time.perf_counter() - t) * 1000)
+        out["filters"][name]["exact_times"] = exact_times
+
+if len(gids) == 1 and not filters:  # the re-rank's reads from a catalog out of the page cache, as at ten million faces
     from index.lmdb.environment import READERS
     gid, adaptive, path = gids[0], catalog.env.spread_above, data / "lmdb" / "data.mdb"
     reads = {cache: {side: [] for side in SIDES} for cache in CACHES}
@@ -418,13 +585,17 @@ def serve(
     checkpoint: bool,
     rebuild_key: str | None,
     pack: ModelPack,
+    filters: dict | None = None,
 ) -> dict:
     """The measurements of a fresh serving process (its own memory, nothing inherited from this one)."""
     path = data / "queries.npy"
     np.save(path, queries)
+    spec = data / "filters.json"
+    if filters:
+        spec.write_text(json.dumps(filters))
     command = [sys.executable, "-c", SERVE, str(ROOT), str(data), json.dumps(gids), str(path), json.dumps(grid or {}),
                "1" if checkpoint else "0", "1" if rebuild_key else "0", json.dumps(rebuild_key),
-               json.dumps([pack.name, pack.store_as])]  # fmt: skip
+               json.dumps([pack.name, pack.store_as]), str(spec) if filters else ""]  # fmt: skip
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     line = next((line for line in done.stdout.splitlines() if line.startswith("RESULT ")), None)
     if line is None:
@@ -563,6 +734,101 @@ def one_gallery(size: int, args: argparse.Namespace, settings: Settings, pack: M
     return result
 
 
+def metadata_index_bytes(catalog: LmdbCatalog) -> int:
+    """Bytes of the catalog's metadata index (its postings, value counts and key registry)."""
+
+    def size(txn) -> int:
+        env = catalog.env
+        return sum(
+            (stat["branch_pages"] + stat["leaf_pages"] + stat["overflow_pages"]) * stat["psize"]
+            for stat in (txn.stat(env.db[name]) for name in ("postings", "value_counts", "filter_keys"))
+        )
+
+    return catalog.env.read(size)
+
+
+def filtered(size: int, args: argparse.Namespace, settings: Settings, pack: ModelPack) -> dict:
+    """Filters mode (see the module): one gallery of ``size`` faces in photos with metadata."""
+    data = data_dir(args, f"f{size}", pack)
+    catalog = LmdbCatalog(data / "lmdb", 64 << 30)
+    key = f"filters-{size}"
+    record = catalog.keys.get(key) or catalog.keys.create(key, "unused", None, "bench")
+    photos = Photos(Faces(size, size, pack), seed=size)
+    fill_photos(catalog, record.gallery, photos, f"{size:,} faces in photos", pack)
+    if catalog.images.face_ids(record.gallery)[-1] != size:
+        raise SystemExit(f"{data}: faces are not numbered 1..{size}: remove it and start again")
+    queries = photos.population.queries(args.queries)
+    exact = filtered_truth(photos, queries, data / f"filtered-truth-{args.queries}.npz")
+    index_bytes = metadata_index_bytes(catalog)
+    lmdb_bytes = (data / "lmdb" / "data.mdb").stat().st_size
+    catalog.close()
+    built = rebuild(data, key, settings) if not (data / "indexes").exists() else {"rebuild_s": None}
+    served = serve(
+        data, [record.gallery], queries, None, checkpoint=False, rebuild_key=None, pack=pack, filters=FILTERS
+    )
+    unfiltered = percentiles(served["unfiltered"]["times"])
+    rows = {}
+    for name, got in served["filters"].items():
+        truth_rows = exact[name][: len(got["found"])]
+        rows[name] = {
+            "faces": got["faces"],
+            "share": round(got["faces"] / size, 6),
+            "select_ms": round(got["select_ms"], 2),
+            **percentiles(got["times"]),
+            "recall@10": recall_of(got["found"], truth_rows),
+            "exact": percentiles(got["exact_times"]) if got["exact_times"] else {"p50_ms": None, "p99_ms": None},
+            "naive10_recall@10": recall_of(got["naive10"], exact[name]),
+            "naive1000_recall@10": recall_of(got["naive1000"], exact[name][:50]),
+            "naive10_short": round(float(np.mean([len(r) < min(10, got["faces"]) for r in got["naive10"]])), 4),
+        }
+    return {
+        "size": size,
+        "photos": photos.count,
+        **built,
+        "lmdb_bytes": lmdb_bytes,
+        "metadata_index_bytes": index_bytes,
+        "metadata_index_bytes_per_face": round(index_bytes / size, 1),
+        "resident_growth_bytes": served["filters_memory"]["RssAnon"],
+        "unfiltered": unfiltered,
+        "filters": rows,
+    }
+
+
+def recall_of(found: list[list[int]], exact: np.ndarray) -> float:
+    """recall@10 where the exact answer may hold fewer than 10 (a filter that keeps fewer faces)."""
+    shares = []
+    for answer, truth_row in zip(found, exact, strict=False):
+        wanted = {int(i) for i in truth_row[:10] if i >= 0}
+        shares.append(len(set(answer[:10]) & wanted) / len(wanted) if wanted else 1.0)
+    return round(float(np.mean(shares)), 4)
+
+
+def filtered_table(report: dict) -> str:
+    """The filtered-search table (docs/benchmarks/): each filter against the targets."""
+    lines = []
+    for r in report.get("filtered", []):
+        u = r["unfiltered"]
+        lines += [
+            f"{r['size']:,} faces in {r['photos']:,} photos; unfiltered p50 / p99 {u['p50_ms']} / {u['p99_ms']} ms; "
+            f"metadata index {r['metadata_index_bytes_per_face']} B/face in the catalog, "
+            f"+{r['resident_growth_bytes'] / 2**20:.0f} MiB resident after the filtered searches",
+            "",
+            "| filter | faces kept | recall@10 | p50 / p99 ms | p99 / unfiltered p99 "
+            "| exact over the kept p50 / p99 ms | selection ms | naive top-10 recall (short answers) "
+            "| naive top-1000 recall |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for name, f in r["filters"].items():
+            lines.append(
+                f"| {name} | {f['faces']:,} ({100 * f['share']:.2f}%) | {f['recall@10']} "
+                f"| {f['p50_ms']} / {f['p99_ms']} | {f['p99_ms'] / u['p99_ms']:.2f} "
+                f"| {f['exact']['p50_ms']} / {f['exact']['p99_ms']} | {f['select_ms']} "
+                f"| {f['naive10_recall@10']} ({100 * f['naive10_short']:.0f}%) | {f['naive1000_recall@10']} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
 def many_galleries(count: int, faces: int, args: argparse.Namespace, settings: Settings, pack: ModelPack) -> dict:
     data = data_dir(args, f"g{count}x{faces}", pack)
     catalog = LmdbCatalog(data / "lmdb", 64 << 30)
@@ -618,6 +884,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--faces-per-gallery", type=int, default=10_000)
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--grid", action="store_true", help="also sweep nprobe and the candidates of the scan")
+    parser.add_argument("--filters", action="store_true", help="filtered search: photos with metadata (FILTERS)")
     parser.add_argument("--rebuild-while-serving", action="store_true")
     parser.add_argument("--workers-memory", action="store_true", help="memory of each worker of a real server")
     parser.add_argument("--data", type=Path, default=ROOT / "data-bench", help="kept between runs (resumable)")
@@ -628,6 +895,14 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = previous(args.out.with_suffix(".json"))
     report.update(cores=os.cpu_count(), index_settings=asdict(settings.index))
+    if args.filters:
+        for size in (int(s) for s in args.sizes.split(",")):
+            row = filtered(size, args, settings, pack)
+            runs = [r for r in report.setdefault("filtered", []) if r["size"] != size] + [row]
+            report["filtered"] = sorted(runs, key=lambda r: r["size"])
+            args.out.with_suffix(".json").write_text(json.dumps(report, indent=1))
+        print(filtered_table(report))
+        return 0
     if args.galleries:
         report["galleries"] = many_galleries(args.galleries, args.faces_per_gallery, args, settings, pack)
     else:

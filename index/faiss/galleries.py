@@ -51,6 +51,7 @@ import faiss
 import numpy as np
 
 from ..catalog import Catalog
+from ..filters import EVERYTHING, Scope
 from ..records import GalleryRecord
 from ..vectors import IndexDetails, IndexSettings, IndexStatus, RebuildResult, SearchObserver, SearchObservers
 from .cache import GalleryCache
@@ -140,25 +141,28 @@ class FaissIndexes:
     def observe_searches(self, observer: SearchObserver) -> None:
         self.observers.add(observer)
 
-    def search(self, gid: int, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, gid: int, queries: np.ndarray, k: int, scope: Scope = EVERYTHING) -> tuple[np.ndarray, np.ndarray]:
         """(scores, face ids) per query, after catching up with every committed change; a
-        compressed index's candidates are scored with the exact vectors from the catalog."""
+        compressed index's candidates are scored with the exact vectors from the catalog. A
+        scope is resolved by the catalog's metadata index into the faces it allows, which every
+        stage of the search keeps to (``GalleryIndex.within``)."""
         with self.observers.timed():
-            return self._search(gid, queries, k, near=False)
+            return self._search(gid, queries, k, scope, near=False)
 
     def neighbours(self, gid: int, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return self._search(gid, queries, k, near=True)
+        return self._search(gid, queries, k, EVERYTHING, near=True)
 
-    def _search(self, gid: int, queries: np.ndarray, k: int, near: bool) -> tuple[np.ndarray, np.ndarray]:
+    def _search(self, gid: int, queries: np.ndarray, k: int, scope: Scope, near: bool) -> tuple[np.ndarray, np.ndarray]:
         while True:  # again if the index was retired while this search waited for it (``switch``)
             entry = self._current(gid)
             if entry is None or entry.count == 0:
                 empty = np.zeros((len(queries), 0))
                 return empty.astype(np.float32), empty.astype(np.int64)
+            allowed = None if scope.everything else self.catalog.images.select(gid, scope)
             with entry.lock.read():
                 if not entry.retired:
                     exact = lambda ids: self.catalog.images.vectors(gid, ids)  # noqa: E731
-                    return entry.search(queries, k, self.settings, exact, near)
+                    return entry.search(queries, k, self.settings, exact, allowed, near)
 
     def status(self, gid: int) -> IndexStatus:
         entry = self._current(gid)

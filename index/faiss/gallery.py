@@ -11,14 +11,16 @@ keeps as overlay only what changed after it.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import faiss
 import numpy as np
 
 from ..locks import ReadWriteLock
-from ..records import ChangeBatch
+from ..records import ChangeBatch, IdSet
 from ..vectors import IndexSettings
 from .files import IndexFiles, Pointer
 from .ivf_file import IvfLayout, lists_codes, lists_ids, write_ivf
@@ -84,15 +86,24 @@ class GalleryIndex:
         return np.concatenate([kept, self.overlay.added_vectors()[0]])
 
     def search(
-        self, queries: np.ndarray, k: int, settings: IndexSettings, exact: Exact, near: bool = False
+        self,
+        queries: np.ndarray,
+        k: int,
+        settings: IndexSettings,
+        exact: Exact,
+        allowed: IdSet | None = None,
+        near: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, face ids) of the ``k`` nearest faces per query, best first, -1 padded.
+        """(scores, face ids) of the ``k`` nearest faces per query, best first, -1 padded; with
+        ``allowed``, of the nearest among those faces only (``within``).
 
         A compressed base's scan returns ``candidates_for`` its size when it has a second code to
         rank them by, else ``settings.rerank``; ``settings.rerank`` are scored exactly. ``near``:
         only each query's nearest few are wanted (a grouping run's neighbours): the scan probes
         ``neighbour_nprobe`` lists and returns ``neighbour_candidates``, and the ``k`` best by the
         second code (without one, ``NEAR_RERANK`` times ``k`` of the scan's best) are scored exactly."""
+        if allowed is not None:
+            return self.within(queries, k, settings, exact, allowed)
         parts = [self.overlay.search(queries, k)]
         base = self.base
         if base is not None and base.count > len(self.overlay.removed):
@@ -108,11 +119,45 @@ class GalleryIndex:
                 scanned = settings.neighbour_candidates if near else candidates_for(base.count, settings)
                 ids, _ = base.shortlist(queries, keep, scanned, exclude, nprobe)
                 parts.append(_rescored(queries, ids, exact))
-        scores = np.concatenate([p[0] for p in parts], axis=1)
-        ids = np.concatenate([p[1] for p in parts], axis=1)
-        scores = np.where(ids < 0, -np.inf, scores)
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        return np.take_along_axis(scores, order, 1).astype(np.float32), np.take_along_axis(ids, order, 1)
+        return _merged(parts, k)
+
+    def within(
+        self, queries: np.ndarray, k: int, settings: IndexSettings, exact: Exact, allowed: IdSet
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest of the ``allowed`` faces (live faces, as the catalog just said; those
+        the base still holds but the overlay removed are not among them): the filter is applied
+        inside every stage, never to the top-k after it.
+
+        - at most ``settings.rerank`` faces: an exact search over them alone, their vectors read
+          from the catalog (what the re-rank would read anyway);
+        - an IVF scans more lists the fewer faces pass: ``nprobe`` divided by the share that
+          passes (all the lists at the extreme), so that it meets as many allowed faces as an
+          unfiltered scan meets faces;
+        - a base with a second code: the codes of the allowed faces ranked directly (a scan of
+          their rows alone) when that costs less than that wider IVF scan (``DIRECT_COST``), else
+          the IVF scan with the allowed rows as its selector (and the direct ranking after all if
+          the scan found fewer than ``k``); either way the best ``settings.rerank`` are scored
+          exactly;
+        - any other base: its search with the allowed faces as selector;
+        - the overlay: an exact search with the allowed faces as selector.
+        """
+        if allowed.count <= settings.rerank:
+            return _exact(queries, allowed.ids(), k, exact)
+        parts = [self.overlay.search(queries, k, allowed)]
+        base = self.base
+        if base is not None and base.count:
+            selector, keep_alive = base.selector(allowed)
+            share = min(1.0, allowed.count / base.count)
+            wider = base.state.nprobe and min(base.state.nlist, math.ceil(base.state.nprobe / share))
+            if not base.compressed:
+                parts.append(base.search(queries, k, selector, wider or None))
+            elif base.codes is None:
+                ids, _ = base.shortlist(queries, max(k, settings.rerank), 0, selector, wider)
+                parts.append(_rescored(queries, ids, exact))
+            else:
+                parts.append(_ranked_within(queries, k, settings, exact, base, selector, keep_alive, wider))
+            del keep_alive
+        return _merged(parts, k)
 
     def fold(self, files: IndexFiles, gid: int) -> Pointer:
         """Write base and overlay as the next base file (at this index's seq) and its pointer.
@@ -187,6 +232,11 @@ class GalleryIndex:
 
 
 NEAR_RERANK = 4  # a grouping run's neighbours: this many times k candidates are scored exactly
+# What ranking one face's second code directly costs (gathering its 128 bytes, 8-bit lookups),
+# in faces of a pq4 IVF scan (4-bit codes, 32 at a time in registers): a filter that leaves
+# fewer than 1/DIRECT_COST of the faces the wider scan would read is ranked directly (the
+# filters run of docs/benchmarks/2026-12-07-filters.md measures both sides of it).
+DIRECT_COST = 10
 FEWEST_CANDIDATES = 1600  # what a million faces need: docs/benchmarks/2026-12-02-second-code.md (1M sweep)
 CANDIDATES_AT = 10_000_000  # the gallery size ``IndexSettings.candidates`` is set for
 
@@ -200,6 +250,50 @@ def candidates_for(count: int, settings: IndexSettings) -> int:
     rank (the sweeps: docs/benchmarks/2026-12-02-second-code.md)."""
     scaled = settings.candidates * count // CANDIDATES_AT
     return min(settings.candidates, max(FEWEST_CANDIDATES, scaled))
+
+
+def _ranked_within(
+    queries: np.ndarray,
+    k: int,
+    settings: IndexSettings,
+    exact: Exact,
+    base: VectorIndex,
+    selector: faiss.IDSelector,
+    bits: np.ndarray,
+    wider: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A second-code base's nearest allowed faces (``bits``: its allowed rows): a scan of those
+    rows' codes, or the IVF scan with them as selector over ``wider`` lists, whichever costs
+    less (see ``GalleryIndex.within``)."""
+    assert base.codes is not None
+    keep = max(k, settings.rerank)
+    count = int(np.bitwise_count(bits).sum())
+    scanned = wider / max(base.state.nlist, 1) * base.count  # faces the wider IVF scan reads
+    if count * DIRECT_COST > scanned:
+        ids, _ = base.shortlist(queries, keep, candidates_for(base.count, settings), selector, wider)
+        found = _rescored(queries, ids, exact)
+        if np.all((found[1] >= 0).sum(axis=1) >= min(k, count)):
+            return found
+    rows = np.flatnonzero(np.unpackbits(bits, count=base.codes.count, bitorder="little"))
+    ranked = np.full((len(queries), keep), -1, np.int64)
+    for number, query in enumerate(queries):
+        best, _ = base.codes.best(query, rows, keep)
+        ranked[number, : len(best)] = base.codes.ids[best]
+    return _rescored(queries, ranked, exact)
+
+
+def _merged(parts: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``k`` per query of several (scores, ids) answers, best first."""
+    scores = np.concatenate([p[0] for p in parts], axis=1)
+    ids = np.concatenate([p[1] for p in parts], axis=1)
+    scores = np.where(ids < 0, -np.inf, scores)
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(scores, order, 1).astype(np.float32), np.take_along_axis(ids, order, 1)
+
+
+def _exact(queries: np.ndarray, ids: np.ndarray, k: int, exact: Exact) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest of ``ids`` per query by their exact vectors, read from the catalog."""
+    return _merged([_rescored(queries, np.broadcast_to(ids, (len(queries), len(ids))), exact)], k)
 
 
 def _rescored(queries: np.ndarray, ids: np.ndarray, exact: Exact) -> tuple[np.ndarray, np.ndarray]:

@@ -12,6 +12,8 @@ from collections.abc import Callable
 import faiss
 import numpy as np
 
+from ..records import IdSet
+
 
 class Overlay:
     def __init__(self, dim: int) -> None:
@@ -61,8 +63,17 @@ class Overlay:
             self._exclusion = (faiss.IDSelectorNot(batch), batch)  # the batch must outlive the Not
         return self._exclusion[0]
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        if not self._added_ids:
+    def search(self, queries: np.ndarray, k: int, allowed: IdSet | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest faces added here (among the ``allowed`` only, if given)."""
+        if allowed is not None and self._added_ids:
+            ids = faiss.vector_to_array(self.added.id_map).astype(np.int64)
+            kept = ids[allowed.contains(ids)]
+            if not len(kept):
+                return self.search(queries, 0)
+            selector = faiss.IDSelectorBatch(kept)
+            params = faiss.SearchParameters(sel=selector)
+            return self.added.search(np.ascontiguousarray(queries, np.float32), min(k, len(kept)), params=params)
+        if not self._added_ids or not k:
             empty = np.zeros((len(queries), 0))
             return empty.astype(np.float32), empty.astype(np.int64)
         return self.added.search(np.ascontiguousarray(queries, np.float32), min(k, len(self._added_ids)))

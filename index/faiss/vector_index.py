@@ -29,6 +29,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from ..records import IdSet
 from ..vectors import IndexSettings
 from . import packing, refine
 from .ivf_file import IvfLayout, ids_by_list, lists_codes, lists_ids, write_ivf
@@ -43,6 +44,7 @@ PACKED = "pq4"  # the lists searched from a packed copy (``searched``), the only
 TRAIN_PER_LIST = 40  # k-means sample per list: FAISS asks for >= 39; more costs time, not recall
 PQ_TRAINING = 256 * 40  # PQ codebooks of 256 centroids each want as many points as a list does
 TRAIN_ITERATIONS = 10  # k-means rounds (FAISS defaults to 25; the centroids barely move after 10)
+SELECTOR_BITMAP_BYTES = 64 << 20  # a filter's selector over face ids as a bitmap up to this size, else a list
 
 
 @dataclass
@@ -299,11 +301,26 @@ class VectorIndex:
             self.state.added_since_training += len(ids)
             self.packed = None
 
+    def selector(self, allowed: IdSet) -> tuple[faiss.IDSelector, object]:
+        """A selector of the ``allowed`` faces by what this index's searches call them
+        (``labels``), and what must outlive it: a bitmap over the codes file's rows (one pass over
+        its ids, ascending), else over face ids (the set's own chunks laid end to end), or for ids
+        too large for that, the list of them."""
+        if self.codes is not None:
+            bits = np.packbits(allowed.contains(self.codes.ids), bitorder="little")
+            return faiss.IDSelectorBitmap(self.codes.count, faiss.swig_ptr(bits)), bits
+        laid = allowed.bitmap(SELECTOR_BITMAP_BYTES)
+        if laid is None:
+            ids = allowed.ids()
+            return faiss.IDSelectorBatch(ids), ids
+        return faiss.IDSelectorBitmap(len(laid) * 8, faiss.swig_ptr(laid)), laid
+
     def search(
         self, queries: np.ndarray, k: int, exclude: faiss.IDSelector | None = None, nprobe: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids) of the ``k`` nearest faces per query, leaving out the ids ``exclude``
-        selects, an IVF probing ``nprobe`` lists (default: its own setting); id -1 pads missing hits."""
+        selects (despite its name: only those it selects are searched); id -1 pads missing hits.
+        ``nprobe``: lists to scan instead of the index's own."""
         k = max(1, min(k, self.count))
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if self.unread is not None:
@@ -313,8 +330,7 @@ class VectorIndex:
         if exclude is None and nprobe is None:
             return index.search(queries, k)
         if self.state.kind == IVF:
-            probed = min(nprobe, self.state.nlist) if nprobe is not None else self.index.nprobe
-            params = faiss.SearchParametersIVF(sel=exclude, nprobe=probed)
+            params = faiss.SearchParametersIVF(sel=exclude, nprobe=min(nprobe or self.index.nprobe, self.index.nlist))
         else:
             params = faiss.SearchParameters(sel=exclude)
         return index.search(queries, k, params=params)

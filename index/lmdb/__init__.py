@@ -6,6 +6,7 @@ import functools
 from collections.abc import Callable
 from pathlib import Path
 
+from .attributes import Attributes, LmdbMetadataIndex
 from .backup import backup_environment
 from .changes import LmdbChangeLog
 from .environment import Environment
@@ -26,10 +27,12 @@ class LmdbCatalog:
 
     def __init__(self, path: Path, map_size: int = 1 << 30) -> None:
         self.env = Environment(path, map_size)
-        self.keys = LmdbKeys(self.env)
-        self.images = LmdbImages(self.env)
+        attributes = Attributes(self.env)
+        self.keys = LmdbKeys(self.env, attributes)
+        self.images = LmdbImages(self.env, attributes)
+        self.metadata = LmdbMetadataIndex(self.env, attributes)
         self.log = LmdbChangeLog(self.env)
-        self.staging = LmdbStaging(self.env, self.images, self.log)
+        self.staging = LmdbStaging(self.env, self.images, self.log, attributes)
         self.jobs = LocalJobs()
         self.persons = LmdbPersons(self.env)
         self.person_edits = LmdbPersonEdits(self.env)

@@ -1,7 +1,10 @@
 """One LMDB environment and the few primitives every table of the catalog is built from.
 
-Every write is one transaction committed with fsync, so what a caller was told is stored
-survives a crash, and what it was not told is absent as a whole. A full map grows itself.
+Every write is committed with fsync before its caller returns, so what a caller was told is
+stored survives a crash, and what it was not told is absent as a whole. Writes that arrive
+while another is committing share the next commit (group commit): each runs in a nested
+transaction of its own, so one that fails leaves the others whole, and each caller returns
+only once the commit that holds its write is on disk. A full map grows itself.
 Gallery-keyed tables share one layout (8-byte gallery id, then the rest of the key), so a
 gallery's rows are one prefix walk.
 """
@@ -13,8 +16,9 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import lmdb
 
@@ -63,7 +67,27 @@ DATABASES = (
     "face_persons",  # (gallery, face) -> (person, by a user, kept out of, image): a face's assignment
     "person_state",  # gallery -> {"persons", "pending", "watermark"}: counts and where grouping stands
     "jobs",  # job id -> the job's record (GET /jobs/<id>)
+    # the metadata index (attributes.py): ids holding a value at a path, counts per value, indexed paths
+    "postings",
+    "value_counts",
+    "filter_keys",
 )
+
+
+@dataclass
+class _Pending:
+    """One caller's write waiting for a commit: its function, then its result or its error."""
+
+    fn: Callable[[lmdb.Transaction], object]
+    done: bool = False
+    result: object = None
+    error: BaseException | None = None
+
+
+def _failed(exc: lmdb.Error) -> StorageError:
+    failed = StorageError(f"LMDB write failed: {exc}")
+    failed.__cause__ = exc
+    return failed
 
 
 class Environment:
@@ -79,7 +103,9 @@ class Environment:
         )
         self.db = {name: self.env.open_db(name.encode()) for name in DATABASES}
         self._resize = ReadWriteLock()  # growing the map needs every transaction of this process closed
-        self._writer = threading.Lock()  # this process's writes queue here, not inside LMDB's own lock
+        self._writer = threading.Lock()  # held by the thread committing this process's queued writes
+        self._queued: list[_Pending] = []  # writes waiting for the next commit, under _queue_lock
+        self._queue_lock = threading.Lock()
         self._readers = ThreadPoolExecutor(READERS, thread_name_prefix="catalog-read")  # threads start on first use
         self._cold = 1.0  # disk reads per key of recent reads by key: taken as cold until measured
         self.spread_above = COLD  # this handle's threshold (a benchmark compares never, always, and this)
@@ -122,16 +148,52 @@ class Environment:
         return found
 
     def write(self, fn: Callable[[lmdb.Transaction], T]) -> T:
-        """Run ``fn`` in one durable write transaction, growing the map when it is full."""
+        """Run ``fn`` in a durable write transaction, growing the map when it is full; returns
+        once the commit that holds it is on disk. Writes of other threads queued meanwhile are
+        committed with it: whichever thread takes the writer's lock commits them all."""
+        pending = _Pending(fn)
+        with self._queue_lock:
+            self._queued.append(pending)
+        with self._writer:
+            if not pending.done:  # else the thread before committed it while this one waited
+                with self._queue_lock:
+                    batch, self._queued = self._queued, []
+                self._commit(batch)
+        if pending.error is not None:
+            raise pending.error
+        return cast(T, pending.result)  # what fn returned
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        """One transaction for the whole batch, each write nested in it; every write is done
+        (with its result or its error) when this returns."""
         while True:
             try:
-                with self._writer, self._resize.read(), self.env.begin(write=True) as txn:
-                    return fn(txn)
+                with self._resize.read(), self.env.begin(write=True) as txn:
+                    for pending in batch:
+                        pending.result, pending.error = None, None
+                        try:
+                            with self.env.begin(write=True, parent=txn) as nested:
+                                pending.result = pending.fn(nested)
+                        except lmdb.MapFullError:
+                            raise
+                        except lmdb.Error as exc:
+                            pending.error = _failed(exc)
+                        except Exception as exc:  # this write's own failure: the others go on
+                            pending.error = exc
+                break
             except lmdb.MapFullError:
                 with self._resize.write():
                     self.env.set_mapsize(self.map_size * 2)
             except lmdb.Error as exc:  # disk full or failing: the transaction was aborted whole
-                raise StorageError(f"LMDB write failed: {exc}") from exc
+                for pending in batch:
+                    pending.error = _failed(exc)
+                break
+            except BaseException as exc:  # nothing of the batch was committed
+                for pending in batch:
+                    pending.error = exc
+                break
+        for pending in batch:
+            pending.done = True
 
     # -- primitives shared by the tables ---------------------------------------------
 

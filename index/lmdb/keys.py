@@ -8,13 +8,14 @@ import lmdb
 
 from ..errors import KeyExistsError
 from ..records import GalleryRecord, KeyRecord
+from .attributes import Attributes
 from .encoding import decode_key, encode
 from .environment import Environment
 
 
 class LmdbKeys:
-    def __init__(self, env: Environment) -> None:
-        self.env = env
+    def __init__(self, env: Environment, attributes: Attributes) -> None:
+        self.env, self.attributes = env, attributes
 
     def get(self, name: str) -> KeyRecord | None:
         raw = self.env.read(lambda txn: txn.get(name.encode(), db=self.env.db["keys"]))
@@ -28,6 +29,7 @@ class LmdbKeys:
             record = KeyRecord(name, gallery, secret_hash, quota, False, created_at)
             txn.put(name.encode(), encode(record), db=self.env.db["keys"])
             self.env.put_gallery(txn, gallery, GalleryRecord(key=name))
+            self.attributes.start_gallery(txn, gallery)
             return record
 
         return self.env.write(create)

@@ -27,6 +27,7 @@ from ..records import (
     PersonRecord,
     Source,
 )
+from .attributes import Attributes
 from .encoding import (
     decode_assignment,
     decode_face,
@@ -162,9 +163,12 @@ class PersonWrite:
             if record is None:
                 continue
             if kept := [face for face in record.faces if face.id not in gone]:
-                self.txn.put(u64(image_id), encode(replace(record, faces=kept)), db=self.env.db["images"])
+                after = replace(record, faces=kept)
+                self.txn.put(u64(image_id), encode(after), db=self.env.db["images"])
+                Attributes(self.env).faces_dropped(self.txn, self.gid, record, sorted(gone))
                 changed.append(image_id)
             else:
+                Attributes(self.env).removed(self.txn, self.gid, record)
                 self.txn.delete(u64(image_id), db=self.env.db["images"])
                 self.txn.delete(pair(self.gid, image_id), db=self.env.db["gallery_images"])
                 gallery.images -= 1

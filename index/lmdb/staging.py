@@ -11,6 +11,7 @@ import index.persons as rules
 
 from ..errors import GenerationConflictError, StagingIncompleteError
 from ..records import GalleryRecord, StagedSnapshot
+from .attributes import Attributes
 from .changes import LmdbChangeLog
 from .encoding import decode_face, decode_image, decode_vector, dumps, encode, encode_face, pair, second_of, u64
 from .environment import Environment
@@ -19,8 +20,8 @@ from .persons import PersonWrite
 
 
 class LmdbStaging:
-    def __init__(self, env: Environment, images: LmdbImages, log: LmdbChangeLog) -> None:
-        self.env, self.images, self.log = env, images, log
+    def __init__(self, env: Environment, images: LmdbImages, log: LmdbChangeLog, attributes: Attributes) -> None:
+        self.env, self.images, self.log, self.attributes = env, images, log, attributes
 
     def _staged_pack(self, txn: lmdb.Transaction, gid: int, image_id: int) -> str | None:
         entry = txn.get(pair(gid, image_id), db=self.env.db["staged_images"])
@@ -74,20 +75,23 @@ class LmdbStaging:
                 raise GenerationConflictError(f"gallery {gid} is at index generation {gallery.index_generation}")
             if any(change.is_add for change in self.log.after(txn, gid, since_seq)):
                 raise StagingIncompleteError(f"faces were added to gallery {gid} during the re-embedding")
-            lost = []
+            gone: list[int] = []  # every face lost, for the persons they were in
             for image_id in self.images.ids_in(txn, gid):
                 if self._staged_pack(txn, gid, image_id) != pack:
                     raise StagingIncompleteError(f"image {image_id} of gallery {gid} is not re-embedded")
                 record = decode_image(txn.get(u64(image_id), db=self.env.db["images"]))
-                kept = []
+                kept, lost = [], []
                 for face in record.faces:
                     raw = self._staged_face(txn, gid, face.id, pack)
                     if raw is None:
-                        lost.append(face.id)
                         self.env.remove_face(txn, gid, gallery, face.id)
+                        lost.append(face.id)
                     else:
                         txn.put(pair(gid, face.id), raw, db=self.env.db["faces"])
                         kept.append(face)
+                if lost:
+                    self.attributes.faces_dropped(txn, gid, record, lost)
+                    gone += lost
                 record.faces, record.pack = kept, pack
                 txn.put(u64(image_id), encode(record), db=self.env.db["images"])
             for table in ("staged", "staged_images"):
@@ -95,7 +99,7 @@ class LmdbStaging:
             gallery.pack, gallery.dim = pack, dim
             gallery.index_generation += 1
             self.env.put_gallery(txn, gid, gallery)
-            rules.deleted(PersonWrite(self.env, txn, gid), lost)
+            rules.deleted(PersonWrite(self.env, txn, gid), gone)
             return gallery
 
         return self.env.write(swap)

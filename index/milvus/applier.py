@@ -1,6 +1,7 @@
 """Moves committed changes from the catalog's outbox into Milvus, idempotently, with retries.
 
-A change is applied as "delete these face ids, insert those still live", so applying a
+A change is applied as "delete these face ids, insert those still live" (a face whose image's
+metadata or collection changed, ``UPDATE``, is written again with them), so applying a
 batch twice (a crash after Milvus took it and before PostgreSQL recorded it) leaves the
 same rows. Progress is recorded in the batch's own transaction, under the gallery's
 advisory lock: two appliers never interleave on a gallery, and one killed mid-batch only
@@ -34,6 +35,7 @@ class Applier:
         self.collection = collection
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.first: Callable[[], object] | None = None  # done once, before any apply, when Milvus answers
 
     def apply(self, gid: int, wait: bool = True) -> bool:
         """Apply the gallery's outbox to the end; False when another applier holds it (not ``wait``)."""
@@ -49,7 +51,7 @@ class Applier:
                 rows = [
                     face_row(face, gid, *batch.live[face])
                     for face, op in final.items()
-                    if op == "+" and face in batch.live
+                    if op != "-" and face in batch.live  # added, or its image's metadata changed
                 ]
                 self.collection(batch.pack, batch.dim).write(sorted(final), rows)
                 applying.record(batch.collection, batch.last)
@@ -64,6 +66,9 @@ class Applier:
             BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS)) - 1] if failures else IDLE_SECONDS
         ):
             try:
+                if self.first is not None:
+                    self.first()
+                    self.first = None
                 for gid, _ in self.catalog.outbox.lagging():
                     self.apply(gid, wait=False)
                 if time.monotonic() - trimmed > TRIM_EVERY_SECONDS:

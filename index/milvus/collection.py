@@ -1,8 +1,13 @@
 """One Milvus collection per model pack and dimension, the gallery as its partition key.
 
 Rows are faces: the face id is the primary key, the gallery the partition key (so a
-gallery's search reads only its own partition), the image id and box scalar fields, and
-the unit vector under an HNSW index on inner product (cosine). Rows are written as a
+gallery's search reads only its own partition), the image id, box, collection and a typed
+projection of the image's metadata and creation time as scalar fields (what a scope's
+expression reads: ``expression.py``), and the unit vector under an HNSW index on inner
+product (cosine). Collections made before collections and filters existed lack those fields
+and Milvus 2.3 cannot add fields to a collection: they are named without ``SCHEMA``'s suffix,
+and ``MilvusIndexes.upgrade`` refills their galleries from the catalog into the current
+schema's collections, then drops them. Rows are written as a
 delete by id followed by an insert, never as an upsert: the 2.3 server the tests run
 misroutes upserted rows of a partition-key collection, and delete-then-insert is just as
 idempotent.
@@ -17,23 +22,40 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ..errors import StorageUnavailableError
+from ..records import Placed
 from .client import BULK_SECONDS, CALL_SECONDS, Milvus
+from .expression import projection
 
 T = TypeVar("T")
 
 HNSW = {"M": 16, "efConstruction": 100}  # recall@10 1.0 at 100k x 512 with ef 64 (cluster notes)
 MIN_EF = 64
+# A filtered search walks the graph past the nodes the filter refuses, so it needs a longer
+# list of candidates to reach the same recall.
+FILTERED_EF = 256
 MAX_TOP_K = 16_384  # Milvus's largest limit of one search
 INSERT_ROWS = 2_000  # rows per insert request (a 512-d row is 2 KB; requests stay well under 64 MB)
 
 
-def collection_name(namespace: str, pack: str, dim: int) -> str:
+SCHEMA = "_v2"  # the rows' fields: v2 added the collection and the metadata projection
+COLLECTION_BYTES = 1024  # the longest collection name a row holds, as UTF-8
+
+
+def collection_name(namespace: str, pack: str, dim: int, schema: str = SCHEMA) -> str:
     """Milvus names allow letters, digits and underscores: the pack is named by a hash."""
-    return f"face_search_{namespace}_{hashlib.sha1(pack.encode()).hexdigest()[:10]}_{dim}"
+    return f"face_search_{namespace}_{hashlib.sha1(pack.encode()).hexdigest()[:10]}_{dim}{schema}"
 
 
-def face_row(face: int, gallery: int, image: int, bbox: list[float], vector: np.ndarray) -> dict:
-    return {"id": face, "gallery": gallery, "image": image, "box": {"bbox": bbox}, "vector": vector.tolist()}
+def face_row(face: int, gallery: int, placed: Placed, vector: np.ndarray) -> dict:
+    return {
+        "id": face,
+        "gallery": gallery,
+        "image": placed.image,
+        "box": {"bbox": placed.bbox},
+        "collection": placed.collection,
+        "meta": projection(placed.metadata, placed.created_at),
+        "vector": vector.tolist(),
+    }
 
 
 class Collection:
@@ -58,6 +80,8 @@ class Collection:
             schema.add_field("gallery", DataType.INT64, is_partition_key=True)
             schema.add_field("image", DataType.INT64)
             schema.add_field("box", DataType.JSON)
+            schema.add_field("collection", DataType.VARCHAR, max_length=COLLECTION_BYTES)
+            schema.add_field("meta", DataType.JSON)
             schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
             index = client.prepare_index_params()
             index.add_index(field_name="vector", index_type="HNSW", metric_type="IP", params=HNSW)
@@ -95,16 +119,19 @@ class Collection:
     def drop_gallery(self, gid: int) -> None:
         self.call(lambda client: client.delete(self.name, filter=f"gallery == {gid}", timeout=BULK_SECONDS))
 
-    def search(self, gid: int, queries: np.ndarray, k: int, strong: bool) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, face ids) per query, best first, padded with id -1 to the longest answer."""
+    def search(
+        self, gid: int, queries: np.ndarray, k: int, strong: bool, where: str | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, face ids) per query, best first, padded with id -1 to the longest answer;
+        ``where``: an expression the rows must pass too."""
         limit = max(1, min(k, MAX_TOP_K))
         found = self.call(
             lambda client: client.search(
                 self.name,
                 data=np.asarray(queries, dtype=np.float32).tolist(),
-                filter=f"gallery == {gid}",
+                filter=f"gallery == {gid}" + (f" and {where}" if where else ""),
                 limit=limit,
-                search_params={"metric_type": "IP", "params": {"ef": max(MIN_EF, limit)}},
+                search_params={"metric_type": "IP", "params": {"ef": max(FILTERED_EF if where else MIN_EF, limit)}},
                 consistency_level="Strong" if strong else "Bounded",
                 timeout=CALL_SECONDS,
             )
@@ -154,6 +181,13 @@ class Collection:
             if state == "Completed" or time.monotonic() > deadline:
                 return state
             time.sleep(0.5)
+
+    def exists(self) -> bool:
+        return bool(self.milvus.call(lambda client: client.has_collection(self.name, timeout=CALL_SECONDS)))
+
+    def drop(self) -> None:
+        self.milvus.call(lambda client: client.drop_collection(self.name, timeout=BULK_SECONDS))
+        self._ready = False
 
     def index_state(self) -> dict:
         return self.call(lambda client: client.describe_index(self.name, "vector", timeout=CALL_SECONDS))

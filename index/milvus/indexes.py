@@ -24,12 +24,14 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from ..catalog import OutboxCatalog
-from ..errors import IndexBusyError, StagingIncompleteError
-from ..records import GalleryRecord, Progress, collection_key
+from ..errors import IndexBusyError, StagingIncompleteError, StorageUnavailableError
+from ..filters import EVERYTHING, Scope
+from ..records import GalleryRecord, Placed, Progress, collection_key
 from ..vectors import IndexDetails, IndexSettings, IndexStatus, RebuildResult, SearchObserver, SearchObservers
 from .applier import Applier
 from .client import Milvus
 from .collection import HNSW, MIN_EF, Collection, collection_name, face_row
+from .expression import expression
 
 log = logging.getLogger(__name__)
 
@@ -96,17 +98,23 @@ class MilvusIndexes:
     def observe_searches(self, observer: SearchObserver) -> None:
         self.observers.add(observer)
 
-    def search(self, gid: int, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, gid: int, queries: np.ndarray, k: int, scope: Scope = EVERYTHING) -> tuple[np.ndarray, np.ndarray]:
+        """A scope is a boolean expression Milvus applies inside its search (``expression.py``),
+        on the values each row holds as of the last change the search applied first."""
         with self.observers.timed():
-            return self.neighbours(gid, queries, k)
+            return self._search(gid, queries, k, scope)
 
     def neighbours(self, gid: int, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """HNSW answers a few neighbours as cheaply as a search: the same search, not timed."""
+        return self._search(gid, queries, k, EVERYTHING)
+
+    def _search(self, gid: int, queries: np.ndarray, k: int, scope: Scope) -> tuple[np.ndarray, np.ndarray]:
         gallery, progress = self._caught_up(gid)
         if progress is None or not gallery.faces:
             empty = np.zeros((len(queries), 0))
             return empty.astype(np.float32), empty.astype(np.int64)
-        return self._collection_of(gallery).search(gid, queries, k, strong=_recent(progress))
+        collection = self._collection_of(gallery)
+        return collection.search(gid, queries, k, strong=_recent(progress), where=expression(scope))
 
     def status(self, gid: int) -> IndexStatus:
         """The gallery in Milvus; ``pending`` is the outbox lag as found, before this catches up."""
@@ -152,10 +160,13 @@ class MilvusIndexes:
     def rebuild_reason(self, gid: int) -> str | None:
         """Milvus builds the index of each sealed segment and compacts deletes by itself; a
         rebuild is due only when the collection lacks faces the catalog holds (a restored
-        catalog, a Milvus that lost its data), found when the outbox is drained."""
+        catalog, a Milvus that lost its data, a collection of an older schema that ``upgrade``
+        has not refilled yet), found when the outbox is drained."""
         gallery = self.catalog.images.gallery(gid)
         if gallery.pack is None or gallery.dim is None:
             return None
+        if self._older(gallery.pack, gallery.dim).exists():
+            return "Milvus holds the gallery in a collection of an older schema (no collection or metadata fields)"
         if self.catalog.outbox.progress(gid, collection_key(gallery.pack, gallery.dim)).pending:
             return None  # the applier is still on its way: counts cannot be compared yet
         held = self._collection_of(gallery).count(gid)
@@ -173,7 +184,8 @@ class MilvusIndexes:
             if state is None:
                 return None
             collection = self._collection_of(gallery)
-            if collection.count(gid) != gallery.faces:
+            assert gallery.pack is not None and gallery.dim is not None  # it has a collection
+            if collection.count(gid) != gallery.faces or self._older(gallery.pack, gallery.dim).exists():
                 progress(f"gallery {gid}: Milvus lacks faces of the catalog: refilling {collection.name}")
                 state = self._refill(gid, collection)
             progress(f"gallery {gid}: compacting Milvus collection {collection.name}")
@@ -239,17 +251,52 @@ class MilvusIndexes:
             self.catalog.outbox.forget(gid, collection_key(old.pack, old.dim))
         return True
 
-    def _placed(self, gid: int) -> dict[int, tuple[int, list[float]]]:
-        """Face id to its image id and box, for every live face of the gallery (a row's scalars)."""
+    def _placed(self, gid: int) -> dict[int, Placed]:
+        """Where every live face of the gallery is, and what its image holds (a row's scalars)."""
         records = self.catalog.images.get_many(gid, self.catalog.images.ids(gid)).values()
-        return {face.id: (record.id, face.bbox) for record in records for face in record.faces}
+        return {face.id: Placed.of(record, face) for record in records for face in record.faces}
+
+    def _older(self, pack: str, dim: int) -> Collection:
+        """The collection of ``pack`` as collections were named before this schema."""
+        return Collection(self.milvus, collection_name(self.catalog.namespace, pack, dim, schema=""), dim)
+
+    def upgrade(self, progress: Callable[[str], None] = log.info) -> int:
+        """Move every gallery held by a collection of an older schema into the current one, from
+        the catalog (the rows' new fields come from the images' records), then drop the old
+        collections; how many galleries were refilled. Each gallery is refilled under its
+        exclusive lock, and skipped when the current collection holds it already (another
+        replica upgrading at the same time got there first)."""
+        refilled, old = 0, set()
+        for gid, gallery in self.catalog.images.galleries().items():
+            if gallery.pack is None or gallery.dim is None or not self._older(gallery.pack, gallery.dim).exists():
+                continue
+            old.add((gallery.pack, gallery.dim))
+            with self.exclusive(gid, wait=True):
+                current, state = self._caught_up(gid)
+                collection = self._collection_of(current)
+                if state is not None and collection.count(gid) == current.faces:
+                    continue
+                progress(f"gallery {gid}: moving {current.faces} faces into {collection.name}")
+                self._refill(gid, collection)
+                refilled += 1
+        for pack, dim in old:
+            progress(f"dropping {self._older(pack, dim).name}, of an older schema")
+            self._older(pack, dim).drop()
+        return refilled
 
     def wait(self, gid: int, timeout: float = 600.0) -> None:
         """Nothing runs in the background per gallery: Milvus's own tasks need no waiting for."""
 
     def open_all(self) -> None:
-        """At start-up of a serving replica: apply what the outbox holds, in the background."""
+        """At start-up of a serving replica: move galleries out of collections of an older schema
+        (before answering anything: ``upgrade``; while Milvus is down, the background applier does
+        it first thing once it is back), then apply what the outbox holds, in the background."""
         if self.serving:
+            try:
+                self.upgrade()
+            except StorageUnavailableError as exc:
+                log.warning("Milvus collections not upgraded yet (%s); the outbox applier will", exc)
+                self.applier.first = self.upgrade
             self.applier.start()
 
     def close(self) -> None:
@@ -257,10 +304,10 @@ class MilvusIndexes:
         self.milvus.close()
 
 
-def _rows(gid: int, placed: dict[int, tuple[int, list[float]]], ids: np.ndarray, vectors: np.ndarray) -> list[dict]:
+def _rows(gid: int, placed: dict[int, Placed], ids: np.ndarray, vectors: np.ndarray) -> list[dict]:
     """Milvus rows of the faces ``ids`` still placed in an image."""
     return [
-        face_row(face, gid, *placed[face], vector)
+        face_row(face, gid, placed[face], vector)
         for face, vector in zip(ids.tolist(), vectors, strict=True)
         if face in placed
     ]

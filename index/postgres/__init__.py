@@ -28,6 +28,7 @@ from .persons import PostgresGrouping, PostgresPersonEdits, PostgresPersons
 from .schema import migrate
 from .secrets import PostgresSecrets
 from .staging import PostgresStaging
+from .values import PostgresMetadataIndex
 
 
 class PostgresCatalog:
@@ -41,6 +42,7 @@ class PostgresCatalog:
         migrate(self.db)
         self.keys = PostgresKeys(self.db)
         self.images = PostgresImages(self.db)
+        self.metadata = PostgresMetadataIndex(self.db)
         self.log = PostgresChangeLog(self.db)
         self.staging = PostgresStaging(self.db)
         self.secrets = PostgresSecrets(self.db)

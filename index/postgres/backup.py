@@ -14,13 +14,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import psycopg
+
 from ..errors import CatalogNotEmptyError
 from .database import Database, one
-from .schema import ID_SEQUENCES, advance_sequences, migrate
+from .schema import ADDED_COLUMNS, FILLS, ID_SEQUENCES, advance_sequences, migrate
 
 TABLES = (
-    "galleries", "keys", "images", "faces", "changes", "imported", "staged", "staged_images",
-    "persons", "face_persons", "person_state",
+    "galleries", "keys", "images", "faces", "changes", "imported", "staged", "staged_images", "image_values",
+    "filter_keys", "persons", "face_persons", "person_state",
 )  # fmt: skip
 MANIFEST = "catalog.json"
 CHUNK = 1 << 20
@@ -50,16 +52,36 @@ def restore(url: str, src: Path) -> None:
     db = Database(url)
     try:
         schema = migrate(db)
-        if recorded["schema"] > schema:  # an older one restores: the tables it lacks stay empty
-            raise ValueError(f"{src} is a catalog of schema version {recorded['schema']}; this service's is {schema}")
+        if recorded["schema"] > schema:
+            raise ValueError(
+                f"{src} is a catalog of schema version {recorded['schema']}, newer than this service's ({schema}): "
+                "restore it with the newer service"
+            )
+        later = range(recorded["schema"] + 1, schema + 1)  # what an older backup lacks
         with db.transaction(long=True) as cursor:
             cursor.execute(f"LOCK TABLE {', '.join(TABLES)} IN EXCLUSIVE MODE")  # no replica writes meanwhile
             if one(cursor.execute("SELECT EXISTS (SELECT 1 FROM galleries) OR EXISTS (SELECT 1 FROM keys)"))[0]:
                 raise CatalogNotEmptyError("the PostgreSQL catalog holds keys or galleries already")
             for table in recorded["tables"]:
-                with (src / f"{table}.copy").open("rb") as data, cursor.copy(f"COPY {table} FROM STDIN") as copy:
+                missing = {column for v in later for column in ADDED_COLUMNS.get(v, {}).get(table, ())}
+                columns = [c for c in _columns(cursor, table) if c not in missing]
+                statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+                with (src / f"{table}.copy").open("rb") as data, cursor.copy(statement) as copy:
                     while chunk := data.read(CHUNK):
                         copy.write(chunk)
+            for version in later:
+                if version in FILLS:
+                    cursor.execute(FILLS[version])
             advance_sequences(cursor, recorded["sequences"])
     finally:
         db.close()
+
+
+def _columns(cursor: psycopg.Cursor, table: str) -> list[str]:
+    """The table's columns in their order (COPY's order)."""
+    found = cursor.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+        "AND table_name = %s ORDER BY ordinal_position",
+        (table,),
+    )
+    return [name for (name,) in found]

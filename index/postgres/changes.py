@@ -28,7 +28,8 @@ class PostgresChangeLog:
         with self.db.transaction(snapshot=True) as cursor:
             (first,) = one(cursor.execute("SELECT min(seq) FROM changes WHERE gallery = %s", (gid,)))
             found = cursor.execute(
-                "SELECT seq, op, face FROM changes WHERE gallery = %s AND seq > %s ORDER BY seq", (gid, seq)
+                "SELECT seq, op, face FROM changes WHERE gallery = %s AND seq > %s AND op <> '~' ORDER BY seq",
+                (gid, seq),
             ).fetchall()
             changes = [Change(s, op.encode(), face) for s, op, face in found]
             added = [change.face for change in changes if change.is_add]

@@ -8,6 +8,8 @@ by position alone.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import psycopg
 from psycopg.types.json import Json
@@ -15,11 +17,13 @@ from psycopg.types.json import Json
 import index.persons as rules
 
 from ..errors import CommitUnknownError, PackMismatchError, StorageUnavailableError
-from ..records import ADD, FaceInfo, GalleryRecord, ImageRecord, NewImage
+from ..filters import EVERYTHING, Facts, Scope, created_seconds, matches
+from ..records import ADD, UPDATE, CollectionCount, FaceInfo, GalleryRecord, IdSet, ImageRecord, NewImage
 from . import rows
 from .database import Database, one
 from .galleries import locked_gallery, log_changes, remove_faces, store_gallery
 from .persons import PgRows
+from .values import Compiler, index_image, registry
 
 
 def _stored(cursor: psycopg.Cursor, gid: int, image_id: int) -> bool:
@@ -55,12 +59,17 @@ class PostgresImages:
         return {row[0]: rows.gallery(row[1:]) for row in found}
 
     def add(self, gid: int, image: NewImage) -> ImageRecord:
-        """Store the image; when the server went away during the commit, wait (a while) until it
+        return self.add_many(gid, [image])[0]
+
+    def add_many(self, gid: int, images: list[NewImage]) -> list[ImageRecord]:
+        """Store the images; when the server went away during the commit, wait (a while) until it
         answers again and say what happened: stored, or not (StorageUnavailableError)."""
         made: list[ImageRecord] = []  # known even when the commit is in doubt
         try:
             with self.db.transaction() as cursor:
-                made.append(self._insert(cursor, gid, image))
+                gallery = locked_gallery(cursor, gid)
+                made.extend(self._insert(cursor, gid, gallery, image) for image in images)
+                store_gallery(cursor, gid, gallery)
         except CommitUnknownError:
             if not made:
                 raise
@@ -71,11 +80,10 @@ class PostgresImages:
                 raise StorageUnavailableError(
                     "PostgreSQL went away during the commit; the image was not stored"
                 ) from None
-        return made[0]
+        return made
 
-    def _insert(self, cursor: psycopg.Cursor, gid: int, image: NewImage) -> ImageRecord:
+    def _insert(self, cursor: psycopg.Cursor, gid: int, gallery: GalleryRecord, image: NewImage) -> ImageRecord:
         dim = int(image.faces[0].embedding.shape[0])
-        gallery = locked_gallery(cursor, gid)
         if gallery.pack is not None and (gallery.pack, gallery.dim) != (image.pack, dim):
             raise PackMismatchError(gallery.pack, image.pack)
         gallery.pack, gallery.dim = image.pack, dim
@@ -98,16 +106,13 @@ class PostgresImages:
             FaceInfo(id=f, bbox=face.bbox, score=face.score) for f, face in zip(face_ids, image.faces, strict=True)
         ]
         record = ImageRecord(
-            image_id, gid, image.file, image.content_type, image.metadata, image.created_at, image.pack, infos
-        )
-        cursor.execute(
-            f"INSERT INTO images ({rows.IMAGE}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            (image_id, gid, image.file, image.content_type, Json(image.metadata), image.created_at, image.pack,
-             rows.faces_json(infos)),
+            image_id, gid, image.file, image.content_type, image.metadata, image.created_at, image.pack, infos,
+            image.collection,
         )  # fmt: skip
+        cursor.execute(rows.IMAGE_INSERT, rows.image_insert(record))
+        index_image(cursor, gid, record)
         gallery.images += 1
         gallery.faces += len(face_ids)
-        store_gallery(cursor, gid, gallery)
         rules.added(PgRows(cursor, gid, gallery), image_id, list(zip(face_ids, image.faces, strict=True)))
         if image.source_digest is not None:
             cursor.execute(
@@ -130,7 +135,16 @@ class PostgresImages:
         by_id = {row[0]: rows.image(row) for row in found}
         return {image_id: by_id[image_id] for image_id in image_ids if image_id in by_id}
 
-    def page(self, gid: int, offset: int, limit: int) -> tuple[list[ImageRecord], int]:
+    def page(self, gid: int, offset: int, limit: int, scope: Scope = EVERYTHING) -> tuple[list[ImageRecord], int]:
+        if not scope.everything:
+            with self.db.transaction(long=True, snapshot=True) as cursor:
+                if cursor.execute("SELECT 1 FROM galleries WHERE id = %s", (gid,)).fetchone() is None:
+                    raise KeyError(gid)
+                ids = _selected(cursor, gid, scope, faces=False).ids()
+                chosen = ids[offset : offset + limit].tolist()
+                found = cursor.execute(f"SELECT {rows.IMAGE} FROM images WHERE id = ANY(%s)", (chosen,)).fetchall()
+            by_id = {row[0]: rows.image(row) for row in found}
+            return [by_id[image_id] for image_id in chosen], len(ids)
         with self.db.transaction() as cursor:
             total = cursor.execute("SELECT images FROM galleries WHERE id = %s", (gid,)).fetchone()
             if total is None:
@@ -145,13 +159,51 @@ class PostgresImages:
         with self.db.transaction() as cursor:
             return image_ids(cursor, gid)
 
-    def update_metadata(self, gid: int, image_id: int, metadata: dict) -> ImageRecord | None:
+    def update(
+        self, gid: int, image_id: int, metadata: dict[str, Any] | None = None, collection: str | None = None
+    ) -> ImageRecord | None:
+        """The change is logged for each of the image's faces (``UPDATE``), so that the vector
+        backend rewrites the values it keeps beside their vectors."""
         with self.db.transaction() as cursor:
+            gallery = locked_gallery(cursor, gid)
             found = cursor.execute(
-                f"UPDATE images SET metadata = %s WHERE gallery = %s AND id = %s RETURNING {rows.IMAGE}",
-                (Json(metadata), gid, image_id),
+                f"UPDATE images SET metadata = coalesce(%s, metadata), collection = coalesce(%s, collection) "
+                f"WHERE gallery = %s AND id = %s RETURNING {rows.IMAGE}",
+                (Json(metadata) if metadata is not None else None, collection, gid, image_id),
             ).fetchone()
-        return rows.image(found) if found else None
+            if found is None:
+                return None
+            record = rows.image(found)
+            index_image(cursor, gid, record)
+            log_changes(cursor, gid, gallery, UPDATE, [face.id for face in record.faces])
+            store_gallery(cursor, gid, gallery)
+        return record
+
+    def collections(self, gid: int) -> dict[str, CollectionCount]:
+        with self.db.transaction() as cursor:
+            if cursor.execute("SELECT 1 FROM galleries WHERE id = %s", (gid,)).fetchone() is None:
+                raise KeyError(gid)
+            found = cursor.execute(
+                "SELECT collection, count(*), sum(json_array_length(faces)) FROM images WHERE gallery = %s "
+                "GROUP BY collection ORDER BY collection",
+                (gid,),
+            ).fetchall()
+        return {name: CollectionCount(images, int(faces)) for name, images, faces in found}
+
+    def delete_collection(self, gid: int, name: str, limit: int) -> list[ImageRecord]:
+        with self.db.transaction() as cursor:
+            chosen = [
+                row[0]
+                for row in cursor.execute(
+                    "SELECT id FROM images WHERE gallery = %s AND collection = %s ORDER BY id LIMIT %s",
+                    (gid, name, limit),
+                )
+            ]
+        return self.delete(gid, chosen) if chosen else []
+
+    def select(self, gid: int, scope: Scope) -> IdSet:
+        with self.db.transaction(long=True, snapshot=True) as cursor:
+            return _selected(cursor, gid, scope, faces=True)
 
     def delete(self, gid: int, image_ids: list[int]) -> list[ImageRecord]:
         wanted = list(dict.fromkeys(image_ids))
@@ -162,6 +214,7 @@ class PostgresImages:
             ).fetchall()
             by_id = {row[0]: rows.image(row) for row in found}
             deleted = [by_id[image_id] for image_id in wanted if image_id in by_id]
+            cursor.execute("DELETE FROM image_values WHERE image = ANY(%s)", ([record.id for record in deleted],))
             if deleted:
                 gone = [face.id for record in deleted for face in record.faces]
                 rules.deleted(PgRows(cursor, gid, gallery), gone)
@@ -208,3 +261,31 @@ class PostgresImages:
                 "ON CONFLICT (gallery, digest) DO UPDATE SET image = 0",
                 (gid, digest),
             )
+
+
+def _selected(cursor: psycopg.Cursor, gid: int, scope: Scope, faces: bool) -> IdSet:
+    """The ids of the gallery's images in ``scope`` (or of their faces): those the SQL says pass
+    for certain, and of those it says may pass, the ones whose metadata does."""
+    expr = scope.expr()
+    ready = {path for path, upto in registry(cursor, gid).items() if upto is None}
+    sure, possible = Compiler(gid, ready).compile(expr) if expr is not None else (("true", []), ("true", []))
+    if faces:
+        found = cursor.execute(
+            f"SELECT f.id FROM images i JOIN faces f ON f.gallery = i.gallery AND f.image = i.id "
+            f"WHERE i.gallery = %s AND {sure[0]}",
+            [gid, *sure[1]],
+        )
+    else:
+        found = cursor.execute(f"SELECT i.id FROM images i WHERE i.gallery = %s AND {sure[0]}", [gid, *sure[1]])
+    ids = [row[0] for row in found]
+    if possible != sure:
+        doubtful = cursor.execute(
+            f"SELECT {', '.join('i.' + c for c in rows.IMAGE.split(', '))} FROM images i "
+            f"WHERE i.gallery = %s AND {possible[0]} AND NOT {sure[0]}",
+            [gid, *possible[1], *sure[1]],
+        )
+        for row in doubtful:
+            record = rows.image(row)
+            if matches(expr, Facts(record.metadata, record.collection, created_seconds(record.created_at))):
+                ids.extend([face.id for face in record.faces] if faces else [record.id])
+    return IdSet.of(ids)

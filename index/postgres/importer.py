@@ -17,6 +17,7 @@ from . import rows
 from .database import Database
 from .galleries import locked_gallery, log_changes, store_gallery
 from .schema import advance_sequences
+from .values import index_image
 
 
 class Importer:
@@ -48,11 +49,8 @@ class Importer:
         with self.db.transaction() as cursor:
             gallery = locked_gallery(cursor, gid)
             for record in records:
-                cursor.execute(
-                    f"INSERT INTO images ({rows.IMAGE}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                    (record.id, gid, record.file, record.content_type, Json(record.metadata), record.created_at,
-                     record.pack, rows.faces_json(record.faces)),
-                )  # fmt: skip
+                cursor.execute(rows.IMAGE_INSERT, rows.image_insert(record))
+                index_image(cursor, gid, record)
                 cursor.executemany(
                     "INSERT INTO faces (gallery, id, image, pack, bbox, vector) VALUES (%s, %s, %s, %s, %s, %s)",
                     [

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 import psycopg
 
-from ..records import Pending, Progress, collection_key
+from ..records import Pending, Placed, Progress, collection_key
 from .database import Database, one
 from .rows import vector_of
 
@@ -43,9 +43,10 @@ class Applying:
         ).fetchall()
         faces = sorted({face for _, _, face in changes})
         live = {
-            face: (image, bbox, vector_of(raw))
-            for face, image, bbox, raw in self.cursor.execute(
-                "SELECT id, image, bbox, vector FROM faces WHERE gallery = %s AND id = ANY(%s) AND pack = %s",
+            face: (Placed(image, bbox, metadata, collection, created_at), vector_of(raw))
+            for face, image, bbox, raw, metadata, collection, created_at in self.cursor.execute(
+                "SELECT f.id, f.image, f.bbox, f.vector, i.metadata, i.collection, i.created_at FROM faces f "
+                "JOIN images i ON i.id = f.image WHERE f.gallery = %s AND f.id = ANY(%s) AND f.pack = %s",
                 (self.gid, faces, pack),
             )
         }

@@ -164,6 +164,7 @@ class PgRows:
                 changed.append(image_id)
             else:
                 self.cursor.execute("DELETE FROM images WHERE id = %s", (image_id,))
+                self.cursor.execute("DELETE FROM image_values WHERE image = %s", (image_id,))
                 self.gallery.images -= 1
                 deleted.append(record)
         store_gallery(self.cursor, self.gid, self.gallery)

@@ -15,6 +15,19 @@ import psycopg
 from .database import Database, one
 
 MIGRATION_LOCK = 0x46530001  # pg advisory lock key: "FS", 1
+# images.created from created_at, where it is a time (rows copied in from before version 2)
+FILL_CREATED = """
+    DO $$
+    DECLARE r record;
+    BEGIN
+        FOR r IN SELECT id, created_at FROM images WHERE created IS NULL LOOP
+            BEGIN
+                UPDATE images SET created = extract(epoch FROM r.created_at::timestamptz) WHERE id = r.id;
+            EXCEPTION WHEN others THEN NULL;
+            END;
+        END LOOP;
+    END $$;
+"""
 MIGRATIONS: tuple[str, ...] = (
     # 1: the catalog (what index.lmdb keeps), the change log that is also the vectors' outbox,
     # how far each vector collection has applied it, and the leases of bulk jobs.
@@ -107,7 +120,38 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (job, batch)
     );
     """,
-    # 2: persons (their faces, one of an image each, enforced by a unique index), where each
+    # 2: collections and filters. Each image's collection (the default one for those stored
+    # before), its creation time as seconds since the epoch (null where created_at is not a
+    # time); the values its indexed metadata keys hold (``values.py``: strings as their UTF-8
+    # bytes, which compare by code point as everywhere else and may hold NUL, which text may
+    # not), and which keys each gallery indexes.
+    """
+    ALTER TABLE images ADD COLUMN collection text COLLATE "C" NOT NULL DEFAULT 'default';
+    ALTER TABLE images ADD COLUMN created double precision;
+    """
+    + FILL_CREATED
+    + """
+    CREATE INDEX images_by_collection ON images (gallery, collection, id);
+    CREATE INDEX images_by_created ON images (gallery, created);
+    CREATE TABLE image_values (
+        gallery bigint NOT NULL,
+        path text NOT NULL,
+        kind "char" NOT NULL,
+        num double precision,
+        str bytea,
+        image bigint NOT NULL
+    );
+    CREATE INDEX image_values_by_number ON image_values (gallery, path, kind, num, image);
+    CREATE INDEX image_values_by_string ON image_values (gallery, path, kind, substring(str FROM 1 FOR 400), image);
+    CREATE INDEX image_values_by_image ON image_values (image);
+    CREATE TABLE filter_keys (
+        gallery bigint NOT NULL,
+        path text NOT NULL,
+        built_upto bigint,
+        PRIMARY KEY (gallery, path)
+    );
+    """,
+    # 3: persons (their faces, one of an image each, enforced by a unique index), where each
     # gallery's grouping stands, and the jobs any replica may run and report on.
     """
     CREATE SEQUENCE person_ids;
@@ -159,6 +203,12 @@ MIGRATIONS: tuple[str, ...] = (
     );
     """,
 )
+
+
+# What a backup of an older schema lacks, by the version that added it: the columns (left to
+# their defaults when its rows are copied in) and the statement that fills them afterwards.
+ADDED_COLUMNS = {2: {"images": ("collection", "created")}}
+FILLS = {2: FILL_CREATED}
 
 
 def migrate(database: Database) -> int:

@@ -81,6 +81,12 @@ def request_body() -> dict[str, Any]:
     return parsed
 
 
+def query_args() -> dict[str, Any]:
+    """The query string as a dict; a name given more than once is the list of its values
+    (``collection=a&collection=b``)."""
+    return {name: values if len(values) > 1 else values[0] for name, values in request.args.lists()}
+
+
 class Routes(Blueprint):
     """A blueprint whose routes are declared with ``operation``; ``operations`` lists them.
 
@@ -156,7 +162,7 @@ class Routes(Blueprint):
         def serve(**parameters: Any) -> ResponseReturnValue:
             limits = app().settings.limits
             if query is not None:
-                parameters["query"] = read(query, request.args, limits)
+                parameters["query"] = read(query, query_args(), limits)
             if body is not None:
                 sent = request_body() if body_required or request.get_data(cache=True) else {}
                 parameters["body"] = read(body, sent, limits)

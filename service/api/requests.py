@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Annotated, Any, Literal, Required
 
@@ -43,6 +43,7 @@ from typing_extensions import TypedDict  # pydantic needs this one on Python < 3
 from ..core import requests as core
 from ..core.config import DEFAULT_LIMITS, Limits
 from ..core.errors import InvalidRequest
+from ..core.filters import collection_name, scope_of
 from ..core.metadata import RESERVED_KEYS, checked_metadata
 from .errors import ApiError, Code
 
@@ -113,6 +114,23 @@ class Described:
         return shown
 
 
+@dataclass(frozen=True)
+class Shown:
+    """What the document shows of a value that service/core/filters.py reads (its messages name
+    the problem: a list where an object is needed, an unknown operator...), so the type lets
+    the value through as sent: ``schema``, its description's ``{limit}`` names and ``bounds``
+    (a schema keyword: a limit's name) filled in with the documented limits."""
+
+    schema: Mapping[str, Any]
+    bounds: Mapping[str, str] = field(default_factory=dict)
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> dict[str, Any]:
+        limits = _DOCUMENTED.get()
+        shown = {**self.schema, **{keyword: getattr(limits, name) for keyword, name in self.bounds.items()}}
+        shown["description"] = shown["description"].format_map(vars(limits))
+        return shown
+
+
 # -- the parts requests share ----------------------------------------------------------------------
 
 
@@ -158,6 +176,65 @@ Upload = Annotated[bytes, Field(description="The photo file (JPEG, PNG, WebP, BM
 QueryNumber = BeforeValidator(_whole_number)
 ImageId = Annotated[int, Field(ge=1, le=MAX_ID)]
 Cosine = Annotated[float | None, Field(ge=-1.0, le=1.0, allow_inf_nan=False)]  # a threshold; None: the default
+
+# collections, filters and creation times (docs/filters.md)
+CollectionName = Annotated[
+    Any,
+    Shown(
+        {
+            "type": "string",
+            "minLength": 1,
+            "description": "A collection's name: 1 to {max_collection_chars} characters "
+            "(FACE_SEARCH_MAX_COLLECTION_CHARS), no control characters. Without one, the default collection.",
+            "examples": ["wedding-2024-06-01"],
+        },
+        {"maxLength": "max_collection_chars"},
+    ),
+]
+Collections = Annotated[
+    Any,
+    Shown(
+        {
+            "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}],
+            "description": "Only images in this collection, or in any of these (docs/filters.md).",
+            "examples": ["wedding-2024-06-01", ["gala", "wedding-2024-06-01"]],
+        }
+    ),
+]
+FILTER = (
+    "Only images whose metadata passes the filter, in the syntax of Pinecone and Chroma: $eq $ne $in $nin $gt $gte "
+    "$lt $lte $exists, $and / $or over lists of such objects, dotted keys for nested metadata (docs/filters.md). At "
+    "most {max_filter_bytes} bytes as JSON, {max_filter_depth} levels of $and / $or, {max_filter_terms} conditions "
+    "and listed values; a malformed filter is code 7, its message naming the problem."
+)
+FilterObject = Annotated[
+    Any, Shown({"type": "object", "description": FILTER, "examples": [{"status": "active", "year": {"$gte": 2021}}]})
+]
+FilterText = Annotated[
+    Any,
+    Shown({"type": "string", "description": FILTER + " Sent URL-encoded.", "examples": ['{"status": "active"}']}),
+]
+Moment = Annotated[
+    Any,
+    Shown(
+        {
+            "type": "string",
+            "description": "An ISO 8601 date or time (UTC unless it names a zone); created_after is inclusive, "
+            "created_before exclusive.",
+            "examples": ["2024-06-01T00:00:00Z"],
+        }
+    ),
+]
+
+
+@with_config(STRICT)
+class Narrowing(TypedDict, total=False):
+    """What narrows a search or a listing to some of the key's images; without any of it, all."""
+
+    collection: Collections
+    filter: FilterObject
+    created_after: Moment
+    created_before: Moment
 
 
 @with_config(STRICT)
@@ -288,13 +365,17 @@ class AddImage(TypedDict, total=False):
     format_type: FormatType
     image: PhotoField
     metadata: Annotated[Metadata | None, Field(description="Metadata may also be sent beside the image.")]
+    collection: CollectionName
 
 
 @reads(AddImage)
 def _add_image(body: AddImage, limits: Limits) -> core.AddImage:
     image = body.get("image") or {}
     inner = image.get("metadata")
-    return core.AddImage(photo_of(body), (inner if inner is not None else body.get("metadata")) or {})
+    metadata = (inner if inner is not None else body.get("metadata")) or {}
+    if "collection" in body:
+        return core.AddImage(photo_of(body), metadata, collection_name(body["collection"], limits))
+    return core.AddImage(photo_of(body), metadata)
 
 
 class AddImageUpload(TypedDict, total=False):
@@ -303,6 +384,7 @@ class AddImageUpload(TypedDict, total=False):
     image: Required[Upload]
     metadata: Metadata | None
     format_type: FormatType
+    collection: CollectionName
 
 
 @with_config(STRICT)
@@ -349,7 +431,7 @@ class SearchOptions(TypedDict, total=False):
 
 
 @with_config(STRICT)
-class Search(SearchOptions, total=False):
+class Search(SearchOptions, Narrowing, total=False):
     """A query photo and how to search with it."""
 
     format_type: FormatType
@@ -360,11 +442,12 @@ class Search(SearchOptions, total=False):
 def _search(body: Search, limits: Limits) -> core.Search:
     stored = core.FaceFilter(body.get("min_face_size") or 0.0, body.get("min_det_score") or 0.0)
     return core.Search(
-        photo_of(body), body.get("top_k", limits.top_k), body.get("threshold"), body.get("face", "largest"), stored
-    )
+        photo_of(body), body.get("top_k", limits.top_k), body.get("threshold"), body.get("face", "largest"), stored,
+        scope_of(body, limits),
+    )  # fmt: skip
 
 
-class SearchUpload(SearchOptions, total=False):
+class SearchUpload(SearchOptions, Narrowing, total=False):
     """The multipart/form-data form of a search: fields other than the file are JSON."""
 
     image: Required[Upload]
@@ -372,15 +455,20 @@ class SearchUpload(SearchOptions, total=False):
 
 
 @with_config(STRICT)
-class MetadataUpdate(TypedDict):
-    """The image's new metadata, replacing the old."""
+class MetadataUpdate(TypedDict, total=False):
+    """The image's new metadata, replacing the old, its new collection, or both (one at least)."""
 
     metadata: Metadata | None
+    collection: Annotated[CollectionName, Field(description="The collection the image moves to.")]
 
 
 @reads(MetadataUpdate)
-def _metadata_update(body: MetadataUpdate, limits: Limits) -> dict[str, Any]:
-    return body["metadata"] or {}
+def _metadata_update(body: MetadataUpdate, limits: Limits) -> tuple[dict[str, Any] | None, str | None]:
+    """The new metadata (None: kept) and the new collection (None: kept)."""
+    if "metadata" not in body and "collection" not in body:
+        raise InvalidRequest("give the image's new metadata, its new collection, or both")
+    collection = collection_name(body["collection"], limits) if "collection" in body else None
+    return ((body["metadata"] or {}) if "metadata" in body else None), collection
 
 
 @with_config(STRICT)
@@ -392,20 +480,25 @@ class EditMetadata(TypedDict):
 
 
 @reads(EditMetadata)
-def _edit_metadata(body: EditMetadata, limits: Limits) -> core.MetadataUpdate:
-    return core.MetadataUpdate(body["image_id"], body["metadata"] or {})
+def _edit_metadata(body: EditMetadata, limits: Limits) -> core.ImageUpdate:
+    return core.ImageUpdate(body["image_id"], body["metadata"] or {})
 
 
 class ListQuery(TypedDict, total=False):
-    """Query strings are text: read as whole numbers (digits only)."""
+    """Query strings are text: offset and limit are whole numbers (digits only), the filter is
+    URL-encoded JSON; ``collection`` may be given more than once."""
 
     offset: Annotated[int, Field(ge=0, le=MAX_ID, description="Images to skip."), QueryNumber]
     limit: Annotated[int, Field(ge=1), AtMost("max_page"), Described("Images to return (default {page})."), QueryNumber]
+    collection: Collections
+    filter: FilterText
+    created_after: Moment
+    created_before: Moment
 
 
 @reads(ListQuery)
 def _list_query(query: ListQuery, limits: Limits) -> core.Page:
-    return core.Page(query.get("offset", 0), query.get("limit", limits.page))
+    return core.Page(query.get("offset", 0), query.get("limit", limits.page), scope_of(query, limits))
 
 
 class LinkQuery(TypedDict):

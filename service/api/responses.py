@@ -12,7 +12,7 @@ one made here against its type, field by field.
 # no ``from __future__ import annotations``: pydantic reads these annotations as objects
 
 import types
-from typing import Annotated, Any, Literal, NotRequired
+from typing import Annotated, Any, Literal, NotRequired, TypeVar
 
 from flask import g, url_for
 from pydantic import Field
@@ -23,8 +23,8 @@ from ..core.jobs import Job as JobState
 from ..core.maintenance import IndexStatus
 from ..core.persons import PersonMatch, PersonPhoto
 from ..core.search import FaceMatches, Match
+from ..core.views import Collection, Image, PersonRef, StoredFace
 from ..core.views import Cover as CoverFace
-from ..core.views import Image, PersonRef, StoredFace
 from ..core.views import Person as PersonView
 from .context import use_cases
 from .envelope import CODE_FIELDS
@@ -135,6 +135,18 @@ class _Stored(TypedDict):
     url: Url
     thumbnail_url: ThumbnailUrl
     metadata: dict[str, Any]
+    collection: NotRequired[Annotated[str, Field(description="The image's collection; absent for the default one.")]]
+
+
+StoredT = TypeVar("StoredT", bound=_Stored)
+
+
+def in_collection(answer: StoredT, image: Image) -> StoredT:
+    """The answer with the image's collection, none for the default collection: a client that
+    never names one sees the answers it saw before collections existed."""
+    if image.named_collection is not None:
+        answer["collection"] = image.named_collection
+    return answer
 
 
 class ImageSummary(_Stored):
@@ -145,9 +157,10 @@ class ImageSummary(_Stored):
 
 
 def image_summary(image: Image) -> ImageSummary:
-    return ImageSummary(
+    summary = ImageSummary(
         id=image.id, **links(image), metadata=image.metadata, faces=len(image.faces), created_at=image.created_at
     )
+    return in_collection(summary, image)
 
 
 class ImageDetail(_Stored):
@@ -159,7 +172,8 @@ class ImageDetail(_Stored):
 
 def image_detail(image: Image) -> ImageDetail:
     faces = [FaceOut(**stored_face(face), person=person_name(face.person)) for face in image.faces]
-    return ImageDetail(id=image.id, **links(image), metadata=image.metadata, faces=faces, created_at=image.created_at)
+    detail = ImageDetail(id=image.id, **links(image), metadata=image.metadata, faces=faces, created_at=image.created_at)
+    return in_collection(detail, image)
 
 
 # -- search hits ---------------------------------------------------------------------------------
@@ -176,7 +190,8 @@ class Hit(_Stored):
 def hit(found: Match) -> Hit:
     image = found.image
     person = person_name(image.face(found.face_id).person)
-    return Hit(id=image.id, **links(image), metadata=image.metadata, score=found.score, bbox=found.bbox, person=person)
+    hit = Hit(id=image.id, **links(image), metadata=image.metadata, score=found.score, bbox=found.bbox, person=person)
+    return in_collection(hit, image)
 
 
 class FaceHits(TypedDict):
@@ -191,6 +206,21 @@ def face_hits(answer: FaceMatches) -> FaceHits:
     return FaceHits(
         bbox=answer.face.box(), score=round(answer.face.detection.score, 4), results=[hit(m) for m in answer.matches]
     )
+
+
+# -- collections ---------------------------------------------------------------------------------
+
+
+class CollectionOut(TypedDict):
+    """One collection of the key's gallery and what it holds."""
+
+    name: str
+    images: int
+    faces: int
+
+
+def collection(found: Collection) -> CollectionOut:
+    return CollectionOut(name=found.name, images=found.images, faces=found.faces)
 
 
 # -- a gallery's index ---------------------------------------------------------------------------
@@ -342,6 +372,15 @@ class DeleteAnswer(TypedDict):
     result: None
     deleted: int
     deleted_ids: list[int]
+
+
+class CollectionsAnswer(TypedDict):
+    result: list[CollectionOut]
+
+
+class CollectionDeleteAnswer(TypedDict):
+    result: None
+    deleted: Annotated[int, Field(description="The images deleted (0: no such collection).")]
 
 
 class IndexAnswer(TypedDict):

@@ -15,6 +15,7 @@ from typing import Any
 from flask import Response, g, request
 
 from ..core import requests as core
+from ..core.filters import collection_name
 from ..core.links import Link
 from .auth import authenticate
 from .context import app, use_cases
@@ -25,6 +26,7 @@ from .requests import (
     ADD_OR_DELETE,
     MAX_ID,
     AddImageUpload,
+    CollectionName,
     DeleteImages,
     EditMetadata,
     FacesIn,
@@ -46,6 +48,8 @@ from .requests import (
 )
 from .responses import (
     LINKS,
+    CollectionDeleteAnswer,
+    CollectionsAnswer,
     DeleteAnswer,
     ImageAnswer,
     ImagePage,
@@ -60,6 +64,7 @@ from .responses import (
     PersonPage,
     PersonSearchAnswer,
     SearchAnswer,
+    collection,
     face_hits,
     gallery_index,
     hit,
@@ -123,6 +128,27 @@ def list_images(query: core.Page) -> ImagePage:
 
 
 @api.operation(
+    "GET", "/collections", answer=CollectionsAnswer, summary="The key's collections with their images and faces",
+    description="Every collection of the key's gallery that holds an image, by name; images added without a "
+    "collection are in `default`.",
+)  # fmt: skip
+def list_collections() -> CollectionsAnswer:
+    return CollectionsAnswer(result=[collection(found) for found in use_cases().gallery.collections(g.key)])
+
+
+@api.operation(
+    "DELETE", "/collections/<path:name>", answer=CollectionDeleteAnswer, codes=(Code.BAD_REQUEST, Code.NO_ROUTE),
+    summary="Delete a collection and its images",
+    description="Deletes every image of the collection with its faces, vectors and files, a batch at a time, then "
+    "compacts the index; `deleted` counts the images (0: no such collection). Interrupted, it leaves the rest of "
+    "the collection: call it again.",
+)  # fmt: skip
+def delete_collection(name: CollectionName) -> CollectionDeleteAnswer:
+    request = core.DeleteCollection(collection_name(name, app().settings.limits))
+    return CollectionDeleteAnswer(result=None, deleted=use_cases().gallery.delete_collection(g.key, request))
+
+
+@api.operation(
     "POST", "/images", body=ADD_OR_DELETE, upload=AddImageUpload, answer=ImageAnswer | DeleteAnswer,
     codes=(*PHOTO, Code.PACK_MISMATCH), summary="Add a photo (or, with ids, delete images)", alias="POST /add",
     description="Stores the photo and indexes every face in it, so a group photo is found by each of its people. "
@@ -153,10 +179,11 @@ def get_image(image_id: ImageId) -> ImageAnswer:
 
 @api.operation(
     ("PUT", "POST"), IMAGE, body=MetadataUpdate, answer=ImageAnswer, codes=(*BY_ID, Code.BAD_REQUEST, Code.TOO_LARGE),
-    summary="Replace an image's metadata",
+    summary="Replace an image's metadata, move it to another collection, or both",
 )  # fmt: skip
-def update_image(image_id: ImageId, body: dict[str, Any]) -> ImageAnswer:
-    return update(core.MetadataUpdate(image_id, body))
+def update_image(image_id: ImageId, body: tuple[dict[str, Any] | None, str | None]) -> ImageAnswer:
+    metadata, moved_to = body
+    return update(core.ImageUpdate(image_id, metadata, moved_to))
 
 
 @v1.operation(
@@ -164,12 +191,12 @@ def update_image(image_id: ImageId, body: dict[str, Any]) -> ImageAnswer:
     codes=(Code.NOT_FOUND, Code.BAD_REQUEST, Code.TOO_LARGE),
     summary="Replace an image's metadata, the image named by image_id in the body",
 )  # fmt: skip
-def edit_metadata(body: core.MetadataUpdate) -> ImageAnswer:
+def edit_metadata(body: core.ImageUpdate) -> ImageAnswer:
     return update(body)
 
 
-def update(change: core.MetadataUpdate) -> ImageAnswer:
-    return ImageAnswer(result=image_detail(use_cases().gallery.update_metadata(g.key, change)))
+def update(change: core.ImageUpdate) -> ImageAnswer:
+    return ImageAnswer(result=image_detail(use_cases().gallery.update(g.key, change)))
 
 
 @api.operation(
@@ -207,8 +234,9 @@ def picture(data: bytes, mime: str) -> Response:
     "POST", "/search", body=Search, upload=SearchUpload, answer=SearchAnswer, codes=(*PHOTO, Code.PACK_MISMATCH),
     summary="Search the gallery with a photo", alias="POST /search",
     description="Detects the faces of the query photo and answers the key's images holding a matching face, best "
-    "first, one entry per image, with the score and box of that image's best-matching face. No face in the query: "
-    "code 3. Empty gallery or no match: an empty list.",
+    "first, one entry per image, with the score and box of that image's best-matching face. `collection`, `filter`, "
+    "`created_after` and `created_before` narrow it to some of the images, inside the index (docs/filters.md). No "
+    "face in the query: code 3. Empty gallery or no match: an empty list.",
 )  # fmt: skip
 def search_images(body: core.Search) -> SearchAnswer:
     searcher = use_cases().searcher

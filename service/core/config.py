@@ -36,11 +36,23 @@ class Limits:
     max_ids: int = 1000
     max_top_k: int = 1000
     max_page: int = 1000
+    max_filter_bytes: int = 16 * 1024  # a filter as compact UTF-8 JSON
+    max_filter_depth: int = 6  # nesting of $and / $or
+    max_filter_terms: int = 256  # conditions of a filter, each value of an $in / $nin list counted
+    max_collection_chars: int = 100  # a collection's name
     top_k: int = 10  # a search's default
     page: int = 50  # a listing's default
 
 
 DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True)
+class FilterSettings:
+    """Which metadata keys each gallery indexes for filters (besides any key a filter uses)."""
+
+    keys: tuple[str, ...] = ()  # indexed in every gallery from the start of a serving process
+    most: int = 32  # metadata keys one gallery indexes at most; filters on others read the metadata
 
 
 @dataclass(frozen=True)
@@ -102,6 +114,7 @@ class Settings:
     fetch: FetchSettings = field(default_factory=FetchSettings)
     detection: DetectionSettings = field(default_factory=DetectionSettings)
     grouping: GroupingSettings = field(default_factory=GroupingSettings)
+    filters: FilterSettings = field(default_factory=FilterSettings)
 
     @property
     def worker_count(self) -> int:
@@ -214,6 +227,14 @@ def text(raw: str) -> str:
     return raw
 
 
+def names(raw: str) -> tuple[str, ...]:
+    """Comma-separated names (metadata keys, dotted for nested ones)."""
+    found = tuple(name.strip() for name in raw.split(",") if name.strip())
+    if any(name.startswith("$") or ".." in name or name.startswith(".") or name.endswith(".") for name in found):
+        raise ValueError("must be metadata keys separated by commas (dots reach nested keys)")
+    return found
+
+
 @dataclass(frozen=True)
 class Env:
     name: str
@@ -289,6 +310,30 @@ ENV = (
     Env("FACE_SEARCH_MAX_IDS", "limits.max_ids", "ids per bulk delete", whole(1)),
     Env("FACE_SEARCH_MAX_TOP_K", "limits.max_top_k", "largest `top_k` of a search", whole(1)),
     Env("FACE_SEARCH_MAX_PAGE", "limits.max_page", "largest `limit` of a listing", whole(1)),
+    Env(
+        "FACE_SEARCH_MAX_FILTER_BYTES", "limits.max_filter_bytes", "a search or listing filter as compact JSON",
+        whole(2),
+    ),
+    Env(
+        "FACE_SEARCH_MAX_FILTER_DEPTH", "limits.max_filter_depth", "nesting of `$and` / `$or` in a filter", whole(1)
+    ),
+    Env(
+        "FACE_SEARCH_MAX_FILTER_TERMS", "limits.max_filter_terms",
+        "conditions in a filter, each value of an `$in` / `$nin` list counted", whole(1),
+    ),
+    Env(
+        "FACE_SEARCH_MAX_COLLECTION_CHARS", "limits.max_collection_chars", "characters of a collection's name",
+        whole(1),
+    ),
+    Env(
+        "FACE_SEARCH_FILTER_KEYS", "filters.keys",
+        "metadata keys indexed for filters in every gallery from start-up (any other key is indexed once a filter "
+        "uses it)", names, "none",
+    ),
+    Env(
+        "FACE_SEARCH_MAX_FILTER_KEYS", "filters.most",
+        "metadata keys one gallery indexes at most; filters on others read the metadata of the images", whole(0),
+    ),
     Env("FACE_SEARCH_RATE_LIMIT", "server.rate_limit", "requests a second per key (0: off)", number(0.0)),
     Env("FACE_SEARCH_RATE_BURST", "server.rate_burst", "burst above the rate", whole(1)),
     Env(

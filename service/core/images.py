@@ -23,6 +23,7 @@ import numpy as np
 
 from index.catalog import ImageTable
 from index.errors import CommitUnknownError, PackMismatchError
+from index.filters import DEFAULT_COLLECTION
 from index.records import ImageRecord, KeyRecord, NewFace, NewImage
 from index.vectors import VectorIndexes
 from models.analyzer import FaceAnalyzer
@@ -41,10 +42,11 @@ from .errors import (
     writing,
 )
 from .fetch import FetchSettings, fetch_image
+from .filters import FilterKeys
 from .keys import now
 from .photos import PhotoStore
-from .requests import AddImage, DeleteImages, MetadataUpdate, Page, Photo
-from .views import Image, PersonRef
+from .requests import AddImage, DeleteCollection, DeleteImages, ImageUpdate, Page, Photo
+from .views import Collection, Image, PersonRef
 
 log = logging.getLogger(__name__)
 
@@ -125,22 +127,26 @@ class FaceReader:
 Attach = Callable[[int, list[np.ndarray]], list[int | None]]  # (gallery, new faces' embeddings) -> their persons
 Names = Callable[[int, list[int]], dict[int, PersonRef]]  # (gallery, face ids) -> the person of each in one
 
+DELETE_BATCH = 500  # images of a collection deleted per catalog write
+
 
 class Gallery:
-    """A key's images: stored with their photo and faces, read, listed, updated and deleted,
-    with the vector index kept in step. A new photo's faces join the persons they clearly
-    belong to in the same write (``attach``); an image is answered with its faces' persons."""
+    """A key's images: stored with their photo and faces, read, listed (a collection of them,
+    those a filter passes), updated, moved between collections and deleted, with the vector
+    index kept in step. A new photo's faces join the persons they clearly belong to in the same
+    write (``attach``); an image is answered with its faces' persons."""
 
     def __init__(
         self,
         images: ImageTable,
         indexes: VectorIndexes,
         photos: PhotoStore,
+        keys: FilterKeys,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         names: Names = lambda gid, faces: {},
         attach: Attach | None = None,
     ) -> None:
-        self.images, self.indexes, self.photos = images, indexes, photos
+        self.images, self.indexes, self.photos, self.keys = images, indexes, photos, keys
         self.max_pixels = max_pixels  # of a stored photo a thumbnail is made from
         self.names, self.attach = names, attach
 
@@ -156,6 +162,7 @@ class Gallery:
         faces: list[Face],
         pack: ModelPack,
         source_digest: bytes | None = None,
+        collection: str = DEFAULT_COLLECTION,
     ) -> Image:
         """Store a photo whose faces are already embedded in ``pack``'s vectors (the bulk importer
         batches that step, and passes the photo's content hash so a resumed import skips it)."""
@@ -169,7 +176,7 @@ class Gallery:
         mime = content_type(data) or "application/octet-stream"
         with writing():
             name = self.photos.write(key.gallery, data, mime)
-        image = NewImage(name, mime, metadata, now(), pack.name, new_faces, source_digest)
+        image = NewImage(name, mime, metadata, now(), pack.name, new_faces, source_digest, collection)
         try:
             with writing():
                 record = self.images.add(key.gallery, image)
@@ -184,8 +191,15 @@ class Gallery:
         return self.view(key.gallery, record)
 
     def page(self, key: KeyRecord, request: Page) -> tuple[list[Image], int]:
-        records, total = self.images.page(key.gallery, request.offset, request.limit)
+        """One page of the key's images in the request's scope, and how many the scope holds."""
+        self.keys.used(key.gallery, request.scope)
+        records, total = self.images.page(key.gallery, request.offset, request.limit, request.scope)
         return [Image.of(record) for record in records], total
+
+    def collections(self, key: KeyRecord) -> list[Collection]:
+        """The key's collections that hold an image, by name."""
+        found = self.images.collections(key.gallery)
+        return [Collection(name, count.images, count.faces) for name, count in sorted(found.items())]
 
     def _record(self, gallery: int, image_id: int) -> ImageRecord:
         record = self.images.get(gallery, image_id)
@@ -247,12 +261,33 @@ class Gallery:
         except ImageDecodeError as exc:  # it was decoded when it was added: the file changed since
             raise StorageUnavailable(f"the photo of image {record.id} cannot be decoded any more ({exc})") from exc
 
-    def update_metadata(self, key: KeyRecord, request: MetadataUpdate) -> Image:
+    def update(self, key: KeyRecord, request: ImageUpdate) -> Image:
+        """Replace an image's metadata, move it to another collection, or both; the next search
+        and listing see it."""
         with writing():
-            record = self.images.update_metadata(key.gallery, request.image_id, request.metadata)
+            record = self.images.update(key.gallery, request.image_id, request.metadata, request.collection)
         if record is None:
             raise ImageNotFound(f"no image with id {request.image_id}")
+        self.indexes.sync(key.gallery)
         return self.view(key.gallery, record)
+
+    def delete_collection(self, key: KeyRecord, request: DeleteCollection) -> int:
+        """Delete every image of the collection, a batch per catalog write, then ask for the
+        index to be compacted; how many images were deleted (0: no such collection). A crash
+        half-way leaves the rest of the collection: deleting it again finishes the job."""
+        deleted = 0
+        while True:
+            with writing():
+                batch = self.images.delete_collection(key.gallery, request.name, DELETE_BATCH)
+            if not batch:
+                break
+            self.indexes.sync(key.gallery)
+            for record in batch:
+                self.photos.delete(record.file)
+            deleted += len(batch)
+        if deleted:
+            self.indexes.request_rebuild(key.gallery, f"compaction: collection {request.name!r} deleted")
+        return deleted
 
     def delete(self, key: KeyRecord, request: DeleteImages) -> list[int]:
         """Delete the key's images among the ids; ids of other keys or unknown are ignored.
@@ -277,4 +312,5 @@ class ImageAdder:
     def add(self, key: KeyRecord, request: AddImage) -> Image:
         data = self.reader.photo_data(request.photo)
         pack = self.reader.pack_for(self.gallery.images.gallery(key.gallery).pack)
-        return self.gallery.store(key, data, request.metadata, self.reader.faces_in(data, pack=pack.name), pack)
+        faces = self.reader.faces_in(data, pack=pack.name)
+        return self.gallery.store(key, data, request.metadata, faces, pack, collection=request.collection)

@@ -13,6 +13,7 @@ import logging
 import os
 import secrets
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -164,10 +165,44 @@ def _write_durably(final: Path, data: bytes) -> None:
     _fsync_directory(final.parent)
 
 
+class _DirectorySyncs:
+    """fsync of a directory, shared by the threads that need one at once (group commit of the
+    entries). A caller's entry is durable after any fsync of its directory that began after the
+    entry was made: each caller takes a ticket once its entry is in place, and an fsync covers
+    every ticket taken before it began. Callers queued behind an fsync that does not cover them
+    find, once they hold the directory's lock, that the next one (started by the first of them)
+    covered them all."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._folders: dict[Path, tuple[threading.Lock, list[int]]] = {}  # folder: (lock, [taken, synced])
+
+    KEPT = 1024  # folders remembered; forgetting one only costs the sharing of its next fsync
+
+    def sync(self, folder: Path) -> None:
+        with self._lock:
+            if len(self._folders) >= self.KEPT and folder not in self._folders:
+                self._folders.clear()  # a thread in a forgotten folder's fsync keeps its own entry
+            lock, tickets = self._folders.setdefault(folder, (threading.Lock(), [0, 0]))
+            tickets[0] += 1
+            ticket = tickets[0]
+        with lock:
+            if tickets[1] >= ticket:
+                return
+            with self._lock:
+                covered = tickets[0]
+            fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            tickets[1] = covered
+
+
+_directory_syncs = _DirectorySyncs()
+
+
 def _fsync_directory(folder: Path) -> None:
-    """Make a rename or a new entry in ``folder`` durable."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Make a rename or a new entry in ``folder`` durable (sharing an fsync with other threads
+    of this process that made entries there meanwhile)."""
+    _directory_syncs.sync(folder)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from index.filters import DEFAULT_COLLECTION, EVERYTHING, Scope
 from index.records import FaceInfo
 
 QueryFaces = Literal["largest", "all"]
@@ -45,6 +46,7 @@ class FaceFilter:
 class AddImage:
     photo: Photo
     metadata: dict[str, Any] = field(default_factory=dict)
+    collection: str = DEFAULT_COLLECTION
 
 
 @dataclass(frozen=True)
@@ -54,18 +56,23 @@ class Search:
     threshold: float | None = None  # None: the gallery's calibrated default
     face: QueryFaces = "largest"
     stored: FaceFilter = FaceFilter()
+    scope: Scope = EVERYTHING  # the collections, metadata and creation times answers come from
 
 
 @dataclass(frozen=True)
 class Page:
     offset: int
     limit: int
+    scope: Scope = EVERYTHING
 
 
 @dataclass(frozen=True)
-class MetadataUpdate:
+class ImageUpdate:
+    """New metadata for an image (replacing the old), another collection for it, or both."""
+
     image_id: int
-    metadata: dict[str, Any]
+    metadata: dict[str, Any] | None = None
+    collection: str | None = None
 
 
 @dataclass(frozen=True)
@@ -106,3 +113,8 @@ class PersonSearch:
     photo: Photo
     top_k: int = 10
     threshold: float | None = None  # None: the gallery's calibrated default
+
+
+@dataclass(frozen=True)
+class DeleteCollection:
+    name: str

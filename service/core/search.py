@@ -13,12 +13,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from index.catalog import ImageTable
+from index.filters import EVERYTHING, Facts, Scope, created_seconds, matches
 from index.records import ImageRecord, KeyRecord
 from index.vectors import VectorIndexes
 from models.faces import Face
 from models.packs import ModelPack
 
 from .errors import NoFace
+from .filters import FilterKeys
 from .images import FaceReader, Names
 from .requests import FaceFilter, Search
 from .threshold import search_threshold
@@ -58,16 +60,18 @@ def nearest_groups(
     top_k: int,
     threshold: float,
     group_of: Callable[[list[int]], dict[int, int]],
+    scope: Scope = EVERYTHING,
 ) -> list[tuple[int, Hits]]:
     """The groups (images, persons: ``group_of`` maps face ids to theirs, leaving out faces in
     none) of the faces at or above ``threshold`` nearest the query, each with its faces found,
     best group (by its best face) first; at least ``top_k`` groups when there are that many.
 
     Faces are fetched in growing rounds: a group with many faces near the query, or many faces
-    in no group, could otherwise crowd the others out of a fixed-size list."""
+    in no group, could otherwise crowd the others out of a fixed-size list. ``scope``: the
+    images searched (applied inside the vector index)."""
     k = top_k * 2 + 8
     while True:
-        scores, face_ids = indexes.search(gid, query[None, :], k)
+        scores, face_ids = indexes.search(gid, query[None, :], k, scope)
         grouped = group_of([int(f) for f in face_ids[0] if f >= 0])
         found: dict[int, Hits] = {}
         for score, face_id in zip(scores[0], face_ids[0], strict=False):
@@ -91,7 +95,8 @@ class Thresholds:
 
 
 class Searcher:
-    """``POST /search``: the query photo's faces against the key's gallery."""
+    """``POST /search``: the query photo's faces against the key's gallery (its images in a
+    scope: collections, a filter, creation times)."""
 
     def __init__(
         self,
@@ -99,27 +104,36 @@ class Searcher:
         images: ImageTable,
         indexes: VectorIndexes,
         thresholds: Thresholds,
+        keys: FilterKeys,
         names: Names = lambda gid, faces: {},
     ) -> None:
         self.reader, self.images, self.indexes, self.thresholds = reader, images, indexes, thresholds
-        self.names = names
+        self.keys, self.names = keys, names
 
     def default_threshold(self, gallery: int) -> float:
         record = self.images.gallery(gallery)
         return self.thresholds.for_faces(self.reader.pack_for(record.pack), record.faces)
 
     def best_per_image(
-        self, key: KeyRecord, query: np.ndarray, top_k: int, threshold: float, faces: FaceFilter = NO_FILTER
+        self,
+        key: KeyRecord,
+        query: np.ndarray,
+        top_k: int,
+        threshold: float,
+        faces: FaceFilter = NO_FILTER,
+        scope: Scope = EVERYTHING,
     ) -> list[Match]:
-        """The ``top_k`` images with an admitted face at or above ``threshold``, best face per image."""
+        """The ``top_k`` images in ``scope`` with an admitted face at or above ``threshold``, best
+        face per image. The vector index applies the scope inside its search; every hit is
+        checked against the catalog's record all the same (a vector server's copy may lag)."""
         records: dict[int, ImageRecord] = {}  # decoded once, for the filter and for the answer
 
         def images_of(face_ids: list[int]) -> dict[int, int]:
             face_to_image = self.images.images_of_faces(key.gallery, face_ids)
-            admitted = self._admitted(key, face_to_image, faces, records)
+            admitted = self._admitted(key, face_to_image, faces, scope, records)
             return {f: image for f, image in face_to_image.items() if admitted is None or f in admitted}
 
-        found = nearest_groups(self.indexes, key.gallery, query, top_k, threshold, images_of)
+        found = nearest_groups(self.indexes, key.gallery, query, top_k, threshold, images_of, scope)
         ranked = [(image_id, hits[0]) for image_id, hits in found[:top_k]]
         records.update(self.images.get_many(key.gallery, [i for i, _ in ranked if i not in records]))
         names = self.names(key.gallery, [face_id for _, (_, face_id) in ranked])
@@ -130,17 +144,29 @@ class Searcher:
         ]
 
     def _admitted(
-        self, key: KeyRecord, face_to_image: dict[int, int], faces: FaceFilter, records: dict[int, ImageRecord]
+        self,
+        key: KeyRecord,
+        face_to_image: dict[int, int],
+        faces: FaceFilter,
+        scope: Scope,
+        records: dict[int, ImageRecord],
     ) -> set[int] | None:
-        """The face ids the filter lets answer among those found, or None when nothing is filtered.
-
-        The image records it reads are added to ``records``.
+        """The face ids the face filter and the scope let answer among those found, or None when
+        nothing is filtered. The image records it reads are added to ``records``.
         """
-        if not faces.active:
+        if not faces.active and scope.everything:
             return None
         wanted = set(face_to_image.values())
         records.update(self.images.get_many(key.gallery, sorted(wanted - records.keys())))
-        return {face.id for image in wanted if image in records for face in records[image].faces if faces.admits(face)}
+        expr = scope.expr()
+        passed = [
+            records[image]
+            for image in wanted
+            if image in records
+            and matches(expr, Facts(records[image].metadata, records[image].collection,
+                                    created_seconds(records[image].created_at)))
+        ]  # fmt: skip
+        return {face.id for record in passed for face in record.faces if faces.admits(face)}
 
     def query_faces(self, data: bytes, limit: int | None = None, pack: str | None = None) -> list[Face]:
         """The query photo's faces (the ``limit`` largest) in ``pack``'s vectors (the running
@@ -151,13 +177,22 @@ class Searcher:
         return faces
 
     def search_faces(
-        self, key: KeyRecord, faces: list[Face], top_k: int, threshold: float | None, stored: FaceFilter = NO_FILTER
+        self,
+        key: KeyRecord,
+        faces: list[Face],
+        top_k: int,
+        threshold: float | None,
+        stored: FaceFilter = NO_FILTER,
+        scope: Scope = EVERYTHING,
     ) -> list[FaceMatches]:
         """One answer per already detected query face (in the gallery's pack's vectors), in the order given."""
         gallery = self.images.gallery(key.gallery)
         pack = self.reader.pack_for(gallery.pack)
         limit = self.thresholds.for_faces(pack, gallery.faces) if threshold is None else threshold
-        return [FaceMatches(face, self.best_per_image(key, face.embedding, top_k, limit, stored)) for face in faces]
+        self.keys.used(key.gallery, scope)
+        return [
+            FaceMatches(face, self.best_per_image(key, face.embedding, top_k, limit, stored, scope)) for face in faces
+        ]
 
     def _query(self, key: KeyRecord, request: Search, limit: int | None) -> list[Face]:
         """The query's faces in the vectors of the gallery's pack (PackMismatch before any model runs)."""
@@ -167,9 +202,9 @@ class Searcher:
     def search(self, key: KeyRecord, request: Search) -> list[Match]:
         """Search with the query photo's largest face."""
         faces = self._query(key, request, limit=1)
-        return self.search_faces(key, faces, request.top_k, request.threshold, request.stored)[0].matches
+        return self.search_faces(key, faces, request.top_k, request.threshold, request.stored, request.scope)[0].matches
 
     def search_each_face(self, key: KeyRecord, request: Search) -> list[FaceMatches]:
         """Search with every face of the query photo: one answer per face, largest first."""
         faces = self._query(key, request, limit=None)
-        return self.search_faces(key, faces, request.top_k, request.threshold, request.stored)
+        return self.search_faces(key, faces, request.top_k, request.threshold, request.stored, request.scope)

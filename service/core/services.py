@@ -22,6 +22,7 @@ from models.packs import ModelPack, load_pack
 
 from .bulk_import import BulkImport
 from .config import Settings
+from .filters import FilterKeys
 from .group_run import Attacher, GroupingRun
 from .images import FaceReader, Gallery, ImageAdder
 from .jobs import Jobs
@@ -79,6 +80,10 @@ class Services:
         return FaceReader(self.pack, lambda: self.analyzer, self.settings.fetch)
 
     @cached_property
+    def filter_keys(self) -> FilterKeys:
+        return FilterKeys(self.catalog.metadata, self.settings.filters)
+
+    @cached_property
     def names(self) -> PersonNames:
         return PersonNames(self.catalog.persons)
 
@@ -92,8 +97,8 @@ class Services:
     def gallery(self) -> Gallery:
         attacher = Attacher(self.catalog.persons, self.indexes, self.link_threshold, self.settings.grouping)
         return Gallery(
-            self.catalog.images, self.indexes, self.photos, self.settings.limits.max_pixels, self.names.of_faces,
-            attacher.persons_of,
+            self.catalog.images, self.indexes, self.photos, self.filter_keys, self.settings.limits.max_pixels,
+            self.names.of_faces, attacher.persons_of,
         )  # fmt: skip
 
     @cached_property
@@ -106,7 +111,9 @@ class Services:
 
     @cached_property
     def searcher(self) -> Searcher:
-        return Searcher(self.reader, self.catalog.images, self.indexes, self.thresholds, self.names.of_faces)
+        return Searcher(
+            self.reader, self.catalog.images, self.indexes, self.thresholds, self.filter_keys, self.names.of_faces
+        )
 
     @cached_property
     def persons(self) -> Persons:
@@ -151,10 +158,12 @@ class Services:
         )  # fmt: skip
 
     def close(self) -> None:
-        """The jobs' children first, then the vector index: closing it writes checkpoints that
-        read the catalog."""
+        """The jobs' children and the key indexer first (it writes to the catalog), then the vector
+        index: closing it writes checkpoints that read the catalog."""
         if "jobs" in vars(self):
             self.jobs.close()
+        if "filter_keys" in vars(self):
+            self.filter_keys.close()
         self.indexes.close()
         self.catalog.close()
 
@@ -180,6 +189,7 @@ def build_services(settings: Settings, serving: bool = False) -> Services:
         # period is what keeps an add in flight on another machine from losing its photo
         services.photos.remove_orphans(catalog.images.files, settings.orphan_grace_seconds)
         indexes.open_all()
+        services.filter_keys.index_galleries(catalog.images.galleries())
         services.jobs.serve()
         services.analyzer  # noqa: B018 - load the models before the first request, not during it
     return services

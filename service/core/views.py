@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from index.filters import DEFAULT_COLLECTION
 from index.records import ImageRecord, PersonRecord
 
 
@@ -36,16 +37,32 @@ class Image:
     metadata: dict[str, Any]
     created_at: str
     faces: list[StoredFace]
+    collection: str = DEFAULT_COLLECTION
 
     @classmethod
     def of(cls, record: ImageRecord, persons: Mapping[int, PersonRef] | None = None) -> Image:
         """``persons``: face id to its person, for the faces that are in one."""
         found = persons or {}
         faces = [StoredFace(face.id, face.bbox, face.score, found.get(face.id)) for face in record.faces]
-        return cls(record.id, record.metadata, record.created_at, faces)
+        return cls(record.id, record.metadata, record.created_at, faces, record.collection)
 
     def face(self, face_id: int) -> StoredFace:
         return next(face for face in self.faces if face.id == face_id)
+
+    @property
+    def named_collection(self) -> str | None:
+        """The image's collection, None for the default one: an answer about an image outside
+        any named collection stays as it was before collections existed."""
+        return None if self.collection == DEFAULT_COLLECTION else self.collection
+
+
+@dataclass(frozen=True)
+class Collection:
+    """One collection of a key's gallery: its name and what it holds."""
+
+    name: str
+    images: int
+    faces: int
 
 
 @dataclass(frozen=True)

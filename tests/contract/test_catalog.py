@@ -76,7 +76,7 @@ def test_an_image_is_added_read_listed_updated_and_deleted(storage: Storage) -> 
     assert catalog.images.files() == {"first.jpg", "second.jpg"}
     face_ids = [face.id for face in first.faces]
     assert catalog.images.images_of_faces(gid, [*face_ids, 999]) == dict.fromkeys(face_ids, first.id)
-    updated = catalog.images.update_metadata(gid, first.id, {"who": "ada"})
+    updated = catalog.images.update(gid, first.id, {"who": "ada"})
     assert updated.metadata == {"who": "ada"} and catalog.images.get(gid, first.id).metadata == {"who": "ada"}
     gallery = catalog.images.gallery(gid)
     assert (gallery.images, gallery.faces, gallery.pack, gallery.dim) == (2, 3, PACK, 512)
@@ -95,7 +95,7 @@ def test_galleries_never_see_each_others_images(storage: Storage) -> None:
     face = record.faces[0].id
     assert catalog.images.get(theirs, record.id) is None
     assert catalog.images.get_many(theirs, [record.id]) == {}
-    assert catalog.images.update_metadata(theirs, record.id, {"x": 1}) is None
+    assert catalog.images.update(theirs, record.id, {"x": 1}) is None
     assert catalog.images.delete(theirs, [record.id]) == []
     assert catalog.images.images_of_faces(theirs, [face]) == {}
     assert catalog.images.page(theirs, 0, 10) == ([], 0)

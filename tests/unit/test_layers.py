@@ -47,11 +47,20 @@ WAITING = {
     "tests/unit/scripts/test_evaluation.py",
 }
 WEB_FRAMEWORKS = ("flask", "werkzeug", "pydantic")
-# what of index/ the use cases may use: the protocols, the values that cross the seam, the factory
-SEAM = ("index.backend", "index.catalog", "index.vectors", "index.records", "index.errors")
+# what of index/ the use cases may use: the protocols, the values that cross the seam (records, the
+# filter tree of a scope), the factory
+SEAM = ("index.backend", "index.catalog", "index.vectors", "index.records", "index.filters", "index.errors")
 # each backend's package, and the modules of index/ all of them may share
 BACKENDS = ("index/lmdb", "index/postgres", "index/faiss", "index/milvus")
-SHARED = ("index.catalog", "index.vectors", "index.records", "index.errors", "index.locks", "index.persons")
+SHARED = (
+    "index.catalog",
+    "index.vectors",
+    "index.records",
+    "index.filters",
+    "index.errors",
+    "index.locks",
+    "index.persons",
+)
 # attributes that say which backend is behind the seam, which nothing above it may ask
 BACKEND_QUESTIONS = ("cluster", "catalog_url", "milvus_uri")
 

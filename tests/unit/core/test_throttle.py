@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -79,3 +81,31 @@ def test_a_spray_of_addresses_is_forgotten_not_kept(tmp_path: Path) -> None:
     for n in range(200):
         logins.failed(f"10.0.{n // 250}.{n % 250}")
     assert state.env.stat()["entries"] <= 51
+
+
+def test_checking_an_address_with_no_failed_logins_does_not_wait_for_the_writers(tmp_path: Path) -> None:
+    """Checking and clearing the failed logins of an address with none on record changes nothing,
+    so it takes no write transaction: it goes through while another worker holds the shared
+    state's writer lock (every request did that twice before its rate-limit write)."""
+    state = LmdbRunState(tmp_path / "throttle", FailedLogins.PREFIX)
+    logins = FailedLogins(state, clock=Clock())
+    held, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with state.env.begin(write=True):
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    try:
+        assert held.wait(10)
+        started = time.monotonic()
+        assert logins.delay("10.1.1.1") == 0
+        logins.succeeded("10.1.1.1")
+        assert time.monotonic() - started < 2.0
+    finally:
+        release.set()
+        thread.join(10)
+    logins.failed("10.1.1.1")  # a change is still written
+    assert state.update(FailedLogins.PREFIX + "10.1.1.1", lambda failures: (failures, len(failures))) == 1

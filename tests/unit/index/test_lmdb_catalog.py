@@ -171,3 +171,61 @@ def test_a_face_written_before_float16_existed_reads_as_it_always_did() -> None:
     np.testing.assert_array_equal(
         decode_vector(encode_face(7, "p", vector.astype(np.float16))), vector.astype(np.float16)
     )
+
+
+def test_writes_arriving_together_share_one_commit_and_fail_alone(tmp_path: Path) -> None:
+    """Group commit: writes queued while another commits go into the next commit together, each
+    caller returning only after it; one that fails raises to its own caller and leaves the
+    others' writes whole."""
+    catalog = LmdbCatalog(tmp_path / "lmdb")
+    env = catalog.env
+    try:
+        table = env.db["meta"]
+        release = threading.Event()
+
+        def first(txn) -> str:  # holds the commit until seven more writes are queued behind it
+            release.wait(30)
+            txn.put(b"first", b"1", db=table)
+            return "first"
+
+        def put(n: int):
+            def write(txn) -> int:
+                if n == 3:
+                    raise ValueError("three fails")
+                txn.put(f"w{n}".encode(), b"1", db=table)
+                return n
+
+            return write
+
+        before = env.env.info()["last_txnid"]
+        results: dict[int, object] = {}
+
+        def call(n: int) -> None:
+            try:
+                results[n] = env.write(first if n == 0 else put(n))
+            except ValueError as exc:
+                results[n] = exc
+
+        threads = [threading.Thread(target=call, args=(n,), daemon=True) for n in range(8)]
+        try:
+            threads[0].start()
+            deadline = time.monotonic() + 10
+            while not env._writer.locked() and time.monotonic() < deadline:
+                time.sleep(0.001)
+            for thread in threads[1:]:
+                thread.start()
+            while len(getattr(env, "_queued", ())) < 7 and time.monotonic() < deadline:
+                time.sleep(0.001)
+        finally:
+            release.set()
+        for thread in threads:
+            thread.join(30)
+
+        assert env.env.info()["last_txnid"] - before == 2  # one commit for the first, one for the seven
+        assert isinstance(results.pop(3), ValueError)
+        assert results == {n: ("first" if n == 0 else n) for n in (0, 1, 2, 4, 5, 6, 7)}
+        stored = env.read(lambda txn: {key for key, _ in txn.cursor(db=table)})
+        assert {b"first", b"w1", b"w2", b"w4", b"w5", b"w6", b"w7"} <= stored
+        assert b"w3" not in stored
+    finally:
+        catalog.close()
