@@ -287,7 +287,7 @@ def test_without_collections_or_filters_every_answer_is_as_before(api: Client) -
     added = api.ok(api.add(package_photo(TOM), {"a": 1}))
     assert set(added) == {"id", "url", "thumbnail_url", "metadata", "faces", "created_at"}
     [hit] = api.ok(api.search(package_photo(TOM)))
-    assert set(hit) == {"id", "url", "thumbnail_url", "metadata", "score", "bbox"}
+    assert set(hit) == {"id", "url", "thumbnail_url", "metadata", "score", "bbox", "person"}  # persons: its person
     [listed] = api.ok(api.call("GET", "/images"))
     assert set(listed) == {"id", "url", "thumbnail_url", "metadata", "faces", "created_at"}
     assert set(api.ok(api.call("PUT", f"/images/{added['id']}", json={"metadata": {"b": 2}}))) == set(added)
