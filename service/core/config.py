@@ -440,6 +440,10 @@ ENV = (
         "FACE_SEARCH_GROUP_AFTER", "grouping.after",
         "faces added and not placed at once that start a grouping run by themselves (0: never)", whole(0),
     ),
+    Env(
+        "FACE_SEARCH_GROUP_COMMIT_FACES", "grouping.commit_faces",
+        "faces a grouping run places per commit (a commit holds the gallery's writes for its length)", whole(1),
+    ),
     Env("FACE_SEARCH_GROUP_ON_ADD", "grouping.attach", "put a new face in the person it clearly belongs to",
         boolean, "1"),
     Env(

@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 
 READ_BATCH = 1000  # image records read at a time
 QUERY_BATCH = 256  # faces whose neighbours are asked at once
-COMMIT_FACES = 1000  # faces placed by one commit (a commit holds the gallery's writes for its length)
 
 Progress = Callable[[int, int], object]  # (done, total) of a run's steps: faces queried, then faces placed
 
@@ -158,13 +157,13 @@ class GroupingRun:
         return Links.joined(parts), int(queried.sum())
 
     def _commit(self, gid: int, ops: list[GroupOp], queried: int, progress: Progress) -> Applied:
-        """The plan, a batch of operations (about ``COMMIT_FACES`` faces) per transaction."""
+        """The plan, a batch of operations (about ``settings.commit_faces`` faces) per transaction."""
         applied = Applied()
         done, total = queried, queried + sum(_weight(op) for op in ops)
         batches: list[list[GroupOp]] = []
-        weight = COMMIT_FACES
+        weight = most = self.settings.commit_faces
         for op in ops:
-            if weight + _weight(op) > COMMIT_FACES:
+            if weight + _weight(op) > most:
                 batches.append([])
                 weight = 0
             batches[-1].append(op)

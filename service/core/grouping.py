@@ -49,6 +49,7 @@ class GroupingSettings:
     min_det_score: float = 0.6  # faces detected less surely never seed a group
     neighbours: int = 16  # each face's nearest faces looked at
     after: int = 1000  # faces added since the last run that start a run by themselves (0: never)
+    commit_faces: int = 1000  # faces placed by one commit of a run (it holds the gallery's writes meanwhile)
     attach: bool = True  # an add puts each face in the person it clearly belongs to
     lease_seconds: float = 60.0  # a run's worker not heard of for this long is taken for dead
 

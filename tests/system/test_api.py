@@ -254,7 +254,7 @@ def test_search_finds_transformed_copies_of_the_same_person(api: Client) -> None
         hits = api.ok(api.search(probe))
         assert hits and hits[0]["id"] == tom_id, hits
         assert hits[0]["metadata"] == {"name": "tom"} and hits[0]["score"] > 0.6
-        assert set(hits[0]) == {"id", "url", "thumbnail_url", "metadata", "score", "bbox"}
+        assert set(hits[0]) == {"id", "url", "thumbnail_url", "metadata", "score", "bbox", "person"}
 
 
 def test_group_photo_is_found_by_each_of_its_people(api: Client) -> None:

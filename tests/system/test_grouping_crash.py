@@ -28,6 +28,7 @@ from tests.live import ROOT
 
 PER_PHOTO = 10
 LEASE = 3.0
+COMMIT_FACES = 50
 
 
 def fill(catalog, gid: int, identities: int) -> list[int]:
@@ -45,7 +46,11 @@ def fill(catalog, gid: int, identities: int) -> list[int]:
 @pytest.mark.slow
 def test_a_run_killed_mid_commit_loses_no_edit_and_leaves_no_face_in_two_persons(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    env = {**os.environ, "FACE_SEARCH_DATA_DIR": str(data), "FACE_SEARCH_JOB_LEASE_SECONDS": str(LEASE)}
+    env = {
+        **os.environ, "FACE_SEARCH_DATA_DIR": str(data), "FACE_SEARCH_JOB_LEASE_SECONDS": str(LEASE),
+        # small commits: the run commits long enough for this loop to catch it committing on a busy machine
+        "FACE_SEARCH_GROUP_COMMIT_FACES": str(COMMIT_FACES),
+    }  # fmt: skip
     settings = Settings.from_env(env).at(data)
     settings = replace(settings, grouping=replace(settings.grouping, lease_seconds=LEASE))
     with build_services(settings) as services:
