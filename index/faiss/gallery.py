@@ -155,7 +155,7 @@ class GalleryIndex:
                 ids, _ = base.shortlist(queries, max(k, settings.rerank), 0, selector, wider)
                 parts.append(_rescored(queries, ids, exact))
             else:
-                parts.append(_ranked_within(queries, k, settings, exact, base, selector, keep_alive, wider))
+                parts.append(_ranked_within(queries, k, settings, exact, base, allowed, selector, wider))
             del keep_alive
         return _merged(parts, k)
 
@@ -258,23 +258,23 @@ def _ranked_within(
     settings: IndexSettings,
     exact: Exact,
     base: VectorIndex,
+    allowed: IdSet,
     selector: faiss.IDSelector,
-    bits: np.ndarray,
     wider: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A second-code base's nearest allowed faces (``bits``: its allowed rows): a scan of those
-    rows' codes, or the IVF scan with them as selector over ``wider`` lists, whichever costs
-    less (see ``GalleryIndex.within``)."""
+    """A second-code base's nearest ``allowed`` faces (``selector``: its rows of them): a scan of
+    those rows' codes, or the IVF scan with them as selector over ``wider`` lists, whichever
+    costs less (see ``GalleryIndex.within``)."""
     assert base.codes is not None
     keep = max(k, settings.rerank)
-    count = int(np.bitwise_count(bits).sum())
+    rows = base.selected_rows(allowed)
+    count = len(rows)
     scanned = wider / max(base.state.nlist, 1) * base.count  # faces the wider IVF scan reads
     if count * DIRECT_COST > scanned:
         ids, _ = base.shortlist(queries, keep, candidates_for(base.count, settings), selector, wider)
         found = _rescored(queries, ids, exact)
         if np.all((found[1] >= 0).sum(axis=1) >= min(k, count)):
             return found
-    rows = np.flatnonzero(np.unpackbits(bits, count=base.codes.count, bitorder="little"))
     ranked = np.full((len(queries), keep), -1, np.int64)
     for number, query in enumerate(queries):
         best, _ = base.codes.best(query, rows, keep)
