@@ -25,7 +25,7 @@ from ..vectors import IndexSettings
 from .files import IndexFiles, Pointer
 from .ivf_file import IvfLayout, lists_codes, lists_ids, write_ivf
 from .overlay import Overlay
-from .refine import write_codes
+from .refine import best_of, write_codes
 from .vector_index import FLAT, IndexState, VectorIndex, add_vectors, codes_path
 
 Exact = Callable[[list[int]], dict[int, np.ndarray]]  # face ids -> their exact vectors (live faces only)
@@ -148,7 +148,7 @@ class GalleryIndex:
         if base is not None and base.count:
             selector, keep_alive = base.selector(allowed)
             share = min(1.0, allowed.count / base.count)
-            wider = base.state.nprobe and min(base.state.nlist, math.ceil(base.state.nprobe / share))
+            wider = base.state.nprobe and min(base.state.nlist, math.ceil(base.state.nprobe / share**WIDEN))
             if not base.compressed:
                 parts.append(base.search(queries, k, selector, wider or None))
             elif base.codes is None:
@@ -231,6 +231,7 @@ class GalleryIndex:
         return twin
 
 
+WIDEN = 1.0
 NEAR_RERANK = 4  # a grouping run's neighbours: this many times k candidates are scored exactly
 # What ranking one face's second code directly costs (gathering its 128 bytes, 8-bit lookups),
 # in faces of a pq4 IVF scan (4-bit codes, 32 at a time in registers): a filter that leaves
@@ -276,8 +277,9 @@ def _ranked_within(
         if np.all((found[1] >= 0).sum(axis=1) >= min(k, count)):
             return found
     ranked = np.full((len(queries), keep), -1, np.int64)
+    scorer = base.selected_scorer(allowed)
     for number, query in enumerate(queries):
-        best, _ = base.codes.best(query, rows, keep)
+        best, _ = best_of(scorer, rows, query, keep)
         ranked[number, : len(best)] = base.codes.ids[best]
     return _rescored(queries, ranked, exact)
 

@@ -48,6 +48,8 @@ TRAIN_PER_LIST = 40  # k-means sample per list: FAISS asks for >= 39; more costs
 PQ_TRAINING = 256 * 40  # PQ codebooks of 256 centroids each want as many points as a list does
 TRAIN_ITERATIONS = 10  # k-means rounds (FAISS defaults to 25; the centroids barely move after 10)
 SELECTOR_BITMAP_BYTES = 64 << 20  # a filter's selector over face ids as a bitmap up to this size, else a list
+# the second codes of filters ranked directly, kept per base: 5% of a million faces take 6.4 MB
+SCORERS_BYTES = 64 << 20
 SELECTORS_HELD = 8  # recent filters' selectors kept per base (a bitmap of its faces each: 125 KB a million)
 
 
@@ -178,7 +180,7 @@ class VectorIndex:
         self.packed: faiss.IndexIVFPQFastScan | None = None  # what a ``pq4`` IVF is searched with
         self.codes: RefineCodes | None = None  # the second code of a mapped base file
         self.coding: refine.Coding | None = None  # the second code of an IVF built here
-        # recent filters' selectors by the id of their set: [set, selector, what it needs, rows]
+        # recent filters' selectors by the id of their set: [set, selector, what it needs, rows, scorer]
         self._selectors: OrderedDict[int, list] = OrderedDict()
         self._selectors_lock = threading.Lock()
 
@@ -318,7 +320,7 @@ class VectorIndex:
             return held[1], held[2]
         selector, keep = self._selector(allowed)
         with self._selectors_lock:
-            self._selectors[id(allowed)] = [allowed, selector, keep, None]
+            self._selectors[id(allowed)] = [allowed, selector, keep, None, None]
             while len(self._selectors) > SELECTORS_HELD:
                 self._selectors.popitem(last=False)
         return selector, keep
@@ -334,6 +336,27 @@ class VectorIndex:
             if held is not None:
                 held[3] = rows
         return rows
+
+    def selected_scorer(self, allowed: IdSet) -> faiss.IndexPQ:
+        """A scorer of the ``allowed`` faces' second codes, gathered once (``RefineCodes.scorer``)
+        and kept with the filter's selector while ``SCORERS_BYTES`` of them allow: a filter
+        ranked directly would otherwise gather its faces' codes from all over the codes file for
+        every search."""
+        assert self.codes is not None
+        rows = self.selected_rows(allowed)
+        held = self._held(allowed)
+        if held is not None and held[4] is not None:
+            return held[4]
+        scorer = self.codes.scorer(rows)
+        if held is not None:
+            with self._selectors_lock:
+                size = len(rows) * self.codes.code_bytes
+                if self._selectors.get(id(allowed)) is held and self._scorers_bytes() + size <= SCORERS_BYTES:
+                    held[4] = scorer
+        return scorer
+
+    def _scorers_bytes(self) -> int:
+        return sum(held[4].ntotal * held[4].code_size for held in self._selectors.values() if held[4] is not None)
 
     def _held(self, allowed: IdSet) -> list | None:
         with self._selectors_lock:
