@@ -90,6 +90,7 @@ _COUNTS = struct.Struct(">QQ")
 _CHUNK = struct.Struct(">I")
 
 Entry = tuple[str, bytes]  # (path, typed value)
+Records = Callable[[IdSet], Iterator[ImageRecord]]  # reads the records of images by id
 
 
 # -- typed values as key bytes -----------------------------------------------------------------
@@ -404,14 +405,7 @@ class Attributes:
             for key, raw in self.env.walk(txn, "value_counts", prefix)
         }
 
-    def select(
-        self,
-        txn: lmdb.Transaction,
-        gid: int,
-        expr: Expr,
-        level: bytes,
-        records: Callable[[IdSet], Iterator[ImageRecord]],
-    ) -> IdSet:
+    def select(self, txn: lmdb.Transaction, gid: int, expr: Expr, level: bytes, records: Records) -> IdSet:
         """The ids (of ``level``) of the images that pass ``expr``, and of their faces; what the
         postings cannot answer is checked on the images' metadata (``records`` reads them).
         The same tree over an unchanged gallery is answered from ``selections``."""
@@ -422,14 +416,7 @@ class Attributes:
             self.selections.put(key, stamp, found)
         return found
 
-    def _select(
-        self,
-        txn: lmdb.Transaction,
-        gid: int,
-        expr: Expr,
-        level: bytes,
-        records: Callable[[IdSet], Iterator[ImageRecord]],
-    ) -> IdSet:
+    def _select(self, txn: lmdb.Transaction, gid: int, expr: Expr, level: bytes, records: Records) -> IdSet:
         resolver = _Resolver(self.env, txn, gid, level, self.registry(txn, gid))
         if resolver.universe is None:  # collections not indexed yet: every image is read
             return _checked(expr, resolver.everything(), level, records)
@@ -441,7 +428,7 @@ class Attributes:
         return sure | _checked(expr, maybe, level, records)
 
 
-def _checked(expr: Expr, images: IdSet, level: bytes, records: Callable[[IdSet], Iterator[ImageRecord]]) -> IdSet:
+def _checked(expr: Expr, images: IdSet, level: bytes, records: Records) -> IdSet:
     """Of ``images``, the ids (of ``level``) of those whose record passes ``expr``."""
     passed: list[int] = []
     for record in records(images):
