@@ -130,9 +130,8 @@ class GalleryIndex:
 
         - at most ``settings.rerank`` faces: an exact search over them alone, their vectors read
           from the catalog (what the re-rank would read anyway);
-        - an IVF scans more lists the fewer faces pass: ``nprobe`` divided by the share that
-          passes (all the lists at the extreme), so that it meets as many allowed faces as an
-          unfiltered scan meets faces;
+        - an IVF scans more lists the fewer faces pass: ``nprobe`` divided by the square root of
+          the share that passes (``WIDEN``; all the lists at the extreme);
         - a base with a second code: the codes of the allowed faces ranked directly (a scan of
           their rows alone) when that costs less than that wider IVF scan (``DIRECT_COST``), else
           the IVF scan with the allowed rows as its selector (and the direct ranking after all if
@@ -231,7 +230,12 @@ class GalleryIndex:
         return twin
 
 
-WIDEN = 1.0
+# A filter that keeps a share s of the faces scans nprobe / s**WIDEN lists. Its nearest allowed
+# faces are the nearest faces of a sparser gallery, a little farther than the unfiltered ones but
+# in about the same lists: scanning nprobe / s lists, enough to meet as many allowed faces as an
+# unfiltered scan meets faces, scanned twice the lists at 25% for the same recall as
+# nprobe / sqrt(s) (docs/benchmarks/2026-12-07-filters.md, the issue-29perf run).
+WIDEN = 0.5
 NEAR_RERANK = 4  # a grouping run's neighbours: this many times k candidates are scored exactly
 # What ranking one face's second code directly costs (gathering its 128 bytes, 8-bit lookups),
 # in faces of a pq4 IVF scan (4-bit codes, 32 at a time in registers): a filter that leaves
