@@ -314,16 +314,22 @@ class VectorIndex:
         """A selector of the ``allowed`` faces by what this index's searches call them
         (``labels``), and what must outlive it (see ``_selector``). The catalog hands the same
         set object to every search with the same filter while the gallery is unchanged
-        (``index.lmdb.attributes.Selections``), so the last few are kept with their set."""
+        (``index.lmdb.attributes.Selections``), so the last few are kept with their set. A write
+        to the gallery makes the catalog resolve the filter anew; when the rows it allows here
+        are the same (the write added faces, which the overlay holds, or changed others), the
+        held selector, rows and codes go on serving, under the new set."""
         held = self._held(allowed)
         if held is not None:
             return held[1], held[2]
         selector, keep = self._selector(allowed)
         with self._selectors_lock:
-            self._selectors[id(allowed)] = [allowed, selector, keep, None, None]
+            held_rows = self._selectors.items() if self.codes is not None else ()
+            same = next((key for key, other in held_rows if np.array_equal(other[2], keep)), None)
+            entry = [allowed, selector, keep, None, None] if same is None else [allowed, *self._selectors.pop(same)[1:]]
+            self._selectors[id(allowed)] = entry
             while len(self._selectors) > SELECTORS_HELD:
                 self._selectors.popitem(last=False)
-        return selector, keep
+        return entry[1], entry[2]
 
     def selected_rows(self, allowed: IdSet) -> np.ndarray:
         """The rows of the codes file the ``allowed`` faces are at, ascending."""
