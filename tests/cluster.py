@@ -15,7 +15,7 @@ import pytest
 
 from index.postgres import PostgresCatalog
 from service.core.keys import KeyRing
-from service.harness.engines import Milvus, Postgres
+from service.harness.engines import Milvus, Postgres, running
 from service.harness.live import LiveServer
 
 T = TypeVar("T")
@@ -44,12 +44,10 @@ def engines() -> Iterator[Engines]:
     # not under pytest's tmp_path: PostgreSQL runs as nobody (as root), who cannot enter it
     root = Path(tempfile.mkdtemp(prefix="face-search-cluster-"))
     root.chmod(0o755)
-    postgres, milvus = Postgres(root / "postgres"), Milvus(root / "milvus")
     try:
-        yield Engines(postgres.start(), milvus.start())
+        with running(root) as (postgres, milvus):
+            yield Engines(postgres, milvus)
     finally:
-        milvus.kill()
-        postgres.kill()
         shutil.rmtree(root, ignore_errors=True)
 
 
