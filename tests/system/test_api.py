@@ -29,7 +29,7 @@ from service.core.services import build_services
 from service.harness.live import LiveServer
 from service.harness.photos import b64, blank, crop, flipped, package_photo, recompressed, scaled
 from tests import loopback
-from tests.cluster import Engines, Replicas
+from tests.cluster import Engines
 from tests.live import API, basic, code_of
 
 T = TypeVar("T")
@@ -116,12 +116,13 @@ class HttpBackend(Backend):
 
 class ReplicasBackend(HttpBackend):
     """Two replicas of a cluster taking turns: each request goes to the other one, so every
-    write is read back through the replica that did not make it."""
+    write is read back through the replica that did not make it. The pair is the session's
+    (``Engines.replicas``), shared with the other modules that test the API on it."""
 
     def __init__(self, data_dir: Path, engines: Engines) -> None:
         self.data_dir = data_dir
         env = {"FACE_SEARCH_MAX_BODY_BYTES": str(8 * 1024 * 1024), "FACE_SEARCH_URL_ALLOW_NETWORKS": "127.0.0.0/8"}
-        self.replicas = Replicas(engines, data_dir, env).start()
+        self.replicas = engines.replicas(env)
         self.turn = itertools.cycle(self.replicas.servers)
 
     def keys(self, change: Callable[[KeyRing], T]) -> T:
@@ -134,7 +135,7 @@ class ReplicasBackend(HttpBackend):
         return super().call(method, path, auth, **kwargs)
 
     def close(self) -> None:
-        self.replicas.stop()
+        """The replicas stay up for the next module; the session's end stops them."""
 
 
 REPLICAS = pytest.param("replicas", marks=pytest.mark.cluster)
@@ -148,7 +149,9 @@ def with_a_server(test: Callable) -> Callable:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
-        kinds = ["flask", "http", REPLICAS] if getattr(metafunc.function, "with_a_server", False) else ["flask", REPLICAS]
+        kinds = (
+            ["flask", "http", REPLICAS] if getattr(metafunc.function, "with_a_server", False) else ["flask", REPLICAS]
+        )
         metafunc.parametrize("backend", kinds, indirect=True, scope="module")
 
 
