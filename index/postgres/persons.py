@@ -28,10 +28,9 @@ from ..records import (
     PersonRecord,
     Source,
 )
-from . import rows as shapes
 from .database import Database, one
-from .galleries import locked_gallery, store_gallery
-from .galleries import remove_faces as delete_faces
+from .galleries import locked_gallery
+from .removal import drop_faces
 
 T = TypeVar("T")
 PERSON = "id, gallery, name, metadata, faces, cover, edited, created_at"
@@ -57,7 +56,8 @@ def _assignment(person: int | None, by_user: bool, kept_out: int | None) -> Face
 def face_places(cursor: psycopg.Cursor, gid: int, faces: list[int]) -> dict[int, rules.Where]:
     """Each face's image and its quality as a person's face, for those of ``faces`` the gallery holds."""
     found = cursor.execute(
-        "SELECT f.id, i.id, i.faces FROM faces f JOIN images i ON i.id = f.image WHERE f.gallery = %s AND f.id = ANY(%s)",
+        "SELECT f.id, i.id, i.faces FROM faces f JOIN images i ON i.id = f.image "
+        "WHERE f.gallery = %s AND f.id = ANY(%s)",
         (gid, list(faces)),
     ).fetchall()
     places = {}
@@ -164,26 +164,7 @@ class PgRows:
         self._waiting += faces
 
     def remove_faces(self, by_image: dict[int, set[int]]) -> tuple[list[ImageRecord], list[int]]:
-        gone = sorted(face for chosen in by_image.values() for face in chosen)
-        delete_faces(self.cursor, self.gid, self.gallery, gone)
-        deleted, changed = [], []
-        for image_id, chosen in sorted(by_image.items()):
-            found = self.cursor.execute(
-                f"SELECT {shapes.IMAGE} FROM images WHERE gallery = %s AND id = %s", (self.gid, image_id)
-            ).fetchone()
-            if found is None:
-                continue
-            record = shapes.image(found)
-            if kept := [face for face in record.faces if face.id not in chosen]:
-                self.cursor.execute("UPDATE images SET faces = %s WHERE id = %s", (shapes.faces_json(kept), image_id))
-                changed.append(image_id)
-            else:
-                self.cursor.execute("DELETE FROM images WHERE id = %s", (image_id,))
-                self.cursor.execute("DELETE FROM image_values WHERE image = %s", (image_id,))
-                self.gallery.images -= 1
-                deleted.append(record)
-        store_gallery(self.cursor, self.gid, self.gallery)
-        return deleted, changed
+        return drop_faces(self.cursor, self.gid, self.gallery, dict(sorted(by_image.items())))
 
     def flush(self) -> None:
         for person_id, person in self._persons.items():

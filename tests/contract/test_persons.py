@@ -442,7 +442,7 @@ def test_a_persons_photos_and_search_by_person_keep_to_a_scope(storage: Storage)
             return matches(expr, Facts(record.metadata, record.collection, created_seconds(record.created_at)))
 
         for person in everyone[:8]:
-            shown, total = persons.photos_of(key, person, Page(0, 100))
+            shown, _ = persons.photos_of(key, person, Page(0, 100))
             expected = [(p.image.id, p.face_id) for p in shown if inside(p.image.id)]
             scoped, count = persons.photos_of(key, person, Page(0, 100, scope))
             assert [(p.image.id, p.face_id) for p in scoped] == expected and count == len(expected), scope
