@@ -41,7 +41,7 @@ from index.records import Attach, Fold, GroupOp, NewGroup
 class GroupingSettings:
     """How faces are grouped into persons (``FACE_SEARCH_GROUP_*``)."""
 
-    far: float = 1e-5  # the link threshold: the pack's cosine at this per-pair false-accept rate
+    far: float | None = None  # the link threshold: the pack's cosine at this per-pair FAR (None: the pack's own)
     threshold: float | None = None  # a fixed link cosine instead
     support: int = 3  # distinct faces on each side of a link between groups (fewer in a smaller group)
     min_faces: int = 3  # faces of a new person
