@@ -47,7 +47,7 @@ class GroupingSettings:
     min_faces: int = 3  # faces of a new person
     min_face_size: float = 24.0  # pixels, the shorter side: smaller faces never seed a group
     min_det_score: float = 0.6  # faces detected less surely never seed a group
-    neighbours: int = 16  # each face's nearest faces looked at
+    neighbours: int = 32  # each face's nearest faces looked at (fewer split the largest identities)
     after: int = 1000  # faces added since the last run that start a run by themselves (0: never)
     commit_faces: int = 1000  # faces placed by one commit of a run (it holds the gallery's writes meanwhile)
     attach: bool = True  # an add puts each face in the person it clearly belongs to
