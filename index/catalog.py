@@ -506,6 +506,15 @@ class CatalogImport(Protocol):
         """The images with their faces' embeddings and change-log entries, in one transaction."""
         ...
 
+    def put_persons(
+        self, gid: int, persons: list[PersonRecord], assignments: dict[int, FaceAssignment], state: GroupingState
+    ) -> None:
+        """The gallery's persons as they are (ids, names, metadata, covers, edited), every face's
+        assignment (a user's placements and the faces kept out of a person or of every person)
+        and where its grouping stands, in one transaction, after its images; a gallery whose
+        persons were copied already is skipped."""
+        ...
+
     def finish(self) -> None:
         """Move the id sequences past everything copied."""
         ...

@@ -31,6 +31,7 @@ from .encoding import (
 )
 from .environment import Environment
 from .persons import PersonWrite
+from .removal import drop_faces
 
 
 class LmdbImages:
@@ -152,23 +153,9 @@ class LmdbImages:
         return self.env.write(lambda txn: self._delete(txn, gid, image_ids))
 
     def _delete(self, txn: lmdb.Transaction, gid: int, image_ids: list[int]) -> list[ImageRecord]:
-        gallery = self.env.gallery(txn, gid)
-        deleted = []
-        for image_id in dict.fromkeys(image_ids):
-            record = self.image(txn, gid, image_id)
-            if record is None:
-                continue
-            self.attributes.removed(txn, gid, record)
-            for face in record.faces:
-                self.env.remove_face(txn, gid, gallery, face.id)
-            txn.delete(u64(image_id), db=self.env.db["images"])
-            txn.delete(pair(gid, image_id), db=self.env.db["gallery_images"])
-            gallery.images -= 1
-            deleted.append(record)
+        deleted, _ = drop_faces(self.env, txn, gid, dict.fromkeys(image_ids))
         if deleted:
-            self.env.put_gallery(txn, gid, gallery)
-            gone = [face.id for record in deleted for face in record.faces]
-            rules.deleted(PersonWrite(self.env, txn, gid), gone)
+            rules.deleted(PersonWrite(self.env, txn, gid), [face.id for record in deleted for face in record.faces])
         return deleted
 
     def delete_collection(self, gid: int, name: str, limit: int) -> list[ImageRecord]:

@@ -10,7 +10,6 @@ or a count changes. What a change may do is ``index.persons``'s; this is where i
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from typing import Any
 
 import lmdb
@@ -27,7 +26,6 @@ from ..records import (
     PersonRecord,
     Source,
 )
-from .attributes import Attributes
 from .encoding import (
     decode_assignment,
     decode_face,
@@ -45,6 +43,7 @@ from .encoding import (
     u64,
 )
 from .environment import Environment
+from .removal import drop_faces
 
 UNNAMED_RANK = 1 << 63  # unnamed persons are listed by this minus their faces: most faces first
 
@@ -154,27 +153,7 @@ class PersonWrite:
         self.state["pending"] += faces
 
     def remove_faces(self, by_image: dict[int, set[int]]) -> tuple[list[ImageRecord], list[int]]:
-        gallery = self.env.gallery(self.txn, self.gid)
-        deleted, changed = [], []
-        for image_id, gone in sorted(by_image.items()):
-            for face in sorted(gone):
-                self.env.remove_face(self.txn, self.gid, gallery, face)
-            record = self.image_record(image_id)
-            if record is None:
-                continue
-            if kept := [face for face in record.faces if face.id not in gone]:
-                after = replace(record, faces=kept)
-                self.txn.put(u64(image_id), encode(after), db=self.env.db["images"])
-                Attributes(self.env).faces_dropped(self.txn, self.gid, record, sorted(gone))
-                changed.append(image_id)
-            else:
-                Attributes(self.env).removed(self.txn, self.gid, record)
-                self.txn.delete(u64(image_id), db=self.env.db["images"])
-                self.txn.delete(pair(self.gid, image_id), db=self.env.db["gallery_images"])
-                gallery.images -= 1
-                deleted.append(record)
-        self.env.put_gallery(self.txn, self.gid, gallery)
-        return deleted, changed
+        return drop_faces(self.env, self.txn, self.gid, dict(sorted(by_image.items())))
 
     def flush(self) -> None:
         for person_id, person in self._persons.items():

@@ -17,6 +17,7 @@ from .encoding import decode_face, decode_image, decode_vector, dumps, encode, e
 from .environment import Environment
 from .images import LmdbImages
 from .persons import PersonWrite
+from .removal import drop_faces
 
 
 class LmdbStaging:
@@ -75,31 +76,27 @@ class LmdbStaging:
                 raise GenerationConflictError(f"gallery {gid} is at index generation {gallery.index_generation}")
             if any(change.is_add for change in self.log.after(txn, gid, since_seq)):
                 raise StagingIncompleteError(f"faces were added to gallery {gid} during the re-embedding")
-            gone: list[int] = []  # every face lost, for the persons they were in
+            lost: dict[int, list[int]] = {}  # each image's faces the new models did not find
             for image_id in self.images.ids_in(txn, gid):
                 if self._staged_pack(txn, gid, image_id) != pack:
                     raise StagingIncompleteError(f"image {image_id} of gallery {gid} is not re-embedded")
                 record = decode_image(txn.get(u64(image_id), db=self.env.db["images"]))
-                kept, lost = [], []
                 for face in record.faces:
                     raw = self._staged_face(txn, gid, face.id, pack)
                     if raw is None:
-                        self.env.remove_face(txn, gid, gallery, face.id)
-                        lost.append(face.id)
+                        lost.setdefault(image_id, []).append(face.id)
                     else:
                         txn.put(pair(gid, face.id), raw, db=self.env.db["faces"])
-                        kept.append(face)
-                if lost:
-                    self.attributes.faces_dropped(txn, gid, record, lost)
-                    gone += lost
-                record.faces, record.pack = kept, pack
+                record.pack = pack
                 txn.put(u64(image_id), encode(record), db=self.env.db["images"])
+            drop_faces(self.env, txn, gid, lost, keep_empty=True)
             for table in ("staged", "staged_images"):
                 self.env.clear(txn, table, u64(gid))
+            gallery = self.env.gallery(txn, gid)  # as the faces dropped left it
             gallery.pack, gallery.dim = pack, dim
             gallery.index_generation += 1
             self.env.put_gallery(txn, gid, gallery)
-            rules.deleted(PersonWrite(self.env, txn, gid), gone)
+            rules.deleted(PersonWrite(self.env, txn, gid), [face for faces in lost.values() for face in faces])
             return gallery
 
         return self.env.write(swap)

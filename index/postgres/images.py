@@ -21,8 +21,9 @@ from ..filters import EVERYTHING, Facts, Scope, created_seconds, matches
 from ..records import ADD, UPDATE, CollectionCount, FaceInfo, GalleryRecord, IdSet, ImageRecord, NewImage
 from . import rows
 from .database import Database, one
-from .galleries import locked_gallery, log_changes, remove_faces, store_gallery
+from .galleries import locked_gallery, log_changes, store_gallery
 from .persons import PgRows
+from .removal import drop_faces
 from .values import Compiler, index_image, registry
 
 
@@ -206,21 +207,11 @@ class PostgresImages:
             return _selected(cursor, gid, scope, faces=True)
 
     def delete(self, gid: int, image_ids: list[int]) -> list[ImageRecord]:
-        wanted = list(dict.fromkeys(image_ids))
         with self.db.transaction() as cursor:
             gallery = locked_gallery(cursor, gid)
-            found = cursor.execute(
-                f"DELETE FROM images WHERE gallery = %s AND id = ANY(%s) RETURNING {rows.IMAGE}", (gid, wanted)
-            ).fetchall()
-            by_id = {row[0]: rows.image(row) for row in found}
-            deleted = [by_id[image_id] for image_id in wanted if image_id in by_id]
-            cursor.execute("DELETE FROM image_values WHERE image = ANY(%s)", ([record.id for record in deleted],))
+            deleted, _ = drop_faces(cursor, gid, gallery, dict.fromkeys(image_ids))
             if deleted:
-                gone = [face.id for record in deleted for face in record.faces]
-                rules.deleted(PgRows(cursor, gid, gallery), gone)
-                remove_faces(cursor, gid, gallery, gone)
-                gallery.images -= len(deleted)
-                store_gallery(cursor, gid, gallery)
+                rules.deleted(PgRows(cursor, gid, gallery), [face.id for record in deleted for face in record.faces])
         return deleted
 
     def files(self) -> set[str]:

@@ -4,7 +4,8 @@ Clients know their images by id, and photo files are named by gallery, so a migr
 deployment keeps every key, gallery, image and face id. Each image goes in with its faces
 and their change-log entries (the outbox then carries the copied embeddings to the vector
 index); one already present is skipped, so a migration stopped at any point is resumed by
-running it again. ``finish`` moves the id sequences past everything copied.
+running it again. A gallery's persons, its faces' assignments and its grouping state go in
+after its images, in one transaction. ``finish`` moves the id sequences past everything copied.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from __future__ import annotations
 import numpy as np
 from psycopg.types.json import Json
 
-from ..records import ADD, GalleryRecord, ImageRecord, KeyRecord
+from ..records import ADD, FaceAssignment, GalleryRecord, GroupingState, ImageRecord, KeyRecord, PersonRecord
 from . import rows
 from .database import Database
 from .galleries import locked_gallery, log_changes, store_gallery
+from .persons import PERSON_INSERT, face_places, person_values
 from .schema import advance_sequences
 from .values import index_image
 
@@ -63,6 +65,35 @@ class Importer:
                 gallery.faces += len(record.faces)
             store_gallery(cursor, gid, gallery)
 
+    def put_persons(
+        self, gid: int, persons: list[PersonRecord], assignments: dict[int, FaceAssignment], state: GroupingState
+    ) -> None:
+        with self.db.transaction() as cursor:
+            locked_gallery(cursor, gid)
+            if cursor.execute("SELECT 1 FROM face_persons WHERE gallery = %s LIMIT 1", (gid,)).fetchone():
+                return  # copied already (persons and their faces go in together)
+            cursor.executemany(PERSON_INSERT, [(gid, p.id, *person_values(p), p.created_at) for p in persons])
+            faces = sorted(assignments)
+            for start in range(0, len(faces), FACES_AT_ONCE):
+                chosen = faces[start : start + FACES_AT_ONCE]
+                placed = []
+                for face, (image, rank) in face_places(cursor, gid, chosen).items():
+                    a = assignments[face]
+                    placed.append((gid, face, image, a.person, a.by_user, a.kept_out, rank if a.person else 0))
+                cursor.executemany(
+                    "INSERT INTO face_persons (gallery, face, image, person, by_user, kept_out, quality) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    placed,
+                )
+            cursor.execute(
+                "INSERT INTO person_state (gallery, pending, watermark) VALUES (%s, %s, %s) ON CONFLICT (gallery) "
+                "DO UPDATE SET pending = excluded.pending, watermark = excluded.watermark",
+                (gid, state.pending, state.watermark),
+            )
+
     def finish(self) -> None:
         with self.db.transaction() as cursor:
             advance_sequences(cursor)
+
+
+FACES_AT_ONCE = 10_000  # face assignments looked up and written per statement

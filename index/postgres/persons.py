@@ -28,13 +28,21 @@ from ..records import (
     PersonRecord,
     Source,
 )
-from . import rows as shapes
 from .database import Database, one
-from .galleries import locked_gallery, store_gallery
-from .galleries import remove_faces as delete_faces
+from .galleries import locked_gallery
+from .removal import drop_faces
 
 T = TypeVar("T")
 PERSON = "id, gallery, name, metadata, faces, cover, edited, created_at"
+PERSON_INSERT = (
+    "INSERT INTO persons (gallery, id, name, sort_key, metadata, faces, cover, edited, created_at) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+
+
+def person_values(person: PersonRecord) -> tuple:
+    """What ``persons`` keeps of a person beside its gallery and id, in ``PERSON_INSERT``'s order."""
+    return (person.name, person.sort_key, Json(person.metadata), person.faces, person.cover, person.edited)
 
 
 def _person(row: tuple) -> PersonRecord:
@@ -43,6 +51,20 @@ def _person(row: tuple) -> PersonRecord:
 
 def _assignment(person: int | None, by_user: bool, kept_out: int | None) -> FaceAssignment:
     return FaceAssignment(person, by_user, kept_out)
+
+
+def face_places(cursor: psycopg.Cursor, gid: int, faces: list[int]) -> dict[int, rules.Where]:
+    """Each face's image and its quality as a person's face, for those of ``faces`` the gallery holds."""
+    found = cursor.execute(
+        "SELECT f.id, i.id, i.faces FROM faces f JOIN images i ON i.id = f.image "
+        "WHERE f.gallery = %s AND f.id = ANY(%s)",
+        (gid, list(faces)),
+    ).fetchall()
+    places = {}
+    for face, image, stored in found:
+        info = next(FaceInfo(**entry) for entry in stored if entry["id"] == face)
+        places[face] = (image, rules.quality(info.bbox, info.score))
+    return places
 
 
 class PgRows:
@@ -72,14 +94,7 @@ class PgRows:
         return _assignment(*found) if found else None
 
     def face(self, face: int) -> rules.Where | None:
-        found = self.cursor.execute(
-            "SELECT i.id, i.faces FROM faces f JOIN images i ON i.id = f.image WHERE f.gallery = %s AND f.id = %s",
-            (self.gid, face),
-        ).fetchone()
-        if found is None:
-            return None
-        info = next(FaceInfo(**stored) for stored in found[1] if stored["id"] == face)
-        return found[0], rules.quality(info.bbox, info.score)
+        return face_places(self.cursor, self.gid, [face]).get(face)
 
     def holds(self, person_id: int, image: int) -> int | None:
         found = self.cursor.execute(
@@ -149,26 +164,7 @@ class PgRows:
         self._waiting += faces
 
     def remove_faces(self, by_image: dict[int, set[int]]) -> tuple[list[ImageRecord], list[int]]:
-        gone = sorted(face for chosen in by_image.values() for face in chosen)
-        delete_faces(self.cursor, self.gid, self.gallery, gone)
-        deleted, changed = [], []
-        for image_id, chosen in sorted(by_image.items()):
-            found = self.cursor.execute(
-                f"SELECT {shapes.IMAGE} FROM images WHERE gallery = %s AND id = %s", (self.gid, image_id)
-            ).fetchone()
-            if found is None:
-                continue
-            record = shapes.image(found)
-            if kept := [face for face in record.faces if face.id not in chosen]:
-                self.cursor.execute("UPDATE images SET faces = %s WHERE id = %s", (shapes.faces_json(kept), image_id))
-                changed.append(image_id)
-            else:
-                self.cursor.execute("DELETE FROM images WHERE id = %s", (image_id,))
-                self.cursor.execute("DELETE FROM image_values WHERE image = %s", (image_id,))
-                self.gallery.images -= 1
-                deleted.append(record)
-        store_gallery(self.cursor, self.gid, self.gallery)
-        return deleted, changed
+        return drop_faces(self.cursor, self.gid, self.gallery, dict(sorted(by_image.items())))
 
     def flush(self) -> None:
         for person_id, person in self._persons.items():
@@ -186,13 +182,9 @@ class PgRows:
                         (self.gid, person_id),
                     )
                 )
-            values = (person.name, person.sort_key, Json(person.metadata), person.faces, person.cover, person.edited)
+            values = person_values(person)
             if person_id in self._new:
-                self.cursor.execute(
-                    "INSERT INTO persons (gallery, id, name, sort_key, metadata, faces, cover, edited, created_at) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    (self.gid, person_id, *values, person.created_at),
-                )
+                self.cursor.execute(PERSON_INSERT, (self.gid, person_id, *values, person.created_at))
             else:
                 self.cursor.execute(
                     "UPDATE persons SET name = %s, sort_key = %s, metadata = %s, faces = %s, cover = %s, edited = %s "

@@ -615,8 +615,9 @@ def _faces_out(body: FacesOut, limits: Limits) -> list[int]:
 
 
 @with_config(STRICT)
-class PersonSearch(TypedDict, total=False):
-    """A query photo: the persons its largest face matches, by every face of each person."""
+class PersonSearch(Narrowing, total=False):
+    """A query photo: the persons its largest face matches, by every face of each person (of
+    the photos in the collections, filter and creation times given, when given)."""
 
     format_type: FormatType
     image: PhotoField
@@ -631,7 +632,9 @@ class PersonSearch(TypedDict, total=False):
 
 @reads(PersonSearch)
 def _person_search(body: PersonSearch, limits: Limits) -> core.PersonSearch:
-    return core.PersonSearch(photo_of(body), body.get("top_k", limits.top_k), body.get("threshold"))
+    return core.PersonSearch(
+        photo_of(body), body.get("top_k", limits.top_k), body.get("threshold"), scope_of(body, limits)
+    )
 
 
 @with_config(STRICT)

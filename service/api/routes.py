@@ -307,6 +307,8 @@ def delete_person(person_id: Id, body: bool) -> PersonDeleteAnswer:
 @api.operation(
     "GET", f"{PERSON}/images", query=ListQuery, answer=PersonImagePage, codes=(*A_PERSON, Code.BAD_REQUEST),
     tag="persons", summary="A person's photos, newest first",
+    description="`collection`, `filter`, `created_after` and `created_before` narrow them as `GET /images`; "
+    "`total` counts the photos they leave.",
 )  # fmt: skip
 def person_images(person_id: Id, query: core.Page) -> PersonImagePage:
     photos, total = use_cases().persons.photos_of(g.key, person_id, query)
@@ -349,7 +351,8 @@ def remove_faces(person_id: Id, body: list[int]) -> MaybePersonAnswer:
     "POST", "/persons/search", body=PersonSearch, answer=PersonSearchAnswer, codes=(*PHOTO, Code.PACK_MISMATCH),
     tag="persons", summary="Search the key's persons with a photo",
     description="The query photo's largest face against every face of every person; a person scores as its "
-    "face nearest the query. The default threshold is calibrated for the number of faces in persons.",
+    "face nearest the query. The default threshold is calibrated for the number of faces in persons. "
+    "`collection`, `filter`, `created_after` and `created_before` count only the faces of those photos.",
 )  # fmt: skip
 def search_persons(body: core.PersonSearch) -> PersonSearchAnswer:
     return PersonSearchAnswer(result=[person_hit(m) for m in use_cases().person_searcher.search(g.key, body)])

@@ -415,7 +415,7 @@ ENV = (
     Env(
         "FACE_SEARCH_GROUP_FAR", "grouping.far",
         "per-pair false-accept rate whose cosine (the pack's calibration) links two faces in a grouping run",
-        number(1e-9, 0.1),
+        number(1e-9, 0.1), "the pack's `grouping.far`",
     ),
     Env(
         "FACE_SEARCH_GROUP_THRESHOLD", "grouping.threshold", "a fixed cosine that links two faces instead",

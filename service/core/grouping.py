@@ -41,13 +41,13 @@ from index.records import Attach, Fold, GroupOp, NewGroup
 class GroupingSettings:
     """How faces are grouped into persons (``FACE_SEARCH_GROUP_*``)."""
 
-    far: float = 1e-5  # the link threshold: the pack's cosine at this per-pair false-accept rate
+    far: float | None = None  # the link threshold: the pack's cosine at this per-pair FAR (None: the pack's own)
     threshold: float | None = None  # a fixed link cosine instead
     support: int = 3  # distinct faces on each side of a link between groups (fewer in a smaller group)
     min_faces: int = 3  # faces of a new person
     min_face_size: float = 24.0  # pixels, the shorter side: smaller faces never seed a group
     min_det_score: float = 0.6  # faces detected less surely never seed a group
-    neighbours: int = 16  # each face's nearest faces looked at
+    neighbours: int = 32  # each face's nearest faces looked at (fewer split the largest identities)
     after: int = 1000  # faces added since the last run that start a run by themselves (0: never)
     commit_faces: int = 1000  # faces placed by one commit of a run (it holds the gallery's writes meanwhile)
     attach: bool = True  # an add puts each face in the person it clearly belongs to

@@ -1,12 +1,15 @@
 """Moving an embedded deployment (LMDB + FAISS + photos) into cluster mode (PostgreSQL +
 Milvus), every id kept, then checking that both sides answer the same.
 
-Every key (secret hash, quota, requests made), gallery, image, face and photo keeps its id
-and name; the embeddings are copied, not recomputed, and reach the cluster's vector index
-through its outbox, as any write does. What was copied is skipped, so a migration stopped
-at any point is resumed by running it again. ``compare`` checks, per gallery, that both
-sides hold the same images and faces and that a sample of searches (stored faces as
-queries) gives the same best matches.
+Every key (secret hash, quota, requests made), gallery, image, face, photo and person keeps
+its id and name; the embeddings are copied, not recomputed, and reach the cluster's vector
+index through its outbox, as any write does. A gallery's persons go in after its images as
+they stand: names, metadata, covers, which a user edited, every face's assignment (the faces a
+user placed, took out of a person, or kept out of every person) and the grouping state. What
+was copied is skipped, so a migration stopped at any point is resumed by running it again.
+``compare`` checks, per gallery, that both sides hold the same images, faces and persons and
+that a sample of searches (stored faces as queries) gives the same best matches. Jobs are not
+copied: they are a running process's work, and a grouping run is started again on demand.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import numpy as np
 
 from index.backend import StorageSettings, open_backend, open_cluster
 from index.catalog import Catalog, CatalogImport
+from index.records import PersonRecord
 from index.vectors import IndexSettings, VectorIndexes
 
 TOP = 5  # answers compared per sampled search
@@ -61,6 +65,7 @@ class Migration:
             self.importer.put_key(record, count, source.images.gallery(record.gallery))
         for gid in sorted(self.galleries()):
             self._copy_gallery(gid, batch, progress)
+            self._copy_persons(gid)
         self.importer.finish()
 
     def _copy_gallery(self, gid: int, batch: int, progress: Callable[[str], None]) -> None:
@@ -86,6 +91,12 @@ class Migration:
             self.importer.put_images(gid, records, vectors)
             progress(f"gallery {gid}: {min(start + batch, len(todo))} of {len(todo)} images copied")
 
+    def _copy_persons(self, gid: int) -> None:
+        source = self.source.catalog
+        self.importer.put_persons(
+            gid, _persons(source, gid), source.grouping.assignments(gid), source.grouping.state(gid)
+        )
+
     def compare(self, gid: int, sample: int) -> list[str]:
         """What differs between the two sides for this gallery (empty: they agree)."""
         self.target.vectors.sync(gid)
@@ -94,6 +105,12 @@ class Migration:
         problems = []
         if (before.images, before.faces) != (after.images, after.faces):
             problems.append(f"{before.images} images / {before.faces} faces, cluster {after.images} / {after.faces}")
+        if _persons(source, gid) != _persons(target, gid):
+            problems.append("the persons differ")
+        if source.grouping.assignments(gid) != target.grouping.assignments(gid):
+            problems.append("the faces' persons differ")
+        if source.grouping.state(gid) != target.grouping.state(gid):
+            problems.append(f"grouping state {source.grouping.state(gid)}, cluster {target.grouping.state(gid)}")
         if not before.faces:
             return problems
         held = self.target.vectors.status(gid).vectors
@@ -108,6 +125,11 @@ class Migration:
             if mine[0] != theirs[0] or len(set(mine.tolist()) & set(theirs.tolist())) < TOP - 1:
                 problems.append(f"face {face}: embedded answers {mine.tolist()}, cluster {theirs.tolist()}")
         return problems
+
+
+def _persons(catalog: Catalog, gid: int) -> list[PersonRecord]:
+    """Every person of the gallery, in listing order."""
+    return catalog.persons.page(gid, 0, catalog.persons.page(gid, 0, 0)[1])[0]
 
 
 @contextmanager

@@ -19,15 +19,17 @@ import numpy as np
 
 from index.catalog import Catalog, PersonTable
 from index.errors import AssignmentConflictError, UnknownFacesError, UnknownPersonsError
-from index.records import KeyRecord, PersonRecord, Source
+from index.filters import EVERYTHING, Scope
+from index.records import ImageRecord, KeyRecord, PersonRecord, Source
 from index.vectors import VectorIndexes
 
 from .errors import Conflict, FaceNotFound, NoFace, PersonNotFound, writing
+from .filters import FilterKeys
 from .images import FaceReader, Gallery, ImageAdder
 from .keys import now
 from .photos import PhotoStore
 from .requests import AddImage, FacesMove, NewPerson, Page, PersonChange, PersonSearch
-from .search import Hits, Thresholds, nearest_groups
+from .search import Hits, Thresholds, admitted_faces, nearest_groups
 from .views import Cover, Image, Person, PersonRef
 
 log = logging.getLogger(__name__)
@@ -84,10 +86,16 @@ class Persons:
     """A key's persons: read, made, changed, merged, split, deleted and forgotten."""
 
     def __init__(
-        self, catalog: Catalog, indexes: VectorIndexes, photos: PhotoStore, gallery: Gallery, adder: ImageAdder
+        self,
+        catalog: Catalog,
+        indexes: VectorIndexes,
+        photos: PhotoStore,
+        gallery: Gallery,
+        adder: ImageAdder,
+        keys: FilterKeys,
     ) -> None:
         self.catalog, self.indexes, self.photos = catalog, indexes, photos
-        self.gallery, self.adder = gallery, adder
+        self.gallery, self.adder, self.keys = gallery, adder, keys
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -120,14 +128,25 @@ class Persons:
         return self.views(gid, [self._record(gid, person_id)])[0]
 
     def photos_of(self, key: KeyRecord, person_id: int, request: Page) -> tuple[list[PersonPhoto], int]:
-        """The person's photos, newest first, each with the person's face in it; and how many."""
+        """The person's photos in the request's scope, newest first, each with the person's face
+        in it; and how many the scope holds. A scope is resolved as a scoped search's (the
+        catalog's selection of the gallery's faces in it), over every photo of the person."""
         gid = key.gallery
         person = Person.of(self._record(gid, person_id), None)
-        rows = self.catalog.persons.images(gid, person_id, request.offset, request.limit)
+        scope = request.scope
+        if scope.everything:
+            rows = self.catalog.persons.images(gid, person_id, request.offset, request.limit)
+            total = person.faces
+        else:
+            self.keys.used(gid, scope)
+            rows = self.catalog.persons.images(gid, person_id, 0, person.faces)
+            inside = self.catalog.images.select(gid, scope).contains(np.array([face for _, face in rows], np.int64))
+            rows = [row for row, kept in zip(rows, inside.tolist(), strict=True) if kept]
+            total, rows = len(rows), rows[request.offset : request.offset + request.limit]
         records = self.catalog.images.get_many(gid, [image for image, _ in rows])
         names = PersonNames(self.catalog.persons).of_faces(gid, [f.id for r in records.values() for f in r.faces])
         shown = [PersonPhoto(Image.of(records[image], names), face) for image, face in rows if image in records]
-        return shown, person.faces
+        return shown, total
 
     # -- changing -----------------------------------------------------------------------------
 
@@ -226,14 +245,23 @@ class PersonSearcher:
         pack = self.reader.pack_for(self.catalog.images.gallery(gid).pack)
         return self.thresholds.for_faces(pack, self.catalog.grouping.state(gid).placed)
 
-    def nearest(self, gid: int, query: np.ndarray, top_k: int, threshold: float) -> list[tuple[int, float, int]]:
-        """(person id, score, the person's face nearest the query), best first."""
+    def nearest(
+        self, gid: int, query: np.ndarray, top_k: int, threshold: float, scope: Scope = EVERYTHING
+    ) -> list[tuple[int, float, int]]:
+        """(person id, score, the person's face nearest the query), best first, by the faces of
+        the photos in ``scope`` only (applied inside the vector index, and every hit checked
+        against the catalog as a scoped image search's)."""
+        records: dict[int, ImageRecord] = {}
 
         def persons_of(face_ids: list[int]) -> dict[int, int]:
+            if not scope.everything:
+                images = self.catalog.images.images_of_faces(gid, face_ids)
+                admitted = admitted_faces(self.catalog.images, gid, images, scope, records) or set()
+                face_ids = [face for face in face_ids if face in admitted]
             found = self.catalog.persons.of_faces(gid, face_ids)
             return {face: a.person for face, a in found.items() if a.person is not None}
 
-        found = nearest_groups(self.indexes, gid, query, top_k, threshold, persons_of)
+        found = nearest_groups(self.indexes, gid, query, top_k, threshold, persons_of, scope)
         ranked = sorted(((person, person_score(hits), hits[0][1]) for person, hits in found), key=lambda r: -r[1])
         return [row for row in ranked if row[1] >= threshold][:top_k]
 
@@ -244,7 +272,8 @@ class PersonSearcher:
         if not faces:
             raise NoFace("no face was found in the query image")
         limit = self.default_threshold(gid) if request.threshold is None else request.threshold
-        ranked = self.nearest(gid, faces[0].embedding, request.top_k, limit)
+        self.persons.keys.used(gid, request.scope)
+        ranked = self.nearest(gid, faces[0].embedding, request.top_k, limit, request.scope)
         records = self.catalog.persons.get_many(gid, [person for person, _, _ in ranked])
         views = {view.id: view for view in self.persons.views(gid, list(records.values()))}
         placed = self.persons.placed(gid, [face for _, _, face in ranked])

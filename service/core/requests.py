@@ -113,6 +113,7 @@ class PersonSearch:
     photo: Photo
     top_k: int = 10
     threshold: float | None = None  # None: the gallery's calibrated default
+    scope: Scope = EVERYTHING  # the photos whose faces count
 
 
 @dataclass(frozen=True)

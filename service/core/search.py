@@ -83,6 +83,33 @@ def nearest_groups(
         k *= 4
 
 
+def admitted_faces(
+    images: ImageTable,
+    gid: int,
+    face_to_image: dict[int, int],
+    scope: Scope,
+    records: dict[int, ImageRecord],
+    faces: FaceFilter = NO_FILTER,
+) -> set[int] | None:
+    """The face ids among those found (``face_to_image``) whose image the catalog's record puts
+    in ``scope`` and that the face filter admits, or None when nothing is filtered: the check of
+    every hit of a scoped search (a vector server's copy may lag). The image records it reads
+    are added to ``records``."""
+    if not faces.active and scope.everything:
+        return None
+    wanted = set(face_to_image.values())
+    records.update(images.get_many(gid, sorted(wanted - records.keys())))
+    expr = scope.expr()
+    passed = [
+        records[image]
+        for image in wanted
+        if image in records
+        and matches(expr, Facts(records[image].metadata, records[image].collection,
+                                created_seconds(records[image].created_at)))
+    ]  # fmt: skip
+    return {face.id for record in passed for face in record.faces if faces.admits(face)}
+
+
 class Thresholds:
     """The default search threshold of a gallery: the fixed setting, else its pack's, scaled
     with the gallery's size (``threshold``)."""
@@ -130,7 +157,7 @@ class Searcher:
 
         def images_of(face_ids: list[int]) -> dict[int, int]:
             face_to_image = self.images.images_of_faces(key.gallery, face_ids)
-            admitted = self._admitted(key, face_to_image, faces, scope, records)
+            admitted = admitted_faces(self.images, key.gallery, face_to_image, scope, records, faces)
             return {f: image for f, image in face_to_image.items() if admitted is None or f in admitted}
 
         found = nearest_groups(self.indexes, key.gallery, query, top_k, threshold, images_of, scope)
@@ -142,31 +169,6 @@ class Searcher:
             for image_id, (score, face_id) in ranked
             if image_id in records
         ]
-
-    def _admitted(
-        self,
-        key: KeyRecord,
-        face_to_image: dict[int, int],
-        faces: FaceFilter,
-        scope: Scope,
-        records: dict[int, ImageRecord],
-    ) -> set[int] | None:
-        """The face ids the face filter and the scope let answer among those found, or None when
-        nothing is filtered. The image records it reads are added to ``records``.
-        """
-        if not faces.active and scope.everything:
-            return None
-        wanted = set(face_to_image.values())
-        records.update(self.images.get_many(key.gallery, sorted(wanted - records.keys())))
-        expr = scope.expr()
-        passed = [
-            records[image]
-            for image in wanted
-            if image in records
-            and matches(expr, Facts(records[image].metadata, records[image].collection,
-                                    created_seconds(records[image].created_at)))
-        ]  # fmt: skip
-        return {face.id for record in passed for face in record.faces if faces.admits(face)}
 
     def query_faces(self, data: bytes, limit: int | None = None, pack: str | None = None) -> list[Face]:
         """The query photo's faces (the ``limit`` largest) in ``pack``'s vectors (the running

@@ -117,7 +117,7 @@ class Services:
 
     @cached_property
     def persons(self) -> Persons:
-        return Persons(self.catalog, self.indexes, self.photos, self.gallery, self.adder)
+        return Persons(self.catalog, self.indexes, self.photos, self.gallery, self.adder, self.filter_keys)
 
     @cached_property
     def person_searcher(self) -> PersonSearcher:

@@ -35,12 +35,14 @@ def search_threshold(pack: ModelPack, gallery_faces: int) -> float:
     return round(cosine_at_far(calibration["far_cosine"], far), 4)
 
 
-def link_threshold(pack: ModelPack, far: float, fixed: float | None) -> float:
+def link_threshold(pack: ModelPack, far: float | None, fixed: float | None) -> float:
     """The cosine at which a grouping run links two faces: ``fixed``, else the pack's cosine at
-    per-pair false-accept rate ``far`` (its calibration table), else its fixed search threshold."""
+    per-pair false-accept rate ``far`` (None: the pack's own, its manifest's ``grouping.far``)
+    in its calibration table, else its fixed search threshold."""
     if fixed is not None:
         return fixed
     calibration = pack.manifest.get("calibration")
-    if not calibration:
+    far = far if far is not None else pack.manifest.get("grouping", {}).get("far")
+    if not calibration or far is None:
         return pack.search_threshold
     return round(cosine_at_far(calibration["far_cosine"], far), 4)

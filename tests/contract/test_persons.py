@@ -12,6 +12,7 @@ import pytest
 from index.backend import restore_catalog
 from index.catalog import Catalog
 from index.errors import AssignmentConflictError, UnknownFacesError, UnknownPersonsError
+from index.filters import Facts, Scope, created_seconds, matches
 from index.records import (
     DONE,
     EVERY_PERSON,
@@ -26,9 +27,15 @@ from index.records import (
     NewImage,
     Source,
 )
+from service.core.config import FilterSettings
+from service.core.filters import FilterKeys
+from service.core.persons import Persons, PersonSearcher
+from service.core.requests import Page
+from service.core.search import Thresholds
 from service.harness.synthetic import faces
 from tests.contract.conftest import Storage
 from tests.contract.test_catalog import PACK, gallery_of, new_image
+from tests.contract.test_filtered_search import PER_IMAGE, load, scopes
 
 NOW = "2026-12-07T00:00:00+00:00"
 
@@ -405,3 +412,49 @@ def test_a_forgotten_persons_faces_leave_no_vector_in_the_index_even_after_a_reb
     catalog, vectors = storage.restart(ivf_threshold=400)
     nothing_left()
     assert vectors.verify(gid)
+
+
+def test_a_persons_photos_and_search_by_person_keep_to_a_scope(storage: Storage) -> None:
+    """``collection``, ``filter`` and creation times narrow a person's photos and search by person
+    (the use cases over each backend): the answer is the unscoped one with the photos outside
+    the scope taken out by hand (``index.filters.matches`` over the catalog's records), and
+    search by person scores each person by its nearest face among the photos in the scope."""
+    catalog, vectors = storage.open()
+    key = catalog.keys.create("k", "hash", None, NOW)
+    gid = key.gallery
+    data = faces(40, per_identity=4)
+    records = {r.id: r for r in load(catalog, gid, data)}  # 40 photos of 4 people each, collections, metadata
+    by_vector = {n + 40 * j: r.faces[j].id for n, r in enumerate(records.values()) for j in range(PER_IMAGE)}
+    for identity in range(40):
+        chosen = [by_vector[v] for v in np.nonzero(data.identity == identity)[0].tolist()]
+        catalog.person_edits.create(gid, f"p{identity}", {}, chosen, NOW)
+    vectors.sync(gid)
+    persons = Persons(catalog, vectors, None, None, None, FilterKeys(catalog.metadata, FilterSettings()))
+    searcher = PersonSearcher(None, catalog, vectors, Thresholds(None), persons)
+    everyone = [p.id for p in catalog.persons.page(gid, 0, 100)[0]]
+    stored = catalog.images.vectors(gid, list(by_vector.values()))
+    assert len(everyone) == 40
+    for scope in [*scopes(), Scope(created_before=0.0), Scope(created_after=0.0, collections=("event-3",))]:
+        expr = scope.expr()
+
+        def inside(image: int, expr=expr) -> bool:
+            record = records[image]
+            return matches(expr, Facts(record.metadata, record.collection, created_seconds(record.created_at)))
+
+        for person in everyone[:8]:
+            shown, _ = persons.photos_of(key, person, Page(0, 100))
+            expected = [(p.image.id, p.face_id) for p in shown if inside(p.image.id)]
+            scoped, count = persons.photos_of(key, person, Page(0, 100, scope))
+            assert [(p.image.id, p.face_id) for p in scoped] == expected and count == len(expected), scope
+            assert [(p.image.id, p.face_id) for p in persons.photos_of(key, person, Page(1, 1, scope))[0]] == (
+                expected[1:2]
+            )
+        for query in data.queries[:4]:
+            best: dict[int, tuple[float, int]] = {}
+            for face, person in catalog.persons.of_faces(gid, list(by_vector.values())).items():
+                if inside(catalog.images.images_of_faces(gid, [face])[face]):
+                    best[person.person] = max(best.get(person.person, (-2.0, 0)), (float(stored[face] @ query), face))
+            expected = sorted(best.items(), key=lambda item: -item[1][0])
+            found = searcher.nearest(gid, query, 40, -1.0, scope)
+            assert [(person, face) for person, _, face in found] == [(p, face) for p, (_, face) in expected], scope
+            assert np.allclose([score for _, score, _ in found], [score for _, (score, _) in expected], atol=1e-3)

@@ -86,6 +86,14 @@ def test_a_tour_of_persons(api: Client) -> None:
     assert [p["id"] for p in persons] == [tom["id"]] and persons[0]["score"] > 0.6
     assert persons[0]["face"]["face_id"] in {image["faces"][0]["id"] for image in [*toms, new]}
     assert api.ok(api.call("POST", "/persons/search", json={"image": {"base64": b64(GROUP)}})) == []
+    api.ok(api.call("PUT", f"/images/{toms[1]['id']}", json={"collection": "gala", "metadata": {"table": 4}}))
+    for narrowing in ("collection=gala", "filter=%7B%22table%22%3A4%7D", "collection=gala&created_after=2000-01-01"):
+        photos = api.call("GET", f"/persons/{tom['id']}/images?{narrowing}")
+        assert [p["id"] for p in api.ok(photos)] == [toms[1]["id"]] and photos.body["total"] == 1, narrowing
+    query = {"image": {"base64": b64(flipped(TOM))}}
+    in_gala = api.ok(api.call("POST", "/persons/search", json={**query, "collection": "gala"}))
+    assert [(p["id"], p["face"]["face_id"]) for p in in_gala] == [(tom["id"], toms[1]["faces"][0]["id"])]
+    assert api.ok(api.call("POST", "/persons/search", json={**query, "filter": {"table": 5}})) == []
     thumbnail = api.call("GET", f"/faces/{tom['cover']['face_id']}/thumbnail")
     assert thumbnail.status == 200 and thumbnail.headers["Content-Type"] == "image/jpeg"
     assert thumbnail.raw[:3] == b"\xff\xd8\xff"
@@ -170,6 +178,7 @@ def test_each_refusal_has_its_code(api: Client, backend: Backend) -> None:
         ("POST", f"/persons/{person['id']}/faces", {"face_ids": [mine_face], "from": 0}),
         ("DELETE", f"/persons/{person['id']}/faces", {}),
         ("POST", "/persons/search", {"image": {"base64": b64(TOM)}, "top_k": 0}),
+        ("POST", "/persons/search", {"image": {"base64": b64(TOM)}, "filter": {"year": {"$near": 1}}}),
         ("POST", "/persons/cluster", {"full": 1}),
     ]
     for method, path, body in bad:

@@ -4,10 +4,14 @@ user constraint)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from index.records import Attach, Fold, NewGroup
+from models.packs import load_pack
 from service.core.grouping import FaceSet, GroupingSettings, Links, plan
+from service.core.threshold import cosine_at_far, link_threshold
 
 RULES = GroupingSettings(support=3, min_faces=3)
 
@@ -102,3 +106,21 @@ def test_persons_no_user_edited_fold_into_others_and_two_edited_ones_never_join(
 def test_held_faces_are_never_grouped() -> None:
     faces = face_set(list(range(1, 5)), held=[True, False, False, False])
     assert groups(plan(faces, links(clique([1, 2, 3, 4])), RULES)) == [[2, 3, 4]]
+
+
+def test_the_link_threshold_is_each_packs_cosine_at_its_own_far_unless_a_setting_says_otherwise() -> None:
+    """The link FAR is a fact of the pack (pack.json ``grouping.far``), read in its calibration;
+    ``FACE_SEARCH_GROUP_FAR`` and ``FACE_SEARCH_GROUP_THRESHOLD`` override it."""
+    pack = load_pack("buffalo_s")
+    table = pack.manifest["calibration"]["far_cosine"]
+    stricter = replace(pack, manifest={**pack.manifest, "grouping": {"far": 1e-6}})
+    assert link_threshold(stricter, None, None) == dict((f, c) for f, c in table)[1e-6]
+    assert link_threshold(stricter, 1e-4, None) == dict((f, c) for f, c in table)[1e-4]
+    assert link_threshold(stricter, None, 0.5) == 0.5
+    for name in ("buffalo_s", "buffalo_s_edgeface"):
+        own = load_pack(name)
+        far = own.manifest["grouping"]["far"]
+        assert link_threshold(own, None, None) == round(
+            cosine_at_far(own.manifest["calibration"]["far_cosine"], far), 4
+        )
+    assert link_threshold(replace(pack, manifest={}), None, None) == pack.search_threshold
