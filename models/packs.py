@@ -344,5 +344,7 @@ def with_runtime(pack: ModelPack, runtimes: tuple[Runtime, tuple[Runtime, ...]] 
     return replace(
         pack,
         detector=replace(pack.detector, runtime=detector),
-        embedders=tuple(replace(model, runtime=runtime) for model, runtime in zip(pack.embedders, embedders, strict=True)),
+        embedders=tuple(
+            replace(model, runtime=runtime) for model, runtime in zip(pack.embedders, embedders, strict=True)
+        ),
     )

@@ -51,7 +51,7 @@ class OnnxRuntimeSession(Session):
 
 
 @cache
-def openvino_core():  # type: ignore[no-untyped-def]
+def openvino_core():
     """One OpenVINO core per process (imported on first use: a pack on ONNX Runtime never loads it)."""
     import openvino
 
@@ -86,7 +86,7 @@ class OpenVinoSession(Session):
         return [request.get_output_tensor(i).data.copy() for i in range(len(self.output_shapes))]
 
 
-def _shape(partial) -> Shape:  # type: ignore[no-untyped-def]
+def _shape(partial) -> Shape:
     return [dim.get_length() if dim.is_static else None for dim in partial]
 
 

@@ -1,10 +1,11 @@
 """Which class runs each of a pack's networks, and what it is given to open.
 
 A pack's manifest names its detector (``scrfd``, ``yunet``) and embedder (``arcface``,
-``sface``, ``edgeface``) models, and the runtime each runs on (models/runtime.py). Weights shipped block-quantised are converted to float32 in memory
-first, and the converted model is held to its own pinned SHA-256: a different ``onnx``
-release that serialised the conversion differently would be caught here, at start-up,
-rather than as embeddings that no longer match the gallery's.
+``sface``, ``edgeface``) models, and the runtime each runs on (models/runtime.py).
+Weights shipped block-quantised are converted to float32 in memory first, and the
+converted model is held to its own pinned SHA-256: a different ``onnx`` release that
+serialised the conversion differently would be caught here, at start-up, rather than
+as embeddings that no longer match the gallery's.
 """
 
 from __future__ import annotations

@@ -281,7 +281,7 @@ ENV = (
     Env("FACE_SEARCH_THREADS", "server.threads", "request threads of each worker process", whole(1)),
     Env(
         "FACE_SEARCH_MODEL_THREADS", "model_threads",
-        "threads per model run (ONNX Runtime intra-op, OpenVINO inference) (0: the cores divided among the workers)", whole(0),
+        "threads of one model run, either runtime (0: the cores divided among the workers)", whole(0),
     ),
     Env(
         "FACE_SEARCH_MODEL_RUNTIME", "model_runtime",
