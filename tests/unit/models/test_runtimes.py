@@ -124,7 +124,9 @@ def test_the_operator_overrides_the_packs_choice_for_every_model_or_one_role() -
         with pytest.raises(ValueError):
             parse_override(wrong)
     pack = load_pack("buffalo_s_edgeface")
-    chosen = with_runtime(pack, Settings.from_env({"FACE_SEARCH_MODEL_RUNTIME": "embedders=openvino-bf16"}).model_runtime)
+    chosen = with_runtime(
+        pack, Settings.from_env({"FACE_SEARCH_MODEL_RUNTIME": "embedders=openvino-bf16"}).model_runtime
+    )
     assert chosen.detector.runtime == pack.detector.runtime
     assert [model.runtime for model in chosen.embedders] == [BF16, BF16]
     assert Settings.from_env({"FACE_SEARCH_MODEL_RUNTIME": "pack"}).model_runtime is None
