@@ -325,7 +325,7 @@ def cpu_seconds(pids: list[int]) -> float:
 # models, the storage a request makes durable), wherever they are in the stack; else the
 # innermost frame that names a category (the handling of the bytes, the HTTP server, waiting).
 WRAPPERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("models (onnxruntime run)", ("run (onnxruntime/",)),
+    ("models (runtime's run)", ("run (onnxruntime/", "infer (openvino/")),
     ("request count (quota commit)", ("count_request (", "charge (")),
     ("throttles", ("core/throttle.py", "run_state.py")),
     ("photo file write + fsync", ("core/photos.py",)),
