@@ -1,7 +1,8 @@
 """Where a photo's time goes, and how close the service comes to the models alone.
 
   python scripts/bench_pipeline.py [--pack buffalo_s_edgeface] [--lfw 40 --large 20]
-      [--configs 2x1x4,1x2x4] [--runtimes pack,onnxruntime,openvino-bf16] [--stages] [--profile]
+      [--configs 2x1x4,1x2x4] [--runtimes pack onnxruntime detector=openvino-bf16,embedders=onnxruntime]
+      [--stages] [--profile]
       [--out reports/bench]
 
 Measurements over the same realistic mix of photos (LFW 250x250 crops and the large photos
@@ -681,8 +682,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--runtimes",
-        default="pack",
-        help="FACE_SEARCH_MODEL_RUNTIME values to run the servers with, comma-separated (pack: each pack.json's)",
+        nargs="+",
+        default=["pack"],
+        help="FACE_SEARCH_MODEL_RUNTIME values to run the servers with (pack: each pack.json's)",
     )
     parser.add_argument("--stages", action="store_true", help="also time the stages in this process")
     parser.add_argument("--profile", action="store_true", help="sample the workers with py-spy (adds, searches)")
@@ -698,9 +700,10 @@ def main(argv: list[str] | None = None) -> int:
     if profile_to is not None:
         profile_to.mkdir(exist_ok=True)
     packs = args.pack.split(",")
-    runtimes = args.runtimes.split(",")
     report: dict = {
-        "packs": {pack: bench_pack(photos, pack, args.configs, args.stages, profile_to, runtimes) for pack in packs}
+        "packs": {
+            pack: bench_pack(photos, pack, args.configs, args.stages, profile_to, args.runtimes) for pack in packs
+        }
     }
     if args.fsyncs:
         report["fsyncs"] = fsyncs_per_request(photos, packs[0])
