@@ -452,7 +452,8 @@ def server_loads(
             "FACE_SEARCH_RATE_LIMIT": "0",  # the per-key limit would cap the clients, not the pipeline
             "FACE_SEARCH_MODEL_RUNTIME": runtime,
         }
-        server = LiveServer(Path(scratch), env).start()
+        # a loaded machine takes minutes to start workers that compile their models for this CPU
+        server = LiveServer(Path(scratch), env).start(timeout=300)
         config = f"{workers}x{model_threads}x{server_threads}-{runtime}"
 
         def phase(path: str, clients: int, sent: list[str], accepted: tuple[int, ...] = (SUCCESS,)) -> Phase:
