@@ -19,7 +19,8 @@ import pytest
 from models import packs as packs_module
 from models import transforms
 from models.analyzer import FaceAnalyzer
-from models.packs import FETCHED_DIR, PACKS_DIR, ModelPackError, load_pack, part_of, sha256_of
+from models.packs import FETCHED_DIR, PACKS_DIR, ModelPackError, load_pack, part_of, sha256_of, with_runtime
+from models.runtime import RuntimeOverride
 from service.commands import install_weights
 from service.harness.photos import decode, package_photo
 from tests.photos import centred_crop, lfw_pairs
@@ -164,8 +165,10 @@ def test_fused_scores_are_the_mean_of_the_two_cosines_on_real_faces(analyzer: Fa
     assert all(abs(float(fused[a] @ fused[b]) - float(w600k[a] @ w600k[b])) > 1e-3 for a, b in same), "EdgeFace counts"
 
 
-def test_it_makes_buffalo_s_vectors_exactly_with_w600k_mbf_alone(analyzer: FaceAnalyzer) -> None:
-    buffalo_s = FaceAnalyzer(load_pack("buffalo_s"))
+def test_it_makes_buffalo_s_vectors_exactly_with_w600k_mbf_alone(pack, analyzer: FaceAnalyzer) -> None:
+    # exactly on the same runtimes; across runtimes as close as the runtimes' vectors (test_runtimes.py)
+    same = RuntimeOverride(pack.detector.runtime, pack.embedders[0].runtime)
+    buffalo_s = FaceAnalyzer(with_runtime(load_pack("buffalo_s"), same))
     for name in ("t1.jpg", "Tom_Hanks_54745.png"):
         served = analyzer.faces_in_bytes(package_photo(name), pack="buffalo_s")
         own = buffalo_s.faces_in_bytes(package_photo(name))
