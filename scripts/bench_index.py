@@ -54,286 +54,36 @@ import json
 import os
 import subprocess
 import sys
-import time
 from dataclasses import asdict, replace
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from index.catalog import Catalog  # noqa: E402
-from index.faiss import FaissIndexes  # noqa: E402
-from index.faiss.gallery import candidates_for  # noqa: E402
-from index.filters import DEFAULT_COLLECTION, Facts, created_seconds, matches  # noqa: E402
-from index.lmdb import LmdbCatalog  # noqa: E402
-from index.records import NewFace, NewImage  # noqa: E402
-from models.packs import ModelPack, fused, load_pack  # noqa: E402
-from service.core.config import Limits, Settings  # noqa: E402
-from service.core.filters import scope_of  # noqa: E402
-
-DIM = 512
-# The share of a further part's synthetic face taken from the first part's (the rest is a face of its
-# own): chosen so that over pairs of strangers its cosines correlate with the first part's as much as
-# buffalo_s_edgeface's two embedders' do on LFW's different-person pairs (docs/accuracy.md).
-PART_MIX = 0.555
-PER_IDENTITY = 5
-GROUP = 20  # identities per lookalike group
-LATENT = 32  # dimensions the group centres vary along
-CHUNK = 100_000  # faces generated and stored at a time
-PER_IMAGE = 1000  # faces per stored image record
-INDEX_FILES = (".faiss", ".codes")  # a gallery's base files and second codes
-# the re-rank's reads, as the report names them: made by the searching thread, by the reader threads, or by
-# either as recent reads call for; each from a catalog out of the page cache and from one in it
-SIDES = {"one_thread": "reading in the searching thread", "spread": "on the reader threads",
-         "adaptive": "as recent reads call for"}  # fmt: skip
-CACHES = ("cold", "warm")
-
-
-def drop_from_page_cache(path: Path) -> None:
-    """Make the next read of a file come from the disk, as it does for data nobody touched for a
-    while. The kernel keeps the pages a process maps: unmap them first."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-
-
-def unmap(path: Path) -> None:
-    """Drop this process's mapped pages of a file (the next touch faults them in again), so that
-    ``drop_from_page_cache`` can drop them: LMDB's map, whose address py-lmdb does not say."""
-    import ctypes
-    import mmap
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    for line in Path("/proc/self/maps").read_text().splitlines():
-        if line.endswith(str(path)):
-            start, end = (int(part, 16) for part in line.split()[0].split("-"))
-            libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), mmap.MADV_DONTNEED)
-
-
-def unit(rows: np.ndarray) -> np.ndarray:
-    return (rows / np.linalg.norm(rows, axis=-1, keepdims=True)).astype(np.float32)
-
-
-def around(centres: np.ndarray, low: float, high: float, rng: np.random.Generator) -> np.ndarray:
-    """Unit vectors at a cosine drawn from [low, high] to their row of ``centres``."""
-    tangent = np.sqrt(1 / rng.uniform(low, high, size=(len(centres), 1)) ** 2 - 1)
-    return unit(centres + tangent * unit(rng.standard_normal(centres.shape, dtype=np.float32)))
-
-
-class Population:
-    """``size`` faces of ``size / 5`` identities, any chunk of them regenerated from the seed alone.
-
-    ``stream`` draws another embedder's vectors of the same people: the same identities in the
-    same lookalike groups, every random draw its own (stream 0 draws what this always drew)."""
-
-    def __init__(self, size: int, seed: int, dim: int = DIM, stream: int = 0) -> None:
-        self.size, self.seed, self.dim, self.stream = size, seed, dim, stream
-        self.identities = max(1, size // PER_IDENTITY)
-        rng = self.rng(0)
-        basis = np.linalg.qr(rng.standard_normal((dim, LATENT)))[0].T.astype(np.float32)
-        groups = max(1, self.identities // GROUP)
-        self.groups = unit(rng.standard_normal((groups, LATENT), dtype=np.float32) @ basis)
-
-    def rng(self, *key: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, *key] if not self.stream else [self.seed, 100 + self.stream, *key])
-
-    def centres(self, first: int, count: int) -> np.ndarray:
-        """The centres of identities ``first`` .. ``first + count``, chunk by chunk from the seed."""
-        parts, identity = [], first
-        while identity < first + count:
-            block = identity // (CHUNK // PER_IDENTITY)
-            start = block * (CHUNK // PER_IDENTITY)
-            rng = self.rng(1, block)
-            rows = np.arange(start, min(start + CHUNK // PER_IDENTITY, self.identities))
-            made = around(self.groups[rows % len(self.groups)], 0.65, 0.75, rng)
-            take = made[identity - start : min(first + count, rows[-1] + 1) - start]
-            parts.append(take)
-            identity += len(take)
-        return np.concatenate(parts)
-
-    def chunk(self, number: int) -> np.ndarray:
-        """Faces ``number * CHUNK`` onwards, identity by identity."""
-        start, stop = number * CHUNK, min(self.size, (number + 1) * CHUNK)
-        identities = np.arange(start, stop) // PER_IDENTITY
-        centres = self.centres(int(identities[0]), int(identities[-1]) - int(identities[0]) + 1)
-        return around(centres[identities - identities[0]], 0.6, 0.8, self.rng(2, number))
-
-    def queries(self, count: int) -> np.ndarray:
-        """Unseen faces of enrolled identities (the same identities in every stream)."""
-        rng = np.random.default_rng([self.seed, 3])
-        chosen = np.sort(rng.choice(self.identities, size=min(count, self.identities), replace=False))
-        block = CHUNK // PER_IDENTITY  # identities made at a time: each block once, not once per query
-        centres = [
-            self.centres(first, min(block, self.identities - first))[chosen[chosen // block == first // block] - first]
-            for first in np.unique(chosen // block) * block
-        ]
-        return around(np.concatenate(centres), 0.6, 0.8, rng if not self.stream else self.rng(3))
-
-
-class Faces:
-    """The synthetic faces a pack stores: one ``Population`` stream per embedder, fused as the pack
-    fuses them; each further embedder's part mixes a random rotation of the first part's face in,
-    so that the parts agree on lookalikes as much as real embedders do (``PART_MIX``)."""
-
-    def __init__(self, size: int, seed: int, pack: ModelPack) -> None:
-        dims = [int(model.dim or DIM) for model in pack.embedders]
-        self.size, self.dim = size, sum(dims)
-        self.parts = [Population(size, seed, dim, stream) for stream, dim in enumerate(dims)]
-        rng = np.random.default_rng([seed, 99])
-        self.rotations = [
-            np.linalg.qr(rng.standard_normal((dims[0], dims[0])))[0][:, :dim].astype(np.float32) for dim in dims[1:]
-        ]
-
-    def _fused(self, first: np.ndarray, others: list[np.ndarray]) -> np.ndarray:
-        share, own = np.float32(np.sqrt(PART_MIX)), np.float32(np.sqrt(1 - PART_MIX))
-        mixed = [unit(share * (first @ r) + own * o) for r, o in zip(self.rotations, others, strict=True)]
-        return fused([first, *mixed])
-
-    def chunk(self, number: int) -> np.ndarray:
-        first, *others = (part.chunk(number) for part in self.parts)
-        return self._fused(first, others)
-
-    def queries(self, count: int) -> np.ndarray:
-        first, *others = (part.queries(count) for part in self.parts)
-        return self._fused(first, others)
-
-
-def fill(catalog: LmdbCatalog, gid: int, population: Faces, label: str, pack: ModelPack) -> None:
-    """Store the population's faces as ``pack`` stores them, going on from what an earlier, stopped run stored."""
-    have = catalog.images.gallery(gid).faces
-    if have % PER_IMAGE and have < population.size:
-        raise SystemExit(f"{label}: {have} faces stored, not whole images: remove --data and start again")
-    with tqdm(total=population.size, initial=have, unit="face", desc=f"storing {label}") as bar:
-        for number in range(have // CHUNK, -(-population.size // CHUNK)):
-            vectors = population.chunk(number)
-            # an image is one transaction, so a stopped run stored whole images: go on after the last one
-            first = max(0, have - number * CHUNK)
-            stored = vectors.astype(pack.store_as)
-            for start in range(first, len(vectors), PER_IMAGE):
-                faces = [NewFace([0.0, 0.0, 100.0, 100.0], 0.9, v) for v in stored[start : start + PER_IMAGE]]
-                catalog.images.add(gid, NewImage("bench.jpg", "image/jpeg", {}, "bench", pack.name, faces))
-            bar.update(len(vectors) - first)
-
-
-FACES_PER_PHOTO = 2
-PHOTOS_PER_WRITE = 2000
-COLLECTIONS = (("c100", 100), ("c1k", 1_000), ("c10k", 10_000), ("c100k", 100_000))  # photos, from the first on
-YEAR_START = datetime(2026, 1, 1, tzinfo=UTC)
-INDEXED_KEYS = ("status", "tier", "region", "customer")  # "shade" is left to be read from the metadata
-# Each filter: the request's scope fields, and (in the name) the share of the faces it keeps.
-FILTERS: dict[str, dict[str, Any]] = {
-    "status active (50%)": {"filter": {"status": "active"}},
-    "active, tier < 50 (25%)": {"filter": {"status": "active", "tier": {"$lt": 50}}},
-    "tier < 5 (5%)": {"filter": {"tier": {"$lt": 5}}},
-    "region r007 (0.5%)": {"filter": {"region": "r007"}},
-    "customer 42 (0.01%)": {"filter": {"customer": 42}},
-    "collection of 100 photos": {"collection": "c100"},
-    "collection of 1,000 photos": {"collection": "c1k"},
-    "collection of 10,000 photos": {"collection": "c10k"},
-    "collection of 100,000 photos": {"collection": "c100k"},
-    "created in the last 18 days (5%)": {"created_after": "2026-12-14T00:00:00+00:00"},
-    "shade < 5, not indexed (5%)": {"filter": {"shade": {"$lt": 5}}},
-}
-UNINDEXED_QUERIES = 5  # a filter on a key not indexed reads every photo's metadata: a few queries only
-
-
-class Photos:
-    """A population's faces as photos of ``FACES_PER_PHOTO`` faces of different people (a chunk's
-    faces shuffled, then paired), each photo with metadata drawn from the seed: ``status`` active
-    or closed (half each), ``tier`` 0..99, ``region`` one of 200, ``customer`` one of 10,000,
-    ``shade`` 0..99 (never indexed); the first photos in ``COLLECTIONS`` of 100 to 100,000
-    photos, the rest in the default one; creation times spread over 2026 in photo order."""
-
-    def __init__(self, population: Faces, seed: int) -> None:
-        self.population, self.seed = population, seed
-        self.count = population.size // FACES_PER_PHOTO
-
-    def chunk(self, number: int) -> tuple[np.ndarray, list[tuple[dict, str, str]]]:
-        """The faces of chunk ``number`` in photo order, and each photo's (metadata, collection,
-        created_at)."""
-        rng = np.random.default_rng([self.seed, 4, number])
-        vectors = self.population.chunk(number)
-        vectors = vectors[rng.permutation(len(vectors))]
-        count = len(vectors) // FACES_PER_PHOTO
-        first = number * CHUNK // FACES_PER_PHOTO
-        active, tier, region = rng.random(count) < 0.5, rng.integers(100, size=count), rng.integers(200, size=count)
-        customer, shade = rng.integers(10_000, size=count), rng.integers(100, size=count)
-        photos = []
-        for j in range(count):
-            number_ = first + j
-            metadata = {
-                "status": "active" if active[j] else "closed", "tier": int(tier[j]), "region": f"r{region[j]:03d}",
-                "customer": int(customer[j]), "shade": int(shade[j]),
-            }  # fmt: skip
-            moment = YEAR_START + timedelta(days=number_ * 365 // self.count, seconds=number_ % 86_400)
-            photos.append((metadata, self.collection(number_), moment.isoformat()))
-        return vectors[: count * FACES_PER_PHOTO], photos
-
-    @staticmethod
-    def collection(number: int) -> str:
-        start = 0
-        for name, size in COLLECTIONS:
-            if number < start + size:
-                return name
-            start += size
-        return DEFAULT_COLLECTION
-
-
-def fill_photos(catalog: Catalog, gid: int, photos: Photos, label: str, pack: ModelPack) -> None:
-    """Store the photos, ``PHOTOS_PER_WRITE`` to a write, going on from what a stopped run stored;
-    the keys of ``INDEXED_KEYS`` are indexed from the start (as ``FACE_SEARCH_FILTER_KEYS`` does)."""
-    catalog.metadata.start(gid, INDEXED_KEYS, len(INDEXED_KEYS))
-    have = catalog.images.gallery(gid).images
-    chunk_photos = CHUNK // FACES_PER_PHOTO
-    with tqdm(total=photos.count, initial=have, unit="photo", desc=f"storing {label}") as bar:
-        for number in range(have // chunk_photos, -(-photos.population.size // CHUNK)):
-            vectors, drawn = photos.chunk(number)
-            vectors = vectors.astype(pack.store_as)
-            for start in range(max(0, have - number * chunk_photos), len(drawn), PHOTOS_PER_WRITE):
-                batch = [
-                    NewImage("bench.jpg", "image/jpeg", metadata, created, pack.name,
-                             [NewFace([0.0, 0.0, 100.0, 100.0], 0.9, v)
-                              for v in vectors[FACES_PER_PHOTO * j : FACES_PER_PHOTO * (j + 1)]],
-                             collection=collection)
-                    for j, (metadata, collection, created) in enumerate(drawn[start : start + PHOTOS_PER_WRITE], start)
-                ]  # fmt: skip
-                catalog.images.add_many(gid, batch)
-                bar.update(len(batch))
-
-
-def filtered_truth(photos: Photos, queries: np.ndarray, cache: Path, k: int = 10) -> dict[str, np.ndarray]:
-    """For each filter, the exact top-k face ids per query among the faces it keeps, from the
-    generator alone (one pass over its chunks): face ids are 1.. in the order stored."""
-    if cache.is_file():
-        return dict(np.load(cache))
-    scopes = {name: scope_of(fields, Limits()).expr() for name, fields in FILTERS.items()}
-    best = {name: (np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64))
-            for name in FILTERS}  # fmt: skip
-    for number in tqdm(range(-(-photos.population.size // CHUNK)), unit="chunk", desc="exact search, filtered"):
-        vectors, drawn = photos.chunk(number)
-        ids = number * CHUNK + 1 + np.arange(len(vectors))
-        scores = queries @ vectors.T
-        for name, expr in scopes.items():
-            passed = np.array([matches(expr, Facts(m, c, created_seconds(t))) for m, c, t in drawn], bool)
-            kept = np.flatnonzero(np.repeat(passed, FACES_PER_PHOTO))
-            if not len(kept):
-                continue
-            part = scores[:, kept]
-            top = np.argsort(-part, axis=1)[:, :k]
-            merged_scores = np.concatenate([best[name][0], np.take_along_axis(part, top, 1)], axis=1)
-            merged_ids = np.concatenate([best[name][1], ids[kept][top]], axis=1)
-            order = np.argsort(-merged_scores, axis=1)[:, :k]
-            best[name] = (np.take_along_axis(merged_scores, order, 1), np.take_along_axis(merged_ids, order, 1))
-    found = {name: ids for name, (_, ids) in best.items()}
-    np.savez(cache, **found)  # type: ignore[arg-type]
-    return found
+from index.faiss import FaissIndexes
+from index.faiss.gallery import candidates_for
+from index.lmdb import LmdbCatalog
+from index.records import NewFace, NewImage
+from models.packs import ModelPack, load_pack
+from service.core.config import Settings
+from service.harness.galleries import (
+    CHUNK,
+    FILTERS,
+    PER_IMAGE,
+    Faces,
+    Photos,
+    fill,
+    fill_photos,
+    filtered_truth,
+    kept_best,
+    nothing_yet,
+    percentiles,
+    rebuild,
+    recall,
+    recall_of,
+)
+from service.harness.index_serving import CACHES, INDEX_FILES, SIDES, Serving, measure
+from service.harness.live import ROOT
 
 
 def truth(
@@ -344,8 +94,7 @@ def truth(
     stored ones checked to be those, rounded."""
     if cache.is_file():
         return np.load(cache)
-    best_scores = np.full((len(queries), k), -np.inf, np.float32)
-    best_ids = np.full((len(queries), k), -1, np.int64)
+    best = nothing_yet(len(queries), k)
     with catalog.log.scan(gid, CHUNK) as (gallery, batches):
         for number, (ids, vectors) in enumerate(
             tqdm(batches, total=-(-gallery.faces // CHUNK), unit="batch", desc="exact search")
@@ -355,252 +104,10 @@ def truth(
                 if len(made) > len(vectors) or np.abs(made - vectors[: len(made)]).max() > 1e-3:
                     raise SystemExit(f"the stored faces of batch {number} are not those the seed makes")
                 vectors = np.concatenate([made, vectors[len(made) :]])
-            scores = queries @ vectors.T
-            top = np.argpartition(-scores, min(k, scores.shape[1] - 1), axis=1)[:, :k]
-            merged_scores = np.concatenate([best_scores, np.take_along_axis(scores, top, 1)], axis=1)
-            merged_ids = np.concatenate([best_ids, ids[top]], axis=1)
-            order = np.argsort(-merged_scores, axis=1)[:, :k]
-            best_scores = np.take_along_axis(merged_scores, order, 1)
-            best_ids = np.take_along_axis(merged_ids, order, 1)
+            best = kept_best(best, queries @ vectors.T, ids, k)
+    best_ids = best[1]
     np.save(cache, best_ids)
     return best_ids
-
-
-def rebuild(data: Path, key: str, settings: Settings) -> dict:
-    """``scripts/rebuild_index.py`` on the gallery, as a nightly job runs it."""
-    env = {**os.environ, "FACE_SEARCH_DATA_DIR": str(data)}
-    started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "scripts/rebuild_index.py", "--key", key, "--threads", str(os.cpu_count())],
-        cwd=ROOT, env=env, capture_output=True, text=True,
-    )  # fmt: skip
-    if done.returncode:
-        raise SystemExit(f"rebuild failed: {done.stderr[-2000:]}")
-    return {"rebuild_s": round(time.monotonic() - started, 1), "log": done.stdout.splitlines()[-3:]}
-
-
-SERVE = r"""
-import json, os, sys, threading, time
-from pathlib import Path
-import faiss, numpy as np
-sys.path.insert(0, sys.argv[1])
-from index.faiss import FaissIndexes
-from index.faiss.gallery import CANDIDATES_AT
-from index.lmdb import LmdbCatalog
-from index.records import NewFace, NewImage
-from service.core.config import Settings
-from scripts.bench_index import CACHES, INDEX_FILES, SIDES, drop_from_page_cache, unmap
-
-def status():
-    # resident memory: all of it, the process's own (anonymous), and the pages of the index files
-    # it maps (the catalog's LMDB pages, mapped too, are the page cache of the stored vectors)
-    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
-    found = {name: int(fields[name].split()[0]) * 1024 for name in ("VmRSS", "RssAnon", "RssFile", "VmHWM")}
-    mapped, index_file = 0, False
-    for line in Path("/proc/self/smaps").read_text().splitlines():
-        if not line[:1].isupper():  # a mapping's header: address range, perms, ..., path
-            index_file = line.rstrip().endswith(INDEX_FILES)
-        elif line.startswith("Rss:") and index_file:
-            mapped += int(line.split()[1]) * 1024
-    found["IndexFiles"] = mapped
-    found["Index"] = found["RssAnon"] + mapped
-    return found
-
-data, gids, queries = Path(sys.argv[2]), json.loads(sys.argv[3]), np.load(sys.argv[4])
-grid, checkpoint = json.loads(sys.argv[5]), sys.argv[6] == "1"
-pack, store_as = json.loads(sys.argv[9])  # the faces the checkpoint's adds store: the pack's name and dtype
-dim = queries.shape[-1]
-settings = Settings.from_env().at(data)
-faiss.omp_set_num_threads(1)
-base = status()
-started = time.monotonic()
-catalog = LmdbCatalog(data / "lmdb", 64 << 30)
-indexes = FaissIndexes(catalog, data / "indexes", settings.index, serving=True)
-indexes.open_all()
-opened = time.monotonic() - started
-out = {"startup_s": round(opened, 2), "after_open": {k: v - base[k] for k, v in status().items()}}
-details = indexes.status(gids[0]).details
-out["lists"], out["refine_bytes"] = (details.lists, details.second_code) if details else (0, 0)
-out["scan_bytes"] = details.scan_code if details else 0
-
-def timed(gid, rows, k=10):
-    times, found = [], []
-    for row in rows:
-        t = time.perf_counter()
-        found.append(indexes.search(gid, row[None, :], k)[1][0])
-        times.append(time.perf_counter() - t)
-    return np.array(times) * 1000, np.array(found)
-
-touched = [g for g in catalog.images.galleries() if g not in gids]
-for gid in touched:  # every other gallery first: the measured ones have not been touched for a while
-    indexes.search(gid, queries.reshape(-1, dim)[:1], 10)
-out["measured_loaded_before"] = sum(g in indexes.loaded() for g in gids)
-def cold(gid):  # not touched for a while: its files have left the page cache too
-    for path in (data / "indexes").glob(f"gallery-{gid}.*.*"):
-        drop_from_page_cache(path)
-
-per_gallery = []
-for n, gid in enumerate(gids):
-    rows = queries[n] if queries.ndim == 3 else queries
-    cold(gid)
-    first, _ = timed(gid, rows[:1])
-    timed(gid, rows[1:21])  # warm-up
-    times, found = timed(gid, rows)
-    per_gallery.append({"gallery": gid, "first_ms": float(first[0]), "times": times.tolist(), "found": found.tolist()})
-out["galleries"] = per_gallery
-out["after_queries"] = {k: v - base[k] for k, v in status().items()}
-
-if grid:
-    gid = gids[0]
-    points = []
-    faces = indexes.status(gid).vectors
-    for nprobe in grid["nprobe"]:
-        for candidates in grid["candidates"]:
-            # the setting is for ten million faces and scales down with the gallery: ask for as
-            # many as makes this gallery's scan return ``candidates``
-            indexes.tune(nprobe=nprobe, candidates=max(candidates, -(-candidates * CANDIDATES_AT // faces)))
-            times, found = timed(gid, queries[:200])
-            point = {"nprobe": nprobe, "candidates": candidates, "times": times.tolist(), "found": found.tolist()}
-            points.append(point)
-    out["grid"] = points
-    indexes.tune(nprobe=settings.index.nprobe, candidates=settings.index.candidates)
-
-filters = json.loads(Path(sys.argv[10]).read_text()) if len(sys.argv) > 10 and sys.argv[10] else None
-if filters:
-    from service.core.config import Limits
-    from service.core.filters import scope_of
-    gid, before = gids[0], status()
-    unfiltered_times, unfiltered_found = timed(gid, queries)
-    wide = [indexes.search(gid, row[None, :], 1000)[1][0].tolist() for row in queries[:50]]
-    out["unfiltered"] = {"times": unfiltered_times.tolist()}
-    out["filters"] = {}
-    for name, fields in filters.items():
-        scope = scope_of(fields, Limits())
-        t = time.perf_counter()
-        allowed = catalog.images.select(gid, scope)
-        selected_ms = (time.perf_counter() - t) * 1000
-        count = allowed.count
-        rows = queries[:5] if "not indexed" in name else queries
-        times, found = [], []
-        for row in rows:
-            t = time.perf_counter()
-            found.append(indexes.search(gid, row[None, :], 10, scope)[1][0].tolist())
-            times.append((time.perf_counter() - t) * 1000)
-        kept = lambda ids: [int(i) for i in ids if i >= 0 and allowed.contains(np.array([i]))[0]][:10]
-        out["filters"][name] = {
-            "faces": count, "select_ms": selected_ms, "times": times, "found": found,
-            "naive10": [kept(f) for f in unfiltered_found.tolist()], "naive1000": [kept(f) for f in wide],
-        }
-    out["filters_memory"] = {k: v - before[k] for k, v in status().items()}
-    for name, fields in filters.items():  # after the memory: each reads every allowed vector
-        allowed, exact_times = catalog.images.select(gid, scope_of(fields, Limits())), []
-        for row in queries[: (3 if allowed.count > 100_000 else 20) if allowed.count else 0]:  # none: no exact side
-            t = time.perf_counter()
-            chosen = allowed.ids().tolist()
-            vectors = catalog.images.vectors(gid, chosen)
-            matrix = np.stack([vectors[i] for i in chosen])
-            np.argsort(-(matrix @ row))[:10]
-            exact_times.append((time.perf_counter() - t) * 1000)
-        out["filters"][name]["exact_times"] = exact_times
-
-if len(gids) == 1 and not filters:  # the re-rank's reads from a catalog out of the page cache, as at ten million faces
-    from index.lmdb.environment import READERS
-    gid, adaptive, path = gids[0], catalog.env.spread_above, data / "lmdb" / "data.mdb"
-    reads = {cache: {side: [] for side in SIDES} for cache in CACHES}
-    for cache in CACHES:
-        for _ in range(2):  # each side twice, in turn; the adaptive one starts from what the spread one left
-            for side, threshold in zip(SIDES, (float("inf"), 0.0, adaptive)):
-                catalog.env.spread_above = threshold  # this handle's, not the module's
-                if cache == "cold":
-                    unmap(path)
-                    drop_from_page_cache(path)
-                reads[cache][side] += timed(gid, queries[:200])[0].tolist()
-    catalog.env.spread_above = adaptive
-    out["catalog_reads"] = {"readers": READERS, **reads}
-
-if checkpoint:
-    gid = gids[0]
-    rng = np.random.default_rng(7)
-    def add(n):
-        vectors = rng.standard_normal((n, dim)).astype(np.float32)
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        faces = [NewFace([0.0, 0.0, 100.0, 100.0], 0.9, v) for v in vectors.astype(store_as)]
-        t = time.perf_counter()
-        catalog.images.add(gid, NewImage("bench.jpg", "image/jpeg", {}, "bench", pack, faces))
-        indexes.sync(gid)
-        return (time.perf_counter() - t) * 1000
-    for _ in range(100):
-        add(100)  # changes for the checkpoint to fold
-    before_adds = [add(1) for _ in range(50)]
-    before_search, _ = timed(gid, queries[:100])
-    before = status()
-    saver = threading.Thread(target=indexes.save_all)
-    t = time.monotonic()
-    saver.start()
-    during_adds, during_search, own = [], [], before["RssAnon"]
-    while saver.is_alive():
-        during_adds.append(add(1))
-        s, _ = timed(gid, queries[len(during_search) % 100 : len(during_search) % 100 + 1])
-        during_search.extend(s.tolist())
-        own = max(own, status()["RssAnon"])
-    fold_s = time.monotonic() - t
-    out["checkpoint"] = {
-        # the process's own memory at its highest while the fold ran: a second copy of the index would show here
-        "fold_s": round(fold_s, 2), "peak_memory_growth": status()["VmHWM"] - before["VmHWM"],
-        "own_memory_growth": own - before["RssAnon"],
-        "adds_before_ms": before_adds, "adds_during_ms": during_adds,
-        "search_before_ms": before_search.tolist(), "search_during_ms": during_search,
-    }
-
-if sys.argv[7] == "1":  # search while scripts/rebuild_index.py runs beside
-    import subprocess
-    gid = gids[0]
-    env = {**os.environ, "FACE_SEARCH_DATA_DIR": str(data)}
-    key = json.loads(sys.argv[8])
-    before, _ = timed(gid, queries[:200])
-    t = time.monotonic()
-    command = [sys.executable, "scripts/rebuild_index.py", "--key", key]
-    child = subprocess.Popen(command, cwd=sys.argv[1], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    during, n = [], 0
-    while child.poll() is None:
-        s, _ = timed(gid, queries[n % len(queries) : n % len(queries) + 1])
-        during.extend(s.tolist())
-        n += 1
-        time.sleep(0.02)
-    rebuilt = time.monotonic() - t
-    after, _ = timed(gid, queries[:200])
-    out["rebuild_while_serving"] = {"rebuild_s": round(rebuilt, 1), "exit": child.returncode,
-        "before_ms": before.tolist(), "during_ms": during, "after_ms": after.tolist(),
-        "generation": indexes.status(gid).generation, "memory": {k: v - base[k] for k, v in status().items()}}
-indexes.close()
-print("RESULT " + json.dumps(out))
-"""
-
-
-def serve(
-    data: Path,
-    gids: list[int],
-    queries: np.ndarray,
-    grid: dict | None,
-    checkpoint: bool,
-    rebuild_key: str | None,
-    pack: ModelPack,
-    filters: dict | None = None,
-) -> dict:
-    """The measurements of a fresh serving process (its own memory, nothing inherited from this one)."""
-    path = data / "queries.npy"
-    np.save(path, queries)
-    spec = data / "filters.json"
-    if filters:
-        spec.write_text(json.dumps(filters))
-    command = [sys.executable, "-c", SERVE, str(ROOT), str(data), json.dumps(gids), str(path), json.dumps(grid or {}),
-               "1" if checkpoint else "0", "1" if rebuild_key else "0", json.dumps(rebuild_key),
-               json.dumps([pack.name, pack.store_as]), str(spec) if filters else ""]  # fmt: skip
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-    line = next((line for line in done.stdout.splitlines() if line.startswith("RESULT ")), None)
-    if line is None:
-        raise SystemExit(f"the serving process failed: {done.stderr[-3000:]}")
-    return json.loads(line[len("RESULT ") :])
 
 
 def workers_memory(data: Path, key: str, workers: int) -> list[dict]:
@@ -629,15 +136,6 @@ def workers_memory(data: Path, key: str, workers: int) -> list[dict]:
         server.stop()
 
 
-def recall(found: np.ndarray, exact: np.ndarray) -> float:
-    """The share of the exact top-10 found in the top-10 answered, over the queries."""
-    return round(float(np.mean([len(set(f[:10]) & set(t[:10])) / 10 for f, t in zip(found, exact, strict=True)])), 4)
-
-
-def percentiles(times: list[float]) -> dict:
-    return {"p50_ms": round(float(np.percentile(times, 50)), 2), "p99_ms": round(float(np.percentile(times, 99)), 2)}
-
-
 def data_dir(args: argparse.Namespace, name: str, pack: ModelPack) -> Path:
     """Where a run keeps its catalog and index: buffalo_s's as it always did, another pack's apart."""
     return args.data / (name if pack.name == "buffalo_s" else f"{name}-{pack.name}")
@@ -659,17 +157,10 @@ def one_gallery(size: int, args: argparse.Namespace, settings: Settings, pack: M
     )
     lmdb_bytes = (data / "lmdb" / "data.mdb").stat().st_size
     catalog.close()
-    built = rebuild(data, key, settings) if not (data / "indexes").exists() else {"rebuild_s": None}
+    built = rebuild(data, key) if not (data / "indexes").exists() else {"rebuild_s": None}
     grid = {"nprobe": [256, 384, 512, 768], "candidates": [1600, 3200, 6400, 12800]} if args.grid else None
-    served = serve(
-        data,
-        [record.gallery],
-        queries,
-        grid,
-        checkpoint=True,
-        rebuild_key=key if args.rebuild_while_serving else None,
-        pack=pack,
-    )
+    rebuild_key = key if args.rebuild_while_serving else None
+    served = measure(Serving(data, [record.gallery], queries, pack.name, pack.store_as, grid, True, rebuild_key))
     gallery = served["galleries"][0]
     resident = served["after_queries"]["Index"]
     result = {
@@ -762,10 +253,8 @@ def filtered(size: int, args: argparse.Namespace, settings: Settings, pack: Mode
     index_bytes = metadata_index_bytes(catalog)
     lmdb_bytes = (data / "lmdb" / "data.mdb").stat().st_size
     catalog.close()
-    built = rebuild(data, key, settings) if not (data / "indexes").exists() else {"rebuild_s": None}
-    served = serve(
-        data, [record.gallery], queries, None, checkpoint=False, rebuild_key=None, pack=pack, filters=FILTERS
-    )
+    built = rebuild(data, key) if not (data / "indexes").exists() else {"rebuild_s": None}
+    served = measure(Serving(data, [record.gallery], queries, pack.name, pack.store_as, filters=FILTERS))
     unfiltered = percentiles(served["unfiltered"]["times"])
     rows = {}
     for name, got in served["filters"].items():
@@ -792,15 +281,6 @@ def filtered(size: int, args: argparse.Namespace, settings: Settings, pack: Mode
         "unfiltered": unfiltered,
         "filters": rows,
     }
-
-
-def recall_of(found: list[list[int]], exact: np.ndarray) -> float:
-    """recall@10 where the exact answer may hold fewer than 10 (a filter that keeps fewer faces)."""
-    shares = []
-    for answer, truth_row in zip(found, exact, strict=False):
-        wanted = {int(i) for i in truth_row[:10] if i >= 0}
-        shares.append(len(set(answer[:10]) & wanted) / len(wanted) if wanted else 1.0)
-    return round(float(np.mean(shares)), 4)
 
 
 def filtered_table(report: dict) -> str:
@@ -856,7 +336,7 @@ def many_galleries(count: int, faces: int, args: argparse.Namespace, settings: S
     rng = np.random.default_rng(5)
     sample = sorted(rng.choice(gids, size=min(50, len(gids)), replace=False).tolist())
     queries = np.stack([Faces(faces, 10_000 + gids.index(g), pack).queries(30) for g in sample])
-    served = serve(data, sample, queries, None, checkpoint=False, rebuild_key=None, pack=pack)
+    served = measure(Serving(data, sample, queries, pack.name, pack.store_as))
     first = [g["first_ms"] for g in served["galleries"]]
     warm = [t for g in served["galleries"] for t in g["times"]]
     return {

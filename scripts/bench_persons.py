@@ -34,13 +34,13 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
-from bench_index import CHUNK, PER_IDENTITY, Population, rebuild  # scripts/, beside this file (run as a file)
-from evaluation import bcubed
 from tqdm import tqdm
 
 from index.lmdb import LmdbCatalog
 from index.records import NewFace, NewImage
 from service.core.config import Settings
+from service.harness.galleries import CHUNK, PER_IDENTITY, Population, rebuild
+from service.harness.scoring import bcubed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -156,8 +156,7 @@ def one_size(size: int, args: argparse.Namespace) -> dict:
     fill(catalog, record.gallery, population)
     truth = identities(catalog, record.gallery)
     catalog.close()
-    settings = Settings.from_env()
-    built = rebuild(data, key, settings) if not (data / "indexes").exists() else {"rebuild_s": None}
+    built = rebuild(data, key) if not (data / "indexes").exists() else {"rebuild_s": None}
     clear_persons(data)
     queries = population.queries(args.queries)
     photos = population.queries(args.queries + 1000)[-1000:]  # other unseen faces of enrolled identities

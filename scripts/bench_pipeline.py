@@ -69,6 +69,7 @@ from models.faces import Face
 from models.packs import load_pack, with_runtime
 from models.runtime import parse_override
 from models.zoo import detector_model, embedder_model
+from service.api.errors import Code
 from service.api.paths import API
 from service.core.config import Settings
 from service.core.images import decode_base64
@@ -211,7 +212,6 @@ def models_alone_ms(photos: list[Photo], pack_name: str, runtime: str) -> dict[s
 
 # -- 2. the stages in this process --------------------------------------------------------
 
-SUCCESS, NOT_A_PHOTO = 0, 1  # the API's status_code of a success and of bytes that are no photo
 STAGES = ("base64", "decode", "detection", "alignment", "embedding", "index add", "index search")
 
 
@@ -277,7 +277,7 @@ class Load:
         return max(self.latencies) / statistics.median(self.latencies)
 
 
-def drive(url: str, path: str, bodies: list[str], clients: int, accepted: tuple[int, ...] = (SUCCESS,)) -> Load:
+def drive(url: str, path: str, bodies: list[str], clients: int, accepted: tuple[int, ...] = (Code.SUCCESS,)) -> Load:
     """Send every body once, spread over ``clients`` threads each with its own connection."""
     latencies: list[float] = []
     errors = [0]
@@ -456,7 +456,7 @@ def server_loads(
         server = LiveServer(Path(scratch), env).start(timeout=300)
         config = f"{workers}x{model_threads}x{server_threads}-{runtime}"
 
-        def phase(path: str, clients: int, sent: list[str], accepted: tuple[int, ...] = (SUCCESS,)) -> Phase:
+        def phase(path: str, clients: int, sent: list[str], accepted: tuple[int, ...] = (Code.SUCCESS,)) -> Phase:
             sampled = profile_to is not None and clients in (1, 4)
             return measured(
                 server,
@@ -467,7 +467,7 @@ def server_loads(
 
         try:
             drive(server.url, "/search", bodies[:4], 1)  # warm up (answers "no face in gallery" fast)
-            refused = phase("/images", 1, [p.refused_body for p in photos], accepted=(NOT_A_PHOTO,))
+            refused = phase("/images", 1, [p.refused_body for p in photos], accepted=(Code.NO_CONTENT,))
             adds = [phase("/images", clients, bodies) for clients in CLIENTS]
             searches = [phase("/search", clients, bodies) for clients in CLIENTS]
         finally:

@@ -18,7 +18,7 @@ combination is run over:
 
 Per set, variant and embedder (each embedder of the pack alone, and the pack's fusion): the
 share of photos with a face, the open-set miss rate at 1% of strangers answered over 20 random
-enrolment splits (scripts/evaluation.py), and how many splits beat the current variant.
+enrolment splits (service/harness/scoring.py), and how many splits beat the current variant.
 """
 
 from __future__ import annotations
@@ -32,15 +32,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-# run as a script, its own folder is searched first: evaluate.py and evaluation.py stand beside it
-from evaluate import DATASETS, ROOT, load_set, sample, tight_crop
-from evaluation import SPLITS, enrolment_splits, open_set_miss
-
 from models import transforms, views
 from models.analyzer import FaceAnalyzer
 from models.decode import ImageDecodeError, decode_image
 from models.faces import Face
 from models.packs import load_pack, part_of
+from service.harness.evaluation import DATASETS, ROOT, load_set, sample, tight_crop
+from service.harness.scoring import SPLITS, enrolment_splits, open_set_miss
 
 CROP_SETS = ("att-orl", "faceapi-bbt", "dlib-johns", "yale")
 BORDERS = {"black": cv2.BORDER_CONSTANT, "edge": cv2.BORDER_REPLICATE, "mirror": cv2.BORDER_REFLECT_101}

@@ -6,16 +6,18 @@ from __future__ import annotations
 import secrets
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
+import requests
 
 from index.postgres import PostgresCatalog
 from service.core.keys import KeyRing
-from service.harness.engines import Milvus, Postgres
+from service.harness.engines import Milvus, Postgres, running
 from service.harness.live import LiveServer
 
 T = TypeVar("T")
@@ -25,10 +27,23 @@ T = TypeVar("T")
 class Engines:
     postgres: Postgres
     milvus: Milvus
+    root: Path
+    shared: dict[tuple[tuple[str, str], ...], Replicas] = field(default_factory=dict)
 
     def new_database(self) -> str:
         """The URL of a new, empty database on the server: a catalog of its own."""
         return self.postgres.database("t_" + secrets.token_hex(6))
+
+    def replicas(self, env: dict[str, str]) -> Replicas:
+        """Two replicas with the settings ``env``, started for the first module that asks and
+        shared by every module that asks with the same settings until the session ends: each test
+        keeps to a key of its own, so a gallery of its own, as customers of one cluster do. Ready
+        again (both replicas reach both engines) before each module's use, whatever the modules
+        between did to the engines."""
+        key = tuple(sorted(env.items()))
+        if key not in self.shared:
+            self.shared[key] = Replicas(self, Path(tempfile.mkdtemp(prefix="replicas-", dir=self.root)), env).start()
+        return self.shared[key].ready()
 
     def env(self, catalog_url: str, photo_dir: Path) -> dict[str, str]:
         """The settings of a replica of the cluster that keeps its catalog at ``catalog_url``."""
@@ -44,12 +59,15 @@ def engines() -> Iterator[Engines]:
     # not under pytest's tmp_path: PostgreSQL runs as nobody (as root), who cannot enter it
     root = Path(tempfile.mkdtemp(prefix="face-search-cluster-"))
     root.chmod(0o755)
-    postgres, milvus = Postgres(root / "postgres"), Milvus(root / "milvus")
     try:
-        yield Engines(postgres.start(), milvus.start())
+        with running(root) as (postgres, milvus):
+            made = Engines(postgres, milvus, root)
+            try:
+                yield made
+            finally:
+                for replicas in made.shared.values():
+                    replicas.stop()
     finally:
-        milvus.kill()
-        postgres.kill()
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -71,6 +89,22 @@ class Replicas:
     def stop(self) -> None:
         for server in self.servers:
             server.stop()
+
+    def ready(self, timeout: float = 120.0) -> Replicas:
+        """Once both replicas answer /readyz with every check passed (PostgreSQL and Milvus reached)."""
+        deadline = time.monotonic() + timeout
+        for server in self.servers:
+            while True:
+                try:
+                    answer = requests.get(server.url + "/readyz", timeout=30)
+                    if answer.status_code == 200 and all(answer.json()["checks"].values()):
+                        break
+                except requests.RequestException:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"replica {server.url} is not ready: see {server.log}")
+                time.sleep(0.2)
+        return self
 
     def keys(self, change: Callable[[KeyRing], T]) -> T:
         """Change keys as ``scripts/keys.py`` does, from another process's view of the catalog."""

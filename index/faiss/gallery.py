@@ -25,7 +25,7 @@ from ..vectors import IndexSettings
 from .files import IndexFiles, Pointer
 from .ivf_file import IvfLayout, lists_codes, lists_ids, write_ivf
 from .overlay import Overlay
-from .refine import write_codes
+from .refine import best_of, write_codes
 from .vector_index import FLAT, IndexState, VectorIndex, add_vectors, codes_path
 
 Exact = Callable[[list[int]], dict[int, np.ndarray]]  # face ids -> their exact vectors (live faces only)
@@ -130,9 +130,8 @@ class GalleryIndex:
 
         - at most ``settings.rerank`` faces: an exact search over them alone, their vectors read
           from the catalog (what the re-rank would read anyway);
-        - an IVF scans more lists the fewer faces pass: ``nprobe`` divided by the share that
-          passes (all the lists at the extreme), so that it meets as many allowed faces as an
-          unfiltered scan meets faces;
+        - an IVF scans more lists the fewer faces pass: ``nprobe`` divided by the share that passes
+          to the power ``WIDEN`` (all the lists at the extreme);
         - a base with a second code: the codes of the allowed faces ranked directly (a scan of
           their rows alone) when that costs less than that wider IVF scan (``DIRECT_COST``), else
           the IVF scan with the allowed rows as its selector (and the direct ranking after all if
@@ -148,14 +147,14 @@ class GalleryIndex:
         if base is not None and base.count:
             selector, keep_alive = base.selector(allowed)
             share = min(1.0, allowed.count / base.count)
-            wider = base.state.nprobe and min(base.state.nlist, math.ceil(base.state.nprobe / share))
+            wider = base.state.nprobe and min(base.state.nlist, math.ceil(base.state.nprobe / share**WIDEN))
             if not base.compressed:
                 parts.append(base.search(queries, k, selector, wider or None))
             elif base.codes is None:
                 ids, _ = base.shortlist(queries, max(k, settings.rerank), 0, selector, wider)
                 parts.append(_rescored(queries, ids, exact))
             else:
-                parts.append(_ranked_within(queries, k, settings, exact, base, selector, keep_alive, wider))
+                parts.append(_ranked_within(queries, k, settings, exact, base, allowed, selector, wider))
             del keep_alive
         return _merged(parts, k)
 
@@ -231,6 +230,14 @@ class GalleryIndex:
         return twin
 
 
+# A filter that keeps a share s of the faces scans nprobe / s**WIDEN lists. Its nearest allowed
+# faces are the nearest faces of a sparser gallery: a little farther than the unfiltered ones, in
+# more lists, but not 1/s times as many. nprobe / s (as many allowed faces met as an unfiltered
+# scan meets faces) scanned twice the lists at 25% for the same recall at a million faces;
+# nprobe / sqrt(s) kept it there but lost 0.01 at a fifth on the contract test's small, tightly
+# grouped gallery (tests/contract/test_filtered_search.py). Measured: the issue-29perf run of
+# docs/benchmarks/2026-12-07-filters.md.
+WIDEN = 0.75
 NEAR_RERANK = 4  # a grouping run's neighbours: this many times k candidates are scored exactly
 # What ranking one face's second code directly costs (gathering its 128 bytes, 8-bit lookups),
 # in faces of a pq4 IVF scan (4-bit codes, 32 at a time in registers): a filter that leaves
@@ -258,26 +265,27 @@ def _ranked_within(
     settings: IndexSettings,
     exact: Exact,
     base: VectorIndex,
+    allowed: IdSet,
     selector: faiss.IDSelector,
-    bits: np.ndarray,
     wider: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A second-code base's nearest allowed faces (``bits``: its allowed rows): a scan of those
-    rows' codes, or the IVF scan with them as selector over ``wider`` lists, whichever costs
-    less (see ``GalleryIndex.within``)."""
+    """A second-code base's nearest ``allowed`` faces (``selector``: its rows of them): a scan of
+    those rows' codes, or the IVF scan with them as selector over ``wider`` lists, whichever
+    costs less (see ``GalleryIndex.within``)."""
     assert base.codes is not None
     keep = max(k, settings.rerank)
-    count = int(np.bitwise_count(bits).sum())
+    rows = base.selected_rows(allowed)
+    count = len(rows)
     scanned = wider / max(base.state.nlist, 1) * base.count  # faces the wider IVF scan reads
     if count * DIRECT_COST > scanned:
         ids, _ = base.shortlist(queries, keep, candidates_for(base.count, settings), selector, wider)
         found = _rescored(queries, ids, exact)
         if np.all((found[1] >= 0).sum(axis=1) >= min(k, count)):
             return found
-    rows = np.flatnonzero(np.unpackbits(bits, count=base.codes.count, bitorder="little"))
     ranked = np.full((len(queries), keep), -1, np.int64)
+    scorer = base.selected_scorer(allowed)
     for number, query in enumerate(queries):
-        best, _ = base.codes.best(query, rows, keep)
+        best, _ = best_of(scorer, rows, query, keep)
         ranked[number, : len(best)] = base.codes.ids[best]
     return _rescored(queries, ranked, exact)
 

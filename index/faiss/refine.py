@@ -105,15 +105,15 @@ class RefineCodes:
         vector), best first, as rows, and their scores."""
         rows = np.sort(rows[rows >= 0])  # in file order: the codes are read going forward
         # a scorer per query: FAISS scores codes it holds, and searches run in several threads
+        return best_of(self.scorer(rows), rows, query, keep)
+
+    def scorer(self, rows: np.ndarray) -> faiss.IndexPQ:
+        """An index holding a copy of the codes of ``rows`` (ascending), in their order."""
         scorer = faiss.IndexPQ(self.coder.d, self.code_bytes, 8, faiss.METRIC_INNER_PRODUCT)
         scorer.pq = self.coder.pq
         scorer.is_trained = True
         scorer.add_sa_codes(np.ascontiguousarray(self.codes[rows]))
-        scores, order = scorer.search(
-            np.ascontiguousarray(query[None, :], dtype=np.float32), max(1, min(keep, len(rows)))
-        )
-        found = order[0] >= 0
-        return rows[order[0][found]], scores[0][found]
+        return scorer
 
     def rows(self, ids: np.ndarray) -> np.ndarray:
         """The rows of these faces in the file; a face it does not hold means the file is not the
@@ -204,6 +204,15 @@ class Coding:
         for start in range(0, len(order), CHUNK):
             chosen = order[start : start + CHUNK]
             yield ids[chosen], codes[chosen]
+
+
+def best_of(scorer: faiss.IndexPQ, rows: np.ndarray, query: np.ndarray, keep: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``keep`` of ``rows`` (the rows whose codes ``scorer`` holds, in its order) that score
+    highest for ``query``, best first, and their scores. A scorer is only read: searches in
+    several threads may share one."""
+    scores, order = scorer.search(np.ascontiguousarray(query[None, :], dtype=np.float32), max(1, min(keep, len(rows))))
+    found = order[0] >= 0
+    return rows[order[0][found]], scores[0][found]
 
 
 def find(ascending: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

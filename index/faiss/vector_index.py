@@ -22,9 +22,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -45,6 +48,9 @@ TRAIN_PER_LIST = 40  # k-means sample per list: FAISS asks for >= 39; more costs
 PQ_TRAINING = 256 * 40  # PQ codebooks of 256 centroids each want as many points as a list does
 TRAIN_ITERATIONS = 10  # k-means rounds (FAISS defaults to 25; the centroids barely move after 10)
 SELECTOR_BITMAP_BYTES = 64 << 20  # a filter's selector over face ids as a bitmap up to this size, else a list
+# the second codes of filters ranked directly, kept per base: 5% of a million faces take 6.4 MB
+SCORERS_BYTES = 64 << 20
+SELECTORS_HELD = 8  # recent filters' selectors kept per base (a bitmap of its faces each: 125 KB a million)
 
 
 @dataclass
@@ -174,6 +180,9 @@ class VectorIndex:
         self.packed: faiss.IndexIVFPQFastScan | None = None  # what a ``pq4`` IVF is searched with
         self.codes: RefineCodes | None = None  # the second code of a mapped base file
         self.coding: refine.Coding | None = None  # the second code of an IVF built here
+        # recent filters' selectors by the id of their set: [set, selector, what it needs, rows, scorer]
+        self._selectors: OrderedDict[int, list] = OrderedDict()
+        self._selectors_lock = threading.Lock()
 
     @classmethod
     def empty(cls, dim: int) -> VectorIndex:
@@ -301,11 +310,72 @@ class VectorIndex:
             self.state.added_since_training += len(ids)
             self.packed = None
 
-    def selector(self, allowed: IdSet) -> tuple[faiss.IDSelector, object]:
+    def selector(self, allowed: IdSet) -> tuple[faiss.IDSelector, Any]:
         """A selector of the ``allowed`` faces by what this index's searches call them
-        (``labels``), and what must outlive it: a bitmap over the codes file's rows (one pass over
-        its ids, ascending), else over face ids (the set's own chunks laid end to end), or for ids
-        too large for that, the list of them."""
+        (``labels``), and what must outlive it (see ``_selector``). The catalog hands the same
+        set object to every search with the same filter while the gallery is unchanged
+        (``index.lmdb.attributes.Selections``), so the last few are kept with their set. A write
+        to the gallery makes the catalog resolve the filter anew; when the rows it allows here
+        are the same (the write added faces, which the overlay holds, or changed others), the
+        held selector, rows and codes go on serving, under the new set."""
+        held = self._held(allowed)
+        if held is not None:
+            return held[1], held[2]
+        selector, keep = self._selector(allowed)
+        with self._selectors_lock:
+            held_rows = self._selectors.items() if self.codes is not None else ()
+            same = next((key for key, other in held_rows if np.array_equal(other[2], keep)), None)
+            entry = [allowed, selector, keep, None, None] if same is None else [allowed, *self._selectors.pop(same)[1:]]
+            self._selectors[id(allowed)] = entry
+            while len(self._selectors) > SELECTORS_HELD:
+                self._selectors.popitem(last=False)
+        return entry[1], entry[2]
+
+    def selected_rows(self, allowed: IdSet) -> np.ndarray:
+        """The rows of the codes file the ``allowed`` faces are at, ascending."""
+        assert self.codes is not None
+        held = self._held(allowed)
+        bits = held[2] if held is not None else self._selector(allowed)[1]
+        rows = held[3] if held is not None else None
+        if rows is None:
+            rows = np.flatnonzero(np.unpackbits(bits, count=self.codes.count, bitorder="little"))
+            if held is not None:
+                held[3] = rows
+        return rows
+
+    def selected_scorer(self, allowed: IdSet) -> faiss.IndexPQ:
+        """A scorer of the ``allowed`` faces' second codes, gathered once (``RefineCodes.scorer``)
+        and kept with the filter's selector while ``SCORERS_BYTES`` of them allow: a filter
+        ranked directly would otherwise gather its faces' codes from all over the codes file for
+        every search."""
+        assert self.codes is not None
+        rows = self.selected_rows(allowed)
+        held = self._held(allowed)
+        if held is not None and held[4] is not None:
+            return held[4]
+        scorer = self.codes.scorer(rows)
+        if held is not None:
+            with self._selectors_lock:
+                size = len(rows) * self.codes.code_bytes
+                if self._selectors.get(id(allowed)) is held and self._scorers_bytes() + size <= SCORERS_BYTES:
+                    held[4] = scorer
+        return scorer
+
+    def _scorers_bytes(self) -> int:
+        return sum(held[4].ntotal * held[4].code_size for held in self._selectors.values() if held[4] is not None)
+
+    def _held(self, allowed: IdSet) -> list | None:
+        with self._selectors_lock:
+            held = self._selectors.get(id(allowed))
+            if held is None or held[0] is not allowed:  # the id of a set no longer held, reused
+                return None
+            self._selectors.move_to_end(id(allowed))
+            return held
+
+    def _selector(self, allowed: IdSet) -> tuple[faiss.IDSelector, Any]:
+        """A bitmap over the codes file's rows (one pass over its ids, ascending), else over face
+        ids (the set's own chunks laid end to end), or for ids too large for that, the list of
+        them; and what must outlive the selector."""
         if self.codes is not None:
             bits = np.packbits(allowed.contains(self.codes.ids), bitorder="little")
             return faiss.IDSelectorBitmap(self.codes.count, faiss.swig_ptr(bits)), bits

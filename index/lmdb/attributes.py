@@ -13,7 +13,9 @@ the postings of what it changed in its own transaction.
 Key layout (integers big-endian, so byte order is numeric order):
 
 - ``postings``: gallery u64, level (``i`` images, ``f`` faces), path, 0x00, typed value, chunk u32
-- ``value_counts``: gallery u64, path, 0x00, typed value -> images u64, faces u64
+- ``value_counts``: gallery u64, path, 0x00, typed value -> images u64, faces u64; and gallery
+  u64, 0x00 -> the gallery's stamp u64 (the id of the last write transaction that changed its
+  images, which a cached selection is checked against: ``Selections``)
 - ``filter_keys``: gallery u64, path -> ``r`` (ready) or ``b`` + u64 (being built: images up to
   that id are indexed)
 
@@ -36,7 +38,10 @@ from __future__ import annotations
 import hashlib
 import math
 import struct
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import lmdb
 import numpy as np
@@ -77,11 +82,15 @@ READY, BUILDING = b"r", b"b"
 KEY_ROOM = 480  # bytes of a posting's key left for path and value: LMDB keys hold at most 511
 ARRAY_BELOW = 4096  # a chunk holding fewer ids is kept as their 16-bit offsets, else as its bitmap
 DAY = 86400.0
+STAMP = b"\x00"  # after a gallery's id in ``value_counts``: its stamp (no path is empty)
+# bitmaps of recent selections kept per process: a selection of a million faces takes up to 128 KiB
+SELECTIONS_BYTES = 64 << 20
 BUILD_BATCH = 2000  # images indexed per write transaction of a build
 _COUNTS = struct.Struct(">QQ")
 _CHUNK = struct.Struct(">I")
 
 Entry = tuple[str, bytes]  # (path, typed value)
+Records = Callable[[IdSet], Iterator[ImageRecord]]  # reads the records of images by id
 
 
 # -- typed values as key bytes -----------------------------------------------------------------
@@ -138,6 +147,10 @@ def entries_of(record: ImageRecord, paths: Iterable[str]) -> set[Entry]:
                 found.add((path, EXISTS))
                 found |= {(path, value_bytes(path, sort, v)) for value in values for sort, v in typed(value)}
     return found
+
+
+def _stamp_key(gid: int) -> bytes:
+    return u64(gid) + STAMP
 
 
 # -- chunks ------------------------------------------------------------------------------------
@@ -212,11 +225,68 @@ class _Delta:
         self.bits, self.counts = {}, {}
 
 
+class Selections:
+    """Recent selections of this process, least recently used dropped first past ``most_bytes``
+    of bitmaps: a client searches with the same filter again and again, and resolving it reads
+    and joins the postings of up to millions of ids every time.
+
+    A selection is kept with the gallery's stamp (``Attributes.stamp``) of the read transaction
+    that resolved it and answered only to a read transaction that sees the same stamp, so a
+    write to the gallery (from any process) is seen by the next search, as without the cache.
+    Keyed by the tree's ``repr``, which tells ``1`` from ``True`` (equal, and equally hashed, as
+    Python values). The sets handed out are shared: no caller changes an ``IdSet`` in place."""
+
+    def __init__(self, most_bytes: int = SELECTIONS_BYTES) -> None:
+        self.most_bytes = most_bytes
+        self.held: OrderedDict[tuple[int, bytes, str], tuple[int, IdSet]] = OrderedDict()
+        self.bytes = 0
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple[int, bytes, str], stamp: int) -> IdSet | None:
+        with self.lock:
+            found = self.held.get(key)
+            if found is None or found[0] != stamp:
+                return None
+            self.held.move_to_end(key)
+            return found[1]
+
+    def put(self, key: tuple[int, bytes, str], stamp: int, selected: IdSet) -> None:
+        size = _bytes(selected)
+        if size > self.most_bytes:
+            return
+        with self.lock:
+            if key in self.held:
+                self.bytes -= _bytes(self.held.pop(key)[1])
+            self.held[key] = (stamp, selected)
+            self.bytes += size
+            while self.bytes > self.most_bytes:
+                _, (_, dropped) = self.held.popitem(last=False)
+                self.bytes -= _bytes(dropped)
+
+
+def _bytes(ids: IdSet) -> int:
+    return sum(bits.nbytes for bits in ids.chunks.values())
+
+
 class Attributes:
     """The postings, counts and key registry of every gallery (one per catalog)."""
 
     def __init__(self, env: Environment) -> None:
         self.env = env
+        self.selections = Selections()
+
+    # -- the stamp of a gallery's last write --------------------------------------------------
+
+    def touch(self, txn: lmdb.Transaction, gid: int) -> None:
+        """Note that this write transaction changes the gallery's images (what ``select`` reads):
+        its stamp becomes the transaction's id, which no other write of the environment shares."""
+        txn.put(_stamp_key(gid), u64(txn.id()), db=self.env.db["value_counts"])
+
+    def stamp(self, txn: lmdb.Transaction, gid: int) -> int:
+        """The id of the last write transaction that changed the gallery's images (0: none since
+        stamps were kept)."""
+        raw = txn.get(_stamp_key(gid), db=self.env.db["value_counts"])
+        return int.from_bytes(raw, "big") if raw is not None else 0
 
     # -- the registry of indexed paths -------------------------------------------------------
 
@@ -292,17 +362,20 @@ class Attributes:
 
     def added(self, txn: lmdb.Transaction, gid: int, records: list[ImageRecord]) -> None:
         """New images: a bulk write's images change each posting chunk once, not once per image."""
+        self.touch(txn, gid)
         delta = _Delta(gid)
         for record in records:
             delta.entries(record, entries_of(record, self.maintained(txn, gid, record.id)), +1)
         delta.apply(txn, self.env)
 
     def removed(self, txn: lmdb.Transaction, gid: int, record: ImageRecord) -> None:
+        self.touch(txn, gid)
         delta = _Delta(gid)
         delta.entries(record, entries_of(record, self.maintained(txn, gid, record.id)), -1)
         delta.apply(txn, self.env)
 
     def changed(self, txn: lmdb.Transaction, gid: int, before: ImageRecord, after: ImageRecord) -> None:
+        self.touch(txn, gid)
         paths = self.maintained(txn, gid, before.id)
         old, new = entries_of(before, paths), entries_of(after, paths)
         delta = _Delta(gid)
@@ -312,6 +385,7 @@ class Attributes:
 
     def faces_dropped(self, txn: lmdb.Transaction, gid: int, record: ImageRecord, face_ids: list[int]) -> None:
         """Faces of ``record`` removed while the image stays (a re-embedding that lost them)."""
+        self.touch(txn, gid)
         delta = _Delta(gid)
         for path, value in entries_of(record, self.maintained(txn, gid, record.id)):
             delta.ids(FACES, path, value, face_ids, False)
@@ -331,16 +405,18 @@ class Attributes:
             for key, raw in self.env.walk(txn, "value_counts", prefix)
         }
 
-    def select(
-        self,
-        txn: lmdb.Transaction,
-        gid: int,
-        expr: Expr,
-        level: bytes,
-        records: Callable[[IdSet], Iterator[ImageRecord]],
-    ) -> IdSet:
+    def select(self, txn: lmdb.Transaction, gid: int, expr: Expr, level: bytes, records: Records) -> IdSet:
         """The ids (of ``level``) of the images that pass ``expr``, and of their faces; what the
-        postings cannot answer is checked on the images' metadata (``records`` reads them)."""
+        postings cannot answer is checked on the images' metadata (``records`` reads them).
+        The same tree over an unchanged gallery is answered from ``selections``."""
+        key, stamp = (gid, level, repr(expr)), self.stamp(txn, gid)
+        found = self.selections.get(key, stamp)
+        if found is None:
+            found = self._select(txn, gid, expr, level, records)
+            self.selections.put(key, stamp, found)
+        return found
+
+    def _select(self, txn: lmdb.Transaction, gid: int, expr: Expr, level: bytes, records: Records) -> IdSet:
         resolver = _Resolver(self.env, txn, gid, level, self.registry(txn, gid))
         if resolver.universe is None:  # collections not indexed yet: every image is read
             return _checked(expr, resolver.everything(), level, records)
@@ -352,7 +428,7 @@ class Attributes:
         return sure | _checked(expr, maybe, level, records)
 
 
-def _checked(expr: Expr, images: IdSet, level: bytes, records: Callable[[IdSet], Iterator[ImageRecord]]) -> IdSet:
+def _checked(expr: Expr, images: IdSet, level: bytes, records: Records) -> IdSet:
     """Of ``images``, the ids (of ``level``) of those whose record passes ``expr``."""
     passed: list[int] = []
     for record in records(images):
@@ -379,13 +455,32 @@ class _Resolver:
         return IdSet.of(ids)
 
     def posting(self, path: str, value: bytes) -> IdSet:
-        prefix = u64(self.gid) + self.level + path.encode() + b"\x00" + value
-        chunks = {
-            _CHUNK.unpack(bytes(key[-_CHUNK.size :]))[0]: load_chunk(bytes(raw))
-            for key, raw in self.env.walk(self.txn, "postings", prefix)
-            if len(key) == len(prefix) + _CHUNK.size
-        }
-        return IdSet(chunks)
+        return self.postings(path, [value])
+
+    def postings(self, path: str, values: Iterable[bytes]) -> IdSet:
+        """The union of the postings of ``values`` at ``path``, joined a chunk number at a time:
+        the bitmaps OR-ed, the short chunks' offsets gathered and set in one mask (a range over
+        many values reads hundreds of short chunks, each of which ``load_chunk`` would expand
+        to a whole bitmap)."""
+        bitmaps: dict[int, np.ndarray] = {}
+        offsets: dict[int, list[np.ndarray]] = {}
+        for value in values:
+            prefix = u64(self.gid) + self.level + path.encode() + b"\x00" + value
+            for key, raw in self.env.walk(self.txn, "postings", prefix):
+                if len(key) != len(prefix) + _CHUNK.size:
+                    continue  # a longer value that starts with this one (the EXISTS tag is every value's prefix)
+                (number,) = _CHUNK.unpack(bytes(key[-_CHUNK.size :]))
+                if len(raw) == CHUNK_BYTES:
+                    bits = np.frombuffer(raw, np.uint8)
+                    bitmaps[number] = bitmaps[number] | bits if number in bitmaps else bits.copy()
+                else:
+                    offsets.setdefault(number, []).append(np.frombuffer(raw, "<u2").copy())
+        for number, parts in offsets.items():
+            mask = np.zeros(1 << CHUNK_BITS, bool)
+            mask[np.concatenate(parts)] = True
+            bits = np.packbits(mask, bitorder="little")
+            bitmaps[number] = bitmaps[number] | bits if number in bitmaps else bits
+        return IdSet(bitmaps)
 
     def values(self, path: str, tag: bytes, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
         """(typed value, its bytes after the tag) of the values of one type at ``path``, in order,
@@ -417,48 +512,49 @@ class _Resolver:
         if expr.op in NEGATED:
             sure, maybe = self.resolve(Compare(expr.path, NEGATED[expr.op], expr.value))
             return self.universe - (sure | maybe), maybe
-        if expr.op == IN:
-            return self.resolve(AnyOf(tuple(Compare(expr.path, EQ, one) for one in expr.value)))
         if expr.path == CREATED:
             return self.created(expr.op, float(expr.value))
         return self.compare(expr.path, expr.op, expr.value)
 
-    def compare(self, path: str, op: str, operand: object) -> tuple[IdSet, IdSet]:
+    def compare(self, path: str, op: str, operand: Any) -> tuple[IdSet, IdSet]:
+        if op in (EQ, IN):
+            operands = operand if op == IN else (operand,)
+            return self.postings(path, [value_bytes(path, kind(one), one) for one in operands]), IdSet()
         sort = kind(operand)
-        if op == EQ:
-            return self.posting(path, value_bytes(path, sort, operand)), IdSet()
-        sure, maybe = IdSet(), IdSet()
+        maybe = IdSet()
         tag = NUM_TAG if sort == NUMBER else STR_TAG
         upward = op in (GT, GTE)  # a walk up from the bound; a walk down stops at it
         bound = encode_number(float(operand)) if sort == NUMBER else encode_string(str(operand))[:-2]
+        inside: list[bytes] = []
         for value, payload in self.values(path, tag, bound if upward else b""):
             stored = decode_number(payload) if tag == NUM_TAG else decode_string(payload)
             if satisfies(op, stored, operand):
-                sure = sure | self.posting(path, value)
+                inside.append(value)
             elif not upward:
                 break
+        sure = self.postings(path, inside)
         if sort == STRING:  # strings too long for a key: their images' metadata says
-            for value, _ in self.values(path, LONG_TAG):
-                maybe = maybe | self.posting(path, value)
+            maybe = self.postings(path, [value for value, _ in self.values(path, LONG_TAG)])
         return sure, maybe - sure
 
     def created(self, op: str, seconds: float) -> tuple[IdSet, IdSet]:
         """Creation times are indexed by day: the days wholly in range are sure, the day the
         bound falls inside is in doubt."""
         day, inside = math.floor(seconds / DAY), seconds / DAY != math.floor(seconds / DAY)
-        sure, maybe = IdSet(), IdSet()
+        sure: list[bytes] = []
+        maybe: list[bytes] = []
         for value, payload in self.values(CREATED, NUM_TAG):
             stored = decode_number(payload)
             if stored == day:
                 # a bound at midnight: the whole day is after it (>=), or none of it before it (<)
                 whole = not inside and op == GTE
                 if whole:
-                    sure = sure | self.posting(CREATED, value)
+                    sure.append(value)
                 elif inside or op != LT:
-                    maybe = maybe | self.posting(CREATED, value)
+                    maybe.append(value)
             elif (op in (GT, GTE) and stored > day) or (op in (LT, LTE) and stored < day):
-                sure = sure | self.posting(CREATED, value)
-        return sure, maybe
+                sure.append(value)
+        return self.postings(CREATED, sure), self.postings(CREATED, maybe)
 
 
 class LmdbMetadataIndex:

@@ -19,10 +19,13 @@ def unit(rows: np.ndarray) -> np.ndarray:
     return (rows / np.linalg.norm(rows, axis=-1, keepdims=True)).astype(np.float32)
 
 
-def around(centres: np.ndarray, low: float, high: float, rng: np.random.Generator) -> np.ndarray:
-    """Unit vectors at a cosine drawn from [low, high] to their row of ``centres``."""
+def around(
+    centres: np.ndarray, low: float, high: float, rng: np.random.Generator, dtype: type = np.float64
+) -> np.ndarray:
+    """Unit vectors at a cosine drawn from [low, high] to their row of ``centres``; ``dtype``: the
+    type the random directions are drawn in (each draws its own numbers from the same seed)."""
     tangent = np.sqrt(1 / rng.uniform(low, high, size=(len(centres), 1)) ** 2 - 1)
-    return unit(centres + tangent * unit(rng.standard_normal(centres.shape)))
+    return unit(centres + tangent * unit(rng.standard_normal(centres.shape, dtype=dtype)))
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,11 @@
-"""Every endpoint and every error code, through the Flask test client and a real server.
+"""Every endpoint and every error code, on each storage backend: through the Flask test client
+on the embedded backend, and through two real replicas of a cluster taking turns.
 
-Each test gets a fresh key (so a fresh gallery) on a backend shared by the module: the
-in-process app, or a gunicorn process on loopback whose keys are created by another
-process, which also shows that key changes reach a running server at once.
+Each test gets a fresh key (so a fresh gallery) on a backend shared by the module. What a
+gunicorn process on the embedded backend does apart from the app (key changes made by another
+process reach it at once, its worker refuses a body over the limit with the envelope) runs on
+one too (``WITH_A_SERVER``): once per backend is enough for the rest, whose answers are the
+app's whichever process serves them.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from service.core.services import build_services
 from service.harness.live import LiveServer
 from service.harness.photos import b64, blank, crop, flipped, package_photo, recompressed, scaled
 from tests import loopback
-from tests.cluster import Engines, Replicas
+from tests.cluster import Engines
 from tests.live import API, basic, code_of
 
 T = TypeVar("T")
@@ -113,12 +116,13 @@ class HttpBackend(Backend):
 
 class ReplicasBackend(HttpBackend):
     """Two replicas of a cluster taking turns: each request goes to the other one, so every
-    write is read back through the replica that did not make it."""
+    write is read back through the replica that did not make it. The pair is the session's
+    (``Engines.replicas``), shared with the other modules that test the API on it."""
 
     def __init__(self, data_dir: Path, engines: Engines) -> None:
         self.data_dir = data_dir
         env = {"FACE_SEARCH_MAX_BODY_BYTES": str(8 * 1024 * 1024), "FACE_SEARCH_URL_ALLOW_NETWORKS": "127.0.0.0/8"}
-        self.replicas = Replicas(engines, data_dir, env).start()
+        self.replicas = engines.replicas(env)
         self.turn = itertools.cycle(self.replicas.servers)
 
     def keys(self, change: Callable[[KeyRing], T]) -> T:
@@ -131,10 +135,27 @@ class ReplicasBackend(HttpBackend):
         return super().call(method, path, auth, **kwargs)
 
     def close(self) -> None:
-        self.replicas.stop()
+        """The replicas stay up for the next module; the session's end stops them."""
 
 
-@pytest.fixture(scope="module", params=["flask", "http", pytest.param("replicas", marks=pytest.mark.cluster)])
+REPLICAS = pytest.param("replicas", marks=pytest.mark.cluster)
+
+
+def with_a_server(test: Callable) -> Callable:
+    """Run ``test`` on a gunicorn process over the embedded backend too."""
+    test.with_a_server = True  # type: ignore[attr-defined]
+    return test
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        kinds = (
+            ["flask", "http", REPLICAS] if getattr(metafunc.function, "with_a_server", False) else ["flask", REPLICAS]
+        )
+        metafunc.parametrize("backend", kinds, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module")
 def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     data_dir = tmp_path_factory.mktemp(request.param)
     if request.param == "replicas":
@@ -368,6 +389,7 @@ def test_bad_credentials_are_code_5(api: Client, backend: Backend, auth: Any) ->
     refused(backend.call("GET", "/images", auth), 5, 401)
 
 
+@with_a_server
 def test_quota_is_code_4_and_every_request_counts(backend: Backend) -> None:
     limited = Client(backend, *backend.new_key(quota=3))
     limited.ok(limited.call("GET", "/images"))
@@ -377,6 +399,7 @@ def test_quota_is_code_4_and_every_request_counts(backend: Backend) -> None:
     refused(limited.add(package_photo(TOM)), 4, 429)
 
 
+@with_a_server
 def test_revoked_key_is_refused_at_once(backend: Backend) -> None:
     client = Client(backend, *backend.new_key())
     client.ok(client.call("GET", "/images"))
@@ -426,10 +449,12 @@ def test_base64_variants_are_accepted(api: Client) -> None:
         assert api.ok(api.call("POST", "/images", json={"image": {"base64": text}}))["faces"]
 
 
+@with_a_server
 def test_payload_too_large_is_413_with_the_envelope(api: Client) -> None:
     refused(api.call("POST", "/images", data='{"image": {"base64": "' + "A" * (9 * 1024 * 1024) + '"}}'), 9, 413)
 
 
+@with_a_server
 def test_unknown_endpoint_and_method_get_the_envelope(api: Client) -> None:
     refused(api.call("GET", "/nothing-here"), 11, 404)
     refused(api.call("PATCH", "/images"), 11, 405)
@@ -469,6 +494,7 @@ def test_unavailable_urls_are_code_2(api: Client, photo_server: str, path: str) 
     refused(api.call("POST", "/images", json={"image": {"url": url}}), 2, 400)
 
 
+@with_a_server
 def test_a_key_made_by_another_process_works_at_once(backend: Backend) -> None:
     name, secret = "made-elsewhere-" + secrets.token_hex(3), "s3cret"
     backend.keys(lambda ring: ring.create(name, secret))

@@ -1,6 +1,7 @@
 """Searching with every face of the query, and filtering stored faces by size and score.
 
-Runs on the Flask client and on a real server, with the backends of tests/system/test_api.py.
+Runs on each storage backend as tests/system/test_api.py does (the Flask client on the embedded
+backend, two replicas of a cluster), with its backends.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from service.harness.photos import crop, package_photo, scaled
 from tests.system import test_api
 from tests.system.test_api import Client, refused
 
-# The Flask-client and real-server backends of the API suite, one fresh key per test.
+# The backends of the API suite, one fresh key per test.
+pytest_generate_tests = test_api.pytest_generate_tests
 backend = test_api.backend
 api = test_api.api
 

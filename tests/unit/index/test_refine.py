@@ -18,6 +18,7 @@ from index.faiss.gallery import GalleryIndex
 from index.faiss.refine import Coding, RefineCodes, write_codes
 from index.faiss.vector_index import IndexState, VectorIndex
 from index.lmdb import LmdbCatalog
+from index.records import IdSet
 from index.vectors import IndexSettings
 from service.harness.synthetic import exact_top, faces
 from tests.unit.index.test_large_galleries import answers, checkpoint_paused_in, killed_half_way, store
@@ -331,3 +332,30 @@ def test_a_checkpoint_carries_the_packed_copy_over_in_every_process_instead_of_p
     assert len(asked) == 2, "the retired index sent the search on to the current one"
     writer.close()
     reader.close()
+
+
+def test_a_filter_ranked_directly_keeps_to_its_own_faces_when_another_filter_comes_between(gallery) -> None:
+    """A base keeps each recent filter's selector and gathered codes with its set of faces
+    (``VectorIndex.selector``, ``selected_scorer``): a search with another set, or with the first
+    again, answers among its own faces only, and as exact search over them does."""
+    catalog, folder, gid, queries = gallery
+    pointer = IndexFiles(folder).pointer(gid, catalog.images.gallery(gid).index_generation)
+    state = IndexState(**pointer.state)
+    base = VectorIndex.load(folder / pointer.file, state, folder / pointer.codes)
+    index = GalleryIndex(state, state.generation, base, folder / pointer.file, pointer.lists_offset)
+    ids = np.asarray(base.codes.ids)
+    halves = {"even": IdSet.of(ids[0::20]), "odd": IdSet.of(ids[1::20])}  # 600 faces each: ranked directly
+    exact = lambda wanted: catalog.images.vectors(gid, wanted)  # noqa: E731
+    snapshot = catalog.log.snapshot(gid)
+    for name in ("even", "odd", "even", "odd"):
+        allowed = halves[name]
+        kept = allowed.contains(snapshot.ids)
+        truth = exact_top(snapshot.vectors[kept], snapshot.ids[kept], queries[:20], 10)
+        _, found = index.within(queries[:20], 10, SETTINGS, exact, allowed)
+        assert set(found.ravel().tolist()) <= set(allowed.ids().tolist()), name
+        assert np.mean([set(f) == set(t) for f, t in zip(found.tolist(), truth, strict=True)]) >= 0.9, name
+    assert len(base._selectors) == 2 and all(held[4] is not None for held in base._selectors.values())
+    again = IdSet.of(halves["odd"].ids())  # the same faces resolved anew (after a write elsewhere)
+    scorer = base.selected_scorer(halves["odd"])
+    base.selector(again)
+    assert base.selected_scorer(again) is scorer and len(base._selectors) == 2, "the held codes go on serving"

@@ -9,6 +9,7 @@ in the set's few photos does not fail the test but a broken pipeline does.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -17,7 +18,8 @@ import pytest
 
 from models.faces import Detection, Face
 from models.packs import load_pack
-from scripts.evaluation import (
+from service.harness import evaluation
+from service.harness.scoring import (
     ScoreCounts,
     best_threshold,
     enrolment_splits,
@@ -28,13 +30,13 @@ from scripts.evaluation import (
 from tests.live import ROOT
 from tests.photos import shared_set
 
-sys.path.insert(0, str(ROOT / "scripts"))
-import evaluate
-
 
 def run(tmp_path: Path, *extra: str) -> dict:
+    """scripts/evaluate.py as a command, on the smallest set; its report."""
     out = tmp_path / "out"
-    assert evaluate.main([str(shared_set("deepface-unit")), "--out", str(out), *extra]) == 0
+    command = [sys.executable, "scripts/evaluate.py", str(shared_set("deepface-unit")), "--out", str(out), *extra]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
     [report, *_] = json.loads((out / "report.json").read_text())["reports"]
     return report
 
@@ -105,9 +107,9 @@ def test_open_set_miss_at_one_percent_strangers_counts_wrong_unanswered_and_face
     assert open_set_miss(vectors, found, identities, split)[0] == pytest.approx(6 / 60)
 
 
-def _faces_of(vectors: np.ndarray) -> evaluate.Embedded:
+def _faces_of(vectors: np.ndarray) -> evaluation.Embedded:
     detection = Detection(np.array([0, 0, 10, 10], np.float32), np.zeros((5, 2), np.float32), 0.9)
-    return evaluate.Embedded([[Face(detection, v)] for v in vectors], 0.0, [(10, 10)] * len(vectors))
+    return evaluation.Embedded([[Face(detection, v)] for v in vectors], 0.0, [(10, 10)] * len(vectors))
 
 
 def test_one_default_table_takes_the_higher_cosine_of_everyone_and_of_a_group_of_lookalikes() -> None:
@@ -119,19 +121,19 @@ def test_one_default_table_takes_the_higher_cosine_of_everyone_and_of_a_group_of
     vectors = np.repeat(centres, per, axis=0) + 0.6 * rng.standard_normal((people * per, 32))
     vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
     identities = [f"p{i // per}" for i in range(people * per)]
-    data = evaluate.DataSet("synthetic", Path("."), [f"{i}.jpg" for i in range(len(identities))], identities,
+    data = evaluation.DataSet("synthetic", Path("."), [f"{i}.jpg" for i in range(len(identities))], identities,
                             [None] * len(identities))  # fmt: skip
     embedded = _faces_of(vectors)
     pack = load_pack("buffalo_s", check=False)
-    whole = evaluate.all_pairs(data, embedded)
+    whole = evaluation.all_pairs(data, embedded)
     indices = list(range(300 * per))
     group_data, group_faces = data.part("synthetic:group", indices), embedded.part(indices)
-    group = evaluate.all_pairs(group_data, group_faces)
+    group = evaluation.all_pairs(group_data, group_faces)
     calibrated = {
-        name: evaluate.calibration(pack, d, e, p)
+        name: evaluation.calibration(pack, d, e, p)
         for name, d, e, p in (("whole", data, embedded, whole), ("group", group_data, group_faces, group))
     }
-    joint = evaluate.joint_calibration(pack, (whole, calibrated["whole"]), {"group": (group, calibrated["group"])})
+    joint = evaluation.joint_calibration(pack, (whole, calibrated["whole"]), {"group": (group, calibrated["group"])})
     rows = {row["faces"]: row for row in joint["table"]}
     assert all(row["cosine"] == max(row["whole"], row["group"]["cosine"]) for row in rows.values())
     assert rows[10]["group"]["measured"] and rows[10]["cosine"] > rows[10]["whole"], "the group's strangers look alike"

@@ -4,7 +4,7 @@
 - grouping: every photo stored with every face it holds, then one grouping run (the job's own
   code, on the gallery's real vector index); BCubed precision, recall and F over the labelled
   faces (each photo's subject), and the persons that mix identities; beside it, Immich's
-  default rules (``evaluation.immich_groups``) on the same embeddings;
+  default rules (``scoring.immich_groups``) on the same embeddings;
 - search by person: of the identities with at least 3 photos, every other one enrolled as a
   person of its first photo, or of its first two; each enrolled person's other photos are
   probes, every photo of the other people a stranger; the miss rate (no answer, or the wrong
@@ -18,11 +18,11 @@ import math
 from typing import Any
 
 import numpy as np
-from evaluation import bcubed, immich_groups
 
 from service.core.persons import person_score
 from service.core.search import nearest_groups
 from service.core.services import Services
+from service.harness.scoring import bcubed, immich_groups
 
 STRANGERS_ANSWERED = 0.01
 SEARCHED = 100  # nearest faces a probe looks at (the search grows this when it finds too few persons)
