@@ -8,14 +8,15 @@ import numpy as np
 
 from . import transforms
 from .base import EmbedderModel
+from .runtime import REFERENCE, Runtime
 from .session import fixed
 
 MEAN, STD = 127.5, 127.5
 
 
 class ArcFace(EmbedderModel):
-    def __init__(self, model: Path | bytes, threads: int = 1) -> None:
-        super().__init__(model, threads)
+    def __init__(self, model: Path | bytes, threads: int = 1, runtime: Runtime = REFERENCE) -> None:
+        super().__init__(model, threads, runtime)
         self.crop_size = fixed(self.input_shape[3])
 
     def embed(self, crops: list[np.ndarray]) -> np.ndarray:

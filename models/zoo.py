@@ -1,10 +1,11 @@
 """Which class runs each of a pack's networks, and what it is given to open.
 
 A pack's manifest names its detector (``scrfd``, ``yunet``) and embedder (``arcface``,
-``sface``, ``edgeface``) models. Weights shipped block-quantised are converted to float32 in memory
-first, and the converted model is held to its own pinned SHA-256: a different ``onnx``
-release that serialised the conversion differently would be caught here, at start-up,
-rather than as embeddings that no longer match the gallery's.
+``sface``, ``edgeface``) models, and the runtime each runs on (models/runtime.py).
+Weights shipped block-quantised are converted to float32 in memory first, and the
+converted model is held to its own pinned SHA-256: a different ``onnx`` release that
+serialised the conversion differently would be caught here, at start-up, rather than
+as embeddings that no longer match the gallery's.
 """
 
 from __future__ import annotations
@@ -46,11 +47,11 @@ def _chosen(kinds: dict, weights: ModelFile):
 
 
 def detector_model(weights: ModelFile, threads: int = 1) -> DetectorModel:
-    return _chosen(DETECTORS, weights)(network(weights), threads)
+    return _chosen(DETECTORS, weights)(network(weights), threads, weights.runtime)
 
 
 def embedder_model(weights: ModelFile, threads: int = 1) -> EmbedderModel:
-    model = _chosen(EMBEDDERS, weights)(network(weights), threads)
+    model = _chosen(EMBEDDERS, weights)(network(weights), threads, weights.runtime)
     if weights.dim is not None and model.dim != weights.dim:
         raise ModelPackError(f"{weights.path} embeds {model.dim}-d vectors; the pack's manifest says {weights.dim}")
     return model

@@ -1,7 +1,9 @@
 """Where a photo's time goes, and how close the service comes to the models alone.
 
   python scripts/bench_pipeline.py [--pack buffalo_s_edgeface] [--lfw 40 --large 20]
-      [--configs 2x1x4,1x2x4] [--stages] [--profile] [--out reports/bench]
+      [--configs 2x1x4,1x2x4] [--runtimes pack onnxruntime detector=openvino-bf16,embedders=onnxruntime]
+      [--stages] [--profile]
+      [--out reports/bench]
 
 Measurements over the same realistic mix of photos (LFW 250x250 crops and the large photos
 of deepface-unit and fr-examples), in one run so their ratios hold even on a machine shared
@@ -18,7 +20,12 @@ with other work:
    clients used, of POST /images and POST /search with 1, 2 and 4 concurrent clients, per
    server configuration ``WORKERS x MODEL_THREADS x SERVER_THREADS`` (FACE_SEARCH_WORKERS x
    FACE_SEARCH_MODEL_THREADS x FACE_SEARCH_THREADS); with ``--profile``, py-spy samples the
-   workers at 1 and 4 clients and the table says where their CPU went beyond the models.
+   workers at 1 and 4 clients and the table says where their CPU went beyond the models;
+4. per runtime variant (``--runtimes``: FACE_SEARCH_MODEL_RUNTIME values, ``pack`` for each
+   pack.json's own choice), the service's models alone on that runtime (one thread, pixels
+   ready, the floor's work) against the same models on ONNX Runtime, the cost of the first
+   run at each new input shape (the detector's input follows the photo), and each server
+   configuration run with that variant. The floor stays the insightface onnxruntime fp32 one.
 
 Each server's table holds the figures of issue 30 against the floor of the same run and its
 targets: four clients adding at 0.9x two floors side by side or more, and 2.5x one floor's
@@ -55,10 +62,13 @@ import requests
 from insightface.model_zoo import get_model
 from insightface.utils import face_align
 
+from models import transforms
 from models.analyzer import enlarged
 from models.decode import decode_image
 from models.faces import Face
-from models.packs import load_pack
+from models.packs import load_pack, with_runtime
+from models.runtime import parse_override
+from models.zoo import detector_model, embedder_model
 from service.api.errors import Code
 from service.api.paths import API
 from service.core.config import Settings
@@ -168,6 +178,36 @@ def floors_side_by_side(photos: list[Photo], pack_name: str, processes: int) -> 
     for worker in workers:
         worker.join()
     return sum(len(photos) * 1000 / ms for ms in busy_ms)
+
+
+def models_alone_ms(photos: list[Photo], pack_name: str, runtime: str) -> dict[str, float]:
+    """The floor's work (detector at the pack's input, alignment, every embedder) by the service's
+    model classes on ``runtime`` (a FACE_SEARCH_MODEL_RUNTIME value, ``pack``: the pack's choice),
+    one thread, pixels ready: mean ms per photo, and CPU ms (every thread of this process), on a
+    first pass, where each new input shape is met for the first time, and on a second pass."""
+    pack = load_pack(pack_name, check=False)
+    if runtime != "pack":
+        pack = with_runtime(pack, parse_override(runtime))
+    detector = detector_model(pack.detector, 1)
+    embedders = [embedder_model(model, 1) for model in pack.embedders]
+    side = pack.detector_input_size
+    images = [decode_image(p.data) for p in photos]
+    passes = []
+    for _ in range(2):
+        started, cpu_started = time.perf_counter(), time.process_time()
+        for image in images:
+            found = detector.detect(image, (side, side), pack.detector_score_threshold)
+            crops = [transforms.aligned(image, points, embedders[0].crop_size) for points in found.landmarks]
+            for embedder in embedders if crops else ():
+                embedder.embed(crops)
+        passes.append((_ms(started) / len(images), (time.process_time() - cpu_started) * 1000 / len(images)))
+    (first, first_cpu), (second, second_cpu) = passes
+    return {
+        "first pass ms/photo": first,
+        "first pass CPU ms/photo": first_cpu,
+        "ms/photo": second,
+        "CPU ms/photo": second_cpu,
+    }
 
 
 # -- 2. the stages in this process --------------------------------------------------------
@@ -292,7 +332,7 @@ def cpu_seconds(pids: list[int]) -> float:
 # models, the storage a request makes durable), wherever they are in the stack; else the
 # innermost frame that names a category (the handling of the bytes, the HTTP server, waiting).
 WRAPPERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("models (onnxruntime run)", ("run (onnxruntime/",)),
+    ("models (runtime's run)", ("run (onnxruntime/", "infer (openvino/")),
     ("request count (quota commit)", ("count_request (", "charge (")),
     ("throttles", ("core/throttle.py", "run_state.py")),
     ("photo file write + fsync", ("core/photos.py",)),
@@ -398,9 +438,10 @@ def server_loads(
     model_threads: int,
     server_threads: int,
     profile_to: Path | None = None,
+    runtime: str = "pack",
 ) -> dict[str, list[Phase]]:
-    """Each endpoint under 1, 2 and 4 clients; with ``profile_to``, adds and searches at 1 and 4
-    clients are sampled by py-spy into that folder."""
+    """Each endpoint under 1, 2 and 4 clients, the models on ``runtime``; with ``profile_to``, adds
+    and searches at 1 and 4 clients are sampled by py-spy into that folder."""
     bodies = [p.body for p in photos]
     with tempfile.TemporaryDirectory(prefix="bench-server-") as scratch:
         env = {
@@ -409,9 +450,11 @@ def server_loads(
             "FACE_SEARCH_MODEL_THREADS": str(model_threads),
             "FACE_SEARCH_THREADS": str(server_threads),
             "FACE_SEARCH_RATE_LIMIT": "0",  # the per-key limit would cap the clients, not the pipeline
+            "FACE_SEARCH_MODEL_RUNTIME": runtime,
         }
-        server = LiveServer(Path(scratch), env).start()
-        config = f"{workers}x{model_threads}x{server_threads}"
+        # a loaded machine takes minutes to start workers that compile their models for this CPU
+        server = LiveServer(Path(scratch), env).start(timeout=300)
+        config = f"{workers}x{model_threads}x{server_threads}-{runtime}"
 
         def phase(path: str, clients: int, sent: list[str], accepted: tuple[int, ...] = (Code.SUCCESS,)) -> Phase:
             sampled = profile_to is not None and clients in (1, 4)
@@ -560,8 +603,10 @@ def profile_table(loads: dict[str, list[Phase]], floor_mean: float, floor_cpu: f
     print(f"\n(floor: {floor_mean:.1f} ms/photo, {floor_cpu:.1f} CPU ms/photo)\n")
 
 
-def bench_pack(photos: list[Photo], pack: str, configs: str, stages: bool, profile_to: Path | None) -> dict:
-    """The floor, the stages and each server configuration of one pack."""
+def bench_pack(
+    photos: list[Photo], pack: str, configs: str, stages: bool, profile_to: Path | None, runtimes: list[str]
+) -> dict:
+    """The floor, the stages, the models alone on each runtime and each server configuration with each."""
     print(f"## {pack}\n")
     floor = floor_ms(photos, pack)
     floor_mean = statistics.fmean(floor)
@@ -572,20 +617,45 @@ def bench_pack(photos: list[Photo], pack: str, configs: str, stages: bool, profi
     )
     if stages:
         report["stages"] = stage_table(photos, pack, floor_mean)
+    report["models_alone"] = runtime_table(photos, pack, runtimes)
     report["servers"] = {}
     for config in filter(None, configs.split(",")):
         workers, model_threads, server_threads = (int(v) for v in config.split("x"))
-        # The floors again, just before this server runs: other work on the machine drifts.
-        cpu: list[float] = []
-        floor_mean = statistics.fmean(floor_ms(photos, pack, cpu=cpu))
-        floors = floors_side_by_side(photos, pack, 2) * floor_mean / 1000
-        loads = server_loads(photos, pack, workers, model_threads, server_threads, profile_to)
-        figures = server_table(config, floor_mean, statistics.fmean(cpu), floors, loads)
-        report["servers"][config] = {
-            "figures": figures,
-            **{endpoint: [run.summary() for run in runs] for endpoint, runs in loads.items()},
-        }
+        for runtime in runtimes:
+            # The floors again, just before this server runs: other work on the machine drifts.
+            cpu: list[float] = []
+            floor_mean = statistics.fmean(floor_ms(photos, pack, cpu=cpu))
+            floors = floors_side_by_side(photos, pack, 2) * floor_mean / 1000
+            loads = server_loads(photos, pack, workers, model_threads, server_threads, profile_to, runtime)
+            figures = server_table(f"{config}-{runtime}", floor_mean, statistics.fmean(cpu), floors, loads)
+            report["servers"][f"{config}-{runtime}"] = {
+                "figures": figures,
+                **{endpoint: [run.summary() for run in runs] for endpoint, runs in loads.items()},
+            }
     return report
+
+
+def runtime_table(photos: list[Photo], pack: str, runtimes: list[str]) -> dict[str, dict[str, float]]:
+    """The service's models alone on each runtime, against the same models on ONNX Runtime fp32 in this run."""
+    measured = {
+        runtime: models_alone_ms(photos, pack, runtime) for runtime in dict.fromkeys(["onnxruntime", *runtimes])
+    }
+    reference = measured["onnxruntime"]
+    print(
+        "| models alone, 1 thread, on | ms/photo | CPU ms/photo | x onnxruntime fp32 time | x its CPU "
+        "| first pass (new shapes) / second, CPU |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for runtime, figures in measured.items():
+        figures["x onnxruntime"] = figures["ms/photo"] / reference["ms/photo"]
+        figures["x onnxruntime CPU"] = figures["CPU ms/photo"] / reference["CPU ms/photo"]
+        new_shapes = figures["first pass CPU ms/photo"] / figures["CPU ms/photo"]
+        print(
+            f"| {runtime} | {figures['ms/photo']:.1f} | {figures['CPU ms/photo']:.1f} | {figures['x onnxruntime']:.2f} "
+            f"| {figures['x onnxruntime CPU']:.2f} | {new_shapes:.2f} |"
+        )
+    print()
+    return measured
 
 
 def stage_table(photos: list[Photo], pack: str, floor_mean: float) -> dict[int, dict[str, float]]:
@@ -611,6 +681,12 @@ def main(argv: list[str] | None = None) -> int:
         default="2x1x4",
         help="server configurations WORKERSxMODEL_THREADSxSERVER_THREADS, comma-separated",
     )
+    parser.add_argument(
+        "--runtimes",
+        nargs="+",
+        default=["pack"],
+        help="FACE_SEARCH_MODEL_RUNTIME values to run the servers with (pack: each pack.json's)",
+    )
     parser.add_argument("--stages", action="store_true", help="also time the stages in this process")
     parser.add_argument("--profile", action="store_true", help="sample the workers with py-spy (adds, searches)")
     parser.add_argument("--fsyncs", action="store_true", help="count fsyncs per request at 4 clients (strace)")
@@ -625,7 +701,11 @@ def main(argv: list[str] | None = None) -> int:
     if profile_to is not None:
         profile_to.mkdir(exist_ok=True)
     packs = args.pack.split(",")
-    report: dict = {"packs": {pack: bench_pack(photos, pack, args.configs, args.stages, profile_to) for pack in packs}}
+    report: dict = {
+        "packs": {
+            pack: bench_pack(photos, pack, args.configs, args.stages, profile_to, args.runtimes) for pack in packs
+        }
+    }
     if args.fsyncs:
         report["fsyncs"] = fsyncs_per_request(photos, packs[0])
         print(f"fsync + fdatasync calls at 4 clients, default server, {packs[0]}: ", end="")

@@ -19,6 +19,7 @@ from index.backend import StorageSettings
 from index.vectors import STORAGES, IndexSettings
 from models.decode import DEFAULT_MAX_PIXELS
 from models.packs import ModelPack
+from models.runtime import RuntimeOverride, parse_override
 
 from .fetch import FetchSettings, Network, parse_networks
 from .grouping import GroupingSettings
@@ -103,6 +104,7 @@ class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     models: str = "buffalo_s_edgeface"
     model_threads: int = 0  # intra-op threads per model run (models/runtime.py); 0: see threads_per_model
+    model_runtime: RuntimeOverride | None = None  # None: each model on the runtime its pack chose
     threshold: float | None = None  # None: the pack's calibrated default, scaled with the gallery
     api_key: str | None = None
     api_secret: str | None = None
@@ -223,6 +225,11 @@ def networks(raw: str) -> tuple[Network, ...]:
         raise ValueError(f"is not a comma-separated list of networks ({exc})") from None
 
 
+def runtime(raw: str) -> RuntimeOverride | None:
+    """``pack`` (the pack's choice), one runtime for every model, or one per role."""
+    return None if raw.lower() == "pack" else parse_override(raw)
+
+
 def text(raw: str) -> str:
     return raw
 
@@ -274,7 +281,13 @@ ENV = (
     Env("FACE_SEARCH_THREADS", "server.threads", "request threads of each worker process", whole(1)),
     Env(
         "FACE_SEARCH_MODEL_THREADS", "model_threads",
-        "ONNX Runtime intra-op threads per model run (0: the cores divided among the workers)", whole(0),
+        "threads of one model run, either runtime (0: the cores divided among the workers)", whole(0),
+    ),
+    Env(
+        "FACE_SEARCH_MODEL_RUNTIME", "model_runtime",
+        "runtime of every model (`onnxruntime`, `openvino-fp32`, `openvino-bf16`: bf16 only where the CPU has it) "
+        "or per role (`detector=openvino-bf16,embedders=onnxruntime`); `pack`: each pack.json's choice",
+        runtime, "pack",
     ),
     Env("FACE_SEARCH_FAISS_THREADS", "index.search_threads", "OpenMP threads per index search", whole(1)),
     Env(

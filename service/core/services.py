@@ -18,7 +18,7 @@ from index.backend import open_backend, open_catalog
 from index.catalog import Catalog
 from index.vectors import VectorIndexes
 from models.analyzer import FaceAnalyzer
-from models.packs import ModelPack, load_pack
+from models.packs import ModelPack, load_pack, with_runtime
 
 from .bulk_import import BulkImport
 from .config import Settings
@@ -177,7 +177,7 @@ class Services:
 
 def build_services(settings: Settings, serving: bool = False) -> Services:
     """Open the storage; a serving process also recovers from a crash and loads the models."""
-    pack = settings.detection.applied_to(load_pack(settings.models))
+    pack = with_runtime(settings.detection.applied_to(load_pack(settings.models)), settings.model_runtime)
     catalog, indexes = open_backend(settings.storage, settings.index, serving=serving)
     services = Services(settings, catalog, indexes, KeyRing(catalog.keys), PhotoFiles(settings.photos_dir), pack)
     if settings.api_key and settings.api_secret:

