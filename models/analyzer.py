@@ -14,7 +14,9 @@ that pack's embedder runs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +27,9 @@ from .embedder import FaceEmbedder
 from .faces import Detection, Face
 from .packs import ModelPack, ModelPackError
 
+StageObserver = Callable[[str, float], None]
+"""Told each model stage's wall time: ``("detection" | "embedding", seconds)``."""
+
 
 class FaceAnalyzer:
     """Owns one detector and one embedder session; safe to share between threads."""
@@ -34,6 +39,22 @@ class FaceAnalyzer:
         self.max_pixels = max_pixels
         self.detector = FaceDetector(pack, threads)
         self.embedder = FaceEmbedder(pack, threads)
+        self.observers: list[StageObserver] = []
+
+    def observe_stages(self, observer: StageObserver) -> None:
+        """Tell ``observer`` the time of every detection and embedding run (the service's metrics).
+        The same observer added twice (a second app over the same services) is told once."""
+        if observer not in self.observers:
+            self.observers.append(observer)
+
+    @contextmanager
+    def _stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            for observer in self.observers:
+                observer(name, time.perf_counter() - start)
 
     @property
     def pack_name(self) -> str:
@@ -58,12 +79,15 @@ class FaceAnalyzer:
 
     def faces(self, image: np.ndarray, pack: str | None = None) -> list[Face]:
         """Every face in a BGR photo, largest first, each embedded (in ``pack``'s vectors if given)."""
-        return self._embed([Frame(image, self.detector.detect(image), 1)], pack)[0]
+        with self._stage("detection"):
+            detections = self.detector.detect(image)
+        return self._embed([Frame(image, detections, 1)], pack)[0]
 
     def _embed(self, frames: list[Frame], pack: str | None = None) -> list[list[Face]]:
         """Align every frame's faces and embed them all in one model call; boxes in each photo's frame."""
         crops = [self.embedder.align(frame.image, d.landmarks) for frame in frames for d in frame.detections]
-        vectors = iter(self.embedder.embed_crops(crops, self.parts(pack)))
+        with self._stage("embedding"):
+            vectors = iter(self.embedder.embed_crops(crops, self.parts(pack)))
         return [[Face(enlarged(d, frame.factor), next(vectors)) for d in frame.detections] for frame in frames]
 
     def decode(self, data: bytes) -> tuple[np.ndarray, int]:
@@ -81,7 +105,8 @@ class FaceAnalyzer:
 
     def _detect(self, data: bytes, limit: int | None = None) -> Frame:
         image, factor = self.decode(data)
-        detections = self.detector.detect(image, factor)[:limit]
+        with self._stage("detection"):
+            detections = self.detector.detect(image, factor)[:limit]
         return Frame(*self.alignment_frame(data, image, detections, factor))
 
     def faces_in_bytes(self, data: bytes, limit: int | None = None, pack: str | None = None) -> list[Face]:

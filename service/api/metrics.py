@@ -1,8 +1,8 @@
 """Prometheus metrics at ``/metrics``.
 
 Request counts and latencies are recorded per request by service/api/request_log.py. The time spent
-in detection and embedding is measured by timing the methods that do that work on the
-service's own model objects (``instrument``), and index searches by the hook every vector
+in detection and embedding comes through the hook the analyzer offers
+(``FaceAnalyzer.observe_stages``), and that of index searches through the hook every vector
 index offers (``VectorIndexes.observe_searches``), so every caller counts (the API, the bulk
 importer) and models/ and index/ stay free of metrics.
 Gallery sizes, index kinds and rebuilds are read from the catalog and the indexes when scraped.
@@ -18,10 +18,8 @@ the outbox lag come from the shared catalog, so every replica reports the same v
 
 from __future__ import annotations
 
-import functools
 import os
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 from flask import Response
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
@@ -69,25 +67,13 @@ def observe_request(method: str, endpoint: str, status: int, code: str, seconds:
         REFUSALS.labels("rate_limit" if retry_after else "quota").inc()
 
 
-def _timed(owner: Any, name: str, step: str) -> None:
-    method: Callable = getattr(owner, name)
-    if hasattr(method, "__wrapped__"):  # already timed: another app on the same services
-        return
-    histogram = STEPS.labels(step)
-
-    @functools.wraps(method)
-    def timed(*args: Any, **kwargs: Any) -> Any:
-        with histogram.time():
-            return method(*args, **kwargs)
-
-    setattr(owner, name, timed)
+def observe_step(step: str, seconds: float) -> None:
+    STEPS.labels(step).observe(seconds)
 
 
 def instrument(use_cases: UseCases) -> None:
     """Time detection and embedding on the models' objects, and index searches."""
-    analyzer = use_cases.reader.analyzer()
-    _timed(analyzer.detector, "detect", "detection")
-    _timed(analyzer.embedder, "embed_crops", "embedding")
+    use_cases.reader.analyzer().observe_stages(observe_step)
     use_cases.maintenance.observe_searches(STEPS.labels("index_search").observe)
 
 
