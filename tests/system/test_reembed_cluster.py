@@ -65,7 +65,10 @@ def test_a_fused_pack_cluster_serves_buffalo_s_galleries_then_moves_them(engines
     on replicas running buffalo_s_edgeface, new galleries fill the fused pack's (1024-d), and
     service.core.reembed moves the old gallery over (EdgeFace only) and back (no model)."""
     env = engines.env(engines.new_database(), tmp_path / "photos")
-    settings = Settings.from_env({**env, "FACE_SEARCH_DATA_DIR": str(tmp_path / "data")})
+    # ONNX Runtime for both packs, so that the served answers can be held equal to buffalo_s's (test_pack_serving)
+    settings = Settings.from_env(
+        {**env, "FACE_SEARCH_DATA_DIR": str(tmp_path / "data"), "FACE_SEARCH_MODEL_RUNTIME": "onnxruntime"}
+    )
     probe = flipped(package_photo("Tom_Hanks_54745.png"))
 
     def answers(services, key) -> list:
