@@ -58,6 +58,16 @@ def openvino_core():
     return openvino.Core()
 
 
+@cache
+def compiled(model: str | bytes, threads: int, precision: str):
+    """A network compiled once per process for a configuration: compiling takes several times
+    what opening it on ONNX Runtime does, and a process that builds its models more than once (a
+    script, a test run) would pay it each time. A compiled model is safe to share: every session
+    over it makes its own infer requests."""
+    core = openvino_core()
+    return core.compile_model(core.read_model(model), "CPU", openvino_config(threads, precision))
+
+
 class OpenVinoSession(Session):
     """OpenVINO's CPU plugin, compiled once for any input shape the graph leaves open.
 
@@ -72,8 +82,7 @@ class OpenVinoSession(Session):
         name = model.name if isinstance(model, Path) else "a converted model"
         precision = precision_for(runtime, core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"), name)
         self.runtime = Runtime(runtime.engine, precision)
-        network = core.read_model(str(model) if isinstance(model, Path) else model)
-        self.compiled = core.compile_model(network, "CPU", openvino_config(threads, precision))
+        self.compiled = compiled(str(model) if isinstance(model, Path) else model, threads, precision)
         self.input_shape = _shape(self.compiled.inputs[0].get_partial_shape())
         self.output_shapes = [_shape(output.get_partial_shape()) for output in self.compiled.outputs]
         self.local = threading.local()

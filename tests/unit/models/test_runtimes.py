@@ -102,6 +102,13 @@ def test_one_model_shared_by_threads_answers_each_as_it_answers_one(group: np.nd
     for (boxes, vectors), (alone_boxes, alone_vectors) in zip(together, alone * 3, strict=True):
         np.testing.assert_array_equal(boxes, alone_boxes)
         np.testing.assert_array_equal(vectors, alone_vectors)
+    twin = embedder_model(pack.embedder)  # the same network again: compiled once per process, shared
+    assert twin.session.compiled is embedder.session.compiled
+    with ThreadPoolExecutor(4) as pool:
+        both = list(pool.map(lambda job: (embedder.embed(job[1]), twin.embed(job[1])), jobs))
+    for (ours, theirs), (_, alone_vectors) in zip(both, alone, strict=True):
+        np.testing.assert_array_equal(ours, alone_vectors)
+        np.testing.assert_array_equal(theirs, alone_vectors)
 
 
 def test_bf16_only_where_the_cpu_reports_it(caplog: pytest.LogCaptureFixture) -> None:
