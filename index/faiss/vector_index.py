@@ -25,7 +25,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +171,18 @@ def add_vectors(index: faiss.Index, ids: np.ndarray, vectors: np.ndarray) -> Non
     index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(ids, dtype=np.int64))
 
 
+@dataclass
+class HeldSelector:
+    """A recent filter's selector, kept with its set while the base's rows it allows stay the
+    same: what the selector needs to outlive it, and once asked for, the rows and the scorer."""
+
+    allowed: IdSet
+    selector: faiss.IDSelector
+    keep: Any
+    rows: np.ndarray | None = None
+    scorer: faiss.IndexPQ | None = None
+
+
 class VectorIndex:
     def __init__(self, index: faiss.Index, state: IndexState, layout: IvfLayout | None = None) -> None:
         self.index = index
@@ -180,8 +192,7 @@ class VectorIndex:
         self.packed: faiss.IndexIVFPQFastScan | None = None  # what a ``pq4`` IVF is searched with
         self.codes: RefineCodes | None = None  # the second code of a mapped base file
         self.coding: refine.Coding | None = None  # the second code of an IVF built here
-        # recent filters' selectors by the id of their set: [set, selector, what it needs, rows, scorer]
-        self._selectors: OrderedDict[int, list] = OrderedDict()
+        self._selectors: OrderedDict[int, HeldSelector] = OrderedDict()  # recent filters', by the id of their set
         self._selectors_lock = threading.Lock()
 
     @classmethod
@@ -320,27 +331,30 @@ class VectorIndex:
         held selector, rows and codes go on serving, under the new set."""
         held = self._held(allowed)
         if held is not None:
-            return held[1], held[2]
+            return held.selector, held.keep
         selector, keep = self._selector(allowed)
         with self._selectors_lock:
             held_rows = self._selectors.items() if self.codes is not None else ()
-            same = next((key for key, other in held_rows if np.array_equal(other[2], keep)), None)
-            entry = [allowed, selector, keep, None, None] if same is None else [allowed, *self._selectors.pop(same)[1:]]
+            same = next((key for key, other in held_rows if np.array_equal(other.keep, keep)), None)
+            if same is None:
+                entry = HeldSelector(allowed, selector, keep)
+            else:
+                entry = replace(self._selectors.pop(same), allowed=allowed)
             self._selectors[id(allowed)] = entry
             while len(self._selectors) > SELECTORS_HELD:
                 self._selectors.popitem(last=False)
-        return entry[1], entry[2]
+        return entry.selector, entry.keep
 
     def selected_rows(self, allowed: IdSet) -> np.ndarray:
         """The rows of the codes file the ``allowed`` faces are at, ascending."""
         assert self.codes is not None
         held = self._held(allowed)
-        bits = held[2] if held is not None else self._selector(allowed)[1]
-        rows = held[3] if held is not None else None
-        if rows is None:
-            rows = np.flatnonzero(np.unpackbits(bits, count=self.codes.count, bitorder="little"))
-            if held is not None:
-                held[3] = rows
+        if held is not None and held.rows is not None:
+            return held.rows
+        bits = held.keep if held is not None else self._selector(allowed)[1]
+        rows = np.flatnonzero(np.unpackbits(bits, count=self.codes.count, bitorder="little"))
+        if held is not None:
+            held.rows = rows
         return rows
 
     def selected_scorer(self, allowed: IdSet) -> faiss.IndexPQ:
@@ -351,23 +365,24 @@ class VectorIndex:
         assert self.codes is not None
         rows = self.selected_rows(allowed)
         held = self._held(allowed)
-        if held is not None and held[4] is not None:
-            return held[4]
+        if held is not None and held.scorer is not None:
+            return held.scorer
         scorer = self.codes.scorer(rows)
         if held is not None:
             with self._selectors_lock:
                 size = len(rows) * self.codes.code_bytes
                 if self._selectors.get(id(allowed)) is held and self._scorers_bytes() + size <= SCORERS_BYTES:
-                    held[4] = scorer
+                    held.scorer = scorer
         return scorer
 
     def _scorers_bytes(self) -> int:
-        return sum(held[4].ntotal * held[4].code_size for held in self._selectors.values() if held[4] is not None)
+        scorers = [held.scorer for held in self._selectors.values() if held.scorer is not None]
+        return sum(scorer.ntotal * scorer.code_size for scorer in scorers)
 
-    def _held(self, allowed: IdSet) -> list | None:
+    def _held(self, allowed: IdSet) -> HeldSelector | None:
         with self._selectors_lock:
             held = self._selectors.get(id(allowed))
-            if held is None or held[0] is not allowed:  # the id of a set no longer held, reused
+            if held is None or held.allowed is not allowed:  # the id of a set no longer held, reused
                 return None
             self._selectors.move_to_end(id(allowed))
             return held

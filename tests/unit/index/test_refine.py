@@ -354,7 +354,7 @@ def test_a_filter_ranked_directly_keeps_to_its_own_faces_when_another_filter_com
         _, found = index.within(queries[:20], 10, SETTINGS, exact, allowed)
         assert set(found.ravel().tolist()) <= set(allowed.ids().tolist()), name
         assert np.mean([set(f) == set(t) for f, t in zip(found.tolist(), truth, strict=True)]) >= 0.9, name
-    assert len(base._selectors) == 2 and all(held[4] is not None for held in base._selectors.values())
+    assert len(base._selectors) == 2 and all(held.scorer is not None for held in base._selectors.values())
     again = IdSet.of(halves["odd"].ids())  # the same faces resolved anew (after a write elsewhere)
     scorer = base.selected_scorer(halves["odd"])
     base.selector(again)
