@@ -11,7 +11,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from index.errors import StorageUnavailableError
+from index.errors import CommitUnknownError, StorageUnavailableError
 
 # A read that meets a storage component down raises the storage's own error (reads are not
 # wrapped one by one, as writes are by ``writing``); the HTTP layer answers it as StorageUnavailable.
@@ -103,6 +103,11 @@ def writing() -> Iterator[None]:
     """Storage failures of a write, as the use cases' own errors: nothing of it was kept."""
     try:
         yield
+    except CommitUnknownError as exc:
+        raise StorageUnavailable(
+            f"{exc}, and it did not answer in time about it: the write may or may not be stored; once storage is "
+            "back, look it up (list or search) before sending it again"
+        ) from exc
     except StorageUnavailableError as exc:
         raise StorageUnavailable(f"{exc}; nothing was stored, retry once it is back") from exc
     except OSError as exc:  # the catalog's StorageError, or a photo file's write

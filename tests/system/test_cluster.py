@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from index.postgres import PostgresCatalog
+from index.postgres.database import RESOLVE_SECONDS
 from service.core.photos import ORPHAN_GRACE_SECONDS, THUMBNAIL_SUFFIX
 from service.harness.engines import Milvus, Postgres
 from service.harness.live import LiveServer
@@ -189,11 +190,14 @@ def _no_orphan_photos(replicas: Replicas) -> None:
 
 
 def _refused_fast_with_code_12(refused: list) -> None:
+    """Every refusal is code 12 within FAST seconds, but for an add whose commit was on its way when
+    PostgreSQL died: that one waits for the server to come back and say (``RESOLVE_SECONDS`` at most)."""
     assert refused, "some requests met the component down"
     for status, body, seconds in refused:
         assert (status, body["status_code"]) == (503, 12), body
         assert "unavailable" in body["message"].lower() or "cannot be reached" in body["message"], body
-        assert seconds < FAST, f"a refusal took {seconds:.1f}s"
+        in_doubt = "went away during" in body["message"]
+        assert seconds < (RESOLVE_SECONDS + FAST if in_doubt else FAST), f"a refusal took {seconds:.1f}s: {body}"
 
 
 def _ready(server: LiveServer) -> dict:
@@ -222,7 +226,9 @@ def test_sigkill_milvus_during_adds_loses_nothing_acknowledged(replicas: Replica
 def test_sigkill_postgres_during_adds_loses_nothing_and_leaves_no_orphan(replicas: Replicas, engines: Engines) -> None:
     one, other = replicas.servers
     auth = _key(replicas)
-    with _restarted(engines.postgres), _streaming_adds(one, auth) as (acknowledged, refused):
+    # the server is back before the client stops: an add whose commit was on its way at the kill
+    # waits for it, to answer whether it was stored
+    with _streaming_adds(one, auth) as (acknowledged, refused), _restarted(engines.postgres):
         time.sleep(2)
         engines.postgres.kill()
         time.sleep(4)

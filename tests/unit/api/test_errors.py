@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import inspect
 
+import pytest
 from werkzeug.exceptions import InternalServerError, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
+from index.errors import CommitUnknownError, StorageUnavailableError
 from service.api.errors import CODES, RECORDS, Code, answer_to, record_of
 from service.core import errors
 from service.core.services import Services
@@ -38,6 +40,20 @@ def test_every_use_case_error_has_its_code() -> None:
     assert answer_to(errors.StorageUnavailable("down")).http_status == 503
     for unanswered in SCRIPTS_ONLY:  # a use case's error no record answers is a bug
         assert answer_to(unanswered("why")).code == Code.INTERNAL
+
+
+def test_a_write_whose_commit_is_in_doubt_does_not_say_nothing_was_stored() -> None:
+    """A database that died during a commit and did not come back in time may hold the write:
+    the client is told to look before it sends it again, not that nothing was kept."""
+    answers = []
+    for lost in (StorageUnavailableError("down"), CommitUnknownError("went away during a commit")):
+        with pytest.raises(errors.StorageUnavailable) as raised, errors.writing():
+            raise lost
+        answers.append(answer_to(raised.value))
+    refused, in_doubt = answers
+    assert (refused.code, refused.http_status) == (in_doubt.code, in_doubt.http_status) == (Code.STORAGE_ERROR, 503)
+    assert "nothing was stored" in refused.message
+    assert "nothing was stored" not in in_doubt.message and "may or may not be stored" in in_doubt.message
 
 
 def test_the_http_layers_own_errors_have_their_codes() -> None:
