@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.shutdown = services.close
     server = settings.server
     throttles = settings.storage.data_dir / "run" / "throttle"  # shared by this server's workers
-    app.throttles = Throttles.shared(throttles, server.rate_limit, server.rate_burst)
+    app.throttles = Throttles.shared(throttles, server.rate_limit, server.rate_burst, server.free_logins)
     app.wsgi_app = DrainUnreadBody(app.wsgi_app)  # type: ignore[method-assign]  # Flask's way to wrap it
     if server.proxy_hops:
         hops = server.proxy_hops

@@ -24,6 +24,7 @@ from models.runtime import RuntimeOverride, parse_override
 from .fetch import FetchSettings, Network, parse_networks
 from .grouping import GroupingSettings
 from .photos import ORPHAN_GRACE_SECONDS
+from .throttle import FailedLogins
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class ServerSettings:
     proxy_hops: int = 0  # reverse proxies in front whose X-Forwarded-* headers are trusted
     rate_limit: float = 50.0  # requests a second per key; 0 turns the limit off
     rate_burst: int = 100
+    free_logins: int = FailedLogins.FREE  # failed logins from one address before the next ones are slowed down
 
 
 @dataclass(frozen=True)
@@ -349,6 +351,12 @@ ENV = (
     ),
     Env("FACE_SEARCH_RATE_LIMIT", "server.rate_limit", "requests a second per key (0: off)", number(0.0)),
     Env("FACE_SEARCH_RATE_BURST", "server.rate_burst", "burst above the rate", whole(1)),
+    Env(
+        "FACE_SEARCH_FREE_LOGINS", "server.free_logins",
+        f"failed logins one client address may make within {FailedLogins.WINDOW_SECONDS / 60:g} minutes; each "
+        f"further attempt waits twice as long as the one before, up to {FailedLogins.MAX_DELAY_SECONDS:g} s",
+        whole(0),
+    ),
     Env(
         "FACE_SEARCH_CODE_ALIASES", "api.code_aliases",
         "every answer also carries its code and message under the names of the vendor's other docs "

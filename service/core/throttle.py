@@ -77,13 +77,16 @@ class FailedLogins:
     each further attempt waits twice as long as the one before, up to ``max_delay`` seconds."""
 
     PREFIX = "login:"
+    FREE = 5
+    WINDOW_SECONDS = 300.0
+    MAX_DELAY_SECONDS = 2.0
 
     def __init__(
         self,
         state: State,
-        free: int = 5,
-        window: float = 300.0,
-        max_delay: float = 2.0,
+        free: int = FREE,
+        window: float = WINDOW_SECONDS,
+        max_delay: float = MAX_DELAY_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.state = state
@@ -121,7 +124,7 @@ class Throttles:
     logins: FailedLogins
 
     @classmethod
-    def shared(cls, folder: Path, rate: float, burst: int) -> Throttles:
+    def shared(cls, folder: Path, rate: float, burst: int, free_logins: int) -> Throttles:
         """The throttles of one server, shared by its worker processes through ``folder``."""
         state = open_run_state(folder, forgettable=FailedLogins.PREFIX)
-        return cls(RateLimiter(rate, burst, state), FailedLogins(state))
+        return cls(RateLimiter(rate, burst, state), FailedLogins(state, free_logins))
