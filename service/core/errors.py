@@ -95,12 +95,14 @@ class StorageFull(ServiceError):
 
 
 class StorageUnavailable(ServiceError):
-    """Storage cannot be reached or read right now; a write that meets this kept nothing."""
+    """Storage cannot be reached or read right now; a write that meets this kept nothing, unless its
+    message says that its commit is in doubt."""
 
 
 @contextmanager
 def writing() -> Iterator[None]:
-    """Storage failures of a write, as the use cases' own errors: nothing of it was kept."""
+    """Storage failures of a write, as the use cases' own errors: nothing of it was kept, but for
+    a commit whose outcome the database never told (the one case whose message says it may be stored)."""
     try:
         yield
     except CommitUnknownError as exc:
