@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
 import pytest
 import requests
 
@@ -241,6 +242,65 @@ def test_sigkill_postgres_during_adds_loses_nothing_and_leaves_no_orphan(replica
     assert len(set(listed) - set(acknowledged)) <= 1, "at most the add in flight at the kill may have committed"
     _no_orphan_photos(replicas)
     assert _ready(one)["postgres"] is True, "the pool reconnected by itself"
+
+
+@contextmanager
+def _slow_commits(url: str, seconds: float) -> Iterator[None]:
+    """Every commit that stored an image waits ``seconds`` inside PostgreSQL (a deferred
+    trigger, run at COMMIT), so a test can kill the server while a commit is on its way."""
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(
+            "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS "
+            f"$$ BEGIN PERFORM pg_sleep({seconds}); RETURN NULL; END $$"
+        )
+        connection.execute(
+            "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON images DEFERRABLE INITIALLY DEFERRED "
+            "FOR EACH ROW EXECUTE FUNCTION slow_commit()"
+        )
+    try:
+        yield
+    finally:
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute("DROP TRIGGER slow_commit ON images")
+            connection.execute("DROP FUNCTION slow_commit()")
+
+
+def _committing(url: str, deadline: float) -> bool:
+    """Whether a commit is held in the slow-commit trigger, waited for until ``deadline``."""
+    with psycopg.connect(url, autocommit=True) as connection:
+        while time.monotonic() < deadline:
+            held = connection.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'").fetchone()
+            if held and held[0]:
+                return True
+            time.sleep(0.05)
+    return False
+
+
+def test_an_add_whose_commit_postgresql_never_finished_is_refused_without_its_photo_once_it_is_back(
+    replicas: Replicas, engines: Engines
+) -> None:
+    """The connection is lost while the add's commit is on its way, so the replica cannot know
+    whether it landed: it waits for PostgreSQL to come back, finds the image absent, and only then
+    refuses the add and deletes its photo (one that did land would keep its photo and be acknowledged)."""
+    one, _ = replicas.servers
+    auth = _key(replicas)
+    answers: list[requests.Response] = []
+    with _slow_commits(replicas.catalog_url, seconds=20):
+        add = threading.Thread(target=lambda: answers.append(_add(one, auth, 0)))
+        add.start()
+        try:
+            assert _committing(replicas.catalog_url, time.monotonic() + 60), "the add reached its commit"
+            with _restarted(engines.postgres):
+                engines.postgres.kill()
+                time.sleep(1)
+        finally:
+            add.join(timeout=60)
+    (answer,) = answers
+    body = answer.json()
+    assert (answer.status_code, body["status_code"]) == (503, 12), body
+    assert "went away during the commit; the image was not stored" in body["message"], body
+    assert _listed(one, auth) == {}
+    _no_orphan_photos(replicas)
 
 
 def _orphan(replicas: Replicas, name: str, age: float) -> Path:
