@@ -14,12 +14,16 @@ import requests
 
 import service.api
 from face_search_client import FaceSearchClient
+from models.runtime import REFERENCE
 from service.api.paths import API
 from service.core.config import Settings
 from service.core.keys import KeyRing
 from service.core.services import catalog_alone
 
 KEY, SECRET = "test-key", "test-secret"  # the key every LiveServer ensures at start-up
+# Every model on the reference runtime (ONNX Runtime fp32), for answers held equal to the last decimal to answers
+# made on it (the packs' own choices, bf16 embedders, move scores in the fourth decimal)
+REFERENCE_RUNTIME = {"FACE_SEARCH_MODEL_RUNTIME": str(REFERENCE)}
 ROOT = Path(service.__file__).resolve().parents[1]  # where the service's packages are: the server's folder
 CONFIG = Path(service.api.__file__).resolve().parent / "gunicorn.conf.py"
 

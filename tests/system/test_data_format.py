@@ -23,7 +23,7 @@ import pytest
 
 from service.core.config import Settings
 from service.core.services import build_services
-from service.harness.live import KEY, SECRET, LiveServer
+from service.harness.live import KEY, REFERENCE_RUNTIME, SECRET, LiveServer
 from service.harness.photos import b64, flipped, package_photo
 from tests.live import ROOT
 from tests.usecases import add, find, page
@@ -31,9 +31,6 @@ from tests.usecases import add, find, page
 BASELINE = "0e1d677"  # main just before the layers were redesigned
 SEAM_BASELINE = "bea80a4"  # main just before the storage seam was tightened
 OLD_CODE = ("service", "index", "models", "tests/__init__.py", "tests/photos.py")
-# The old code's recorded answers came from its models on ONNX Runtime fp32; what is tested here is the
-# data format, so the models run on that runtime (bf16 embedders would move scores in the fourth decimal).
-REFERENCE_RUNTIME = {"FACE_SEARCH_MODEL_RUNTIME": "onnxruntime"}
 
 WRITER = r"""
 import hashlib, json, sys

@@ -17,6 +17,7 @@ from index.postgres import PostgresCatalog
 from index.vectors import IndexSettings
 from service.core.config import Settings
 from service.core.services import build_services
+from service.harness.live import REFERENCE_RUNTIME
 from service.harness.photos import flipped, package_photo, recompressed, scaled
 from tests.cluster import Engines
 from tests.live import ROOT
@@ -66,9 +67,7 @@ def test_a_fused_pack_cluster_serves_buffalo_s_galleries_then_moves_them(engines
     service.core.reembed moves the old gallery over (EdgeFace only) and back (no model)."""
     env = engines.env(engines.new_database(), tmp_path / "photos")
     # ONNX Runtime for both packs, so that the served answers can be held equal to buffalo_s's (test_pack_serving)
-    settings = Settings.from_env(
-        {**env, "FACE_SEARCH_DATA_DIR": str(tmp_path / "data"), "FACE_SEARCH_MODEL_RUNTIME": "onnxruntime"}
-    )
+    settings = Settings.from_env({**env, "FACE_SEARCH_DATA_DIR": str(tmp_path / "data"), **REFERENCE_RUNTIME})
     probe = flipped(package_photo("Tom_Hanks_54745.png"))
 
     def answers(services, key) -> list:

@@ -11,12 +11,12 @@ import pytest
 
 from index.lmdb.encoding import pair
 from index.records import KeyRecord
-from models.runtime import parse_override
 from service.api.errors import Code, answer_to
 from service.core.config import Settings
 from service.core.errors import PackMismatch
 from service.core.requests import Photo, Search
 from service.core.services import Services, build_services
+from service.harness.live import REFERENCE_RUNTIME
 from service.harness.photos import flipped, package_photo
 from tests.usecases import add, find
 
@@ -28,7 +28,9 @@ def _with(settings: Settings, pack: str) -> Services:
     # Both packs on ONNX Runtime: w600k_mbf then runs the same arithmetic in either pack, so a served
     # gallery's answers can be held equal to the last decimal (the fused pack's own choice, bf16, is not
     # bit-equal to buffalo_s's fp32: docs/models.md, "Runtimes and precision").
-    return build_services(replace(settings, models=pack, model_runtime=parse_override("onnxruntime")), serving=True)
+    return build_services(
+        replace(settings, models=pack, model_runtime=Settings.from_env(REFERENCE_RUNTIME).model_runtime), serving=True
+    )
 
 
 def _answers(services: Services, key: KeyRecord) -> dict:
