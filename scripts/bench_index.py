@@ -174,7 +174,9 @@ def one_gallery(size: int, args: argparse.Namespace, settings: Settings, pack: M
         "lists": served["lists"],
         "nprobe": settings.index.nprobe,
         "refine_bytes": served["refine_bytes"],
-        "candidates": candidates_for(size, settings.index),  # what the scan returns at this size
+        "candidates": candidates_for(
+            size, population.dim, served["refine_bytes"], settings.index
+        ),  # what the scan returns at this size
         "rerank": settings.index.rerank,
         "lmdb_bytes": lmdb_bytes,
         "index_file_bytes": sum(p.stat().st_size for p in (data / "indexes").iterdir() if p.suffix in INDEX_FILES),

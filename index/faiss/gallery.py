@@ -116,7 +116,7 @@ class GalleryIndex:
                 # hundredths: too far for a link's threshold, so they are scored exactly); the 4-bit
                 # codes alone rank them worse, so more of them are scored
                 keep = (k if base.codes is not None else NEAR_RERANK * k) if near else max(k, settings.rerank)
-                scanned = settings.neighbour_candidates if near else candidates_for(base.count, settings)
+                scanned = settings.neighbour_candidates if near else _scanned(base, settings)
                 ids, _ = base.shortlist(queries, keep, scanned, exclude, nprobe)
                 parts.append(_rescored(queries, ids, exact))
         return _merged(parts, k)
@@ -246,17 +246,32 @@ NEAR_RERANK = 4  # a grouping run's neighbours: this many times k candidates are
 DIRECT_COST = 10
 FEWEST_CANDIDATES = 1600  # what a million faces need: docs/benchmarks/2026-12-02-second-code.md (1M sweep)
 CANDIDATES_AT = 10_000_000  # the gallery size ``IndexSettings.candidates`` is set for
+DIMS_PER_BYTE = 4  # and the second code's dimensions per byte it is set for (buffalo_s: 512 in 128 bytes)
 
 
-def candidates_for(count: int, settings: IndexSettings) -> int:
-    """How many faces the scan of a base of ``count`` returns for the second code to rank.
+def candidates_for(count: int, dim: int, refine_bytes: int, settings: IndexSettings) -> int:
+    """How many faces the scan of a base of ``count`` ``dim``-d faces returns for its second code
+    (``refine_bytes`` a face) to rank.
 
     With the lists capped, a query's scan reads a share of the gallery, so the strangers that
     crowd a person's true neighbours grow with its size, and the candidates with them: as many
     at ten million faces reach the recall that fewer reach at a million, and fewer cost less to
-    rank (the sweeps: docs/benchmarks/2026-12-02-second-code.md)."""
-    scaled = settings.candidates * count // CANDIDATES_AT
-    return min(settings.candidates, max(FEWEST_CANDIDATES, scaled))
+    rank (the sweeps: docs/benchmarks/2026-12-02-second-code.md). A second code whose bytes each
+    stand for more dimensions ranks less finely, so the candidates grow with its ``coarseness``."""
+    most = round(settings.candidates * coarseness(dim, refine_bytes))
+    return min(most, max(FEWEST_CANDIDATES, most * count // CANDIDATES_AT))
+
+
+def coarseness(dim: int, refine_bytes: int) -> float:
+    """The dimensions each byte of a second code stands for, against those ``IndexSettings.candidates``
+    is set for (``DIMS_PER_BYTE``), and never below 1: the fused pack's 1024-d faces in 128 bytes
+    needed twice buffalo_s's candidates for its recall at ten million faces
+    (docs/benchmarks/2026-12-07-fused-pack-10m.md)."""
+    return max(1.0, dim / refine_bytes / DIMS_PER_BYTE) if refine_bytes else 1.0
+
+
+def _scanned(base: VectorIndex, settings: IndexSettings) -> int:
+    return candidates_for(base.count, base.state.dim, base.state.refine_bytes, settings)
 
 
 def _ranked_within(
@@ -278,7 +293,7 @@ def _ranked_within(
     count = len(rows)
     scanned = wider / max(base.state.nlist, 1) * base.count  # faces the wider IVF scan reads
     if count * DIRECT_COST > scanned:
-        ids, _ = base.shortlist(queries, keep, candidates_for(base.count, settings), selector, wider)
+        ids, _ = base.shortlist(queries, keep, _scanned(base, settings), selector, wider)
         found = _rescored(queries, ids, exact)
         if np.all((found[1] >= 0).sum(axis=1) >= min(k, count)):
             return found

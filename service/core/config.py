@@ -396,7 +396,9 @@ ENV = (
     ),
     Env(
         "FACE_SEARCH_CANDIDATES", "index.candidates",
-        "faces a pq4 IVF's scan returns for the second code to rank", whole(1),
+        "faces a pq4 IVF's scan of ten million faces returns for the second code to rank (fewer in a "
+        "smaller gallery; twice as many for a pack whose second code holds twice the dimensions a byte, "
+        "as the fused pack's)", whole(1),
     ),
     Env(
         "FACE_SEARCH_RERANK", "index.rerank", "candidates of a compressed IVF scored again with the exact vectors",

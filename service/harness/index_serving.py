@@ -7,6 +7,7 @@ process and returns its report.
 from __future__ import annotations
 
 import ctypes
+import math
 import mmap
 import multiprocessing
 import os
@@ -23,7 +24,7 @@ import faiss
 import numpy as np
 
 from index.faiss import FaissIndexes
-from index.faiss.gallery import CANDIDATES_AT
+from index.faiss.gallery import CANDIDATES_AT, coarseness
 from index.lmdb import LmdbCatalog
 from index.lmdb.environment import READERS
 from index.records import NewFace, NewImage
@@ -172,12 +173,15 @@ def galleries(indexes: FaissIndexes, catalog: LmdbCatalog, data: Path, gids: lis
 def swept(indexes: FaissIndexes, gid: int, queries: np.ndarray, grid: dict, settings: Settings) -> list[dict]:
     """200 queries at each point of the nprobe x candidates grid."""
     points = []
-    faces = indexes.status(gid).vectors
+    faces, dim = indexes.status(gid).vectors, queries.shape[1]
+    details = indexes.status(gid).details
+    refine_bytes = details.second_code if details else 0
     for nprobe in grid["nprobe"]:
         for candidates in grid["candidates"]:
-            # the setting is for ten million faces and scales down with the gallery: ask for as
-            # many as makes this gallery's scan return ``candidates``
-            indexes.tune(nprobe=nprobe, candidates=max(candidates, -(-candidates * CANDIDATES_AT // faces)))
+            # the setting is for ten million faces and scales down with the gallery (and up with the
+            # second code's coarseness): ask for as many as makes this gallery's scan return ``candidates``
+            setting = max(candidates, -(-candidates * CANDIDATES_AT // faces)) / coarseness(dim, refine_bytes)
+            indexes.tune(nprobe=nprobe, candidates=math.ceil(setting))
             times, found = timed(indexes, gid, queries[:200])
             point = {"nprobe": nprobe, "candidates": candidates, "times": times.tolist(), "found": found.tolist()}
             points.append(point)

@@ -146,6 +146,21 @@ def assert_changes_answered(indexes: FaissIndexes, gid: int, added: np.ndarray, 
     assert not gone & set(found.ravel().tolist())
 
 
+def test_a_second_code_coarser_per_byte_has_the_scan_return_more_candidates() -> None:
+    """The fused pack's 1024-d faces in 128 bytes are ranked less finely than buffalo_s's 512-d
+    ones: at ten million faces the scan returns twice the candidates, scaled down with the gallery
+    alike and never below the floor; a finer code never gets fewer than the setting."""
+    settings, at = IndexSettings(), gallery_module.CANDIDATES_AT
+    fused, single = (
+        gallery_module.candidates_for(at, 1024, 128, settings),
+        gallery_module.candidates_for(at, 512, 128, settings),
+    )
+    assert (fused, single) == (2 * settings.candidates, settings.candidates)
+    assert gallery_module.candidates_for(at // 2, 1024, 128, settings) == settings.candidates
+    assert gallery_module.candidates_for(at // 100, 1024, 128, settings) == gallery_module.FEWEST_CANDIDATES
+    assert gallery_module.candidates_for(at, 256, 128, settings) == settings.candidates
+
+
 def test_a_gallery_with_a_second_code_answers_like_exact_search_through_changes_and_checkpoints(gallery) -> None:
     catalog, folder, gid, queries = gallery
     indexes = FaissIndexes(catalog, folder, SETTINGS, serving=True)
