@@ -173,14 +173,13 @@ def galleries(indexes: FaissIndexes, catalog: LmdbCatalog, data: Path, gids: lis
 def swept(indexes: FaissIndexes, gid: int, queries: np.ndarray, grid: dict, settings: Settings) -> list[dict]:
     """200 queries at each point of the nprobe x candidates grid."""
     points = []
-    faces, dim = indexes.status(gid).vectors, queries.shape[1]
-    details = indexes.status(gid).details
-    refine_bytes = details.second_code if details else 0
+    status = indexes.status(gid)
+    coarser = coarseness(queries.shape[1], status.details.second_code if status.details else 0)
     for nprobe in grid["nprobe"]:
         for candidates in grid["candidates"]:
             # the setting is for ten million faces and scales down with the gallery (and up with the
             # second code's coarseness): ask for as many as makes this gallery's scan return ``candidates``
-            setting = max(candidates, -(-candidates * CANDIDATES_AT // faces)) / coarseness(dim, refine_bytes)
+            setting = max(candidates, -(-candidates * CANDIDATES_AT // status.vectors)) / coarser
             indexes.tune(nprobe=nprobe, candidates=math.ceil(setting))
             times, found = timed(indexes, gid, queries[:200])
             point = {"nprobe": nprobe, "candidates": candidates, "times": times.tolist(), "found": found.tolist()}
