@@ -270,6 +270,13 @@ def coarseness(dim: int, refine_bytes: int) -> float:
     return max(1.0, dim / refine_bytes / DIMS_PER_BYTE) if refine_bytes else 1.0
 
 
+def candidates_setting(candidates: int, count: int, dim: int, refine_bytes: int) -> int:
+    """The ``IndexSettings.candidates`` that makes ``candidates_for`` a base of ``count`` ``dim``-d
+    faces (``refine_bytes`` of second code each) return ``candidates``: its inverse above the floor,
+    for a benchmark that sweeps what the scan returns."""
+    return math.ceil(max(candidates, -(-candidates * CANDIDATES_AT // count)) / coarseness(dim, refine_bytes))
+
+
 def _scanned(base: VectorIndex, settings: IndexSettings) -> int:
     return candidates_for(base.count, base.state.dim, base.state.refine_bytes, settings)
 

@@ -7,7 +7,6 @@ process and returns its report.
 from __future__ import annotations
 
 import ctypes
-import math
 import mmap
 import multiprocessing
 import os
@@ -24,7 +23,7 @@ import faiss
 import numpy as np
 
 from index.faiss import FaissIndexes
-from index.faiss.gallery import CANDIDATES_AT, coarseness
+from index.faiss.gallery import candidates_setting
 from index.lmdb import LmdbCatalog
 from index.lmdb.environment import READERS
 from index.records import NewFace, NewImage
@@ -174,13 +173,11 @@ def swept(indexes: FaissIndexes, gid: int, queries: np.ndarray, grid: dict, sett
     """200 queries at each point of the nprobe x candidates grid."""
     points = []
     status = indexes.status(gid)
-    coarser = coarseness(queries.shape[1], status.details.second_code if status.details else 0)
+    refine_bytes = status.details.second_code if status.details else 0
     for nprobe in grid["nprobe"]:
         for candidates in grid["candidates"]:
-            # the setting is for ten million faces and scales down with the gallery (and up with the
-            # second code's coarseness): ask for as many as makes this gallery's scan return ``candidates``
-            setting = max(candidates, -(-candidates * CANDIDATES_AT // status.vectors)) / coarser
-            indexes.tune(nprobe=nprobe, candidates=math.ceil(setting))
+            setting = candidates_setting(candidates, status.vectors, queries.shape[1], refine_bytes)
+            indexes.tune(nprobe=nprobe, candidates=setting)
             times, found = timed(indexes, gid, queries[:200])
             point = {"nprobe": nprobe, "candidates": candidates, "times": times.tolist(), "found": found.tolist()}
             points.append(point)

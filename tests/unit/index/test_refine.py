@@ -159,6 +159,9 @@ def test_a_second_code_coarser_per_byte_has_the_scan_return_more_candidates() ->
     assert gallery_module.candidates_for(at // 2, 1024, 128, settings) == settings.candidates
     assert gallery_module.candidates_for(at // 100, 1024, 128, settings) == gallery_module.FEWEST_CANDIDATES
     assert gallery_module.candidates_for(at, 256, 128, settings) == settings.candidates
+    for wanted, count, dim in ((1600, at, 1024), (12_800, at, 1024), (3200, at // 10, 512), (6400, 60_000, 1024)):
+        setting = gallery_module.candidates_setting(wanted, count, dim, 128)
+        assert gallery_module.candidates_for(count, dim, 128, replace(settings, candidates=setting)) == wanted
 
 
 def test_a_gallery_with_a_second_code_answers_like_exact_search_through_changes_and_checkpoints(gallery) -> None:
