@@ -130,8 +130,7 @@ class GalleryIndex:
 
         - at most ``settings.rerank`` faces: an exact search over them alone, their vectors read
           from the catalog (what the re-rank would read anyway);
-        - an IVF scans more lists the fewer faces pass: ``nprobe`` divided by the share that passes
-          to the power ``WIDEN`` (all the lists at the extreme);
+        - an IVF scans more lists the fewer faces pass (``widened``: all the lists at the extreme);
         - a base with a second code: the codes of the allowed faces ranked directly (a scan of
           their rows alone) when that costs less than that wider IVF scan (``DIRECT_COST``), else
           the IVF scan with the allowed rows as its selector (and the direct ranking after all if
@@ -147,13 +146,18 @@ class GalleryIndex:
         if base is not None and base.count:
             selector, keep_alive = base.selector(allowed)
             share = min(1.0, allowed.count / base.count)
-            wider = base.state.nprobe and min(base.state.nlist, math.ceil(base.state.nprobe / share**WIDEN))
+
+            def lists(returned: int) -> int:  # for a scan that returns this many faces; 0: not an IVF
+                return base.state.nprobe and widened(base.state, base.count, share, returned)
+
             if not base.compressed:
-                parts.append(base.search(queries, k, selector, wider or None))
+                parts.append(base.search(queries, k, selector, lists(k) or None))
             elif base.codes is None:
-                ids, _ = base.shortlist(queries, max(k, settings.rerank), 0, selector, wider)
+                keep = max(k, settings.rerank)
+                ids, _ = base.shortlist(queries, keep, 0, selector, lists(keep))
                 parts.append(_rescored(queries, ids, exact))
             else:
+                wider = lists(_scanned(base, settings))
                 parts.append(_ranked_within(queries, k, settings, exact, base, allowed, selector, wider))
             del keep_alive
         return _merged(parts, k)
@@ -232,12 +236,17 @@ class GalleryIndex:
 
 # A filter that keeps a share s of the faces scans nprobe / s**WIDEN lists. Its nearest allowed
 # faces are the nearest faces of a sparser gallery: a little farther than the unfiltered ones, in
-# more lists, but not 1/s times as many. nprobe / s (as many allowed faces met as an unfiltered
-# scan meets faces) scanned twice the lists at 25% for the same recall at a million faces;
-# nprobe / sqrt(s) kept it there but lost 0.01 at a fifth on the contract test's small, tightly
-# grouped gallery (tests/contract/test_filtered_search.py). Measured: the issue-29perf run of
-# docs/benchmarks/2026-12-07-filters.md.
-WIDEN = 0.75
+# more lists, but not 1/s times as many, as long as the unfiltered scan meets many more faces than
+# it returns (at least DEEP times: every default gallery past the IVF threshold, 18 times at 50,000
+# faces, 80 at a million), so that the lists nearest a query hold its neighbours with room to
+# spare. nprobe / s (as many allowed faces met as the unfiltered scan meets faces) scanned twice
+# the lists at 25% for the same recall at a million faces, nprobe / s**0.6 kept it there; a
+# shallower scan (the contract test's small, tightly grouped gallery, tests/contract/
+# test_filtered_search.py, meets 1.6 faces per face it returns) lost 0.01 of recall at a fifth
+# below nprobe / s**0.75, so there the filter keeps nprobe / s. Measured: the issue-29perf run
+# and "A widening by the scan's depth" of docs/benchmarks/2026-12-07-filters.md.
+WIDEN = 0.6
+DEEP = 8
 NEAR_RERANK = 4  # a grouping run's neighbours: this many times k candidates are scored exactly
 # What ranking one face's second code directly costs (gathering its 128 bytes, 8-bit lookups),
 # in faces of a pq4 IVF scan (4-bit codes, 32 at a time in registers): a filter that leaves
@@ -275,6 +284,14 @@ def candidates_setting(candidates: int, count: int, dim: int, refine_bytes: int)
     faces (``refine_bytes`` of second code each) return ``candidates``: its inverse above the floor,
     for a benchmark that sweeps what the scan returns."""
     return math.ceil(max(candidates, -(-candidates * CANDIDATES_AT // count)) / coarseness(dim, refine_bytes))
+
+
+def widened(state: IndexState, count: int, share: float, returned: int) -> int:
+    """The lists an IVF of ``count`` faces scans for a filter that keeps ``share`` of them, its
+    scan returning ``returned`` faces: ``nprobe / share**WIDEN`` where the unfiltered scan meets
+    at least ``DEEP`` faces per face it returns, else ``nprobe / share`` (see ``WIDEN``)."""
+    deep = state.nprobe * count >= DEEP * returned * state.nlist
+    return min(state.nlist, math.ceil(state.nprobe / share ** (WIDEN if deep else 1.0)))
 
 
 def _scanned(base: VectorIndex, settings: IndexSettings) -> int:

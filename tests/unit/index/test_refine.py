@@ -4,6 +4,7 @@ checkpoint killed while writing it. Real FAISS quantisers on face-like vectors, 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -16,7 +17,7 @@ from index.faiss import gallery as gallery_module
 from index.faiss.files import IndexFiles
 from index.faiss.gallery import GalleryIndex
 from index.faiss.refine import Coding, RefineCodes, write_codes
-from index.faiss.vector_index import IndexState, VectorIndex
+from index.faiss.vector_index import IndexState, VectorIndex, nlist_for
 from index.lmdb import LmdbCatalog
 from index.records import IdSet
 from index.vectors import IndexSettings
@@ -350,6 +351,22 @@ def test_a_checkpoint_carries_the_packed_copy_over_in_every_process_instead_of_p
     assert len(asked) == 2, "the retired index sent the search on to the current one"
     writer.close()
     reader.close()
+
+
+def test_a_filter_widens_a_deep_scan_by_less_than_its_share_and_a_shallow_one_by_all_of_it() -> None:
+    """A quarter of a million faces (the default scan meets 80 faces per face it returns) scans
+    nprobe / share**WIDEN lists, fewer than nprobe / share; the contract test's small gallery
+    (12,000 faces at nprobe 64: 1.6 faces met per face returned) scans nprobe / share, all its
+    lists at a fifth; no filter at all scans nprobe."""
+    settings = IndexSettings()
+    million = IndexState(kind="ivf", dim=512, nlist=nlist_for(1_000_000), nprobe=settings.nprobe)
+    returned = gallery_module.candidates_for(1_000_000, 512, 128, settings)
+    deep = gallery_module.widened(million, 1_000_000, 0.25, returned)
+    assert settings.nprobe < deep == math.ceil(settings.nprobe / 0.25**gallery_module.WIDEN) < 4 * settings.nprobe
+    assert gallery_module.widened(million, 1_000_000, 1.0, returned) == settings.nprobe
+    small = IndexState(kind="ivf", dim=512, nlist=nlist_for(12_000), nprobe=64)
+    assert gallery_module.widened(small, 12_000, 0.5, returned) == 128
+    assert gallery_module.widened(small, 12_000, 0.2, returned) == small.nlist
 
 
 def test_a_filter_ranked_directly_keeps_to_its_own_faces_when_another_filter_comes_between(gallery) -> None:
