@@ -31,8 +31,11 @@ T = TypeVar("T")
 HNSW = {"M": 16, "efConstruction": 100}  # recall@10 1.0 at 100k x 512 with ef 64 (cluster notes)
 MIN_EF = 64
 # A filtered search walks the graph past the nodes the filter refuses, so it needs a longer
-# list of candidates to reach the same recall.
-FILTERED_EF = 256
+# list of candidates to reach the same recall; how much longer grows as the scope keeps less of a
+# segment's rows. This one is chosen from the million-face run's table of recall and time by ef
+# (docs/benchmarks/2026-12-07-cluster-filters.md): enough for scopes keeping a fifth or more, not
+# for a few percent, which would need an ef that follows the scope's size.
+FILTERED_EF = 1024
 MAX_TOP_K = 16_384  # Milvus's largest limit of one search
 INSERT_ROWS = 2_000  # rows per insert request (a 512-d row is 2 KB; requests stay well under 64 MB)
 
