@@ -242,8 +242,8 @@ class GalleryIndex:
 # spare. nprobe / s (as many allowed faces met as the unfiltered scan meets faces) scanned twice
 # the lists at 25% for the same recall at a million faces, nprobe / s**0.6 kept it there; a
 # shallower scan (the contract test's small, tightly grouped gallery, tests/contract/
-# test_filtered_search.py, meets 1.6 faces per face it returns) lost 0.01 of recall at a fifth
-# below nprobe / s**0.75, so there the filter keeps nprobe / s. Measured: the issue-29perf run
+# test_filtered_search.py, meets 1.6 faces per face it returns) lost recall at a fifth below
+# nprobe / s**0.75, so there the filter keeps nprobe / s. Measured: the issue-29perf run
 # and "A widening by the scan's depth" of docs/benchmarks/2026-12-07-filters.md.
 WIDEN = 0.6
 DEEP = 8

@@ -365,6 +365,7 @@ def test_a_filter_widens_a_deep_scan_by_less_than_its_share_and_a_shallow_one_by
     assert settings.nprobe < deep == math.ceil(settings.nprobe / 0.25**gallery_module.WIDEN) < 4 * settings.nprobe
     assert gallery_module.widened(million, 1_000_000, 1.0, returned) == settings.nprobe
     small = IndexState(kind="ivf", dim=512, nlist=nlist_for(12_000), nprobe=64)
+    returned = gallery_module.candidates_for(12_000, 512, 128, settings)
     assert gallery_module.widened(small, 12_000, 0.5, returned) == 128
     assert gallery_module.widened(small, 12_000, 0.2, returned) == small.nlist
 
