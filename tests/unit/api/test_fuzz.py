@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from service.api.app import create_app
 from service.api.errors import Code
+from service.api.responses import LINKS
 from service.core.config import Settings
 from service.core.services import build_services
 from service.harness.live import KEY, SECRET
@@ -93,7 +94,7 @@ def snapshot(client) -> tuple:
     rounded to a window that moves with the clock, not with anything stored."""
     listed = client.get(API + "/images", headers=basic()).get_json()
     index = client.get(API + "/index", headers=basic()).get_json()["result"]["vectors"]
-    images = [{k: v for k, v in image.items() if k not in ("url", "thumbnail_url")} for image in listed["result"]]
+    images = [{k: v for k, v in image.items() if k not in LINKS} for image in listed["result"]]
     return json.dumps(images, sort_keys=True), listed["total"], index
 
 
