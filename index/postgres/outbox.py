@@ -53,9 +53,13 @@ class Applying:
         return Pending(pack, dim, changes, live)
 
     def record(self, collection: str, seq: int) -> None:
+        # clock_timestamp(), not now(): now() is when the transaction began, before it waited for
+        # the lock and for Milvus to take the batch, which would make the write look older than
+        # it is and let a search read Milvus at Bounded consistency before the write is visible.
         self.cursor.execute(
-            "INSERT INTO vector_progress (gallery, collection, applied_seq, applied_at) VALUES (%s, %s, %s, now()) "
-            "ON CONFLICT (gallery, collection) DO UPDATE SET applied_seq = excluded.applied_seq, applied_at = now()",
+            "INSERT INTO vector_progress (gallery, collection, applied_seq, applied_at) "
+            "VALUES (%s, %s, %s, clock_timestamp()) ON CONFLICT (gallery, collection) "
+            "DO UPDATE SET applied_seq = excluded.applied_seq, applied_at = excluded.applied_at",
             (self.gid, collection, seq),
         )
 

@@ -1,15 +1,18 @@
 """The cluster's outbox beyond the contract: a change applied by one collection stays until
 every collection holding the gallery applied it, a batch applied twice changes nothing, the
-exclusive lock is one holder's across connections, and a rebuild refills a Milvus that lost
-a gallery (a restored catalog) from the catalog."""
+exclusive lock is one holder's across connections, a change counts as applied from when its
+apply committed, and a rebuild refills a Milvus that lost a gallery (a restored catalog) from
+the catalog."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from index.milvus import MilvusIndexes
+from index.milvus.indexes import STRONG_SECONDS
 from index.postgres import PostgresCatalog
 from index.vectors import IndexSettings
 from service.harness.synthetic import faces
@@ -43,6 +46,25 @@ def test_applied_changes_are_trimmed_only_once_every_collection_applied_them(clu
     catalog.images.add(gid, new_image(data.vectors[8:10]))
     assert indexes.status(gid).pending == 2, "the lag is reported before the status catches up"
     assert indexes.status(gid).pending == 0 and indexes.verify(gid)
+
+
+def test_a_change_counts_as_applied_from_when_its_apply_commits(cluster) -> None:
+    """Searches read Milvus at Bounded consistency only ``STRONG_SECONDS`` after the gallery's last
+    apply; that time is when the apply wrote Milvus, however long its transaction waited before
+    (for another applier's lock, for a slow Milvus), or a search could miss an acknowledged add."""
+    catalog, _ = cluster
+    gid = gallery_of(catalog)
+    catalog.images.add(gid, new_image(faces(1).vectors[:2]))
+    waited = 2.0
+    with catalog.outbox.applying(gid) as applying:
+        assert applying is not None
+        batch = applying.next_batch(100)
+        assert batch is not None and batch.changes
+        time.sleep(waited)  # what a wait for the lock or a slow write of the batch takes
+        applying.record(batch.collection, batch.last)
+    progress = catalog.outbox.progress(gid, batch.collection)
+    assert progress.pending == 0
+    assert progress.applied_seconds_ago is not None and progress.applied_seconds_ago < waited / 2 < STRONG_SECONDS
 
 
 def test_a_batch_applied_again_changes_nothing(cluster) -> None:
