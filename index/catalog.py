@@ -520,9 +520,23 @@ class CatalogImport(Protocol):
         ...
 
 
-class OutboxCatalog(Catalog, Protocol):
-    """A catalog that a vector backend in a server of its own follows through the outbox."""
+class CountedImages(ImageTable, Protocol):
+    """The image table of a catalog whose indexes can say cheaply how large a scope is."""
 
+    def count_upto(self, gid: int, scope: Scope, most: int) -> int:
+        """How many of the gallery's images may be in ``scope`` by their collection and creation
+        time, counted up to ``most`` (what the count costs stops there; a scope that names neither
+        is ``most``). Metadata terms admit every image: counting them would read the values of
+        every image they pass, where these two are columns of the image with an index each."""
+        ...
+
+
+class OutboxCatalog(Catalog, Protocol):
+    """A catalog that a vector backend in a server of its own follows through the outbox; its
+    search sizes a scope from the catalog (``CountedImages``)."""
+
+    @property
+    def images(self) -> CountedImages: ...
     @property
     def outbox(self) -> Outbox: ...
     @property

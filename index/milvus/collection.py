@@ -30,12 +30,20 @@ T = TypeVar("T")
 
 HNSW = {"M": 16, "efConstruction": 100}  # recall@10 1.0 at 100k x 512 with ef 64 (cluster notes)
 MIN_EF = 64
-# A filtered search walks the graph past the nodes the filter refuses, so it needs a longer
-# list of candidates to reach the same recall; how much longer grows as the scope keeps less of a
-# segment's rows. This one is chosen from the million-face run's table of recall and time by ef
-# (docs/benchmarks/2026-12-07-cluster-filters.md): enough for scopes keeping a fifth or more, not
-# for a few percent, which would need an ef that follows the scope's size.
+# A filtered search walks the graph past the nodes the filter refuses, so it needs a longer list
+# of candidates to reach the same recall; how much longer grows as the scope keeps less of the
+# rows of the segments it touches. Rows are written in order, so a collection or a window of
+# dates filled at once keeps much of a few segments and none of the others, and it is there that
+# the walk starves; a scope spread thin over every segment does not (the million-face run answered
+# such scopes in full at the smallest ef). So the ef follows the share of the gallery's images that
+# the scope's collections and creation times admit, which the catalog counts cheaply
+# (``OutboxCatalog.images.count_upto``): from ``FULL_SHARE`` up, ``FILTERED_EF``; below it the ef
+# grows as the share's -1.5th power, up to ``MAX_EF`` (chosen from the million-face run's table of
+# recall and time by ef: docs/benchmarks/2026-12-07-cluster-filters.md). A metadata key whose
+# values follow the upload order is better made a collection: its share is not counted.
 FILTERED_EF = 1024
+FULL_SHARE = 0.2
+MAX_EF = 16_384
 MAX_TOP_K = 16_384  # Milvus's largest limit of one search
 INSERT_ROWS = 2_000  # rows per insert request (a 512-d row is 2 KB; requests stay well under 64 MB)
 
@@ -47,6 +55,13 @@ COLLECTION_BYTES = 1024  # the longest collection name a row holds, as UTF-8
 def collection_name(namespace: str, pack: str, dim: int, schema: str = SCHEMA) -> str:
     """Milvus names allow letters, digits and underscores: the pack is named by a hash."""
     return f"face_search_{namespace}_{hashlib.sha1(pack.encode()).hexdigest()[:10]}_{dim}{schema}"
+
+
+def filtered_ef(share: float) -> int:
+    """The ef of a search whose scope keeps ``share`` of the gallery's images (see ``FILTERED_EF``)."""
+    if share >= FULL_SHARE:
+        return FILTERED_EF
+    return int(min(MAX_EF, FILTERED_EF * (FULL_SHARE / max(share, FULL_SHARE / MAX_EF)) ** 1.5))
 
 
 def face_row(face: int, gallery: int, placed: Placed, vector: np.ndarray) -> dict:
@@ -123,10 +138,11 @@ class Collection:
         self.call(lambda client: client.delete(self.name, filter=f"gallery == {gid}", timeout=BULK_SECONDS))
 
     def search(
-        self, gid: int, queries: np.ndarray, k: int, strong: bool, where: str | None = None
+        self, gid: int, queries: np.ndarray, k: int, strong: bool, where: str | None = None, ef: int = MIN_EF
     ) -> tuple[np.ndarray, np.ndarray]:
         """(scores, face ids) per query, best first, padded with id -1 to the longest answer;
-        ``where``: an expression the rows must pass too."""
+        ``where``: an expression the rows must pass too; ``ef``: the walk's candidate list (at least
+        the answer's length)."""
         limit = max(1, min(k, MAX_TOP_K))
         found = self.call(
             lambda client: client.search(
@@ -134,7 +150,7 @@ class Collection:
                 data=np.asarray(queries, dtype=np.float32).tolist(),
                 filter=f"gallery == {gid}" + (f" and {where}" if where else ""),
                 limit=limit,
-                search_params={"metric_type": "IP", "params": {"ef": max(FILTERED_EF if where else MIN_EF, limit)}},
+                search_params={"metric_type": "IP", "params": {"ef": max(ef, limit)}},
                 consistency_level="Strong" if strong else "Bounded",
                 timeout=CALL_SECONDS,
             )

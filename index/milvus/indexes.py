@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator
 
@@ -30,7 +31,7 @@ from ..records import GalleryRecord, Placed, Progress, collection_key
 from ..vectors import IndexDetails, IndexSettings, IndexStatus, RebuildResult, SearchObserver, SearchObservers
 from .applier import Applier
 from .client import Milvus
-from .collection import HNSW, MIN_EF, Collection, collection_name, face_row
+from .collection import FULL_SHARE, HNSW, MIN_EF, Collection, collection_name, face_row, filtered_ef
 from .expression import expression
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,12 @@ class MilvusIndexes:
             empty = np.zeros((len(queries), 0))
             return empty.astype(np.float32), empty.astype(np.int64)
         collection = self._collection_of(gallery)
-        return collection.search(gid, queries, k, strong=_recent(progress), where=expression(scope))
+        where = expression(scope)
+        if where is None:
+            return collection.search(gid, queries, k, strong=_recent(progress))
+        most = math.ceil(FULL_SHARE * gallery.images)
+        share = self.catalog.images.count_upto(gid, scope, most) / max(1, gallery.images)
+        return collection.search(gid, queries, k, strong=_recent(progress), where=where, ef=filtered_ef(share))
 
     def status(self, gid: int) -> IndexStatus:
         """The gallery in Milvus; ``pending`` is the outbox lag as found, before this catches up."""

@@ -17,14 +17,14 @@ from psycopg.types.json import Json
 import index.persons as rules
 
 from ..errors import CommitUnknownError, PackMismatchError, StorageUnavailableError
-from ..filters import EVERYTHING, Facts, Scope, created_seconds, matches
+from ..filters import COLLECTION, CREATED, EVERYTHING, Facts, Scope, created_seconds, matches, paths
 from ..records import ADD, UPDATE, CollectionCount, FaceInfo, GalleryRecord, IdSet, ImageRecord, NewImage
 from . import rows
 from .database import Database, one
 from .galleries import locked_gallery, log_changes, store_gallery
 from .persons import PgRows
 from .removal import drop_faces
-from .values import Compiler, index_image, registry
+from .values import TRUE, Compiler, Sql, index_image, registry
 
 
 def _stored(cursor: psycopg.Cursor, gid: int, image_id: int) -> bool:
@@ -206,6 +206,15 @@ class PostgresImages:
         with self.db.transaction(long=True, snapshot=True) as cursor:
             return _selected(cursor, gid, scope, faces=True)
 
+    def count_upto(self, gid: int, scope: Scope, most: int) -> int:
+        expr = scope.expr()
+        if expr is None or not paths(expr) & {COLLECTION, CREATED}:
+            return most
+        _, (sql, params) = Compiler(gid, set()).compile(expr)  # metadata terms: "may pass", unread
+        with self.db.transaction() as cursor:
+            query = f"SELECT count(*) FROM (SELECT 1 FROM images i WHERE i.gallery = %s AND {sql} LIMIT %s) s"
+            return int(one(cursor.execute(query, [gid, *params, most]))[0])
+
     def delete(self, gid: int, image_ids: list[int]) -> list[ImageRecord]:
         with self.db.transaction() as cursor:
             gallery = locked_gallery(cursor, gid)
@@ -258,8 +267,7 @@ def _selected(cursor: psycopg.Cursor, gid: int, scope: Scope, faces: bool) -> Id
     """The ids of the gallery's images in ``scope`` (or of their faces): those the SQL says pass
     for certain, and of those it says may pass, the ones whose metadata does."""
     expr = scope.expr()
-    ready = {path for path, upto in registry(cursor, gid).items() if upto is None}
-    sure, possible = Compiler(gid, ready).compile(expr) if expr is not None else (("true", []), ("true", []))
+    sure, possible = _compiled(cursor, gid, scope)
     if faces:
         found = cursor.execute(
             f"SELECT f.id FROM images i JOIN faces f ON f.gallery = i.gallery AND f.image = i.id "
@@ -272,7 +280,7 @@ def _selected(cursor: psycopg.Cursor, gid: int, scope: Scope, faces: bool) -> Id
     if possible != sure:
         doubtful = cursor.execute(
             f"SELECT {', '.join('i.' + c for c in rows.IMAGE.split(', '))} FROM images i "
-            f"WHERE i.gallery = %s AND {possible[0]} AND NOT {sure[0]}",
+            f"WHERE i.gallery = %s AND {possible[0]} AND ({sure[0]}) IS NOT TRUE",
             [gid, *possible[1], *sure[1]],
         )
         for row in doubtful:
@@ -280,3 +288,12 @@ def _selected(cursor: psycopg.Cursor, gid: int, scope: Scope, faces: bool) -> Id
             if matches(expr, Facts(record.metadata, record.collection, created_seconds(record.created_at))):
                 ids.extend([face.id for face in record.faces] if faces else [record.id])
     return IdSet.of(ids)
+
+
+def _compiled(cursor: psycopg.Cursor, gid: int, scope: Scope) -> tuple[Sql, Sql]:
+    """The scope as the SQL over ``images i`` of the images surely in it, and of those maybe in it."""
+    expr = scope.expr()
+    if expr is None:
+        return TRUE, TRUE
+    ready = {path for path, upto in registry(cursor, gid).items() if upto is None}
+    return Compiler(gid, ready).compile(expr)

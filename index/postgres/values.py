@@ -189,7 +189,7 @@ class Compiler:
     def _column(self, column: str, expr: Compare | Exists) -> Sql:
         if isinstance(expr, Exists):
             return (f"({column} IS NOT NULL)", [])
-        return (f"coalesce({column} {SQL_OPS[expr.op]} %s, false)", [expr.value])
+        return (f"({column} {SQL_OPS[expr.op]} %s)", [expr.value])
 
     def _values(self, expr: Compare | Exists) -> Sql:
         head = "i.id IN (SELECT image FROM image_values WHERE gallery = %s AND path = %s AND kind = %s"
@@ -216,4 +216,7 @@ def _join(joiner: str, parts: list[Sql]) -> Sql:
 
 
 def _not(part: Sql) -> Sql:
-    return f"(NOT {part[0]})", part[1]
+    # A comparison with a missing creation time is NULL, which WHERE takes as false and AND and OR
+    # keep false-like; only a negation must say it: NULL is "not true". (Comparing the bare column
+    # is what lets PostgreSQL read its index: ``coalesce(...)`` around it hid it.)
+    return f"(({part[0]}) IS NOT TRUE)", part[1]
