@@ -17,7 +17,7 @@ from psycopg.types.json import Json
 import index.persons as rules
 
 from ..errors import CommitUnknownError, PackMismatchError, StorageUnavailableError
-from ..filters import COLLECTION, CREATED, EVERYTHING, Facts, Scope, created_seconds, matches, paths
+from ..filters import COLLECTION, CREATED, EVERYTHING, Expr, Facts, Scope, created_seconds, matches, paths
 from ..records import ADD, UPDATE, CollectionCount, FaceInfo, GalleryRecord, IdSet, ImageRecord, NewImage
 from . import rows
 from .database import Database, one
@@ -267,7 +267,7 @@ def _selected(cursor: psycopg.Cursor, gid: int, scope: Scope, faces: bool) -> Id
     """The ids of the gallery's images in ``scope`` (or of their faces): those the SQL says pass
     for certain, and of those it says may pass, the ones whose metadata does."""
     expr = scope.expr()
-    sure, possible = _compiled(cursor, gid, scope)
+    sure, possible = _compiled(cursor, gid, expr)
     if faces:
         found = cursor.execute(
             f"SELECT f.id FROM images i JOIN faces f ON f.gallery = i.gallery AND f.image = i.id "
@@ -290,9 +290,8 @@ def _selected(cursor: psycopg.Cursor, gid: int, scope: Scope, faces: bool) -> Id
     return IdSet.of(ids)
 
 
-def _compiled(cursor: psycopg.Cursor, gid: int, scope: Scope) -> tuple[Sql, Sql]:
-    """The scope as the SQL over ``images i`` of the images surely in it, and of those maybe in it."""
-    expr = scope.expr()
+def _compiled(cursor: psycopg.Cursor, gid: int, expr: Expr | None) -> tuple[Sql, Sql]:
+    """A scope's tree as the SQL over ``images i`` of the images surely in it, and of those maybe in it."""
     if expr is None:
         return TRUE, TRUE
     ready = {path for path, upto in registry(cursor, gid).items() if upto is None}

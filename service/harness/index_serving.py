@@ -29,7 +29,7 @@ from index.lmdb.environment import READERS
 from index.records import NewFace, NewImage
 from service.core.config import Limits, Settings
 from service.core.filters import scope_of
-from service.harness.galleries import UNINDEXED_QUERIES
+from service.harness.galleries import UNINDEXED_QUERIES, kept_best, nothing_yet
 from service.harness.live import ROOT
 
 INDEX_FILES = (".faiss", ".codes")  # a gallery's base files and second codes
@@ -232,16 +232,12 @@ def filtered(
 def exact_over(catalog: LmdbCatalog, gid: int, ids: np.ndarray, query: np.ndarray, k: int = 10) -> list[int]:
     """The ``k`` nearest of ``ids`` by their vectors read from the catalog, ``EXACT_CHUNK`` at a
     time: what an exact search over a filter's faces costs, in bounded memory at any size."""
-    best_scores: list[float] = []
-    best_ids: list[int] = []
+    best = nothing_yet(1, k)
     for start in range(0, len(ids), EXACT_CHUNK):
         vectors = catalog.images.vectors(gid, ids[start : start + EXACT_CHUNK].tolist())
         live = np.fromiter(vectors, dtype=np.int64, count=len(vectors))
-        scores = np.stack(list(vectors.values())) @ query
-        top = np.argsort(-scores)[:k]
-        best_scores.extend(scores[top].tolist())
-        best_ids.extend(live[top].tolist())
-    return [best_ids[i] for i in np.argsort(-np.asarray(best_scores))[:k]]
+        best = kept_best(best, (np.stack(list(vectors.values())) @ query)[None, :], live, k)
+    return best[1][0].tolist()
 
 
 def catalog_reads(indexes: FaissIndexes, catalog: LmdbCatalog, gid: int, queries: np.ndarray, path: Path) -> dict:
