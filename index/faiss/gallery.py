@@ -134,7 +134,8 @@ class GalleryIndex:
         - a base with a second code: the codes of the allowed faces ranked directly (a scan of
           their rows alone) when that costs less than that wider IVF scan (``DIRECT_COST``), else
           the IVF scan with the allowed rows as its selector (and the direct ranking after all if
-          the scan found fewer than ``k``); either way the best ``settings.rerank`` are scored
+          the scan found fewer than ``k``); the best ``settings.rerank`` of the scan, or
+          ``direct_rerank`` of the direct ranking (more, the more faces it ranks), are scored
           exactly;
         - any other base: its search with the allowed faces as selector;
         - the overlay: an exact search with the allowed faces as selector.
@@ -253,6 +254,13 @@ NEAR_RERANK = 4  # a grouping run's neighbours: this many times k candidates are
 # fewer than 1/DIRECT_COST of the faces the wider scan would read is ranked directly (the
 # filters run of docs/benchmarks/2026-12-07-filters.md measures both sides of it).
 DIRECT_COST = 10
+# A filter ranked directly orders all its kept faces by the second code, not a scan's shortlist of
+# them: the more faces it ranks, the more strangers the code overrates crowd its best, so the exact
+# re-rank grows with them, ``IndexSettings.rerank`` for every RERANK_RANKED faces ranked (never
+# fewer). At ten million faces the 100 re-ranked lost 0.012 to 0.015 of recall@10 for the filters
+# keeping 2% and 5% (200,000 and 500,000 faces ranked) and 400 lost none: the filters report,
+# docs/benchmarks/2026-12-07-filters.md, which also measures the rule at a million.
+RERANK_RANKED = 125_000
 FEWEST_CANDIDATES = 1600  # what a million faces need: docs/benchmarks/2026-12-02-second-code.md (1M sweep)
 CANDIDATES_AT = 10_000_000  # the gallery size ``IndexSettings.candidates`` is set for
 DIMS_PER_BYTE = 4  # and the second code's dimensions per byte it is set for (buffalo_s: 512 in 128 bytes)
@@ -298,6 +306,12 @@ def _scanned(base: VectorIndex, settings: IndexSettings) -> int:
     return candidates_for(base.count, base.state.dim, base.state.refine_bytes, settings)
 
 
+def direct_rerank(count: int, k: int, settings: IndexSettings) -> int:
+    """How many of the best of ``count`` faces ranked directly by their second code are scored
+    exactly (see ``RERANK_RANKED``)."""
+    return max(k, settings.rerank, math.ceil(settings.rerank * count / RERANK_RANKED))
+
+
 def _ranked_within(
     queries: np.ndarray,
     k: int,
@@ -312,15 +326,15 @@ def _ranked_within(
     those rows' codes, or the IVF scan with them as selector over ``wider`` lists, whichever
     costs less (see ``GalleryIndex.within``)."""
     assert base.codes is not None
-    keep = max(k, settings.rerank)
     rows = base.selected_rows(allowed)
     count = len(rows)
     scanned = wider / max(base.state.nlist, 1) * base.count  # faces the wider IVF scan reads
     if count * DIRECT_COST > scanned:
-        ids, _ = base.shortlist(queries, keep, _scanned(base, settings), selector, wider)
+        ids, _ = base.shortlist(queries, max(k, settings.rerank), _scanned(base, settings), selector, wider)
         found = _rescored(queries, ids, exact)
         if np.all((found[1] >= 0).sum(axis=1) >= min(k, count)):
             return found
+    keep = direct_rerank(count, k, settings)
     ranked = np.full((len(queries), keep), -1, np.int64)
     scorer = base.selected_scorer(allowed)
     for number, query in enumerate(queries):

@@ -215,6 +215,19 @@ class PostgresImages:
             query = f"SELECT count(*) FROM (SELECT 1 FROM images i WHERE i.gallery = %s AND {sql} LIMIT %s) s"
             return int(one(cursor.execute(query, [gid, *params, most]))[0])
 
+    def faces_upto(self, gid: int, scope: Scope, most: int) -> np.ndarray | None:
+        expr = scope.expr()
+        if expr is None:
+            return None
+        with self.db.transaction() as cursor:
+            sure, possible = _compiled(cursor, gid, expr)
+            if possible != sure:  # a key not indexed yet: its values are read image by image
+                return None
+            # an image holds at least one face: more than ``most`` images hold more than ``most`` faces
+            query = f"SELECT i.faces FROM images i WHERE i.gallery = %s AND {sure[0]} LIMIT %s"
+            ids = [face["id"] for (faces,) in cursor.execute(query, [gid, *sure[1], most + 1]) for face in faces]
+        return np.array(sorted(ids), np.int64) if len(ids) <= most else None
+
     def delete(self, gid: int, image_ids: list[int]) -> list[ImageRecord]:
         with self.db.transaction() as cursor:
             gallery = locked_gallery(cursor, gid)
