@@ -135,7 +135,7 @@ class GalleryIndex:
           their rows alone) when that costs less than that wider IVF scan (``DIRECT_COST``), else
           the IVF scan with the allowed rows as its selector (and the direct ranking after all if
           the scan found fewer than ``k``); the best ``settings.rerank`` of the scan, or
-          ``direct_rerank`` of the direct ranking (more, the more faces it ranks), are scored
+          ``direct_rerank`` of the direct ranking (more in a larger gallery), are scored
           exactly;
         - any other base: its search with the allowed faces as selector;
         - the overlay: an exact search with the allowed faces as selector.
@@ -254,16 +254,17 @@ NEAR_RERANK = 4  # a grouping run's neighbours: this many times k candidates are
 # fewer than 1/DIRECT_COST of the faces the wider scan would read is ranked directly (the
 # filters run of docs/benchmarks/2026-12-07-filters.md measures both sides of it).
 DIRECT_COST = 10
-# A filter ranked directly orders all its kept faces by the second code, not a scan's shortlist of
-# them: the more faces it ranks, the more strangers the code overrates crowd its best, so the exact
-# re-rank grows with them, ``IndexSettings.rerank`` for every RERANK_RANKED faces ranked (never
-# fewer). At ten million faces the 100 re-ranked lost 0.012 to 0.015 of recall@10 for the filters
-# keeping 2% and 5% (200,000 and 500,000 faces ranked) and 400 lost none: the filters report,
-# docs/benchmarks/2026-12-07-filters.md, which also measures the rule at a million.
-RERANK_RANKED = 125_000
 FEWEST_CANDIDATES = 1600  # what a million faces need: docs/benchmarks/2026-12-02-second-code.md (1M sweep)
 CANDIDATES_AT = 10_000_000  # the gallery size ``IndexSettings.candidates`` is set for
 DIMS_PER_BYTE = 4  # and the second code's dimensions per byte it is set for (buffalo_s: 512 in 128 bytes)
+# A filter ranked directly orders every face it keeps by the second code, not a scan's shortlist
+# of them, and the strangers that the code ranks among a person's true neighbours grow with the
+# gallery they are drawn from, as the scan's candidates do (``candidates_for``): so its exact
+# re-rank grows with the gallery too, ``IndexSettings.rerank`` up to RERANK_AT faces and in
+# proportion above. At ten million faces the 100 re-ranked lost 0.012 to 0.015 of recall@10 for
+# the filters keeping 2% and 5% and 400 lost none; at a million 100 lose at most 0.002 (the
+# filters report, docs/benchmarks/2026-12-07-filters.md).
+RERANK_AT = CANDIDATES_AT // 4
 
 
 def candidates_for(count: int, dim: int, refine_bytes: int, settings: IndexSettings) -> int:
@@ -307,9 +308,9 @@ def _scanned(base: VectorIndex, settings: IndexSettings) -> int:
 
 
 def direct_rerank(count: int, k: int, settings: IndexSettings) -> int:
-    """How many of the best of ``count`` faces ranked directly by their second code are scored
-    exactly (see ``RERANK_RANKED``)."""
-    return max(k, settings.rerank, math.ceil(settings.rerank * count / RERANK_RANKED))
+    """How many of a directly ranked filter's best faces by their second code, in a base of
+    ``count`` faces, are scored exactly (see ``RERANK_AT``)."""
+    return max(k, settings.rerank, math.ceil(settings.rerank * count / RERANK_AT))
 
 
 def _ranked_within(
@@ -334,7 +335,7 @@ def _ranked_within(
         found = _rescored(queries, ids, exact)
         if np.all((found[1] >= 0).sum(axis=1) >= min(k, count)):
             return found
-    keep = direct_rerank(count, k, settings)
+    keep = direct_rerank(base.count, k, settings)
     ranked = np.full((len(queries), keep), -1, np.int64)
     scorer = base.selected_scorer(allowed)
     for number, query in enumerate(queries):
