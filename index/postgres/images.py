@@ -223,10 +223,12 @@ class PostgresImages:
             sure, possible = _compiled(cursor, gid, expr)
             if possible != sure:  # a key not indexed yet: its values are read image by image
                 return None
-            # an image holds at least one face: more than ``most`` images hold more than ``most`` faces
             query = f"SELECT i.faces FROM images i WHERE i.gallery = %s AND {sure[0]} LIMIT %s"
-            ids = [face["id"] for (faces,) in cursor.execute(query, [gid, *sure[1], most + 1]) for face in faces]
-        return np.array(sorted(ids), np.int64) if len(ids) <= most else None
+            found = cursor.execute(query, [gid, *sure[1], most + 1]).fetchall()
+        ids = [face["id"] for (faces,) in found for face in faces]
+        # past ``most`` images the scope is not named (they hold more than ``most`` faces unless
+        # some hold none): reading all of its images would cost what the listing saves
+        return np.array(sorted(ids), np.int64) if len(found) <= most and len(ids) <= most else None
 
     def delete(self, gid: int, image_ids: list[int]) -> list[ImageRecord]:
         with self.db.transaction() as cursor:
