@@ -530,12 +530,6 @@ class CountedImages(ImageTable, Protocol):
         every image they pass, where these two are columns of the image with an index each."""
         ...
 
-    def faces_upto(self, gid: int, scope: Scope, most: int) -> np.ndarray | None:
-        """The ids of the faces in ``scope``, sorted, when its indexes alone decide it (every
-        metadata key it reads is indexed) and at most ``most`` faces pass; else None, having read
-        at most ``most`` + 1 images of it."""
-        ...
-
 
 class OutboxCatalog(Catalog, Protocol):
     """A catalog that a vector backend in a server of its own follows through the outbox; its

@@ -31,8 +31,8 @@ from ..records import GalleryRecord, Placed, Progress, collection_key
 from ..vectors import IndexDetails, IndexSettings, IndexStatus, RebuildResult, SearchObserver, SearchObservers
 from .applier import Applier
 from .client import Milvus
-from .collection import FULL_SHARE, HNSW, MAX_TOP_K, MIN_EF, Collection, collection_name, face_row, filtered_ef
-from .expression import NOTHING, expression
+from .collection import FULL_SHARE, HNSW, MIN_EF, Collection, collection_name, face_row, filtered_ef
+from .expression import expression
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +43,6 @@ STRONG_SECONDS = 10.0
 COMPACTION_SECONDS = 600.0
 REFILL_ROWS = 5_000  # faces per step of a refill: seconds of Milvus inserts, well inside the scan's idle limit
 DOWN_SECONDS = 30.0  # after a failure, writes of a serving replica leave Milvus to the background applier
-# A scope whose indexes in the catalog name at most this many faces is searched as the list of
-# their ids (a lookup of Milvus's primary key), not as its expression over the rows' JSON
-# projection, which Milvus 2.3 evaluates on every row of the gallery's partition (no JSON
-# index): the cluster filters report, docs/benchmarks/2026-12-07-cluster-filters.md. One list
-# of ids in an expression, as ``Collection.present`` sends them.
-LISTED_FACES = MAX_TOP_K
 
 
 class MilvusIndexes:
@@ -106,9 +100,8 @@ class MilvusIndexes:
         self.observers.add(observer)
 
     def search(self, gid: int, queries: np.ndarray, k: int, scope: Scope = EVERYTHING) -> tuple[np.ndarray, np.ndarray]:
-        """A scope is a boolean expression Milvus applies inside its search: the ids of its faces
-        when the catalog's indexes name few enough (``LISTED_FACES``), else the scope over the
-        values each row holds as of the last change the search applied first (``expression.py``)."""
+        """A scope is a boolean expression Milvus applies inside its search (``expression.py``),
+        on the values each row holds as of the last change the search applied first."""
         with self.observers.timed():
             return self._search(gid, queries, k, scope)
 
@@ -125,13 +118,8 @@ class MilvusIndexes:
         where = expression(scope)
         if where is None:
             return collection.search(gid, queries, k, strong=_recent(progress))
-        listed = self.catalog.images.faces_upto(gid, scope, LISTED_FACES)
-        if listed is not None:
-            where = f"id in {listed.tolist()}" if len(listed) else NOTHING
-            share = len(listed) / max(1, gallery.faces)
-        else:
-            most = math.ceil(FULL_SHARE * gallery.images)
-            share = self.catalog.images.count_upto(gid, scope, most) / max(1, gallery.images)
+        most = math.ceil(FULL_SHARE * gallery.images)
+        share = self.catalog.images.count_upto(gid, scope, most) / max(1, gallery.images)
         return collection.search(gid, queries, k, strong=_recent(progress), where=where, ef=filtered_ef(share))
 
     def status(self, gid: int) -> IndexStatus:

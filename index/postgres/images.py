@@ -215,21 +215,6 @@ class PostgresImages:
             query = f"SELECT count(*) FROM (SELECT 1 FROM images i WHERE i.gallery = %s AND {sql} LIMIT %s) s"
             return int(one(cursor.execute(query, [gid, *params, most]))[0])
 
-    def faces_upto(self, gid: int, scope: Scope, most: int) -> np.ndarray | None:
-        expr = scope.expr()
-        if expr is None:
-            return None
-        with self.db.transaction() as cursor:
-            sure, possible = _compiled(cursor, gid, expr)
-            if possible != sure:  # a key not indexed yet: its values are read image by image
-                return None
-            query = f"SELECT i.faces FROM images i WHERE i.gallery = %s AND {sure[0]} LIMIT %s"
-            found = cursor.execute(query, [gid, *sure[1], most + 1]).fetchall()
-        ids = [face["id"] for (faces,) in found for face in faces]
-        # past ``most`` images the scope is not named (they hold more than ``most`` faces unless
-        # some hold none): reading all of its images would cost what the listing saves
-        return np.array(sorted(ids), np.int64) if len(found) <= most and len(ids) <= most else None
-
     def delete(self, gid: int, image_ids: list[int]) -> list[ImageRecord]:
         with self.db.transaction() as cursor:
             gallery = locked_gallery(cursor, gid)

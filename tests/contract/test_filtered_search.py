@@ -7,9 +7,7 @@ others before comparing."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
-import index.milvus.indexes as milvus_indexes
 from index.catalog import Catalog
 from index.filters import Scope
 from index.records import ImageRecord, NewFace, NewImage
@@ -18,7 +16,6 @@ from service.core.filters import parse_filter
 from service.harness.synthetic import Faces, exact_top, faces
 from tests.contract.conftest import Storage
 from tests.contract.test_catalog import PACK, gallery_of
-from tests.contract.test_filters import indexed
 
 K = 10
 LIMITS = Limits()
@@ -87,26 +84,6 @@ def test_a_filtered_search_answers_exact_search_over_the_filtered_faces(storage:
     nothing = Scope(where=parse_filter({"group": 99}, LIMITS))
     assert inside(catalog, vectors, gid, nothing, data.queries[:3]) == [[], [], []]
     assert inside(catalog, vectors, gid, Scope(collections=("nowhere",)), data.queries[:3]) == [[], [], []]
-
-
-def test_a_filter_on_indexed_keys_answers_exact_search_whether_its_faces_are_named_or_not(
-    storage: Storage, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Keys indexed: the catalog's indexes decide every scope, and cluster mode searches the
-    faces they name (``LISTED_FACES``) or, above that many, the scope's expression (0)."""
-    catalog, vectors = storage.open()
-    gid = gallery_of(catalog)
-    data = faces(150, per_identity=4, group=8)
-    load(catalog, gid, data)
-    indexed(catalog, gid, ["group", "even", "year", "n"])
-    vectors.sync(gid)
-    for listed in (milvus_indexes.LISTED_FACES, 0):
-        monkeypatch.setattr(milvus_indexes, "LISTED_FACES", listed)
-        for scope in scopes():
-            truth = exact_within(catalog, gid, scope, data.queries)
-            assert inside(catalog, vectors, gid, scope, data.queries) == truth, (listed, scope)
-        nothing = Scope(where=parse_filter({"group": 99}, LIMITS))
-        assert inside(catalog, vectors, gid, nothing, data.queries[:3]) == [[], [], []]
 
 
 def test_a_large_filtered_gallery_keeps_the_recall_of_exact_search(storage: Storage) -> None:

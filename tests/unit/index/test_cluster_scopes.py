@@ -1,6 +1,6 @@
-"""How cluster mode sizes a filtered search: the catalog names the faces of a scope its indexes
-decide when they are few (``faces_upto``), else counts the images its collections and creation
-times admit, up to a limit, and the narrower the scope the longer Milvus's walk (``filtered_ef``)."""
+"""How cluster mode sizes a filtered search: the catalog counts the images a scope's collections
+and creation times admit, up to a limit, and the narrower the scope the longer Milvus's walk
+(``filtered_ef``)."""
 
 from __future__ import annotations
 
@@ -58,35 +58,6 @@ def test_the_catalog_bounds_a_scope_by_its_collections_and_times_up_to_a_limit(c
         # metadata terms admit every image: the count bounds the scope from above
         assert len(expected(catalog, gid, narrowed)[0]) <= catalog.images.count_upto(gid, narrowed, count)
     assert catalog.images.count_upto(gid, scope(tier), 25) == 25, "no collection or time: the limit"
-
-
-@pytest.mark.cluster
-def test_the_catalog_names_the_faces_of_a_scope_its_indexes_decide_when_they_are_few(catalog: PostgresCatalog) -> None:
-    gid = gallery_of(catalog)
-    count = 40
-    times = [f"2024-01-{1 + n % 20:02d}T00:00:00+00:00" for n in range(count)]
-    stored(
-        catalog,
-        gid,
-        [{"tier": n % 4, "shade": n % 5} for n in range(count)],
-        [f"c{n % 3}" for n in range(count)],
-        times,
-    )
-    indexed(catalog, gid, ["tier"])
-    start = 1_704_067_200.0  # 2024-01-01
-    for decided in [
-        scope({"tier": 1}),
-        scope({"tier": {"$in": [0, 3]}}, collections=("c1",)),
-        scope(collections=("c0", "c2"), created_after=start + 5 * DAY),
-        scope({"$or": [{"tier": 2}, {"tier": {"$exists": False}}]}),
-    ]:
-        _, faces = expected(catalog, gid, decided)
-        assert 3 < len(faces) < 2 * count
-        assert catalog.images.faces_upto(gid, decided, len(faces)).tolist() == faces, decided
-        assert catalog.images.faces_upto(gid, decided, len(faces) - 1) is None, "more than the limit: not named"
-    assert catalog.images.faces_upto(gid, scope({"tier": 9}), 10).tolist() == [], "none pass: an empty list"
-    assert catalog.images.faces_upto(gid, scope({"shade": 1}), 2 * count) is None, "a key not indexed: not named"
-    assert catalog.images.faces_upto(gid, scope({"tier": 1, "shade": 1}), 2 * count) is None
 
 
 def test_a_narrower_scope_walks_a_longer_list_up_to_the_most_milvus_takes() -> None:
