@@ -261,9 +261,8 @@ DIMS_PER_BYTE = 4  # and the second code's dimensions per byte it is set for (bu
 # of them, and the strangers that the code ranks among a person's true neighbours grow with the
 # gallery they are drawn from, as the scan's candidates do (``candidates_for``): so its exact
 # re-rank grows with the gallery too, ``IndexSettings.rerank`` up to RERANK_AT faces and in
-# proportion above. At ten million faces the 100 re-ranked lost 0.012 to 0.015 of recall@10 for
-# the filters keeping 2% and 5% and 400 lost none; at a million 100 lose at most 0.002 (the
-# filters report, docs/benchmarks/2026-12-07-filters.md).
+# proportion above (measured at a million and ten million faces in the filters report,
+# docs/benchmarks/2026-12-07-filters.md).
 RERANK_AT = CANDIDATES_AT // 4
 
 

@@ -370,15 +370,20 @@ def test_a_filter_widens_a_deep_scan_by_less_than_its_share_and_a_shallow_one_by
     assert gallery_module.widened(small, 12_000, 0.2, returned) == small.nlist
 
 
+def loaded(catalog: LmdbCatalog, folder: Path, gid: int) -> tuple[VectorIndex, GalleryIndex]:
+    """The gallery's base as its checkpoint left it, and an index over it alone."""
+    pointer = IndexFiles(folder).pointer(gid, catalog.images.gallery(gid).index_generation)
+    state = IndexState(**pointer.state)
+    base = VectorIndex.load(folder / pointer.file, state, folder / pointer.codes)
+    return base, GalleryIndex(state, state.generation, base, folder / pointer.file, pointer.lists_offset)
+
+
 def test_a_filter_ranked_directly_keeps_to_its_own_faces_when_another_filter_comes_between(gallery) -> None:
     """A base keeps each recent filter's selector and gathered codes with its set of faces
     (``VectorIndex.selector``, ``selected_scorer``): a search with another set, or with the first
     again, answers among its own faces only, and as exact search over them does."""
     catalog, folder, gid, queries = gallery
-    pointer = IndexFiles(folder).pointer(gid, catalog.images.gallery(gid).index_generation)
-    state = IndexState(**pointer.state)
-    base = VectorIndex.load(folder / pointer.file, state, folder / pointer.codes)
-    index = GalleryIndex(state, state.generation, base, folder / pointer.file, pointer.lists_offset)
+    base, index = loaded(catalog, folder, gid)
     ids = np.asarray(base.codes.ids)
     halves = {"even": IdSet.of(ids[0::20]), "odd": IdSet.of(ids[1::20])}  # 600 faces each: ranked directly
     exact = lambda wanted: catalog.images.vectors(gid, wanted)  # noqa: E731
@@ -403,10 +408,7 @@ def test_a_filter_ranked_directly_scores_exactly_more_of_its_best_the_larger_the
     re-rank grows tenfold (``direct_rerank``) and finds them all, as exact search over those
     faces does."""
     catalog, folder, gid, queries = gallery
-    pointer = IndexFiles(folder).pointer(gid, catalog.images.gallery(gid).index_generation)
-    state = IndexState(**pointer.state)
-    base = VectorIndex.load(folder / pointer.file, state, folder / pointer.codes)
-    index = GalleryIndex(state, state.generation, base, folder / pointer.file, pointer.lists_offset)
+    base, index = loaded(catalog, folder, gid)
     allowed = IdSet.of(np.asarray(base.codes.ids)[0::2])
     snapshot = catalog.log.snapshot(gid)
     kept = allowed.contains(snapshot.ids)
