@@ -21,6 +21,7 @@ from index.faiss.vector_index import IndexState, VectorIndex, nlist_for
 from index.lmdb import LmdbCatalog
 from index.records import IdSet
 from index.vectors import IndexSettings
+from service.harness.galleries import recall_of
 from service.harness.synthetic import exact_top, faces
 from tests.unit.index.test_large_galleries import answers, checkpoint_paused_in, killed_half_way, store
 
@@ -378,6 +379,13 @@ def loaded(catalog: LmdbCatalog, folder: Path, gid: int) -> tuple[VectorIndex, G
     return base, GalleryIndex(state, state.generation, base, folder / pointer.file, pointer.lists_offset)
 
 
+def exact_among(catalog: LmdbCatalog, gid: int, allowed: IdSet, queries: np.ndarray) -> list[list[int]]:
+    """The 10 nearest of the ``allowed`` faces per query, by exact search over the catalog's vectors."""
+    snapshot = catalog.log.snapshot(gid)
+    kept = allowed.contains(snapshot.ids)
+    return exact_top(snapshot.vectors[kept], snapshot.ids[kept], queries, 10)
+
+
 def test_a_filter_ranked_directly_keeps_to_its_own_faces_when_another_filter_comes_between(gallery) -> None:
     """A base keeps each recent filter's selector and gathered codes with its set of faces
     (``VectorIndex.selector``, ``selected_scorer``): a search with another set, or with the first
@@ -387,11 +395,9 @@ def test_a_filter_ranked_directly_keeps_to_its_own_faces_when_another_filter_com
     ids = np.asarray(base.codes.ids)
     halves = {"even": IdSet.of(ids[0::20]), "odd": IdSet.of(ids[1::20])}  # 600 faces each: ranked directly
     exact = lambda wanted: catalog.images.vectors(gid, wanted)  # noqa: E731
-    snapshot = catalog.log.snapshot(gid)
     for name in ("even", "odd", "even", "odd"):
         allowed = halves[name]
-        kept = allowed.contains(snapshot.ids)
-        truth = exact_top(snapshot.vectors[kept], snapshot.ids[kept], queries[:20], 10)
+        truth = exact_among(catalog, gid, allowed, queries[:20])
         _, found = index.within(queries[:20], 10, SETTINGS, exact, allowed)
         assert set(found.ravel().tolist()) <= set(allowed.ids().tolist()), name
         assert np.mean([set(f) == set(t) for f, t in zip(found.tolist(), truth, strict=True)]) >= 0.9, name
@@ -410,9 +416,7 @@ def test_a_filter_ranked_directly_scores_exactly_more_of_its_best_the_larger_the
     catalog, folder, gid, queries = gallery
     base, index = loaded(catalog, folder, gid)
     allowed = IdSet.of(np.asarray(base.codes.ids)[0::2])
-    snapshot = catalog.log.snapshot(gid)
-    kept = allowed.contains(snapshot.ids)
-    truth = exact_top(snapshot.vectors[kept], snapshot.ids[kept], queries, 10)
+    truth = exact_among(catalog, gid, allowed, queries)
     exact = lambda wanted: catalog.images.vectors(gid, wanted)  # noqa: E731
     settings = replace(SETTINGS, rerank=10)
     monkeypatch.setattr(gallery_module, "DIRECT_COST", 0)  # ranked directly whatever the scan would cost
@@ -421,7 +425,7 @@ def test_a_filter_ranked_directly_scores_exactly_more_of_its_best_the_larger_the
         monkeypatch.setattr(gallery_module, "RERANK_AT", rerank_at)
         _, found = index.within(queries, 10, settings, exact, allowed)
         assert set(found.ravel().tolist()) <= set(allowed.ids().tolist())
-        return float(np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found.tolist(), truth, strict=True)]))
+        return recall_of(found.tolist(), truth)
 
     fixed, grown = recall(base.count), recall(base.count // 10)
     assert gallery_module.direct_rerank(base.count, 10, settings) == 100
