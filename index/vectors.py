@@ -42,6 +42,9 @@ class IndexSettings:
     # returning these candidates for the second code, the nearest scored exactly (the persons report)
     neighbour_nprobe: int = 64
     neighbour_candidates: int = 128
+    # the metadata keys every gallery indexes for filters (``Settings.indexing`` copies them from
+    # the filter settings): cluster mode holds them in typed fields of the Milvus rows
+    filter_keys: tuple[str, ...] = ()
 
 
 STORAGES = ("flat", "sq8", "pq", "pq4")

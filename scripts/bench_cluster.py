@@ -56,6 +56,7 @@ from service.core.filters import scope_of
 from service.harness.engines import Milvus, Postgres, running
 from service.harness.galleries import (
     FILTERS,
+    INDEXED_KEYS,
     UNINDEXED_QUERIES,
     Faces,
     Photos,
@@ -117,11 +118,11 @@ def vector_step(indexes: VectorIndexes, gid: int, queries: np.ndarray, truth: np
 
 
 def into_milvus(
-    catalog: PostgresCatalog, milvus: Milvus, gid: int, pack: ModelPack, dim: int
+    catalog: PostgresCatalog, milvus: Milvus, gid: int, pack: ModelPack, dim: int, settings: IndexSettings
 ) -> tuple[MilvusIndexes, dict]:
     """Apply the gallery's outbox to Milvus, as the replicas' background applier does, and wait
     for Milvus to index it; the rates and times."""
-    indexes = MilvusIndexes(catalog, milvus.uri, IndexSettings())
+    indexes = MilvusIndexes(catalog, milvus.uri, settings)
     started = time.monotonic()
     while True:  # a busy Milvus is retried, as by the applier
         try:
@@ -194,7 +195,7 @@ def bench_cluster(root: Path, faces: Faces, queries: np.ndarray, truth: np.ndarr
     with running(root) as (postgres, milvus):
         catalog = PostgresCatalog(postgres.url)
         gid, committed = stored(catalog, lambda gid: fill(catalog, gid, faces, f"{faces.size:,} faces", args.pack))
-        indexes, into = into_milvus(catalog, milvus, gid, args.pack, faces.dim)
+        indexes, into = into_milvus(catalog, milvus, gid, args.pack, faces.dim, IndexSettings())
         collection = indexes.collection(args.pack.name, faces.dim)
         result = {
             "commit_rows_per_s": round(faces.size / committed),
@@ -264,7 +265,8 @@ def bench_filters(root: Path, args: argparse.Namespace) -> dict:
         catalog = PostgresCatalog(postgres.url)
         label = f"{args.size:,} faces in photos"
         gid, committed = stored(catalog, lambda gid: fill_photos(catalog, gid, photos, label, args.pack))
-        indexes, into = into_milvus(catalog, milvus, gid, args.pack, photos.population.dim)
+        typed = IndexSettings(filter_keys=INDEXED_KEYS)  # as FACE_SEARCH_FILTER_KEYS sets them
+        indexes, into = into_milvus(catalog, milvus, gid, args.pack, photos.population.dim, typed)
         unfiltered, _ = searched(lambda q: indexes.search(gid, q, 10), queries)
         rows = {}
         for name, fields in FILTERS.items():

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from ..catalog import OutboxCatalog
 from ..errors import StorageUnavailableError
-from .collection import Collection, face_row
+from .collection import Collection
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +48,13 @@ class Applier:
                 if batch is None or not batch.changes:
                     return True
                 final = {face: op for _, op, face in batch.changes}
+                collection = self.collection(batch.pack, batch.dim)
                 rows = [
-                    face_row(face, gid, *batch.live[face])
+                    collection.row(face, gid, *batch.live[face])
                     for face, op in final.items()
                     if op != "-" and face in batch.live  # added, or its image's metadata changed
                 ]
-                self.collection(batch.pack, batch.dim).write(sorted(final), rows)
+                collection.write(sorted(final), rows)
                 applying.record(batch.collection, batch.last)
 
     def start(self) -> None:

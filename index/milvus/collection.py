@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import StorageUnavailableError
 from ..records import Placed
 from .client import BULK_SECONDS, CALL_SECONDS, Milvus
-from .expression import projection
+from .expression import NUMBER_FIELD, TAGS, TYPED_BYTES, TYPED_VALUES, UNTYPED, Layout
 
 T = TypeVar("T")
 
@@ -48,13 +48,20 @@ MAX_TOP_K = 16_384  # Milvus's largest limit of one search
 INSERT_ROWS = 2_000  # rows per insert request (a 512-d row is 2 KB; requests stay well under 64 MB)
 
 
-SCHEMA = "_v2"  # the rows' fields: v2 added the collection and the metadata projection
+# the rows' fields: v2 added the collection and the metadata projection, v3 the creation time and
+# the typed keys (``expression.Layout``), whose collections' names end in the layout's suffix
+SCHEMA = "_v3"
 COLLECTION_BYTES = 1024  # the longest collection name a row holds, as UTF-8
 
 
-def collection_name(namespace: str, pack: str, dim: int, schema: str = SCHEMA) -> str:
-    """Milvus names allow letters, digits and underscores: the pack is named by a hash."""
-    return f"face_search_{namespace}_{hashlib.sha1(pack.encode()).hexdigest()[:10]}_{dim}{schema}"
+def collection_base(namespace: str, pack: str, dim: int) -> str:
+    """What the names of every schema's and layout's collections of a pack start with: Milvus
+    names allow letters, digits and underscores, so the pack is named by a hash."""
+    return f"face_search_{namespace}_{hashlib.sha1(pack.encode()).hexdigest()[:10]}_{dim}"
+
+
+def collection_name(namespace: str, pack: str, dim: int, layout: Layout) -> str:
+    return f"{collection_base(namespace, pack, dim)}{SCHEMA}{layout.suffix}"
 
 
 def filtered_ef(share: float) -> int:
@@ -64,22 +71,21 @@ def filtered_ef(share: float) -> int:
     return int(min(MAX_EF, FILTERED_EF * (FULL_SHARE / max(share, FULL_SHARE / MAX_EF)) ** 1.5))
 
 
-def face_row(face: int, gallery: int, placed: Placed, vector: np.ndarray) -> dict:
-    return {
-        "id": face,
-        "gallery": gallery,
-        "image": placed.image,
-        "box": {"bbox": placed.bbox},
-        "collection": placed.collection,
-        "meta": projection(placed.metadata, placed.created_at),
-        "vector": vector.tolist(),
-    }
-
-
 class Collection:
-    def __init__(self, milvus: Milvus, name: str, dim: int) -> None:
-        self.milvus, self.name, self.dim = milvus, name, dim
+    def __init__(self, milvus: Milvus, name: str, dim: int, layout: Layout = UNTYPED) -> None:
+        self.milvus, self.name, self.dim, self.layout = milvus, name, dim, layout
         self._ready = False
+
+    def row(self, face: int, gallery: int, placed: Placed, vector: np.ndarray) -> dict:
+        return {
+            "id": face,
+            "gallery": gallery,
+            "image": placed.image,
+            "box": {"bbox": placed.bbox},
+            "collection": placed.collection,
+            **self.layout.row(placed.metadata, placed.created_at),
+            "vector": vector.tolist(),
+        }
 
     def ensure(self) -> None:
         """Create (and load) the collection unless it exists; replicas racing to create it are fine."""
@@ -100,6 +106,15 @@ class Collection:
             schema.add_field("box", DataType.JSON)
             schema.add_field("collection", DataType.VARCHAR, max_length=COLLECTION_BYTES)
             schema.add_field("meta", DataType.JSON)
+            schema.add_field("created", DataType.DOUBLE)
+            for name, sort in self.layout.fields():
+                if sort == TAGS:
+                    schema.add_field(name, DataType.ARRAY, element_type=DataType.VARCHAR,
+                                     max_capacity=TYPED_VALUES, max_length=TYPED_BYTES + 1)  # fmt: skip
+                elif sort == NUMBER_FIELD:
+                    schema.add_field(name, DataType.DOUBLE)
+                else:
+                    schema.add_field(name, DataType.VARCHAR, max_length=TYPED_BYTES + 1)
             schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
             index = client.prepare_index_params()
             index.add_index(field_name="vector", index_type="HNSW", metric_type="IP", params=HNSW)

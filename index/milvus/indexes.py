@@ -30,9 +30,9 @@ from ..filters import EVERYTHING, Scope
 from ..records import GalleryRecord, Placed, Progress, collection_key
 from ..vectors import IndexDetails, IndexSettings, IndexStatus, RebuildResult, SearchObserver, SearchObservers
 from .applier import Applier
-from .client import Milvus
-from .collection import FULL_SHARE, HNSW, MIN_EF, Collection, collection_name, face_row, filtered_ef
-from .expression import expression
+from .client import CALL_SECONDS, Milvus
+from .collection import FULL_SHARE, HNSW, MIN_EF, Collection, collection_base, collection_name, filtered_ef
+from .expression import Layout
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ class MilvusIndexes:
         """``serving``: this process answers searches, so it also runs the background applier."""
         self.catalog = catalog
         self.settings = settings
+        self.layout = Layout.of(settings.filter_keys)
         self.serving = serving
         self.milvus = Milvus(uri)
         self.observers = SearchObservers()
@@ -64,7 +65,7 @@ class MilvusIndexes:
         found = self._collections.get((pack, dim))
         if found is None:
             found = self._collections[pack, dim] = Collection(
-                self.milvus, collection_name(self.catalog.namespace, pack, dim), dim
+                self.milvus, collection_name(self.catalog.namespace, pack, dim, self.layout), dim, self.layout
             )
         return found
 
@@ -115,7 +116,7 @@ class MilvusIndexes:
             empty = np.zeros((len(queries), 0))
             return empty.astype(np.float32), empty.astype(np.int64)
         collection = self._collection_of(gallery)
-        where = expression(scope)
+        where = collection.layout.expression(scope)
         if where is None:
             return collection.search(gid, queries, k, strong=_recent(progress))
         most = math.ceil(FULL_SHARE * gallery.images)
@@ -171,8 +172,8 @@ class MilvusIndexes:
         gallery = self.catalog.images.gallery(gid)
         if gallery.pack is None or gallery.dim is None:
             return None
-        if self._older(gallery.pack, gallery.dim).exists():
-            return "Milvus holds the gallery in a collection of an older schema (no collection or metadata fields)"
+        if self._others(gallery.pack, gallery.dim):
+            return "Milvus holds the gallery in a collection of an older schema or of other typed keys"
         if self.catalog.outbox.progress(gid, collection_key(gallery.pack, gallery.dim)).pending:
             return None  # the applier is still on its way: counts cannot be compared yet
         held = self._collection_of(gallery).count(gid)
@@ -191,7 +192,7 @@ class MilvusIndexes:
                 return None
             collection = self._collection_of(gallery)
             assert gallery.pack is not None and gallery.dim is not None  # it has a collection
-            if collection.count(gid) != gallery.faces or self._older(gallery.pack, gallery.dim).exists():
+            if collection.count(gid) != gallery.faces or self._others(gallery.pack, gallery.dim):
                 progress(f"gallery {gid}: Milvus lacks faces of the catalog: refilling {collection.name}")
                 state = self._refill(gid, collection)
             progress(f"gallery {gid}: compacting Milvus collection {collection.name}")
@@ -218,7 +219,7 @@ class MilvusIndexes:
             placed = self._placed(gid)  # read after the scan's snapshot: every face it yields is placed
             collection.drop_gallery(gid)
             for ids, vectors in batches:
-                collection.write([], _rows(gid, placed, ids, vectors))
+                collection.write([], _rows(collection, gid, placed, ids, vectors))
         assert gallery.pack is not None and gallery.dim is not None  # it held the faces just written
         key = collection_key(gallery.pack, gallery.dim)
         with self.catalog.outbox.applying(gid) as applying:  # waits for an applier's batch in flight
@@ -243,7 +244,7 @@ class MilvusIndexes:
             return False
         old = staged.gallery
         target = self.collection(pack, dim)
-        rows = _rows(gid, self._placed(gid), staged.ids, staged.vectors.reshape(len(staged.ids), dim))
+        rows = _rows(target, gid, self._placed(gid), staged.ids, staged.vectors.reshape(len(staged.ids), dim))
         target.drop_gallery(gid)
         target.write([], rows)
         self.catalog.outbox.mark(gid, collection_key(pack, dim), old.seq)
@@ -262,21 +263,31 @@ class MilvusIndexes:
         records = self.catalog.images.get_many(gid, self.catalog.images.ids(gid)).values()
         return {face.id: Placed.of(record, face) for record in records for face in record.faces}
 
-    def _older(self, pack: str, dim: int) -> Collection:
-        """The collection of ``pack`` as collections were named before this schema."""
-        return Collection(self.milvus, collection_name(self.catalog.namespace, pack, dim, schema=""), dim)
+    def _others(self, pack: str, dim: int) -> list[Collection]:
+        """The collections of ``pack`` of an older schema, or of other typed keys (those of an
+        earlier ``FACE_SEARCH_FILTER_KEYS``), which ``upgrade`` empties into the current one."""
+        base, current = collection_base(self.catalog.namespace, pack, dim), self.collection(pack, dim).name
+        names = self.milvus.call(lambda client: client.list_collections(timeout=CALL_SECONDS))
+        return [
+            Collection(self.milvus, name, dim)
+            for name in sorted(names)
+            if name != current and (name == base or name.startswith(base + "_"))
+        ]
 
     def upgrade(self, progress: Callable[[str], None] = log.info) -> int:
-        """Move every gallery held by a collection of an older schema into the current one, from
-        the catalog (the rows' new fields come from the images' records), then drop the old
-        collections; how many galleries were refilled. Each gallery is refilled under its
-        exclusive lock, and skipped when the current collection holds it already (another
-        replica upgrading at the same time got there first)."""
-        refilled, old = 0, set()
+        """Move every gallery held by a collection of an older schema or of other typed keys
+        into the current one, from the catalog (the rows' fields come from the images' records),
+        then drop the other collections; how many galleries were refilled. Each gallery is
+        refilled under its exclusive lock, and skipped when the current collection holds it
+        already (another replica upgrading at the same time got there first)."""
+        refilled, others = 0, dict[str, Collection]()
         for gid, gallery in self.catalog.images.galleries().items():
-            if gallery.pack is None or gallery.dim is None or not self._older(gallery.pack, gallery.dim).exists():
+            if gallery.pack is None or gallery.dim is None:
                 continue
-            old.add((gallery.pack, gallery.dim))
+            found = self._others(gallery.pack, gallery.dim)
+            if not found:
+                continue
+            others.update((other.name, other) for other in found)
             with self.exclusive(gid, wait=True):
                 current, state = self._caught_up(gid)
                 collection = self._collection_of(current)
@@ -285,9 +296,9 @@ class MilvusIndexes:
                 progress(f"gallery {gid}: moving {current.faces} faces into {collection.name}")
                 self._refill(gid, collection)
                 refilled += 1
-        for pack, dim in old:
-            progress(f"dropping {self._older(pack, dim).name}, of an older schema")
-            self._older(pack, dim).drop()
+        for name, other in sorted(others.items()):
+            progress(f"dropping {name}, of an older schema or other typed keys")
+            other.drop()
         return refilled
 
     def wait(self, gid: int, timeout: float = 600.0) -> None:
@@ -310,10 +321,12 @@ class MilvusIndexes:
         self.milvus.close()
 
 
-def _rows(gid: int, placed: dict[int, Placed], ids: np.ndarray, vectors: np.ndarray) -> list[dict]:
-    """Milvus rows of the faces ``ids`` still placed in an image."""
+def _rows(
+    collection: Collection, gid: int, placed: dict[int, Placed], ids: np.ndarray, vectors: np.ndarray
+) -> list[dict]:
+    """``collection``'s rows of the faces ``ids`` still placed in an image."""
     return [
-        face_row(face, gid, placed[face], vector)
+        collection.row(face, gid, placed[face], vector)
         for face, vector in zip(ids.tolist(), vectors, strict=True)
         if face in placed
     ]

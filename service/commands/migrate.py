@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.source} holds no embedded data directory (no lmdb/ folder)")
     with ExitStack() as opened:
         try:
-            moving = opened.enter_context(migration(args.source, settings.storage, settings.photos_dir, settings.index))
+            moving = opened.enter_context(
+                migration(args.source, settings.storage, settings.photos_dir, settings.indexing)
+            )
         except ValueError as exc:  # the settings name no cluster to copy into
             parser.error(str(exc))
         galleries = moving.galleries()

@@ -122,7 +122,7 @@ def restore(src: Path, settings: Settings) -> BackupSummary:
         raise InvalidRequest(str(exc)) from exc
     with writing():
         shutil.copytree(src / "photos", settings.photos_dir, dirs_exist_ok=True)
-    catalog, indexes = open_backend(settings.storage, settings.index)
+    catalog, indexes = open_backend(settings.storage, settings.indexing)
     try:
         with writing():
             _drop_images_of(catalog, set(recorded.get("missing", [])))

@@ -178,7 +178,7 @@ class Services:
 def build_services(settings: Settings, serving: bool = False) -> Services:
     """Open the storage; a serving process also recovers from a crash and loads the models."""
     pack = with_runtime(settings.detection.applied_to(load_pack(settings.models)), settings.model_runtime)
-    catalog, indexes = open_backend(settings.storage, settings.index, serving=serving)
+    catalog, indexes = open_backend(settings.storage, settings.indexing, serving=serving)
     services = Services(settings, catalog, indexes, KeyRing(catalog.keys), PhotoFiles(settings.photos_dir), pack)
     if settings.api_key and settings.api_secret:
         services.keys.ensure(settings.api_key, settings.api_secret)

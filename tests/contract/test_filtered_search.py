@@ -7,6 +7,7 @@ others before comparing."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from index.catalog import Catalog
 from index.filters import Scope
@@ -73,8 +74,10 @@ def scopes() -> list[Scope]:
     ]
 
 
-def test_a_filtered_search_answers_exact_search_over_the_filtered_faces(storage: Storage) -> None:
-    catalog, vectors = storage.open()
+@pytest.mark.parametrize("typed", [(), ("group", "even", "year")])
+def test_a_filtered_search_answers_exact_search_over_the_filtered_faces(storage: Storage, typed: tuple) -> None:
+    """``typed``: the gallery-wide filter keys, which cluster mode holds in typed fields."""
+    catalog, vectors = storage.open(filter_keys=typed)
     gid = gallery_of(catalog)
     data = faces(150, per_identity=4, group=8)
     load(catalog, gid, data)
@@ -116,7 +119,7 @@ def found_ids(vectors, gid: int, queries: np.ndarray) -> list[list[int]]:
 
 
 def test_adds_updates_and_deletes_are_in_the_next_filtered_search(storage: Storage) -> None:
-    catalog, vectors = storage.open()
+    catalog, vectors = storage.open(filter_keys=("vip",))
     gid = gallery_of(catalog)
     data = faces(40, per_identity=4)
     records = load(catalog, gid, data)

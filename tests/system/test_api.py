@@ -97,7 +97,12 @@ class FlaskBackend(Backend):
 class HttpBackend(Backend):
     def __init__(self, data_dir: Path) -> None:
         super().__init__(data_dir)
-        env = {"FACE_SEARCH_MAX_BODY_BYTES": str(8 * 1024 * 1024), "FACE_SEARCH_URL_ALLOW_NETWORKS": "127.0.0.0/8"}
+        env = {
+            "FACE_SEARCH_MAX_BODY_BYTES": str(8 * 1024 * 1024),
+            "FACE_SEARCH_URL_ALLOW_NETWORKS": "127.0.0.0/8",
+            # keys the filter tests use, held as typed fields of the Milvus rows (the others as JSON)
+            "FACE_SEARCH_FILTER_KEYS": "status,year,customer.city,level",
+        }
         self.server = LiveServer(data_dir, env).start()
 
     def call(self, method: str, path: str, auth: tuple[str, str] | None, **kwargs: Any) -> Answer:
@@ -121,7 +126,12 @@ class ReplicasBackend(HttpBackend):
 
     def __init__(self, data_dir: Path, engines: Engines) -> None:
         self.data_dir = data_dir
-        env = {"FACE_SEARCH_MAX_BODY_BYTES": str(8 * 1024 * 1024), "FACE_SEARCH_URL_ALLOW_NETWORKS": "127.0.0.0/8"}
+        env = {
+            "FACE_SEARCH_MAX_BODY_BYTES": str(8 * 1024 * 1024),
+            "FACE_SEARCH_URL_ALLOW_NETWORKS": "127.0.0.0/8",
+            # keys the filter tests use, held as typed fields of the Milvus rows (the others as JSON)
+            "FACE_SEARCH_FILTER_KEYS": "status,year,customer.city,level",
+        }
         self.replicas = engines.replicas(env)
         self.turn = itertools.cycle(self.replicas.servers)
 

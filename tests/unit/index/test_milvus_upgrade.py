@@ -1,6 +1,7 @@
 """Milvus collections made before collections and filters existed (no collection or metadata
 fields, which Milvus 2.3 cannot add) are refilled from the catalog into the current schema by
-the first serving replica, and dropped: every face is searchable again, filters included."""
+the first serving replica, and dropped: every face is searchable again, filters included. So
+are the collections of other typed keys, once ``FACE_SEARCH_FILTER_KEYS`` changes."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 
 from index.filters import Scope
 from index.milvus import MilvusIndexes
-from index.milvus.collection import HNSW, collection_name
+from index.milvus.collection import HNSW, collection_base
 from index.postgres import PostgresCatalog
 from index.records import collection_key
 from index.vectors import IndexSettings
@@ -47,7 +48,7 @@ def test_an_old_collection_is_refilled_into_the_current_schema_and_dropped(engin
         records = [catalog.images.add(gid, new_image(data.vectors[n : n + 4], f"{n}.jpg")) for n in range(0, 80, 4)]
         catalog.images.update(gid, records[3].id, {"vip": True})
         gallery = catalog.images.gallery(gid)
-        old = collection_name(catalog.namespace, gallery.pack, gallery.dim, schema="")
+        old = collection_base(catalog.namespace, gallery.pack, gallery.dim)  # as named before schema v2
         rows = [
             {"id": face.id, "gallery": gid, "image": record.id, "box": {"bbox": face.bbox},
              "vector": data.vectors[4 * n + i].tolist()}
@@ -72,7 +73,19 @@ def test_an_old_collection_is_refilled_into_the_current_schema_and_dropped(engin
             _, ids = indexes.search(gid, data.queries, 10, vip)
             assert {int(i) for i in ids.ravel() if i >= 0} == {face.id for face in records[3].faces}
             assert indexes.upgrade() == 0, "nothing left to move"
+            untyped = indexes.collection(gallery.pack, gallery.dim).name
         finally:
             indexes.close()
+
+        typed = MilvusIndexes(catalog, engines.milvus.uri, IndexSettings(filter_keys=("vip",)), serving=True)
+        typed.open_all()
+        try:
+            assert typed.collection(gallery.pack, gallery.dim).name != untyped
+            assert not typed.milvus.call(lambda client: client.has_collection(untyped)), "the other keys' is dropped"
+            _, ids = typed.search(gid, data.queries, 10, vip)
+            assert {int(i) for i in ids.ravel() if i >= 0} == {face.id for face in records[3].faces}
+            assert typed.rebuild_reason(gid) is None and typed.upgrade() == 0
+        finally:
+            typed.close()
     finally:
         catalog.close()
