@@ -48,6 +48,9 @@ class IndexSettings:
 
 
 STORAGES = ("flat", "sq8", "pq", "pq4")
+# how many of ``IndexSettings.filter_keys`` a vector backend holds beside each vector in typed
+# fields (cluster mode: five Milvus fields each, inside Milvus's 64 fields a collection)
+TYPED_FILTER_KEYS = 8
 
 
 @dataclass(frozen=True)

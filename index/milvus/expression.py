@@ -5,7 +5,7 @@ a DOUBLE, NaN when ``created_at`` is not a time: NaN compares false both ways, a
 without a time passes no window), and the image's metadata twice over:
 
 - **typed fields for the keys the collection's ``Layout`` names** (the gallery-wide filter keys,
-  ``FACE_SEARCH_FILTER_KEYS``, at most ``TYPED_MOST``), five per key ``k<i>``: ``k<i>v``, an
+  ``FACE_SEARCH_FILTER_KEYS``, at most ``TYPED_FILTER_KEYS``), five per key ``k<i>``: ``k<i>v``, an
   ARRAY of tags, one per value at the path (``s`` + a string, ``n`` + a number's ``repr``, ``z``
   null, ``t`` / ``f`` a boolean) and ``e`` when the path is present; ``k<i>l`` / ``k<i>g`` the
   least and greatest number (NaN: none); ``k<i>m`` / ``k<i>x`` the least and greatest tagged
@@ -71,11 +71,11 @@ from ..filters import (
     resolve,
     typed,
 )
+from ..vectors import TYPED_FILTER_KEYS
 
 NOTHING = "(id < 0)"  # an expression no row passes (ids are positive)
 _OPS = {EQ: "==", GT: ">", GTE: ">=", LT: "<", LTE: "<="}
 
-TYPED_MOST = 8  # typed keys of a collection: five fields each, inside Milvus's 64 fields a collection
 TYPED_VALUES = 64  # tags one typed key holds in a row (the ARRAY's capacity)
 TYPED_BYTES = 4096  # bytes of a string one typed key holds (a tag's and a VARCHAR's length, its tag aside)
 PRESENT, NULL_TAG, TRUE_TAG, FALSE_TAG, OVERFLOW = "e", "z", "t", "f", "o"
@@ -189,8 +189,8 @@ class Layout:
 
     @classmethod
     def of(cls, keys: Iterable[str]) -> Layout:
-        """The first ``TYPED_MOST`` of the metadata keys ``keys`` (reserved paths are fields already)."""
-        return cls(tuple(key for key in dict.fromkeys(keys) if key not in RESERVED)[:TYPED_MOST])
+        """The first ``TYPED_FILTER_KEYS`` of the metadata keys ``keys`` (reserved paths are fields already)."""
+        return cls(tuple(key for key in dict.fromkeys(keys) if key not in RESERVED)[:TYPED_FILTER_KEYS])
 
     @property
     def suffix(self) -> str:

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from index.backend import StorageSettings
-from index.milvus.expression import TYPED_MOST
-from index.vectors import STORAGES, IndexSettings
+from index.vectors import STORAGES, TYPED_FILTER_KEYS, IndexSettings
 from models.decode import DEFAULT_MAX_PIXELS
 from models.packs import ModelPack
 from models.runtime import RuntimeOverride, parse_override
@@ -349,9 +348,9 @@ ENV = (
     Env(
         "FACE_SEARCH_FILTER_KEYS", "filters.keys",
         "metadata keys indexed for filters in every gallery from start-up (any other key is indexed once a filter "
-        f"uses it); in cluster mode the first {TYPED_MOST} are also typed fields of the Milvus rows, which filters "
-        "read ten times faster than the others: give every replica the same list (a change moves the rows at the "
-        "next start)", names, "none",
+        f"uses it); in cluster mode the first {TYPED_FILTER_KEYS} are also typed fields of the Milvus rows, which "
+        "filters read ten times faster than the others: give every replica the same list (a change moves the rows "
+        "at the next start)", names, "none",
     ),
     Env(
         "FACE_SEARCH_MAX_FILTER_KEYS", "filters.most",
