@@ -281,10 +281,14 @@ class MilvusIndexes:
         refilled under its exclusive lock, and skipped when the current collection holds it
         already (another replica upgrading at the same time got there first)."""
         refilled, others = 0, dict[str, Collection]()
+        of_pack: dict[tuple[str, int], list[Collection]] = {}  # one listing of Milvus's collections a pack
         for gid, gallery in self.catalog.images.galleries().items():
             if gallery.pack is None or gallery.dim is None:
                 continue
-            found = self._others(gallery.pack, gallery.dim)
+            pack = (gallery.pack, gallery.dim)
+            if pack not in of_pack:
+                of_pack[pack] = self._others(*pack)
+            found = of_pack[pack]
             if not found:
                 continue
             others.update((other.name, other) for other in found)
