@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import pytest
 
-from index.filters import Facts, Scope, created_seconds, matches, paths
+from index.filters import Scope, created_seconds, paths
 from index.milvus import MilvusIndexes
 from index.milvus.expression import OVERFLOW, TYPED_BYTES, TYPED_VALUES, typed_values
 from index.postgres import PostgresCatalog
-from index.records import NewFace, NewImage
 from index.vectors import IndexSettings
 from service.core.config import Limits
 from service.core.filters import parse_filter
-from service.harness.synthetic import faces
 from tests.cluster import Engines
-from tests.contract.test_catalog import PACK, gallery_of
+from tests.contract.test_catalog import gallery_of
+from tests.contract.test_filters import expected, stored
 
 pytestmark = pytest.mark.cluster
 
@@ -69,27 +68,20 @@ def test_a_typed_key_selects_what_the_reference_selects(engines: Engines) -> Non
     try:
         gid = gallery_of(catalog)
         count = 2 * len(VALUES) + 3
-        data = faces(count)
-        images = [
-            NewImage(f"{n}.jpg", "image/jpeg", metadata_of(n), TIMES[n % len(TIMES)], PACK,
-                     [NewFace([0.0, 0.0, 8.0, 8.0], 0.9, data.vectors[n])])
-            for n in range(count)
-        ]  # fmt: skip
-        records = catalog.images.add_many(gid, images)
+        records = stored(
+            catalog, gid, [metadata_of(n) for n in range(count)], created=[TIMES[n % len(TIMES)] for n in range(count)]
+        )
         indexes.sync(gid)
         overflowed = {
-            key: {r.faces[0].id for r in records if OVERFLOW in typed_values(r.metadata, key)[0]} for key in TYPED
+            key: {face.id for r in records if OVERFLOW in typed_values(r.metadata, key)[0] for face in r.faces}
+            for key in TYPED
         }
         assert overflowed["v"], "some rows overflow the typed fields"
+        query = catalog.log.snapshot(gid).vectors[:1]
         for scope in scopes():
-            wanted = {
-                r.faces[0].id
-                for r in records
-                if matches(scope.expr(), Facts(r.metadata, r.collection, created_seconds(r.created_at)))
-            }
             maybe = set().union(*(overflowed[key] for key in paths(scope.expr()) if key in overflowed))
-            _, ids = indexes.search(gid, data.vectors[:1], count, scope)
-            assert {int(i) for i in ids[0] if i >= 0} == wanted | maybe, scope
+            _, ids = indexes.search(gid, query, 2 * count, scope)
+            assert {int(i) for i in ids[0] if i >= 0} == set(expected(catalog, gid, scope)[1]) | maybe, scope
     finally:
         indexes.close()
         catalog.close()
