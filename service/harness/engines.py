@@ -10,7 +10,9 @@ otherwise hold the only copy of every acknowledged write.
 - PostgreSQL refuses to run as root, so as root it runs as ``nobody``: its binaries, data
   and socket live in a folder that user can reach and owns.
 - Milvus registers the address of each of its components; every ``ip:`` and ``localhost``
-  of its configuration is pinned to 127.0.0.1, and every port is chosen free. A SIGTERM can
+  of its configuration is pinned to 127.0.0.1, and every port is chosen free. It still binds
+  its ports on all interfaces, so it runs in a network namespace of its own that holds only a
+  loopback, its client and health ports relayed from 127.0.0.1 (``isolated.py``). A SIGTERM can
   hang it for minutes (it waits for its own coordinators), while a SIGKILL loses nothing
   acknowledged, so ``stop`` kills it.
 """
@@ -28,6 +30,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -304,7 +307,11 @@ class Milvus:
             "ETCD_CONFIG_PATH": str(self.root / "configs" / "embedEtcd.yaml"),
             "LD_LIBRARY_PATH": str(bin_dir),
         }
-        command = [bin_dir / "milvus", "run", "standalone"]
+        # Milvus binds its ports on every interface whatever its config says: it runs in a network
+        # namespace of its own, with its client and health ports relayed from 127.0.0.1 here
+        forward = [item for port in (self.ports["proxy_port"], self.metrics_port) for item in ("--forward", str(port))]
+        command = [sys.executable, "-m", "service.harness.isolated", *forward, "--", bin_dir / "milvus", "run",
+                   "standalone"]  # fmt: skip
         self.pid = launch("Milvus", command, self.root / "logs" / "milvus.log", self._answers, timeout, env=env,
                           cwd=self.root)  # fmt: skip
         return self

@@ -3,6 +3,8 @@ folder, all real processes, and real SIGKILLs of each component while a client s
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import os
 import subprocess
 import sys
@@ -328,3 +330,43 @@ def test_sigkill_of_a_replica_leaves_the_other_serving(replicas: Replicas, tmp_p
     assert young.exists(), "a young file may be another replica's add in flight: it stays"
     young.unlink()
     _no_orphan_photos(replicas)
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and every process under it."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [pid, *(grand for child in children for grand in _tree(int(child)))]
+
+
+def _listening_here(pids: list[int]) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The address of every TCP socket listening in this process's network namespace that one
+    of ``pids`` holds (read from /proc: nothing is connected to)."""
+    inodes = set()
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):  # closed meanwhile
+                link = os.readlink(fd)
+                if link.startswith("socket:["):
+                    inodes.add(link.removeprefix("socket:[").removesuffix("]"))
+    found = []
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/self/net/{table}").read_text().splitlines()[1:]:
+            local, state, inode = line.split()[1], line.split()[3], line.split()[9]
+            if state == "0A" and inode in inodes:  # TCP_LISTEN
+                raw = bytes.fromhex(local.partition(":")[0])  # 32-bit words in host (little-endian) order
+                words = [raw[i : i + 4][::-1] for i in range(0, len(raw), 4)]
+                found.append(ipaddress.ip_address(b"".join(words)))
+    return found
+
+
+def test_every_server_of_the_cluster_listens_on_loopback_only(replicas: Replicas, engines: Engines) -> None:
+    """Milvus binds its ports on all interfaces whatever its config says: it must run where the
+    only interface is a loopback of its own, reached through the relay's 127.0.0.1 ports."""
+    assert engines.milvus.pid is not None and engines.postgres.pid is not None
+    assert os.readlink(f"/proc/{engines.milvus.pid}/ns/net") != os.readlink("/proc/self/ns/net")
+    servers = {"milvus": engines.milvus.pid, "postgres": engines.postgres.pid}
+    servers.update({f"replica {n}": server.pid for n, server in enumerate(replicas.servers)})
+    for name, pid in servers.items():
+        found = _listening_here(_tree(pid))
+        assert found, f"{name} listens on nothing here: the check reads the wrong sockets"
+        assert all(address.is_loopback for address in found), f"{name} listens on {found}"
