@@ -134,9 +134,8 @@ class GalleryIndex:
         - a base with a second code: the codes of the allowed faces ranked directly (a scan of
           their rows alone) when that costs less than that wider IVF scan (``DIRECT_COST``), else
           the IVF scan with the allowed rows as its selector (and the direct ranking after all if
-          the scan found fewer than ``k``); the best ``settings.rerank`` of the scan, or
-          ``direct_rerank`` of the direct ranking (more in a larger gallery), are scored
-          exactly;
+          the scan found fewer than ``k``); the best ``filtered_rerank`` of either
+          (``settings.rerank``, more in a gallery past ``RERANK_AT``) are scored exactly;
         - any other base: its search with the allowed faces as selector;
         - the overlay: an exact search with the allowed faces as selector.
         """
@@ -245,7 +244,8 @@ class GalleryIndex:
 # shallower scan (the contract test's small, tightly grouped gallery, tests/contract/
 # test_filtered_search.py, meets 1.6 faces per face it returns) lost recall at a fifth below
 # nprobe / s**0.75, so there the filter keeps nprobe / s. Measured: the issue-29perf run
-# and "A widening by the scan's depth" of docs/benchmarks/2026-12-07-filters.md.
+# and "A widening by the scan's depth" of docs/benchmarks/2026-12-07-filters.md. Past RERANK_AT
+# faces the filter scans nprobe / s too (see ``crowding``).
 WIDEN = 0.6
 DEEP = 8
 NEAR_RERANK = 4  # a grouping run's neighbours: this many times k candidates are scored exactly
@@ -257,12 +257,13 @@ DIRECT_COST = 10
 FEWEST_CANDIDATES = 1600  # what a million faces need: docs/benchmarks/2026-12-02-second-code.md (1M sweep)
 CANDIDATES_AT = 10_000_000  # the gallery size ``IndexSettings.candidates`` is set for
 DIMS_PER_BYTE = 4  # and the second code's dimensions per byte it is set for (buffalo_s: 512 in 128 bytes)
-# A filter ranked directly orders every face it keeps by the second code, not a scan's shortlist
-# of them, and the strangers that the code ranks among a person's true neighbours grow with the
-# gallery they are drawn from, as the scan's candidates do (``candidates_for``): so its exact
-# re-rank grows with the gallery too, ``IndexSettings.rerank`` up to RERANK_AT faces and in
-# proportion above (measured at a million and ten million faces in the filters report,
-# docs/benchmarks/2026-12-07-filters.md).
+# The strangers that the codes rank among a person's true neighbours grow with the gallery they
+# are drawn from, as the scan's candidates do (``candidates_for``), and a filter's nearest allowed
+# faces lie deeper among them than the unfiltered nearest: so a filtered search digs deeper the
+# larger the gallery past RERANK_AT faces (``crowding``). Below it, every filter searches as
+# measured at a million faces; at ten million, each way of digging deeper alone fell short of the
+# recall the filters the service scans need, and only the three together reached it
+# (docs/benchmarks/2026-12-07-filters.md, docs/benchmarks/2026-12-08-filters-10m.md).
 RERANK_AT = CANDIDATES_AT // 4
 
 
@@ -297,8 +298,9 @@ def candidates_setting(candidates: int, count: int, dim: int, refine_bytes: int)
 def widened(state: IndexState, count: int, share: float, returned: int) -> int:
     """The lists an IVF of ``count`` faces scans for a filter that keeps ``share`` of them, its
     scan returning ``returned`` faces: ``nprobe / share**WIDEN`` where the unfiltered scan meets
-    at least ``DEEP`` faces per face it returns, else ``nprobe / share`` (see ``WIDEN``)."""
-    deep = state.nprobe * count >= DEEP * returned * state.nlist
+    at least ``DEEP`` faces per face it returns in a gallery no larger than ``RERANK_AT``, else
+    ``nprobe / share`` (see ``WIDEN`` and ``crowding``)."""
+    deep = state.nprobe * count >= DEEP * returned * state.nlist and crowding(count) == 1.0
     return min(state.nlist, math.ceil(state.nprobe / share ** (WIDEN if deep else 1.0)))
 
 
@@ -306,10 +308,23 @@ def _scanned(base: VectorIndex, settings: IndexSettings) -> int:
     return candidates_for(base.count, base.state.dim, base.state.refine_bytes, settings)
 
 
-def direct_rerank(count: int, k: int, settings: IndexSettings) -> int:
-    """How many of a directly ranked filter's best faces by their second code, in a base of
-    ``count`` faces, are scored exactly (see ``RERANK_AT``)."""
-    return max(k, settings.rerank, math.ceil(settings.rerank * count / RERANK_AT))
+def crowding(count: int) -> float:
+    """How many times ``RERANK_AT`` a base of ``count`` faces holds, never below 1: a filtered search
+    past it re-ranks exactly that many times ``IndexSettings.rerank`` of its best faces by the
+    second code (``filtered_rerank``), a scan with a filter returns its square root times the
+    candidates (``filtered_candidates``) and reads ``nprobe / share`` lists (``widened``)."""
+    return max(1.0, count / RERANK_AT)
+
+
+def filtered_rerank(count: int, k: int, settings: IndexSettings) -> int:
+    """How many of a filter's best faces by their second code, in a base of ``count`` faces, are
+    scored exactly (see ``crowding``)."""
+    return max(k, math.ceil(settings.rerank * crowding(count)))
+
+
+def filtered_candidates(base: VectorIndex, settings: IndexSettings) -> int:
+    """How many faces a base's IVF scan with a filter returns for its second code to rank."""
+    return math.ceil(_scanned(base, settings) * math.sqrt(crowding(base.count)))
 
 
 def _ranked_within(
@@ -329,12 +344,12 @@ def _ranked_within(
     rows = base.selected_rows(allowed)
     count = len(rows)
     scanned = wider / max(base.state.nlist, 1) * base.count  # faces the wider IVF scan reads
+    keep = filtered_rerank(base.count, k, settings)
     if count * DIRECT_COST > scanned:
-        ids, _ = base.shortlist(queries, max(k, settings.rerank), _scanned(base, settings), selector, wider)
+        ids, _ = base.shortlist(queries, keep, filtered_candidates(base, settings), selector, wider)
         found = _rescored(queries, ids, exact)
         if np.all((found[1] >= 0).sum(axis=1) >= min(k, count)):
             return found
-    keep = direct_rerank(base.count, k, settings)
     ranked = np.full((len(queries), keep), -1, np.int64)
     scorer = base.selected_scorer(allowed)
     for number, query in enumerate(queries):

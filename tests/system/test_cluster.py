@@ -351,7 +351,8 @@ def _listening_here(pids: list[int]) -> list[ipaddress.IPv4Address | ipaddress.I
     found = []
     for table in ("tcp", "tcp6"):
         for line in Path(f"/proc/self/net/{table}").read_text().splitlines()[1:]:
-            local, state, inode = line.split()[1], line.split()[3], line.split()[9]
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
             if state == "0A" and inode in inodes:  # TCP_LISTEN
                 raw = bytes.fromhex(local.partition(":")[0])  # 32-bit words in host (little-endian) order
                 words = [raw[i : i + 4][::-1] for i in range(0, len(raw), 4)]

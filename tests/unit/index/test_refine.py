@@ -408,18 +408,20 @@ def test_a_filter_ranked_directly_keeps_to_its_own_faces_when_another_filter_com
     assert base.selected_scorer(again) is scorer and len(base._selectors) == 2, "the held codes go on serving"
 
 
-def test_a_filter_ranked_directly_scores_exactly_more_of_its_best_the_larger_the_gallery(gallery, monkeypatch) -> None:
-    """Half the gallery ranked directly by the second code, with a re-rank of 10: the best 10 by
-    the code miss some of the true 10; counted as a gallery ten times past ``RERANK_AT``, the
-    re-rank grows tenfold (``direct_rerank``) and finds them all, as exact search over those
-    faces does."""
+@pytest.mark.parametrize("direct_cost", [0, 1 << 30], ids=["ranked directly", "scanned"])
+def test_a_filter_digs_deeper_the_larger_the_gallery(gallery, monkeypatch, direct_cost: int) -> None:
+    """Half the gallery, its codes ranked directly or through the IVF scan with a selector (as
+    ``DIRECT_COST`` decides), with a re-rank of 10: the best 10 by the code miss some of the true
+    10; counted as a gallery ten times past ``RERANK_AT``, the search digs deeper (``crowding``:
+    the re-rank grows tenfold, a scan's candidates by its square root and its lists to ``nprobe /
+    share``) and finds them all, as exact search over those faces does."""
     catalog, folder, gid, queries = gallery
     base, index = loaded(catalog, folder, gid)
     allowed = IdSet.of(np.asarray(base.codes.ids)[0::2])
     truth = exact_among(catalog, gid, allowed, queries)
     exact = lambda wanted: catalog.images.vectors(gid, wanted)  # noqa: E731
     settings = replace(SETTINGS, rerank=10)
-    monkeypatch.setattr(gallery_module, "DIRECT_COST", 0)  # ranked directly whatever the scan would cost
+    monkeypatch.setattr(gallery_module, "DIRECT_COST", direct_cost)
 
     def recall(rerank_at: int) -> float:
         monkeypatch.setattr(gallery_module, "RERANK_AT", rerank_at)
@@ -428,5 +430,5 @@ def test_a_filter_ranked_directly_scores_exactly_more_of_its_best_the_larger_the
         return recall_of(found.tolist(), truth)
 
     fixed, grown = recall(base.count), recall(base.count // 10)
-    assert gallery_module.direct_rerank(base.count, 10, settings) == 100
+    assert gallery_module.filtered_rerank(base.count, 10, settings) == 100
     assert fixed < 0.99 and grown >= 0.99, (fixed, grown)
