@@ -43,21 +43,12 @@ RELAY_BYTES = 1 << 18  # read at a time per direction: a Milvus insert request i
 NOT_ISOLATED = 3  # the exit status when no network namespace can be made
 
 
-def listening(port: int) -> socket.socket:
-    """A socket listening on 127.0.0.1:``port`` of the namespace this is called in."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    # the server restarted right after a SIGKILL finds its old connections in TIME_WAIT
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((LOOPBACK, port))
-    sock.listen(128)
-    return sock
-
-
 def isolate() -> None:
     """Move this (single-threaded) process into a new network namespace with its loopback up."""
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(CLONE_NEWNET) != 0 and libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0:
-        raise OSError(ctypes.get_errno(), f"no network namespace of its own: {os.strerror(ctypes.get_errno())}")
+        error = ctypes.get_errno()
+        raise OSError(error, f"no network namespace of its own: {os.strerror(error)}")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         _, flags = struct.unpack(IFREQ, fcntl.ioctl(sock, SIOCGIFFLAGS, struct.pack(IFREQ, b"lo", 0)))
         fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack(IFREQ, b"lo", flags | IFF_UP))
@@ -113,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("no command to run")
-    listeners = [listening(port) for port in args.forward]  # in this machine's namespace
+    # in this machine's namespace; SO_REUSEADDR (create_server's default): a server restarted right
+    # after a SIGKILL finds its old connections in TIME_WAIT
+    listeners = [socket.create_server((LOOPBACK, port), backlog=128) for port in args.forward]
     try:
         isolate()
     except OSError as exc:
@@ -129,7 +122,6 @@ def main(argv: list[str] | None = None) -> int:
     for listener in listeners:
         listener.close()
     os.execvp(command[0], command)
-    return 0  # not reached: exec replaces this process
 
 
 if __name__ == "__main__":
